@@ -1,0 +1,86 @@
+from django import forms
+from django.contrib import admin, messages
+from django.utils.html import format_html
+
+from agents.models import Agent, RegistrationToken
+from agents.services.registration import DEFAULT_TOKEN_TTL_SECONDS, registration_token_issue
+from tenant.admin_scoping import TenantScopedAdmin, mask
+
+
+@admin.register(Agent)
+class AgentAdmin(TenantScopedAdmin):
+    list_display = ["name", "tenant", "hostname", "status_badge", "version", "certificate_not_after", "last_seen"]
+    list_filter = ["tenant", "revoked_at"]
+    search_fields = ["name", "hostname"]
+    readonly_fields = ["id", "tenant", "hostname", "version", "certificate_serial", "fingerprint",
+                       "certificate_not_after", "registered_at", "last_seen", "revoked_at", "revoked_by"]
+    fields = ["id", "name", "tenant", "domains", "hostname", "version", "certificate_serial", "fingerprint",
+              "certificate_not_after", "registered_at", "last_seen", "revoked_at", "revoked_by"]
+    actions = ["revoke_selected"]
+
+    def has_add_permission(self, request):
+        return False  # agents register themselves with a token
+
+    @admin.display(description="status")
+    def status_badge(self, obj: Agent) -> str:
+        return obj.get_status_display() if hasattr(obj, "get_status_display") else obj.status
+
+    @admin.display(description="key fingerprint")
+    def fingerprint(self, obj: Agent) -> str:
+        return mask(obj.key_fingerprint, 8)
+
+    @admin.action(description="Revoke selected agents (closes their connections now)", permissions=["change"])
+    def revoke_selected(self, request, queryset):
+        from agents.services.lifecycle import agent_revoke
+
+        count = 0
+        for agent in queryset.filter(revoked_at__isnull=True):
+            agent_revoke(agent=agent, by=request.user)
+            count += 1
+        self.message_user(request, f"Revoked {count} agent(s).", messages.SUCCESS)
+
+
+class RegistrationTokenForm(forms.ModelForm):
+    ttl_seconds = forms.IntegerField(initial=DEFAULT_TOKEN_TTL_SECONDS, min_value=60, max_value=7 * 24 * 3600,
+                                     label="Valid for (seconds)")
+
+    class Meta:
+        model = RegistrationToken
+        fields = ["tenant", "domains"]
+
+
+@admin.register(RegistrationToken)
+class RegistrationTokenAdmin(TenantScopedAdmin):
+    form = RegistrationTokenForm
+    list_display = ["masked", "tenant", "created_at", "expires_at", "used_at", "issued_by"]
+    list_filter = ["tenant"]
+    readonly_fields = ["masked", "created_at", "expires_at", "used_at", "used_by", "issued_by"]
+
+    def has_change_permission(self, request, obj=None):
+        return False  # a token is issued, used or left to expire; never edited
+
+    @admin.display(description="token")
+    def masked(self, obj: RegistrationToken) -> str:
+        return f"…{obj.hint}"
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["domains", "ttl_seconds"] if not self.is_platform_admin(request) else [
+                "tenant", "domains", "ttl_seconds"]
+        return ["masked", "tenant", "domains", "created_at", "expires_at", "used_at", "used_by", "issued_by"]
+
+    def save_model(self, request, obj, form, change):
+        tenant = obj.tenant if self.is_platform_admin(request) else request.user.tenant
+        token, raw = registration_token_issue(
+            tenant=tenant, domains=form.cleaned_data.get("domains") or [],
+            ttl_seconds=form.cleaned_data["ttl_seconds"], issued_by=request.user,
+        )
+        form.instance = obj = token
+        self.message_user(
+            request,
+            format_html("Registration token (shown once, valid until {}): <code>{}</code>", token.expires_at, raw),
+            messages.WARNING,
+        )
+
+    def save_related(self, request, form, formsets, change):
+        pass  # domains were set by registration_token_issue

@@ -1,0 +1,414 @@
+"""The agent protocol: frames, the sealed password envelope, request signatures and the outcome taxonomy.
+
+Pure Python (no Django): imported by the portal and by the on-premises agent alike.
+
+Frames are JSON text messages with a ``type`` tag. A connection goes:
+
+    portal → agent   challenge {nonce}
+    agent  → portal  hello {certificate, signature over the nonce, version, hostname, capacity}
+    portal → agent   welcome {agent_id, heartbeat_seconds, renew}       (or close 4xxx)
+    agent  → portal  heartbeat {...}                                     every HEARTBEAT_SECONDS
+    portal → agent   request {sealed password, signed}  → agent: ack at once, then result
+    portal → agent   renew {}  → agent: renewal {csr signed with the old key} → portal: renewed {certificate}
+    either side      error {code, message}                                for a frame it cannot use
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import enum
+import hashlib
+import json
+import os
+import time
+import typing
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+PROTOCOL_VERSION = 1
+WEBSOCKET_PATH = "/agent/ws/"
+REGISTER_PATH = "/agent/register/"
+HEARTBEAT_SECONDS = 10
+# Three missed heartbeats and an agent is gone.
+PRESENCE_TTL_SECONDS = 3 * HEARTBEAT_SECONDS + 5
+MAX_REQUEST_AGE_SECONDS = 30
+MAX_FRAME_BYTES = 64 * 1024
+AUTH_CONTEXT = b"pta-agent-auth-v1\x00"
+RENEWAL_CONTEXT = b"pta-agent-renewal-v1\x00"
+AGENT_KEY_BITS = 2048
+
+
+class Outcome(enum.StrEnum):
+    """Every way a sign-in attempt can end. The codes are a stable interface: pages, records, metrics."""
+
+    SUCCESS = "success"
+    INVALID_CREDENTIALS = "invalid_credentials"
+    LOGON_HOURS = "logon_hours"
+    WORKSTATION_RESTRICTED = "workstation_restricted"
+    PASSWORD_EXPIRED = "password_expired"
+    ACCOUNT_DISABLED = "account_disabled"
+    ACCOUNT_EXPIRED = "account_expired"
+    PASSWORD_MUST_CHANGE = "password_must_change"
+    ACCOUNT_LOCKED = "account_locked"
+    DIRECTORY_UNAVAILABLE = "directory_unavailable"
+    UNKNOWN_DOMAIN = "unknown_domain"
+    CLOUD_LOCKED = "cloud_locked"
+    NO_AGENT_AVAILABLE = "no_agent_available"
+    AGENT_TIMEOUT = "agent_timeout"
+    AGENT_ERROR = "agent_error"
+    MFA_REQUIRED = "mfa_required"
+    MFA_FAILED = "mfa_failed"
+
+    @property
+    def message(self) -> str:
+        return OUTCOME_MESSAGES[self]
+
+    @property
+    def is_directory_answer(self) -> bool:
+        """An answer about the account from AD itself (counts for lockout, never retried)."""
+        return self in AD_SUBCODE_OUTCOMES.values() or self is Outcome.SUCCESS
+
+
+OUTCOME_MESSAGES: dict[Outcome, str] = {
+    Outcome.SUCCESS: "You are signed in.",
+    Outcome.INVALID_CREDENTIALS: "Your account or password is incorrect.",
+    Outcome.LOGON_HOURS: "You can't sign in at this time of day.",
+    Outcome.WORKSTATION_RESTRICTED: "You can't sign in from here.",
+    Outcome.PASSWORD_EXPIRED: "Your password has expired.",
+    Outcome.ACCOUNT_DISABLED: "Your account has been disabled.",
+    Outcome.ACCOUNT_EXPIRED: "Your account has expired.",
+    Outcome.PASSWORD_MUST_CHANGE: "You must change your password.",
+    Outcome.ACCOUNT_LOCKED: "Your account is locked.",
+    Outcome.DIRECTORY_UNAVAILABLE: "We can't reach your organisation's directory right now. Try again in a moment.",
+    Outcome.UNKNOWN_DOMAIN: "We don't know that organisation. Check the part of your username after the @.",
+    Outcome.CLOUD_LOCKED: "Your account is temporarily locked to prevent unauthorised use. Try again later.",
+    Outcome.NO_AGENT_AVAILABLE: "Your organisation's sign-in service is not available right now. Try again later.",
+    Outcome.AGENT_TIMEOUT: "Your organisation's sign-in service did not answer in time. Try again.",
+    Outcome.AGENT_ERROR: "Your organisation's sign-in service could not check your password. Try again later.",
+    Outcome.MFA_REQUIRED: "Enter the code from your authenticator app.",
+    Outcome.MFA_FAILED: "That code didn't work. Check your authenticator app and try again.",
+}
+
+# AD answers a failed simple bind with result 49 and "data <hex>" in its message.
+AD_SUBCODE_OUTCOMES: dict[str, Outcome] = {
+    "525": Outcome.INVALID_CREDENTIALS,
+    "52e": Outcome.INVALID_CREDENTIALS,
+    "530": Outcome.LOGON_HOURS,
+    "531": Outcome.WORKSTATION_RESTRICTED,
+    "532": Outcome.PASSWORD_EXPIRED,
+    "533": Outcome.ACCOUNT_DISABLED,
+    "701": Outcome.ACCOUNT_EXPIRED,
+    "773": Outcome.PASSWORD_MUST_CHANGE,
+    "775": Outcome.ACCOUNT_LOCKED,
+}
+
+
+def outcome_for_ad_subcode(subcode: str) -> Outcome:
+    """Any sub-code AD may add later is still a failed password, never a success."""
+    return AD_SUBCODE_OUTCOMES.get(subcode.strip().lower(), Outcome.INVALID_CREDENTIALS)
+
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes the portal sends after accept(); the agent logs them and acts."""
+
+    PROTOCOL_ERROR = 4000
+    BAD_SIGNATURE = 4001
+    UNKNOWN_CERTIFICATE = 4002
+    REVOKED = 4003
+    CERTIFICATE_EXPIRED = 4004
+    HANDSHAKE_TIMEOUT = 4005
+    RENEWED = 4006  # the agent renewed: reconnect with the new key
+
+    @property
+    def is_final(self) -> bool:
+        """The agent must stop instead of reconnecting."""
+        return self in (CloseCode.REVOKED, CloseCode.UNKNOWN_CERTIFICATE, CloseCode.CERTIFICATE_EXPIRED)
+
+
+# --- frames -------------------------------------------------------------------------------------------
+
+
+class ProtocolError(Exception):
+    """A frame that cannot be used. ``code`` goes into the error frame sent back."""
+
+    def __init__(self, code: str, message: str, request_id: str = ""):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+
+@dataclass(frozen=True)
+class Challenge:
+    type: typing.ClassVar[str] = "challenge"
+    nonce: str
+    protocol: int = PROTOCOL_VERSION
+
+
+@dataclass(frozen=True)
+class Hello:
+    type: typing.ClassVar[str] = "hello"
+    certificate: str
+    signature: str
+    version: str = ""
+    hostname: str = ""
+    capacity: int = 0
+
+
+@dataclass(frozen=True)
+class Welcome:
+    type: typing.ClassVar[str] = "welcome"
+    agent_id: str
+    heartbeat_seconds: int = HEARTBEAT_SECONDS
+    renew: bool = False
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    type: typing.ClassVar[str] = "heartbeat"
+    version: str = ""
+    in_flight: int = 0
+    capacity: int = 0
+    dc_reachable: bool = True
+    dcs: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Request:
+    """A sign-in to validate. ``sealed`` holds the password for this agent's key only."""
+
+    type: typing.ClassVar[str] = "request"
+    request_id: str
+    tenant: str
+    domain: str
+    username: str
+    key_id: str
+    expires_at: float
+    sealed: dict
+    signature: str = ""
+
+
+@dataclass(frozen=True)
+class Ack:
+    type: typing.ClassVar[str] = "ack"
+    request_id: str
+
+
+@dataclass(frozen=True)
+class Result:
+    type: typing.ClassVar[str] = "result"
+    request_id: str
+    outcome: str
+    ad_subcode: str = ""
+    latency_ms: float = 0.0
+    user: dict = field(default_factory=dict)
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Renew:
+    type: typing.ClassVar[str] = "renew"
+
+
+@dataclass(frozen=True)
+class Renewal:
+    type: typing.ClassVar[str] = "renewal"
+    csr: str
+    signature: str
+
+
+@dataclass(frozen=True)
+class Renewed:
+    type: typing.ClassVar[str] = "renewed"
+    certificate: str
+
+
+@dataclass(frozen=True)
+class Error:
+    type: typing.ClassVar[str] = "error"
+    code: str
+    message: str
+    request_id: str = ""
+
+
+Frame = Challenge | Hello | Welcome | Heartbeat | Request | Ack | Result | Renew | Renewal | Renewed | Error
+FRAME_TYPES: dict[str, type] = {cls.type: cls for cls in typing.get_args(Frame)}
+
+
+def _check_type(value: object, annotation: object) -> bool:
+    expected = {"str": str, "int": int, "float": (int, float), "bool": bool, "dict": dict}[annotation]
+    if isinstance(value, bool) and annotation in ("int", "float"):
+        return False
+    return isinstance(value, expected)
+
+
+def encode(frame: Frame) -> str:
+    return json.dumps({"type": frame.type, **dataclasses.asdict(frame)}, separators=(",", ":"))
+
+
+def decode(text: str | bytes) -> Frame:
+    """Parse and validate one frame; anything else raises ProtocolError, never another exception."""
+    if isinstance(text, bytes):
+        raise ProtocolError("malformed", "Frames are JSON text, not binary.")
+    if len(text) > MAX_FRAME_BYTES:
+        raise ProtocolError("too_large", f"Frames are limited to {MAX_FRAME_BYTES} bytes.")
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ProtocolError("malformed", "Frame is not valid JSON.") from None
+    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+        raise ProtocolError("malformed", "Frame must be a JSON object with a string 'type'.")
+    cls = FRAME_TYPES.get(data.pop("type"))
+    if cls is None:
+        raise ProtocolError("unknown_type", "Unknown frame type.")
+    request_id = data.get("request_id") if isinstance(data.get("request_id"), str) else ""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ProtocolError("malformed", f"Unknown field(s) in {cls.type}: {', '.join(sorted(unknown))[:200]}",
+                            request_id)
+    for name, spec in fields.items():
+        if name not in data:
+            has_default = spec.default is not dataclasses.MISSING or spec.default_factory is not dataclasses.MISSING
+            if not has_default:
+                raise ProtocolError("malformed", f"Missing field '{name}' in {cls.type}.", request_id)
+        elif not _check_type(data[name], spec.type):
+            raise ProtocolError("malformed", f"Field '{name}' of {cls.type} must be {spec.type}.", request_id)
+    return cls(**data)
+
+
+# --- keys ---------------------------------------------------------------------------------------------
+
+
+def b64e(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def b64d(text: str) -> bytes:
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError):
+        raise ProtocolError("malformed", "Invalid base64.") from None
+
+
+def key_fingerprint(public_key: rsa.RSAPublicKey | ed25519.Ed25519PublicKey) -> str:
+    """SHA-256 of the SubjectPublicKeyInfo: names a key in requests and in the database."""
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
+_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH)
+
+
+def sign_challenge(private_key: rsa.RSAPrivateKey, nonce: str) -> str:
+    return b64e(private_key.sign(AUTH_CONTEXT + nonce.encode("ascii"), _PSS, hashes.SHA256()))
+
+
+def verify_challenge(public_key: rsa.RSAPublicKey, nonce: str, signature: str) -> bool:
+    return _verify_pss(public_key, AUTH_CONTEXT + nonce.encode("ascii"), signature)
+
+
+def sign_renewal(private_key: rsa.RSAPrivateKey, csr_pem: str) -> str:
+    return b64e(private_key.sign(RENEWAL_CONTEXT + csr_pem.encode("ascii"), _PSS, hashes.SHA256()))
+
+
+def verify_renewal(public_key: rsa.RSAPublicKey, csr_pem: str, signature: str) -> bool:
+    return _verify_pss(public_key, RENEWAL_CONTEXT + csr_pem.encode("ascii", "replace"), signature)
+
+
+def _verify_pss(public_key: rsa.RSAPublicKey, message: bytes, signature: str) -> bool:
+    try:
+        public_key.verify(b64d(signature), message, _PSS, hashes.SHA256())
+    except (InvalidSignature, ProtocolError, ValueError):
+        return False
+    return True
+
+
+def new_nonce() -> str:
+    return b64e(os.urandom(32))
+
+
+# --- the sealed password and the signed request -------------------------------------------------------
+
+
+def _associated_data(*, request_id: str, tenant: str, key_id: str, expires_at: float) -> bytes:
+    return f"pta-seal-v1\x00{request_id}\x00{tenant}\x00{key_id}\x00{expires_at!r}".encode()
+
+
+def seal_password(
+    *, public_key: rsa.RSAPublicKey, password: str, request_id: str, tenant: str, key_id: str, expires_at: float
+) -> dict:
+    """RSA-OAEP-SHA256 wraps a fresh AES-256-GCM key; the associated data binds the request to its context."""
+    content_key = AESGCM.generate_key(bit_length=256)
+    nonce = os.urandom(12)
+    aad = _associated_data(request_id=request_id, tenant=tenant, key_id=key_id, expires_at=expires_at)
+    ciphertext = AESGCM(content_key).encrypt(nonce, password.encode("utf-8"), aad)
+    wrapped = public_key.encrypt(content_key, _OAEP)
+    return {"alg": "RSA-OAEP-256+A256GCM", "key": b64e(wrapped), "nonce": b64e(nonce), "data": b64e(ciphertext)}
+
+
+_OAEP = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+
+
+def open_envelope(*, private_key: rsa.RSAPrivateKey, request: Request) -> str:
+    """The password of a request sealed for this key; ProtocolError when it was not, or was altered."""
+    sealed = request.sealed
+    if not all(isinstance(sealed.get(k), str) for k in ("key", "nonce", "data")):
+        raise ProtocolError("malformed", "Sealed password is incomplete.", request.request_id)
+    aad = _associated_data(
+        request_id=request.request_id, tenant=request.tenant, key_id=request.key_id, expires_at=request.expires_at
+    )
+    try:
+        content_key = private_key.decrypt(b64d(sealed["key"]), _OAEP)
+        plain = AESGCM(content_key).decrypt(b64d(sealed["nonce"]), b64d(sealed["data"]), aad)
+        return plain.decode("utf-8")
+    except (ValueError, InvalidTag, UnicodeDecodeError):
+        raise ProtocolError("cannot_decrypt", "The password was not sealed for this agent.",
+                            request.request_id) from None
+
+
+def _request_signing_bytes(request: Request) -> bytes:
+    data = dataclasses.asdict(request)
+    data.pop("signature")
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def sign_request(request: Request, signing_key: ed25519.Ed25519PrivateKey) -> Request:
+    return dataclasses.replace(request, signature=b64e(signing_key.sign(_request_signing_bytes(request))))
+
+
+def verify_request(
+    request: Request, verify_key: ed25519.Ed25519PublicKey, *, now: float | None = None
+) -> None:
+    """Signature first, then freshness: a forged or stale request is refused before any decryption."""
+    try:
+        verify_key.verify(b64d(request.signature), _request_signing_bytes(request))
+    except (InvalidSignature, ProtocolError):
+        raise ProtocolError("bad_signature", "Request signature does not verify.", request.request_id) from None
+    now = time.time() if now is None else now
+    if request.expires_at <= now:
+        raise ProtocolError("expired", "Request has expired.", request.request_id)
+    if request.expires_at > now + MAX_REQUEST_AGE_SECONDS + 5:
+        raise ProtocolError("expired", "Request expiry is too far in the future.", request.request_id)
+
+
+class ReplayGuard:
+    """Remembers request ids until their expiry has passed, so a replay inside that time is refused."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, float] = {}
+
+    def check_and_remember(self, request_id: str, expires_at: float, *, now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        if len(self._seen) > 1024:
+            self._seen = {rid: exp for rid, exp in self._seen.items() if exp > now}
+        if request_id in self._seen:
+            return False
+        self._seen[request_id] = expires_at
+        return True
+

@@ -1,0 +1,33 @@
+import secrets
+
+from .base import STATE_DIR
+from .env import PRODUCTION, env, required_in_production
+
+
+def _embedded_secret(name: str) -> str:
+    """A secret generated once for the embedded profile and kept in its state folder (mode 0600)."""
+    path = STATE_DIR / name
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+SECRET_KEY = required_in_production("DJANGO_SECRET_KEY", "") or _embedded_secret("secret_key")
+# Encrypts the tenant CAs' private keys at rest.
+PTA_CA_ENCRYPTION_KEY = required_in_production("PTA_CA_ENCRYPTION_KEY", "") or _embedded_secret(
+    "ca_encryption_key"
+)
+
+DEBUG = env("DJANGO_DEBUG", "") == "1"
+ALLOWED_HOSTS = [h for h in env("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",") if h]
+CSRF_TRUSTED_ORIGINS = [o for o in env("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = PRODUCTION and env("PTA_INSECURE_COOKIES", "") != "1"
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env("PTA_BEHIND_PROXY") == "1" else None

@@ -1,0 +1,73 @@
+"""One mixin scopes every admin class to the signed-in administrator's tenant."""
+
+from django.contrib import admin
+from django.http import Http404
+
+
+def mask(secret: str, shown: int = 4) -> str:
+    """The last characters only, so a secret never reaches a page, a URL or a log whole."""
+    return f"…{secret[-shown:]}" if secret else ""
+
+
+class TenantScopedAdmin(admin.ModelAdmin):
+    """Platform superusers see everything; a tenant administrator sees and edits only their tenant.
+
+    ``tenant_path`` is the lookup from the model to its tenant ("tenant", or "pk" for Tenant itself).
+    Lists, object URLs, lookups and autocomplete all go through get_queryset, so one filter covers them.
+    """
+
+    tenant_path = "tenant"
+
+    @staticmethod
+    def is_platform_admin(request) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if self.is_platform_admin(request):
+            return queryset
+        if request.user.tenant_id is None:
+            return queryset.none()
+        return queryset.filter(**{self.tenant_path: request.user.tenant_id})
+
+    def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
+        # Another tenant's object is indistinguishable from a missing one: 404, not a helpful redirect.
+        raise Http404
+
+    def get_exclude(self, request, obj=None):
+        excluded = list(super().get_exclude(request, obj) or [])
+        if not self.is_platform_admin(request) and self.tenant_path == "tenant":
+            excluded.append("tenant")
+        return excluded
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        if self.is_platform_admin(request) or self.tenant_path != "tenant":
+            return form
+        tenant_id = request.user.tenant_id
+
+        class TenantBoundForm(form):
+            def __init__(self, *args, **kw):
+                super().__init__(*args, **kw)
+                # Set before validation, so model clean() sees the tenant it will be saved with.
+                self.instance.tenant_id = tenant_id
+
+        return TenantBoundForm
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        self._scope_choices(db_field, request, kwargs)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        self._scope_choices(db_field, request, kwargs)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def _scope_choices(self, db_field, request, kwargs):
+        if self.is_platform_admin(request):
+            return
+        related = db_field.related_model
+        tenant_id = request.user.tenant_id
+        if related._meta.model_name == "tenant":
+            kwargs["queryset"] = related.objects.filter(pk=tenant_id)
+        elif any(f.name == "tenant" for f in related._meta.get_fields()):
+            kwargs["queryset"] = related._default_manager.filter(tenant_id=tenant_id)

@@ -1,0 +1,124 @@
+import uuid
+
+from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.utils import timezone
+
+domain_name_validator = RegexValidator(
+    r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
+    "Enter a lower-case DNS domain name such as corp.example.com.",
+)
+
+
+class Tenant(models.Model):
+    class MfaPolicy(models.TextChoices):
+        OFF = "off", "Off"
+        ALL = "all", "All users"
+        PER_USER = "per-user", "Users with MFA enforced"
+        UNFAMILIAR = "unfamiliar", "Unfamiliar sign-ins only"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=63, unique=True)
+    pass_through_enabled = models.BooleanField(default=True)
+    # Cloud smart lockout: below AD's threshold so attackers lock the cloud account, not the AD one.
+    lockout_threshold = models.PositiveSmallIntegerField(default=5)
+    lockout_duration_seconds = models.PositiveIntegerField(default=60)
+    mfa_policy = models.CharField(max_length=16, choices=MfaPolicy.choices, default=MfaPolicy.OFF)
+    password_grant_enabled = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Domain(models.Model):
+    """A verified UPN suffix; it routes sign-ins to its one tenant."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="domains")
+    name = models.CharField(max_length=253, unique=True, validators=[domain_name_validator])
+    verified = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        self.name = (self.name or "").strip().lower()
+
+
+class UserManager(BaseUserManager):
+    use_in_migrations = True
+
+    def create_user(self, upn: str, password: str | None = None, **fields):
+        user = self.model(upn=upn.strip().lower(), **fields)
+        if password:
+            user.set_password(password)
+        else:
+            user.set_unusable_password()
+        user.full_clean(exclude=["password"])
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, upn: str, password: str | None = None, **fields):
+        fields.update(is_staff=True, is_superuser=True, tenant=None, source=User.Source.CLOUD)
+        return self.create_user(upn, password, **fields)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    class Source(models.TextChoices):
+        CLOUD = "cloud", "Cloud only"
+        ON_PREMISES = "on-premises", "On-premises (pass-through)"
+
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="users", null=True, blank=True,
+        help_text="Empty for platform administrators.",
+    )
+    upn = models.CharField("user principal name", max_length=320, unique=True)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.ON_PREMISES)
+    # objectGUID from AD: the account's identity survives a rename of its UPN.
+    immutable_id = models.CharField(max_length=64, blank=True, default="", editable=False)
+    display_name = models.CharField(max_length=256, blank=True, default="")
+    email = models.EmailField(blank=True, default="")
+    is_staff = models.BooleanField("tenant administrator", default=False)
+    is_active = models.BooleanField(default=True)
+    mfa_enforced = models.BooleanField(default=False)
+    date_joined = models.DateTimeField(default=timezone.now)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "upn"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    class Meta:
+        ordering = ["upn"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "immutable_id"],
+                condition=~models.Q(immutable_id=""),
+                name="user_unique_immutable_id_per_tenant",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.upn
+
+    def clean(self) -> None:
+        self.upn = (self.upn or "").strip().lower()
+        if not self.is_superuser and self.tenant_id is None:
+            raise ValidationError({"tenant": "Every user but a platform administrator belongs to a tenant."})
+
+    def get_full_name(self) -> str:
+        return self.display_name or self.upn
+
+    def get_short_name(self) -> str:
+        return self.display_name or self.upn.split("@")[0]
