@@ -17,6 +17,7 @@ class AgentAdmin(TenantScopedAdmin):
     fields = ["id", "name", "tenant", "domains", "hostname", "version", "certificate_serial", "fingerprint",
               "certificate_not_after", "registered_at", "last_seen", "revoked_at", "revoked_by"]
     actions = ["revoke_selected"]
+    autocomplete_fields = ["domains"]
 
     def has_add_permission(self, request):
         return False  # agents register themselves with a token

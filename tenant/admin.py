@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.contrib.auth.forms import BaseUserCreationForm, UserChangeForm
+from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 
 from tenant.admin_scoping import TenantScopedAdmin
 from tenant.models import Domain, Tenant, User
@@ -33,7 +33,7 @@ class DomainAdmin(TenantScopedAdmin):
         return [] if self.is_platform_admin(request) else ["verified"]
 
 
-class UserCreateForm(BaseUserCreationForm):
+class UserCreateForm(AdminUserCreationForm):
     class Meta:
         model = User
         fields = ["upn"]

@@ -17,3 +17,11 @@ else:
 
 PTA_REDIS_URL = REDIS_URL
 PTA_REDIS_PREFIX = env("PTA_REDIS_PREFIX", "pta")
+
+# The agent connection. Defaults are the protocol's; tests shorten them through the environment.
+PTA_NODE_ID = env("PTA_NODE_ID", "")  # empty: "<hostname>:<pid>"
+PTA_AGENT_HEARTBEAT_SECONDS = int(env("PTA_AGENT_HEARTBEAT_SECONDS", "10"))
+PTA_AGENT_HANDSHAKE_SECONDS = float(env("PTA_AGENT_HANDSHAKE_SECONDS", "10"))
+# How often this process republishes its agents' presence, and writes their last_seen to the database.
+PTA_PRESENCE_FLUSH_SECONDS = float(env("PTA_PRESENCE_FLUSH_SECONDS", "2"))
+PTA_LAST_SEEN_SECONDS = float(env("PTA_LAST_SEEN_SECONDS", "30"))

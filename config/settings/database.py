@@ -12,5 +12,7 @@ else:
             "NAME": STATE_DIR / "portal.sqlite3",
             # Daphne runs sync database work in threads: wait for SQLite's lock rather than failing.
             "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+            # A file, not shared-cache memory: concurrent tests need SQLite's real locking and busy timeout.
+            "TEST": {"NAME": STATE_DIR / "test-portal.sqlite3"},
         }
     }

@@ -1,0 +1,61 @@
+import pytest
+
+pytest_plugins = ["tests.fixtures.ad"]
+
+
+@pytest.fixture
+def tenant_factory(db):
+    from tenant.services import tenant_create
+
+    counter = iter(range(1, 10_000))
+
+    def make(name: str | None = None, domains: list[str] | None = None):
+        n = next(counter)
+        return tenant_create(name=name or f"Tenant {n}", domains=domains or [f"t{n}.example.test"])
+
+    return make
+
+
+@pytest.fixture
+def tenant_a(tenant_factory):
+    return tenant_factory("Alpha Corp", ["alpha.example.test"])
+
+
+@pytest.fixture
+def tenant_b(tenant_factory):
+    return tenant_factory("Beta Corp", ["beta.example.test"])
+
+
+@pytest.fixture
+def tenant_admin_factory(db):
+    from tenant.services import tenant_admin_create
+
+    def make(tenant, local: str = "admin"):
+        domain = tenant.domains.first().name
+        return tenant_admin_create(tenant=tenant, upn=f"{local}@{domain}", display_name=f"{tenant.name} admin",
+                                   password="Adm1n-pa55-for-tests")
+
+    return make
+
+
+@pytest.fixture
+def agent_factory(db):
+    """A registered agent (real CSR, real certificate from the tenant's CA), and its private key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    from agents.services.registration import agent_register, registration_token_issue
+
+    def make(tenant, name: str = "agent-1"):
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        csr = (x509.CertificateSigningRequestBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+               .sign(key, hashes.SHA256()))
+        _, raw = registration_token_issue(tenant=tenant)
+        registration = agent_register(token=raw, csr_pem=csr.public_bytes(serialization.Encoding.PEM).decode(),
+                                      name=name, hostname=f"{name}.local", version="test")
+        return registration.agent, key
+
+    return make
