@@ -19,5 +19,6 @@ def required_in_production(name: str, embedded_default: str) -> str:
     if value:
         return value
     if PRODUCTION:
-        raise ImproperlyConfigured(f"{name} must be set in the production profile (DATABASE_URL and REDIS_URL are set).")
+        raise ImproperlyConfigured(
+            f"{name} must be set in the production profile (DATABASE_URL and REDIS_URL are set).")
     return embedded_default

@@ -25,5 +25,6 @@ class Command(BaseCommand):
             token, raw = registration_token_issue(tenant=found, domains=chosen, ttl_seconds=ttl)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        self.stderr.write(f"One-time registration token for {found.slug}, valid until {token.expires_at:%Y-%m-%d %H:%M:%S} UTC")
+        self.stderr.write(
+            f"One-time registration token for {found.slug}, valid until {token.expires_at:%Y-%m-%d %H:%M:%S} UTC")
         self.stdout.write(raw)
