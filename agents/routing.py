@@ -1,8 +1,9 @@
 from django.urls import path
 
 from agents import protocol
+from agents.consumers import AgentConsumer
 
 websocket_urlpatterns: list = [
-    # AgentConsumer is added by the connection work.
+    # protocol.WEBSOCKET_PATH is "/agent/ws/"; URLRouter matches without the leading slash.
+    path(protocol.WEBSOCKET_PATH.lstrip("/"), AgentConsumer.as_asgi()),
 ]
-_ = (path, protocol)

@@ -1,0 +1,377 @@
+"""The portal end of an agent's WebSocket (protocol.WEBSOCKET_PATH).
+
+A connection goes: challenge → hello (certificate, nonce signed with the agent's key) → welcome, or a close
+code after accept(). Then heartbeats, requests with their ack and result, and renewal. The handshake and
+renewal are the only steps that touch the database; heartbeats, acks and results stay in memory.
+
+Bad frames are answered with an ``error`` frame and the connection stays up. Before the hello has been
+accepted, MAX_BAD_FRAMES_BEFORE_HELLO of them close the connection with PROTOCOL_ERROR: an unauthenticated
+peer gets no unbounded conversation.
+
+Requests (for the sign-in hand-off):
+
+    pending = await consumer.send_request(request)     # raises AgentUnavailable / AgentBusy / ValueError
+    await pending.acked                                # resolves on the agent's ack
+    result = await pending.result                      # protocol.Result, or raises AgentRequestError /
+                                                       # AgentDisconnected
+    result = await consumer.relay(request, ack_timeout=1.0, result_timeout=10.0)   # the same, with deadlines
+
+A request from another node arrives on the channel layer as {"type": "agent.request", "request": {...},
+"reply_to": channel}; the ack and the result go back to ``reply_to`` as {"type": "agent.reply", ...}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+
+from channels.consumer import get_handler_name
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from agents import protocol
+from agents.connections import agent_group, local_agents, node_id
+from agents.presence import PresenceRecord, presence_registry
+from agents.services.lifecycle import (
+    AgentIdentity,
+    ConnectionRefused,
+    RenewalRefused,
+    agent_authenticate,
+    agent_renew,
+)
+
+logger = logging.getLogger(__name__)
+CloseCode = protocol.CloseCode
+
+MAX_BAD_FRAMES_BEFORE_HELLO = 3
+DEFAULT_CAPACITY = 64
+MAX_CAPACITY = 1000
+
+
+class AgentUnavailable(Exception):
+    """The connection is not (or no longer) able to take a request: try another agent."""
+
+
+class AgentBusy(AgentUnavailable):
+    """The agent has as many requests in flight as its capacity: try another agent."""
+
+
+class AgentDisconnected(AgentUnavailable):
+    """The connection closed while the request was pending. Before the ack it is safe to try another agent."""
+
+
+class AgentRequestError(Exception):
+    """The agent answered the request with an error frame (e.g. cannot_decrypt, expired, bad_signature)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class AgentAckTimeout(AgentUnavailable):
+    """No ack within the ack deadline: no bind happened, so another agent may be tried."""
+
+
+class AgentTimeout(Exception):
+    """Acked, but no result by the deadline (outcome agent_timeout; never retried)."""
+
+
+@dataclass
+class PendingRequest:
+    request_id: str
+    acked: asyncio.Future = field(repr=False)
+    result: asyncio.Future = field(repr=False)
+    sent_at: float = 0.0
+    reply_to: str = ""  # a channel on another node, for requests that came over the channel layer
+
+
+class AgentConsumer(AsyncWebsocketConsumer):
+    # --- the connection ------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        self.identity: AgentIdentity | None = None
+        self.nonce = protocol.new_nonce()
+        self.bad_frames = 0
+        self.closing = False
+        self.pending: dict[str, PendingRequest] = {}
+        self.capacity = DEFAULT_CAPACITY
+        self.version = ""
+        self.dc_reachable = True
+        self.connected_at = time.time()
+        self.last_beat = self.connected_at
+        self.last_seen_written = self.connected_at  # the handshake writes last_seen
+        self.presence_published = False
+        self.joined_group = ""
+        await self.accept()  # refusals are close codes after accept: a 403 would tell the agent nothing
+        await self.send_frame(protocol.Challenge(nonce=self.nonce))
+        self.handshake_deadline = asyncio.get_running_loop().call_later(
+            settings.PTA_AGENT_HANDSHAKE_SECONDS, self._handshake_timed_out)
+
+    async def dispatch(self, message: dict) -> None:
+        # Channels runs close_old_connections() in a thread before every message (about 1 ms): the hot
+        # path has no database access, and the handshake and renewal use database_sync_to_async.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def disconnect(self, code: int) -> None:
+        self.closing = True
+        if hasattr(self, "handshake_deadline"):
+            self.handshake_deadline.cancel()
+        for pending in list(self.pending.values()):
+            self._fail(pending, AgentDisconnected("the agent disconnected"))
+        self.pending.clear()
+        if self.identity is None:
+            return
+        local_agents.discard(self)
+        if self.joined_group:
+            await self.channel_layer.group_discard(self.joined_group, self.channel_name)
+        try:
+            await presence_registry().withdraw(agent_id=self.agent_id, tenant_id=self.identity.tenant_id,
+                                               channel_name=self.channel_name)
+        except Exception as exc:  # Redis away: the record expires by itself
+            logger.warning("could not withdraw presence of agent %s: %s", self.agent_id, exc)
+        logger.info("agent %s disconnected (code %s)", self.agent_id, code)
+
+    async def close_for(self, code: CloseCode, reason: str) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        logger.info("closing agent connection %s: %s (%s)", getattr(self, "agent_id", "?"), code.name, reason)
+        await self.close(code=int(code))
+
+    def _handshake_timed_out(self) -> None:
+        if self.identity is None and not self.closing:
+            asyncio.ensure_future(self.close_for(CloseCode.HANDSHAKE_TIMEOUT, "no hello in time"))
+
+    @property
+    def agent_id(self) -> str:
+        return self.identity.agent_id if self.identity else ""
+
+    # --- frames from the agent -----------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closing:
+            return
+        try:
+            frame = protocol.decode(text_data if text_data is not None else bytes_data or b"")
+            if self.identity is None:
+                if not isinstance(frame, protocol.Hello):
+                    raise protocol.ProtocolError("out_of_order", "Send hello first.")
+                await self.on_hello(frame)
+                return
+            handler = self._handlers.get(type(frame))
+            if handler is None:
+                raise protocol.ProtocolError("out_of_order", f"A {frame.type} frame is not expected now.")
+            await handler(self, frame)
+        except protocol.ProtocolError as exc:
+            await self.refuse_frame(exc)
+
+    async def refuse_frame(self, exc: protocol.ProtocolError) -> None:
+        await self.send_frame(protocol.Error(code=exc.code, message=exc.message, request_id=exc.request_id))
+        if self.identity is None:
+            self.bad_frames += 1
+            if self.bad_frames >= MAX_BAD_FRAMES_BEFORE_HELLO:
+                await self.close_for(CloseCode.PROTOCOL_ERROR, "repeated bad frames before hello")
+
+    async def on_hello(self, hello: protocol.Hello) -> None:
+        started = time.perf_counter()
+        try:
+            identity = await database_sync_to_async(agent_authenticate)(
+                certificate_pem=hello.certificate, nonce=self.nonce, signature=hello.signature,
+                hostname=hello.hostname, version=hello.version)
+        except ConnectionRefused as refused:
+            logger.info("agent connection refused: %s", refused.reason)
+            await self.close_for(refused.code, refused.reason)
+            return
+        if self.closing:  # the handshake deadline passed meanwhile
+            return
+        self.handshake_deadline.cancel()
+        self.identity = identity
+        self.version = hello.version
+        self.capacity = self._bounded_capacity(hello.capacity)
+        self.last_beat = time.time()
+        await self.send_frame(protocol.Welcome(agent_id=identity.agent_id,
+                                               heartbeat_seconds=settings.PTA_AGENT_HEARTBEAT_SECONDS,
+                                               renew=identity.renewal_due))
+        self.joined_group = agent_group(identity.agent_id)
+        await self.channel_layer.group_add(self.joined_group, self.channel_name)
+        local_agents.add(self)
+        await presence_registry().publish([self.presence_record()])
+        self.presence_published = True
+        logger.info("agent %s connected (%s, node %s) in %.1f ms", identity.agent_id, identity.name, node_id(),
+                    (time.perf_counter() - started) * 1000)
+        if identity.renewal_due:
+            await self.send_frame(protocol.Renew())
+
+    async def on_heartbeat(self, beat: protocol.Heartbeat) -> None:
+        # In memory only: the presence keeper publishes it, and writes last_seen, off this path.
+        self.last_beat = time.time()
+        self.capacity = self._bounded_capacity(beat.capacity) if beat.capacity else self.capacity
+        self.version = beat.version or self.version
+        self.dc_reachable = beat.dc_reachable
+
+    async def on_ack(self, ack: protocol.Ack) -> None:
+        pending = self.pending.get(ack.request_id)
+        if pending is None:
+            return  # late or unknown: the request was already given up
+        if not pending.acked.done():
+            pending.acked.set_result(None)
+        if pending.reply_to:
+            await self._reply(pending, {"event": "ack"})
+
+    async def on_result(self, result: protocol.Result) -> None:
+        pending = self.pending.pop(result.request_id, None)
+        if pending is None:
+            return
+        if not pending.acked.done():  # a result implies the ack
+            pending.acked.set_result(None)
+        if not pending.result.done():
+            pending.result.set_result(result)
+        if pending.reply_to:
+            await self._reply(pending, {"event": "result", "result": dataclasses.asdict(result)})
+
+    async def on_error(self, error: protocol.Error) -> None:
+        pending = self.pending.pop(error.request_id, None) if error.request_id else None
+        logger.info("agent %s reported %s: %s", self.agent_id, error.code, error.message[:200])
+        if pending is not None:
+            self._fail(pending, AgentRequestError(error.code, error.message))
+            if pending.reply_to:
+                await self._reply(pending, {"event": "error", "code": error.code, "message": error.message[:500]})
+
+    async def on_renewal(self, renewal: protocol.Renewal) -> None:
+        def renew() -> str:
+            from agents.models import Agent
+
+            return agent_renew(agent=Agent(pk=self.agent_id), csr_pem=renewal.csr,
+                               signature=renewal.signature).certificate_pem
+
+        try:
+            certificate = await database_sync_to_async(renew)()
+        except RenewalRefused as refused:
+            raise protocol.ProtocolError(refused.code, refused.message) from None
+        await self.send_frame(protocol.Renewed(certificate=certificate))
+        # The old key is no longer the agent's: it reconnects with the new one.
+        await self.close_for(CloseCode.RENEWED, "renewed")
+
+    async def on_hello_again(self, hello: protocol.Hello) -> None:
+        raise protocol.ProtocolError("out_of_order", "Already authenticated.")
+
+    _handlers = {
+        protocol.Heartbeat: on_heartbeat,
+        protocol.Ack: on_ack,
+        protocol.Result: on_result,
+        protocol.Error: on_error,
+        protocol.Renewal: on_renewal,
+        protocol.Hello: on_hello_again,
+    }
+
+    # --- requests to the agent -----------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.pending)
+
+    async def send_request(self, request: protocol.Request, *, reply_to: str = "") -> PendingRequest:
+        """Send a signed, sealed request to this agent; the returned futures resolve on ack and result."""
+        if self.identity is None or self.closing:
+            raise AgentUnavailable("not connected")
+        if request.tenant != self.identity.tenant_id or request.domain not in self.identity.domains:
+            raise ValueError("This agent does not serve that tenant and domain.")  # never sent, whatever the caller
+        if request.key_id != self.identity.key_fingerprint:
+            raise ValueError("The request was sealed for another key.")
+        if self.in_flight >= self.capacity:
+            raise AgentBusy(f"{self.in_flight} requests in flight")
+        if request.request_id in self.pending:
+            raise ValueError("Duplicate request id.")
+        loop = asyncio.get_running_loop()
+        pending = PendingRequest(request_id=request.request_id, acked=loop.create_future(),
+                                 result=loop.create_future(), sent_at=time.time(), reply_to=reply_to)
+        # A caller that gives up (cancels or times out) frees the slot.
+        pending.result.add_done_callback(lambda _: self.pending.pop(request.request_id, None))
+        self.pending[request.request_id] = pending
+        try:
+            await self.send_frame(request)
+        except Exception:
+            self._fail(pending, AgentDisconnected("could not send"))
+            raise AgentDisconnected("could not send") from None
+        return pending
+
+    async def relay(self, request: protocol.Request, *, ack_timeout: float = 1.0,
+                    result_timeout: float = 10.0) -> protocol.Result:
+        """Send and wait: AgentAckTimeout/AgentDisconnected before the ack (try the next agent), AgentTimeout
+        after it (agent_timeout), AgentRequestError for an error frame, else the agent's Result."""
+        pending = await self.send_request(request)
+        try:
+            try:
+                await asyncio.wait_for(asyncio.shield(pending.acked), ack_timeout)
+            except TimeoutError:
+                raise AgentAckTimeout(f"no ack within {ack_timeout} s") from None
+            remaining = max(0.0, result_timeout - (time.time() - pending.sent_at))
+            try:
+                return await asyncio.wait_for(asyncio.shield(pending.result), remaining)
+            except TimeoutError:
+                raise AgentTimeout(f"no result within {result_timeout} s") from None
+        finally:
+            if not pending.result.done():
+                pending.result.cancel()
+
+    def _fail(self, pending: PendingRequest, exc: Exception) -> None:
+        for future in (pending.acked, pending.result):
+            if not future.done():
+                future.set_exception(exc)
+                future.exception()  # retrieved here: nobody may be awaiting an ack that never came
+
+    # --- the channel layer ---------------------------------------------------------------------------
+
+    async def agent_close(self, event: dict) -> None:
+        """Revocation (or another portal decision), sent to the agent's group from any node."""
+        await self.close_for(CloseCode(event.get("code", CloseCode.REVOKED)), "closed by the portal")
+
+    async def agent_request(self, event: dict) -> None:
+        """A request from another node's hand-off; answers go to its reply channel."""
+        reply_to = event.get("reply_to", "")
+        try:
+            request = protocol.decode(json.dumps({"type": "request", **event["request"]}))
+            if not isinstance(request, protocol.Request):
+                raise protocol.ProtocolError("malformed", "not a request")
+            await self.send_request(request, reply_to=reply_to)
+        except (AgentUnavailable, ValueError, KeyError, TypeError, protocol.ProtocolError) as exc:
+            code = "busy" if isinstance(exc, AgentBusy) else "unavailable"
+            if reply_to:
+                request_id = (event.get("request") or {}).get("request_id", "")
+                await self.channel_layer.send(reply_to, {"type": "agent.reply", "request_id": request_id,
+                                                         "agent_id": self.agent_id, "event": code,
+                                                         "message": str(exc)[:200]})
+
+    async def _reply(self, pending: PendingRequest, body: dict) -> None:
+        try:
+            await self.channel_layer.send(pending.reply_to, {"type": "agent.reply", "request_id": pending.request_id,
+                                                             "agent_id": self.agent_id, **body})
+        except Exception:
+            logger.exception("could not relay the agent's answer to %s", pending.reply_to)
+
+    # --- helpers -------------------------------------------------------------------------------------
+
+    async def send_frame(self, frame: protocol.Frame) -> None:
+        await self.send(text_data=protocol.encode(frame))
+
+    def presence_record(self) -> PresenceRecord:
+        assert self.identity is not None
+        return PresenceRecord(
+            agent_id=self.identity.agent_id, tenant_id=self.identity.tenant_id, domains=self.identity.domains,
+            node_id=node_id(), channel_name=self.channel_name, in_flight=self.in_flight, capacity=self.capacity,
+            version=self.version, dc_reachable=self.dc_reachable, connected_at=self.connected_at,
+            last_beat=self.last_beat,
+        )
+
+    @staticmethod
+    def _bounded_capacity(capacity: int) -> int:
+        return max(1, min(capacity, MAX_CAPACITY)) if capacity > 0 else DEFAULT_CAPACITY

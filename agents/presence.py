@@ -1,0 +1,235 @@
+"""The presence registry: which agents are connected, to which node and channel, and how busy they are.
+
+``disconnect()`` never runs when a node crashes and channel groups cannot be listed, so every node
+republishes the agents connected to it (``agents.connections.PresenceKeeper``) and a record that is not
+refreshed expires after ``protocol.PRESENCE_TTL_SECONDS`` (three missed heartbeats).
+
+Production (``settings.PTA_REDIS_URL``): one key per agent holding a JSON record, with a TTL, plus one
+sorted set per tenant scored by each record's expiry time, so a tenant's agents are one range query.
+
+    {prefix}:presence:agent:{agent_id}    → JSON record, EX ttl
+    {prefix}:presence:tenant:{tenant_id}  → ZSET agent_id → expiry (epoch seconds)
+
+The embedded profile keeps the same records in a dict in this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from django.conf import settings
+
+from agents import protocol
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PresenceRecord:
+    """One connected agent, as every node sees it."""
+
+    agent_id: str
+    tenant_id: str
+    domains: tuple[str, ...]
+    node_id: str
+    channel_name: str
+    in_flight: int = 0
+    capacity: int = 0
+    version: str = ""
+    dc_reachable: bool = True
+    connected_at: float = 0.0
+    last_beat: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> PresenceRecord | None:
+        try:
+            data = json.loads(text)
+            data["domains"] = tuple(data.get("domains") or ())
+            return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+        except (ValueError, TypeError, KeyError):
+            return None
+
+
+class PresenceRegistry(Protocol):
+    async def publish(self, records: Sequence[PresenceRecord]) -> None:
+        """Write or refresh records; an older connection never overwrites a newer one of the same agent."""
+
+    async def withdraw(self, *, agent_id: str, tenant_id: str, channel_name: str | None = None) -> None:
+        """Remove an agent's record; with ``channel_name``, only if it is still that connection's."""
+
+    async def for_tenant(self, *, tenant_id: str) -> list[PresenceRecord]:
+        """The unexpired records of a tenant's agents."""
+
+    async def for_agent(self, *, agent_id: str) -> PresenceRecord | None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def _newer_wins(current: PresenceRecord | None, candidate: PresenceRecord) -> bool:
+    return (current is None or current.channel_name == candidate.channel_name
+            or current.connected_at <= candidate.connected_at)
+
+
+class InProcessPresence:
+    """The embedded profile's registry: one process, so a dict with expiry times does."""
+
+    def __init__(self, ttl_seconds: float = protocol.PRESENCE_TTL_SECONDS) -> None:
+        self.ttl_seconds = ttl_seconds
+        self._records: dict[str, tuple[PresenceRecord, float]] = {}
+
+    def _live(self, agent_id: str, now: float) -> PresenceRecord | None:
+        entry = self._records.get(agent_id)
+        if entry is None:
+            return None
+        if entry[1] <= now:
+            del self._records[agent_id]
+            return None
+        return entry[0]
+
+    async def publish(self, records: Sequence[PresenceRecord]) -> None:
+        now = time.time()
+        for record in records:
+            if _newer_wins(self._live(record.agent_id, now), record):
+                self._records[record.agent_id] = (record, now + self.ttl_seconds)
+
+    async def withdraw(self, *, agent_id: str, tenant_id: str, channel_name: str | None = None) -> None:
+        current = self._live(agent_id, time.time())
+        if current is not None and (channel_name is None or current.channel_name == channel_name):
+            del self._records[agent_id]
+
+    async def for_tenant(self, *, tenant_id: str) -> list[PresenceRecord]:
+        now = time.time()
+        return [r for r in (self._live(a, now) for a in list(self._records)) if r and r.tenant_id == tenant_id]
+
+    async def for_agent(self, *, agent_id: str) -> PresenceRecord | None:
+        return self._live(agent_id, time.time())
+
+    async def aclose(self) -> None:
+        pass
+
+
+# KEYS: agent key, tenant key, agent key, tenant key, …  ARGV: ttl, now, record, record, …
+_PUBLISH = """
+local ttl = tonumber(ARGV[1])
+local now = tonumber(ARGV[2])
+for i = 1, #KEYS, 2 do
+  local mine = ARGV[2 + (i + 1) / 2]
+  local candidate = cjson.decode(mine)
+  local write = true
+  local current = redis.call('GET', KEYS[i])
+  if current then
+    local ok, other = pcall(cjson.decode, current)
+    if ok and other.channel_name ~= candidate.channel_name and other.connected_at > candidate.connected_at then
+      write = false
+    end
+  end
+  if write then
+    redis.call('SET', KEYS[i], mine, 'EX', ttl)
+    redis.call('ZADD', KEYS[i + 1], now + ttl, candidate.agent_id)
+    redis.call('EXPIRE', KEYS[i + 1], ttl)
+  end
+end
+return 1
+"""
+
+# KEYS: agent key, tenant key.  ARGV: agent id, channel name ("" for any).
+_WITHDRAW = """
+local current = redis.call('GET', KEYS[1])
+if current and ARGV[2] ~= '' then
+  local ok, other = pcall(cjson.decode, current)
+  if ok and other.channel_name ~= ARGV[2] then return 0 end
+end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"""
+
+
+class RedisPresence:
+    """The production registry. One client per event loop (a process has one: Daphne's)."""
+
+    def __init__(self, url: str, prefix: str, ttl_seconds: int = protocol.PRESENCE_TTL_SECONDS) -> None:
+        import redis.asyncio as aioredis
+
+        self.ttl_seconds = ttl_seconds
+        self.prefix = prefix
+        self.client = aioredis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2,
+                                              socket_timeout=5, health_check_interval=30)
+        self._publish = self.client.register_script(_PUBLISH)
+        self._withdraw = self.client.register_script(_WITHDRAW)
+
+    def agent_key(self, agent_id: str) -> str:
+        return f"{self.prefix}:presence:agent:{agent_id}"
+
+    def tenant_key(self, tenant_id: str) -> str:
+        return f"{self.prefix}:presence:tenant:{tenant_id}"
+
+    async def publish(self, records: Sequence[PresenceRecord]) -> None:
+        if not records:
+            return
+        keys: list[str] = []
+        for record in records:
+            keys += [self.agent_key(record.agent_id), self.tenant_key(record.tenant_id)]
+        await self._publish(keys=keys, args=[self.ttl_seconds, time.time(), *(r.to_json() for r in records)])
+
+    async def withdraw(self, *, agent_id: str, tenant_id: str, channel_name: str | None = None) -> None:
+        await self._withdraw(keys=[self.agent_key(agent_id), self.tenant_key(tenant_id)],
+                             args=[agent_id, channel_name or ""])
+
+    async def for_tenant(self, *, tenant_id: str) -> list[PresenceRecord]:
+        key = self.tenant_key(tenant_id)
+        now = time.time()
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.zremrangebyscore(key, "-inf", now)
+            pipe.zrangebyscore(key, now, "+inf")
+            _, agent_ids = await pipe.execute()
+        if not agent_ids:
+            return []
+        values = await self.client.mget([self.agent_key(a) for a in agent_ids])
+        records = [PresenceRecord.from_json(v) for v in values if v]
+        return [r for r in records if r is not None and r.tenant_id == tenant_id]
+
+    async def for_agent(self, *, agent_id: str) -> PresenceRecord | None:
+        value = await self.client.get(self.agent_key(agent_id))
+        return PresenceRecord.from_json(value) if value else None
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+_in_process: InProcessPresence | None = None
+# A redis.asyncio client belongs to the loop that created it: management commands run one loop per call.
+_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RedisPresence] = weakref.WeakKeyDictionary()
+
+
+def presence_registry() -> PresenceRegistry:
+    """The registry of this profile; call it inside a running event loop."""
+    global _in_process
+    url = getattr(settings, "PTA_REDIS_URL", "")
+    if not url:
+        if _in_process is None:
+            _in_process = InProcessPresence()
+        return _in_process
+    loop = asyncio.get_running_loop()
+    registry = _by_loop.get(loop)
+    if registry is None:
+        registry = _by_loop[loop] = RedisPresence(url, settings.PTA_REDIS_PREFIX)
+    return registry
+
+
+async def presence_close() -> None:
+    """Close this loop's Redis client (tests and commands; Daphne keeps it for the process's life)."""
+    registry = _by_loop.pop(asyncio.get_running_loop(), None)
+    if registry is not None:
+        await registry.aclose()

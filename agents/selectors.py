@@ -1,0 +1,61 @@
+"""Reads about agents that the sign-in path and the health views use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agents.connections import local_agents, node_id
+from agents.presence import PresenceRecord, presence_registry
+
+
+@dataclass(frozen=True)
+class ConnectedAgent:
+    """A connected agent serving a domain: where its connection is, and whether it is in THIS process."""
+
+    record: PresenceRecord
+    local: bool
+
+    @property
+    def agent_id(self) -> str:
+        return self.record.agent_id
+
+    @property
+    def in_flight(self) -> int:
+        return self.record.in_flight
+
+    @property
+    def full(self) -> bool:
+        return self.record.in_flight >= self.record.capacity
+
+    @property
+    def node_id(self) -> str:
+        return self.record.node_id
+
+    @property
+    def channel_name(self) -> str:
+        return self.record.channel_name
+
+
+async def agents_connected(*, tenant_id: str, domain: str) -> list[ConnectedAgent]:
+    """The connected agents of the tenant that serve ``domain``: least in flight first, full ones last, a
+    local one before a remote one at equal load. For a local agent the live in-flight count is used."""
+    here = node_id()
+    domain = domain.strip().lower()
+    found: list[ConnectedAgent] = []
+    for record in await presence_registry().for_tenant(tenant_id=str(tenant_id)):
+        if record.tenant_id != str(tenant_id) or domain not in record.domains:
+            continue
+        consumer = local_agents.get(record.agent_id)
+        local = (record.node_id == here and consumer is not None
+                 and consumer.channel_name == record.channel_name and not consumer.closing)
+        if local:
+            record = PresenceRecord(**{**record.__dict__, "in_flight": consumer.in_flight,
+                                       "capacity": consumer.capacity})
+        found.append(ConnectedAgent(record=record, local=local))
+    found.sort(key=lambda a: (a.full, a.in_flight, not a.local, -a.record.last_beat))
+    return found
+
+
+async def agent_presence(*, agent_id: str) -> PresenceRecord | None:
+    """The presence of one agent, or None when it is not connected anywhere."""
+    return await presence_registry().for_agent(agent_id=str(agent_id))

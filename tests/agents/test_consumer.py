@@ -1,0 +1,401 @@
+"""The agent consumer's logic, over channels' in-memory test transport (no Daphne, embedded profile)."""
+
+import asyncio
+import datetime
+import json
+import time
+import uuid
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from django.utils import timezone
+
+from agents import protocol
+from agents.connections import local_agents
+from agents.consumers import AgentBusy, AgentConsumer, AgentDisconnected, AgentRequestError, AgentTimeout
+from agents.models import Agent
+from agents.presence import presence_registry
+from agents.selectors import agent_presence, agents_connected
+from agents.services.authority import certificate_issue
+from agents.services.lifecycle import agent_revoke
+
+pytestmark = pytest.mark.django_db(transaction=True)
+CloseCode = protocol.CloseCode
+
+
+def pem(cert) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+class FakeAgent:
+    """The agent's side of the protocol, over a WebsocketCommunicator."""
+
+    def __init__(self, certificate_pem: str, key) -> None:
+        self.certificate_pem = certificate_pem
+        self.key = key
+        self.ws = WebsocketCommunicator(AgentConsumer.as_asgi(), protocol.WEBSOCKET_PATH)
+
+    async def open(self) -> str:
+        connected, _ = await self.ws.connect()
+        assert connected
+        challenge = await self.frame()
+        assert isinstance(challenge, protocol.Challenge)
+        return challenge.nonce
+
+    async def hello(self, *, nonce: str | None = None, signature: str | None = None, capacity: int = 10):
+        nonce = nonce if nonce is not None else await self.open()
+        await self.send(protocol.Hello(certificate=self.certificate_pem,
+                                       signature=signature or protocol.sign_challenge(self.key, nonce),
+                                       version="t", hostname="h", capacity=capacity))
+
+    async def send(self, frame) -> None:
+        await self.ws.send_to(text_data=protocol.encode(frame))
+
+    async def output(self, timeout: float = 3) -> dict:
+        return await self.ws.receive_output(timeout)
+
+    async def frame(self, timeout: float = 3):
+        message = await self.output(timeout)
+        assert message["type"] == "websocket.send", message
+        return protocol.decode(message["text"])
+
+    async def expect_close(self, code: int, timeout: float = 3) -> None:
+        message = await self.output(timeout)
+        while message["type"] == "websocket.send":
+            message = await self.output(timeout)
+        assert message == {"type": "websocket.close", "code": code}
+
+    async def welcomed(self) -> protocol.Welcome:
+        await self.hello()
+        welcome = await self.frame()
+        assert isinstance(welcome, protocol.Welcome), welcome
+        return welcome
+
+    async def close(self) -> None:
+        await self.ws.disconnect()
+
+
+@pytest.fixture
+def agent(tenant_a, agent_factory):
+    agent, key = agent_factory(tenant_a)
+    return agent, key
+
+
+@pytest.fixture
+def fake(agent):
+    return FakeAgent(agent[0].certificate_pem, agent[1])
+
+
+@pytest.fixture(autouse=True)
+def fast_keeper(settings):
+    settings.PTA_PRESENCE_FLUSH_SECONDS = 0.05
+    settings.PTA_AGENT_HANDSHAKE_SECONDS = 10
+
+
+def test_heartbeats_fit_inside_presence_expiry(settings):
+    assert protocol.HEARTBEAT_SECONDS * 3 < protocol.PRESENCE_TTL_SECONDS
+    assert settings.PTA_AGENT_HEARTBEAT_SECONDS * 3 < protocol.PRESENCE_TTL_SECONDS
+
+
+async def test_handshake_welcomes_and_publishes_presence(agent, fake, tenant_a):
+    started = time.perf_counter()
+    welcome = await fake.welcomed()
+    elapsed = time.perf_counter() - started
+    assert welcome.agent_id == str(agent[0].pk) and welcome.renew is False
+    present = await agent_presence(agent_id=welcome.agent_id)
+    assert present is not None and present.tenant_id == str(tenant_a.pk)
+    connected = await agents_connected(tenant_id=str(tenant_a.pk), domain="alpha.example.test")
+    assert [c.agent_id for c in connected] == [welcome.agent_id] and connected[0].local
+    assert await agents_connected(tenant_id=str(tenant_a.pk), domain="other.example.test") == []
+    assert elapsed < 2
+    await fake.close()
+    assert await agent_presence(agent_id=welcome.agent_id) is None
+    assert local_agents.get(welcome.agent_id) is None
+
+
+async def test_unknown_certificate_is_refused(tenant_a):
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "self-made")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    fake = FakeAgent(pem(cert), key)
+    await fake.hello()
+    await fake.expect_close(CloseCode.UNKNOWN_CERTIFICATE)
+
+
+async def test_unreadable_certificate_is_refused(agent):
+    fake = FakeAgent("not a certificate", agent[1])
+    await fake.hello()
+    await fake.expect_close(CloseCode.UNKNOWN_CERTIFICATE)
+
+
+async def test_certificate_from_another_tenants_ca_is_refused(agent, tenant_b):
+    registered, key = agent
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")])).sign(key, hashes.SHA256()))
+    foreign = await database_sync_to_async(certificate_issue)(tenant=tenant_b, agent_id=registered.pk,
+                                                                agent_name="x", csr=csr)
+    # Same key, same serial as the registered certificate: only the issuing CA differs.
+    await database_sync_to_async(Agent.objects.filter(pk=registered.pk).update)(
+        certificate_serial=format(foreign.serial_number, "x"))
+    fake = FakeAgent(pem(foreign), key)
+    await fake.hello()
+    await fake.expect_close(CloseCode.UNKNOWN_CERTIFICATE)
+
+
+async def test_bad_signature_is_refused(fake):
+    nonce = await fake.open()
+    await fake.hello(nonce=nonce, signature=protocol.sign_challenge(fake.key, nonce + "x"))
+    await fake.expect_close(CloseCode.BAD_SIGNATURE)
+
+
+async def test_signature_by_another_key_is_refused(fake):
+    nonce = await fake.open()
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    await fake.hello(nonce=nonce, signature=protocol.sign_challenge(other, nonce))
+    await fake.expect_close(CloseCode.BAD_SIGNATURE)
+
+
+async def test_revoked_agent_is_refused(agent, fake):
+    await database_sync_to_async(Agent.objects.filter(pk=agent[0].pk).update)(revoked_at=timezone.now())
+    await fake.hello()
+    await fake.expect_close(CloseCode.REVOKED)
+
+
+async def test_expired_certificate_is_refused(agent, fake):
+    await database_sync_to_async(Agent.objects.filter(pk=agent[0].pk).update)(
+        certificate_not_after=timezone.now() - datetime.timedelta(seconds=1))
+    await fake.hello()
+    await fake.expect_close(CloseCode.CERTIFICATE_EXPIRED)
+
+
+async def test_no_hello_in_time_closes(fake, settings):
+    settings.PTA_AGENT_HANDSHAKE_SECONDS = 0.2
+    await fake.open()
+    await fake.expect_close(CloseCode.HANDSHAKE_TIMEOUT)
+
+
+async def test_frames_before_hello_get_errors_then_repeated_garbage_closes(fake):
+    nonce = await fake.open()
+    await fake.send(protocol.Heartbeat())
+    error = await fake.frame()
+    assert isinstance(error, protocol.Error) and error.code == "out_of_order"
+    await fake.ws.send_to(text_data="{not json")
+    assert (await fake.frame()).code == "malformed"
+    # Still up: a good hello after two bad frames is welcomed.
+    await fake.hello(nonce=nonce)
+    assert isinstance(await fake.frame(), protocol.Welcome)
+    await fake.close()
+
+
+async def test_three_bad_frames_before_hello_close_with_protocol_error(fake):
+    await fake.open()
+    for _ in range(3):
+        await fake.ws.send_to(text_data="garbage")
+    for _ in range(3):
+        assert (await fake.frame()).code == "malformed"
+    await fake.expect_close(CloseCode.PROTOCOL_ERROR)
+
+
+@pytest.mark.parametrize("payload, code", [
+    ("garbage", "malformed"),
+    ('{"type": "teleport"}', "unknown_type"),
+    ('{"type": "heartbeat", "in_flight": "many"}', "malformed"),
+    ('{"type": "heartbeat", "extra": 1}', "malformed"),
+    ('{"type": "welcome", "agent_id": "x"}', "out_of_order"),
+    ("x" * (protocol.MAX_FRAME_BYTES + 1), "too_large"),
+])
+async def test_bad_frames_after_hello_get_errors_and_the_connection_stays(fake, payload, code):
+    await fake.welcomed()
+    for _ in range(5):
+        await fake.ws.send_to(text_data=payload)
+        error = await fake.frame()
+        assert isinstance(error, protocol.Error) and error.code == code
+    await fake.send(protocol.Heartbeat(in_flight=0, capacity=5))
+    assert await fake.ws.receive_nothing(0.1)
+    await fake.close()
+
+
+async def test_binary_frame_and_second_hello_get_errors(fake):
+    await fake.welcomed()
+    await fake.ws.send_to(bytes_data=b"\x00\x01")
+    assert (await fake.frame()).code == "malformed"
+    await fake.send(protocol.Hello(certificate=fake.certificate_pem, signature="x"))
+    assert (await fake.frame()).code == "out_of_order"
+    await fake.close()
+
+
+async def test_heartbeat_updates_presence_and_last_seen(agent, fake, settings, tenant_a):
+    settings.PTA_LAST_SEEN_SECONDS = 0
+    welcome = await fake.welcomed()
+    await database_sync_to_async(Agent.objects.filter(pk=agent[0].pk).update)(last_seen=None)
+    before = time.time()
+    await fake.send(protocol.Heartbeat(version="2.0", in_flight=0, capacity=7, dc_reachable=False))
+    for _ in range(100):
+        present = await agent_presence(agent_id=welcome.agent_id)
+        seen = await database_sync_to_async(lambda: Agent.objects.get(pk=agent[0].pk).last_seen)()
+        if present.last_beat >= before and seen is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert present.last_beat >= before and present.capacity == 7 and present.version == "2.0"
+    assert present.dc_reachable is False
+    assert seen is not None
+    await fake.close()
+
+
+async def test_revocation_closes_the_live_connection_within_a_second(agent, fake):
+    welcome = await fake.welcomed()
+    started = time.monotonic()
+    await database_sync_to_async(agent_revoke)(agent=agent[0])
+    await fake.expect_close(CloseCode.REVOKED, timeout=1)
+    assert time.monotonic() - started < 1
+    assert await agent_presence(agent_id=welcome.agent_id) is None
+    again = FakeAgent(fake.certificate_pem, fake.key)
+    await again.hello()
+    await again.expect_close(CloseCode.REVOKED)
+
+
+async def test_keeper_closes_an_agent_revoked_behind_its_back(agent, fake, settings):
+    settings.PTA_LAST_SEEN_SECONDS = 0
+    await fake.welcomed()
+    # As if the revocation broadcast was lost: only the database knows.
+    await database_sync_to_async(Agent.objects.filter(pk=agent[0].pk).update)(revoked_at=timezone.now())
+    await fake.expect_close(CloseCode.REVOKED, timeout=2)
+
+
+def new_csr(key) -> str:
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "renewed")])).sign(key, hashes.SHA256()))
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+async def test_renewal_in_the_window_issues_a_new_certificate_and_refuses_the_old_key(agent, fake):
+    # Into the renewal window by moving not_after in the database (the certificate itself is still valid).
+    await database_sync_to_async(Agent.objects.filter(pk=agent[0].pk).update)(
+        certificate_not_after=timezone.now() + datetime.timedelta(days=10))
+    welcome = await fake.welcomed()
+    assert welcome.renew is True
+    assert isinstance(await fake.frame(), protocol.Renew)
+    new_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    csr = new_csr(new_key)
+    await fake.send(protocol.Renewal(csr=csr, signature=protocol.sign_renewal(fake.key, csr)))
+    renewed = await fake.frame()
+    assert isinstance(renewed, protocol.Renewed)
+    certificate = x509.load_pem_x509_certificate(renewed.certificate.encode())
+    assert protocol.key_fingerprint(certificate.public_key()) == protocol.key_fingerprint(new_key.public_key())
+    await fake.expect_close(CloseCode.RENEWED)
+
+    old = FakeAgent(fake.certificate_pem, fake.key)
+    await old.hello()
+    await old.expect_close(CloseCode.UNKNOWN_CERTIFICATE)
+    new = FakeAgent(renewed.certificate, new_key)
+    assert (await new.welcomed()).renew is False
+    await new.close()
+
+
+async def test_renewal_signed_with_another_key_is_refused_and_the_connection_stays(fake):
+    await fake.welcomed()
+    new_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    csr = new_csr(new_key)
+    await fake.send(protocol.Renewal(csr=csr, signature=protocol.sign_renewal(new_key, csr)))
+    error = await fake.frame()
+    assert isinstance(error, protocol.Error) and error.code == "bad_signature"
+    await fake.send(protocol.Renewal(csr="nonsense", signature=protocol.sign_renewal(fake.key, "nonsense")))
+    assert (await fake.frame()).code == "bad_csr"
+    assert await fake.ws.receive_nothing(0.1)
+    await fake.close()
+
+
+def make_request(agent: Agent, *, domain: str = "alpha.example.test", request_id: str | None = None):
+    return protocol.Request(request_id=request_id or uuid.uuid4().hex, tenant=str(agent.tenant_id), domain=domain,
+                            username=f"user@{domain}", key_id=agent.key_fingerprint, expires_at=time.time() + 30,
+                            sealed={}, signature="s")
+
+
+async def test_request_resolves_on_ack_and_result(agent, fake):
+    welcome = await fake.welcomed()
+    consumer = local_agents.get(welcome.agent_id)
+    pending = await consumer.send_request(make_request(agent[0]))
+    sent = await fake.frame()
+    assert isinstance(sent, protocol.Request) and sent.request_id == pending.request_id
+    assert consumer.in_flight == 1
+    await fake.send(protocol.Ack(request_id=sent.request_id))
+    await asyncio.wait_for(pending.acked, 1)
+    await fake.send(protocol.Result(request_id=sent.request_id, outcome="success"))
+    result = await asyncio.wait_for(pending.result, 1)
+    assert result.outcome == "success" and consumer.in_flight == 0
+    await fake.close()
+
+
+async def test_relay_deadlines_errors_and_disconnect(agent, fake):
+    welcome = await fake.welcomed()
+    consumer = local_agents.get(welcome.agent_id)
+
+    task = asyncio.create_task(consumer.relay(make_request(agent[0]), ack_timeout=1, result_timeout=0.3))
+    sent = await fake.frame()
+    await fake.send(protocol.Ack(request_id=sent.request_id))
+    with pytest.raises(AgentTimeout):
+        await task
+    assert consumer.in_flight == 0
+
+    task = asyncio.create_task(consumer.relay(make_request(agent[0])))
+    sent = await fake.frame()
+    await fake.send(protocol.Error(code="cannot_decrypt", message="no", request_id=sent.request_id))
+    with pytest.raises(AgentRequestError):
+        await task
+
+    task = asyncio.create_task(consumer.relay(make_request(agent[0])))
+    await fake.frame()
+    await fake.close()
+    with pytest.raises(AgentDisconnected):
+        await task
+
+
+async def test_requests_outside_the_agents_tenant_or_domain_or_capacity_are_not_sent(agent, fake):
+    welcome = await fake.welcomed()
+    consumer = local_agents.get(welcome.agent_id)
+    with pytest.raises(ValueError):
+        await consumer.send_request(make_request(agent[0], domain="beta.example.test"))
+    with pytest.raises(ValueError):
+        await consumer.send_request(protocol.Request(**{**make_request(agent[0]).__dict__, "tenant": "other"}))
+    for _ in range(consumer.capacity):
+        await consumer.send_request(make_request(agent[0]))
+    with pytest.raises(AgentBusy):
+        await consumer.send_request(make_request(agent[0]))
+    await fake.close()
+
+
+async def test_request_from_another_node_is_answered_on_its_reply_channel(agent, fake):
+    welcome = await fake.welcomed()
+    consumer = local_agents.get(welcome.agent_id)
+    layer = consumer.channel_layer
+    reply_to = await layer.new_channel()
+    request = make_request(agent[0])
+    body = json.loads(protocol.encode(request))
+    body.pop("type")
+    await layer.send(consumer.channel_name, {"type": "agent.request", "request": body, "reply_to": reply_to})
+    sent = await fake.frame()
+    await fake.send(protocol.Ack(request_id=sent.request_id))
+    assert (await asyncio.wait_for(layer.receive(reply_to), 1))["event"] == "ack"
+    await fake.send(protocol.Result(request_id=sent.request_id, outcome="invalid_credentials", ad_subcode="52e"))
+    reply = await asyncio.wait_for(layer.receive(reply_to), 1)
+    assert reply["event"] == "result" and reply["result"]["outcome"] == "invalid_credentials"
+    await fake.close()
+
+
+async def test_presence_prefers_the_newest_connection_of_an_agent(agent):
+    first, second = FakeAgent(agent[0].certificate_pem, agent[1]), FakeAgent(agent[0].certificate_pem, agent[1])
+    await first.welcomed()
+    await second.welcomed()
+    newest = local_agents.get(str(agent[0].pk))
+    await first.close()  # the older connection leaving must not withdraw the newer one's presence
+    present = await presence_registry().for_agent(agent_id=str(agent[0].pk))
+    assert present is not None and present.channel_name == newest.channel_name
+    await second.close()
