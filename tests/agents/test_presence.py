@@ -1,0 +1,68 @@
+"""The presence registry, both profiles: same behaviour from the in-process dict and from Redis."""
+
+import os
+import time
+import uuid
+
+import pytest
+
+from agents.presence import InProcessPresence, PresenceRecord, RedisPresence
+
+REDIS_URL = os.environ.get("PTA_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+
+def record(agent_id: str, tenant_id: str = "t1", *, channel: str = "c1", connected_at: float = 1.0,
+           in_flight: int = 0) -> PresenceRecord:
+    return PresenceRecord(agent_id=agent_id, tenant_id=tenant_id, domains=("a.example.test",), node_id="n1",
+                          channel_name=channel, in_flight=in_flight, capacity=10, connected_at=connected_at,
+                          last_beat=time.time())
+
+
+@pytest.fixture(params=["in-process", "redis"])
+async def registry(request):
+    if request.param == "in-process":
+        yield InProcessPresence(ttl_seconds=1)
+        return
+    registry = RedisPresence(REDIS_URL, prefix=f"pta-test-{uuid.uuid4().hex[:8]}", ttl_seconds=1)
+    try:
+        await registry.client.ping()
+    except Exception as exc:
+        pytest.fail(f"Redis is needed at {REDIS_URL} (set PTA_TEST_REDIS_URL): {exc}")
+    yield registry
+    keys = [k async for k in registry.client.scan_iter(match=f"{registry.prefix}:*")]
+    if keys:
+        await registry.client.delete(*keys)
+    await registry.aclose()
+
+
+async def test_publish_then_read_by_tenant_and_agent(registry):
+    await registry.publish([record("a1"), record("a2"), record("b1", "t2")])
+    assert sorted(r.agent_id for r in await registry.for_tenant(tenant_id="t1")) == ["a1", "a2"]
+    assert [r.agent_id for r in await registry.for_tenant(tenant_id="t2")] == ["b1"]
+    found = await registry.for_agent(agent_id="a1")
+    assert found.domains == ("a.example.test",) and found.capacity == 10
+
+
+async def test_records_expire_without_refresh(registry):
+    await registry.publish([record("a1")])
+    time.sleep(1.1)
+    assert await registry.for_tenant(tenant_id="t1") == []
+    assert await registry.for_agent(agent_id="a1") is None
+
+
+async def test_an_older_connection_never_overwrites_a_newer_one(registry):
+    await registry.publish([record("a1", channel="new", connected_at=2.0)])
+    await registry.publish([record("a1", channel="old", connected_at=1.0)])
+    assert (await registry.for_agent(agent_id="a1")).channel_name == "new"
+    await registry.withdraw(agent_id="a1", tenant_id="t1", channel_name="old")  # the old one leaving
+    assert (await registry.for_agent(agent_id="a1")).channel_name == "new"
+    await registry.withdraw(agent_id="a1", tenant_id="t1", channel_name="new")
+    assert await registry.for_agent(agent_id="a1") is None
+    assert await registry.for_tenant(tenant_id="t1") == []
+
+
+async def test_unconditional_withdraw(registry):
+    await registry.publish([record("a1", in_flight=3)])
+    assert (await registry.for_agent(agent_id="a1")).in_flight == 3
+    await registry.withdraw(agent_id="a1", tenant_id="t1")
+    assert await registry.for_tenant(tenant_id="t1") == []
