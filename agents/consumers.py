@@ -367,7 +367,8 @@ class AgentConsumer(AsyncWebsocketConsumer):
         assert self.identity is not None
         return PresenceRecord(
             agent_id=self.identity.agent_id, tenant_id=self.identity.tenant_id, domains=self.identity.domains,
-            node_id=node_id(), channel_name=self.channel_name, in_flight=self.in_flight, capacity=self.capacity,
+            node_id=node_id(), channel_name=self.channel_name, key_id=self.identity.key_fingerprint,
+            in_flight=self.in_flight, capacity=self.capacity,
             version=self.version, dc_reachable=self.dc_reachable, connected_at=self.connected_at,
             last_beat=self.last_beat,
         )

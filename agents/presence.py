@@ -41,6 +41,7 @@ class PresenceRecord:
     domains: tuple[str, ...]
     node_id: str
     channel_name: str
+    key_id: str = ""  # the agent's current key: what the hand-off seals the password for
     in_flight: int = 0
     capacity: int = 0
     version: str = ""

@@ -8,4 +8,5 @@ admin.site.index_title = "Administration"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("agents.urls")),
+    path("", include("signin.urls")),
 ]

@@ -1,0 +1,245 @@
+"""The hand-off: a password to a connected agent of the tenant that serves the domain, and its answer back.
+
+Local first: an agent connected to this process gets the request in process (its consumer's futures). An agent
+on another node gets it over the channel layer (Redis pub/sub in production); its ack and result come back on
+this process's one reply channel and are matched by request id (a channel per request would never be
+unsubscribed by the pub/sub layer). Failover is only where it is safe: no ack, a disconnect before the ack,
+a busy agent, or directory_unavailable. After an ack nothing is retried: a second bind would count twice
+against AD's lockout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from cryptography import x509
+from django.conf import settings
+
+from agents import protocol
+from agents.connections import local_agents
+from agents.consumers import AgentAckTimeout, AgentRequestError, AgentTimeout, AgentUnavailable
+from agents.selectors import ConnectedAgent, agents_connected
+from agents.services.authority import signing_key_for_tenant
+
+logger = logging.getLogger(__name__)
+Outcome = protocol.Outcome
+
+# Agent errors that mean "this agent could not take it, no bind happened": try the next agent.
+RETRYABLE_AGENT_ERRORS = {"busy", "unavailable", "shutting_down"}
+
+
+@dataclass(frozen=True)
+class Validation:
+    """What the hand-off learned about one password."""
+
+    outcome: Outcome
+    request_id: str
+    ad_subcode: str = ""
+    agent_id: str | None = None
+    agent_ms: float | None = None
+    user: dict = field(default_factory=dict)
+    detail: str = ""
+
+
+# --- keys, loaded once per process --------------------------------------------------------------------
+
+_public_keys: dict[str, object] = {}
+_signing_keys: dict[str, object] = {}
+
+
+def _load_agent_key(key_id: str):
+    from agents.models import Agent
+
+    agent = Agent.objects.filter(key_fingerprint=key_id, revoked_at__isnull=True).only("certificate_pem").first()
+    return x509.load_pem_x509_certificate(agent.certificate_pem.encode()).public_key() if agent else None
+
+
+async def _agent_public_key(key_id: str):
+    if key_id not in _public_keys:
+        key = await database_sync_to_async(_load_agent_key)(key_id)
+        if key is None:
+            return None
+        _public_keys[key_id] = key
+    return _public_keys[key_id]
+
+
+async def _signing_key(tenant_id: str):
+    if tenant_id not in _signing_keys:
+        _signing_keys[tenant_id] = await database_sync_to_async(signing_key_for_tenant)(uuid.UUID(tenant_id))
+    return _signing_keys[tenant_id]
+
+
+# --- replies from agents on other nodes ---------------------------------------------------------------
+
+
+class ReplyChannel:
+    """This process's one reply channel: request id → the futures of a request relayed to another node."""
+
+    def __init__(self) -> None:
+        self.name = ""
+        self.waiters: dict[str, tuple[asyncio.Future, asyncio.Future]] = {}
+        self._task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def ensure_listening(self) -> str:
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._loop is not loop:
+            self.name = await get_channel_layer().new_channel("pta-replies.")
+            self._loop = loop
+            self._task = loop.create_task(self._listen(self.name))
+        return self.name
+
+    async def _listen(self, name: str) -> None:
+        layer = get_channel_layer()
+        while True:
+            try:
+                message = await layer.receive(name)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # Redis away: keep listening; waiters end at their own deadlines
+                logger.warning("reply channel receive failed; retrying", exc_info=True)
+                await asyncio.sleep(0.5)
+                continue
+            self._deliver(message)
+
+    def _deliver(self, message: dict) -> None:
+        waiter = self.waiters.get(str(message.get("request_id", "")))
+        if waiter is None:
+            return  # late: the request was already given up
+        acked, result = waiter
+        event = message.get("event")
+        if not acked.done():
+            if event in ("ack", "result"):
+                acked.set_result(None)
+            else:
+                acked.set_exception(AgentUnavailable(str(event)))
+        if event == "result" and not result.done():
+            try:
+                frame = protocol.decode(protocol.encode(protocol.Result(**message["result"])))
+                result.set_result(frame)
+            except (TypeError, KeyError, protocol.ProtocolError):
+                result.set_exception(AgentRequestError("malformed", "The agent's result was malformed."))
+        elif event == "error" and not result.done():
+            result.set_exception(AgentRequestError(str(message.get("code", "error")), str(message.get("message", ""))))
+        elif event in RETRYABLE_AGENT_ERRORS and not result.done():
+            result.set_exception(AgentUnavailable(str(event)))
+
+    async def relay(self, agent: ConnectedAgent, request: protocol.Request, *, ack_timeout: float,
+                    result_timeout: float) -> protocol.Result:
+        reply_to = await self.ensure_listening()
+        loop = asyncio.get_running_loop()
+        acked, result = loop.create_future(), loop.create_future()
+        self.waiters[request.request_id] = (acked, result)
+        sent_at = time.monotonic()
+        try:
+            body = dataclasses.asdict(request)
+            await get_channel_layer().send(agent.channel_name, {"type": "agent.request", "request": body,
+                                                                "reply_to": reply_to})
+            try:
+                await asyncio.wait_for(acked, ack_timeout)
+            except TimeoutError:
+                raise AgentAckTimeout(f"no ack within {ack_timeout} s") from None
+            try:
+                return await asyncio.wait_for(result, max(0.0, result_timeout - (time.monotonic() - sent_at)))
+            except TimeoutError:
+                raise AgentTimeout(f"no result within {result_timeout} s") from None
+        finally:
+            self.waiters.pop(request.request_id, None)
+            for future in (acked, result):
+                if future.done() and not future.cancelled():
+                    future.exception()  # retrieved: a late failure is not an "exception never retrieved"
+                else:
+                    future.cancel()
+
+
+reply_channel = ReplyChannel()
+
+
+# --- the hand-off ---------------------------------------------------------------------------------------
+
+
+async def _relay(agent: ConnectedAgent, request: protocol.Request, *, ack_timeout: float,
+                 result_timeout: float) -> protocol.Result:
+    if agent.local:
+        consumer = local_agents.get(agent.agent_id)
+        if consumer is None:
+            raise AgentUnavailable("gone")
+        try:
+            return await consumer.relay(request, ack_timeout=ack_timeout, result_timeout=result_timeout)
+        except ValueError as exc:  # sealed for a key the agent no longer has: it renewed meanwhile
+            raise AgentUnavailable(str(exc)) from None
+    return await reply_channel.relay(agent, request, ack_timeout=ack_timeout, result_timeout=result_timeout)
+
+
+async def password_validate(*, tenant_id: str, domain: str, username: str, password: str) -> Validation:
+    """Validate a password through the tenant's agents; every call ends within the sign-in deadline."""
+    deadline = time.monotonic() + settings.PTA_SIGNIN_DEADLINE_SECONDS
+    tenant_id = str(tenant_id)
+    candidates = await agents_connected(tenant_id=tenant_id, domain=domain)
+    last = Validation(outcome=Outcome.NO_AGENT_AVAILABLE, request_id="")
+    signing_key = await _signing_key(tenant_id) if candidates else None
+    for agent in candidates:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0.05:
+            break
+        if agent.full or domain not in agent.record.domains or agent.record.tenant_id != tenant_id:
+            continue
+        public_key = await _agent_public_key(agent.record.key_id)
+        if public_key is None:
+            continue
+        request_id = uuid.uuid4().hex
+        expires_at = time.time() + min(remaining, protocol.MAX_REQUEST_AGE_SECONDS)
+        request = protocol.sign_request(protocol.Request(
+            request_id=request_id, tenant=tenant_id, domain=domain, username=username, key_id=agent.record.key_id,
+            expires_at=expires_at,
+            sealed=protocol.seal_password(public_key=public_key, password=password, request_id=request_id,
+                                          tenant=tenant_id, key_id=agent.record.key_id, expires_at=expires_at),
+        ), signing_key)
+        started = time.monotonic()
+        try:
+            result = await _relay(agent, request, ack_timeout=min(settings.PTA_AGENT_ACK_SECONDS, remaining),
+                                  result_timeout=remaining)
+        except AgentTimeout:
+            return Validation(outcome=Outcome.AGENT_TIMEOUT, request_id=request_id, agent_id=agent.agent_id,
+                              agent_ms=_ms_since(started))
+        except AgentRequestError as exc:
+            if exc.code in RETRYABLE_AGENT_ERRORS:
+                continue
+            logger.warning("agent %s refused request %s: %s", agent.agent_id, request_id, exc.code)
+            return Validation(outcome=Outcome.AGENT_ERROR, request_id=request_id, agent_id=agent.agent_id,
+                              agent_ms=_ms_since(started), detail=exc.code)
+        except AgentUnavailable as exc:
+            logger.info("agent %s unavailable for %s (%s); trying the next one", agent.agent_id, request_id, exc)
+            continue
+        validation = _validation_from(result, request_id=request_id, agent=agent, agent_ms=_ms_since(started))
+        if validation.outcome is not Outcome.DIRECTORY_UNAVAILABLE:
+            return validation
+        last = validation  # another agent may reach a DC this one cannot
+    if last.outcome is Outcome.NO_AGENT_AVAILABLE and time.monotonic() >= deadline - 0.05 and candidates:
+        return dataclasses.replace(last, outcome=Outcome.AGENT_TIMEOUT)
+    return last
+
+
+def _validation_from(result: protocol.Result, *, request_id: str, agent: ConnectedAgent,
+                     agent_ms: float) -> Validation:
+    try:
+        outcome = Outcome(result.outcome)
+    except ValueError:
+        outcome = Outcome.AGENT_ERROR
+    # Only directory answers may come from an agent: anything else it says is an agent error.
+    if not (outcome.is_directory_answer or outcome is Outcome.DIRECTORY_UNAVAILABLE):
+        outcome = Outcome.AGENT_ERROR
+    return Validation(outcome=outcome, request_id=request_id, ad_subcode=result.ad_subcode[:16],
+                      agent_id=agent.agent_id, agent_ms=agent_ms,
+                      user=result.user if outcome is Outcome.SUCCESS else {}, detail=result.detail[:200])
+
+
+def _ms_since(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 2)

@@ -1,0 +1,23 @@
+from django.contrib import admin
+
+from signin.models import SignInEvent
+from tenant.admin_scoping import TenantScopedAdmin
+
+
+@admin.register(SignInEvent)
+class SignInEventAdmin(TenantScopedAdmin):
+    list_display = ["created_at", "username", "outcome", "ad_subcode", "agent", "ip_address", "total_ms",
+                    "mfa_decision", "mfa_result"]
+    list_filter = ["outcome", "agent", "channel", "mfa_decision", ("created_at", admin.DateFieldListFilter)]
+    search_fields = ["username", "user__upn", "ip_address"]
+    date_hierarchy = "created_at"
+    list_select_related = ["agent", "user"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,44 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from agents.protocol import Outcome
+from tenant.models import Tenant
+
+
+class SignInEvent(models.Model):
+    """One sign-in attempt, whatever its end. Never the password, nor anything derived from it."""
+
+    class MfaDecision(models.TextChoices):
+        NOT_EVALUATED = "", "Not evaluated"
+        NOT_REQUIRED = "not_required", "Not required"
+        REQUIRED = "required", "Required"
+
+    id = models.BigAutoField(primary_key=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    username = models.CharField("username as typed", max_length=320)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="sign_ins")
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=512, blank=True, default="")
+    agent = models.ForeignKey("agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    request_id = models.UUIDField(default=uuid.uuid4, editable=False, db_index=True)
+    outcome = models.CharField(max_length=32, choices=[(o.value, o.value) for o in Outcome], db_index=True)
+    ad_subcode = models.CharField("AD sub-code", max_length=16, blank=True, default="")
+    familiar = models.BooleanField(default=False, help_text="From an address that signed this user in before.")
+    total_ms = models.FloatField(null=True, blank=True)
+    agent_ms = models.FloatField(null=True, blank=True)
+    mfa_decision = models.CharField(max_length=16, choices=MfaDecision.choices, blank=True, default="")
+    mfa_reason = models.CharField(max_length=64, blank=True, default="")
+    mfa_result = models.CharField(max_length=32, blank=True, default="")
+    channel = models.CharField(max_length=16, default="web", help_text="web, admin or oauth")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["tenant", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.username} {self.outcome} {self.created_at:%Y-%m-%d %H:%M:%S}"
