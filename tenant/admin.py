@@ -61,7 +61,8 @@ class UserAdmin(TenantScopedAdmin, DjangoUserAdmin):
         ("Platform", {"fields": ["is_superuser", "groups", "user_permissions"]}),
         ("Dates", {"fields": ["last_login", "date_joined"]}),
     ]
-    add_fieldsets = [(None, {"fields": ["upn", "tenant", "source", "display_name", "usable_password", "password1", "password2"]})]
+    add_fieldsets = [(None, {"fields": ["upn", "tenant", "source", "display_name",
+                                        "usable_password", "password1", "password2"]})]
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
