@@ -1,0 +1,156 @@
+"""The agent's configuration file (TOML): everything `pta-agent run` needs, written by `pta-agent register`."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomli_w
+
+DEFAULT_CAPACITY = 32
+DEFAULT_POOL_SIZE = 8
+DEFAULT_REQUEST_DEADLINE_SECONDS = 10.0
+DEFAULT_SHUTDOWN_GRACE_SECONDS = 10.0
+DEFAULT_LDAP_TIMEOUT_SECONDS = 5.0
+DEFAULT_LOGIN_ATTRIBUTE = "userPrincipalName"
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or incomplete; the message says which."""
+
+
+@dataclass(frozen=True)
+class PortalSettings:
+    url: str
+    ca_file: str = ""  # empty: verify the portal against the system trust store
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    id: str
+    tenant: str
+    domains: list[str]
+    name: str = ""
+    capacity: int = DEFAULT_CAPACITY
+    request_deadline_seconds: float = DEFAULT_REQUEST_DEADLINE_SECONDS
+    shutdown_grace_seconds: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
+
+
+@dataclass(frozen=True)
+class FileSettings:
+    private_key: str
+    certificate: str
+    tenant_ca: str
+    portal_signing_key: str
+
+
+@dataclass(frozen=True)
+class DirectorySettings:
+    ldap_urls: list[str]
+    ca_file: str = ""  # empty: verify the DCs against the system trust store
+    login_attribute: str = DEFAULT_LOGIN_ATTRIBUTE
+    base_dn: str = ""
+    service_account: str = ""
+    service_password_file: str = ""
+    pool_size: int = DEFAULT_POOL_SIZE
+    connect_timeout_seconds: float = DEFAULT_LDAP_TIMEOUT_SECONDS
+    receive_timeout_seconds: float = DEFAULT_LDAP_TIMEOUT_SECONDS
+
+    @property
+    def uses_alternate_id(self) -> bool:
+        return self.login_attribute.lower() != DEFAULT_LOGIN_ATTRIBUTE.lower()
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    portal: PortalSettings
+    agent: AgentSettings
+    files: FileSettings
+    directory: DirectorySettings
+    path: Path = field(default=Path("agent.toml"), compare=False)
+
+
+def base_dn_for_domain(domain: str) -> str:
+    """corp.example.test → DC=corp,DC=example,DC=test (the usual AD naming context of a DNS domain)."""
+    labels = [label for label in domain.strip().strip(".").split(".") if label]
+    return ",".join(f"DC={label}" for label in labels)
+
+
+def file_paths_for(config_path: Path) -> FileSettings:
+    """Key material lives next to the config file, named after it (agent.toml → agent-key.pem, …)."""
+    directory, stem = config_path.resolve().parent, config_path.stem
+    return FileSettings(
+        private_key=str(directory / f"{stem}-key.pem"),
+        certificate=str(directory / f"{stem}-cert.pem"),
+        tenant_ca=str(directory / f"{stem}-tenant-ca.pem"),
+        portal_signing_key=str(directory / f"{stem}-portal-signing.pem"),
+    )
+
+
+def config_to_toml(config: AgentConfig) -> str:
+    return tomli_w.dumps({
+        "portal": dataclasses.asdict(config.portal),
+        "agent": dataclasses.asdict(config.agent),
+        "files": dataclasses.asdict(config.files),
+        "directory": dataclasses.asdict(config.directory),
+    })
+
+
+def config_save(config: AgentConfig, path: Path) -> None:
+    """Written to a temporary file and renamed: a crash never leaves half a config behind."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)  # no secrets, but not for everyone
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(config_to_toml(config))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def config_load(path: Path) -> AgentConfig:
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"No configuration at {path}: run `pta-agent register` first.") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"Cannot read the configuration {path}: {exc}") from None
+    try:
+        config = AgentConfig(
+            portal=_section(PortalSettings, data, "portal"),
+            agent=_section(AgentSettings, data, "agent"),
+            files=_section(FileSettings, data, "files"),
+            directory=_section(DirectorySettings, data, "directory"),
+            path=Path(path),
+        )
+    except TypeError as exc:
+        raise ConfigError(f"The configuration {path} is incomplete or has unknown keys: {exc}") from None
+    _check(config, path)
+    return config
+
+
+def _section(cls: type, data: dict, name: str):
+    section = data.get(name)
+    if not isinstance(section, dict):
+        raise ConfigError(f"The configuration has no [{name}] section.")
+    return cls(**section)
+
+
+def _check(config: AgentConfig, path: Path) -> None:
+    problems = []
+    if not config.portal.url.startswith(("http://", "https://")):
+        problems.append("portal.url must start with http:// or https://")
+    if not config.directory.ldap_urls:
+        problems.append("directory.ldap_urls must list at least one DC")
+    if any(not url.startswith(("ldaps://", "ldap://")) for url in config.directory.ldap_urls):
+        problems.append("directory.ldap_urls must be ldaps:// (or ldap://, always upgraded with StartTLS)")
+    if config.agent.capacity < 1 or config.directory.pool_size < 1:
+        problems.append("agent.capacity and directory.pool_size must be at least 1")
+    if config.directory.uses_alternate_id and not (
+            config.directory.service_account and config.directory.service_password_file and config.directory.base_dn):
+        problems.append("an alternate login attribute needs directory.service_account, "
+                        "directory.service_password_file and directory.base_dn")
+    if problems:
+        raise ConfigError(f"The configuration {path} is not usable: " + "; ".join(problems) + ".")

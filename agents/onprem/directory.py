@@ -1,0 +1,385 @@
+"""Validate a password against Active Directory: LDAPS simple binds on pooled connections, with failover.
+
+One sign-in checks out one connection exclusively for its bind and its read-as-user (ldap3 connections
+are not safe to share, and the REUSABLE strategy's rebind rebinds the whole pool). ldap3 is synchronous:
+the async entry point runs it in a thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import re
+import ssl
+import threading
+import time
+import unicodedata
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import ldap3
+from ldap3.core import exceptions as ldap_exceptions
+from ldap3.utils.conv import escape_filter_chars
+
+from agents.protocol import Outcome, outcome_for_ad_subcode
+
+logger = logging.getLogger(__name__)
+
+INVALID_CREDENTIALS_RESULT = 49
+INVALID_DN_SYNTAX_RESULT = 34
+MAX_INPUT_CHARS = 1024
+USER_ATTRIBUTES = ["objectGUID", "displayName", "mail", "userPrincipalName"]
+AD_DATA_CODE = re.compile(r"\bdata ([0-9a-fA-F]+)\b")
+# Bound when an Alternate ID matches no account, so that a missing account costs the same time as a bad password.
+NO_SUCH_ACCOUNT_DN_PREFIX = "CN=pta-agent-no-such-account"
+
+# A socket, TLS or timeout failure: the DC did not judge the password. rebind() reports a connection the
+# server closed as LDAPBindError, hence that one here too (with raise_exceptions=False a refused bind is a
+# False return, never an exception).
+TRANSPORT_ERRORS = (
+    ldap_exceptions.LDAPCommunicationError,
+    ldap_exceptions.LDAPResponseTimeoutError,
+    ldap_exceptions.LDAPStartTLSError,
+    ldap_exceptions.LDAPBindError,
+    ldap_exceptions.LDAPSSLConfigurationError,
+    ssl.SSLError,
+    OSError,
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DirectoryUser:
+    object_guid: str = ""
+    display_name: str = ""
+    mail: str = ""
+    upn: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {"object_guid": self.object_guid, "display_name": self.display_name, "mail": self.mail,
+                "upn": self.upn}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The directory's answer about one sign-in."""
+
+    outcome: Outcome
+    ad_subcode: str = ""
+    user: DirectoryUser | None = None
+    detail: str = ""
+    dc: str = ""
+
+
+@dataclass(frozen=True)
+class DirectoryOptions:
+    ldap_urls: list[str]
+    ca_file: str = ""
+    login_attribute: str = "userPrincipalName"
+    base_dn: str = ""
+    service_account: str = ""
+    service_password: str = field(default="", repr=False)
+    pool_size: int = 8
+    connect_timeout_seconds: float = 5.0
+    receive_timeout_seconds: float = 5.0
+    workers: int = 32
+
+    @property
+    def uses_alternate_id(self) -> bool:
+        return self.login_attribute.lower() != "userprincipalname"
+
+
+class DirectoryUnreachable(Exception):
+    """This DC could not judge the password (network, TLS, timeout, busy): try the next one."""
+
+
+class _BrokenConnection(Exception):
+    """A transport failure on one connection (it has been closed)."""
+
+
+def input_refusal(username: str, password: str) -> str:
+    """Why a username/password pair must not reach a bind at all ("" when it may)."""
+    if not username.strip():
+        return "empty_username"  # rebind(user="") would keep the previous user bound
+    if not password:
+        return "empty_password"  # AD treats a simple bind without a password as unauthenticated: a "success"
+    if len(username) > MAX_INPUT_CHARS or len(password) > MAX_INPUT_CHARS:
+        return "too_long"
+    if any(unicodedata.category(ch) == "Cc" for ch in username + password):
+        return "control_characters"  # NUL and friends: truncation and injection tricks
+    return ""
+
+
+def ad_subcode(message: str) -> str:
+    """'… AcceptSecurityContext error, data 52e, v1db1' → '52e'."""
+    match = AD_DATA_CODE.search(message or "")
+    return match.group(1).lower() if match else ""
+
+
+def guid_from_bytes(raw: bytes) -> str:
+    """AD stores objectGUID little-endian in its first three fields; the canonical form reads them swapped."""
+    return str(uuid.UUID(bytes_le=bytes(raw))) if len(raw) == 16 else ""
+
+
+class ConnectionPool:
+    """At most `size` persistent connections to one DC; each is checked out by one sign-in at a time."""
+
+    def __init__(self, url: str, *, size: int, opener: Callable[[], ldap3.Connection]):
+        self.url = url
+        self._opener = opener
+        self._idle: queue.LifoQueue[ldap3.Connection] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(size)
+
+    def run(self, attempt: Callable[[ldap3.Connection], T], *, deadline: float) -> T:
+        """Run attempt on a pooled connection; a transport failure there is retried once on a fresh one."""
+        if not self._slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise DirectoryUnreachable(f"{self.url}: every connection is busy")
+        try:
+            connection, reused = self._take(fresh=False)
+            try:
+                return self._attempt_on(connection, attempt)
+            except _BrokenConnection as exc:
+                if not reused:
+                    raise DirectoryUnreachable(f"{self.url}: {exc}") from exc
+                logger.info("pooled connection to %s broke (%s); retrying on a fresh one", self.url, exc)
+            connection, _ = self._take(fresh=True)
+            try:
+                return self._attempt_on(connection, attempt)
+            except _BrokenConnection as exc:
+                raise DirectoryUnreachable(f"{self.url}: {exc}") from exc
+        finally:
+            self._slots.release()
+
+    def _attempt_on(self, connection: ldap3.Connection, attempt: Callable[[ldap3.Connection], T]) -> T:
+        try:
+            result = attempt(connection)
+        except TRANSPORT_ERRORS as exc:
+            self._close(connection)
+            raise _BrokenConnection(str(exc) or type(exc).__name__) from exc
+        except BaseException:
+            self._close(connection)  # its state is unknown: never hand it to the next sign-in
+            raise
+        self._idle.put(connection)
+        return result
+
+    def close_all(self) -> None:
+        while True:
+            try:
+                self._close(self._idle.get_nowait())
+            except queue.Empty:
+                return
+
+    def _take(self, *, fresh: bool) -> tuple[ldap3.Connection, bool]:
+        if not fresh:
+            try:
+                return self._idle.get_nowait(), True
+            except queue.Empty:
+                pass
+        try:
+            return self._opener(), False
+        except TRANSPORT_ERRORS as exc:
+            raise DirectoryUnreachable(f"{self.url}: {exc}") from exc
+
+    @staticmethod
+    def _close(connection: ldap3.Connection) -> None:
+        try:
+            connection.unbind()
+        except Exception:  # noqa: S110 - closing a broken connection may fail again; it is gone either way
+            pass
+
+
+class DirectoryValidator:
+    """Checks passwords against the DCs in order (failover); a DC fault is never reported as a bad password."""
+
+    def __init__(self, options: DirectoryOptions):
+        self.options = options
+        self._tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=options.ca_file or None)  # never CERT_NONE
+        self._servers = {url: self._server(url) for url in options.ldap_urls}
+        self._user_pools = {url: ConnectionPool(url, size=options.pool_size, opener=self._opener(url))
+                            for url in options.ldap_urls}
+        self._service_pools = {
+            url: ConnectionPool(url, size=max(1, options.pool_size // 2), opener=self._service_opener(url))
+            for url in options.ldap_urls
+        } if options.uses_alternate_id else {}
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=options.workers,
+                                                               thread_name_prefix="ldap")
+
+    # --- entry points -------------------------------------------------------------------------------------
+
+    async def validate_async(self, username: str, password: str, *, deadline: float) -> Verdict:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.validate, username, password, deadline)
+
+    def validate(self, username: str, password: str, deadline: float | None = None) -> Verdict:
+        deadline = time.monotonic() + 30.0 if deadline is None else deadline
+        refusal = input_refusal(username, password)
+        if refusal:
+            return Verdict(Outcome.INVALID_CREDENTIALS, detail=refusal)
+        password_bytes = password.encode("utf-8")  # bytes: ldap3 would SASLprep a str, AD does not
+        failures = []
+        for url in self.options.ldap_urls:
+            if time.monotonic() >= deadline:
+                return Verdict(Outcome.AGENT_TIMEOUT, detail="deadline passed before a DC answered")
+            try:
+                return self._validate_on(url, username, password_bytes, deadline)
+            except DirectoryUnreachable as exc:
+                logger.warning("DC %s unavailable: %s", url, exc)
+                failures.append(str(exc))
+        return Verdict(Outcome.DIRECTORY_UNAVAILABLE, detail="; ".join(failures)[:500])
+
+    def reachable(self) -> dict[str, bool]:
+        """Whether each DC accepts a verified TLS connection now (used by heartbeats and `status`)."""
+        return {url: self._probe(url) for url in self.options.ldap_urls}
+
+    async def reachable_async(self) -> dict[str, bool]:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self.reachable)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        for pool in [*self._user_pools.values(), *self._service_pools.values()]:
+            pool.close_all()
+
+    # --- one DC -------------------------------------------------------------------------------------------
+
+    def _validate_on(self, url: str, username: str, password: bytes, deadline: float) -> Verdict:
+        if not self.options.uses_alternate_id:
+            return self._user_pools[url].run(
+                lambda connection: self._bind_and_read(connection, url, username, password, by_dn=False),
+                deadline=deadline)
+        found = self._service_pools[url].run(lambda connection: self._find_dn(connection, username),
+                                             deadline=deadline)
+        if found is None:
+            self._user_pools[url].run(lambda connection: self._bind(connection, self._no_such_dn(), password),
+                                      deadline=deadline)
+            return Verdict(Outcome.INVALID_CREDENTIALS, detail="no_account", dc=url)
+        return self._user_pools[url].run(
+            lambda connection: self._bind_and_read(connection, url, found, password, by_dn=True),
+            deadline=deadline)
+
+    def _bind_and_read(self, connection: ldap3.Connection, url: str, name: str, password: bytes, *,
+                       by_dn: bool) -> Verdict:
+        result = self._bind(connection, name, password)
+        code = result.get("result")
+        if code == 0:
+            user = self._read_user_by_dn(connection, name) if by_dn else self._read_user_by_upn(connection, name)
+            return Verdict(Outcome.SUCCESS, user=user or DirectoryUser(upn=name), dc=url)
+        if code == INVALID_CREDENTIALS_RESULT:
+            subcode = ad_subcode(result.get("message", ""))
+            return Verdict(outcome_for_ad_subcode(subcode), ad_subcode=subcode, dc=url)
+        if code == INVALID_DN_SYNTAX_RESULT:
+            return Verdict(Outcome.INVALID_CREDENTIALS, detail="invalid_name", dc=url)  # names no account
+        # busy, unavailable, stronger auth required…: the DC did not judge the password, so the next one may.
+        raise DirectoryUnreachable(f"{url}: bind answered {code} {result.get('description', '')}")
+
+    @staticmethod
+    def _bind(connection: ldap3.Connection, name: str, password: bytes) -> dict:
+        connection.rebind(user=name, password=password, read_server_info=False)  # no schema re-read per bind
+        return dict(connection.result or {})
+
+    def _find_dn(self, connection: ldap3.Connection, username: str) -> str | None:
+        """The one account whose login attribute is username (escaped: it is attacker-typed)."""
+        attribute = self.options.login_attribute
+        search_filter = f"(&(objectCategory=person)(objectClass=user)({attribute}={escape_filter_chars(username)}))"
+        connection.search(self.options.base_dn, search_filter, search_scope=ldap3.SUBTREE,
+                          attributes=["objectGUID"], size_limit=2)
+        entries = _entries(connection)
+        if len(entries) != 1:
+            if len(entries) > 1:
+                logger.warning("%s matches more than one account; refusing (fix the directory)", attribute)
+            return None
+        return entries[0]["dn"]
+
+    def _read_user_by_upn(self, connection: ldap3.Connection, upn: str) -> DirectoryUser | None:
+        search_filter = f"(userPrincipalName={escape_filter_chars(upn)})"
+        user = self._read_one(connection, self.options.base_dn, search_filter, ldap3.SUBTREE)
+        if user is None:
+            # An implicit UPN (sAMAccountName@dns-domain) binds but is not stored: ask who we are bound as.
+            who = connection.extend.standard.who_am_i() or ""
+            account = who.split("\\", 1)[1] if "\\" in who else ""
+            if account:
+                search_filter = f"(sAMAccountName={escape_filter_chars(account)})"
+                user = self._read_one(connection, self.options.base_dn, search_filter, ldap3.SUBTREE)
+        return user
+
+    def _read_user_by_dn(self, connection: ldap3.Connection, dn: str) -> DirectoryUser | None:
+        return self._read_one(connection, dn, "(objectClass=*)", ldap3.BASE)
+
+    @staticmethod
+    def _read_one(connection: ldap3.Connection, base: str, search_filter: str, scope) -> DirectoryUser | None:
+        if not base:
+            return None
+        connection.search(base, search_filter, search_scope=scope, attributes=USER_ATTRIBUTES, size_limit=1)
+        entries = _entries(connection)
+        if not entries:
+            return None
+        raw = entries[0].get("raw_attributes", {})
+        return DirectoryUser(
+            object_guid=guid_from_bytes(_first(raw, "objectGUID")),
+            display_name=_text(_first(raw, "displayName")),
+            mail=_text(_first(raw, "mail")),
+            upn=_text(_first(raw, "userPrincipalName")),
+        )
+
+    def _no_such_dn(self) -> str:
+        return f"{NO_SUCH_ACCOUNT_DN_PREFIX}-{uuid.uuid4().hex},{self.options.base_dn}"
+
+    # --- connections --------------------------------------------------------------------------------------
+
+    def _server(self, url: str) -> ldap3.Server:
+        return ldap3.Server(url, get_info=ldap3.NONE, tls=self._tls,
+                            connect_timeout=self.options.connect_timeout_seconds)
+
+    def _opener(self, url: str) -> Callable[[], ldap3.Connection]:
+        return lambda: self._open(url)
+
+    def _service_opener(self, url: str) -> Callable[[], ldap3.Connection]:
+        def open_as_service() -> ldap3.Connection:
+            connection = self._open(url)
+            name, password = self.options.service_account, self.options.service_password.encode("utf-8")
+            result = self._bind(connection, name, password)
+            if result.get("result") != 0:
+                connection.unbind()
+                raise DirectoryUnreachable(
+                    f"{url}: the service account {name} cannot bind ({result.get('description')}"
+                    f" {ad_subcode(result.get('message', ''))}); check directory.service_account")
+            return connection
+        return open_as_service
+
+    def _open(self, url: str) -> ldap3.Connection:
+        server = self._servers[url]
+        connection = ldap3.Connection(
+            server, auto_bind=ldap3.AUTO_BIND_NONE, client_strategy=ldap3.SYNC, raise_exceptions=False,
+            receive_timeout=self.options.receive_timeout_seconds, auto_referrals=False, read_only=True)
+        connection.open(read_server_info=False)
+        if not server.ssl and not connection.start_tls(read_server_info=False):
+            connection.unbind()  # never send a password in clear text
+            raise DirectoryUnreachable(f"{url}: StartTLS refused")
+        return connection
+
+    def _probe(self, url: str) -> bool:
+        try:
+            self._open(url).unbind()
+        except (DirectoryUnreachable, *TRANSPORT_ERRORS) as exc:
+            logger.debug("DC %s does not answer: %s", url, exc)
+            return False
+        return True
+
+
+def _entries(connection: ldap3.Connection) -> list[dict]:
+    return [item for item in (connection.response or []) if item.get("type") == "searchResEntry"]
+
+
+def _first(raw: dict, name: str) -> bytes:
+    for key, values in raw.items():
+        if key.lower() == name.lower() and values:
+            return bytes(values[0])
+    return b""
+
+
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", "replace")
