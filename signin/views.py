@@ -79,9 +79,8 @@ async def password_page(request: HttpRequest) -> HttpResponse:
         user_agent=request.META.get("HTTP_USER_AGENT", ""),
     )
     if not result.succeeded:
-        form = PasswordForm()
-        form.add_error("password", result.outcome.message)
-        return _page(request, "signin/password.html", {**context, "form": form}, outcome=result.outcome)
+        return _page(request, "signin/password.html",
+                     {**context, "form": PasswordForm(), "error": result.outcome.message}, outcome=result.outcome)
     await request.session.apop(SESSION_KEY)
     await alogin(request, result.user, backend=BACKEND)
     response = HttpResponseRedirect(state["next"])
