@@ -92,7 +92,8 @@ def agent_config(tmp_path: Path, identity: AgentIdentity, tenant_ca, portal_sign
 def make_request(identity, portal_signing_key):
     """A request as the portal would send it: sealed for the agent's key and signed."""
 
-    def make(password: str = "Pa55!word", *, signing_key=None, public_key=None, **fields) -> protocol.Request:
+    def make(password: str = "Pa55!word", *, signing_key=None, public_key=None,  # noqa: S107
+             **fields) -> protocol.Request:
         values = {"request_id": uuid.uuid4().hex, "tenant": TENANT, "domain": DOMAIN,
                   "username": f"alice@{DOMAIN}", "key_id": identity.key_id, "expires_at": time.time() + 20,
                   "sealed": {}} | fields
