@@ -8,4 +8,5 @@ urlpatterns = [
     path("login/password/", views.password_page, name="password"),
     path("login/done/", views.done_page, name="done"),
     path("logout/", views.logout_page, name="logout"),
+    path("metrics", views.metrics, name="metrics"),
 ]

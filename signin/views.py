@@ -14,6 +14,7 @@ from django.views.decorators.http import require_http_methods
 
 from agents.protocol import Outcome
 from signin.forms import PasswordForm, UsernameForm
+from signin.metrics import metrics_text
 from signin.services.attempt import password_sign_in
 from tenant.selectors import tenant_for_username
 
@@ -104,3 +105,7 @@ async def logout_page(request: HttpRequest) -> HttpResponse:
         await alogout(request)
         return HttpResponseRedirect("/login/")
     return _page(request, "signin/logout.html", {})
+
+
+async def metrics(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(metrics_text(), content_type="text/plain; version=0.0.4; charset=utf-8")

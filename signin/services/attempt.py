@@ -10,6 +10,7 @@ from channels.db import database_sync_to_async
 
 from agents.protocol import Outcome
 from agents.services.dispatch import password_validate
+from signin.metrics import signin_seconds, signins
 from signin.models import SignInEvent
 from signin.services.lockout import (
     address_is_familiar,
@@ -87,8 +88,11 @@ async def password_sign_in(*, username: str, password: str, ip: str = "", user_a
         record.update(agent_id=validation.agent_id, ad_subcode=validation.ad_subcode, agent_ms=validation.agent_ms)
         if validation.request_id:
             record["request_id"] = validation.request_id
+    elapsed = time.monotonic() - started
     event = await signin_event_record(**record, user=user, outcome=outcome.value, familiar=familiar,
-                                      total_ms=round((time.monotonic() - started) * 1000, 2))
+                                      total_ms=round(elapsed * 1000, 2))
+    signins.labels(outcome.value, channel).inc()
+    signin_seconds.labels(channel).observe(elapsed)
     return SignInResult(outcome=outcome, tenant=tenant, user=user if outcome is Outcome.SUCCESS else None,
                         event=event, familiar=familiar)
 

@@ -1,0 +1,36 @@
+"""Prometheus metrics of this process, at /metrics. Outcome labels are the outcome codes themselves."""
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+registry = CollectorRegistry(auto_describe=True)
+
+signins = Counter("pta_signin", "Sign-in attempts by outcome", ["outcome", "channel"], registry=registry)
+signin_seconds = Histogram(
+    "pta_signin_seconds", "Time from password to answer", ["channel"], registry=registry,
+    buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15),
+)
+
+
+class HandOffCollector:
+    """Live state of the hand-off in this process: what must return to zero when traffic stops."""
+
+    def collect(self):
+        from agents.connections import local_agents
+        from agents.services.dispatch import reply_channel
+
+        waiters = GaugeMetricFamily("pta_handoff_reply_waiters", "Requests relayed to another node awaiting answer")
+        waiters.add_metric([], len(reply_channel.waiters))
+        agents = GaugeMetricFamily("pta_agents_local", "Agents connected to this process")
+        agents.add_metric([], len(local_agents))
+        in_flight = GaugeMetricFamily("pta_agent_in_flight", "Requests in flight per local agent", labels=["agent"])
+        for consumer in local_agents.all():
+            in_flight.add_metric([consumer.agent_id], consumer.in_flight)
+        yield from (waiters, agents, in_flight)
+
+
+registry.register(HandOffCollector())
+
+
+def metrics_text() -> bytes:
+    return generate_latest(registry)

@@ -1,0 +1,134 @@
+"""The pure protocol module: no Django, no database."""
+
+import dataclasses
+import json
+import time
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+from agents import protocol
+from agents.protocol import Outcome, ProtocolError
+
+
+@pytest.fixture(scope="module")
+def agent_key():
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def portal_key():
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+def sealed_request(agent_key, portal_key, *, password="Pa55 wörd\u00a0!", expires_in=10.0, **overrides):
+    fields = {"request_id": "r-1", "tenant": "t-1", "domain": "corp.example.test", "username": "a@corp.example.test",
+              "key_id": protocol.key_fingerprint(agent_key.public_key()), "expires_at": time.time() + expires_in}
+    fields.update(overrides)
+    sealed = protocol.seal_password(public_key=agent_key.public_key(), password=password,
+                                    **{k: fields[k] for k in ("request_id", "tenant", "key_id", "expires_at")})
+    return protocol.sign_request(protocol.Request(**fields, sealed=sealed), portal_key)
+
+
+def test_heartbeats_fit_three_times_in_presence_expiry():
+    assert protocol.HEARTBEAT_SECONDS * 3 < protocol.PRESENCE_TTL_SECONDS
+
+
+def test_every_ad_subcode_maps_to_exactly_one_failure_outcome():
+    for subcode, outcome in protocol.AD_SUBCODE_OUTCOMES.items():
+        assert protocol.outcome_for_ad_subcode(subcode) is outcome
+        assert protocol.outcome_for_ad_subcode(subcode.upper()) is outcome
+        assert outcome is not Outcome.SUCCESS
+    for unknown in ("52f", "568", "569", "", "zzz"):
+        assert protocol.outcome_for_ad_subcode(unknown) is Outcome.INVALID_CREDENTIALS
+
+
+def test_every_outcome_has_a_message():
+    assert set(protocol.OUTCOME_MESSAGES) == set(Outcome)
+    assert all(o.message for o in Outcome)
+
+
+@pytest.mark.parametrize("frame", [
+    protocol.Challenge(nonce="abc"), protocol.Heartbeat(version="1", in_flight=3, dcs={"ldaps://x": True}),
+    protocol.Ack(request_id="r"), protocol.Result(request_id="r", outcome="success", user={"mail": "a@b"}),
+    protocol.Error(code="busy", message="full"), protocol.Renew(),
+])
+def test_frames_round_trip(frame):
+    assert protocol.decode(protocol.encode(frame)) == frame
+
+
+@pytest.mark.parametrize("text,code", [
+    ("not json", "malformed"), ("[]", "malformed"), ('{"type": 5}', "malformed"), ('{"type": "nope"}', "unknown_type"),
+    ('{"type": "ack"}', "malformed"), ('{"type": "ack", "request_id": 5}', "malformed"),
+    ('{"type": "ack", "request_id": "r", "extra": 1}', "malformed"),
+    ('{"type": "heartbeat", "in_flight": true}', "malformed"), ("[" * 100_000, "too_large"),
+    ('{"type": "heartbeat", "in_flight": ' + "[" * 5000 + "]" * 5000 + "}", "malformed"),
+])
+def test_bad_frames_raise_protocol_errors_only(text, code):
+    with pytest.raises(ProtocolError) as raised:
+        protocol.decode(text)
+    assert raised.value.code == code
+
+
+def test_binary_frames_are_refused():
+    with pytest.raises(ProtocolError):
+        protocol.decode(b'{"type": "ack", "request_id": "r"}')
+
+
+def test_sealed_password_opens_only_for_its_key_and_context(agent_key, portal_key):
+    request = sealed_request(agent_key, portal_key)
+    wire = protocol.decode(protocol.encode(request))
+    protocol.verify_request(wire, portal_key.public_key())
+    assert protocol.open_envelope(private_key=agent_key, request=wire) == "Pa55 wörd\u00a0!"
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with pytest.raises(ProtocolError) as raised:
+        protocol.open_envelope(private_key=other_key, request=wire)
+    assert raised.value.code == "cannot_decrypt"
+    # The associated data binds the request id, tenant, key id and expiry: moving the envelope fails.
+    for change in ({"request_id": "r-2"}, {"tenant": "t-2"}, {"expires_at": wire.expires_at + 1}):
+        with pytest.raises(ProtocolError):
+            protocol.open_envelope(private_key=agent_key, request=dataclasses.replace(wire, **change))
+
+
+def test_the_password_is_not_on_the_wire_in_clear(agent_key, portal_key):
+    encoded = protocol.encode(sealed_request(agent_key, portal_key, password="Findable-Secret-123"))
+    assert "Findable-Secret-123" not in encoded
+
+
+def test_request_signature_covers_every_field(agent_key, portal_key):
+    request = sealed_request(agent_key, portal_key)
+    for change in ({"username": "b@corp.example.test"}, {"domain": "other.test"}, {"tenant": "t-2"},
+                   {"sealed": {**request.sealed, "data": request.sealed["key"]}}):
+        with pytest.raises(ProtocolError) as raised:
+            protocol.verify_request(dataclasses.replace(request, **change), portal_key.public_key())
+        assert raised.value.code == "bad_signature"
+    forger = ed25519.Ed25519PrivateKey.generate()
+    with pytest.raises(ProtocolError):
+        protocol.verify_request(protocol.sign_request(request, forger), portal_key.public_key())
+
+
+def test_expired_and_far_future_requests_are_refused(agent_key, portal_key):
+    with pytest.raises(ProtocolError) as raised:
+        protocol.verify_request(sealed_request(agent_key, portal_key, expires_in=-1), portal_key.public_key())
+    assert raised.value.code == "expired"
+    with pytest.raises(ProtocolError):
+        protocol.verify_request(sealed_request(agent_key, portal_key, expires_in=3600), portal_key.public_key())
+
+
+def test_replay_guard_refuses_a_seen_request_until_it_expires():
+    guard = protocol.ReplayGuard()
+    now = 1000.0
+    assert guard.check_and_remember("r", now + 30, now=now)
+    assert not guard.check_and_remember("r", now + 30, now=now + 1)
+    for i in range(2000):  # pruning keeps what has not expired yet
+        guard.check_and_remember(f"x{i}", now + 5, now=now + 2)
+    assert not guard.check_and_remember("r", now + 30, now=now + 10)
+
+
+def test_challenge_signature(agent_key):
+    nonce = protocol.new_nonce()
+    signature = protocol.sign_challenge(agent_key, nonce)
+    assert protocol.verify_challenge(agent_key.public_key(), nonce, signature)
+    assert not protocol.verify_challenge(agent_key.public_key(), protocol.new_nonce(), signature)
+    assert not protocol.verify_challenge(agent_key.public_key(), nonce, "not base64!")
+    json.dumps(signature)

@@ -1,0 +1,216 @@
+"""End to end: the sign-in pages on a real Daphne, real pta-agent processes and the Samba AD DC."""
+
+from __future__ import annotations
+
+import re
+import ssl
+import time
+
+import httpx
+import ldap3
+import pytest
+
+from agents.protocol import Outcome
+from tests.fixtures.http import sign_in
+from tests.fixtures.network import TcpRelay
+from tests.fixtures.portal import make_portal, wait_for
+
+pytestmark = pytest.mark.integration
+
+EXPECTED = {
+    "good": Outcome.SUCCESS,
+    "disabled": Outcome.ACCOUNT_DISABLED,
+    "account_expired": Outcome.ACCOUNT_EXPIRED,
+    "must_change_password": Outcome.PASSWORD_MUST_CHANGE,
+    "password_expired": Outcome.PASSWORD_EXPIRED,
+    "logon_hours": Outcome.LOGON_HOURS,
+    "locked_out": Outcome.ACCOUNT_LOCKED,
+}
+
+
+def local_agents(node) -> int:
+    text = httpx.get(f"{node.url}/metrics", timeout=5).text
+    match = re.search(r"^pta_agents_local (\S+)$", text, re.M)
+    return int(float(match.group(1))) if match else 0
+
+
+def start_agent(portal, node, tenant: str, ad, *, ldap_url: str | None = None, name: str = "agent"):
+    token = portal.agent_token(tenant)
+    config, result = portal.agent_register(node, token, name=name, ldap_urls=(ldap_url or ad.ldaps_url,),
+                                           extra=("--ca-file", ad.ca_file))
+    assert result.returncode == 0, result.stderr
+    return portal.agent_run(config)
+
+
+@pytest.fixture(scope="module")
+def site(ad_testbed):
+    """One embedded portal: tenant corp.example.test with one agent on the real DC."""
+    portal = make_portal("embedded")
+    try:
+        node = portal.start_node("web")
+        tenant = portal.tenant_create("Contoso", ad_testbed.upn_suffix)
+        agent = start_agent(portal, node, tenant, ad_testbed)
+        wait_for(lambda: local_agents(node) == 1, timeout=10, message="the agent to connect")
+        yield portal, node, tenant, agent
+    finally:
+        portal.close()
+
+
+@pytest.mark.parametrize("state", sorted(EXPECTED))
+def test_every_directory_state_ends_with_its_outcome(site, ad_testbed, state):
+    _, node, _, _ = site
+    for name, user in ad_testbed.users_in_state(state).items():
+        attempt = sign_in(node.url, user["upn"], user["password"])
+        expected = EXPECTED[state]
+        assert attempt.outcome == expected.value, f"{name}: {attempt.status} {attempt.text[:300]}"
+        if expected is Outcome.SUCCESS:
+            assert attempt.status == 302
+        else:
+            assert attempt.status == 200
+            assert expected.message.replace("'", "&#x27;") in attempt.text
+
+
+def test_wrong_password_is_invalid_credentials_and_recorded(site, ad_testbed):
+    portal, node, _, _ = site
+    user = ad_testbed.user("bob")
+    attempt = sign_in(node.url, user["upn"], "not-" + user["password"])
+    assert attempt.outcome == Outcome.INVALID_CREDENTIALS.value
+    assert "Your account or password is incorrect." in attempt.text
+    rows = portal.sql("SELECT outcome, ad_subcode, agent_id FROM signin_signinevent WHERE username = %s "
+                      "ORDER BY id DESC LIMIT 1", (user["upn"],))
+    assert rows[0][0] == "invalid_credentials" and rows[0][1] == "52e" and rows[0][2]
+    assert sign_in(node.url, user["upn"], user["password"]).outcome == "success"  # resets AD's bad count
+
+
+def test_success_creates_the_user_just_in_time(site, ad_testbed):
+    portal, node, _, _ = site
+    user = ad_testbed.user("ivan")
+    with httpx.Client(base_url=node.url, follow_redirects=False, timeout=20) as client:
+        attempt = sign_in(node.url, user["upn"], user["password"], client=client)
+        assert attempt.status == 302 and attempt.location == "/login/done/"
+        done = client.get("/login/done/")
+        assert 'data-outcome="success"' in done.text and user["display_name"] in done.text
+    rows = portal.sql("SELECT display_name, email, immutable_id, source FROM tenant_user WHERE upn = %s",
+                      (user["upn"],))
+    assert rows[0][0] == user["display_name"] and rows[0][1] == user["mail"]
+    assert re.fullmatch(r"[0-9a-f-]{36}", rows[0][2]) and rows[0][3] == "on-premises"
+
+
+def test_unknown_domain_is_answered_without_an_agent(site):
+    _, node, _, _ = site
+    for username in ("someone@unknown.example", "alice@corp.exаmple.test"):  # the second has a Cyrillic а
+        attempt = sign_in(node.url, username, "whatever")
+        assert attempt.outcome == Outcome.UNKNOWN_DOMAIN.value
+
+
+def test_next_is_honoured_only_for_local_destinations(site, ad_testbed):
+    _, node, _, _ = site
+    user = ad_testbed.user("judy")
+    assert sign_in(node.url, user["upn"], user["password"], next_url="/admin/").location == "/admin/"
+    for evil in ("https://evil.example/", "//evil.example/x", "javascript:alert(1)", "/\\evil.example"):
+        attempt = sign_in(node.url, user["upn"], user["password"], next_url=evil)
+        assert attempt.location == "/login/done/", evil
+
+
+HOSTILE_USERNAMES = [
+    "*)(userPrincipalName=*", "alice*@corp.example.test", "*@corp.example.test", "alice)(|(a=*@corp.example.test",
+    "al\x00ice@corp.example.test", "alice@corp.example.test\r\nX-Injected: 1", "a" * 65536 + "@corp.example.test",
+    "\\2a@corp.example.test", "alice@corp.example.test\x00", "ａｌｉｃｅ@corp.example.test", "@corp.example.test",
+    "alice@", "", " ", "alice@corp.example.test ", "<script>@corp.example.test",
+]
+HOSTILE_PASSWORDS = ["", " ", "*", "\x00", "Wonder!Land-2024\x00", "a" * 65536, "\r\n", "\u202e" + "x" * 10,
+                     b"\xff\xfe\xc3(", "' OR '1'='1", "*)(objectClass=*"]
+
+
+@pytest.mark.parametrize("username", HOSTILE_USERNAMES, ids=range(len(HOSTILE_USERNAMES)))
+def test_hostile_usernames_get_a_clear_answer(site, username):
+    _, node, _, _ = site
+    attempt = sign_in(node.url, username, "Wonder!Land-2024")
+    assert attempt.status < 500
+    assert attempt.outcome != "success"
+    assert attempt.status == 400 or attempt.outcome in {o.value for o in Outcome}
+
+
+@pytest.mark.parametrize("password", HOSTILE_PASSWORDS, ids=range(len(HOSTILE_PASSWORDS)))
+def test_hostile_passwords_get_a_clear_answer(site, ad_testbed, password):
+    _, node, _, _ = site
+    attempt = sign_in(node.url, ad_testbed.user("alice")["upn"], password)
+    assert attempt.status < 500
+    assert attempt.outcome in {Outcome.INVALID_CREDENTIALS.value, Outcome.CLOUD_LOCKED.value}
+
+
+def direct_bind(ad, upn: str, password: str) -> bool:
+    tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=ad.ca_file)
+    server = ldap3.Server(ad.ldaps_url, use_ssl=True, tls=tls, get_info=ldap3.NONE)
+    connection = ldap3.Connection(server, user=upn, password=password.encode())
+    try:
+        return connection.bind()
+    finally:
+        connection.unbind()
+
+
+def test_cloud_lockout_comes_before_ad_lockout(site, ad_testbed):
+    portal, node, _, _ = site
+    user = ad_testbed.user("mallory")
+    outcomes = [sign_in(node.url, user["upn"], f"wrong-{i}").outcome for i in range(5)]
+    assert outcomes == ["invalid_credentials"] * 5
+    # Locked in the cloud: even the right password is refused, and no agent is asked.
+    agents_asked = portal.sql("SELECT COUNT(*) FROM signin_signinevent WHERE agent_id IS NOT NULL")[0][0]
+    assert sign_in(node.url, user["upn"], user["password"]).outcome == Outcome.CLOUD_LOCKED.value
+    assert portal.sql("SELECT COUNT(*) FROM signin_signinevent WHERE agent_id IS NOT NULL")[0][0] == agents_asked
+    # AD's own threshold (10) was never reached: the account still binds directly.
+    assert direct_bind(ad_testbed, user["upn"], user["password"])
+
+
+def test_directory_down_is_directory_unavailable_not_a_wrong_password(ad_testbed):
+    relay = TcpRelay(("127.0.0.1", 636))
+    portal = make_portal("embedded")
+    try:
+        node = portal.start_node("dc-down")
+        tenant = portal.tenant_create("Contoso", ad_testbed.upn_suffix)
+        start_agent(portal, node, tenant, ad_testbed, ldap_url=f"ldaps://127.0.0.1:{relay.port}")
+        wait_for(lambda: local_agents(node) == 1, timeout=10, message="the agent to connect")
+        user = ad_testbed.user("alice")
+        assert sign_in(node.url, user["upn"], user["password"]).outcome == "success"
+        relay.cut()  # the DC stops answering; the agent's pooled connection dies with it
+        for password in (user["password"], "a wrong one"):
+            attempt = sign_in(node.url, user["upn"], password)
+            assert attempt.outcome == Outcome.DIRECTORY_UNAVAILABLE.value
+            assert "can't reach your organisation's directory" in attempt.text.replace("&#x27;", "'")
+        relay.restore()
+        assert sign_in(node.url, user["upn"], user["password"]).outcome == "success"
+    finally:
+        portal.close()
+        relay.close()
+
+
+def test_no_agent_connected_answers_at_once(ad_testbed):
+    portal = make_portal("embedded")
+    try:
+        node = portal.start_node("lonely")
+        portal.tenant_create("Contoso", ad_testbed.upn_suffix)
+        started = time.monotonic()
+        attempt = sign_in(node.url, ad_testbed.user("alice")["upn"], ad_testbed.user("alice")["password"])
+        assert attempt.outcome == Outcome.NO_AGENT_AVAILABLE.value
+        assert time.monotonic() - started < 1.0 + 0.5  # the page walk itself takes a few requests
+    finally:
+        portal.close()
+
+
+def test_killing_one_of_two_agents_loses_nothing(ad_testbed):
+    portal = make_portal("embedded")
+    try:
+        node = portal.start_node("pair")
+        tenant = portal.tenant_create("Contoso", ad_testbed.upn_suffix)
+        first = start_agent(portal, node, tenant, ad_testbed, name="first")
+        start_agent(portal, node, tenant, ad_testbed, name="second")
+        wait_for(lambda: local_agents(node) == 2, timeout=10, message="both agents to connect")
+        user = ad_testbed.user("alice")
+        outcomes = []
+        for i in range(12):
+            if i == 4:
+                first.stop(kill=True)
+            outcomes.append(sign_in(node.url, user["upn"], user["password"]).outcome)
+        assert outcomes == ["success"] * 12
+    finally:
+        portal.close()
