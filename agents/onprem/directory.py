@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import math
 import queue
 import re
 import ssl
@@ -354,7 +355,9 @@ class DirectoryValidator:
         server = self._servers[url]
         connection = ldap3.Connection(
             server, auto_bind=ldap3.AUTO_BIND_NONE, client_strategy=ldap3.SYNC, raise_exceptions=False,
-            receive_timeout=self.options.receive_timeout_seconds, auto_referrals=False, read_only=True)
+            # ldap3 packs this into SO_RCVTIMEO as an integer: a float would fail every connection.
+            receive_timeout=max(1, math.ceil(self.options.receive_timeout_seconds)), auto_referrals=False,
+            read_only=True)
         connection.open(read_server_info=False)
         if not server.ssl and not connection.start_tls(read_server_info=False):
             connection.unbind()  # never send a password in clear text
@@ -364,7 +367,7 @@ class DirectoryValidator:
     def _probe(self, url: str) -> bool:
         try:
             self._open(url).unbind()
-        except (DirectoryUnreachable, *TRANSPORT_ERRORS) as exc:
+        except Exception as exc:  # whatever the failure, the answer is "does not answer", never a crash
             logger.debug("DC %s does not answer: %s", url, exc)
             return False
         return True

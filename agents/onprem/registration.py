@@ -144,6 +144,7 @@ def _refusal_message(error: urllib.error.HTTPError) -> str:
     except ValueError:
         detail = {}
     message = detail.get("message") if isinstance(detail, dict) else None
+    message = str(message).rstrip(".") if message else None
     if error.code == 403:
         return f"The portal refused the token: {message or 'unknown, expired or already used'}. Ask for a new one."
     return f"The portal refused the registration (HTTP {error.code}): {message or error.reason}."

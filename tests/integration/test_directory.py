@@ -29,8 +29,9 @@ EXPECTED_STATE_OUTCOMES = {
 
 
 def make_validator(ad_testbed, **overrides) -> DirectoryValidator:
+    # Float timeouts, as the TOML config gives them.
     options = {"ldap_urls": [ad_testbed.ldaps_url], "ca_file": ad_testbed.ca_file, "base_dn": ad_testbed.base_dn,
-               "pool_size": 2, "connect_timeout_seconds": 3, "receive_timeout_seconds": 5, "workers": 4}
+               "pool_size": 2, "connect_timeout_seconds": 3.0, "receive_timeout_seconds": 5.0, "workers": 4}
     return DirectoryValidator(DirectoryOptions(**(options | overrides)))
 
 
