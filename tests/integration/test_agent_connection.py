@@ -1,0 +1,271 @@
+"""The agent connection with real processes on the production profile: Daphne nodes, PostgreSQL, Redis, and
+the agent as a hand-driven WebSocket client (RawAgent) and as the real `pta-agent` program.
+
+Getting into the renewal window: registration issues a 180-day certificate, so the test moves
+``agents_agent.certificate_not_after`` into the last 30 days in the database (Portal.sql); the portal decides
+renewal from that column, and the certificate itself stays valid for the handshake.
+"""
+
+import datetime
+import time
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from agents import protocol
+from tests.fixtures.portal import RawAgent, wait_for
+
+pytestmark = pytest.mark.integration
+CloseCode = protocol.CloseCode
+DOMAIN = "corp.example.test"
+
+
+@pytest.fixture
+def portal(production_portal):
+    production_portal.tenant = production_portal.tenant_create("Corp", DOMAIN)
+    production_portal.node = production_portal.start_node("a")
+    return production_portal
+
+
+def raw_agent(portal, name: str = "raw") -> RawAgent:
+    return RawAgent.register(portal.node, portal.agent_token(portal.tenant), name=name)
+
+
+def last_seen(portal, agent_id: str):
+    return portal.sql("SELECT last_seen FROM agents_agent WHERE id = %s", (agent_id,))[0][0]
+
+
+def closed(agent: RawAgent, timeout: float = 5) -> int | None:
+    """Read until the portal closes; the close code."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = agent.next(timeout=max(0.1, deadline - time.monotonic()))
+        if isinstance(answer, int) or answer is None:
+            return answer
+    return None
+
+
+# --- the handshake and presence, with a raw client ------------------------------------------------------
+
+
+def test_raw_agent_connects_and_is_present(portal):
+    agent = raw_agent(portal)
+    started = time.monotonic()
+    welcome = agent.connect(portal.node)
+    handshake = time.monotonic() - started
+    assert isinstance(welcome, protocol.Welcome) and welcome.agent_id == agent.agent_id
+    assert welcome.heartbeat_seconds == 1 and welcome.renew is False
+    record = wait_for(lambda: portal.presence(agent.agent_id), timeout=2, message="presence")
+    assert record["node_id"] == "a" and record["domains"] == [DOMAIN]
+    print(f"handshake over loopback: {handshake * 1000:.1f} ms")
+    agent.close()
+    wait_for(lambda: portal.presence(agent.agent_id) is None, timeout=2, message="presence withdrawn")
+
+
+def test_heartbeats_refresh_presence_and_last_seen(portal):
+    agent = raw_agent(portal)
+    agent.connect(portal.node)
+    portal.sql("UPDATE agents_agent SET last_seen = NULL WHERE id = %s", (agent.agent_id,))
+    first = wait_for(lambda: portal.presence(agent.agent_id), timeout=2, message="presence")
+    for n in range(4):
+        agent.send(protocol.Heartbeat(version="raw", in_flight=0, capacity=4, dc_reachable=n % 2 == 0))
+        time.sleep(0.5)
+    record = wait_for(lambda: (r := portal.presence(agent.agent_id)) and r["last_beat"] > first["last_beat"] and r,
+                      timeout=2, message="a newer beat in presence")
+    assert record["capacity"] == 4
+    wait_for(lambda: last_seen(portal, agent.agent_id), timeout=3, message="last_seen written")
+    agent.close()
+
+
+def test_an_agent_on_node_a_is_seen_from_node_b(portal):
+    node_b = portal.start_node("b")
+    agent = raw_agent(portal)
+    agent.connect(portal.node)
+    code = (
+        "import asyncio, json\n"
+        "from agents.selectors import agents_connected\n"
+        f"found = asyncio.run(agents_connected(tenant_id={tenant_id(portal)!r}, domain={DOMAIN!r}))\n"
+        "print(json.dumps([[a.agent_id, a.node_id, a.local] for a in found]))\n"
+    )
+    # A process of its own (a "node c" with the same settings) asks the presence registry.
+    found = portal.manage("shell", "-c", code).stdout.strip().splitlines()[-1]
+    assert found == f'[["{agent.agent_id}", "a", false]]'
+    # And node B itself, through the same Redis: its own registry reads the record node A wrote.
+    assert node_b.running
+    agent.close()
+
+
+def tenant_id(portal) -> str:
+    return str(portal.sql("SELECT id FROM tenant_tenant WHERE slug = %s", (portal.tenant,))[0][0])
+
+
+def test_expired_revoked_forged_and_foreign_certificates_are_refused(portal):
+    agent = raw_agent(portal)
+    # A forged signature: the nonce signed by another key.
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    assert agent.connect(portal.node, signature=protocol.sign_challenge(other_key, "x" * 44)) == CloseCode.BAD_SIGNATURE
+
+    # A certificate from another tenant's CA, for this agent's own key.
+    other_tenant = portal.tenant_create("Other", "other.example.test")
+    other = RawAgent.register(portal.node, portal.agent_token(other_tenant), name="other")
+    assert other.connect(portal.node, certificate_pem=agent.certificate_pem) == CloseCode.BAD_SIGNATURE
+    assert agent.connect(portal.node, certificate_pem=other.certificate_pem) == CloseCode.BAD_SIGNATURE
+    foreign, serial = foreign_certificate(portal, other_tenant, agent)
+    assert agent.connect(portal.node, certificate_pem=foreign) == CloseCode.UNKNOWN_CERTIFICATE
+    portal.sql("UPDATE agents_agent SET certificate_serial = %s WHERE id = %s", (serial, agent.agent_id))
+
+    # Expired: the portal's record of the certificate says so.
+    portal.sql("UPDATE agents_agent SET certificate_not_after = %s WHERE id = %s",
+               (datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1), agent.agent_id))
+    assert agent.connect(portal.node) == CloseCode.CERTIFICATE_EXPIRED
+    portal.sql("UPDATE agents_agent SET certificate_not_after = %s WHERE id = %s",
+               (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=100), agent.agent_id))
+    assert isinstance(agent.connect(portal.node), protocol.Welcome)
+    agent.close()
+
+    # Revoked.
+    portal.agent_revoke(agent.agent_id)
+    assert agent.connect(portal.node) == CloseCode.REVOKED
+
+
+def foreign_certificate(portal, other_tenant: str, agent: RawAgent) -> str:
+    """A certificate for the agent's key, signed by another tenant's CA with the agent's serial (portal code)."""
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "foreign")]))
+           .sign(agent.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode())
+    serial = portal.sql("SELECT certificate_serial FROM agents_agent WHERE id = %s", (agent.agent_id,))[0][0]
+    code = (
+        "import sys, uuid\n"
+        "from cryptography import x509\n"
+        "from cryptography.hazmat.primitives import serialization\n"
+        "from agents.services import authority\n"
+        "from tenant.models import Tenant\n"
+        "csr = x509.load_pem_x509_csr(sys.stdin.read().encode())\n"
+        f"tenant = Tenant.objects.get(slug={other_tenant!r})\n"
+        "cert = authority.certificate_issue(tenant=tenant, agent_id=uuid.uuid4(), agent_name='foreign', csr=csr)\n"
+        "print(cert.public_bytes(serialization.Encoding.PEM).decode())\n"
+    )
+    import subprocess
+    import sys
+
+    from tests.fixtures.portal import REPO_ROOT
+
+    result = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], input=csr, cwd=REPO_ROOT,
+                            env=portal.env, capture_output=True, text=True, timeout=60, check=True)
+    pem = result.stdout[result.stdout.index("-----BEGIN CERTIFICATE-----"):]
+    # Give the foreign certificate the registered serial so only the issuing CA differs.
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    portal.sql("UPDATE agents_agent SET certificate_serial = %s WHERE id = %s",
+               (format(cert.serial_number, "x"), agent.agent_id))
+    return pem, serial
+
+
+def test_reused_token_is_refused(portal):
+    token = portal.agent_token(portal.tenant)
+    RawAgent.register(portal.node, token, name="first")
+    import urllib.error
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        RawAgent.register(portal.node, token, name="second")
+    assert refused.value.code == 403
+
+
+def test_revocation_closes_the_connection_on_another_node_within_a_second(portal):
+    node_b = portal.start_node("b")
+    agent = raw_agent(portal)
+    assert isinstance(agent.connect(node_b), protocol.Welcome)
+    started = time.monotonic()
+    portal.agent_revoke(agent.agent_id)  # a separate process: reaches node B through Redis pub/sub
+    revoked_at = time.monotonic()
+    assert closed(agent, timeout=1.5) == CloseCode.REVOKED
+    assert time.monotonic() - revoked_at < 1, "closed more than a second after the command returned"
+    print(f"revocation command + close: {time.monotonic() - started:.2f} s")
+    assert portal.presence(agent.agent_id) is None
+    assert agent.connect(portal.node) == CloseCode.REVOKED
+
+
+def test_renewal_gives_a_new_certificate_and_the_old_key_is_refused(portal):
+    agent = raw_agent(portal)
+    portal.sql("UPDATE agents_agent SET certificate_not_after = %s WHERE id = %s",
+               (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=10), agent.agent_id))
+    welcome = agent.connect(portal.node)
+    assert welcome.renew is True and isinstance(agent.next(), protocol.Renew)
+    new_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "renewed")]))
+           .sign(new_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode())
+    agent.send(protocol.Renewal(csr=csr, signature=protocol.sign_renewal(agent.key, csr)))
+    renewed = agent.next()
+    assert isinstance(renewed, protocol.Renewed)
+    assert closed(agent) == CloseCode.RENEWED
+    assert agent.connect(portal.node) == CloseCode.UNKNOWN_CERTIFICATE  # the old key and certificate
+    agent.key, agent.certificate_pem = new_key, renewed.certificate
+    welcome = agent.connect(portal.node)
+    assert isinstance(welcome, protocol.Welcome) and welcome.renew is False
+    agent.close()
+
+
+BAD_FRAMES = {
+    "garbage": ("garbage", "malformed"),
+    "unknown-type": ('{"type": "nope"}', "unknown_type"),
+    "second-hello": ('{"type": "hello", "certificate": "", "signature": ""}', "out_of_order"),
+    "portal-frame": ('{"type": "renewed", "certificate": ""}', "out_of_order"),
+    "over-max-frame": ("x" * (protocol.MAX_FRAME_BYTES + 1), "too_large"),
+    "just-under-1-mib": ("x" * (1024 * 1024 - 100), "too_large"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_FRAMES))
+def test_bad_frames_get_error_frames_and_the_connection_stays(portal, kind):
+    payload, code = BAD_FRAMES[kind]
+    agent = raw_agent(portal)
+    agent.connect(portal.node)
+    for _ in range(3):
+        agent.ws.send(payload)
+        error = agent.next()
+        assert isinstance(error, protocol.Error) and error.code == code
+    agent.send(protocol.Heartbeat())
+    agent.ws.ping().wait(2)
+    assert portal.presence(agent.agent_id) is not None
+    agent.close()
+
+
+def test_frame_over_one_mebibyte_ends_that_connection_only(portal):
+    # Daphne 4.2.3 hands autobahn maxMessagePayloadSize=1 MiB; autobahn fails the connection with 1009 but,
+    # with its default failByDrop=True, by dropping TCP: the client sees 1006, never a 1009 close frame.
+    bystander = raw_agent(portal, "bystander")
+    assert isinstance(bystander.connect(portal.node), protocol.Welcome)
+    agent = raw_agent(portal)
+    agent.connect(portal.node)
+    agent.ws.send("x" * (1024 * 1024 + 1))
+    assert closed(agent) in (1006, 1009)
+    wait_for(lambda: portal.presence(agent.agent_id) is None, timeout=2, message="presence withdrawn")
+    assert isinstance(agent.connect(portal.node), protocol.Welcome)  # the agent may come straight back
+    bystander.send(protocol.Heartbeat())
+    bystander.ws.ping().wait(2)
+    assert portal.presence(bystander.agent_id) is not None
+    agent.close()
+    bystander.close()
+
+
+def test_out_of_order_before_hello_then_hello_works(portal):
+    agent = raw_agent(portal)
+    agent.connect(portal.node, hello=False)
+    agent.send(protocol.Heartbeat())
+    assert agent.next().code == "out_of_order"
+    agent.send(protocol.Ack(request_id="x"))
+    assert agent.next().code == "out_of_order"
+    agent.send(protocol.Hello(certificate=agent.certificate_pem, signature=protocol.sign_challenge(agent.key, agent.nonce)))
+    assert isinstance(agent.next(), protocol.Welcome)
+    agent.close()
+
+
+def test_silence_before_hello_closes_with_handshake_timeout(production_portal):
+    node = production_portal.start_node("t", env={"PTA_AGENT_HANDSHAKE_SECONDS": "0.5"})
+    production_portal.tenant = production_portal.tenant_create("Corp", DOMAIN)
+    agent = RawAgent.register(node, production_portal.agent_token(production_portal.tenant))
+    agent.connect(node, hello=False)
+    assert closed(agent, timeout=3) == CloseCode.HANDSHAKE_TIMEOUT
