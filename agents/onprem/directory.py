@@ -200,7 +200,6 @@ class DirectoryValidator:
     def __init__(self, options: DirectoryOptions):
         self.options = options
         self._tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=options.ca_file or None)  # never CERT_NONE
-        self._servers = {url: self._server(url) for url in options.ldap_urls}
         self._user_pools = {url: ConnectionPool(url, size=options.pool_size, opener=self._opener(url))
                             for url in options.ldap_urls}
         self._service_pools = {
@@ -352,7 +351,9 @@ class DirectoryValidator:
         return open_as_service
 
     def _open(self, url: str) -> ldap3.Connection:
-        server = self._servers[url]
+        # A Server per connection: ldap3 skips a Server's address for 5 s after one failed connect ("invalid
+        # server address") and keeps its DNS answer for 5 min, so a shared one would refuse a DC that is back.
+        server = self._server(url)
         connection = ldap3.Connection(
             server, auto_bind=ldap3.AUTO_BIND_NONE, client_strategy=ldap3.SYNC, raise_exceptions=False,
             # ldap3 packs this into SO_RCVTIMEO as an integer: a float would fail every connection.

@@ -116,7 +116,7 @@ HOSTILE_USERNAMES = [
     "*)(userPrincipalName=*", "alice*@corp.example.test", "*@corp.example.test", "alice)(|(a=*@corp.example.test",
     "al\x00ice@corp.example.test", "alice@corp.example.test\r\nX-Injected: 1", "a" * 65536 + "@corp.example.test",
     "\\2a@corp.example.test", "alice@corp.example.test\x00", "ａｌｉｃｅ@corp.example.test", "@corp.example.test",
-    "alice@", "", " ", "alice@corp.example.test ", "<script>@corp.example.test",
+    "alice@", "", " ", "<script>@corp.example.test", "alice@corp.example.test.",
 ]
 HOSTILE_PASSWORDS = ["", " ", "*", "\x00", "Wonder!Land-2024\x00", "a" * 65536, "\r\n", "\u202e" + "x" * 10,
                      b"\xff\xfe\xc3(", "' OR '1'='1", "*)(objectClass=*"]
