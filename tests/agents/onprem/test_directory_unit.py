@@ -153,6 +153,6 @@ def test_refused_ports_give_directory_unavailable():
 def test_tls_always_verifies_the_dc_certificate():
     validator = DirectoryValidator(DirectoryOptions(ldap_urls=["ldaps://dc1:636"]))
     assert validator._tls.validate == ssl.CERT_REQUIRED
-    server = validator._servers["ldaps://dc1:636"]
+    server = validator._server("ldaps://dc1:636")
     assert server.ssl and server.tls.validate == ssl.CERT_REQUIRED
     assert server.get_info == directory.ldap3.NONE
