@@ -1,6 +1,6 @@
 import pytest
 
-pytest_plugins = ["tests.fixtures.ad"]
+pytest_plugins = ["tests.fixtures.ad", "tests.fixtures.portal"]
 
 
 @pytest.fixture

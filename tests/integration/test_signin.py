@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import ssl
+import subprocess
 import time
 
 import httpx
@@ -214,3 +215,71 @@ def test_killing_one_of_two_agents_loses_nothing(ad_testbed):
         assert outcomes == ["success"] * 12
     finally:
         portal.close()
+
+
+def metric(node, name: str) -> float:
+    text = httpx.get(f"{node.url}/metrics", timeout=5).text
+    match = re.search(rf"^{name} (\S+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_production_two_nodes_hand_off_across_nodes_and_leave_nothing_behind(ad_testbed, portal_factory):
+    portal = portal_factory("production")
+    node_a, node_b = portal.start_node("a"), portal.start_node("b")
+    tenant = portal.tenant_create("Contoso", ad_testbed.upn_suffix)
+    agent = start_agent(portal, node_a, tenant, ad_testbed)
+    wait_for(lambda: local_agents(node_a) == 1 and portal.presence(agent.agent_id), timeout=10,
+             message="the agent on node A")
+    assert local_agents(node_b) == 0
+    user = ad_testbed.user("bob")
+    with portal.redis() as redis:
+        def subscriptions() -> int:
+            return len(redis.pubsub_channels(f"{portal.redis_prefix}*"))
+
+        assert sign_in(node_b.url, user["upn"], user["password"]).outcome == "success"
+        baseline = subscriptions()
+        outcomes: dict[str, int] = {}
+        with httpx.Client(base_url=node_b.url, timeout=20) as client:
+            for i in range(200):
+                password = user["password"] if i % 4 else "wrong-" + user["password"]
+                attempt = sign_in(node_b.url, user["upn"], password, client=client)
+                outcomes[attempt.outcome] = outcomes.get(attempt.outcome, 0) + 1
+                if i % 4 == 0:  # keep the cloud lockout away: a success resets the failure count
+                    sign_in(node_b.url, user["upn"], user["password"], client=client)
+        assert set(outcomes) == {"success", "invalid_credentials"}, outcomes
+        assert subscriptions() == baseline
+    served = portal.sql("SELECT COUNT(*) FROM signin_signinevent WHERE agent_id = %s", (agent.agent_id,))[0][0]
+    assert served >= 250
+    assert metric(node_b, "pta_handoff_reply_waiters") == 0
+    assert metric(node_a, 'pta_agent_in_flight{agent="%s"}' % agent.agent_id) == 0
+
+
+def test_passwords_are_nowhere_after_sign_ins(ad_testbed, portal_factory):
+    portal = portal_factory("production")
+    node = portal.start_node("audit", env={"PTA_LOG_LEVEL": "DEBUG"})
+    tenant = portal.tenant_create("Contoso", ad_testbed.upn_suffix)
+    agent = start_agent(portal, node, tenant, ad_testbed)
+    wait_for(lambda: local_agents(node) == 1, timeout=10, message="the agent")
+    user = ad_testbed.user("judy")
+    wrong = "Wrong-Pa55word-Marker-7731"
+    assert sign_in(node.url, user["upn"], user["password"]).outcome == "success"
+    assert sign_in(node.url, user["upn"], wrong).outcome == "invalid_credentials"
+    assert sign_in(node.url, user["upn"], user["password"]).outcome == "success"
+    secrets = [user["password"], wrong]
+    dump = subprocess.run(["pg_dump", "--data-only", portal.env["DATABASE_URL"]], capture_output=True, text=True,
+                          timeout=60, check=True).stdout
+    assert "signin_signinevent" in dump and user["upn"] in dump  # the dump really holds the records
+    import redis
+
+    stored = []
+    with redis.Redis.from_url(portal.redis_url, socket_timeout=5) as client:  # raw bytes: cache values are pickles
+        for key in client.scan_iter(match="*", count=1000):
+            kind = client.type(key)
+            value = client.get(key) if kind == b"string" else b"".join(client.zrange(key, 0, -1)) if kind == b"zset" else b""
+            stored.append(key + b"=" + (value or b""))
+    logs = node.log() + agent.log()
+    for secret in secrets:
+        for where, text in (("database dump", dump), ("logs", logs)):
+            assert secret not in text, f"a password reached the {where}"
+        assert not any(secret.encode() in item for item in stored), "a password reached Redis"
+        assert not any(secret.encode("utf-16-le") in item for item in stored)
