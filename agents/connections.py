@@ -86,7 +86,7 @@ class PresenceKeeper:
             silent = [c for c in consumers if now - c.last_beat > protocol.PRESENCE_TTL_SECONDS]
             for consumer in silent:  # the agent stopped beating: let it reconnect rather than look present
                 asyncio.ensure_future(consumer.close_for(protocol.CloseCode.PROTOCOL_ERROR, "heartbeat missed"))
-            live = [c for c in consumers if c not in silent and c.presence_published]
+            live = [c for c in consumers if c not in silent and c.presence_published and not c.closing]
             try:
                 await presence_registry().publish([c.presence_record() for c in live])
                 if registry_failing:

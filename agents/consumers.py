@@ -133,11 +133,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         local_agents.discard(self)
         if self.joined_group:
             await self.channel_layer.group_discard(self.joined_group, self.channel_name)
-        try:
-            await presence_registry().withdraw(agent_id=self.agent_id, tenant_id=self.identity.tenant_id,
-                                               channel_name=self.channel_name)
-        except Exception as exc:  # Redis away: the record expires by itself
-            logger.warning("could not withdraw presence of agent %s: %s", self.agent_id, exc)
+        await self._withdraw_presence()
         logger.info("agent %s disconnected (code %s)", self.agent_id, code)
 
     async def close_for(self, code: CloseCode, reason: str) -> None:
@@ -146,6 +142,17 @@ class AgentConsumer(AsyncWebsocketConsumer):
         self.closing = True
         logger.info("closing agent connection %s: %s (%s)", getattr(self, "agent_id", "?"), code.name, reason)
         await self.close(code=int(code))
+        # Not present from now on: the hand-off must not choose a connection that is closing.
+        local_agents.discard(self)
+        if self.identity is not None:
+            await self._withdraw_presence()
+
+    async def _withdraw_presence(self) -> None:
+        try:
+            await presence_registry().withdraw(agent_id=self.agent_id, tenant_id=self.identity.tenant_id,
+                                               channel_name=self.channel_name)
+        except Exception as exc:  # Redis away: the record expires by itself
+            logger.warning("could not withdraw presence of agent %s: %s", self.agent_id, exc)
 
     def _handshake_timed_out(self) -> None:
         if self.identity is None and not self.closing:

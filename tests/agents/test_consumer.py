@@ -13,13 +13,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from django.db import connections
 from django.utils import timezone
 
 from agents import protocol
 from agents.connections import local_agents
 from agents.consumers import AgentBusy, AgentConsumer, AgentDisconnected, AgentRequestError, AgentTimeout
 from agents.models import Agent
-from agents.presence import presence_registry
+from agents.presence import presence_close, presence_registry
 from agents.selectors import agent_presence, agents_connected
 from agents.services.authority import certificate_issue
 from agents.services.lifecycle import agent_revoke
@@ -95,6 +96,14 @@ def fake(agent):
 def fast_keeper(settings):
     settings.PTA_PRESENCE_FLUSH_SECONDS = 0.05
     settings.PTA_AGENT_HANDSHAKE_SECONDS = 10
+
+
+@pytest.fixture(autouse=True)
+async def release_connections():
+    """Close what this test's loop opened: the database connection of the sync thread, the Redis client."""
+    yield
+    await database_sync_to_async(connections.close_all)()
+    await presence_close()
 
 
 def test_heartbeats_fit_inside_presence_expiry(settings):

@@ -269,3 +269,128 @@ def test_silence_before_hello_closes_with_handshake_timeout(production_portal):
     agent = RawAgent.register(node, production_portal.agent_token(production_portal.tenant))
     agent.connect(node, hello=False)
     assert closed(agent, timeout=3) == CloseCode.HANDSHAKE_TIMEOUT
+
+
+# --- the real agent program (pta-agent register / run) ----------------------------------------------------
+
+
+def registered_agent(portal, node=None, *, name: str = "agent"):
+    node = node or portal.node
+    config, result = portal.agent_register(node, portal.agent_token(portal.tenant), name=name)
+    assert result.returncode == 0, result.stderr
+    return config
+
+
+def test_pta_agent_registers_runs_and_is_present_within_two_seconds(portal):
+    config = registered_agent(portal)
+    started = time.monotonic()
+    agent = portal.agent_run(config)
+    record = wait_for(lambda: portal.presence(agent.agent_id), timeout=2, message=f"presence\n{agent.log()}")
+    print(f"pta-agent start to present: {time.monotonic() - started:.2f} s")
+    assert record["node_id"] == "a" and record["domains"] == [DOMAIN]
+    portal.sql("UPDATE agents_agent SET last_seen = NULL WHERE id = %s", (agent.agent_id,))
+    first = record["last_beat"]
+    wait_for(lambda: (r := portal.presence(agent.agent_id)) and r["last_beat"] > first, timeout=3,
+             message="a heartbeat in presence")
+    wait_for(lambda: last_seen(portal, agent.agent_id), timeout=3, message="last_seen written")
+    assert agent.stop() == 0  # SIGTERM: clean exit
+    wait_for(lambda: portal.presence(agent.agent_id) is None, timeout=2, message="presence withdrawn")
+
+
+def test_pta_agent_with_a_reused_token_is_refused(portal):
+    token = portal.agent_token(portal.tenant)
+    _, first = portal.agent_register(portal.node, token, name="first")
+    assert first.returncode == 0, first.stderr
+    _, second = portal.agent_register(portal.node, token, name="second")
+    assert second.returncode != 0
+
+
+def test_pta_agent_reconnects_after_daphne_is_killed_and_restarted(portal):
+    agent = portal.agent_run(registered_agent(portal))
+    wait_for(lambda: portal.presence(agent.agent_id), timeout=2, message="presence")
+    portal.node.stop(kill=True)
+    with portal.redis() as client:  # as after a crash: the dead node's record would linger until its TTL
+        client.delete(f"{portal.redis_prefix}:presence:agent:{agent.agent_id}")
+    time.sleep(2)
+    portal.node.start()
+    restarted = time.monotonic()
+    wait_for(lambda: portal.presence(agent.agent_id), timeout=10, message=f"reconnect\n{agent.log()}")
+    print(f"reconnected {time.monotonic() - restarted:.2f} s after the restart")
+    assert agent.running
+
+
+def test_pta_agent_is_present_again_after_a_redis_restart(portal_factory, redis_server):
+    portal = portal_factory("production", redis_url=redis_server.url)
+    portal.tenant = portal.tenant_create("Corp", DOMAIN)
+    portal.node = portal.start_node("a")
+    agent = portal.agent_run(registered_agent(portal))
+    wait_for(lambda: portal.presence(agent.agent_id), timeout=2, message="presence")
+    redis_server.restart()  # an empty Redis: every presence record and subscription is gone
+    restarted = time.monotonic()
+    wait_for(lambda: portal.presence(agent.agent_id), timeout=10, message=f"presence again\n{portal.node.log()}")
+    print(f"present again {time.monotonic() - restarted:.2f} s after the Redis restart")
+    # The revocation group subscription came back too: revoking still closes the connection at once.
+    portal.agent_revoke(agent.agent_id)
+    assert agent.wait(timeout=3) == 3
+    assert agent.running is False
+
+
+@pytest.mark.parametrize("how", ["command", "admin-service"])
+def test_revoked_pta_agent_is_disconnected_within_a_second_and_exits_3(portal, how):
+    node_b = portal.start_node("b")
+    agent = portal.agent_run(registered_agent(portal, node_b))
+    wait_for(lambda: portal.presence(agent.agent_id), timeout=2, message="presence")
+    if how == "command":
+        portal.agent_revoke(agent.agent_id)
+    else:  # what the admin action calls, with the acting user, from a process that is not node B
+        code = ("from agents.models import Agent\n"
+                "from agents.services.lifecycle import agent_revoke\n"
+                "from tenant.models import User\n"
+                "admin = User.objects.create_superuser('root@corp.example.test', 'x')\n"
+                f"agent_revoke(agent=Agent.objects.get(pk={agent.agent_id!r}), by=admin)\n")
+        portal.manage("shell", "-c", code)
+    revoked = time.monotonic()
+    wait_for(lambda: "revoked" in agent.log(), timeout=1, message="the agent told it is revoked")
+    assert time.monotonic() - revoked < 1
+    assert agent.wait(timeout=5) == 3
+    assert portal.presence(agent.agent_id) is None
+    again = portal.agent_run(agent.config_path)
+    assert again.wait(timeout=10) == 3  # refused on reconnect: REVOKED is final
+
+
+def test_pta_agent_renews_in_the_window_and_the_old_key_is_refused(portal):
+    config = registered_agent(portal)
+    directory = config.parent
+    old_files = {p.name: p.read_bytes() for p in directory.iterdir() if p.suffix in (".pem", ".key", ".crt")}
+    agent_id = portal.agent_run(config).agent_id
+    portal.agents[-1].stop()
+    portal.sql("UPDATE agents_agent SET certificate_not_after = %s WHERE id = %s",
+               (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=10), agent_id))
+    old_fingerprint = portal.sql("SELECT key_fingerprint FROM agents_agent WHERE id = %s", (agent_id,))[0][0]
+    agent = portal.agent_run(config)
+    wait_for(lambda: portal.sql("SELECT key_fingerprint FROM agents_agent WHERE id = %s", (agent_id,))[0][0]
+             != old_fingerprint, timeout=10, message=f"renewal\n{agent.log()}")
+    wait_for(lambda: portal.presence(agent_id), timeout=5, message="reconnected with the new key")
+    new_files = {p.name: p.read_bytes() for p in directory.iterdir() if p.name in old_files}
+    assert any(new_files[name] != content for name, content in old_files.items()), "key files unchanged"
+    not_after = portal.sql("SELECT certificate_not_after FROM agents_agent WHERE id = %s", (agent_id,))[0][0]
+    assert not_after > datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=170)
+    agent.stop()
+    # The old key and certificate, as a copy of the old files would present them.
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    key_file = next(n for n in old_files if b"PRIVATE KEY" in old_files[n])
+    cert_file = next(n for n in old_files if b"BEGIN CERTIFICATE" in old_files[n]
+                     and x509.load_pem_x509_certificate(old_files[n]).issuer != x509.load_pem_x509_certificate(
+                         old_files[n]).subject)
+    old = RawAgent(agent_id, load_pem_private_key(old_files[key_file], None), old_files[cert_file].decode())
+    assert old.connect(portal.node) == CloseCode.UNKNOWN_CERTIFICATE
+
+
+def test_pta_agent_keeps_one_steady_connection(portal):
+    """Beats on one connection: the presence record keeps its channel (no reconnect churn)."""
+    agent = portal.agent_run(registered_agent(portal))
+    first = wait_for(lambda: portal.presence(agent.agent_id), timeout=2, message="presence")
+    time.sleep(2.5)
+    again = portal.presence(agent.agent_id)
+    assert again["channel_name"] == first["channel_name"] and agent.running
