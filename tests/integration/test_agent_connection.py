@@ -9,6 +9,7 @@ renewal from that column, and the certificate itself stays valid for the handsha
 import datetime
 import time
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -35,7 +36,7 @@ def raw_agent(portal, name: str = "raw") -> RawAgent:
 
 
 def last_seen(portal, agent_id: str):
-    return portal.sql("SELECT last_seen FROM agents_agent WHERE id = %s", (agent_id,))[0][0]
+    return portal.sql("SELECT last_seen FROM agents_agent WHERE id = %s", (portal.db_uuid(agent_id),))[0][0]
 
 
 def closed(agent: RawAgent, timeout: float = 5) -> int | None:
@@ -166,11 +167,9 @@ def foreign_certificate(portal, other_tenant: str, agent: RawAgent) -> str:
 def test_reused_token_is_refused(portal):
     token = portal.agent_token(portal.tenant)
     RawAgent.register(portal.node, token, name="first")
-    import urllib.error
-
-    with pytest.raises(urllib.error.HTTPError) as refused:
+    with pytest.raises(httpx.HTTPStatusError) as refused:
         RawAgent.register(portal.node, token, name="second")
-    assert refused.value.code == 403
+    assert refused.value.response.status_code == 403
 
 
 def test_revocation_closes_the_connection_on_another_node_within_a_second(portal):
@@ -258,7 +257,8 @@ def test_out_of_order_before_hello_then_hello_works(portal):
     assert agent.next().code == "out_of_order"
     agent.send(protocol.Ack(request_id="x"))
     assert agent.next().code == "out_of_order"
-    agent.send(protocol.Hello(certificate=agent.certificate_pem, signature=protocol.sign_challenge(agent.key, agent.nonce)))
+    agent.send(protocol.Hello(certificate=agent.certificate_pem,
+                              signature=protocol.sign_challenge(agent.key, agent.nonce)))
     assert isinstance(agent.next(), protocol.Welcome)
     agent.close()
 
@@ -394,3 +394,17 @@ def test_pta_agent_keeps_one_steady_connection(portal):
     time.sleep(2.5)
     again = portal.presence(agent.agent_id)
     assert again["channel_name"] == first["channel_name"] and agent.running
+
+
+def test_embedded_profile_connects_and_a_revocation_from_another_process_still_ends_the_agent(embedded_portal):
+    """Embedded: in-memory channel layer, so `manage.py agent_revoke` (another process) cannot reach the Daphne
+    process; the node's presence keeper sees the revocation in the database within PTA_LAST_SEEN_SECONDS
+    (30 s by default, 1 s here) and closes with REVOKED."""
+    portal = embedded_portal
+    portal.tenant = portal.tenant_create("Corp", DOMAIN)
+    portal.node = portal.start_node("solo")
+    agent = portal.agent_run(registered_agent(portal))
+    wait_for(lambda: "connected to" in agent.log(), timeout=5, message=f"connected\n{agent.log()}")
+    wait_for(lambda: last_seen(portal, agent.agent_id), timeout=3, message="last_seen written")
+    portal.agent_revoke(agent.agent_id)
+    assert agent.wait(timeout=5) == 3
