@@ -283,3 +283,25 @@ def test_passwords_are_nowhere_after_sign_ins(ad_testbed, portal_factory):
             assert secret not in text, f"a password reached the {where}"
         assert not any(secret.encode() in item for item in stored), "a password reached Redis"
         assert not any(secret.encode("utf-16-le") in item for item in stored)
+
+
+def test_an_agent_never_serves_another_tenants_sign_in(ad_testbed, portal_factory):
+    """Tenant A's agent reaches the real DC; tenant B's domain is another one. B's users never reach A's agent."""
+    portal = portal_factory("embedded")
+    node = portal.start_node("tenants")
+    tenant_a = portal.tenant_create("Contoso", ad_testbed.upn_suffix)
+    tenant_b = portal.tenant_create("Fabrikam", "fabrikam.example.test")
+    agent_a = start_agent(portal, node, tenant_a, ad_testbed, name="agent-a")
+    wait_for(lambda: local_agents(node) == 1, timeout=10, message="agent A")
+    # B has no agent: its sign-ins must end as no_agent_available, never on A's agent.
+    for _ in range(5):
+        attempt = sign_in(node.url, "someone@fabrikam.example.test", "Pa55-word!")
+        assert attempt.outcome == Outcome.NO_AGENT_AVAILABLE.value
+    user = ad_testbed.user("alice")
+    assert sign_in(node.url, user["upn"], user["password"]).outcome == "success"
+    rows = portal.sql("SELECT t.slug, e.agent_id FROM signin_signinevent e JOIN tenant_tenant t ON t.id = e.tenant_id")
+    by_tenant = {}
+    for slug, agent_id in rows:
+        by_tenant.setdefault(slug, set()).add(agent_id)
+    assert by_tenant[tenant_b] == {None}
+    assert {str(a).replace("-", "") for a in by_tenant[tenant_a]} == {agent_a.agent_id.replace("-", "")}
