@@ -17,9 +17,14 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "oauth2_provider",
     "tenant",
     "agents",
     "signin",
+    "applications",
 ]
 
 MIDDLEWARE = [

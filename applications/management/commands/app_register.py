@@ -1,0 +1,34 @@
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from applications.services import GRANTS, application_register
+from tenant.models import Tenant
+
+
+class Command(BaseCommand):
+    help = ("Register a tenant's application (OpenID Connect, authorization code with PKCE by default); prints "
+            "client_id=… and, for a confidential client, client_secret=…, each on its own line.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--tenant", required=True, help="the tenant's slug")
+        parser.add_argument("--name", required=True)
+        parser.add_argument("--redirect-uri", action="append", default=[], dest="redirect_uris",
+                            help="an allowed redirect URI, exactly (repeat for several)")
+        parser.add_argument("--public", action="store_true", help="a public client (no secret; PKCE only)")
+        parser.add_argument("--grant", choices=sorted(GRANTS), default="authorization-code")
+
+    def handle(self, *args, tenant, name, redirect_uris, public, grant, **options):
+        owner = Tenant.objects.filter(slug=tenant).first()
+        if owner is None:
+            raise CommandError(f"No tenant with slug {tenant!r}.")
+        if grant == "authorization-code" and not redirect_uris:
+            raise CommandError("The authorization code grant needs at least one --redirect-uri.")
+        try:
+            application, secret = application_register(tenant=owner, name=name, redirect_uris=redirect_uris,
+                                                       public=public, grant=grant)
+        except ValidationError as exc:
+            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+        self.stderr.write(f"Registered {application.name} for tenant {owner.slug} ({grant})")
+        self.stdout.write(f"client_id={application.client_id}")
+        if secret:
+            self.stdout.write(f"client_secret={secret}")
