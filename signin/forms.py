@@ -24,3 +24,12 @@ class PasswordForm(forms.Form):
         max_length=MAX_PASSWORD_LENGTH, strip=False, label="Password",
         widget=forms.PasswordInput(attrs={"autocomplete": "current-password", "autofocus": True}),
     )
+
+
+class OtpForm(forms.Form):
+    # Six digits from the authenticator app, or a recovery code.
+    otp = forms.CharField(
+        max_length=32, label="Code",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "autofocus": True, "inputmode": "numeric",
+                                      "autocapitalize": "none", "spellcheck": "false"}),
+    )

@@ -6,7 +6,9 @@ app_name = "signin"
 urlpatterns = [
     path("login/", views.username_page, name="username"),
     path("login/password/", views.password_page, name="password"),
+    path("login/mfa/", views.mfa_page, name="mfa"),
+    path("login/mfa/enrol/", views.mfa_enrol_page, name="mfa-enrol"),
     path("login/done/", views.done_page, name="done"),
-    path("logout/", views.logout_page, name="logout"),
+    path("logout/", views.LogoutView.as_view(), name="logout"),
     path("metrics", views.metrics, name="metrics"),
 ]

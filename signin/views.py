@@ -1,9 +1,19 @@
-"""The two sign-in pages. Thin: parse the form, call the service, render the outcome."""
+"""The sign-in pages. Thin: parse the form, call the service, render the outcome.
+
+username → password → (when the tenant's policy asks) the second factor. After a password success that needs
+MFA the half-done sign-in waits in the session (MFA_SESSION_KEY: user id, tenant id, sign-in record id, next,
+channel, start time, wrong codes so far); ``login()`` runs only once the factor is verified, so DOT's authorize
+view (which checks only ``is_authenticated``) never issues a code after the password alone.
+"""
 
 from __future__ import annotations
 
+import time
+from urllib.parse import urlencode
+
+from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.contrib.auth import alogin, alogout
+from django.contrib.auth import alogin, login, logout
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -11,15 +21,37 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_http_methods
+from django_otp import DEVICE_ID_SESSION_KEY
+from oauth2_provider.views import RPInitiatedLogoutView
 
 from agents.protocol import Outcome
-from signin.forms import PasswordForm, UsernameForm
-from signin.metrics import metrics_text
+from signin.forms import OtpForm, PasswordForm, UsernameForm
+from signin.metrics import metrics_text, signins
 from signin.services.attempt import password_sign_in
+from signin.services.lockout import address_remember
+from signin.services.mfa import (
+    MAX_CODES_PER_SIGNIN,
+    device_id_new,
+    device_remember,
+    mfa_code_verify,
+    signin_event_mfa_result,
+    totp_device_confirmed,
+    totp_enrolment_confirm,
+    totp_enrolment_start,
+    totp_qr_svg,
+    totp_secret_base32,
+)
+from tenant.models import Tenant, User
 from tenant.selectors import tenant_for_username
 
 SESSION_KEY = "pta_signin"
+MFA_SESSION_KEY = "pta_mfa"
 BACKEND = "signin.backends.PassThroughBackend"
+# A half-done sign-in waits this long for its second factor.
+MFA_PENDING_SECONDS = 600
+DEVICE_COOKIE = "pta_device"
+DEVICE_COOKIE_SALT = "pta.device"
+DEVICE_COOKIE_AGE = 90 * 24 * 3600
 
 
 def safe_next(request: HttpRequest, candidate: str | None) -> str:
@@ -35,6 +67,18 @@ def _page(request: HttpRequest, template: str, context: dict, *, outcome: Outcom
     response = render(request, template, {**context, "outcome": outcome}, status=status)
     if outcome is not None:
         response["PTA-Outcome"] = outcome.value
+    return response
+
+
+def _device(request: HttpRequest) -> str:
+    return request.get_signed_cookie(DEVICE_COOKIE, default="", salt=DEVICE_COOKIE_SALT) or ""
+
+
+def _signed_in_redirect(request: HttpRequest, next_url: str, device: str) -> HttpResponse:
+    response = HttpResponseRedirect(next_url)
+    response["PTA-Outcome"] = Outcome.SUCCESS.value
+    response.set_signed_cookie(DEVICE_COOKIE, device, salt=DEVICE_COOKIE_SALT, max_age=DEVICE_COOKIE_AGE,
+                               httponly=True, samesite="Lax", secure=settings.SESSION_COOKIE_SECURE)
     return response
 
 
@@ -54,6 +98,7 @@ def username_page(request: HttpRequest) -> HttpResponse:
         form.add_error("username", Outcome.UNKNOWN_DOMAIN.message)
         return _page(request, "signin/username.html", {"form": form, "next": next_url},
                      outcome=Outcome.UNKNOWN_DOMAIN)
+    request.session.pop(MFA_SESSION_KEY, None)
     request.session[SESSION_KEY] = {"username": username, "organisation": tenant.name, "next": next_url}
     return HttpResponseRedirect("/login/password/")
 
@@ -75,19 +120,127 @@ async def password_page(request: HttpRequest) -> HttpResponse:
         return _page(request, "signin/password.html", {**context, "form": form}, status=400,
                      outcome=Outcome.INVALID_CREDENTIALS)
     password = form.cleaned_data["password"]
+    device = _device(request)
     result = await password_sign_in(
         username=state["username"], password=password, ip=request.META.get("REMOTE_ADDR", ""),
-        user_agent=request.META.get("HTTP_USER_AGENT", ""),
+        user_agent=request.META.get("HTTP_USER_AGENT", ""), device=device,
     )
+    if result.outcome is Outcome.MFA_REQUIRED:
+        # Half done: not logged in. The second factor's pages finish it.
+        await request.session.apop(SESSION_KEY)
+        await request.session.aset(MFA_SESSION_KEY, {
+            "user_id": result.user.pk, "tenant_id": str(result.user.tenant_id or ""), "event_id": result.event.pk,
+            "next": state["next"], "channel": result.event.channel, "started": time.time(), "failures": 0,
+        })
+        response = HttpResponseRedirect("/login/mfa/")
+        response["PTA-Outcome"] = Outcome.MFA_REQUIRED.value
+        return response
     if not result.succeeded:
         return _page(request, "signin/password.html",
                      {**context, "form": PasswordForm(), "error": result.outcome.message}, outcome=result.outcome)
     await request.session.apop(SESSION_KEY)
     await alogin(request, result.user, backend=BACKEND)
-    response = HttpResponseRedirect(state["next"])
-    response["PTA-Outcome"] = Outcome.SUCCESS.value
+    device = device or device_id_new()
+    await device_remember(tenant=result.tenant, username=result.user.upn, device=device)
+    return _signed_in_redirect(request, state["next"], device)
+
+
+# --- the second factor -----------------------------------------------------------------------------------
+
+def _pending(request: HttpRequest) -> tuple[dict, User] | None:
+    pending = request.session.get(MFA_SESSION_KEY)
+    if not pending:
+        return None
+    user = User.objects.filter(pk=pending["user_id"], is_active=True).select_related("tenant").first()
+    if time.time() - pending["started"] > MFA_PENDING_SECONDS or user is None:
+        request.session.pop(MFA_SESSION_KEY, None)
+        return None
+    return pending, user
+
+
+def _mfa_complete(request: HttpRequest, pending: dict, user: User, device_id: str) -> str:
+    """The factor is verified: log in now, finish the record, remember the place. Returns the device id."""
+    request.session.pop(MFA_SESSION_KEY, None)
+    login(request, user, backend=BACKEND)
+    request.session[DEVICE_ID_SESSION_KEY] = device_id  # django-otp's marker: this session is verified
+    signin_event_mfa_result(event_id=pending["event_id"], outcome=Outcome.SUCCESS)
+    signins.labels(Outcome.SUCCESS.value, pending["channel"]).inc()
+    device = _device(request) or device_id_new()
+    tenant = Tenant.objects.filter(pk=user.tenant_id).first() if user.tenant_id else None
+    if tenant is not None:
+        async_to_sync(address_remember)(tenant=tenant, username=user.upn, ip=request.META.get("REMOTE_ADDR", ""))
+    async_to_sync(device_remember)(tenant=tenant, username=user.upn, device=device)
+    return device
+
+
+def _mfa_failed(request: HttpRequest, pending: dict, template: str, context: dict, *,
+                throttled: bool) -> HttpResponse:
+    pending["failures"] += 1
+    signin_event_mfa_result(event_id=pending["event_id"], outcome=Outcome.MFA_FAILED)
+    signins.labels(Outcome.MFA_FAILED.value, pending["channel"]).inc()
+    if pending["failures"] >= MAX_CODES_PER_SIGNIN:
+        request.session.pop(MFA_SESSION_KEY, None)
+        return _page(request, "signin/mfa_ended.html", {"next": pending["next"]}, outcome=Outcome.MFA_FAILED)
+    request.session[MFA_SESSION_KEY] = pending
+    error = ("Too many wrong codes. Wait a few seconds, then enter a new code." if throttled
+             else Outcome.MFA_FAILED.message)
+    return _page(request, template, {**context, "form": OtpForm(), "error": error}, outcome=Outcome.MFA_FAILED)
+
+
+@never_cache
+@csrf_protect
+@sensitive_post_parameters("otp")
+@require_http_methods(["GET", "POST"])
+def mfa_page(request: HttpRequest) -> HttpResponse:
+    found = _pending(request)
+    if found is None:
+        return HttpResponseRedirect("/login/")
+    pending, user = found
+    if totp_device_confirmed(user=user) is None:
+        return HttpResponseRedirect("/login/mfa/enrol/")
+    context = {"username": user.upn, "next": pending["next"]}
+    if request.method == "GET":
+        return _page(request, "signin/mfa.html", {**context, "form": OtpForm()}, outcome=Outcome.MFA_REQUIRED)
+    form = OtpForm(request.POST)
+    check = mfa_code_verify(user=user, token=form.data.get("otp", "")) if form.is_valid() else None
+    if check is None or not check.ok:
+        return _mfa_failed(request, pending, "signin/mfa.html", context, throttled=bool(check and check.throttled))
+    device = _mfa_complete(request, pending, user, check.device_id)
+    return _signed_in_redirect(request, pending["next"], device)
+
+
+@never_cache
+@csrf_protect
+@sensitive_post_parameters("otp")
+@require_http_methods(["GET", "POST"])
+def mfa_enrol_page(request: HttpRequest) -> HttpResponse:
+    found = _pending(request)
+    if found is None:
+        return HttpResponseRedirect("/login/")
+    pending, user = found
+    if totp_device_confirmed(user=user) is not None:
+        return HttpResponseRedirect("/login/mfa/")
+    device = totp_enrolment_start(user=user)
+    context = {"username": user.upn, "next": pending["next"], "qr_svg": totp_qr_svg(device),
+               "secret": totp_secret_base32(device)}
+    if request.method == "GET":
+        return _page(request, "signin/mfa_enrol.html", {**context, "form": OtpForm()}, outcome=Outcome.MFA_REQUIRED)
+    form = OtpForm(request.POST)
+    check, codes = (totp_enrolment_confirm(user=user, token=form.cleaned_data["otp"]) if form.is_valid()
+                    else (None, []))
+    if check is None or not check.ok:
+        return _mfa_failed(request, pending, "signin/mfa_enrol.html", context,
+                           throttled=bool(check and check.throttled))
+    device_cookie = _mfa_complete(request, pending, user, check.device_id)
+    # The recovery codes are shown this once; the sign-in is complete.
+    response = _page(request, "signin/recovery_codes.html", {"codes": codes, "next": pending["next"]},
+                     outcome=Outcome.SUCCESS)
+    response.set_signed_cookie(DEVICE_COOKIE, device_cookie, salt=DEVICE_COOKIE_SALT, max_age=DEVICE_COOKIE_AGE,
+                               httponly=True, samesite="Lax", secure=settings.SESSION_COOKIE_SECURE)
     return response
 
+
+# --- after sign-in ---------------------------------------------------------------------------------------
 
 @never_cache
 async def done_page(request: HttpRequest) -> HttpResponse:
@@ -97,14 +250,26 @@ async def done_page(request: HttpRequest) -> HttpResponse:
     return _page(request, "signin/done.html", {"user": user}, outcome=Outcome.SUCCESS)
 
 
+class LogoutView(RPInitiatedLogoutView):
+    """The portal's sign-out page is also OpenID Connect's end_session_endpoint (RP-initiated logout):
+    a plain POST from the portal's own pages signs out; an application's request is validated by DOT."""
+
+    template_name = "signin/logout.html"
+
+    def post(self, request, *args, **kwargs):
+        if not any(request.POST.get(k) for k in ("id_token_hint", "client_id", "post_logout_redirect_uri")):
+            logout(request)
+            return HttpResponseRedirect("/login/")
+        return super().post(request, *args, **kwargs)
+
+
 @never_cache
-@csrf_protect
-@require_http_methods(["GET", "POST"])
-async def logout_page(request: HttpRequest) -> HttpResponse:
-    if request.method == "POST":
-        await alogout(request)
-        return HttpResponseRedirect("/login/")
-    return _page(request, "signin/logout.html", {})
+def admin_login(request: HttpRequest) -> HttpResponse:
+    """The admin console signs in through the same pages (and second factor) as everyone."""
+    next_url = safe_next(request, request.GET.get("next")) if request.GET.get("next") else "/admin/"
+    if request.user.is_authenticated and not request.user.is_staff:
+        return _page(request, "signin/not_admin.html", {"user": request.user}, status=403)
+    return HttpResponseRedirect("/login/?" + urlencode({"next": next_url}))
 
 
 async def metrics(request: HttpRequest) -> HttpResponse:

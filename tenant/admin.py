@@ -1,4 +1,4 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 
@@ -14,7 +14,8 @@ class DomainInline(admin.TabularInline):
 @admin.register(Tenant)
 class TenantAdmin(TenantScopedAdmin):
     tenant_path = "pk"
-    list_display = ["name", "slug", "pass_through_enabled", "mfa_policy", "lockout_threshold"]
+    list_display = ["name", "slug", "pass_through_enabled", "mfa_policy", "password_grant_enabled",
+                    "lockout_threshold"]
     search_fields = ["name", "slug"]
     inlines = [DomainInline]
 
@@ -63,6 +64,18 @@ class UserAdmin(TenantScopedAdmin, DjangoUserAdmin):
     ]
     add_fieldsets = [(None, {"fields": ["upn", "tenant", "source", "display_name",
                                         "usable_password", "password1", "password2"]})]
+
+    actions = ["reset_mfa"]
+
+    @admin.action(description="Reset MFA (the user sets up an authenticator again at next sign-in)",
+                  permissions=["change"])
+    def reset_mfa(self, request, queryset):
+        from signin.services.mfa import mfa_reset
+
+        users = list(queryset)  # already scoped to the administrator's tenant
+        for user in users:
+            mfa_reset(user=user)
+        self.message_user(request, f"MFA reset for {len(users)} user(s).", messages.SUCCESS)
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)

@@ -54,8 +54,25 @@ def tenant_admin_permissions():
         "tenant": ["tenant", "domain", "user"],
         "agents": ["agent", "registrationtoken"],
         "signin": ["signinevent"],
+        "applications": ["application"],
     }
     query = Permission.objects.none()
     for app, names in models.items():
         query = query | Permission.objects.filter(content_type__app_label=app, content_type__model__in=names)
     return query.exclude(codename__in=["add_tenant", "delete_tenant"])
+
+
+@transaction.atomic
+def tenant_policy_set(*, tenant: Tenant, mfa_policy: str | None = None, password_grant_enabled: bool | None = None,
+                      lockout_threshold: int | None = None) -> Tenant:
+    """Change a tenant's sign-in policies; what is not given stays as it is."""
+    changes = {"mfa_policy": mfa_policy, "password_grant_enabled": password_grant_enabled,
+               "lockout_threshold": lockout_threshold}
+    changes = {name: value for name, value in changes.items() if value is not None}
+    if lockout_threshold is not None and lockout_threshold < 1:
+        raise ValidationError({"lockout_threshold": "The lockout threshold must be at least 1."})
+    for name, value in changes.items():
+        setattr(tenant, name, value)
+    tenant.full_clean()
+    tenant.save(update_fields=list(changes) or None)
+    return tenant

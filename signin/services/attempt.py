@@ -14,10 +14,12 @@ from signin.metrics import signin_seconds, signins
 from signin.models import SignInEvent
 from signin.services.lockout import (
     address_is_familiar,
+    address_remember,
     lockout_active,
     lockout_record_failure,
     lockout_record_success,
 )
+from signin.services.mfa import MfaDecision, device_is_known, mfa_decide
 from signin.services.records import signin_event_record
 from signin.services.users import user_sync
 from tenant.models import Tenant, User
@@ -37,9 +39,12 @@ class SignInResult:
     user: User | None
     event: SignInEvent
     familiar: bool = False
+    # Set after a password success: whether the second factor is required, and why.
+    mfa: MfaDecision | None = None
 
     @property
     def succeeded(self) -> bool:
+        """Signed in, with nothing left to ask. MFA_REQUIRED is not a success: nobody logs in yet."""
         return self.outcome is Outcome.SUCCESS
 
 
@@ -48,8 +53,12 @@ def password_acceptable(password: str) -> bool:
 
 
 async def password_sign_in(*, username: str, password: str, ip: str = "", user_agent: str = "",
-                           channel: str = "web") -> SignInResult:
-    """Route, check cloud lockout, validate through an agent (or locally for cloud-only accounts), record."""
+                           channel: str = "web", device: str = "") -> SignInResult:
+    """Route, check cloud lockout, validate through an agent (or locally for cloud-only accounts), decide on
+    the second factor, record. ``device`` is the browser's device id (a signed cookie), if any.
+
+    After a password success the outcome is SUCCESS, or MFA_REQUIRED with the user set: the caller asks for
+    the second factor and must not log the user in before it."""
     started = time.monotonic()
     upn = username.strip().lower()
     tenant = await database_sync_to_async(tenant_for_username)(username=upn)
@@ -60,6 +69,8 @@ async def password_sign_in(*, username: str, password: str, ip: str = "", user_a
     validation = None
 
     if user is not None and user.source == User.Source.CLOUD and (tenant is None or user.tenant_id == tenant.pk):
+        if tenant is not None:
+            familiar = await address_is_familiar(tenant=tenant, username=upn, ip=ip)
         outcome = await _cloud_password_check(user, password)
     elif tenant is None or not tenant.pass_through_enabled:
         outcome = Outcome.UNKNOWN_DOMAIN
@@ -80,10 +91,21 @@ async def password_sign_in(*, username: str, password: str, ip: str = "", user_a
             if outcome in COUNTED_FAILURES:
                 await lockout_record_failure(tenant=tenant, username=upn, familiar=familiar)
             elif outcome is Outcome.SUCCESS:
-                await lockout_record_success(tenant=tenant, username=upn, ip=ip, familiar=familiar)
+                # The address becomes familiar only once the whole sign-in (second factor included) is done.
+                await lockout_record_success(tenant=tenant, username=upn, ip=ip, familiar=familiar,
+                                             remember_address=False)
 
     if outcome is Outcome.SUCCESS and user is not None and not user.is_active:
         outcome = Outcome.ACCOUNT_DISABLED
+    mfa = None
+    if outcome is Outcome.SUCCESS and user is not None:
+        mfa = mfa_decide(tenant=tenant if user.tenant_id else None, user=user, familiar_address=familiar,
+                         known_device=await device_is_known(tenant=tenant, username=upn, device=device))
+        record.update(mfa_decision=mfa.decision, mfa_reason=mfa.reason)
+        if mfa.required:
+            outcome = Outcome.MFA_REQUIRED
+        elif tenant is not None:
+            await address_remember(tenant=tenant, username=upn, ip=ip)
     if validation is not None:
         record.update(agent_id=validation.agent_id, ad_subcode=validation.ad_subcode, agent_ms=validation.agent_ms)
         if validation.request_id:
@@ -93,8 +115,9 @@ async def password_sign_in(*, username: str, password: str, ip: str = "", user_a
                                       total_ms=round(elapsed * 1000, 2))
     signins.labels(outcome.value, channel).inc()
     signin_seconds.labels(channel).observe(elapsed)
-    return SignInResult(outcome=outcome, tenant=tenant, user=user if outcome is Outcome.SUCCESS else None,
-                        event=event, familiar=familiar)
+    signed_in = outcome in (Outcome.SUCCESS, Outcome.MFA_REQUIRED)
+    return SignInResult(outcome=outcome, tenant=tenant, user=user if signed_in else None, event=event,
+                        familiar=familiar, mfa=mfa)
 
 
 async def _upn_in_tenant(directory_upn: str, typed_upn: str, tenant: Tenant) -> str:

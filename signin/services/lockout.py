@@ -70,7 +70,14 @@ async def lockout_record_failure(*, tenant: Tenant, username: str, familiar: boo
     return state
 
 
-async def lockout_record_success(*, tenant: Tenant, username: str, ip: str, familiar: bool) -> None:
+async def lockout_record_success(*, tenant: Tenant, username: str, ip: str, familiar: bool,
+                                 remember_address: bool = True) -> None:
     await cache.adelete(_bucket_key(tenant, username, familiar))
+    if remember_address:
+        await address_remember(tenant=tenant, username=username, ip=ip)
+
+
+async def address_remember(*, tenant: Tenant, username: str, ip: str) -> None:
+    """This address has completed a sign-in of this user (second factor included, when one was asked)."""
     if ip:
         await cache.aset(_familiar_key(tenant, username, ip), 1, timeout=FAMILIAR_TTL_SECONDS)

@@ -1,0 +1,184 @@
+"""The second factor: who needs it (the tenant's policy), TOTP enrolment and verification (django-otp), recovery
+codes, and the sign-in record's MFA fields (DESIGN.md, "OpenID Connect and MFA").
+
+A sign-in is "familiar" when it comes from an address, or a device (a signed cookie), that has completed a
+sign-in of this user before: completed, so a password alone never makes a place familiar under the
+"unfamiliar" policy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+import segno
+from django.core.cache import cache
+from django.db import transaction
+from django_otp.models import VerifyNotAllowed
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from agents.protocol import Outcome
+from signin.models import SignInEvent
+from signin.services.lockout import FAMILIAR_TTL_SECONDS
+from tenant.models import Tenant, User
+
+RECOVERY_CODE_COUNT = 10
+# Wrong codes allowed in one half-done sign-in before it is dropped and the password is asked again.
+MAX_CODES_PER_SIGNIN = 5
+TOTP_DEVICE_NAME = "Authenticator app"
+RECOVERY_DEVICE_NAME = "Recovery codes"
+
+
+@dataclass(frozen=True)
+class MfaDecision:
+    required: bool
+    reason: str
+
+    @property
+    def decision(self) -> str:
+        return SignInEvent.MfaDecision.REQUIRED if self.required else SignInEvent.MfaDecision.NOT_REQUIRED
+
+
+def mfa_decide(*, tenant: Tenant | None, user: User, familiar_address: bool, known_device: bool) -> MfaDecision:
+    """The tenant's policy applied to one password success. Pure: no database, no cache."""
+    if tenant is None:  # platform administrators: no tenant policy, their own flag only
+        return MfaDecision(user.mfa_enforced, "user_enforced" if user.mfa_enforced else "platform_account")
+    policy = tenant.mfa_policy
+    if policy == Tenant.MfaPolicy.ALL:
+        return MfaDecision(True, "policy_all")
+    if policy == Tenant.MfaPolicy.PER_USER:
+        return MfaDecision(user.mfa_enforced, "user_enforced" if user.mfa_enforced else "user_not_enforced")
+    if policy == Tenant.MfaPolicy.UNFAMILIAR:
+        if known_device:
+            return MfaDecision(False, "known_device")
+        if familiar_address:
+            return MfaDecision(False, "familiar_address")
+        return MfaDecision(True, "unfamiliar_sign_in")
+    return MfaDecision(False, "policy_off")
+
+
+# --- familiar devices ------------------------------------------------------------------------------------
+
+def _device_key(tenant: Tenant | None, username: str, device: str) -> str:
+    digest = hashlib.sha256(f"{username.lower()}\x00{device}".encode("utf-8", "replace")).hexdigest()[:32]
+    return f"familiar-device:{tenant.pk if tenant else '-'}:{digest}"
+
+
+def device_id_new() -> str:
+    return secrets.token_urlsafe(24)
+
+
+async def device_is_known(*, tenant: Tenant | None, username: str, device: str) -> bool:
+    return bool(device) and bool(await cache.aget(_device_key(tenant, username, device)))
+
+
+async def device_remember(*, tenant: Tenant | None, username: str, device: str) -> None:
+    """This device has completed a sign-in of this user."""
+    if device:
+        await cache.aset(_device_key(tenant, username, device), 1, timeout=FAMILIAR_TTL_SECONDS)
+
+
+# --- TOTP and recovery codes -----------------------------------------------------------------------------
+
+def totp_device_confirmed(*, user: User) -> TOTPDevice | None:
+    return TOTPDevice.objects.filter(user=user, confirmed=True).first()
+
+
+@transaction.atomic
+def totp_enrolment_start(*, user: User) -> TOTPDevice:
+    """The device being enrolled: one unconfirmed device per user, kept across page reloads."""
+    device = TOTPDevice.objects.select_for_update().filter(user=user, confirmed=False).first()
+    if device is None:
+        device = TOTPDevice(user=user, name=TOTP_DEVICE_NAME, confirmed=False)
+        device.full_clean()
+        device.save()
+    return device
+
+
+def totp_secret_base32(device: TOTPDevice) -> str:
+    import base64
+
+    return base64.b32encode(device.bin_key).decode("ascii").rstrip("=")
+
+
+def totp_qr_svg(device: TOTPDevice) -> str:
+    """The otpauth:// URL as an inline SVG QR code (no external request, nothing written to disk)."""
+    return segno.make(device.config_url, error="m").svg_inline(scale=5, dark="#1b1f24", light="#ffffff",
+                                                                 title="QR code for your authenticator app")
+
+
+@dataclass(frozen=True)
+class CodeCheck:
+    ok: bool
+    throttled: bool = False
+    device_id: str = ""
+
+
+def _check(device, token: str) -> CodeCheck:
+    allowed, info = device.verify_is_allowed()
+    if not allowed:
+        throttled = bool(info) and info.get("reason") == VerifyNotAllowed.N_FAILED_ATTEMPTS
+        return CodeCheck(False, throttled=throttled)
+    return CodeCheck(bool(device.verify_token(token)), device_id=device.persistent_id)
+
+
+def totp_enrolment_confirm(*, user: User, token: str) -> tuple[CodeCheck, list[str]]:
+    """Confirm the device being enrolled with a first code; on success, recovery codes (shown once)."""
+    with transaction.atomic():
+        device = TOTPDevice.objects.select_for_update().filter(user=user, confirmed=False).first()
+        if device is None:
+            return CodeCheck(False), []
+        check = _check(device, _digits(token))
+        if not check.ok:
+            return check, []
+        TOTPDevice.objects.filter(user=user, confirmed=True).delete()
+        device.confirmed = True
+        device.save(update_fields=["confirmed"])
+    return check, recovery_codes_issue(user=user)
+
+
+@transaction.atomic
+def recovery_codes_issue(*, user: User) -> list[str]:
+    """A fresh set of one-time recovery codes; the previous set stops working."""
+    StaticDevice.objects.filter(user=user).delete()
+    device = StaticDevice.objects.create(user=user, name=RECOVERY_DEVICE_NAME, confirmed=True)
+    codes = [StaticToken.random_token() for _ in range(RECOVERY_CODE_COUNT)]
+    StaticToken.objects.bulk_create(StaticToken(device=device, token=code) for code in codes)
+    return codes
+
+
+def mfa_code_verify(*, user: User, token: str) -> CodeCheck:
+    """A code from the authenticator app, or a recovery code. Each device throttles its own failures
+    (django-otp: the delay doubles after each wrong code) and a TOTP code works once."""
+    token = (token or "").strip()
+    digits = _digits(token)
+    totp = totp_device_confirmed(user=user)
+    if totp is not None and digits.isdigit() and len(digits) == totp.digits:
+        return _check(totp, digits)
+    recovery = StaticDevice.objects.filter(user=user, confirmed=True).first()
+    if recovery is not None and token and len(token) <= 16:
+        return _check(recovery, token.lower())
+    if totp is not None:  # neither shape: counts as a wrong code all the same
+        return _check(totp, "x")
+    return CodeCheck(False)
+
+
+def _digits(token: str) -> str:
+    return (token or "").replace(" ", "").replace("-", "").strip()[:16]
+
+
+@transaction.atomic
+def mfa_reset(*, user: User) -> int:
+    """An administrator's reset: every factor of the user goes; the next required sign-in enrols again."""
+    removed, _ = TOTPDevice.objects.filter(user=user).delete()
+    static, _ = StaticDevice.objects.filter(user=user).delete()
+    return removed + static
+
+
+# --- the sign-in record ----------------------------------------------------------------------------------
+
+def signin_event_mfa_result(*, event_id: int, outcome: Outcome) -> None:
+    """The second factor's result goes on the same record as the password step: one attempt, one record."""
+    SignInEvent.objects.filter(pk=event_id).update(outcome=outcome.value, mfa_result=outcome.value)

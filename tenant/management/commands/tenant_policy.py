@@ -1,0 +1,34 @@
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from tenant.models import Tenant
+from tenant.services import tenant_policy_set
+
+
+class Command(BaseCommand):
+    help = "Change a tenant's sign-in policies (MFA, password grant, cloud lockout) and print them."
+
+    def add_arguments(self, parser):
+        parser.add_argument("slug")
+        parser.add_argument("--mfa", choices=[c.value for c in Tenant.MfaPolicy],
+                            help="off, all users, users with MFA enforced (per-user), or unfamiliar sign-ins only")
+        parser.add_argument("--password-grant", choices=["on", "off"], dest="password_grant",
+                            help="allow the OAuth password grant for this tenant's legacy clients")
+        parser.add_argument("--lockout-threshold", type=int, dest="lockout_threshold",
+                            help="wrong passwords before the cloud account locks (keep it below AD's)")
+
+    def handle(self, *args, slug, mfa, password_grant, lockout_threshold, **options):
+        tenant = Tenant.objects.filter(slug=slug).first()
+        if tenant is None:
+            raise CommandError(f"No tenant with slug {slug!r}.")
+        try:
+            tenant = tenant_policy_set(
+                tenant=tenant, mfa_policy=mfa, lockout_threshold=lockout_threshold,
+                password_grant_enabled=None if password_grant is None else password_grant == "on",
+            )
+        except ValidationError as exc:
+            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+        self.stdout.write(f"tenant={tenant.slug}")
+        self.stdout.write(f"mfa={tenant.mfa_policy}")
+        self.stdout.write(f"password_grant={'on' if tenant.password_grant_enabled else 'off'}")
+        self.stdout.write(f"lockout_threshold={tenant.lockout_threshold}")
