@@ -251,7 +251,7 @@ def test_production_two_nodes_hand_off_across_nodes_and_leave_nothing_behind(ad_
     served = portal.sql("SELECT COUNT(*) FROM signin_signinevent WHERE agent_id = %s", (agent.agent_id,))[0][0]
     assert served >= 250
     assert metric(node_b, "pta_handoff_reply_waiters") == 0
-    assert metric(node_a, 'pta_agent_in_flight{agent="%s"}' % agent.agent_id) == 0
+    assert metric(node_a, f'pta_agent_in_flight{{agent="{agent.agent_id}"}}') == 0
 
 
 def test_passwords_are_nowhere_after_sign_ins(ad_testbed, portal_factory):
@@ -275,7 +275,10 @@ def test_passwords_are_nowhere_after_sign_ins(ad_testbed, portal_factory):
     with redis.Redis.from_url(portal.redis_url, socket_timeout=5) as client:  # raw bytes: cache values are pickles
         for key in client.scan_iter(match="*", count=1000):
             kind = client.type(key)
-            value = client.get(key) if kind == b"string" else b"".join(client.zrange(key, 0, -1)) if kind == b"zset" else b""
+            if kind == b"string":
+                value = client.get(key)
+            else:
+                value = b"".join(client.zrange(key, 0, -1)) if kind == b"zset" else b""
             stored.append(key + b"=" + (value or b""))
     logs = node.log() + agent.log()
     for secret in secrets:
