@@ -30,6 +30,20 @@ class TenantScopedAdmin(admin.ModelAdmin):
             return queryset.none()
         return queryset.filter(**{self.tenant_path: request.user.tenant_id})
 
+    def get_list_filter(self, request):
+        filters = super().get_list_filter(request)
+        if self.is_platform_admin(request):
+            return filters
+        # A filter over a relation lists every related row: only related rows of this tenant's objects.
+        scoped = []
+        for entry in filters:
+            name = entry[0] if isinstance(entry, tuple) else entry
+            if name == "tenant":
+                continue
+            field = self.model._meta.get_field(name) if isinstance(entry, str) else None
+            scoped.append((name, admin.RelatedOnlyFieldListFilter) if field and field.is_relation else entry)
+        return scoped
+
     def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
         # Another tenant's object is indistinguishable from a missing one: 404, not a helpful redirect.
         raise Http404

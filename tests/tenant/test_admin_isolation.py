@@ -110,3 +110,17 @@ def test_platform_admin_sees_everything(client, two_tenants):
         response = client.get(reverse(f"admin:{app}_{model}_changelist"))
         listed = set(response.context["cl"].result_list)
         assert {two_tenants["a"][model], two_tenants["b"][model]} <= listed
+
+
+def test_list_filters_do_not_name_other_tenants_objects(admin_a_client, two_tenants):
+    response = admin_a_client.get(reverse("admin:agents_agent_changelist"))
+    assert "Beta Corp" not in response.content.decode()
+    from signin.models import SignInEvent
+
+    SignInEvent.objects.create(tenant=two_tenants["b"]["tenant"], username="x@beta.example.test",
+                               outcome="success", agent=two_tenants["b"]["agent"], user=two_tenants["b"]["user"])
+    SignInEvent.objects.create(tenant=two_tenants["a"]["tenant"], username="y@alpha.example.test",
+                               outcome="success", agent=two_tenants["a"]["agent"], user=two_tenants["a"]["user"])
+    page = admin_a_client.get(reverse("admin:signin_signinevent_changelist")).content.decode()
+    assert "agent-a" in page and "user@alpha.example.test" in page
+    assert "agent-b" not in page and "user@beta.example.test" not in page and "x@beta" not in page
