@@ -38,14 +38,14 @@ class PortalOAuth2Validator(OAuth2Validator):
     # DOT keeps only the claims whose scope was granted: ours come with "openid" itself.
     oidc_claim_scope = {**OAuth2Validator.oidc_claim_scope, "tid": "openid", "upn": "openid", "name": "openid"}
 
-    def get_additional_claims(self, request):
-        user = request.user
+    def get_additional_claims(self):
+        # The request-agnostic form (callables): DOT then also lists these claims in discovery.
         return {
-            "tid": str(user.tenant_id) if user.tenant_id else "",
-            "upn": user.upn,
-            "name": user.get_full_name(),
-            "preferred_username": user.upn,
-            "email": user.email,
+            "tid": lambda request: str(request.user.tenant_id) if request.user.tenant_id else "",
+            "upn": lambda request: request.user.upn,
+            "name": lambda request: request.user.get_full_name(),
+            "preferred_username": lambda request: request.user.upn,
+            "email": lambda request: request.user.email,
         }
 
     def validate_user(self, username, password, client, request, *args, **kwargs):
