@@ -3,9 +3,12 @@ import os
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 
-django_http = get_asgi_application()  # sets Django up before the consumers are imported
+# Static files are served here, not by a middleware: a sync middleware (WhiteNoise's) would move every
+# request, the password POST included, into a thread and back.
+django_http = ASGIStaticFilesHandler(get_asgi_application())  # sets Django up before consumers are imported
 
 from agents.routing import websocket_urlpatterns  # noqa: E402
 

@@ -51,16 +51,16 @@ class UserAdmin(TenantScopedAdmin, DjangoUserAdmin):
     form = UserEditForm
     add_form = UserCreateForm
     ordering = ["upn"]
-    list_display = ["upn", "display_name", "tenant", "source", "is_staff", "is_active", "last_login"]
+    list_display = ["upn", "display_name", "tenant", "source", "is_staff", "is_active", "date_joined"]
     list_filter = ["source", "is_staff", "is_active", "mfa_enforced"]
     search_fields = ["upn", "display_name", "email"]
-    readonly_fields = ["immutable_id", "last_login", "date_joined"]
+    readonly_fields = ["immutable_id", "date_joined"]
     fieldsets = [
         (None, {"fields": ["upn", "tenant", "source", "immutable_id", "password"]}),
         ("Profile", {"fields": ["display_name", "email"]}),
         ("Access", {"fields": ["is_active", "is_staff", "mfa_enforced"]}),
         ("Platform", {"fields": ["is_superuser", "groups", "user_permissions"]}),
-        ("Dates", {"fields": ["last_login", "date_joined"]}),
+        ("Dates", {"fields": ["date_joined"]}),
     ]
     add_fieldsets = [(None, {"fields": ["upn", "tenant", "source", "display_name",
                                         "usable_password", "password1", "password2"]})]

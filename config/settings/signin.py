@@ -12,4 +12,5 @@ LOGIN_REDIRECT_URL = "/login/done/"
 PTA_SIGNIN_DEADLINE_SECONDS = float(env("PTA_SIGNIN_DEADLINE_SECONDS", "10"))
 # No ack within this time and the next agent is tried (safe: no bind happened).
 PTA_AGENT_ACK_SECONDS = float(env("PTA_AGENT_ACK_SECONDS", "1"))
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# Sessions live in the cache (Redis in production): no database write for the sign-in steps.
+SESSION_ENGINE = "django.contrib.sessions.backends.cache"

@@ -4,31 +4,39 @@ from django.db import IntegrityError, transaction
 from tenant.models import Tenant, User
 
 
+def _directory_fields(directory: dict) -> dict:
+    return {"immutable_id": str(directory.get("object_guid") or "")[:64],
+            "display_name": str(directory.get("display_name") or "")[:256],
+            "email": str(directory.get("mail") or "")[:254]}
+
+
 def _user_sync(*, tenant: Tenant, upn: str, directory: dict) -> User:
-    """Just in time: create or update the portal's user from what the agent read from AD as that user."""
+    """Just in time: create or update the portal's user from what the agent read from AD as that user.
+    A returning user whose directory attributes did not change costs one read and no write."""
     upn = upn.strip().lower()
+    wanted = {"upn": upn, **_directory_fields(directory)}
+    known = User.objects.filter(upn=upn, tenant=tenant).first()
+    if known is not None and all(getattr(known, k) == v for k, v in wanted.items() if v or k == "upn"):
+        return known
     try:
         with transaction.atomic():
-            return _user_upsert(tenant=tenant, upn=upn, directory=directory)
+            return _user_upsert(tenant=tenant, wanted=wanted)
     except IntegrityError:  # the same user signed in twice at once: the other request created it
         return User.objects.get(upn=upn)
 
 
-def _user_upsert(*, tenant: Tenant, upn: str, directory: dict) -> User:
-    immutable_id = str(directory.get("object_guid") or "")[:64]
-    fields = {"display_name": str(directory.get("display_name") or "")[:256],
-              "email": str(directory.get("mail") or "")[:254]}
+def _user_upsert(*, tenant: Tenant, wanted: dict) -> User:
     user = None
-    if immutable_id:
-        user = User.objects.select_for_update().filter(tenant=tenant, immutable_id=immutable_id).first()
-    user = user or User.objects.select_for_update().filter(upn=upn).first()
+    if wanted["immutable_id"]:
+        user = User.objects.select_for_update().filter(tenant=tenant, immutable_id=wanted["immutable_id"]).first()
+    user = user or User.objects.select_for_update().filter(upn=wanted["upn"]).first()
     if user is None:
-        user = User(tenant=tenant, upn=upn, source=User.Source.ON_PREMISES)
+        user = User(tenant=tenant, upn=wanted["upn"], source=User.Source.ON_PREMISES)
         user.set_unusable_password()
     elif user.tenant_id != tenant.pk:
         raise PermissionError("That UPN belongs to another tenant.")
-    changed = {k: v for k, v in {"upn": upn, "immutable_id": immutable_id or user.immutable_id, **fields}.items()
-               if getattr(user, k) != v}
+    # An attribute AD did not return (empty) does not erase what the portal knows.
+    changed = {k: v for k, v in wanted.items() if (v or k == "upn") and getattr(user, k) != v}
     for name, value in changed.items():
         setattr(user, name, value)
     if user._state.adding or changed:
