@@ -220,7 +220,7 @@ async def test_three_bad_frames_before_hello_close_with_protocol_error(fake):
     ('{"type": "heartbeat", "extra": 1}', "malformed"),
     ('{"type": "welcome", "agent_id": "x"}', "out_of_order"),
     ("x" * (protocol.MAX_FRAME_BYTES + 1), "too_large"),
-])
+], ids=["garbage", "unknown-type", "wrong-field-type", "extra-field", "portal-frame", "over-max-frame"])
 async def test_bad_frames_after_hello_get_errors_and_the_connection_stays(fake, payload, code):
     await fake.welcomed()
     for _ in range(5):

@@ -285,7 +285,7 @@ def test_pta_agent_registers_runs_and_is_present_within_two_seconds(portal):
     config = registered_agent(portal)
     started = time.monotonic()
     agent = portal.agent_run(config)
-    record = wait_for(lambda: portal.presence(agent.agent_id), timeout=2, message=f"presence\n{agent.log()}")
+    record = wait_for(lambda: portal.presence(agent.agent_id), timeout=2, message=lambda: f"presence\n{agent.log()}")
     print(f"pta-agent start to present: {time.monotonic() - started:.2f} s")
     assert record["node_id"] == "a" and record["domains"] == [DOMAIN]
     portal.sql("UPDATE agents_agent SET last_seen = NULL WHERE id = %s", (agent.agent_id,))
@@ -314,7 +314,7 @@ def test_pta_agent_reconnects_after_daphne_is_killed_and_restarted(portal):
     time.sleep(2)
     portal.node.start()
     restarted = time.monotonic()
-    wait_for(lambda: portal.presence(agent.agent_id), timeout=10, message=f"reconnect\n{agent.log()}")
+    wait_for(lambda: portal.presence(agent.agent_id), timeout=10, message=lambda: f"reconnect\n{agent.log()}")
     print(f"reconnected {time.monotonic() - restarted:.2f} s after the restart")
     assert agent.running
 
@@ -327,7 +327,8 @@ def test_pta_agent_is_present_again_after_a_redis_restart(portal_factory, redis_
     wait_for(lambda: portal.presence(agent.agent_id), timeout=2, message="presence")
     redis_server.restart()  # an empty Redis: every presence record and subscription is gone
     restarted = time.monotonic()
-    wait_for(lambda: portal.presence(agent.agent_id), timeout=10, message=f"presence again\n{portal.node.log()}")
+    wait_for(lambda: portal.presence(agent.agent_id), timeout=10,
+             message=lambda: f"presence again\n{portal.node.log()}")
     print(f"present again {time.monotonic() - restarted:.2f} s after the Redis restart")
     # The revocation group subscription came back too: revoking still closes the connection at once.
     portal.agent_revoke(agent.agent_id)
@@ -369,7 +370,7 @@ def test_pta_agent_renews_in_the_window_and_the_old_key_is_refused(portal):
     old_fingerprint = portal.sql("SELECT key_fingerprint FROM agents_agent WHERE id = %s", (agent_id,))[0][0]
     agent = portal.agent_run(config)
     wait_for(lambda: portal.sql("SELECT key_fingerprint FROM agents_agent WHERE id = %s", (agent_id,))[0][0]
-             != old_fingerprint, timeout=10, message=f"renewal\n{agent.log()}")
+             != old_fingerprint, timeout=10, message=lambda: f"renewal\n{agent.log()}")
     wait_for(lambda: portal.presence(agent_id), timeout=5, message="reconnected with the new key")
     new_files = {p.name: p.read_bytes() for p in directory.iterdir() if p.name in old_files}
     assert any(new_files[name] != content for name, content in old_files.items()), "key files unchanged"
@@ -404,7 +405,7 @@ def test_embedded_profile_connects_and_a_revocation_from_another_process_still_e
     portal.tenant = portal.tenant_create("Corp", DOMAIN)
     portal.node = portal.start_node("solo")
     agent = portal.agent_run(registered_agent(portal))
-    wait_for(lambda: "connected to" in agent.log(), timeout=5, message=f"connected\n{agent.log()}")
+    wait_for(lambda: "connected to" in agent.log(), timeout=5, message=lambda: f"connected\n{agent.log()}")
     wait_for(lambda: last_seen(portal, agent.agent_id), timeout=3, message="last_seen written")
     portal.agent_revoke(agent.agent_id)
     assert agent.wait(timeout=5) == 3
