@@ -10,4 +10,6 @@ if REDIS_URL:
         }
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "pta"}}
+    # Sessions and lockout state live here: LocMem's default of 300 entries would evict sign-ins in progress.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "pta",
+                          "OPTIONS": {"MAX_ENTRIES": 200_000}}}
