@@ -73,6 +73,7 @@ class PresenceKeeper:
 
     def __init__(self) -> None:
         self.last_seen_written = 0.0
+        self.last_refusal_check = 0.0
 
     async def run(self) -> None:
         from agents.presence import presence_registry
@@ -96,21 +97,25 @@ class PresenceKeeper:
                 if not registry_failing:
                     logger.warning("presence registry unreachable: %s", exc)
                 registry_failing = True
-            if now - self.last_seen_written >= settings.PTA_LAST_SEEN_SECONDS:
-                self.last_seen_written = now
-                await self.touch_last_seen(live)
+            write_last_seen = now - self.last_seen_written >= settings.PTA_LAST_SEEN_SECONDS
+            if write_last_seen or now - self.last_refusal_check >= settings.PTA_REVOCATION_CHECK_SECONDS:
+                self.last_refusal_check = now
+                if write_last_seen:
+                    self.last_seen_written = now
+                await self.touch_last_seen(live, write=write_last_seen)
 
-    async def touch_last_seen(self, consumers: list[AgentConsumer]) -> None:
+    async def touch_last_seen(self, consumers: list[AgentConsumer], *, write: bool = True) -> None:
         from channels.db import database_sync_to_async
 
         from agents.services.lifecycle import agent_last_seen_touch, agents_refused
 
-        beaten = {c.agent_id for c in consumers if c.last_beat > c.last_seen_written}
+        beaten = {c.agent_id for c in consumers if c.last_beat > c.last_seen_written} if write else set()
         if not consumers:
             return
 
         def write_and_check() -> dict[str, protocol.CloseCode]:
-            agent_last_seen_touch(agent_ids=beaten)
+            if beaten:
+                agent_last_seen_touch(agent_ids=beaten)
             return agents_refused(agent_ids=[c.agent_id for c in consumers])
 
         try:

@@ -25,3 +25,9 @@ PTA_AGENT_HANDSHAKE_SECONDS = float(env("PTA_AGENT_HANDSHAKE_SECONDS", "10"))
 # How often this process republishes its agents' presence, and writes their last_seen to the database.
 PTA_PRESENCE_FLUSH_SECONDS = float(env("PTA_PRESENCE_FLUSH_SECONDS", "2"))
 PTA_LAST_SEEN_SECONDS = float(env("PTA_LAST_SEEN_SECONDS", "30"))
+# How often this process asks the database whether a local agent was revoked or expired. In production the
+# revocation reaches the connection at once over the channel layer and this is only a safety net; in the
+# embedded profile `manage.py agent_revoke` runs in another process that the in-memory layer cannot reach.
+PTA_REVOCATION_CHECK_SECONDS = float(env("PTA_REVOCATION_CHECK_SECONDS", "30" if REDIS_URL else "1"))
+if not REDIS_URL:
+    PTA_PRESENCE_FLUSH_SECONDS = min(PTA_PRESENCE_FLUSH_SECONDS, PTA_REVOCATION_CHECK_SECONDS)

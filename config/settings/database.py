@@ -1,3 +1,5 @@
+import os
+
 import dj_database_url
 
 from .base import STATE_DIR
@@ -21,6 +23,7 @@ else:
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
             # A file, not shared-cache memory: concurrent tests need SQLite's real locking and busy timeout.
-            "TEST": {"NAME": STATE_DIR / "test-portal.sqlite3"},
+            # One per test run, so two runs on one machine never share it.
+            "TEST": {"NAME": STATE_DIR / f"test-portal-{os.getpid()}.sqlite3"},
         }
     }
