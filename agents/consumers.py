@@ -136,16 +136,20 @@ class AgentConsumer(AsyncWebsocketConsumer):
         await self._withdraw_presence()
         logger.info("agent %s disconnected (code %s)", self.agent_id, code)
 
-    async def close_for(self, code: CloseCode, reason: str) -> None:
+    async def close_for(self, code: CloseCode, reason: str, *, drain_seconds: float = 0.0) -> None:
+        """Close with ``code``; with ``drain_seconds``, first let the requests in flight finish (no new ones)."""
         if self.closing:
             return
         self.closing = True
         logger.info("closing agent connection %s: %s (%s)", getattr(self, "agent_id", "?"), code.name, reason)
-        await self.close(code=int(code))
         # Not present from now on: the hand-off must not choose a connection that is closing.
         local_agents.discard(self)
         if self.identity is not None:
             await self._withdraw_presence()
+        deadline = time.monotonic() + drain_seconds
+        while self.pending and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await self.close(code=int(code))
 
     async def _withdraw_presence(self) -> None:
         try:
@@ -265,8 +269,10 @@ class AgentConsumer(AsyncWebsocketConsumer):
         except RenewalRefused as refused:
             raise protocol.ProtocolError(refused.code, refused.message) from None
         await self.send_frame(protocol.Renewed(certificate=certificate))
-        # The old key is no longer the agent's: it reconnects with the new one.
-        await self.close_for(CloseCode.RENEWED, "renewed")
+        # The old key is no longer the agent's: it reconnects with the new one, once the sign-ins already
+        # handed to this connection have their results (the agent drains too; either side may close first).
+        asyncio.ensure_future(self.close_for(CloseCode.RENEWED, "renewed",
+                                             drain_seconds=settings.PTA_SIGNIN_DEADLINE_SECONDS))
 
     async def on_hello_again(self, hello: protocol.Hello) -> None:
         raise protocol.ProtocolError("out_of_order", "Already authenticated.")

@@ -18,7 +18,14 @@ from django.utils import timezone
 
 from agents import protocol
 from agents.connections import local_agents
-from agents.consumers import AgentBusy, AgentConsumer, AgentDisconnected, AgentRequestError, AgentTimeout
+from agents.consumers import (
+    AgentBusy,
+    AgentConsumer,
+    AgentDisconnected,
+    AgentRequestError,
+    AgentTimeout,
+    AgentUnavailable,
+)
 from agents.models import Agent
 from agents.presence import presence_close, presence_registry
 from agents.selectors import agent_presence, agents_connected
@@ -307,6 +314,24 @@ async def test_renewal_in_the_window_issues_a_new_certificate_and_refuses_the_ol
     new = FakeAgent(renewed.certificate, new_key)
     assert (await new.welcomed()).renew is False
     await new.close()
+
+
+async def test_renewal_lets_the_sign_ins_in_flight_finish_before_closing(agent, fake):
+    welcome = await fake.welcomed()
+    consumer = local_agents.get(welcome.agent_id)
+    pending = await consumer.send_request(make_request(agent[0]))
+    sent = await fake.frame()
+    await fake.send(protocol.Ack(request_id=sent.request_id))
+    new_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    csr = new_csr(new_key)
+    await fake.send(protocol.Renewal(csr=csr, signature=protocol.sign_renewal(fake.key, csr)))
+    assert isinstance(await fake.frame(), protocol.Renewed)
+    with pytest.raises(AgentUnavailable):  # no new request on a connection whose key was replaced
+        await consumer.send_request(make_request(agent[0]))
+    assert await fake.ws.receive_nothing(0.2)  # not closed yet: one sign-in is still in flight
+    await fake.send(protocol.Result(request_id=sent.request_id, outcome="success"))
+    assert (await asyncio.wait_for(pending.result, 1)).outcome == "success"
+    await fake.expect_close(CloseCode.RENEWED)
 
 
 async def test_renewal_signed_with_another_key_is_refused_and_the_connection_stays(fake):
