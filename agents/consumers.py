@@ -99,6 +99,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         self.nonce = protocol.new_nonce()
         self.bad_frames = 0
         self.closing = False
+        self.close_started = False
         self.pending: dict[str, PendingRequest] = {}
         self.capacity = DEFAULT_CAPACITY
         self.version = ""
@@ -138,18 +139,22 @@ class AgentConsumer(AsyncWebsocketConsumer):
 
     async def close_for(self, code: CloseCode, reason: str, *, drain_seconds: float = 0.0) -> None:
         """Close with ``code``; with ``drain_seconds``, first let the requests in flight finish (no new ones)."""
-        if self.closing:
+        if self.close_started:
             return
-        self.closing = True
+        self.close_started = True
+        self.stop_taking_requests()
         logger.info("closing agent connection %s: %s (%s)", getattr(self, "agent_id", "?"), code.name, reason)
-        # Not present from now on: the hand-off must not choose a connection that is closing.
-        local_agents.discard(self)
         if self.identity is not None:
             await self._withdraw_presence()
         deadline = time.monotonic() + drain_seconds
         while self.pending and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         await self.close(code=int(code))
+
+    def stop_taking_requests(self) -> None:
+        # Not present from now on: the hand-off must not choose a connection that is closing.
+        self.closing = True
+        local_agents.discard(self)
 
     async def _withdraw_presence(self) -> None:
         try:
@@ -169,7 +174,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
     # --- frames from the agent -----------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if self.closing:
+        if self.closing and not self.pending:  # a closing connection still takes the answers it awaits
             return
         try:
             frame = protocol.decode(text_data if text_data is not None else bytes_data or b"")
@@ -268,6 +273,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
             certificate = await database_sync_to_async(renew)()
         except RenewalRefused as refused:
             raise protocol.ProtocolError(refused.code, refused.message) from None
+        self.stop_taking_requests()
         await self.send_frame(protocol.Renewed(certificate=certificate))
         # The old key is no longer the agent's: it reconnects with the new one, once the sign-ins already
         # handed to this connection have their results (the agent drains too; either side may close first).
