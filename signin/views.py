@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from urllib.parse import urlencode
 
-from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib.auth import alogin, login, logout
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -27,12 +26,10 @@ from oauth2_provider.views import RPInitiatedLogoutView
 from agents.protocol import Outcome
 from signin.forms import OtpForm, PasswordForm, UsernameForm
 from signin.metrics import metrics_text, signins
-from signin.services.attempt import password_sign_in
-from signin.services.lockout import address_remember
+from signin.services.attempt import password_sign_in, signin_completed
 from signin.services.mfa import (
     MAX_CODES_PER_SIGNIN,
     device_id_new,
-    device_remember,
     mfa_code_verify,
     signin_event_mfa_result,
     totp_device_confirmed,
@@ -120,7 +117,7 @@ async def password_page(request: HttpRequest) -> HttpResponse:
         return _page(request, "signin/password.html", {**context, "form": form}, status=400,
                      outcome=Outcome.INVALID_CREDENTIALS)
     password = form.cleaned_data["password"]
-    device = _device(request)
+    device = _device(request) or device_id_new()
     result = await password_sign_in(
         username=state["username"], password=password, ip=request.META.get("REMOTE_ADDR", ""),
         user_agent=request.META.get("HTTP_USER_AGENT", ""), device=device,
@@ -140,8 +137,6 @@ async def password_page(request: HttpRequest) -> HttpResponse:
                      {**context, "form": PasswordForm(), "error": result.outcome.message}, outcome=result.outcome)
     await request.session.apop(SESSION_KEY)
     await alogin(request, result.user, backend=BACKEND)
-    device = device or device_id_new()
-    await device_remember(tenant=result.tenant, username=result.user.upn, device=device)
     return _signed_in_redirect(request, state["next"], device)
 
 
@@ -167,9 +162,7 @@ def _mfa_complete(request: HttpRequest, pending: dict, user: User, device_id: st
     signins.labels(Outcome.SUCCESS.value, pending["channel"]).inc()
     device = _device(request) or device_id_new()
     tenant = Tenant.objects.filter(pk=user.tenant_id).first() if user.tenant_id else None
-    if tenant is not None:
-        async_to_sync(address_remember)(tenant=tenant, username=user.upn, ip=request.META.get("REMOTE_ADDR", ""))
-    async_to_sync(device_remember)(tenant=tenant, username=user.upn, device=device)
+    signin_completed(tenant=tenant, user=user, ip=request.META.get("REMOTE_ADDR", ""), device=device)
     return device
 
 

@@ -3,6 +3,8 @@
 Failures are counted per user in two buckets: from familiar addresses (that signed this user in before) and
 from all others, so an attacker elsewhere cannot lock the user out of their usual places. Each lockout of a
 bucket lasts twice as long as the one before, up to MAX_LOCKOUT_SECONDS.
+
+Synchronous on purpose: the sign-in calls these inside its one thread hop before, and its one after, the agent.
 """
 
 import hashlib
@@ -43,19 +45,19 @@ class LockoutState:
         return self.locked_until > now
 
 
-async def address_is_familiar(*, tenant: Tenant, username: str, ip: str) -> bool:
-    return bool(ip) and bool(await cache.aget(_familiar_key(tenant, username, ip)))
+def address_is_familiar(*, tenant: Tenant, username: str, ip: str) -> bool:
+    return bool(ip) and bool(cache.get(_familiar_key(tenant, username, ip)))
 
 
-async def lockout_active(*, tenant: Tenant, username: str, familiar: bool) -> bool:
-    state = await cache.aget(_bucket_key(tenant, username, familiar))
+def lockout_active(*, tenant: Tenant, username: str, familiar: bool) -> bool:
+    state = cache.get(_bucket_key(tenant, username, familiar))
     return bool(state) and LockoutState(**state).locked(time.time())
 
 
-async def lockout_record_failure(*, tenant: Tenant, username: str, familiar: bool) -> LockoutState:
+def lockout_record_failure(*, tenant: Tenant, username: str, familiar: bool) -> LockoutState:
     key = _bucket_key(tenant, username, familiar)
     now = time.time()
-    raw = await cache.aget(key)
+    raw = cache.get(key)
     state = LockoutState(**raw) if raw else LockoutState()
     if state.first_failure and now - state.first_failure > FAILURE_WINDOW_SECONDS and not state.locked(now):
         state = LockoutState(lockouts=state.lockouts)
@@ -66,18 +68,18 @@ async def lockout_record_failure(*, tenant: Tenant, username: str, familiar: boo
         locked_until, lockouts, failures = now + duration, state.lockouts + 1, 0
     state = LockoutState(failures=failures, locked_until=locked_until, lockouts=lockouts,
                          first_failure=state.first_failure or now)
-    await cache.aset(key, state.__dict__, timeout=MAX_LOCKOUT_SECONDS + FAILURE_WINDOW_SECONDS)
+    cache.set(key, state.__dict__, timeout=MAX_LOCKOUT_SECONDS + FAILURE_WINDOW_SECONDS)
     return state
 
 
-async def lockout_record_success(*, tenant: Tenant, username: str, ip: str, familiar: bool,
+def lockout_record_success(*, tenant: Tenant, username: str, ip: str, familiar: bool,
                                  remember_address: bool = True) -> None:
-    await cache.adelete(_bucket_key(tenant, username, familiar))
+    cache.delete(_bucket_key(tenant, username, familiar))
     if remember_address:
-        await address_remember(tenant=tenant, username=username, ip=ip)
+        address_remember(tenant=tenant, username=username, ip=ip)
 
 
-async def address_remember(*, tenant: Tenant, username: str, ip: str) -> None:
+def address_remember(*, tenant: Tenant, username: str, ip: str) -> None:
     """This address has completed a sign-in of this user (second factor included, when one was asked)."""
     if ip:
-        await cache.aset(_familiar_key(tenant, username, ip), 1, timeout=FAMILIAR_TTL_SECONDS)
+        cache.set(_familiar_key(tenant, username, ip), 1, timeout=FAMILIAR_TTL_SECONDS)

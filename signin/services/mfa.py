@@ -70,14 +70,14 @@ def device_id_new() -> str:
     return secrets.token_urlsafe(24)
 
 
-async def device_is_known(*, tenant: Tenant | None, username: str, device: str) -> bool:
-    return bool(device) and bool(await cache.aget(_device_key(tenant, username, device)))
+def device_is_known(*, tenant: Tenant | None, username: str, device: str) -> bool:
+    return bool(device) and bool(cache.get(_device_key(tenant, username, device)))
 
 
-async def device_remember(*, tenant: Tenant | None, username: str, device: str) -> None:
+def device_remember(*, tenant: Tenant | None, username: str, device: str) -> None:
     """This device has completed a sign-in of this user."""
     if device:
-        await cache.aset(_device_key(tenant, username, device), 1, timeout=FAMILIAR_TTL_SECONDS)
+        cache.set(_device_key(tenant, username, device), 1, timeout=FAMILIAR_TTL_SECONDS)
 
 
 # --- TOTP and recovery codes -----------------------------------------------------------------------------

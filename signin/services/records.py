@@ -10,10 +10,10 @@ def printable(text: str, limit: int) -> str:
     return _CONTROL.sub("\ufffd", text)[:limit]
 
 
-async def signin_event_record(**fields) -> SignInEvent:
+def signin_event_record(**fields) -> SignInEvent:
     """The audit trail loses nothing: the record is written before the answer is given."""
     fields["username"] = printable(fields.get("username", ""), 320)
     fields["user_agent"] = printable(fields.get("user_agent", ""), 512)
     event = SignInEvent(**fields)
-    await event.asave()
+    event.save()
     return event

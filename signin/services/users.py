@@ -1,4 +1,3 @@
-from channels.db import database_sync_to_async
 from django.db import IntegrityError, transaction
 
 from tenant.models import Tenant, User
@@ -10,7 +9,7 @@ def _directory_fields(directory: dict) -> dict:
             "email": str(directory.get("mail") or "")[:254]}
 
 
-def _user_sync(*, tenant: Tenant, upn: str, directory: dict) -> User:
+def user_sync(*, tenant: Tenant, upn: str, directory: dict) -> User:
     """Just in time: create or update the portal's user from what the agent read from AD as that user.
     A returning user whose directory attributes did not change costs one read and no write."""
     upn = upn.strip().lower()
@@ -44,5 +43,3 @@ def _user_upsert(*, tenant: Tenant, wanted: dict) -> User:
         user.save()
     return user
 
-
-user_sync = database_sync_to_async(_user_sync)

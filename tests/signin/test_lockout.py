@@ -14,46 +14,46 @@ def clean_cache():
     cache.clear()
 
 
-async def fail(tenant, username="a@alpha.example.test", *, familiar=False, times=1):
+def fail(tenant, username="a@alpha.example.test", *, familiar=False, times=1):
     state = None
     for _ in range(times):
-        state = await lockout.lockout_record_failure(tenant=tenant, username=username, familiar=familiar)
+        state = lockout.lockout_record_failure(tenant=tenant, username=username, familiar=familiar)
     return state
 
 
-async def test_threshold_locks_and_success_clears():
+def test_threshold_locks_and_success_clears():
     tenant = Tenant(name="Alpha", slug="alpha")
-    await fail(tenant, times=tenant.lockout_threshold - 1)
-    assert not await lockout.lockout_active(tenant=tenant, username="a@alpha.example.test", familiar=False)
-    await fail(tenant)
-    assert await lockout.lockout_active(tenant=tenant, username="a@alpha.example.test", familiar=False)
+    fail(tenant, times=tenant.lockout_threshold - 1)
+    assert not lockout.lockout_active(tenant=tenant, username="a@alpha.example.test", familiar=False)
+    fail(tenant)
+    assert lockout.lockout_active(tenant=tenant, username="a@alpha.example.test", familiar=False)
     # Usernames are matched case-insensitively: a different spelling is the same account.
-    assert await lockout.lockout_active(tenant=tenant, username="A@Alpha.Example.Test", familiar=False)
+    assert lockout.lockout_active(tenant=tenant, username="A@Alpha.Example.Test", familiar=False)
 
 
-async def test_unfamiliar_failures_do_not_lock_familiar_places():
+def test_unfamiliar_failures_do_not_lock_familiar_places():
     tenant = Tenant(name="Alpha", slug="alpha")
-    await fail(tenant, familiar=False, times=20)
-    assert await lockout.lockout_active(tenant=tenant, username="a@alpha.example.test", familiar=False)
-    assert not await lockout.lockout_active(tenant=tenant, username="a@alpha.example.test", familiar=True)
+    fail(tenant, familiar=False, times=20)
+    assert lockout.lockout_active(tenant=tenant, username="a@alpha.example.test", familiar=False)
+    assert not lockout.lockout_active(tenant=tenant, username="a@alpha.example.test", familiar=True)
 
 
-async def test_lockout_grows_on_repeats():
+def test_lockout_grows_on_repeats():
     tenant = Tenant(name="Alpha", slug="alpha")
-    first = await fail(tenant, times=tenant.lockout_threshold)
-    second = await fail(tenant, times=tenant.lockout_threshold)
+    first = fail(tenant, times=tenant.lockout_threshold)
+    second = fail(tenant, times=tenant.lockout_threshold)
     assert second.lockouts == 2
     first_duration = tenant.lockout_duration_seconds
     assert second.locked_until - first.locked_until >= first_duration  # twice as long, measured from later
 
 
-async def test_familiar_address_is_remembered_after_success():
+def test_familiar_address_is_remembered_after_success():
     tenant = Tenant(name="Alpha", slug="alpha")
     username, ip = "a@alpha.example.test", "198.51.100.7"
-    assert not await lockout.address_is_familiar(tenant=tenant, username=username, ip=ip)
-    await lockout.lockout_record_success(tenant=tenant, username=username, ip=ip, familiar=False)
-    assert await lockout.address_is_familiar(tenant=tenant, username=username, ip=ip)
-    assert not await lockout.address_is_familiar(tenant=tenant, username=username, ip="203.0.113.9")
+    assert not lockout.address_is_familiar(tenant=tenant, username=username, ip=ip)
+    lockout.lockout_record_success(tenant=tenant, username=username, ip=ip, familiar=False)
+    assert lockout.address_is_familiar(tenant=tenant, username=username, ip=ip)
+    assert not lockout.address_is_familiar(tenant=tenant, username=username, ip="203.0.113.9")
 
 
 def test_cache_keys_hold_no_username_or_address():
