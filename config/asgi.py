@@ -11,9 +11,11 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 django_http = ASGIStaticFilesHandler(get_asgi_application())  # sets Django up before consumers are imported
 
 from agents.routing import websocket_urlpatterns  # noqa: E402
+from signin.consumers import PasswordPostRouter  # noqa: E402
 
 # No AllowedHostsOriginValidator on the agent route: agents send no Origin; they prove their key instead.
 application = ProtocolTypeRouter({
-    "http": django_http,
+    # The password POST, the hot path, goes to its consumer; everything else to Django.
+    "http": PasswordPostRouter(django_http),
     "websocket": URLRouter(websocket_urlpatterns),
 })

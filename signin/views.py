@@ -9,10 +9,12 @@ view (which checks only ``is_authenticated``) never issues a code after the pass
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
+from channels.db import database_sync_to_async
 from django.conf import settings
-from django.contrib.auth import alogin, login, logout
+from django.contrib.auth import login, logout
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -26,7 +28,7 @@ from oauth2_provider.views import RPInitiatedLogoutView
 from agents.protocol import Outcome
 from signin.forms import OtpForm, PasswordForm, UsernameForm
 from signin.metrics import metrics_text, signins
-from signin.services.attempt import password_sign_in, signin_completed
+from signin.services.attempt import SignInResult, password_sign_in, signin_completed
 from signin.services.mfa import (
     MAX_CODES_PER_SIGNIN,
     device_id_new,
@@ -100,44 +102,77 @@ def username_page(request: HttpRequest) -> HttpResponse:
     return HttpResponseRedirect("/login/password/")
 
 
-@never_cache
-@csrf_protect
-@sensitive_post_parameters("password")
-@sensitive_variables("password")
-@require_http_methods(["GET", "POST"])
-async def password_page(request: HttpRequest) -> HttpResponse:
-    state = await request.session.aget(SESSION_KEY)
+@dataclass(frozen=True)
+class PasswordSubmission:
+    state: dict
+    password: str = field(repr=False)
+    device: str
+
+
+def password_submission(request: HttpRequest) -> PasswordSubmission | HttpResponse:
+    """The password form, read and checked (synchronous: it runs in the sign-in's first thread hop)."""
+    state = request.session.get(SESSION_KEY)
     if not state:
         return HttpResponseRedirect("/login/")
-    context = {"username": state["username"], "organisation": state["organisation"], "next": state["next"]}
-    if request.method == "GET":
-        return _page(request, "signin/password.html", {**context, "form": PasswordForm()})
     form = PasswordForm(request.POST)
     if not form.is_valid():
-        return _page(request, "signin/password.html", {**context, "form": form}, status=400,
+        return _page(request, "signin/password.html", {**_password_context(state), "form": form}, status=400,
                      outcome=Outcome.INVALID_CREDENTIALS)
-    password = form.cleaned_data["password"]
-    device = _device(request) or device_id_new()
-    result = await password_sign_in(
-        username=state["username"], password=password, ip=request.META.get("REMOTE_ADDR", ""),
-        user_agent=request.META.get("HTTP_USER_AGENT", ""), device=device,
+    return PasswordSubmission(state=state, password=form.cleaned_data["password"],
+                              device=_device(request) or device_id_new())
+
+
+@sensitive_variables("submission")
+async def password_submit(request: HttpRequest, submission: PasswordSubmission) -> SignInResult:
+    return await password_sign_in(
+        username=submission.state["username"], password=submission.password, device=submission.device,
+        ip=request.META.get("REMOTE_ADDR", ""), user_agent=request.META.get("HTTP_USER_AGENT", ""),
     )
+
+
+def password_answer(request: HttpRequest, submission: PasswordSubmission, result: SignInResult) -> HttpResponse:
+    """The page or redirect that ends the password step (synchronous: the sign-in's last thread hop)."""
+    state = submission.state
     if result.outcome is Outcome.MFA_REQUIRED:
         # Half done: not logged in. The second factor's pages finish it.
-        await request.session.apop(SESSION_KEY)
-        await request.session.aset(MFA_SESSION_KEY, {
+        request.session.pop(SESSION_KEY, None)
+        request.session[MFA_SESSION_KEY] = {
             "user_id": result.user.pk, "tenant_id": str(result.user.tenant_id or ""), "event_id": result.event.pk,
             "next": state["next"], "channel": result.event.channel, "started": time.time(), "failures": 0,
-        })
+        }
         response = HttpResponseRedirect("/login/mfa/")
         response["PTA-Outcome"] = Outcome.MFA_REQUIRED.value
         return response
     if not result.succeeded:
-        return _page(request, "signin/password.html",
-                     {**context, "form": PasswordForm(), "error": result.outcome.message}, outcome=result.outcome)
-    await request.session.apop(SESSION_KEY)
-    await alogin(request, result.user, backend=BACKEND)
-    return _signed_in_redirect(request, state["next"], device)
+        return _page(request, "signin/password.html", {**_password_context(state), "form": PasswordForm(),
+                                                        "error": result.outcome.message}, outcome=result.outcome)
+    request.session.pop(SESSION_KEY, None)
+    login(request, result.user, backend=BACKEND)
+    return _signed_in_redirect(request, state["next"], submission.device)
+
+
+def _password_context(state: dict) -> dict:
+    return {"username": state["username"], "organisation": state["organisation"], "next": state["next"]}
+
+
+@never_cache
+@csrf_protect
+@sensitive_post_parameters("password")
+@require_http_methods(["GET", "POST"])
+async def password_page(request: HttpRequest) -> HttpResponse:
+    """The password page. Its POST is usually served by signin.consumers.PasswordPostConsumer, which runs the
+    same three steps without the middleware chain's thread hops; this view serves it wherever that is not
+    routed (the test client, other ASGI servers)."""
+    if request.method == "GET":
+        state = await request.session.aget(SESSION_KEY)
+        if not state:
+            return HttpResponseRedirect("/login/")
+        return _page(request, "signin/password.html", {**_password_context(state), "form": PasswordForm()})
+    submission = await database_sync_to_async(password_submission)(request)
+    if isinstance(submission, HttpResponse):
+        return submission
+    result = await password_submit(request, submission)
+    return await database_sync_to_async(password_answer)(request, submission, result)
 
 
 # --- the second factor -----------------------------------------------------------------------------------

@@ -1,0 +1,143 @@
+"""The password POST, the sign-in's hot path, served without Django's per-middleware thread hops.
+
+Under ASGI every MiddlewareMixin middleware runs its process_request and process_response in a thread of
+its own, and the handler sends its request signals from threads too: about sixteen hops for one request,
+all through the one thread-sensitive executor. This consumer runs the same middleware hooks, Django's own
+(sessions, CSRF, authentication, security headers), and the same view steps (signin.views), in two hops:
+one before the agent is asked and one after.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
+from channels.generic.http import AsyncHttpConsumer
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.handlers.asgi import ASGIRequest
+from django.core.handlers.exception import response_for_exception
+from django.http import HttpRequest, HttpResponse
+from django.utils.cache import add_never_cache_headers
+from django.utils.module_loading import import_string
+
+from signin import views
+
+logger = logging.getLogger(__name__)
+PATH = "/login/password/"
+
+
+class MiddlewareHooks:
+    """settings.MIDDLEWARE's hooks, called in order in the current thread, as Django's handler would."""
+
+    def __init__(self) -> None:
+        self.middleware = [import_string(path)(self._no_inner_response) for path in settings.MIDDLEWARE]
+        for instance in self.middleware:
+            if not any(hasattr(instance, hook) for hook in ("process_request", "process_view", "process_response")):
+                raise ImproperlyConfigured(f"{type(instance).__name__} has no hooks the password consumer can run.")
+
+    @staticmethod
+    def _no_inner_response(request):
+        raise AssertionError("the consumer calls the hooks itself")
+
+    def request_phase(self, request: HttpRequest, view) -> tuple[HttpResponse | None, list]:
+        """process_request, then process_view; a response from either ends the request there. Returns it
+        (or None) and the middleware whose process_response must see the answer."""
+        ran: list = []
+        try:
+            for instance in self.middleware:
+                ran.append(instance)
+                if hasattr(instance, "process_request") and (response := instance.process_request(request)):
+                    return response, ran
+            for instance in self.middleware:
+                if hasattr(instance, "process_view") and (response := instance.process_view(request, view, (), {})):
+                    return response, ran
+        except Exception as exc:  # noqa: BLE001 - Django's own mapping: 400, 403, 404, 413, or a logged 500
+            return response_for_exception(request, exc), ran
+        return None, ran
+
+    @staticmethod
+    def response_phase(request: HttpRequest, response: HttpResponse, ran: list) -> HttpResponse:
+        for instance in reversed(ran):
+            if hasattr(instance, "process_response"):
+                response = instance.process_response(request, response)
+        return response
+
+
+class PasswordPostConsumer(AsyncHttpConsumer):
+    hooks: MiddlewareHooks | None = None
+
+    @classmethod
+    def middleware_hooks(cls) -> MiddlewareHooks:
+        if cls.hooks is None:
+            cls.hooks = MiddlewareHooks()
+        return cls.hooks
+
+    async def http_request(self, message: dict) -> None:
+        # AsyncHttpConsumer keeps the whole body in memory: refuse an oversized one as it arrives.
+        self.received = getattr(self, "received", 0) + len(message.get("body", b""))
+        # Django's own bound on a form body; under it, the form itself answers an over-long field with a page.
+        if self.received > (settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 2_621_440):
+            await self.send_response(413, b"Request body too large.", headers=[(b"Content-Type", b"text/plain")])
+            await self.disconnect()
+            raise StopConsumer()
+        await super().http_request(message)
+
+    async def handle(self, body: bytes) -> None:
+        request = ASGIRequest(self.scope, io.BytesIO(body))
+        request.sensitive_post_parameters = ["password"]  # what @sensitive_post_parameters sets: error reports
+        hooks = self.middleware_hooks()
+        submission = await database_sync_to_async(self.before_agent)(hooks, request)
+        if isinstance(submission, HttpResponse):
+            response = submission
+        else:
+            result = await views.password_submit(request, submission)
+            response = await database_sync_to_async(self.after_agent)(hooks, request, submission, result)
+        await self.send_django_response(response)
+
+    @staticmethod
+    def before_agent(hooks: MiddlewareHooks, request: HttpRequest):
+        """First hop: the middleware's request side and the form. A response here (a redirect, a CSRF 403, a
+        form error) is final."""
+        response, ran = hooks.request_phase(request, views.password_page)
+        if response is None:
+            try:
+                found = views.password_submission(request)
+            except Exception as exc:  # noqa: BLE001 - as Django's handler would answer it
+                found = response_for_exception(request, exc)
+            if not isinstance(found, HttpResponse):
+                return found
+            response = found
+        add_never_cache_headers(response)
+        return hooks.response_phase(request, response, ran)
+
+    @staticmethod
+    def after_agent(hooks: MiddlewareHooks, request: HttpRequest, submission, result) -> HttpResponse:
+        """Second hop: the answer page or redirect, then the middleware's response side (session, cookies,
+        security headers)."""
+        try:
+            response = views.password_answer(request, submission, result)
+        except Exception as exc:  # noqa: BLE001 - as Django's handler would answer it
+            response = response_for_exception(request, exc)
+        add_never_cache_headers(response)
+        return hooks.response_phase(request, response, hooks.middleware)
+
+    async def send_django_response(self, response: HttpResponse) -> None:
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.items()]
+        headers += [(b"Set-Cookie", c.output(header="").strip().encode("latin-1")) for c in response.cookies.values()]
+        await self.send_response(response.status_code, response.content, headers=headers)
+
+
+class PasswordPostRouter:
+    """Sends POST /login/password/ to the consumer and every other HTTP request to Django."""
+
+    def __init__(self, django_app) -> None:
+        self.django_app = django_app
+        self.consumer = PasswordPostConsumer.as_asgi()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "POST":
+            return await self.consumer(scope, receive, send)
+        return await self.django_app(scope, receive, send)

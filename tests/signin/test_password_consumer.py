@@ -1,0 +1,109 @@
+"""The password POST's consumer runs Django's own session, CSRF and security machinery, in two thread hops."""
+
+import re
+from http.cookies import SimpleCookie
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import HttpCommunicator
+from django.contrib.sessions.backends.cache import SessionStore
+from django.test import Client
+
+from signin.consumers import PasswordPostRouter
+from signin.models import SignInEvent
+
+pytestmark = pytest.mark.django_db(transaction=True)
+PASSWORD = "Cl0ud-only-Pa55!"
+
+
+def django_app(scope, receive, send):
+    raise AssertionError("the password POST must not reach Django's handler")
+
+
+@pytest.fixture
+def cloud_admin(tenant_factory, tenant_admin_factory):
+    tenant = tenant_factory("Alpha Corp", ["alpha.example.test"])
+    user = tenant_admin_factory(tenant)
+    user.set_password(PASSWORD)
+    user.save()
+    return user
+
+
+def username_step(upn: str) -> tuple[dict, str]:
+    """Walk the username page with Django's test client: a session in the cache and a CSRF cookie."""
+    client = Client()
+    page = client.get("/login/")
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode()).group(1)
+    client.post("/login/", {"username": upn, "csrfmiddlewaretoken": token})
+    return {name: morsel.value for name, morsel in client.cookies.items()}, token
+
+
+async def post(cookies: dict, body: bytes) -> dict:
+    headers = [(b"content-type", b"application/x-www-form-urlencoded"), (b"host", b"127.0.0.1"),
+               (b"cookie", "; ".join(f"{k}={v}" for k, v in cookies.items()).encode())]
+    communicator = HttpCommunicator(PasswordPostRouter(django_app), "POST", "/login/password/", body=body,
+                                    headers=headers)
+    return await communicator.get_response(timeout=10)
+
+
+def header(response: dict, name: str) -> list[str]:
+    return [v.decode() for k, v in response["headers"] if k.decode().lower() == name.lower()]
+
+
+def set_cookies(response: dict) -> dict:
+    cookies = SimpleCookie()
+    for value in header(response, "set-cookie"):
+        cookies.load(value)
+    return {name: morsel.value for name, morsel in cookies.items()}
+
+
+async def test_success_logs_in_rotates_the_session_and_sets_security_headers(cloud_admin):
+    cookies, token = await sync_to_async(username_step)(cloud_admin.upn)
+    response = await post(cookies, f"csrfmiddlewaretoken={token}&password={PASSWORD}".encode())
+    assert response["status"] == 302
+    assert header(response, "location") == ["/login/done/"] and header(response, "pta-outcome") == ["success"]
+    assert header(response, "x-frame-options") == ["DENY"]
+    assert header(response, "x-content-type-options") == ["nosniff"]
+    assert "no-cache" in header(response, "cache-control")[0]
+    new = set_cookies(response)
+    assert new["sessionid"] != cookies["sessionid"]  # rotated at login: no session fixation
+    assert new["csrftoken"] != cookies["csrftoken"]  # and so is the CSRF secret
+    session = SessionStore(session_key=new["sessionid"])
+    assert await sync_to_async(session.get)("_auth_user_id") == str(cloud_admin.pk)
+
+
+async def test_wrong_password_renders_the_page_with_its_outcome(cloud_admin):
+    cookies, token = await sync_to_async(username_step)(cloud_admin.upn)
+    response = await post(cookies, f"csrfmiddlewaretoken={token}&password=wrong".encode())
+    assert response["status"] == 200
+    assert b'data-outcome="invalid_credentials"' in response["body"]
+    assert b"wrong" not in response["body"].split(b"<footer>")[0].split(b"</h1>")[-1]  # never echoed
+    assert header(response, "x-frame-options") == ["DENY"]
+
+
+async def test_missing_csrf_token_is_refused_before_any_attempt(cloud_admin):
+    cookies, _ = await sync_to_async(username_step)(cloud_admin.upn)
+    response = await post(cookies, f"password={PASSWORD}".encode())
+    assert response["status"] == 403
+    assert not await SignInEvent.objects.aexists()
+
+
+async def test_no_username_step_goes_back_to_the_first_page(cloud_admin):
+    cookies, token = await sync_to_async(username_step)(cloud_admin.upn)
+    cookies["sessionid"] = "not-a-session"
+    response = await post(cookies, f"csrfmiddlewaretoken={token}&password={PASSWORD}".encode())
+    assert response["status"] == 302 and header(response, "location") == ["/login/"]
+    assert not await SignInEvent.objects.aexists()
+
+
+async def test_an_oversized_body_is_refused(cloud_admin):
+    response = await post({}, b"password=" + b"a" * 3_000_000)
+    assert response["status"] == 413
+
+
+async def test_a_disallowed_host_is_a_400_not_a_crash(cloud_admin):
+    communicator = HttpCommunicator(PasswordPostRouter(django_app), "POST", "/login/password/", body=b"password=x",
+                                    headers=[(b"host", b"evil.example"),
+                                             (b"content-type", b"application/x-www-form-urlencoded")])
+    response = await communicator.get_response(timeout=10)
+    assert response["status"] == 400
