@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import logging
 
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
@@ -24,6 +23,7 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.module_loading import import_string
 
 from signin import views
+from signin.workers import in_worker
 
 logger = logging.getLogger(__name__)
 PATH = "/login/password/"
@@ -89,12 +89,12 @@ class PasswordPostConsumer(AsyncHttpConsumer):
         request = ASGIRequest(self.scope, io.BytesIO(body))
         request.sensitive_post_parameters = ["password"]  # what @sensitive_post_parameters sets: error reports
         hooks = self.middleware_hooks()
-        submission = await database_sync_to_async(self.before_agent)(hooks, request)
+        submission = await in_worker(self.before_agent)(hooks, request)
         if isinstance(submission, HttpResponse):
             response = submission
         else:
             result = await views.password_submit(request, submission)
-            response = await database_sync_to_async(self.after_agent)(hooks, request, submission, result)
+            response = await in_worker(self.after_agent)(hooks, request, submission, result)
         await self.send_django_response(response)
 
     @staticmethod

@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import login, logout
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -40,6 +39,7 @@ from signin.services.mfa import (
     totp_qr_svg,
     totp_secret_base32,
 )
+from signin.workers import in_worker
 from tenant.models import Tenant, User
 from tenant.selectors import tenant_for_username
 
@@ -168,11 +168,11 @@ async def password_page(request: HttpRequest) -> HttpResponse:
         if not state:
             return HttpResponseRedirect("/login/")
         return _page(request, "signin/password.html", {**_password_context(state), "form": PasswordForm()})
-    submission = await database_sync_to_async(password_submission)(request)
+    submission = await in_worker(password_submission)(request)
     if isinstance(submission, HttpResponse):
         return submission
     result = await password_submit(request, submission)
-    return await database_sync_to_async(password_answer)(request, submission, result)
+    return await in_worker(password_answer)(request, submission, result)
 
 
 # --- the second factor -----------------------------------------------------------------------------------

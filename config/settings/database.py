@@ -15,6 +15,8 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": STATE_DIR / "portal.sqlite3",
+            # Kept open per thread: opening SQLite (and its PRAGMAs) on every sign-in hop cost more than the queries.
+            "CONN_MAX_AGE": None,
             "OPTIONS": {
                 # Daphne runs sync database work in threads: wait for SQLite's lock rather than failing.
                 "timeout": 20,

@@ -6,7 +6,6 @@ import re
 import time
 from dataclasses import dataclass
 
-from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from agents.protocol import Outcome
@@ -23,6 +22,7 @@ from signin.services.lockout import (
 from signin.services.mfa import MfaDecision, device_is_known, device_remember, mfa_decide
 from signin.services.records import signin_event_record
 from signin.services.users import user_sync
+from signin.workers import in_worker
 from tenant.models import Tenant, User
 from tenant.selectors import tenant_for_username
 
@@ -84,7 +84,7 @@ async def password_sign_in(*, username: str, password: str, ip: str = "", user_a
     thread hops, one before and one after the agent: each hop costs more than the work in it."""
     started = time.monotonic()
     upn = username.strip().lower()
-    before = await database_sync_to_async(_before)(upn=upn, ip=ip, device=device)
+    before = await in_worker(_before)(upn=upn, ip=ip, device=device)
     tenant, user = before.tenant, before.user
     validation = None
     if user is not None and user.source == User.Source.CLOUD and (tenant is None or user.tenant_id == tenant.pk):
@@ -99,7 +99,7 @@ async def password_sign_in(*, username: str, password: str, ip: str = "", user_a
         validation = await password_validate(tenant_id=str(tenant.pk), domain=upn.rpartition("@")[2],
                                              username=upn, password=password)
         outcome = validation.outcome
-    result = await database_sync_to_async(_after)(
+    result = await in_worker(_after)(
         before=before, upn=upn, ip=ip, device=device, outcome=outcome, validation=validation, started=started,
         record={"username": username, "ip_address": ip or None, "user_agent": user_agent, "channel": channel,
                 "tenant": tenant})
@@ -114,7 +114,8 @@ def _after(*, before: _Before, upn: str, ip: str, device: str, outcome: Outcome,
     tenant, user = before.tenant, before.user
     if validation is not None and outcome is Outcome.SUCCESS:
         directory_upn = str(validation.user.get("upn") or "").lower()
-        user = user_sync(tenant=tenant, upn=_upn_in_tenant(directory_upn, upn, tenant), directory=validation.user)
+        user = user_sync(tenant=tenant, upn=_upn_in_tenant(directory_upn, upn, tenant), directory=validation.user,
+                         known=user)
     if tenant is not None and outcome in COUNTED_FAILURES:
         lockout_record_failure(tenant=tenant, username=upn, familiar=before.familiar)
     elif tenant is not None and outcome is Outcome.SUCCESS:
@@ -164,5 +165,5 @@ async def _cloud_password_check(user: User, password: str) -> Outcome:
     """Break-glass and platform accounts keep a local password; hashing runs off the event loop."""
     if not password_acceptable(password):
         return Outcome.INVALID_CREDENTIALS
-    ok = await database_sync_to_async(user.check_password)(password)
+    ok = await in_worker(user.check_password)(password)
     return Outcome.SUCCESS if ok else Outcome.INVALID_CREDENTIALS

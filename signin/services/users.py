@@ -9,13 +9,16 @@ def _directory_fields(directory: dict) -> dict:
             "email": str(directory.get("mail") or "")[:254]}
 
 
-def user_sync(*, tenant: Tenant, upn: str, directory: dict) -> User:
+def user_sync(*, tenant: Tenant, upn: str, directory: dict, known: User | None = None) -> User:
     """Just in time: create or update the portal's user from what the agent read from AD as that user.
-    A returning user whose directory attributes did not change costs one read and no write."""
+    ``known`` is the user the caller already read by this UPN, if any: a returning user whose directory
+    attributes did not change then costs no query at all."""
     upn = upn.strip().lower()
     wanted = {"upn": upn, **_directory_fields(directory)}
-    known = User.objects.filter(upn=upn, tenant=tenant).first()
-    if known is not None and all(getattr(known, k) == v for k, v in wanted.items() if v or k == "upn"):
+    if known is None or known.upn != upn:
+        known = User.objects.filter(upn=upn, tenant=tenant).first()
+    unchanged = known is not None and all(getattr(known, k) == v for k, v in wanted.items() if v or k == "upn")
+    if unchanged and known.tenant_id == tenant.pk:
         return known
     try:
         with transaction.atomic():
