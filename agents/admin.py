@@ -1,5 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
+from django.template.response import TemplateResponse
+from django.urls import path
 from django.utils.html import format_html
 
 from agents.models import Agent, RegistrationToken
@@ -21,6 +23,24 @@ class AgentAdmin(TenantScopedAdmin):
 
     def has_add_permission(self, request):
         return False  # agents register themselves with a token
+
+    def get_urls(self):
+        health = self.admin_site.admin_view(self.health_view)
+        return [path("health/", health, name="agents_agent_health"), *super().get_urls()]
+
+    def health_view(self, request):
+        from asgiref.sync import async_to_sync
+        from django.core.exceptions import PermissionDenied
+
+        from agents.selectors import agents_health
+        from agents.views import health_tenants
+
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        tenants = async_to_sync(health_tenants)(request.user)
+        context = {**self.admin_site.each_context(request), "title": "Agent health", "opts": self.model._meta,
+                   "health": async_to_sync(agents_health)(tenants=tenants)}
+        return TemplateResponse(request, "admin/agents/agent/health.html", context)
 
     @admin.display(description="status")
     def status_badge(self, obj: Agent) -> str:

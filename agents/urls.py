@@ -4,4 +4,5 @@ from agents import views
 
 urlpatterns = [
     path("agent/register/", views.register, name="agent-register"),
+    path("api/agents/health/", views.health, name="agent-health"),
 ]
