@@ -95,3 +95,12 @@ def _agent_set_certificate(agent: Agent, certificate) -> None:
     agent.certificate_serial = format(certificate.serial_number, "x")
     agent.key_fingerprint = protocol.key_fingerprint(certificate.public_key())
     agent.certificate_not_after = certificate.not_valid_after_utc
+
+
+def registration_tokens_purge(*, older_than: datetime.timedelta = datetime.timedelta(days=7)) -> int:
+    """Delete tokens that were used or expired more than ``older_than`` ago; returns how many."""
+    cutoff = timezone.now() - older_than
+    stale = RegistrationToken.objects.filter(expires_at__lt=cutoff) | RegistrationToken.objects.filter(
+        used_at__lt=cutoff)
+    deleted, _ = stale.delete()
+    return deleted
