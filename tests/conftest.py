@@ -59,3 +59,16 @@ def agent_factory(db):
         return registration.agent, key
 
     return make
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """Close the PostgreSQL connection pool before pytest-django drops the test database: the pool's idle
+    connections would otherwise keep it ("being accessed by other users")."""
+    yield
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        for connection in connections.all(initialized_only=True):
+            if hasattr(connection, "close_pool"):
+                connection.close_pool()
