@@ -15,8 +15,16 @@ import pytest
 from django_otp.oath import TOTP
 
 from tests.fixtures.browser import screenshot
-from tests.fixtures.portal import REPO_ROOT, free_port, make_portal, port_open, stop_process, wait_for
-from tests.integration.test_signin import local_agents, start_agent
+from tests.fixtures.portal import (
+    REPO_ROOT,
+    free_port,
+    local_agents,
+    make_portal,
+    port_open,
+    start_agent,
+    stop_process,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -3,8 +3,7 @@
 import pytest
 
 from tests.fixtures.browser import screenshot
-from tests.fixtures.portal import wait_for
-from tests.integration.test_signin import local_agents, start_agent
+from tests.fixtures.portal import local_agents, start_agent, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -19,8 +19,7 @@ from authlib.jose.errors import BadSignatureError
 from django_otp.oath import TOTP
 
 from tests.fixtures.http import sign_in
-from tests.fixtures.portal import free_port, make_portal, wait_for
-from tests.integration.test_signin import local_agents, start_agent
+from tests.fixtures.portal import free_port, local_agents, make_portal, start_agent, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ import pytest
 from agents.protocol import Outcome
 from tests.fixtures.http import sign_in
 from tests.fixtures.network import TcpRelay
-from tests.fixtures.portal import make_portal, wait_for
+from tests.fixtures.portal import local_agents, make_portal, node_metric, start_agent, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -27,20 +27,6 @@ EXPECTED = {
     "logon_hours": Outcome.LOGON_HOURS,
     "locked_out": Outcome.ACCOUNT_LOCKED,
 }
-
-
-def local_agents(node) -> int:
-    text = httpx.get(f"{node.url}/metrics", timeout=5).text
-    match = re.search(r"^pta_agents_local (\S+)$", text, re.M)
-    return int(float(match.group(1))) if match else 0
-
-
-def start_agent(portal, node, tenant: str, ad, *, ldap_url: str | None = None, name: str = "agent"):
-    token = portal.agent_token(tenant)
-    config, result = portal.agent_register(node, token, name=name, ldap_urls=(ldap_url or ad.ldaps_url,),
-                                           extra=("--ca-file", ad.ca_file))
-    assert result.returncode == 0, result.stderr
-    return portal.agent_run(config)
 
 
 @pytest.fixture(scope="module")
@@ -217,12 +203,6 @@ def test_killing_one_of_two_agents_loses_nothing(ad_testbed):
         portal.close()
 
 
-def metric(node, name: str) -> float:
-    text = httpx.get(f"{node.url}/metrics", timeout=5).text
-    match = re.search(rf"^{name} (\S+)$", text, re.M)
-    return float(match.group(1)) if match else 0.0
-
-
 def test_production_two_nodes_hand_off_across_nodes_and_leave_nothing_behind(ad_testbed, portal_factory):
     portal = portal_factory("production")
     node_a, node_b = portal.start_node("a"), portal.start_node("b")
@@ -250,8 +230,8 @@ def test_production_two_nodes_hand_off_across_nodes_and_leave_nothing_behind(ad_
         assert subscriptions() == baseline
     served = portal.sql("SELECT COUNT(*) FROM signin_signinevent WHERE agent_id = %s", (agent.agent_id,))[0][0]
     assert served >= 250
-    assert metric(node_b, "pta_handoff_reply_waiters") == 0
-    assert metric(node_a, f'pta_agent_in_flight{{agent="{agent.agent_id}"}}') == 0
+    assert node_metric(node_b, "pta_handoff_reply_waiters") == 0
+    assert node_metric(node_a, f'pta_agent_in_flight{{agent="{agent.agent_id}"}}') == 0
 
 
 def test_passwords_are_nowhere_after_sign_ins(ad_testbed, portal_factory):

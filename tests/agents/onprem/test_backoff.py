@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from agents.onprem.backoff import RECONNECT_CAP_SECONDS, Backoff
+from agents.onprem.backoff import RECONNECT_CAP_SECONDS, SHORT_OUTAGE_CAP_SECONDS, Backoff
 
 
 def test_the_cap_is_thirty_seconds():
@@ -18,9 +18,20 @@ def test_full_jitter_never_exceeds_the_cap_or_goes_negative(seed):
 
 def test_ceilings_grow_exponentially_then_stay_at_the_cap():
     backoff = Backoff(base=1.0, cap=30.0, uniform=lambda low, high: high)  # always the worst case
-    assert [backoff.next_delay() for _ in range(8)] == [1, 2, 4, 8, 16, 30, 30, 30]
+    # Short outages (the first minute) never wait more than 8 s; then the 30 s cap.
+    assert [backoff.next_delay() for _ in range(12)] == [1, 2, 4, 8, 8, 8, 8, 8, 8, 8, 30, 30]
     for _ in range(1000):  # a long outage must not overflow the exponent
         assert backoff.next_delay() == 30
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_restart_within_a_minute_is_noticed_within_eight_seconds(seed):
+    backoff = Backoff(uniform=random.Random(seed).uniform)
+    waited = 0.0
+    while waited < 50:  # the portal is down for up to 50 s; every delay meanwhile is short
+        delay = backoff.next_delay()
+        assert delay <= SHORT_OUTAGE_CAP_SECONDS
+        waited += delay
 
 
 def test_a_misbehaving_random_source_is_still_clamped():
