@@ -44,7 +44,7 @@ class AgentAdmin(TenantScopedAdmin):
 
     @admin.display(description="status")
     def status_badge(self, obj: Agent) -> str:
-        return obj.get_status_display() if hasattr(obj, "get_status_display") else obj.status
+        return Agent.Status(obj.status).label
 
     @admin.display(description="key fingerprint")
     def fingerprint(self, obj: Agent) -> str:
