@@ -93,9 +93,17 @@ class PasswordPostConsumer(AsyncHttpConsumer):
         if isinstance(submission, HttpResponse):
             response = submission
         else:
-            result = await views.password_submit(request, submission)
-            response = await in_worker(self.after_agent)(hooks, request, submission, result)
+            try:
+                result = await views.password_submit(request, submission)
+            except Exception as exc:  # noqa: BLE001 - as Django's handler would: logged, a plain error page
+                response = await in_worker(self.failed)(hooks, request, exc)
+            else:
+                response = await in_worker(self.after_agent)(hooks, request, submission, result)
         await self.send_django_response(response)
+
+    @staticmethod
+    def failed(hooks: MiddlewareHooks, request: HttpRequest, exc: Exception) -> HttpResponse:
+        return hooks.response_phase(request, response_for_exception(request, exc), hooks.middleware)
 
     @staticmethod
     def before_agent(hooks: MiddlewareHooks, request: HttpRequest):

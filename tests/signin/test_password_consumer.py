@@ -107,3 +107,17 @@ async def test_a_disallowed_host_is_a_400_not_a_crash(cloud_admin):
                                              (b"content-type", b"application/x-www-form-urlencoded")])
     response = await communicator.get_response(timeout=10)
     assert response["status"] == 400
+
+
+async def test_an_unexpected_failure_is_a_plain_error_page_without_a_traceback(cloud_admin, monkeypatch):
+    from signin import views
+
+    async def broken(request, submission):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(views, "password_submit", broken)
+    cookies, token = await sync_to_async(username_step)(cloud_admin.upn)
+    response = await post(cookies, f"csrfmiddlewaretoken={token}&password={PASSWORD}".encode())
+    assert response["status"] == 500
+    assert b"database went away" not in response["body"] and PASSWORD.encode() not in response["body"]
+    assert header(response, "x-frame-options") == ["DENY"]
