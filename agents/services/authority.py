@@ -92,9 +92,8 @@ def authority_get_or_create(*, tenant: Tenant) -> TenantAuthority:
     return authority
 
 
-@functools.lru_cache(maxsize=1024)
 def signing_key_for_tenant(tenant_id: uuid.UUID) -> ed25519.Ed25519PrivateKey:
-    """Loaded once per process: signing sits on the sign-in path."""
+    """Decrypts the tenant's request-signing key (the hand-off keeps it per process: agents/services/dispatch.py)."""
     authority = TenantAuthority.objects.get(tenant_id=tenant_id)
     return _decrypt(authority.signing_private_key_encrypted, context=b"signing\x00" + str(tenant_id).encode())
 

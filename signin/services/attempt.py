@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 
@@ -20,15 +19,13 @@ from signin.services.lockout import (
     lockout_record_success,
 )
 from signin.services.mfa import MfaDecision, device_is_known, device_remember, mfa_decide
-from signin.services.records import signin_event_record
+from signin.services.records import CONTROL_CHARACTERS, signin_event_record
 from signin.services.users import user_sync
 from signin.workers import in_worker
 from tenant.models import Tenant, User
 from tenant.selectors import tenant_for_username
 
 MAX_PASSWORD_LENGTH = 512
-# AD never matches a control character in a password: refuse before any agent or bind.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Outcomes that are a wrong guess at the password: they count towards cloud smart lockout.
 COUNTED_FAILURES = {Outcome.INVALID_CREDENTIALS}
 
@@ -50,7 +47,8 @@ class SignInResult:
 
 
 def password_acceptable(password: str) -> bool:
-    return 0 < len(password) <= MAX_PASSWORD_LENGTH and not _CONTROL.search(password)
+    # AD never matches a control character in a password: refuse before any agent or bind.
+    return 0 < len(password) <= MAX_PASSWORD_LENGTH and not CONTROL_CHARACTERS.search(password)
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,12 @@ import re
 
 from signin.models import SignInEvent
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def printable(text: str, limit: int) -> str:
     """As typed, but storable and loggable: control characters shown as U+FFFD, length bounded."""
-    return _CONTROL.sub("\ufffd", text)[:limit]
+    return CONTROL_CHARACTERS.sub("\ufffd", text)[:limit]
 
 
 def signin_event_record(**fields) -> SignInEvent:

@@ -3,24 +3,15 @@
 import pytest
 
 from tests.fixtures.browser import screenshot
-from tests.fixtures.portal import local_agents, start_agent, wait_for
+from tests.fixtures.portal import site_with_agent
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def portal_with_agent(ad_testbed):
-    from tests.fixtures.portal import make_portal
-
-    portal = make_portal("embedded")
-    try:
-        node = portal.start_node("browser")
-        tenant = portal.tenant_create("Contoso", ad_testbed.upn_suffix)
-        start_agent(portal, node, tenant, ad_testbed)
-        wait_for(lambda: local_agents(node) == 1, timeout=10, message="the agent to connect")
+    with site_with_agent(ad_testbed, node_name="browser") as (_, node, _, _):
         yield node
-    finally:
-        portal.close()
 
 
 def test_sign_in_through_the_two_pages(page, portal_with_agent, ad_testbed):

@@ -14,7 +14,7 @@ import pytest
 from agents.protocol import Outcome
 from tests.fixtures.http import sign_in
 from tests.fixtures.network import TcpRelay
-from tests.fixtures.portal import local_agents, make_portal, node_metric, start_agent, wait_for
+from tests.fixtures.portal import local_agents, make_portal, node_metric, site_with_agent, start_agent, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -32,15 +32,8 @@ EXPECTED = {
 @pytest.fixture(scope="module")
 def site(ad_testbed):
     """One embedded portal: tenant corp.example.test with one agent on the real DC."""
-    portal = make_portal("embedded")
-    try:
-        node = portal.start_node("web")
-        tenant = portal.tenant_create("Contoso", ad_testbed.upn_suffix)
-        agent = start_agent(portal, node, tenant, ad_testbed)
-        wait_for(lambda: local_agents(node) == 1, timeout=10, message="the agent to connect")
-        yield portal, node, tenant, agent
-    finally:
-        portal.close()
+    with site_with_agent(ad_testbed) as site:
+        yield site
 
 
 @pytest.mark.parametrize("state", sorted(EXPECTED))
