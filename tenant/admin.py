@@ -1,14 +1,55 @@
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.options import IS_POPUP_VAR
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.http import HttpResponseRedirect
+from django.urls import reverse
 
 from tenant.admin_scoping import TenantScopedAdmin
 from tenant.models import Domain, Tenant, User
+from tenant.services import VerificationStatus, domain_verify
+
+
+class DomainInlineForm(forms.ModelForm):
+    class Meta:
+        model = Domain
+        fields = ["name", "verified"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            # A verification belongs to its name: a saved domain is never renamed.
+            self.fields["name"].disabled = True
 
 
 class DomainInline(admin.TabularInline):
+    """Platform administrators add and verify domains here; a tenant administrator only sees them (adding
+    goes through the Domain page, verifying through its DNS record)."""
+
     model = Domain
+    form = DomainInlineForm
     extra = 0
+
+    def has_add_permission(self, request, obj=None):
+        return TenantScopedAdmin.is_platform_admin(request) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return TenantScopedAdmin.is_platform_admin(request) and super().has_change_permission(request, obj)
+
+
+def _agents_serving(domain_ids: list[int]) -> list[str]:
+    from agents.services.lifecycle import agents_serving
+
+    return agents_serving(domain_ids=domain_ids)
+
+
+def _agents_follow(*, domain_ids: list[int] | None = None, agent_ids: list[str] | None = None) -> None:
+    """A domain's proof changed or it went: the live connections of the agents serving it re-read their rights
+    now, on whichever node (agents sit above tenants, hence the late import)."""
+    from agents.services.lifecycle import agent_rights_changed
+
+    agent_rights_changed(agent_ids=agent_ids if agent_ids is not None else _agents_serving(domain_ids or []))
 
 
 @admin.register(Tenant)
@@ -22,16 +63,83 @@ class TenantAdmin(TenantScopedAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [] if self.is_platform_admin(request) else ["slug"]
 
+    def save_formset(self, request, form, formset, change):
+        gone = [f.instance.pk for f in formset.deleted_forms if f.instance.pk]
+        changed = [f.instance.pk for f in formset.forms if f.instance.pk and "verified" in f.changed_data]
+        agents = _agents_serving(gone + changed)
+        super().save_formset(request, form, formset, change)
+        _agents_follow(agent_ids=agents)
+
 
 @admin.register(Domain)
 class DomainAdmin(TenantScopedAdmin):
     list_display = ["name", "tenant", "verified"]
     list_filter = ["verified"]
     search_fields = ["name"]
+    actions = ["verify"]
+
+    def get_fields(self, request, obj=None):
+        fields = ["name", "tenant", "verified"]
+        if obj is not None:
+            fields += ["verified_at", "dns_record_name", "dns_record_value", "how_to_verify"]
+        return fields if self.is_platform_admin(request) else [f for f in fields if f != "tenant"]
 
     def get_readonly_fields(self, request, obj=None):
-        # Verifying a domain is a platform decision: it routes sign-ins.
-        return [] if self.is_platform_admin(request) else ["verified"]
+        # A verified domain routes sign-ins: only its DNS record (or the platform operator) verifies it.
+        readonly = [] if self.is_platform_admin(request) else ["verified"]
+        if obj is not None:
+            # Renaming would carry the verification to a name nobody proved.
+            readonly += ["name", "verified_at", "dns_record_name", "dns_record_value", "how_to_verify"]
+        return readonly
+
+    def response_add(self, request, obj, post_url_continue=None):
+        if obj.verified or "_addanother" in request.POST or IS_POPUP_VAR in request.POST:
+            return super().response_add(request, obj, post_url_continue)
+        # The record to publish is on the domain's page: show it at once, not the list.
+        self.message_user(request, f"{obj.name} was added, unverified: publish the TXT record below, then verify "
+                                   "the domain.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse(f"{self.admin_site.name}:tenant_domain_change", args=[obj.pk]))
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and "verified" in form.changed_data:
+            _agents_follow(domain_ids=[obj.pk])
+
+    def delete_model(self, request, obj):
+        agents = _agents_serving([obj.pk])
+        super().delete_model(request, obj)
+        _agents_follow(agent_ids=agents)
+
+    def delete_queryset(self, request, queryset):
+        agents = _agents_serving(list(queryset.values_list("pk", flat=True)))
+        super().delete_queryset(request, queryset)
+        _agents_follow(agent_ids=agents)
+
+    @admin.display(description="TXT record name")
+    def dns_record_name(self, obj):
+        return obj.record_name
+
+    @admin.display(description="TXT record value")
+    def dns_record_value(self, obj):
+        return obj.record_value
+
+    @admin.display(description="How to verify")
+    def how_to_verify(self, obj):
+        if obj.verified:
+            return "Verified: sign-ins of this domain's users come to this tenant."
+        return ("Publish a DNS TXT record with the name and value above in this domain's zone, then select the "
+                "domain in the domain list and choose “Verify the selected domains”. Until then it routes no "
+                "sign-in.")
+
+    @admin.action(description="Verify the selected domains (look up their DNS TXT record)", permissions=["change"])
+    def verify(self, request, queryset):
+        for domain in queryset.select_related("tenant"):  # already scoped to the administrator's tenant
+            result = domain_verify(domain=domain)
+            if result.status is VerificationStatus.VERIFIED:
+                self.log_change(request, domain, "Verified by its DNS TXT record.")
+                _agents_follow(domain_ids=[domain.pk])
+            level = messages.SUCCESS if result.verified else messages.ERROR
+            self.message_user(request, result.message, level)
 
 
 class UserCreateForm(AdminUserCreationForm):

@@ -9,6 +9,19 @@ def mask(secret: str, shown: int = 4) -> str:
     return f"…{secret[-shown:]}" if secret else ""
 
 
+def _without_tenant(fields) -> list:
+    """A field list without "tenant", also inside the tuples that put fields on one line."""
+    kept = []
+    for entry in fields:
+        if isinstance(entry, (list, tuple)):
+            entry = type(entry)(name for name in entry if name != "tenant")
+            if entry:
+                kept.append(entry)
+        elif entry != "tenant":
+            kept.append(entry)
+    return kept
+
+
 class TenantScopedAdmin(admin.ModelAdmin):
     """Platform superusers see everything; a tenant administrator sees and edits only their tenant.
 
@@ -53,6 +66,26 @@ class TenantScopedAdmin(admin.ModelAdmin):
         if not self.is_platform_admin(request) and self.tenant_path == "tenant":
             excluded.append("tenant")
         return excluded
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        return _without_tenant(fields) if self._tenant_left_out(request, obj) else fields
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if not self._tenant_left_out(request, obj):
+            return fieldsets
+        kept = [(name, {**opts, "fields": _without_tenant(opts["fields"])}) for name, opts in fieldsets]
+        return [(name, opts) for name, opts in kept if opts["fields"]]
+
+    def _tenant_left_out(self, request, obj) -> bool:
+        """Whether a declared "tenant" must leave the page: the form excludes it (get_exclude), and a field the
+        form lacks is a KeyError. A read-only tenant (a field or a view-only page) is shown from the object."""
+        if self.is_platform_admin(request) or self.tenant_path != "tenant":
+            return False
+        if "tenant" in self.get_readonly_fields(request, obj):
+            return False
+        return self.has_add_permission(request) if obj is None else self.has_change_permission(request, obj)
 
     def get_form(self, request, obj=None, **kwargs):
         form = super().get_form(request, obj, **kwargs)

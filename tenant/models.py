@@ -1,10 +1,12 @@
 import uuid
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
+
+from tenant.domain_proof import record_name, record_value, verification_token_new
 
 domain_name_validator = RegexValidator(
     r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
@@ -38,21 +40,59 @@ class Tenant(models.Model):
 
 
 class Domain(models.Model):
-    """A verified UPN suffix; it routes sign-ins to its one tenant."""
+    """A UPN suffix of a tenant. Once verified (DNS TXT proof, or the operator) it routes sign-ins to that
+    tenant; unverified, it routes nothing. Several tenants may claim a name, only one may hold it verified."""
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="domains")
-    name = models.CharField(max_length=253, unique=True, validators=[domain_name_validator])
-    verified = models.BooleanField(default=True)
+    name = models.CharField(max_length=253, validators=[domain_name_validator])
+    verified = models.BooleanField(default=False)
+    verified_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The value the tenant publishes in DNS (tenant/domain_proof.py); random, so only this claim can prove it.
+    verification_token = models.CharField(max_length=64, default=verification_token_new, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="domain_unique_name_per_tenant",
+                                    violation_error_message="This tenant already has this domain."),
+            # The database's last word on routing: one tenant per verified name, even under concurrent verifies.
+            models.UniqueConstraint(fields=["name"], condition=models.Q(verified=True),
+                                    name="domain_unique_verified_name",
+                                    violation_error_message="Another tenant has already verified this domain."),
+        ]
 
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def record_name(self) -> str:
+        return record_name(self.name)
+
+    @property
+    def record_value(self) -> str:
+        return record_value(self.verification_token)
+
+    def verified_elsewhere(self) -> bool:
+        return Domain.objects.filter(name=self.name, verified=True).exclude(tenant_id=self.tenant_id).exists()
+
     def clean(self) -> None:
+        # Errors are the form's, not a field's: the admin shows `name` and `tenant` read-only or not at all.
         self.name = (self.name or "").strip().lower()
+        self.verified_at = (self.verified_at or timezone.now()) if self.verified else None
+        if not self._state.adding:
+            # A verification belongs to its name: renaming would carry it to a name nobody proved.
+            stored = Domain.objects.filter(pk=self.pk).values_list("name", flat=True).first()
+            if stored is not None and stored != self.name:
+                raise ValidationError({NON_FIELD_ERRORS: "A domain cannot be renamed; add the new name as a new "
+                                                         "domain."})
+        if self.tenant_id is None:
+            return
+        if Domain.objects.filter(tenant_id=self.tenant_id, name=self.name).exclude(pk=self.pk).exists():
+            raise ValidationError({NON_FIELD_ERRORS: f"This tenant already has the domain {self.name}."})
+        if (self._state.adding or self.verified) and self.verified_elsewhere():
+            raise ValidationError({NON_FIELD_ERRORS: f"{self.name} is already verified by another tenant; it "
+                                                     "cannot be added or verified here."})
 
 
 class UserManager(BaseUserManager):
@@ -116,6 +156,12 @@ class User(AbstractBaseUser, PermissionsMixin):
         self.upn = (self.upn or "").strip().lower()
         if not self.is_superuser and self.tenant_id is None:
             raise ValidationError({"tenant": "Every user but a platform administrator belongs to a tenant."})
+        # A tenant's users live in its own verified domains: a UPN elsewhere would squat another's account.
+        domain = self.upn.rpartition("@")[2]
+        if self.tenant_id is not None and not Domain.objects.filter(tenant_id=self.tenant_id, name=domain,
+                                                                     verified=True).exists():
+            raise ValidationError({"upn": f"The UPN must be in one of the organisation's verified domains, "
+                                          f"not {domain or 'an empty domain'}."})
 
     def get_full_name(self) -> str:
         return self.display_name or self.upn

@@ -1,4 +1,4 @@
-from tenant.models import Domain, Tenant
+from tenant.models import Domain, Tenant, User
 
 
 def tenant_for_username(*, username: str) -> Tenant | None:
@@ -8,3 +8,14 @@ def tenant_for_username(*, username: str) -> Tenant | None:
         return None
     found = Domain.objects.filter(name=domain.strip().lower(), verified=True).select_related("tenant").first()
     return found.tenant if found else None
+
+
+def tenant_domain(*, tenant: Tenant, name: str) -> Domain | None:
+    """The tenant's own claim on a domain name, verified or not."""
+    return Domain.objects.filter(tenant=tenant, name=name.strip().lower()).select_related("tenant").first()
+
+
+def cloud_account(*, upn: str) -> User | None:
+    """An active cloud-only account (a platform administrator, a tenant's break-glass account) by its UPN."""
+    return (User.objects.filter(upn=upn.strip().lower(), source=User.Source.CLOUD, is_active=True)
+            .select_related("tenant").first())

@@ -1,10 +1,18 @@
+import enum
+import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 from django.utils.text import slugify
 
+from tenant.domain_proof import DNS_LOOKUP_SECONDS, LookupStatus, txt_lookup
 from tenant.models import Domain, Tenant, User
+
+log = logging.getLogger(__name__)
 
 
 def _unique_slug(name: str) -> str:
@@ -22,23 +30,95 @@ def tenant_create(*, name: str, domains: Iterable[str], slug: str = "") -> Tenan
     tenant.full_clean()
     tenant.save()
     for domain_name in domains:
-        domain_add(tenant=tenant, name=domain_name)
+        # The platform operator vouches for these: verified without a DNS proof.
+        domain_add(tenant=tenant, name=domain_name, verified=True)
     return tenant
 
 
-def domain_add(*, tenant: Tenant, name: str) -> Domain:
-    domain = Domain(tenant=tenant, name=name.strip().lower())
+def domain_add(*, tenant: Tenant, name: str, verified: bool = False) -> Domain:
+    """A domain of the tenant. Unverified (the default) it routes nothing until domain_verify finds its TXT
+    record; `verified=True` is for the platform operator only."""
+    domain = Domain(tenant=tenant, name=name.strip().lower(), verified=verified)
     domain.full_clean()
     domain.save()
     return domain
+
+
+class VerificationStatus(enum.StrEnum):
+    VERIFIED = "verified"
+    ALREADY_VERIFIED = "already_verified"
+    NO_RECORD = "no_record"
+    WRONG_VALUE = "wrong_value"
+    DNS_NO_ANSWER = "dns_no_answer"
+    CLAIMED = "claimed"
+
+
+@dataclass(frozen=True)
+class DomainVerification:
+    domain: Domain
+    status: VerificationStatus
+    message: str
+
+    @property
+    def verified(self) -> bool:
+        return self.status in (VerificationStatus.VERIFIED, VerificationStatus.ALREADY_VERIFIED)
+
+
+def domain_verify(*, domain: Domain, timeout: float = DNS_LOOKUP_SECONDS) -> DomainVerification:
+    """Look up the domain's TXT record and verify the domain when it holds this claim's value. Never raises
+    for DNS trouble: the result says what was found."""
+    domain.refresh_from_db()
+    name, expected = domain.record_name, domain.record_value
+    if domain.verified:
+        return DomainVerification(domain, VerificationStatus.ALREADY_VERIFIED, f"{domain.name} is already verified.")
+    claimed = DomainVerification(
+        domain, VerificationStatus.CLAIMED,
+        f"{domain.name} is already verified by another tenant, so it cannot be verified here. If your "
+        "organisation owns it now, ask the platform operator to move it.")
+    if domain.verified_elsewhere():
+        return _verification_logged(claimed)
+    lookup = txt_lookup(name=name, nameservers=list(settings.PTA_DNS_NAMESERVERS), timeout=timeout)
+    if lookup.status is LookupStatus.NO_ANSWER:
+        return _verification_logged(DomainVerification(
+            domain, VerificationStatus.DNS_NO_ANSWER,
+            f"The DNS did not answer for {name} ({lookup.detail}). Nothing changed; try again later."))
+    if lookup.status is LookupStatus.NO_RECORD:
+        return _verification_logged(DomainVerification(
+            domain, VerificationStatus.NO_RECORD,
+            f"No TXT record found at {name}. Publish a TXT record named {name} with the value {expected} "
+            "and verify again (new DNS records can take a while to appear)."))
+    if expected not in (value.strip() for value in lookup.values):
+        found = ", ".join(repr(value[:100]) for value in lookup.values[:5])
+        return _verification_logged(DomainVerification(
+            domain, VerificationStatus.WRONG_VALUE,
+            f"The TXT record at {name} holds {found}, not {expected}. Correct it and verify again."))
+    try:
+        with transaction.atomic():
+            locked = Domain.objects.select_for_update().get(pk=domain.pk)
+            locked.verified, locked.verified_at = True, timezone.now()
+            locked.full_clean()  # refuses when another tenant verified the name meanwhile
+            locked.save(update_fields=["verified", "verified_at"])
+    except (ValidationError, IntegrityError):
+        # IntegrityError: a concurrent verification by another tenant won the conditional unique index.
+        return _verification_logged(claimed)
+    domain.refresh_from_db()
+    return _verification_logged(DomainVerification(
+        domain, VerificationStatus.VERIFIED,
+        f"{domain.name} is verified: sign-ins of users @{domain.name} now go to {domain.tenant.name}."))
+
+
+def _verification_logged(result: DomainVerification) -> DomainVerification:
+    log.info("domain verification of %s for tenant %s: %s", result.domain.name, result.domain.tenant.slug,
+             result.status.value)
+    return result
 
 
 @transaction.atomic
 def tenant_admin_create(*, tenant: Tenant, upn: str, display_name: str = "", password: str | None = None) -> User:
     """A tenant administrator. With a password it is a cloud account (break-glass); without, it signs in
     through pass-through like any user of the tenant."""
-    if not any(upn.lower().endswith("@" + d.name) for d in tenant.domains.all()):
-        raise ValidationError({"upn": "The administrator's UPN must be in one of the tenant's domains."})
+    if not any(upn.lower().endswith("@" + d.name) for d in tenant.domains.filter(verified=True)):
+        raise ValidationError({"upn": "The administrator's UPN must be in one of the tenant's verified domains."})
     user = User.objects.create_user(
         upn, password, tenant=tenant, display_name=display_name, is_staff=True,
         source=User.Source.CLOUD if password else User.Source.ON_PREMISES,

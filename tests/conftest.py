@@ -1,6 +1,6 @@
 import pytest
 
-pytest_plugins = ["tests.fixtures.ad", "tests.fixtures.portal", "tests.fixtures.browser"]
+pytest_plugins = ["tests.fixtures.ad", "tests.fixtures.portal", "tests.fixtures.browser", "tests.fixtures.dns"]
 
 
 @pytest.fixture
