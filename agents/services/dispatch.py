@@ -21,6 +21,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from cryptography import x509
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 
 from agents import protocol
 from agents.connections import local_agents
@@ -46,6 +47,9 @@ class Validation:
     agent_ms: float | None = None
     user: dict = field(default_factory=dict)
     detail: str = ""
+    # The domains the answering agent serves (the portal's record, not the agent's word): the only ones in
+    # which its report of the user is believed.
+    domains: tuple[str, ...] = ()
 
 
 # --- keys, loaded once per process --------------------------------------------------------------------
@@ -178,6 +182,7 @@ async def _relay(agent: ConnectedAgent, request: protocol.Request, *, ack_timeou
     return await reply_channel.relay(agent, request, ack_timeout=ack_timeout, result_timeout=result_timeout)
 
 
+@sensitive_variables("password")
 async def password_validate(*, tenant_id: str, domain: str, username: str, password: str) -> Validation:
     """Validate a password through the tenant's agents; every call ends within the sign-in deadline."""
     deadline = time.monotonic() + settings.PTA_SIGNIN_DEADLINE_SECONDS
@@ -238,7 +243,8 @@ def _validation_from(result: protocol.Result, *, request_id: str, agent: Connect
         outcome = Outcome.AGENT_ERROR
     return Validation(outcome=outcome, request_id=request_id, ad_subcode=result.ad_subcode[:16],
                       agent_id=agent.agent_id, agent_ms=agent_ms,
-                      user=result.user if outcome is Outcome.SUCCESS else {}, detail=result.detail[:200])
+                      user=result.user if outcome is Outcome.SUCCESS else {}, detail=result.detail[:200],
+                      domains=tuple(agent.record.domains))
 
 
 def _ms_since(started: float) -> float:

@@ -12,5 +12,13 @@ LOGIN_REDIRECT_URL = "/login/done/"
 PTA_SIGNIN_DEADLINE_SECONDS = float(env("PTA_SIGNIN_DEADLINE_SECONDS", "10"))
 # No ack within this time and the next agent is tried (safe: no bind happened).
 PTA_AGENT_ACK_SECONDS = float(env("PTA_AGENT_ACK_SECONDS", "1"))
+# Who answers the domain-verification TXT lookups ("host" or "host:port", "[v6]:port"); empty: the system resolver.
+PTA_DNS_NAMESERVERS = [entry.strip() for entry in env("PTA_DNS_NAMESERVERS").split(",") if entry.strip()]
 # Sessions live in the cache (Redis in production): no database write for the sign-in steps.
 SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+# Platform administrators (no tenant) have cloud lockout like everyone, with this policy, and MFA by default.
+PTA_PLATFORM_LOCKOUT_THRESHOLD = max(1, int(env("PTA_PLATFORM_LOCKOUT_THRESHOLD", "5")))
+PTA_PLATFORM_LOCKOUT_SECONDS = max(1, int(env("PTA_PLATFORM_LOCKOUT_SECONDS", "60")))
+PTA_PLATFORM_MFA = env("PTA_PLATFORM_MFA", "on") != "off"
+# Shown on the password page to platform administrators (accounts of no tenant).
+PTA_PLATFORM_NAME = env("PTA_PLATFORM_NAME", "Platform administration")

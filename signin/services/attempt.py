@@ -2,29 +2,37 @@
 
 from __future__ import annotations
 
+import enum
+import logging
 import time
 from dataclasses import dataclass
 
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from agents.protocol import Outcome
 from agents.services.dispatch import password_validate
 from signin.metrics import signin_seconds, signins
 from signin.models import SignInEvent
 from signin.services.lockout import (
+    Reservation,
+    Verdict,
     address_is_familiar,
     address_remember,
-    lockout_active,
-    lockout_record_failure,
-    lockout_record_success,
+    alias_remember,
+    alias_user_id,
+    lockout_account,
+    lockout_reserve,
+    lockout_settle,
 )
 from signin.services.mfa import MfaDecision, device_is_known, device_remember, mfa_decide
 from signin.services.records import CONTROL_CHARACTERS, signin_event_record
-from signin.services.users import user_sync
+from signin.services.users import IdentityRejected, directory_upn, user_sync
 from signin.workers import in_worker
 from tenant.models import Tenant, User
 from tenant.selectors import tenant_for_username
 
+logger = logging.getLogger(__name__)
 MAX_PASSWORD_LENGTH = 512
 # Outcomes that are a wrong guess at the password: they count towards cloud smart lockout.
 COUNTED_FAILURES = {Outcome.INVALID_CREDENTIALS}
@@ -51,31 +59,59 @@ def password_acceptable(password: str) -> bool:
     return 0 < len(password) <= MAX_PASSWORD_LENGTH and not CONTROL_CHARACTERS.search(password)
 
 
+class Route(enum.Enum):
+    CLOUD = "cloud"  # a cloud-only or platform account: its local password, no agent
+    PASS_THROUGH = "pass-through"  # a verified domain of a tenant: its agents
+    UNKNOWN = "unknown"  # no tenant: nothing to check
+
+
 @dataclass(frozen=True)
 class _Before:
     """What is known before any agent is asked (one thread hop)."""
 
-    tenant: Tenant | None
+    route: Route
+    tenant: Tenant | None  # the account's tenant: the routing one, or a cloud account's own (None: platform)
     user: User | None
     familiar: bool
-    locked: bool
     known_device: bool
+    reservation: Reservation | None  # this guess, reserved against the account's lockout
+
+    @property
+    def locked(self) -> bool:
+        return self.reservation is not None and not self.reservation.granted
 
 
 def _before(*, upn: str, ip: str, device: str) -> _Before:
-    tenant = tenant_for_username(username=upn)
+    routed = tenant_for_username(username=upn)
     user = User.objects.filter(upn=upn).select_related("tenant").first()
-    familiar = tenant is not None and address_is_familiar(tenant=tenant, username=upn, ip=ip)
-    return _Before(tenant=tenant, user=user, familiar=familiar,
-                   locked=tenant is not None and lockout_active(tenant=tenant, username=upn, familiar=familiar),
-                   known_device=device_is_known(tenant=tenant, username=upn, device=device))
+    if user is not None and user.source == User.Source.CLOUD and (routed is None or user.tenant_id == routed.pk):
+        route, tenant = Route.CLOUD, user.tenant
+    elif routed is not None and routed.pass_through_enabled:
+        route, tenant = Route.PASS_THROUGH, routed
+        if user is not None and user.tenant_id != routed.pk:
+            user = None  # not this tenant's: the sign-in ends in identity_conflict, its lockout is the name's
+        elif user is None and (alias := alias_user_id(tenant=routed, typed=upn)):
+            user = User.objects.filter(pk=alias, tenant=routed).select_related("tenant").first()
+            user = user if user is not None and user.upn != upn else None
+    else:
+        return _Before(route=Route.UNKNOWN, tenant=None, user=None, familiar=False, known_device=False,
+                       reservation=None)
+    account_upn = user.upn if user is not None else upn
+    familiar = address_is_familiar(tenant=tenant, username=account_upn, ip=ip)
+    reservation = lockout_reserve(tenant=tenant, familiar=familiar,
+                                  account=lockout_account(tenant=tenant, user=user, username=upn))
+    if user is not None and user.upn != upn:
+        user = None  # reached by another name (Alternate ID): the directory's answer says who signs in
+    return _Before(route=route, tenant=tenant, user=user, familiar=familiar, reservation=reservation,
+                   known_device=device_is_known(tenant=tenant, username=account_upn, device=device))
 
 
+@sensitive_variables("password")
 async def password_sign_in(*, username: str, password: str, ip: str = "", user_agent: str = "",
                            channel: str = "web", device: str = "") -> SignInResult:
-    """Route, check cloud lockout, validate through an agent (or locally for cloud-only accounts), decide on
-    the second factor, record. ``device`` is the browser's device id (a signed cookie), if any; after a
-    complete success it is remembered as a known device.
+    """Route, reserve the guess against cloud lockout, validate through an agent (or locally for cloud-only
+    accounts), decide on the second factor, record. ``device`` is the browser's device id (a signed cookie), if
+    any; after a complete success it is remembered as a known device.
 
     After a password success the outcome is SUCCESS, or MFA_REQUIRED with the user set: the caller asks for
     the second factor and must not log the user in before it. The database and cache work happens in two
@@ -83,16 +119,16 @@ async def password_sign_in(*, username: str, password: str, ip: str = "", user_a
     started = time.monotonic()
     upn = username.strip().lower()
     before = await in_worker(_before)(upn=upn, ip=ip, device=device)
-    tenant, user = before.tenant, before.user
+    tenant = before.tenant
     validation = None
-    if user is not None and user.source == User.Source.CLOUD and (tenant is None or user.tenant_id == tenant.pk):
-        outcome = Outcome.CLOUD_LOCKED if before.locked else await _cloud_password_check(user, password)
-    elif tenant is None or not tenant.pass_through_enabled:
+    if before.route is Route.UNKNOWN:
         outcome = Outcome.UNKNOWN_DOMAIN
     elif before.locked:
         outcome = Outcome.CLOUD_LOCKED
     elif not password_acceptable(password):
         outcome = Outcome.INVALID_CREDENTIALS
+    elif before.route is Route.CLOUD:
+        outcome = await _cloud_password_check(before.user, password)
     else:
         validation = await password_validate(tenant_id=str(tenant.pk), domain=upn.rpartition("@")[2],
                                              username=upn, password=password)
@@ -106,26 +142,37 @@ async def password_sign_in(*, username: str, password: str, ip: str = "", user_a
     return result
 
 
+def _verdict(outcome: Outcome) -> Verdict:
+    if outcome in COUNTED_FAILURES:
+        return Verdict.FAILED
+    return Verdict.SUCCEEDED if outcome is Outcome.SUCCESS else Verdict.RELEASED
+
+
 def _after(*, before: _Before, upn: str, ip: str, device: str, outcome: Outcome, validation, started: float,
            record: dict) -> SignInResult:
-    """Everything after the answer (one thread hop): the user, lockout, the MFA decision, the record."""
+    """Everything after the answer (one thread hop): lockout, the user, the MFA decision, the record."""
     tenant, user = before.tenant, before.user
+    familiar, known_device = before.familiar, before.known_device
+    if before.reservation is not None:
+        lockout_settle(reservation=before.reservation, verdict=_verdict(outcome))
     if validation is not None and outcome is Outcome.SUCCESS:
-        directory_upn = str(validation.user.get("upn") or "").lower()
-        user = user_sync(tenant=tenant, upn=_upn_in_tenant(directory_upn, upn, tenant), directory=validation.user,
-                         known=user)
-    if tenant is not None and outcome in COUNTED_FAILURES:
-        lockout_record_failure(tenant=tenant, username=upn, familiar=before.familiar)
-    elif tenant is not None and outcome is Outcome.SUCCESS:
-        # The address becomes familiar only once the whole sign-in (second factor included) is done.
-        lockout_record_success(tenant=tenant, username=upn, ip=ip, familiar=before.familiar,
-                               remember_address=False)
+        try:
+            signed_upn = directory_upn(typed_upn=upn, directory=validation.user, served_domains=validation.domains)
+            user = user_sync(tenant=tenant, upn=signed_upn, directory=validation.user, known=user)
+        except IdentityRejected as exc:
+            logger.warning("sign-in %s refused after agent %s answered: %s", validation.request_id,
+                           validation.agent_id, exc)
+            outcome, user = Outcome.IDENTITY_CONFLICT, None
+        else:
+            if user.upn != upn:  # Alternate ID: the place, the device and the lockout are the account's
+                familiar = address_is_familiar(tenant=tenant, username=user.upn, ip=ip)
+                known_device = device_is_known(tenant=tenant, username=user.upn, device=device)
+                alias_remember(tenant=tenant, typed=upn, user=user)
     if outcome is Outcome.SUCCESS and user is not None and not user.is_active:
         outcome = Outcome.ACCOUNT_DISABLED
     mfa = None
     if outcome is Outcome.SUCCESS and user is not None:
-        mfa = mfa_decide(tenant=tenant if user.tenant_id else None, user=user, familiar_address=before.familiar,
-                         known_device=before.known_device)
+        mfa = mfa_decide(tenant=tenant, user=user, familiar_address=familiar, known_device=known_device)
         record.update(mfa_decision=mfa.decision, mfa_reason=mfa.reason)
         if mfa.required:
             outcome = Outcome.MFA_REQUIRED
@@ -135,30 +182,22 @@ def _after(*, before: _Before, upn: str, ip: str, device: str, outcome: Outcome,
         record.update(agent_id=validation.agent_id, ad_subcode=validation.ad_subcode, agent_ms=validation.agent_ms)
         if validation.request_id:
             record["request_id"] = validation.request_id
-    event = signin_event_record(**record, user=user, outcome=outcome.value, familiar=before.familiar,
+    event = signin_event_record(**record, user=user, outcome=outcome.value, familiar=familiar,
                                 total_ms=round((time.monotonic() - started) * 1000, 2))
     signed_in = outcome in (Outcome.SUCCESS, Outcome.MFA_REQUIRED)
     return SignInResult(outcome=outcome, tenant=tenant, user=user if signed_in else None, event=event,
-                        familiar=before.familiar, mfa=mfa)
+                        familiar=familiar, mfa=mfa)
 
 
 def signin_completed(*, tenant: Tenant | None, user: User, ip: str, device: str) -> None:
     """A whole sign-in is done (second factor included): remember the place, and when (ID tokens' auth_time)."""
-    if tenant is not None:
-        address_remember(tenant=tenant, username=user.upn, ip=ip)
+    address_remember(tenant=tenant, username=user.upn, ip=ip)
     device_remember(tenant=tenant, username=user.upn, device=device)
     user.last_login = timezone.now()
     User.objects.filter(pk=user.pk).update(last_login=user.last_login)
 
 
-def _upn_in_tenant(directory_upn: str, typed_upn: str, tenant: Tenant) -> str:
-    """AD's own UPN when it is in one of the tenant's domains (Alternate ID sign-ins), else the typed one."""
-    if not directory_upn or directory_upn == typed_upn:
-        return typed_upn
-    owned = tenant.domains.filter(name=directory_upn.rpartition("@")[2], verified=True).exists()
-    return directory_upn if owned else typed_upn
-
-
+@sensitive_variables("password")
 async def _cloud_password_check(user: User, password: str) -> Outcome:
     """Break-glass and platform accounts keep a local password; hashing runs off the event loop."""
     if not password_acceptable(password):

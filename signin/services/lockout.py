@@ -1,85 +1,292 @@
 """Cloud smart lockout: the cloud account locks before AD's does, so attackers lock the cloud account only.
 
-Failures are counted per user in two buckets: from familiar addresses (that signed this user in before) and
-from all others, so an attacker elsewhere cannot lock the user out of their usual places. Each lockout of a
-bucket lasts twice as long as the one before, up to MAX_LOCKOUT_SECONDS.
+Every account has it: directory users, cloud-only accounts and platform administrators (whose policy is
+PTA_PLATFORM_LOCKOUT_THRESHOLD). Failures are counted per account in two buckets: from familiar addresses (that
+signed this account in before) and from all others, so an attacker elsewhere cannot lock the user out of their
+usual places. Each lockout of a bucket lasts twice as long as the one before, up to MAX_LOCKOUT_SECONDS.
+
+A guess is *reserved* before any agent is asked, atomically, and guesses still in flight count as failures
+until their answer comes: whatever the concurrency, and on whichever nodes, at most ``threshold`` guesses per
+window reach the directory. The counters live in Redis in production (one Lua script per step, so every node
+sees the same state) and in this process in the embedded profile.
+
+    reservation = lockout_reserve(scope=..., account=..., familiar=...)   # before the agent
+    lockout_settle(reservation=reservation, verdict=Verdict.FAILED)        # after its answer
 
 Synchronous on purpose: the sign-in calls these inside its one thread hop before, and its one after, the agent.
 """
 
-import hashlib
-import time
-from dataclasses import dataclass
+from __future__ import annotations
 
+import enum
+import hashlib
+import threading
+import time
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from typing import Protocol
+
+from django.conf import settings
 from django.core.cache import cache
 
-from tenant.models import Tenant
+from tenant.models import Tenant, User
 
 MAX_LOCKOUT_SECONDS = 3600
 FAMILIAR_TTL_SECONDS = 90 * 24 * 3600
 # Failures older than this no longer count towards a lockout.
 FAILURE_WINDOW_SECONDS = 15 * 60
+# A reservation whose answer never came (its node died) stops counting after this.
+RESERVATION_SECONDS = 120
 
 
 def _digest(*parts: str) -> str:
-    # Usernames and addresses are hashed in cache keys: Redis holds no directory data in clear.
+    # Usernames and addresses are hashed in keys: Redis holds no directory data in clear.
     return hashlib.sha256("\x00".join(parts).encode("utf-8", "replace")).hexdigest()[:32]
 
 
-def _bucket_key(tenant: Tenant, username: str, familiar: bool) -> str:
-    return f"lockout:{tenant.pk}:{_digest(username.lower())}:{'f' if familiar else 'u'}"
-
-
-def _familiar_key(tenant: Tenant, username: str, ip: str) -> str:
-    return f"familiar:{tenant.pk}:{_digest(username.lower(), ip)}"
+def _folded(username: str) -> str:
+    # AD compares names ignoring case and width: "ＡＬＩＣＥ@…" is the same account as "alice@…".
+    return unicodedata.normalize("NFKC", username).strip().casefold()
 
 
 @dataclass(frozen=True)
-class LockoutState:
-    failures: int = 0
-    locked_until: float = 0.0
+class LockoutPolicy:
+    threshold: int
+    duration_seconds: int
+
+
+def lockout_policy(*, tenant: Tenant | None) -> LockoutPolicy:
+    """The tenant's policy; platform accounts (no tenant) get the platform's."""
+    if tenant is None:
+        return LockoutPolicy(settings.PTA_PLATFORM_LOCKOUT_THRESHOLD, settings.PTA_PLATFORM_LOCKOUT_SECONDS)
+    return LockoutPolicy(max(1, tenant.lockout_threshold), max(1, tenant.lockout_duration_seconds))
+
+
+def lockout_account(*, tenant: Tenant | None, user: User | None, username: str) -> str:
+    """The key of the account a guess is aimed at: the portal's user when it is known (whatever was typed to
+    reach it), else the typed name folded as AD folds it."""
+    scope = str(tenant.pk) if tenant is not None else "platform"
+    return _digest(scope, f"user:{user.pk}" if user is not None else f"name:{_folded(username)}")
+
+
+class Verdict(enum.Enum):
+    FAILED = "failed"  # a wrong guess: counts
+    SUCCEEDED = "succeeded"  # the password was right: the bucket's failures are forgiven
+    RELEASED = "released"  # no verdict on the password (agent away, account disabled, …): does not count
+
+
+@dataclass(frozen=True)
+class Reservation:
+    granted: bool
+    bucket: str
+    attempt_id: str
+    policy: LockoutPolicy
+
+
+@dataclass(frozen=True)
+class Settled:
+    locked: bool = False
     lockouts: int = 0
-    first_failure: float = 0.0
-
-    def locked(self, now: float) -> bool:
-        return self.locked_until > now
 
 
-def address_is_familiar(*, tenant: Tenant, username: str, ip: str) -> bool:
+class LockoutStore(Protocol):
+    def reserve(self, *, bucket: str, attempt_id: str, threshold: int) -> bool: ...
+
+    def settle(self, *, bucket: str, attempt_id: str, verdict: Verdict, policy: LockoutPolicy) -> Settled: ...
+
+    def locked(self, *, bucket: str) -> bool: ...
+
+    def clear(self) -> None: ...
+
+
+class LocalLockoutStore:
+    """The embedded profile's store: one process, so dicts under a lock do."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failures: dict[str, tuple[int, float]] = {}  # bucket → (count, window end)
+        self._in_flight: dict[str, dict[str, float]] = {}  # bucket → attempt id → expiry
+        self._locked_until: dict[str, float] = {}
+        self._lockouts: dict[str, tuple[int, float]] = {}  # bucket → (count, forgotten at)
+
+    def _live_failures(self, bucket: str, now: float) -> int:
+        count, until = self._failures.get(bucket, (0, 0.0))
+        return count if until > now else 0
+
+    def reserve(self, *, bucket: str, attempt_id: str, threshold: int) -> bool:
+        now = time.time()
+        with self._lock:
+            if self._locked_until.get(bucket, 0.0) > now:
+                return False
+            flying = {a: exp for a, exp in self._in_flight.get(bucket, {}).items() if exp > now}
+            if self._live_failures(bucket, now) + len(flying) >= threshold:
+                return False
+            flying[attempt_id] = now + RESERVATION_SECONDS
+            self._in_flight[bucket] = flying
+            return True
+
+    def settle(self, *, bucket: str, attempt_id: str, verdict: Verdict, policy: LockoutPolicy) -> Settled:
+        now = time.time()
+        with self._lock:
+            self._in_flight.get(bucket, {}).pop(attempt_id, None)
+            if verdict is Verdict.SUCCEEDED:
+                self._failures.pop(bucket, None)
+                self._lockouts.pop(bucket, None)
+                return Settled()
+            if verdict is Verdict.RELEASED:
+                return Settled()
+            count, until = self._failures.get(bucket, (0, 0.0))
+            count, until = (count + 1, until) if until > now else (1, now + FAILURE_WINDOW_SECONDS)
+            if count < policy.threshold:
+                self._failures[bucket] = (count, until)
+                return Settled()
+            previous, forget_at = self._lockouts.get(bucket, (0, 0.0))
+            previous = previous if forget_at > now else 0
+            duration = min(policy.duration_seconds * 2 ** previous, MAX_LOCKOUT_SECONDS)
+            self._locked_until[bucket] = now + duration
+            self._lockouts[bucket] = (previous + 1, now + MAX_LOCKOUT_SECONDS + FAILURE_WINDOW_SECONDS)
+            self._failures.pop(bucket, None)
+            return Settled(locked=True, lockouts=previous + 1)
+
+    def locked(self, *, bucket: str) -> bool:
+        with self._lock:
+            return self._locked_until.get(bucket, 0.0) > time.time()
+
+    def clear(self) -> None:
+        with self._lock:
+            for table in (self._failures, self._in_flight, self._locked_until, self._lockouts):
+                table.clear()
+
+
+# KEYS: failures, in flight, locked.  ARGV: now, threshold, attempt id, reservation expiry, reservation ttl
+_RESERVE = """
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+local failures = tonumber(redis.call('GET', KEYS[1]) or '0')
+if failures + redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+return 1
+"""
+
+# KEYS: failures, in flight, locked, lockouts.
+# ARGV: attempt id, verdict, threshold, window, base duration, max duration, lockouts ttl
+_SETTLE = """
+redis.call('ZREM', KEYS[2], ARGV[1])
+if ARGV[2] == 'succeeded' then
+  redis.call('DEL', KEYS[1], KEYS[4])
+  return {0, 0}
+end
+if ARGV[2] ~= 'failed' then return {0, 0} end
+local failures = redis.call('INCR', KEYS[1])
+if failures == 1 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
+if failures < tonumber(ARGV[3]) then return {0, 0} end
+local previous = tonumber(redis.call('GET', KEYS[4]) or '0')
+local duration = math.min(tonumber(ARGV[5]) * 2 ^ previous, tonumber(ARGV[6]))
+redis.call('SET', KEYS[3], '1', 'EX', math.ceil(duration))
+redis.call('SET', KEYS[4], previous + 1, 'EX', ARGV[7])
+redis.call('DEL', KEYS[1])
+return {1, previous + 1}
+"""
+
+
+class RedisLockoutStore:
+    """The production store, shared by every node. Keys of one bucket share a hash tag (Redis Cluster)."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        import redis
+
+        self.prefix = f"{prefix}:lockout"
+        self.client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        self._reserve = self.client.register_script(_RESERVE)
+        self._settle = self.client.register_script(_SETTLE)
+
+    def _keys(self, bucket: str) -> list[str]:
+        return [f"{self.prefix}:{{{bucket}}}:{part}" for part in ("failures", "in-flight", "locked", "lockouts")]
+
+    def reserve(self, *, bucket: str, attempt_id: str, threshold: int) -> bool:
+        now = time.time()
+        return bool(self._reserve(keys=self._keys(bucket)[:3],
+                                  args=[now, threshold, attempt_id, now + RESERVATION_SECONDS, RESERVATION_SECONDS]))
+
+    def settle(self, *, bucket: str, attempt_id: str, verdict: Verdict, policy: LockoutPolicy) -> Settled:
+        locked, lockouts = self._settle(keys=self._keys(bucket), args=[
+            attempt_id, verdict.value, policy.threshold, FAILURE_WINDOW_SECONDS, policy.duration_seconds,
+            MAX_LOCKOUT_SECONDS, MAX_LOCKOUT_SECONDS + FAILURE_WINDOW_SECONDS])
+        return Settled(locked=bool(locked), lockouts=int(lockouts))
+
+    def locked(self, *, bucket: str) -> bool:
+        return bool(self.client.exists(self._keys(bucket)[2]))
+
+    def clear(self) -> None:
+        keys = list(self.client.scan_iter(match=f"{self.prefix}:*", count=1000))
+        if keys:
+            self.client.delete(*keys)
+
+
+_stores: dict[str, LockoutStore] = {}
+_stores_lock = threading.Lock()
+
+
+def lockout_store() -> LockoutStore:
+    """This profile's store, one per process (the Redis client's pool is thread-safe)."""
+    url = getattr(settings, "PTA_REDIS_URL", "")
+    with _stores_lock:
+        if url not in _stores:
+            _stores[url] = RedisLockoutStore(url, settings.PTA_REDIS_PREFIX) if url else LocalLockoutStore()
+        return _stores[url]
+
+
+def _bucket(account: str, familiar: bool) -> str:
+    return f"{account}:{'f' if familiar else 'u'}"
+
+
+def lockout_reserve(*, tenant: Tenant | None, account: str, familiar: bool) -> Reservation:
+    """Reserve one guess at ``account`` before the password is checked; not granted while the bucket is locked
+    or its failures and guesses in flight already reach the threshold."""
+    policy = lockout_policy(tenant=tenant)
+    bucket, attempt_id = _bucket(account, familiar), uuid.uuid4().hex
+    granted = lockout_store().reserve(bucket=bucket, attempt_id=attempt_id, threshold=policy.threshold)
+    return Reservation(granted=granted, bucket=bucket, attempt_id=attempt_id, policy=policy)
+
+
+def lockout_settle(*, reservation: Reservation, verdict: Verdict) -> Settled:
+    """The answer to a reserved guess: a failure counts (and may lock the bucket), a success forgives."""
+    if not reservation.granted:
+        return Settled()
+    return lockout_store().settle(bucket=reservation.bucket, attempt_id=reservation.attempt_id, verdict=verdict,
+                                  policy=reservation.policy)
+
+
+def lockout_active(*, account: str, familiar: bool) -> bool:
+    return lockout_store().locked(bucket=_bucket(account, familiar))
+
+
+# --- familiar addresses, and the names an account was reached by ------------------------------------------
+
+def _familiar_key(tenant: Tenant | None, username: str, ip: str) -> str:
+    return f"familiar:{tenant.pk if tenant else '-'}:{_digest(username.lower(), ip)}"
+
+
+def _alias_key(tenant: Tenant | None, typed: str) -> str:
+    return f"alias:{tenant.pk if tenant else '-'}:{_digest(_folded(typed))}"
+
+
+def address_is_familiar(*, tenant: Tenant | None, username: str, ip: str) -> bool:
     return bool(ip) and bool(cache.get(_familiar_key(tenant, username, ip)))
 
 
-def lockout_active(*, tenant: Tenant, username: str, familiar: bool) -> bool:
-    state = cache.get(_bucket_key(tenant, username, familiar))
-    return bool(state) and LockoutState(**state).locked(time.time())
-
-
-def lockout_record_failure(*, tenant: Tenant, username: str, familiar: bool) -> LockoutState:
-    key = _bucket_key(tenant, username, familiar)
-    now = time.time()
-    raw = cache.get(key)
-    state = LockoutState(**raw) if raw else LockoutState()
-    if state.first_failure and now - state.first_failure > FAILURE_WINDOW_SECONDS and not state.locked(now):
-        state = LockoutState(lockouts=state.lockouts)
-    failures = state.failures + 1
-    locked_until, lockouts = state.locked_until, state.lockouts
-    if failures >= tenant.lockout_threshold:
-        duration = min(tenant.lockout_duration_seconds * 2 ** state.lockouts, MAX_LOCKOUT_SECONDS)
-        locked_until, lockouts, failures = now + duration, state.lockouts + 1, 0
-    state = LockoutState(failures=failures, locked_until=locked_until, lockouts=lockouts,
-                         first_failure=state.first_failure or now)
-    cache.set(key, state.__dict__, timeout=MAX_LOCKOUT_SECONDS + FAILURE_WINDOW_SECONDS)
-    return state
-
-
-def lockout_record_success(*, tenant: Tenant, username: str, ip: str, familiar: bool,
-                                 remember_address: bool = True) -> None:
-    cache.delete(_bucket_key(tenant, username, familiar))
-    if remember_address:
-        address_remember(tenant=tenant, username=username, ip=ip)
-
-
-def address_remember(*, tenant: Tenant, username: str, ip: str) -> None:
+def address_remember(*, tenant: Tenant | None, username: str, ip: str) -> None:
     """This address has completed a sign-in of this user (second factor included, when one was asked)."""
     if ip:
         cache.set(_familiar_key(tenant, username, ip), 1, timeout=FAMILIAR_TTL_SECONDS)
+
+
+def alias_user_id(*, tenant: Tenant | None, typed: str) -> int | None:
+    """The user a sign-in name other than the UPN (Alternate ID) last signed in, so its guesses count there."""
+    return cache.get(_alias_key(tenant, typed))
+
+
+def alias_remember(*, tenant: Tenant | None, typed: str, user: User) -> None:
+    cache.set(_alias_key(tenant, typed), user.pk, timeout=FAMILIAR_TTL_SECONDS)

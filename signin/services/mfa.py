@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass
 
 import segno
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django_otp.models import VerifyNotAllowed
@@ -43,8 +44,9 @@ class MfaDecision:
 
 def mfa_decide(*, tenant: Tenant | None, user: User, familiar_address: bool, known_device: bool) -> MfaDecision:
     """The tenant's policy applied to one password success. Pure: no database, no cache."""
-    if tenant is None:  # platform administrators: no tenant policy, their own flag only
-        return MfaDecision(user.mfa_enforced, "user_enforced" if user.mfa_enforced else "platform_account")
+    if tenant is None:  # platform administrators: no tenant policy; the second factor unless the platform waives it
+        required = user.mfa_enforced or settings.PTA_PLATFORM_MFA
+        return MfaDecision(required, "platform_account" if required else "platform_mfa_off")
     policy = tenant.mfa_policy
     if policy == Tenant.MfaPolicy.ALL:
         return MfaDecision(True, "policy_all")
@@ -88,13 +90,20 @@ def totp_device_confirmed(*, user: User) -> TOTPDevice | None:
 
 @transaction.atomic
 def totp_enrolment_start(*, user: User) -> TOTPDevice:
-    """The device being enrolled: one unconfirmed device per user, kept across page reloads."""
-    device = TOTPDevice.objects.select_for_update().filter(user=user, confirmed=False).first()
-    if device is None:
-        device = TOTPDevice(user=user, name=TOTP_DEVICE_NAME, confirmed=False)
-        device.full_clean()
-        device.save()
+    """A new device with a new secret, for one enrolment (its id is kept in that sign-in's session). Any other
+    unconfirmed device of the user is void from now on: a secret seen elsewhere never becomes a factor."""
+    TOTPDevice.objects.select_for_update().filter(user=user, confirmed=False).delete()
+    device = TOTPDevice(user=user, name=TOTP_DEVICE_NAME, confirmed=False)
+    device.full_clean()
+    device.save()
     return device
+
+
+def totp_enrolment_device(*, user: User, device_id: int | None) -> TOTPDevice | None:
+    """The device this enrolment started, while it is still the one being enrolled."""
+    if device_id is None:
+        return None
+    return TOTPDevice.objects.filter(pk=device_id, user=user, confirmed=False).first()
 
 
 def totp_secret_base32(device: TOTPDevice) -> str:
@@ -124,16 +133,16 @@ def _check(device, token: str) -> CodeCheck:
     return CodeCheck(bool(device.verify_token(token)), device_id=device.persistent_id)
 
 
-def totp_enrolment_confirm(*, user: User, token: str) -> tuple[CodeCheck, list[str]]:
-    """Confirm the device being enrolled with a first code; on success, recovery codes (shown once)."""
+def totp_enrolment_confirm(*, user: User, device_id: int, token: str) -> tuple[CodeCheck, list[str]]:
+    """Confirm this enrolment's device with a first code; on success, recovery codes (shown once)."""
     with transaction.atomic():
-        device = TOTPDevice.objects.select_for_update().filter(user=user, confirmed=False).first()
+        device = TOTPDevice.objects.select_for_update().filter(pk=device_id, user=user, confirmed=False).first()
         if device is None:
             return CodeCheck(False), []
         check = _check(device, _digits(token))
         if not check.ok:
             return check, []
-        TOTPDevice.objects.filter(user=user, confirmed=True).delete()
+        TOTPDevice.objects.filter(user=user).exclude(pk=device.pk).delete()
         device.confirmed = True
         device.save(update_fields=["confirmed"])
     return check, recovery_codes_issue(user=user)

@@ -1,6 +1,11 @@
+import logging
 import re
 
+from django.db import IntegrityError, transaction
+
 from signin.models import SignInEvent
+
+logger = logging.getLogger(__name__)
 
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -15,5 +20,15 @@ def signin_event_record(**fields) -> SignInEvent:
     fields["username"] = printable(fields.get("username", ""), 320)
     fields["user_agent"] = printable(fields.get("user_agent", ""), 512)
     event = SignInEvent(**fields)
-    event.save()
+    try:
+        with transaction.atomic():
+            event.save()
+    except IntegrityError:
+        if not event.agent_id:
+            raise
+        # The agent was deleted while its answer was on the way: the attempt is recorded all the same.
+        logger.warning("sign-in %s answered by agent %s, deleted since; recorded without it", event.request_id,
+                       event.agent_id)
+        event.agent_id = None
+        event.save()
     return event

@@ -1,44 +1,95 @@
+"""The portal's user for a directory answer. A directory user is tenant + objectGUID; the portal decides who signs
+in, and the agent's report (UPN, objectGUID, attributes) is believed only within the domains that agent serves:
+
+- never for a cloud-only account, nor for a user of another tenant;
+- a GUID never moves a user to another domain, nor renames another user;
+- a UPN whose GUID changed is a new person: the old user is kept, inactive, with its UPN freed (never rebound).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Collection
+
 from django.db import IntegrityError, transaction
 
 from tenant.models import Tenant, User
 
+logger = logging.getLogger(__name__)
+
+
+class IdentityRejected(Exception):
+    """The directory's answer names an identity the portal will not sign in (outcome identity_conflict)."""
+
 
 def _directory_fields(directory: dict) -> dict:
-    return {"immutable_id": str(directory.get("object_guid") or "")[:64],
-            "display_name": str(directory.get("display_name") or "")[:256],
+    return {"display_name": str(directory.get("display_name") or "")[:256],
             "email": str(directory.get("mail") or "")[:254]}
+
+
+def _domain(upn: str) -> str:
+    return upn.rpartition("@")[2]
+
+
+def directory_upn(*, typed_upn: str, directory: dict, served_domains: Collection[str]) -> str:
+    """The UPN the sign-in ends with: AD's own (Alternate ID sign-ins), accepted only in a domain the answering
+    agent serves (and so one its tenant verified)."""
+    upn = str(directory.get("upn") or "").strip().lower() or typed_upn
+    if _domain(upn) not in served_domains:
+        raise IdentityRejected(f"the agent answered for {upn!r}, outside the domains it serves")
+    return upn
 
 
 def user_sync(*, tenant: Tenant, upn: str, directory: dict, known: User | None = None) -> User:
     """Just in time: create or update the portal's user from what the agent read from AD as that user.
     ``known`` is the user the caller already read by this UPN, if any: a returning user whose directory
-    attributes did not change then costs no query at all."""
+    attributes did not change then costs no query at all. Raises IdentityRejected."""
     upn = upn.strip().lower()
-    wanted = {"upn": upn, **_directory_fields(directory)}
-    if known is None or known.upn != upn:
-        known = User.objects.filter(upn=upn, tenant=tenant).first()
-    unchanged = known is not None and all(getattr(known, k) == v for k, v in wanted.items() if v or k == "upn")
-    if unchanged and known.tenant_id == tenant.pk:
+    guid = str(directory.get("object_guid") or "")[:64]
+    wanted = _directory_fields(directory)
+    if known is not None and known.upn == upn and known.tenant_id == tenant.pk and guid \
+            and known.immutable_id == guid and known.source == User.Source.ON_PREMISES \
+            and all(getattr(known, k) == v for k, v in wanted.items() if v):
         return known
     try:
         with transaction.atomic():
-            return _user_upsert(tenant=tenant, wanted=wanted)
-    except IntegrityError:  # the same user signed in twice at once: the other request created it
-        return User.objects.get(upn=upn)
+            return _user_upsert(tenant=tenant, upn=upn, guid=guid, wanted=wanted)
+    except IntegrityError:  # the same person signed in twice at once: the other request created them
+        user = User.objects.filter(upn=upn, tenant=tenant, immutable_id=guid).first()
+        if user is None:
+            raise IdentityRejected(f"{upn!r} changed while it was being signed in") from None
+        return user
 
 
-def _user_upsert(*, tenant: Tenant, wanted: dict) -> User:
-    user = None
-    if wanted["immutable_id"]:
-        user = User.objects.select_for_update().filter(tenant=tenant, immutable_id=wanted["immutable_id"]).first()
-    user = user or User.objects.select_for_update().filter(upn=wanted["upn"]).first()
+def _user_upsert(*, tenant: Tenant, upn: str, guid: str, wanted: dict) -> User:
+    by_upn = User.objects.select_for_update().filter(upn=upn).first()
+    if by_upn is not None:
+        if by_upn.tenant_id != tenant.pk:
+            raise IdentityRejected(f"{upn!r} belongs to another tenant")
+        if by_upn.source != User.Source.ON_PREMISES:
+            raise IdentityRejected(f"{upn!r} is a cloud-only account")
+        if by_upn.immutable_id and guid and by_upn.immutable_id != guid:
+            _user_retire(by_upn)  # a new person has the UPN of one who left: never hand them the old account
+            by_upn = None
+    by_guid = (User.objects.select_for_update().filter(tenant=tenant, immutable_id=guid).first()
+               if guid else None)
+    if by_upn is not None and by_guid is not None and by_upn.pk != by_guid.pk:
+        raise IdentityRejected(f"{upn!r} is another user than the one AD names by that objectGUID")
+    user = by_upn or by_guid
     if user is None:
-        user = User(tenant=tenant, upn=wanted["upn"], source=User.Source.ON_PREMISES)
+        user = User(tenant=tenant, upn=upn, source=User.Source.ON_PREMISES)
         user.set_unusable_password()
-    elif user.tenant_id != tenant.pk:
-        raise PermissionError("That UPN belongs to another tenant.")
+    elif user.upn != upn:  # renamed in AD: the same person, within the same domain only
+        if _domain(user.upn) != _domain(upn):
+            raise IdentityRejected(f"AD moved {user.upn!r} to another domain ({upn!r})")
+        if user.source != User.Source.ON_PREMISES:
+            raise IdentityRejected(f"{user.upn!r} is a cloud-only account")
+    changed = {"upn": upn} if user.upn != upn else {}
+    if guid and user.immutable_id != guid:
+        changed["immutable_id"] = guid
     # An attribute AD did not return (empty) does not erase what the portal knows.
-    changed = {k: v for k, v in wanted.items() if (v or k == "upn") and getattr(user, k) != v}
+    changed |= {k: v for k, v in wanted.items() if v and getattr(user, k) != v}
     for name, value in changed.items():
         setattr(user, name, value)
     if user._state.adding or changed:
@@ -46,3 +97,11 @@ def _user_upsert(*, tenant: Tenant, wanted: dict) -> User:
         user.save()
     return user
 
+
+def _user_retire(user: User) -> None:
+    """Keep the departed person's user (records, tokens, factors stay theirs), inactive, with its UPN freed."""
+    local, _, domain = user.upn.partition("@")
+    freed = f"{local[:200]}+departed-{uuid.uuid4().hex[:12]}@{domain}"
+    logger.warning("user %s: AD now names another person by this UPN; the old user is kept inactive as %s",
+                   user.pk, freed)
+    User.objects.filter(pk=user.pk).update(upn=freed, is_active=False)

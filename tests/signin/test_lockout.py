@@ -1,63 +1,137 @@
-"""Cloud smart lockout; the tenant need not be saved: only its policy and id are read."""
+"""Cloud smart lockout: reservations before the password is checked, on this profile's store (in process for
+the embedded profile, Redis for the production one). The tenant need not be saved: only its policy and id are
+read."""
+
+import threading
+import uuid
 
 import pytest
 from django.core.cache import cache
 
 from signin.services import lockout
-from tenant.models import Tenant
+from signin.services.lockout import Verdict
+from tenant.models import Tenant, User
 
 
 @pytest.fixture(autouse=True)
-def clean_cache():
+def clean_state():
     cache.clear()
+    lockout.lockout_store().clear()
     yield
     cache.clear()
+    lockout.lockout_store().clear()
 
 
-def fail(tenant, username="a@alpha.example.test", *, familiar=False, times=1):
-    state = None
+@pytest.fixture
+def tenant():
+    return Tenant(pk=uuid.uuid4(), name="Alpha", slug="alpha")
+
+
+def account(tenant, username="a@alpha.example.test", user=None):
+    return lockout.lockout_account(tenant=tenant, user=user, username=username)
+
+
+def guess(tenant, acct, verdict=Verdict.FAILED, *, familiar=False, times=1):
+    """Reserve and settle ``times`` guesses; the reservations and what settling the last one said."""
+    granted, settled = [], None
     for _ in range(times):
-        state = lockout.lockout_record_failure(tenant=tenant, username=username, familiar=familiar)
-    return state
+        reservation = lockout.lockout_reserve(tenant=tenant, account=acct, familiar=familiar)
+        granted.append(reservation.granted)
+        settled = lockout.lockout_settle(reservation=reservation, verdict=verdict)
+    return granted, settled
 
 
-def test_threshold_locks_and_success_clears():
-    tenant = Tenant(name="Alpha", slug="alpha")
-    fail(tenant, times=tenant.lockout_threshold - 1)
-    assert not lockout.lockout_active(tenant=tenant, username="a@alpha.example.test", familiar=False)
-    fail(tenant)
-    assert lockout.lockout_active(tenant=tenant, username="a@alpha.example.test", familiar=False)
-    # Usernames are matched case-insensitively: a different spelling is the same account.
-    assert lockout.lockout_active(tenant=tenant, username="A@Alpha.Example.Test", familiar=False)
+def test_threshold_locks_and_success_forgives(tenant):
+    acct = account(tenant)
+    granted, settled = guess(tenant, acct, times=tenant.lockout_threshold - 1)
+    assert all(granted) and not settled.locked
+    guess(tenant, acct, Verdict.SUCCEEDED)  # the right password forgives the failures so far
+    granted, _ = guess(tenant, acct, times=tenant.lockout_threshold - 1)
+    assert all(granted) and not lockout.lockout_active(account=acct, familiar=False)
+    _, settled = guess(tenant, acct)
+    assert settled.locked and lockout.lockout_active(account=acct, familiar=False)
+    granted, _ = guess(tenant, acct)
+    assert granted == [False], "a locked account's guesses reach no agent"
 
 
-def test_unfamiliar_failures_do_not_lock_familiar_places():
-    tenant = Tenant(name="Alpha", slug="alpha")
-    fail(tenant, familiar=False, times=20)
-    assert lockout.lockout_active(tenant=tenant, username="a@alpha.example.test", familiar=False)
-    assert not lockout.lockout_active(tenant=tenant, username="a@alpha.example.test", familiar=True)
+def test_names_that_ad_folds_together_are_one_account(tenant):
+    assert account(tenant, "A@Alpha.Example.Test") == account(tenant, "a@alpha.example.test")
+    assert account(tenant, "ａ@alpha.example.test ") == account(tenant, "a@alpha.example.test")
+    user = User(pk=42, upn="a@alpha.example.test")
+    # A known account is keyed on the user, whatever name reached it (Alternate ID).
+    assert account(tenant, "a.mail@mail.alpha.example.test", user) == account(tenant, "a@alpha.example.test", user)
+    assert account(Tenant(pk=uuid.uuid4()), "a@alpha.example.test") != account(tenant, "a@alpha.example.test")
 
 
-def test_lockout_grows_on_repeats():
-    tenant = Tenant(name="Alpha", slug="alpha")
-    first = fail(tenant, times=tenant.lockout_threshold)
-    second = fail(tenant, times=tenant.lockout_threshold)
-    assert second.lockouts == 2
-    first_duration = tenant.lockout_duration_seconds
-    assert second.locked_until - first.locked_until >= first_duration  # twice as long, measured from later
+def test_guesses_in_flight_count_until_answered(tenant):
+    acct = account(tenant)
+    reservations = [lockout.lockout_reserve(tenant=tenant, account=acct, familiar=False)
+                    for _ in range(tenant.lockout_threshold)]
+    assert all(r.granted for r in reservations)
+    assert not lockout.lockout_reserve(tenant=tenant, account=acct, familiar=False).granted
+    lockout.lockout_settle(reservation=reservations[0], verdict=Verdict.RELEASED)  # e.g. the agent timed out
+    assert lockout.lockout_reserve(tenant=tenant, account=acct, familiar=False).granted
 
 
-def test_familiar_address_is_remembered_after_success():
-    tenant = Tenant(name="Alpha", slug="alpha")
+def test_a_burst_of_concurrent_guesses_reserves_at_most_the_threshold(tenant):
+    acct = account(tenant)
+    start, granted = threading.Barrier(50), []
+
+    def one():
+        start.wait()
+        granted.append(lockout.lockout_reserve(tenant=tenant, account=acct, familiar=False).granted)
+
+    threads = [threading.Thread(target=one) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(granted) == 50 and granted.count(True) == tenant.lockout_threshold
+
+
+def test_unfamiliar_failures_do_not_lock_familiar_places(tenant):
+    acct = account(tenant)
+    guess(tenant, acct, familiar=False, times=20)
+    assert lockout.lockout_active(account=acct, familiar=False)
+    assert not lockout.lockout_active(account=acct, familiar=True)
+    assert guess(tenant, acct, familiar=True)[0] == [True]
+
+
+def test_lockout_grows_on_repeats(tenant):
+    tenant.lockout_duration_seconds = 1
+    acct = account(tenant)
+    _, first = guess(tenant, acct, times=tenant.lockout_threshold)
+    assert first.locked and first.lockouts == 1
+    wait_until_unlocked(acct)
+    _, second = guess(tenant, acct, times=tenant.lockout_threshold)
+    assert second.locked and second.lockouts == 2  # twice as long as the first
+
+
+def wait_until_unlocked(acct, timeout=5.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while lockout.lockout_active(account=acct, familiar=False):
+        assert time.monotonic() < deadline, "the lockout did not end"
+        time.sleep(0.1)
+
+
+def test_platform_accounts_have_a_policy(settings):
+    settings.PTA_PLATFORM_LOCKOUT_THRESHOLD = 3
+    acct = lockout.lockout_account(tenant=None, user=User(pk=7, upn="root@platform.test"), username="root@x")
+    granted, settled = guess(None, acct, times=3)
+    assert all(granted) and settled.locked
+    assert guess(None, acct)[0] == [False]
+
+
+def test_familiar_address_is_remembered(tenant):
     username, ip = "a@alpha.example.test", "198.51.100.7"
     assert not lockout.address_is_familiar(tenant=tenant, username=username, ip=ip)
-    lockout.lockout_record_success(tenant=tenant, username=username, ip=ip, familiar=False)
+    lockout.address_remember(tenant=tenant, username=username, ip=ip)
     assert lockout.address_is_familiar(tenant=tenant, username=username, ip=ip)
     assert not lockout.address_is_familiar(tenant=tenant, username=username, ip="203.0.113.9")
 
 
-def test_cache_keys_hold_no_username_or_address():
-    tenant = Tenant(name="Alpha", slug="alpha")
-    key = lockout._bucket_key(tenant, "secret.person@alpha.example.test", False)
-    assert "secret.person" not in key
+def test_keys_hold_no_username_or_address(tenant):
+    assert "secret.person" not in account(tenant, "secret.person@alpha.example.test")
     assert "198.51.100.7" not in lockout._familiar_key(tenant, "x@alpha.example.test", "198.51.100.7")

@@ -59,9 +59,11 @@ def test_every_policy_has_a_decision():
     assert len(reasons) == len(Tenant.MfaPolicy.values)
 
 
-def test_platform_accounts_follow_their_own_flag():
-    assert not mfa_decide(tenant=None, user=User(upn="root@x.test"), familiar_address=False,
-                          known_device=False).required
+def test_platform_accounts_get_the_second_factor_by_default(settings):
+    root = User(upn="root@x.test")
+    assert mfa_decide(tenant=None, user=root, familiar_address=True, known_device=True).required
+    settings.PTA_PLATFORM_MFA = False  # the operator may waive it, except for accounts that enforce it
+    assert not mfa_decide(tenant=None, user=root, familiar_address=False, known_device=False).required
     assert mfa_decide(tenant=None, user=User(upn="root@x.test", mfa_enforced=True), familiar_address=False,
                       known_device=False).required
 
@@ -294,3 +296,35 @@ def test_admin_reset_action_makes_the_user_enrol_again(admin_user, tenant_a, ten
     password_step(fresh, other.upn)
     assert fresh.get("/login/mfa/")["Location"] == "/login/mfa/enrol/"
     assert Outcome.MFA_REQUIRED.value == outcome(fresh.get("/login/mfa/enrol/"))
+
+
+@pages
+def test_each_enrolment_has_its_own_secret_and_a_newer_one_voids_it(admin_user):
+    """Someone with the password of a user not yet enrolled starts an enrolment and copies its secret: it never
+    becomes the user's factor, and the user's own enrolment shows another secret."""
+    set_policy(admin_user.tenant, "all")
+    attacker, user = Client(REMOTE_ADDR="203.0.113.66"), Client(REMOTE_ADDR="198.51.100.20")
+    password_step(attacker, admin_user.upn)
+    attacker_page = attacker.get("/login/mfa/enrol/")
+    copied = _SECRET.search(attacker_page.content.decode()).group(1)
+    assert _SECRET.search(attacker.get("/login/mfa/enrol/").content.decode()).group(1) == copied  # a reload
+    password_step(user, admin_user.upn)
+    user_page = user.get("/login/mfa/enrol/")
+    own = _SECRET.search(user_page.content.decode()).group(1)
+    assert own != copied
+    # The copied secret's enrolment is void: its codes confirm nothing, and a fresh secret is shown instead.
+    response = attacker.post("/login/mfa/enrol/", {"otp": totp_code(copied),
+                                                   "csrfmiddlewaretoken": csrf(attacker_page)})
+    assert outcome(response) == "mfa_required" and not is_signed_in(attacker)
+    assert _SECRET.search(response.content.decode()).group(1) not in (copied, own)
+    # That restart voided the user's enrolment in turn; the user's next page load starts their own again.
+    user_page = user.get("/login/mfa/enrol/")
+    own = _SECRET.search(user_page.content.decode()).group(1)
+    done = user.post("/login/mfa/enrol/", {"otp": totp_code(own), "csrfmiddlewaretoken": csrf(user_page)})
+    assert outcome(done) == "success" and is_signed_in(user)
+    # The confirmed factor is the user's own: a code from the copied secret does not pass the challenge.
+    later = Client(REMOTE_ADDR="203.0.113.66")
+    password_step(later, admin_user.upn)
+    page = later.get("/login/mfa/")
+    response = later.post("/login/mfa/", {"otp": totp_code(copied, step=1), "csrfmiddlewaretoken": csrf(page)})
+    assert outcome(response) == "mfa_failed" and not is_signed_in(later)
