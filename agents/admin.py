@@ -1,8 +1,9 @@
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 from django.urls import path
-from django.utils.html import format_html
+from django.utils.cache import add_never_cache_headers
 
 from agents.models import Agent, RegistrationToken
 from agents.services.registration import DEFAULT_TOKEN_TTL_SECONDS, registration_token_issue
@@ -23,6 +24,23 @@ class AgentAdmin(TenantScopedAdmin):
 
     def has_add_permission(self, request):
         return False  # agents register themselves with a token
+
+    def save_related(self, request, form, formsets, change):
+        from agents.services.lifecycle import agent_rights_changed
+
+        super().save_related(request, form, formsets, change)
+        agent_rights_changed(agent_ids=[form.instance.pk])  # its live connection stops serving a removed domain
+
+    def delete_model(self, request, obj):
+        from agents.services.lifecycle import agent_delete
+
+        agent_delete(agent=obj, by=request.user)
+
+    def delete_queryset(self, request, queryset):
+        from agents.services.lifecycle import agent_delete
+
+        for agent in queryset:
+            agent_delete(agent=agent, by=request.user)
 
     def get_urls(self):
         health = self.admin_site.admin_view(self.health_view)
@@ -96,12 +114,22 @@ class RegistrationTokenAdmin(TenantScopedAdmin):
             tenant=tenant, domains=form.cleaned_data.get("domains") or [],
             ttl_seconds=form.cleaned_data["ttl_seconds"], issued_by=request.user,
         )
-        form.instance = obj = token
-        self.message_user(
-            request,
-            format_html("Registration token (shown once, valid until {}): <code>{}</code>", token.expires_at, raw),
-            messages.WARNING,
-        )
+        form.instance = token
+        # The admin logs and answers for the object it passed in: make it the issued token.
+        for model_field in token._meta.concrete_fields:
+            setattr(obj, model_field.attname, getattr(token, model_field.attname))
+        obj.raw_token = raw  # in memory for response_add's page only: never a message (a readable cookie)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        domains = [domain.name for domain in obj.domains.all()]
+        context = {
+            **self.admin_site.each_context(request), "title": "Registration token issued", "opts": self.opts,
+            "token": obj, "raw_token": obj.raw_token, "domains": domains,
+            "portal_url": settings.PTA_PUBLIC_URL.rstrip("/"), "config_path": "/etc/pta-agent/agent.toml",
+        }
+        response = TemplateResponse(request, "admin/agents/registrationtoken/issued.html", context)
+        add_never_cache_headers(response)  # no-store: no cache nor back button keeps the token
+        return response
 
     def save_related(self, request, form, formsets, change):
         pass  # domains were set by registration_token_issue

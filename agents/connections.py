@@ -6,9 +6,9 @@ Two things live here rather than in the consumer because they are per process, n
   process (no channel layer on that path).
 - ``PresenceKeeper``: one task per event loop that republishes every local agent's presence each
   ``PTA_PRESENCE_FLUSH_SECONDS`` in one Redis call, writes ``last_seen`` at most every
-  ``PTA_LAST_SEEN_SECONDS`` in one UPDATE, and closes connections of agents revoked or expired meanwhile
-  (a safety net for a revocation broadcast lost while Redis was away). Heartbeats themselves touch neither
-  Redis nor the database.
+  ``PTA_LAST_SEEN_SECONDS`` in one UPDATE, closes connections of agents revoked, deleted or expired meanwhile
+  and gives the others their current domains (a safety net for a broadcast lost while Redis was away).
+  Heartbeats themselves touch neither Redis nor the database.
 """
 
 from __future__ import annotations
@@ -107,19 +107,19 @@ class PresenceKeeper:
     async def touch_last_seen(self, consumers: list[AgentConsumer], *, write: bool = True) -> None:
         from channels.db import database_sync_to_async
 
-        from agents.services.lifecycle import agent_last_seen_touch, agents_refused
+        from agents.services.lifecycle import agent_last_seen_touch, agents_current
 
         beaten = {c.agent_id for c in consumers if c.last_beat > c.last_seen_written} if write else set()
         if not consumers:
             return
 
-        def write_and_check() -> dict[str, protocol.CloseCode]:
+        def write_and_check() -> dict[str, protocol.CloseCode | tuple[str, ...]]:
             if beaten:
                 agent_last_seen_touch(agent_ids=beaten)
-            return agents_refused(agent_ids=[c.agent_id for c in consumers])
+            return agents_current(agent_ids=[c.agent_id for c in consumers])
 
         try:
-            refused = await database_sync_to_async(write_and_check)()
+            current = await database_sync_to_async(write_and_check)()
         except Exception:
             logger.exception("could not write last_seen")
             return
@@ -127,8 +127,8 @@ class PresenceKeeper:
         for consumer in consumers:
             if consumer.agent_id in beaten:
                 consumer.last_seen_written = now
-            if consumer.agent_id in refused:
-                asyncio.ensure_future(consumer.close_for(refused[consumer.agent_id], "refused"))
+            if consumer.agent_id in current:
+                await consumer.apply_current(current[consumer.agent_id])
 
 
 _keepers: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}

@@ -43,6 +43,7 @@ from agents.services.lifecycle import (
     RenewalRefused,
     agent_authenticate,
     agent_renew,
+    agents_current,
 )
 
 logger = logging.getLogger(__name__)
@@ -338,6 +339,8 @@ class AgentConsumer(AsyncWebsocketConsumer):
                 return await asyncio.wait_for(asyncio.shield(pending.result), remaining)
             except TimeoutError:
                 raise AgentTimeout(f"no result within {result_timeout} s") from None
+            except AgentDisconnected:  # acked: the bind may have happened, so no other agent may try it
+                raise AgentTimeout("the agent disconnected after its ack") from None
         finally:
             if not pending.result.done():
                 pending.result.cancel()
@@ -353,6 +356,26 @@ class AgentConsumer(AsyncWebsocketConsumer):
     async def agent_close(self, event: dict) -> None:
         """Revocation (or another portal decision), sent to the agent's group from any node."""
         await self.close_for(CloseCode(event.get("code", CloseCode.REVOKED)), "closed by the portal")
+
+    async def agent_refresh(self, event: dict) -> None:
+        """The agent's rights changed (domains edited, a domain deleted or unverified, the agent deleted), sent to
+        its group from any node: re-read them now rather than at the next connection."""
+        if self.identity is None or self.close_started:
+            return
+        current = await database_sync_to_async(agents_current)(agent_ids=[self.agent_id])
+        await self.apply_current(current[self.agent_id])
+
+    async def apply_current(self, current: CloseCode | tuple[str, ...]) -> None:
+        """What the database says of this agent now: a close code, or the domains it may be sent."""
+        if isinstance(current, CloseCode):
+            asyncio.ensure_future(self.close_for(current, "refused"))
+            return
+        if self.identity is None or self.closing or tuple(current) == self.identity.domains:
+            return
+        logger.info("agent %s now serves %s (was %s)", self.agent_id, ", ".join(current) or "no domain",
+                    ", ".join(self.identity.domains) or "no domain")
+        self.identity = dataclasses.replace(self.identity, domains=tuple(current))
+        await presence_registry().publish([self.presence_record()])
 
     async def agent_request(self, event: dict) -> None:
         """A request from another node's hand-off; answers go to its reply channel."""

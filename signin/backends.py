@@ -1,5 +1,6 @@
 from asgiref.sync import async_to_sync
 from django.contrib.auth.backends import ModelBackend
+from django.views.decorators.debug import sensitive_variables
 
 from signin.services.attempt import password_sign_in
 from tenant.models import User
@@ -18,6 +19,7 @@ class PassThroughBackend:
 
     channel = "backend"
 
+    @sensitive_variables("password")
     async def aauthenticate(self, request, username: str | None = None, password: str | None = None, **kwargs):
         if not username or password is None:
             return None
@@ -28,6 +30,7 @@ class PassThroughBackend:
             request.pta_signin = result
         return result.user if result.succeeded else None
 
+    @sensitive_variables("password")
     def authenticate(self, request, username: str | None = None, password: str | None = None, **kwargs):
         return async_to_sync(self.aauthenticate)(request, username=username, password=password, **kwargs)
 

@@ -21,6 +21,7 @@ from django.core.handlers.exception import response_for_exception
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import add_never_cache_headers
 from django.utils.module_loading import import_string
+from django.views.decorators.debug import sensitive_variables
 
 from signin import views
 from signin.workers import in_worker
@@ -75,6 +76,7 @@ class PasswordPostConsumer(AsyncHttpConsumer):
             cls.hooks = MiddlewareHooks()
         return cls.hooks
 
+    @sensitive_variables("message")  # its body is the form, password included
     async def http_request(self, message: dict) -> None:
         # AsyncHttpConsumer keeps the whole body in memory: refuse an oversized one as it arrives.
         self.received = getattr(self, "received", 0) + len(message.get("body", b""))
@@ -85,6 +87,7 @@ class PasswordPostConsumer(AsyncHttpConsumer):
             raise StopConsumer()
         await super().http_request(message)
 
+    @sensitive_variables("body", "submission")
     async def handle(self, body: bytes) -> None:
         request = ASGIRequest(self.scope, io.BytesIO(body))
         request.sensitive_post_parameters = ["password"]  # what @sensitive_post_parameters sets: error reports
@@ -106,6 +109,7 @@ class PasswordPostConsumer(AsyncHttpConsumer):
         return hooks.response_phase(request, response_for_exception(request, exc), hooks.middleware)
 
     @staticmethod
+    @sensitive_variables("found")
     def before_agent(hooks: MiddlewareHooks, request: HttpRequest):
         """First hop: the middleware's request side and the form. A response here (a redirect, a CSRF 403, a
         form error) is final."""
@@ -122,6 +126,7 @@ class PasswordPostConsumer(AsyncHttpConsumer):
         return hooks.response_phase(request, response, ran)
 
     @staticmethod
+    @sensitive_variables("submission")
     def after_agent(hooks: MiddlewareHooks, request: HttpRequest, submission, result) -> HttpResponse:
         """Second hop: the answer page or redirect, then the middleware's response side (session, cookies,
         security headers)."""

@@ -4,6 +4,7 @@ pass-through validation, and the authorize endpoint limited to the application's
 from __future__ import annotations
 
 from asgiref.sync import async_to_sync
+from django.views.decorators.debug import sensitive_variables
 from oauth2_provider.exceptions import OAuthToolkitError
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.views import AuthorizationView
@@ -48,6 +49,7 @@ class PortalOAuth2Validator(OAuth2Validator):
             "email": lambda request: request.user.email,
         }
 
+    @sensitive_variables("password")
     def validate_user(self, username, password, client, request, *args, **kwargs):
         """The password grant. oauthlib calls this before it checks the client's grant type, so everything that
         can refuse without a password check comes first: the client's grant type, the tenant (the client's own,

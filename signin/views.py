@@ -8,13 +8,14 @@ view (which checks only ``is_authenticated``) never issues a code after the pass
 
 from __future__ import annotations
 
+import hmac
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth import login, logout
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
@@ -35,13 +36,14 @@ from signin.services.mfa import (
     signin_event_mfa_result,
     totp_device_confirmed,
     totp_enrolment_confirm,
+    totp_enrolment_device,
     totp_enrolment_start,
     totp_qr_svg,
     totp_secret_base32,
 )
 from signin.workers import in_worker
-from tenant.models import Tenant, User
-from tenant.selectors import tenant_for_username
+from tenant.models import User
+from tenant.selectors import cloud_account, tenant_for_username
 
 SESSION_KEY = "pta_signin"
 MFA_SESSION_KEY = "pta_mfa"
@@ -51,6 +53,8 @@ MFA_PENDING_SECONDS = 600
 DEVICE_COOKIE = "pta_device"
 DEVICE_COOKIE_SALT = "pta.device"
 DEVICE_COOKIE_AGE = 90 * 24 * 3600
+ENROLMENT_RESTARTED = ("This set-up was replaced by one started elsewhere. Scan this new code (remove the old "
+                       "entry from your app) and enter the code it shows.")
 
 
 def safe_next(request: HttpRequest, candidate: str | None) -> str:
@@ -93,12 +97,16 @@ def username_page(request: HttpRequest) -> HttpResponse:
         return _page(request, "signin/username.html", {"form": form, "next": next_url}, status=400)
     username = form.cleaned_data["username"]
     tenant = tenant_for_username(username=username.lower())
-    if tenant is None or not tenant.pass_through_enabled:
+    if tenant is not None and tenant.pass_through_enabled:
+        organisation = tenant.name
+    elif (cloud := cloud_account(upn=username.lower())) is not None:  # platform and break-glass accounts
+        organisation = cloud.tenant.name if cloud.tenant_id else settings.PTA_PLATFORM_NAME
+    else:
         form.add_error("username", Outcome.UNKNOWN_DOMAIN.message)
         return _page(request, "signin/username.html", {"form": form, "next": next_url},
                      outcome=Outcome.UNKNOWN_DOMAIN)
     request.session.pop(MFA_SESSION_KEY, None)
-    request.session[SESSION_KEY] = {"username": username, "organisation": tenant.name, "next": next_url}
+    request.session[SESSION_KEY] = {"username": username, "organisation": organisation, "next": next_url}
     return HttpResponseRedirect("/login/password/")
 
 
@@ -109,6 +117,8 @@ class PasswordSubmission:
     device: str
 
 
+# Every local, here and in what it calls: the form and its cleaning hold the password under many names.
+@sensitive_variables()
 def password_submission(request: HttpRequest) -> PasswordSubmission | HttpResponse:
     """The password form, read and checked (synchronous: it runs in the sign-in's first thread hop)."""
     state = request.session.get(SESSION_KEY)
@@ -130,6 +140,7 @@ async def password_submit(request: HttpRequest, submission: PasswordSubmission) 
     )
 
 
+@sensitive_variables("submission")
 def password_answer(request: HttpRequest, submission: PasswordSubmission, result: SignInResult) -> HttpResponse:
     """The page or redirect that ends the password step (synchronous: the sign-in's last thread hop)."""
     state = submission.state
@@ -159,6 +170,7 @@ def _password_context(state: dict) -> dict:
 @csrf_protect
 @sensitive_post_parameters("password")
 @require_http_methods(["GET", "POST"])
+@sensitive_variables("submission")
 async def password_page(request: HttpRequest) -> HttpResponse:
     """The password page. Its POST is usually served by signin.consumers.PasswordPostConsumer, which runs the
     same three steps without the middleware chain's thread hops; this view serves it wherever that is not
@@ -196,8 +208,7 @@ def _mfa_complete(request: HttpRequest, pending: dict, user: User, device_id: st
     signin_event_mfa_result(event_id=pending["event_id"], outcome=Outcome.SUCCESS)
     signins.labels(Outcome.SUCCESS.value, pending["channel"]).inc()
     device = _device(request) or device_id_new()
-    tenant = Tenant.objects.filter(pk=user.tenant_id).first() if user.tenant_id else None
-    signin_completed(tenant=tenant, user=user, ip=request.META.get("REMOTE_ADDR", ""), device=device)
+    signin_completed(tenant=user.tenant, user=user, ip=request.META.get("REMOTE_ADDR", ""), device=device)
     return device
 
 
@@ -248,14 +259,23 @@ def mfa_enrol_page(request: HttpRequest) -> HttpResponse:
     pending, user = found
     if totp_device_confirmed(user=user) is not None:
         return HttpResponseRedirect("/login/mfa/")
-    device = totp_enrolment_start(user=user)
+    # Each enrolment has its own secret, bound to this sign-in's session; starting one voids any other.
+    device = totp_enrolment_device(user=user, device_id=pending.get("enrol_device"))
+    restarted = device is None and "enrol_device" in pending and request.method == "POST"
+    if device is None:
+        device = totp_enrolment_start(user=user)
+        pending["enrol_device"] = device.pk
+        request.session[MFA_SESSION_KEY] = pending
     context = {"username": user.upn, "next": pending["next"], "qr_svg": totp_qr_svg(device),
                "secret": totp_secret_base32(device)}
+    if restarted:
+        return _page(request, "signin/mfa_enrol.html", {**context, "form": OtpForm(), "error": ENROLMENT_RESTARTED},
+                     outcome=Outcome.MFA_REQUIRED)
     if request.method == "GET":
         return _page(request, "signin/mfa_enrol.html", {**context, "form": OtpForm()}, outcome=Outcome.MFA_REQUIRED)
     form = OtpForm(request.POST)
-    check, codes = (totp_enrolment_confirm(user=user, token=form.cleaned_data["otp"]) if form.is_valid()
-                    else (None, []))
+    check, codes = (totp_enrolment_confirm(user=user, device_id=device.pk, token=form.cleaned_data["otp"])
+                    if form.is_valid() else (None, []))
     if check is None or not check.ok:
         return _mfa_failed(request, pending, "signin/mfa_enrol.html", context,
                            throttled=bool(check and check.throttled))
@@ -300,5 +320,20 @@ def admin_login(request: HttpRequest) -> HttpResponse:
     return HttpResponseRedirect("/login/?" + urlencode({"next": next_url}))
 
 
+def _metrics_caller_allowed(request: HttpRequest) -> bool:
+    """The caller presents ``Authorization: Bearer <PTA_METRICS_TOKEN>`` (compared in constant time)."""
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    expected = settings.PTA_METRICS_TOKEN.encode()
+    return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), expected)
+
+
+@never_cache
 async def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics, for the scraper only: they list every tenant's agent ids and outcome counts."""
+    if not settings.PTA_METRICS_TOKEN:
+        raise Http404  # not configured: the endpoint does not exist
+    if not _metrics_caller_allowed(request):
+        response = HttpResponse("A bearer token is required.\n", status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
     return HttpResponse(metrics_text(), content_type="text/plain; version=0.0.4; charset=utf-8")

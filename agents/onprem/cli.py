@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     register = commands.add_parser("register", help="register this agent with the portal (one-time token)")
-    register.add_argument("--portal", required=True, help="the portal's base URL, e.g. https://portal.example.com")
+    register.add_argument("--portal", required=True, help="the portal's base URL, e.g. https://portal.example.com "
+                          "(http:// only for a portal on this machine)")
     register.add_argument("--token", required=True, help="the one-time registration token from the portal admin")
     register.add_argument("--config", required=True, type=Path, help="where to write the TOML config")
     register.add_argument("--ldap-url", required=True, action="append", dest="ldap_urls",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +73,36 @@ class AgentConfig:
     files: FileSettings
     directory: DirectorySettings
     path: Path = field(default=Path("agent.toml"), compare=False)
+
+
+def portal_url_problem(url: str) -> str:
+    """Why the agent must not use this portal URL, or "" when it may: https://, or http:// to this machine only.
+
+    Over plain HTTP the registration token, and later the agent's WebSocket, would cross the network readable
+    and alterable by anyone on the path."""
+    scheme = "https" if url.startswith("https://") else "http" if url.startswith("http://") else ""
+    try:
+        host = urllib.parse.urlsplit(url).hostname or ""
+    except ValueError:
+        host = ""
+    if not scheme or not host:
+        return (f"{url!r} is not an https:// URL of the portal (e.g. https://portal.example.com; http:// only "
+                "for a portal on this machine)")
+    if scheme == "http" and not host_is_loopback(host):
+        return (f"{url!r} is plain http:// to another machine ({host}): the registration token and the agent's "
+                "connection would cross the network unencrypted. Use the portal's https:// URL "
+                "(http:// is accepted only for a portal on this machine: 127.0.0.1, ::1, localhost)")
+    return ""
+
+
+def host_is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or the name localhost: traffic that never leaves this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def base_dn_for_domain(domain: str) -> str:
@@ -140,8 +172,8 @@ def _section(cls: type, data: dict, name: str):
 
 def _check(config: AgentConfig, path: Path) -> None:
     problems = []
-    if not config.portal.url.startswith(("http://", "https://")):
-        problems.append("portal.url must start with http:// or https://")
+    if portal_problem := portal_url_problem(config.portal.url):
+        problems.append(f"portal.url {portal_problem}")
     if not config.directory.ldap_urls:
         problems.append("directory.ldap_urls must list at least one DC")
     if any(not url.startswith(("ldaps://", "ldap://")) for url in config.directory.ldap_urls):

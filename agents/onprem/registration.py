@@ -25,6 +25,7 @@ from agents.onprem.config import (
     base_dn_for_domain,
     config_save,
     file_paths_for,
+    portal_url_problem,
 )
 from agents.onprem.identity import (
     certificate_load_pem,
@@ -65,8 +66,9 @@ def portal_ssl_context(ca_file: str) -> ssl.SSLContext:
 
 
 def agent_register(options: RegisterOptions) -> AgentConfig:
-    if not options.portal_url.startswith(("http://", "https://")):
-        raise RegistrationFailed(f"--portal must be an http:// or https:// URL, not {options.portal_url!r}.")
+    # Before anything is written or sent: the token must never leave this machine in clear.
+    if portal_problem := portal_url_problem(options.portal_url):
+        raise RegistrationFailed(f"--portal {portal_problem}.")
     bad_urls = [url for url in options.ldap_urls if not url.startswith(("ldaps://", "ldap://"))]
     if bad_urls:
         raise RegistrationFailed(
@@ -109,7 +111,7 @@ def _post_registration(options: RegisterOptions, *, csr: str, hostname: str) -> 
     url = options.portal_url.rstrip("/") + protocol.REGISTER_PATH
     body = json.dumps({"token": options.token, "csr": csr, "name": options.name or hostname,
                        "hostname": hostname, "version": AGENT_VERSION}).encode("utf-8")
-    # The URL is the operator's --portal, http(s) only (checked above).
+    # The URL is the operator's --portal: https://, or http:// to this machine (checked above).
     request = urllib.request.Request(url, data=body, method="POST",  # noqa: S310
                                      headers={"Content-Type": "application/json", "Accept": "application/json"})
     context = portal_ssl_context(options.portal_ca_file) if url.startswith("https://") else None

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from asgiref.sync import async_to_sync
 from cryptography import x509
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from agents import protocol
@@ -99,7 +98,7 @@ def agent_authenticate(*, certificate_pem: str, nonce: str, signature: str, host
         agent_id=str(agent.pk),
         tenant_id=str(agent.tenant_id),
         name=agent.name,
-        domains=tuple(sorted(agent.domains.values_list("name", flat=True))),
+        domains=_served_domains(agent.pk),
         key_fingerprint=fingerprint,
         not_after=agent.certificate_not_after,
         renewal_due=renewal_due(not_after=agent.certificate_not_after, now=now),
@@ -139,13 +138,61 @@ def agent_last_seen_touch(*, agent_ids: Iterable[str | uuid.UUID], seen_at: date
     return Agent.objects.filter(pk__in=agent_ids).update(last_seen=seen_at or timezone.now())
 
 
-def agents_refused(*, agent_ids: Iterable[str | uuid.UUID]) -> dict[str, CloseCode]:
-    """Of these connected agents, those that must not stay connected any more, and the close code to send."""
+def _served_domains(agent_id) -> tuple[str, ...]:
+    """What an agent may be sent: its domains that its tenant has verified (an unverified one routes nothing)."""
+    return tuple(sorted(Agent.domains.through.objects.filter(agent_id=agent_id, domain__verified=True)
+                        .values_list("domain__name", flat=True)))
+
+
+def agents_current(*, agent_ids: Iterable[str | uuid.UUID]) -> dict[str, CloseCode | tuple[str, ...]]:
+    """For each of these connected agents, as the database says now: the close code it must get (revoked,
+    deleted, expired), or the domains it serves."""
+    agent_ids = [str(a) for a in agent_ids]
     now = timezone.now()
-    rows = (Agent.objects.filter(pk__in=list(agent_ids))
-            .filter(Q(revoked_at__isnull=False) | Q(certificate_not_after__lte=now))
-            .values_list("pk", "revoked_at"))
-    return {str(pk): CloseCode.REVOKED if revoked_at else CloseCode.CERTIFICATE_EXPIRED for pk, revoked_at in rows}
+    rows = {str(pk): (revoked_at, not_after) for pk, revoked_at, not_after in
+            Agent.objects.filter(pk__in=agent_ids).values_list("pk", "revoked_at", "certificate_not_after")}
+    served: dict[str, list[str]] = {}
+    for agent_id, name in Agent.domains.through.objects.filter(agent_id__in=list(rows), domain__verified=True) \
+            .values_list("agent_id", "domain__name"):
+        served.setdefault(str(agent_id), []).append(name)
+    current: dict[str, CloseCode | tuple[str, ...]] = {}
+    for agent_id in agent_ids:
+        key = str(uuid.UUID(agent_id))
+        if key not in rows or rows[key][0] is not None:
+            current[agent_id] = CloseCode.REVOKED  # a deleted agent is as gone as a revoked one
+        elif rows[key][1] <= now:
+            current[agent_id] = CloseCode.CERTIFICATE_EXPIRED
+        else:
+            current[agent_id] = tuple(sorted(served.get(key, ())))
+    return current
+
+
+def agent_rights_changed(*, agent_ids: Iterable[str | uuid.UUID]) -> None:
+    """An agent's domains changed (edited, a domain deleted or unverified): its live connection, on whichever
+    node, re-reads them now. Call inside the transaction that changed them; the broadcast goes on commit."""
+    targets = [str(a) for a in agent_ids]
+
+    def broadcast() -> None:
+        for agent_id in targets:
+            _group_send(agent_id=agent_id, message={"type": "agent.refresh"})
+
+    transaction.on_commit(broadcast, robust=True)
+
+
+def agents_serving(*, domain_ids: Iterable[int]) -> list[str]:
+    """The agents whose rights include these domains (read before a domain is deleted or its proof changes)."""
+    return [str(a) for a in Agent.domains.through.objects.filter(domain_id__in=list(domain_ids))
+            .values_list("agent_id", flat=True).distinct()]
+
+
+@transaction.atomic
+def agent_delete(*, agent: Agent, by=None) -> None:
+    """Delete an agent: its live connection closes as a revoked one's does, and it can never connect again."""
+    agent_id, tenant_id = str(agent.pk), str(agent.tenant_id)
+    Agent.objects.filter(pk=agent.pk).delete()
+    transaction.on_commit(lambda: agent_disconnect(agent_id=agent_id, tenant_id=tenant_id, code=CloseCode.REVOKED),
+                          robust=True)
+    logger.info("agent %s deleted by %s", agent_id, by or "the command line")
 
 
 def agent_revoke(*, agent: Agent, by=None) -> Agent:
@@ -177,17 +224,30 @@ def agent_disconnect(*, agent_id: str, tenant_id: str, code: CloseCode) -> None:
 
 
 async def agent_disconnect_broadcast(*, agent_id: str, tenant_id: str, code: CloseCode) -> None:
-    from channels.layers import get_channel_layer
-
-    from agents.connections import local_agents
     from agents.presence import presence_registry
 
     await presence_registry().withdraw(agent_id=agent_id, tenant_id=tenant_id)
+    await _agroup_send(agent_id=agent_id, message={"type": "agent.close", "code": int(code)})
+
+
+def _group_send(*, agent_id: str, message: dict) -> None:
+    try:
+        async_to_sync(_agroup_send)(agent_id=agent_id, message=message)
+    except Exception:
+        logger.exception("could not send %s to agent %s; its node applies it on its next check", message["type"],
+                         agent_id)
+
+
+async def _agroup_send(*, agent_id: str, message: dict) -> None:
+    from channels.layers import get_channel_layer
+
+    from agents.connections import local_agents
+
     layer = get_channel_layer()
     if layer is not None:
         # RedisPubSubChannelLayer publishes to every node subscribed to the agent's group.
-        await layer.group_send(agent_group(agent_id), {"type": "agent.close", "code": int(code)})
-    else:
-        consumer = local_agents.get(agent_id)
-        if consumer is not None:
-            await consumer.close_for(code, "disconnected by the portal")
+        await layer.group_send(agent_group(agent_id), message)
+        return
+    consumer = local_agents.get(agent_id)
+    if consumer is not None:
+        await consumer.dispatch(message)

@@ -31,3 +31,5 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env("PTA_BEHIND_PROXY") == "1" else None
+# The bearer token of /metrics (it names every tenant's agents); empty: /metrics answers 404 to everyone.
+PTA_METRICS_TOKEN = env("PTA_METRICS_TOKEN", "")

@@ -388,7 +388,19 @@ async def test_relay_deadlines_errors_and_disconnect(agent, fake):
     task = asyncio.create_task(consumer.relay(make_request(agent[0])))
     await fake.frame()
     await fake.close()
-    with pytest.raises(AgentDisconnected):
+    with pytest.raises(AgentDisconnected):  # before the ack: safe to try another agent
+        await task
+
+
+async def test_a_disconnect_after_the_ack_is_never_tried_elsewhere(agent, fake):
+    welcome = await fake.welcomed()
+    consumer = local_agents.get(welcome.agent_id)
+    task = asyncio.create_task(consumer.relay(make_request(agent[0])))
+    sent = await fake.frame()
+    await fake.send(protocol.Ack(request_id=sent.request_id))
+    await asyncio.sleep(0.05)
+    await fake.close()
+    with pytest.raises(AgentTimeout):  # the bind may have happened: a second one would count twice in AD
         await task
 
 

@@ -6,7 +6,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from agents.models import Agent
-from agents.services.lifecycle import agent_last_seen_touch, agent_revoke, agents_refused, renewal_due
+from agents.services.lifecycle import agent_last_seen_touch, agent_revoke, agents_current, renewal_due
 
 
 def test_revoke_records_who_and_when(tenant_a, agent_factory, tenant_admin_factory):
@@ -32,7 +32,7 @@ def test_agent_revoke_command(tenant_a, agent_factory, capsys):
         call_command("agent_revoke", "not-a-uuid")
 
 
-def test_last_seen_touch_and_refused(tenant_a, agent_factory):
+def test_last_seen_touch_and_current_rights(tenant_a, agent_factory):
     fine, _ = agent_factory(tenant_a, "fine")
     revoked, _ = agent_factory(tenant_a, "revoked")
     expired, _ = agent_factory(tenant_a, "expired")
@@ -40,8 +40,15 @@ def test_last_seen_touch_and_refused(tenant_a, agent_factory):
     Agent.objects.filter(pk=expired.pk).update(certificate_not_after=timezone.now())
     assert agent_last_seen_touch(agent_ids=[fine.pk]) == 1
     assert Agent.objects.get(pk=fine.pk).last_seen is not None
-    refused = agents_refused(agent_ids=[fine.pk, revoked.pk, expired.pk])
-    assert refused == {str(revoked.pk): 4003, str(expired.pk): 4004}
+    deleted, _ = agent_factory(tenant_a, "deleted")
+    deleted_id = str(deleted.pk)
+    deleted.delete()
+    current = agents_current(agent_ids=[str(fine.pk), str(revoked.pk), str(expired.pk), deleted_id])
+    assert current == {str(fine.pk): ("alpha.example.test",), str(revoked.pk): 4003, str(expired.pk): 4004,
+                       deleted_id: 4003}
+    # An unverified domain is not served, whatever the agent's row lists.
+    tenant_a.domains.update(verified=False)
+    assert agents_current(agent_ids=[str(fine.pk)]) == {str(fine.pk): ()}
 
 
 def test_renewal_window_is_the_last_thirty_days():
