@@ -193,6 +193,14 @@ class Request:
     expires_at: float
     sealed: dict
     signature: str = ""
+    # PASSWORD: validate the sealed password. ACCOUNT_STATE: no password (sealed is empty); is the account still
+    # enabled, read with the agent's service account. Left off the wire when PASSWORD, so older agents still
+    # understand (and verify the signature of) every password request.
+    kind: str = "password"
+
+
+REQUEST_PASSWORD = "password"
+REQUEST_ACCOUNT_STATE = "account_state"
 
 
 @dataclass(frozen=True)
@@ -249,8 +257,15 @@ def _check_type(value: object, annotation: object) -> bool:
     return isinstance(value, expected)
 
 
+def _wire_fields(frame: Frame) -> dict:
+    data = dataclasses.asdict(frame)
+    if isinstance(frame, Request) and frame.kind == REQUEST_PASSWORD:
+        del data["kind"]
+    return data
+
+
 def encode(frame: Frame) -> str:
-    return json.dumps({"type": frame.type, **dataclasses.asdict(frame)}, separators=(",", ":"))
+    return json.dumps({"type": frame.type, **_wire_fields(frame)}, separators=(",", ":"))
 
 
 def decode(text: str | bytes) -> Frame:
@@ -375,7 +390,7 @@ def open_envelope(*, private_key: rsa.RSAPrivateKey, request: Request) -> str:
 
 
 def _request_signing_bytes(request: Request) -> bytes:
-    data = dataclasses.asdict(request)
+    data = _wire_fields(request)
     data.pop("signature")
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 

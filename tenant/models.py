@@ -30,6 +30,10 @@ class Tenant(models.Model):
     lockout_duration_seconds = models.PositiveIntegerField(default=60)
     mfa_policy = models.CharField(max_length=16, choices=MfaPolicy.choices, default=MfaPolicy.OFF)
     password_grant_enabled = models.BooleanField(default=False)
+    # Each refresh of an OAuth token asks an agent whether the account is still enabled in AD (no password).
+    refresh_checks_directory = models.BooleanField(
+        "refresh asks the directory", default=False,
+        help_text="Each token refresh asks an agent (with a service account) whether the account is still enabled.")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -132,6 +136,11 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_active = models.BooleanField(default=True)
     mfa_enforced = models.BooleanField(default=False)
     date_joined = models.DateTimeField(default=timezone.now)
+    # OpenID Connect's `sub`: opaque, never reused, never moved to another person (a new person is a new user).
+    subject = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # Why the directory made this user inactive (account_disabled, account_expired, account_locked), or
+    # "departed" (AD names another person by the UPN now); empty when active or deactivated by an administrator.
+    directory_state = models.CharField(max_length=32, blank=True, default="", editable=False)
 
     objects = UserManager()
 

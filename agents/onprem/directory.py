@@ -34,6 +34,12 @@ INVALID_CREDENTIALS_RESULT = 49
 INVALID_DN_SYNTAX_RESULT = 34
 MAX_INPUT_CHARS = 1024
 USER_ATTRIBUTES = ["objectGUID", "displayName", "mail", "userPrincipalName"]
+STATE_ATTRIBUTES = ["objectGUID", "userPrincipalName", "userAccountControl", "accountExpires",
+                    "msDS-User-Account-Control-Computed"]
+UF_ACCOUNTDISABLE = 0x0002
+UF_LOCKOUT = 0x0010
+NEVER_EXPIRES = 0x7FFFFFFFFFFFFFFF
+FILETIME_EPOCH_OFFSET = 116444736000000000  # 100 ns intervals from 1601-01-01 to 1970-01-01
 AD_DATA_CODE = re.compile(r"\bdata ([0-9a-fA-F]+)\b")
 # Bound when an Alternate ID matches no account, so that a missing account costs the same time as a bad password.
 NO_SUCH_ACCOUNT_DN_PREFIX = "CN=pta-agent-no-such-account"
@@ -205,7 +211,7 @@ class DirectoryValidator:
         self._service_pools = {
             url: ConnectionPool(url, size=max(1, options.pool_size // 2), opener=self._service_opener(url))
             for url in options.ldap_urls
-        } if options.uses_alternate_id else {}
+        } if options.service_account else {}
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=options.workers,
                                                                thread_name_prefix="ldap")
 
@@ -231,6 +237,53 @@ class DirectoryValidator:
                 logger.warning("DC %s unavailable: %s", url, exc)
                 failures.append(str(exc))
         return Verdict(Outcome.DIRECTORY_UNAVAILABLE, detail="; ".join(failures)[:500])
+
+    async def account_state_async(self, upn: str, *, deadline: float) -> Verdict:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.account_state, upn, deadline)
+
+    def account_state(self, upn: str, deadline: float | None = None) -> Verdict:
+        """Whether the account may sign in now, without its password: read with the service account (disabled,
+        expired, locked), failing over like a bind. SUCCESS carries the account's objectGUID and UPN."""
+        deadline = time.monotonic() + 30.0 if deadline is None else deadline
+        if not (self.options.service_account and self.options.base_dn):
+            return Verdict(Outcome.AGENT_ERROR, detail="no_service_account")
+        if input_refusal(upn, "-"):
+            return Verdict(Outcome.INVALID_CREDENTIALS, detail="invalid_name")
+        failures = []
+        for url in self.options.ldap_urls:
+            if time.monotonic() >= deadline:
+                return Verdict(Outcome.AGENT_TIMEOUT, detail="deadline passed before a DC answered")
+            try:
+                return self._service_pools[url].run(lambda connection, url=url: self._read_state(connection, url, upn),
+                                                    deadline=deadline)
+            except DirectoryUnreachable as exc:
+                logger.warning("DC %s unavailable: %s", url, exc)
+                failures.append(str(exc))
+        return Verdict(Outcome.DIRECTORY_UNAVAILABLE, detail="; ".join(failures)[:500])
+
+    def _read_state(self, connection: ldap3.Connection, url: str, upn: str) -> Verdict:
+        search_filter = f"(&(objectCategory=person)(objectClass=user)(userPrincipalName={escape_filter_chars(upn)}))"
+        connection.search(self.options.base_dn, search_filter, search_scope=ldap3.SUBTREE,
+                          attributes=STATE_ATTRIBUTES, size_limit=2)
+        entries = _entries(connection)
+        if len(entries) != 1:
+            return Verdict(Outcome.INVALID_CREDENTIALS, detail="no_account" if not entries else "ambiguous", dc=url)
+        raw = entries[0].get("raw_attributes", {})
+        control = _number(_first(raw, "userAccountControl"))
+        computed = _number(_first(raw, "msDS-User-Account-Control-Computed"))
+        expires = _number(_first(raw, "accountExpires"))
+        if control & UF_ACCOUNTDISABLE:
+            outcome = Outcome.ACCOUNT_DISABLED
+        elif 0 < expires < NEVER_EXPIRES and expires <= _filetime_now():
+            outcome = Outcome.ACCOUNT_EXPIRED
+        elif computed & UF_LOCKOUT:  # computed by the DC: a lockout whose duration has passed is not one
+            outcome = Outcome.ACCOUNT_LOCKED
+        else:
+            outcome = Outcome.SUCCESS
+        user = DirectoryUser(object_guid=guid_from_bytes(_first(raw, "objectGUID")),
+                             upn=_text(_first(raw, "userPrincipalName")))
+        return Verdict(outcome, user=user, dc=url)
 
     def reachable(self) -> dict[str, bool]:
         """Whether each DC accepts a verified TLS connection now (used by heartbeats and `status`)."""
@@ -387,3 +440,14 @@ def _first(raw: dict, name: str) -> bytes:
 
 def _text(value: bytes) -> str:
     return value.decode("utf-8", "replace")
+
+
+def _number(value: bytes) -> int:
+    try:
+        return int(value or b"0")
+    except ValueError:
+        return 0
+
+
+def _filetime_now() -> int:
+    return int(time.time() * 10_000_000) + FILETIME_EPOCH_OFFSET

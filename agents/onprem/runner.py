@@ -327,12 +327,16 @@ class AgentRunner:
         await self._deliver(PendingResult(result, request.expires_at))
 
     async def _validate(self, request: protocol.Request, identity: AgentIdentity, started: float) -> Verdict:
+        remaining = min(self.config.agent.request_deadline_seconds, request.expires_at - time.time())
+        if request.kind == protocol.REQUEST_ACCOUNT_STATE:
+            return await self.validator.account_state_async(request.username, deadline=started + remaining)
+        if request.kind != protocol.REQUEST_PASSWORD:
+            return Verdict(Outcome.AGENT_ERROR, detail="unknown_request_kind")
         try:
             password = protocol.open_envelope(private_key=identity.private_key, request=request)
         except ProtocolError as exc:
             logger.warning("request %s: %s", request.request_id, exc.message)
             return Verdict(Outcome.AGENT_ERROR, detail=exc.code)  # acked: a result ends the attempt at once
-        remaining = min(self.config.agent.request_deadline_seconds, request.expires_at - time.time())
         return await self.validator.validate_async(request.username, password, deadline=started + remaining)
 
     async def _deliver(self, pending: PendingResult) -> None:
@@ -416,3 +420,4 @@ class AgentRunner:
                                   key_id=self.identity.key_id, portal_signing_key=self.identity.portal_signing_key)
         admission.replay_guard = self.replay_guard  # a replay stays a replay across reconnects and renewals
         return admission
+

@@ -182,14 +182,26 @@ async def _relay(agent: ConnectedAgent, request: protocol.Request, *, ack_timeou
     return await reply_channel.relay(agent, request, ack_timeout=ack_timeout, result_timeout=result_timeout)
 
 
-@sensitive_variables("password")
 async def password_validate(*, tenant_id: str, domain: str, username: str, password: str) -> Validation:
     """Validate a password through the tenant's agents; every call ends within the sign-in deadline."""
+    return await _through_agents(tenant_id=tenant_id, domain=domain, username=username, password=password)
+
+
+async def account_state_check(*, tenant_id: str, domain: str, username: str) -> Validation:
+    """Is the account still enabled in AD? No password: an agent reads its state with its service account
+    (SUCCESS, with the objectGUID it found, or the state's outcome). Also within the sign-in deadline."""
+    return await _through_agents(tenant_id=tenant_id, domain=domain, username=username, password=None)
+
+
+@sensitive_variables("password")
+async def _through_agents(*, tenant_id: str, domain: str, username: str, password: str | None) -> Validation:
     deadline = time.monotonic() + settings.PTA_SIGNIN_DEADLINE_SECONDS
     tenant_id = str(tenant_id)
     candidates = await agents_connected(tenant_id=tenant_id, domain=domain)
     last = Validation(outcome=Outcome.NO_AGENT_AVAILABLE, request_id="")
     signing_key = await _signing_key(tenant_id) if candidates else None
+    # Another agent may reach a DC this one cannot; a state check binds nothing, so any refusal may move on.
+    move_on = {Outcome.DIRECTORY_UNAVAILABLE} | ({Outcome.AGENT_ERROR} if password is None else set())
     for agent in candidates:
         remaining = deadline - time.monotonic()
         if remaining <= 0.05:
@@ -201,11 +213,13 @@ async def password_validate(*, tenant_id: str, domain: str, username: str, passw
             continue
         request_id = uuid.uuid4().hex
         expires_at = time.time() + min(remaining, protocol.MAX_REQUEST_AGE_SECONDS)
+        sealed = {} if password is None else protocol.seal_password(
+            public_key=public_key, password=password, request_id=request_id, tenant=tenant_id,
+            key_id=agent.record.key_id, expires_at=expires_at)
         request = protocol.sign_request(protocol.Request(
             request_id=request_id, tenant=tenant_id, domain=domain, username=username, key_id=agent.record.key_id,
-            expires_at=expires_at,
-            sealed=protocol.seal_password(public_key=public_key, password=password, request_id=request_id,
-                                          tenant=tenant_id, key_id=agent.record.key_id, expires_at=expires_at),
+            expires_at=expires_at, sealed=sealed,
+            kind=protocol.REQUEST_PASSWORD if password is not None else protocol.REQUEST_ACCOUNT_STATE,
         ), signing_key)
         started = time.monotonic()
         try:
@@ -218,15 +232,18 @@ async def password_validate(*, tenant_id: str, domain: str, username: str, passw
             if exc.code in RETRYABLE_AGENT_ERRORS:
                 continue
             logger.warning("agent %s refused request %s: %s", agent.agent_id, request_id, exc.code)
-            return Validation(outcome=Outcome.AGENT_ERROR, request_id=request_id, agent_id=agent.agent_id,
+            last = Validation(outcome=Outcome.AGENT_ERROR, request_id=request_id, agent_id=agent.agent_id,
                               agent_ms=_ms_since(started), detail=exc.code)
+            if Outcome.AGENT_ERROR in move_on:
+                continue
+            return last
         except AgentUnavailable as exc:
             logger.info("agent %s unavailable for %s (%s); trying the next one", agent.agent_id, request_id, exc)
             continue
         validation = _validation_from(result, request_id=request_id, agent=agent, agent_ms=_ms_since(started))
-        if validation.outcome is not Outcome.DIRECTORY_UNAVAILABLE:
+        if validation.outcome not in move_on:
             return validation
-        last = validation  # another agent may reach a DC this one cannot
+        last = validation
     if last.outcome is Outcome.NO_AGENT_AVAILABLE and time.monotonic() >= deadline - 0.05 and candidates:
         return dataclasses.replace(last, outcome=Outcome.AGENT_TIMEOUT)
     return last

@@ -27,7 +27,13 @@ from signin.services.lockout import (
 )
 from signin.services.mfa import MfaDecision, device_is_known, device_remember, mfa_decide
 from signin.services.records import CONTROL_CHARACTERS, signin_event_record
-from signin.services.users import IdentityRejected, directory_upn, user_sync
+from signin.services.users import (
+    DIRECTORY_STATES,
+    IdentityRejected,
+    directory_upn,
+    user_directory_state_record,
+    user_sync,
+)
 from signin.workers import in_worker
 from tenant.models import Tenant, User
 from tenant.selectors import tenant_for_username
@@ -168,6 +174,8 @@ def _after(*, before: _Before, upn: str, ip: str, device: str, outcome: Outcome,
                 familiar = address_is_familiar(tenant=tenant, username=user.upn, ip=ip)
                 known_device = device_is_known(tenant=tenant, username=user.upn, device=device)
                 alias_remember(tenant=tenant, typed=upn, user=user)
+    if validation is not None and outcome.value in DIRECTORY_STATES and user is not None:
+        user_directory_state_record(user=user, state=outcome.value)  # its tokens die with the account
     if outcome is Outcome.SUCCESS and user is not None and not user.is_active:
         outcome = Outcome.ACCOUNT_DISABLED
     mfa = None

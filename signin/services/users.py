@@ -19,6 +19,11 @@ from tenant.models import Tenant, User
 logger = logging.getLogger(__name__)
 
 
+# Outcomes of a bind that say the directory does not let the account sign in now.
+DIRECTORY_STATES = ("account_disabled", "account_expired", "account_locked")
+DEPARTED = "departed"
+
+
 class IdentityRejected(Exception):
     """The directory's answer names an identity the portal will not sign in (outcome identity_conflict)."""
 
@@ -49,7 +54,7 @@ def user_sync(*, tenant: Tenant, upn: str, directory: dict, known: User | None =
     guid = str(directory.get("object_guid") or "")[:64]
     wanted = _directory_fields(directory)
     if known is not None and known.upn == upn and known.tenant_id == tenant.pk and guid \
-            and known.immutable_id == guid and known.source == User.Source.ON_PREMISES \
+            and known.immutable_id == guid and known.source == User.Source.ON_PREMISES and not known.directory_state \
             and all(getattr(known, k) == v for k, v in wanted.items() if v):
         return known
     try:
@@ -88,6 +93,8 @@ def _user_upsert(*, tenant: Tenant, upn: str, guid: str, wanted: dict) -> User:
     changed = {"upn": upn} if user.upn != upn else {}
     if guid and user.immutable_id != guid:
         changed["immutable_id"] = guid
+    if user.directory_state in DIRECTORY_STATES:  # the directory deactivated them, and now signs them in
+        changed |= {"is_active": True, "directory_state": ""}
     # An attribute AD did not return (empty) does not erase what the portal knows.
     changed |= {k: v for k, v in wanted.items() if v and getattr(user, k) != v}
     for name, value in changed.items():
@@ -104,4 +111,14 @@ def _user_retire(user: User) -> None:
     freed = f"{local[:200]}+departed-{uuid.uuid4().hex[:12]}@{domain}"
     logger.warning("user %s: AD now names another person by this UPN; the old user is kept inactive as %s",
                    user.pk, freed)
-    User.objects.filter(pk=user.pk).update(upn=freed, is_active=False)
+    User.objects.filter(pk=user.pk).update(upn=freed, is_active=False, directory_state=DEPARTED)
+
+
+def user_directory_state_record(*, user: User, state: str) -> None:
+    """AD answered that the account is disabled, expired or locked: the user is inactive from now on (their
+    sessions end, their tokens stop working) until the directory signs them in again."""
+    if state not in DIRECTORY_STATES:
+        raise ValueError(f"not a directory state: {state}")
+    if user.is_active or user.directory_state:
+        User.objects.filter(pk=user.pk, directory_state__in=["", *DIRECTORY_STATES]).update(
+            is_active=False, directory_state=state)

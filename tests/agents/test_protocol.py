@@ -107,6 +107,19 @@ def test_request_signature_covers_every_field(agent_key, portal_key):
         protocol.verify_request(protocol.sign_request(request, forger), portal_key.public_key())
 
 
+def test_password_requests_keep_their_wire_form_and_state_checks_sign_their_kind(agent_key, portal_key):
+    request = sealed_request(agent_key, portal_key)
+    wire = json.loads(protocol.encode(request))
+    assert "kind" not in wire, "an agent that predates account-state checks must still read password requests"
+    assert protocol.decode(protocol.encode(request)) == request
+    state = protocol.sign_request(dataclasses.replace(request, kind=protocol.REQUEST_ACCOUNT_STATE, sealed={},
+                                                      signature=""), portal_key)
+    assert json.loads(protocol.encode(state))["kind"] == "account_state"
+    protocol.verify_request(state, portal_key.public_key())
+    with pytest.raises(ProtocolError):  # a state check cannot be turned into a password request, nor back
+        protocol.verify_request(dataclasses.replace(state, kind=protocol.REQUEST_PASSWORD), portal_key.public_key())
+
+
 def test_expired_and_far_future_requests_are_refused(agent_key, portal_key):
     with pytest.raises(ProtocolError) as raised:
         protocol.verify_request(sealed_request(agent_key, portal_key, expires_in=-1), portal_key.public_key())

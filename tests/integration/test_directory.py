@@ -234,3 +234,44 @@ def test_passwords_reach_ad_unchanged_not_saslprepped(validator, nbsp_user):
     saslprepped = nbsp_user["password"].replace("\u00a0", " ").replace("\ufb01", "fi")
     verdict = validator.validate(nbsp_user["upn"], saslprepped)
     assert (verdict.outcome, verdict.ad_subcode) == (Outcome.INVALID_CREDENTIALS, "52e")
+
+
+# --- the account's state, without its password (a refresh asking whether the account is still enabled) ----
+
+@pytest.fixture
+def state_validator(ad_testbed):
+    service = ad_testbed.service_account
+    validator = make_validator(ad_testbed, service_account=service["upn"], service_password=service["password"])
+    yield validator
+    validator.close()
+
+
+@pytest.mark.parametrize(("state", "outcome"), [
+    ("good", Outcome.SUCCESS), ("disabled", Outcome.ACCOUNT_DISABLED), ("account_expired", Outcome.ACCOUNT_EXPIRED),
+    ("locked_out", Outcome.ACCOUNT_LOCKED), ("must_change_password", Outcome.SUCCESS),
+])
+def test_account_state_is_read_with_the_service_account(state_validator, ad_testbed, state, outcome):
+    for name, user in ad_testbed.users_in_state(state).items():
+        verdict = state_validator.account_state(user["upn"])
+        assert verdict.outcome is outcome, (name, verdict)
+        assert verdict.user.upn.lower() == user["upn"].lower() and uuid.UUID(verdict.user.object_guid)
+
+
+def test_account_state_of_an_unknown_or_hostile_name_is_no_account(state_validator, ad_testbed):
+    for upn in (ad_testbed.unknown_user["upn"], "*@corp.example.test", "a)(|(objectClass=*)@corp.example.test"):
+        assert state_validator.account_state(upn).outcome is Outcome.INVALID_CREDENTIALS
+
+
+def test_account_state_needs_a_service_account(validator, ad_testbed):
+    verdict = validator.account_state(ad_testbed.user("alice")["upn"])
+    assert (verdict.outcome, verdict.detail) == (Outcome.AGENT_ERROR, "no_service_account")
+
+
+def test_account_state_of_unreachable_dcs_is_unavailable(ad_testbed):
+    service = ad_testbed.service_account
+    validator = make_validator(ad_testbed, ldap_urls=[REFUSING_DC], service_account=service["upn"],
+                               service_password=service["password"])
+    try:
+        assert validator.account_state(ad_testbed.user("alice")["upn"]).outcome is Outcome.DIRECTORY_UNAVAILABLE
+    finally:
+        validator.close()

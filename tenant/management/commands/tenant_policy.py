@@ -6,7 +6,8 @@ from tenant.services import tenant_policy_set
 
 
 class Command(BaseCommand):
-    help = "Change a tenant's sign-in policies (MFA, password grant, cloud lockout) and print them."
+    help = ("Change a tenant's sign-in policies (MFA, password grant, cloud lockout, refresh checks) and print "
+            "them.")
 
     def add_arguments(self, parser):
         parser.add_argument("slug")
@@ -16,8 +17,10 @@ class Command(BaseCommand):
                             help="allow the OAuth password grant for this tenant's legacy clients")
         parser.add_argument("--lockout-threshold", type=int, dest="lockout_threshold",
                             help="wrong passwords before the cloud account locks (keep it below AD's)")
+        parser.add_argument("--refresh-check", choices=["on", "off"], dest="refresh_check",
+                            help="each OAuth token refresh asks an agent whether the account is still enabled")
 
-    def handle(self, *args, slug, mfa, password_grant, lockout_threshold, **options):
+    def handle(self, *args, slug, mfa, password_grant, lockout_threshold, refresh_check, **options):
         tenant = Tenant.objects.filter(slug=slug).first()
         if tenant is None:
             raise CommandError(f"No tenant with slug {slug!r}.")
@@ -25,6 +28,7 @@ class Command(BaseCommand):
             tenant = tenant_policy_set(
                 tenant=tenant, mfa_policy=mfa, lockout_threshold=lockout_threshold,
                 password_grant_enabled=None if password_grant is None else password_grant == "on",
+                refresh_checks_directory=None if refresh_check is None else refresh_check == "on",
             )
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
@@ -32,3 +36,4 @@ class Command(BaseCommand):
         self.stdout.write(f"mfa={tenant.mfa_policy}")
         self.stdout.write(f"password_grant={'on' if tenant.password_grant_enabled else 'off'}")
         self.stdout.write(f"lockout_threshold={tenant.lockout_threshold}")
+        self.stdout.write(f"refresh_check={'on' if tenant.refresh_checks_directory else 'off'}")
