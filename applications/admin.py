@@ -17,8 +17,8 @@ class ApplicationAdmin(TenantScopedAdmin):
     search_fields = ["name", "client_id"]
     readonly_fields = ["client_id", "secret_hint", "created", "updated"]
     fields = ["name", "tenant", "client_id", "client_type", "authorization_grant_type", "redirect_uris",
-              "post_logout_redirect_uris", "algorithm", "skip_authorization", "secret_hint", "client_secret",
-              "hash_client_secret", "created", "updated"]
+              "post_logout_redirect_uris", "allowed_origins", "algorithm", "skip_authorization", "secret_hint",
+              "client_secret", "hash_client_secret", "created", "updated"]
 
     @admin.display(description="client secret")
     def secret_hint(self, obj):

@@ -10,15 +10,18 @@ GRANTS = {"authorization-code": Application.GRANT_AUTHORIZATION_CODE, "password"
 
 @transaction.atomic
 def application_register(*, tenant: Tenant, name: str, redirect_uris: Iterable[str] = (), public: bool = False,
-                         grant: str = "authorization-code") -> tuple[Application, str]:
+                         grant: str = "authorization-code", allowed_origins: Iterable[str] = ()
+                         ) -> tuple[Application, str]:
     """A tenant's application; returns it and its client secret in clear (shown once: only a hash is kept),
     empty for a public client. ID tokens are signed with RS256; the tenant's own applications skip the
-    consent page (the tenant's administrators registered them)."""
+    consent page (the tenant's administrators registered them). ``allowed_origins`` (https://host[:port]) are
+    the browser origins that may call /token/ and /userinfo/ (CORS), for browser-only clients."""
     application = Application(
         tenant=tenant, name=name.strip(), redirect_uris=" ".join(redirect_uris),
         post_logout_redirect_uris=" ".join(redirect_uris),
         client_type=Application.CLIENT_PUBLIC if public else Application.CLIENT_CONFIDENTIAL,
         authorization_grant_type=GRANTS[grant], algorithm=Application.RS256_ALGORITHM, skip_authorization=True,
+        allowed_origins=" ".join(allowed_origins),
     )
     secret = "" if public else application.client_secret
     if public:

@@ -1,10 +1,11 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views.decorators.debug import sensitive_variables
 from oauth2_provider import urls as oauth2_urls
-from oauth2_provider.views import TokenView
+from oauth2_provider.views import RevokeTokenView
 
-from signin.oidc import TenantAuthorizationView
+from signin.cors import TokenEndpoint, UserInfoEndpoint
+from signin.oidc import DiscoveryView, TenantAuthorizationView
 from signin.views import admin_login
 
 admin.site.site_header = "Pass-through authentication"
@@ -13,14 +14,18 @@ admin.site.index_title = "Administration"
 # The admin console signs in through the portal's own pages, second factor included.
 admin.site.login = admin_login
 
-# Only DOT's protocol endpoints: its full urls also hold application management views that would let any
-# signed-in user register clients. Our authorize view (tenant check) goes first and takes its name.
+# Only the protocol endpoints we offer, listed one by one: DOT's full urls also hold application management
+# views that would let any signed-in user register clients, its base_urlpatterns /introspect/ (any client's
+# credentials got any tenant's token described) and the device flow. Our views go first and take DOT's names.
 oauth2_patterns = [
     path("authorize/", TenantAuthorizationView.as_view(), name="authorize"),
     # DOT and oauthlib keep the raw form (password grant: the password; client secrets) in their frames' locals:
-    # an error report shows every local below this view as stars.
-    path("token/", sensitive_variables()(TokenView.as_view()), name="token"),
-    *oauth2_urls.base_urlpatterns,
+    # an error report shows every local below this view as stars. CORS for registered origins (signin/cors.py).
+    path("token/", sensitive_variables()(TokenEndpoint.as_view()), name="token"),
+    path("revoke_token/", RevokeTokenView.as_view(), name="revoke-token"),  # a client revokes only its own tokens
+    path("userinfo/", UserInfoEndpoint.as_view(), name="user-info"),
+    # Discovery and the JWKS (public, any origin); /logout/ is signin's LogoutView, mounted first in signin.urls.
+    re_path(r"^\.well-known/openid-configuration/?$", DiscoveryView.as_view(), name="oidc-connect-discovery-info"),
     *oauth2_urls.oidc_urlpatterns,
 ]
 

@@ -3,6 +3,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from oauth2_provider.settings import oauth2_settings
 
 from agents.protocol import Outcome
 from tenant.models import Tenant
@@ -31,6 +32,7 @@ class SignInEvent(models.Model):
     familiar = models.BooleanField(default=False, help_text="From an address that signed this user in before.")
     total_ms = models.FloatField(null=True, blank=True)
     agent_ms = models.FloatField(null=True, blank=True)
+    queued_ms = models.FloatField(null=True, blank=True, help_text="Waited for an agent slot (every agent busy).")
     mfa_decision = models.CharField(max_length=16, choices=MfaDecision.choices, blank=True, default="")
     mfa_reason = models.CharField(max_length=64, blank=True, default="")
     mfa_result = models.CharField(max_length=32, blank=True, default="")
@@ -42,3 +44,15 @@ class SignInEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.username} {self.outcome} {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class IdTokenAuthTime(models.Model):
+    """When the sign-in behind an ID token completed (its ``auth_time``), so that an ID token issued on refresh
+    repeats it (OpenID Connect Core 12.2). DOT's IDToken has no such field; this row goes with it."""
+
+    id_token = models.OneToOneField(oauth2_settings.ID_TOKEN_MODEL, on_delete=models.CASCADE, primary_key=True,
+                                    related_name="+")
+    auth_time = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"ID token {self.id_token_id} signed in at {self.auth_time:%Y-%m-%d %H:%M:%S}"

@@ -1,22 +1,52 @@
-"""OpenID Connect provider glue for django-oauth-toolkit: the ID token's claims, the password grant through
-pass-through validation, and the authorize endpoint limited to the application's own tenant."""
+"""OpenID Connect provider glue for django-oauth-toolkit: the ID token's claims (per scope) and auth_time, the
+password grant through pass-through validation, the authorize endpoint (the application's own tenant only;
+prompt, max_age and response_mode; RFC 9207's iss on every answer) and discovery that says what all this does."""
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
 from asgiref.sync import async_to_sync
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import DisallowedRedirect
+from django.shortcuts import render, resolve_url
+from django.utils.cache import add_never_cache_headers
 from django.views.decorators.debug import sensitive_variables
 from oauth2_provider.exceptions import OAuthToolkitError
+from oauth2_provider.models import get_access_token_model, get_grant_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
-from oauth2_provider.views import AuthorizationView
+from oauth2_provider.settings import oauth2_settings
+from oauth2_provider.views import AuthorizationView, ConnectDiscoveryInfoView
 from oauthlib.oauth2.rfc6749 import errors
+from oauthlib.oauth2.rfc6749.grant_types.authorization_code import code_challenge_method_s256
 
 from agents.protocol import Outcome
 from applications.models import Application
+from signin.models import IdTokenAuthTime
+from signin.services.account_state import account_still_enabled
 from signin.services.attempt import password_sign_in
+from signin.services.authentication import (
+    session_authentication,
+    session_mfa_due,
+    session_reauthentication_require,
+)
+from signin.services.oauth_tokens import (
+    authorization_code_tokens_record,
+    authorization_code_tokens_revoke,
+    pkce_value_well_formed,
+)
+from signin.views import DEVICE_COOKIE, DEVICE_COOKIE_SALT
 from tenant.selectors import tenant_for_username
 
 # Outcomes that say the portal or the directory could not answer: not the caller's fault, try again later.
 UNAVAILABLE = {Outcome.NO_AGENT_AVAILABLE, Outcome.AGENT_TIMEOUT, Outcome.AGENT_ERROR, Outcome.DIRECTORY_UNAVAILABLE}
+# The session's sign-in time, kept on the authorization grant (with its stored claims) for the ID token.
+GRANT_AUTH_TIME = "pta_auth_time"
+RESPONSE_MODES = ("query", "form_post")
+# What an ID token carries besides the user's claims (discovery's claims_supported lists both).
+TOKEN_CLAIMS = ("iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "jti")
 
 
 class OutcomeError(errors.OAuth2Error):
@@ -36,35 +66,110 @@ class OutcomeError(errors.OAuth2Error):
 
 
 class PortalOAuth2Validator(OAuth2Validator):
-    # DOT keeps only the claims whose scope was granted: ours come with "openid" itself.
-    oidc_claim_scope = {**OAuth2Validator.oidc_claim_scope, "tid": "openid", "upn": "openid", "name": "openid"}
+    # --- who the tokens name, and for how long they hold (tokens die with the account) -------------------
+
+    def get_claim_dict(self, request):
+        # `sub` is the user's opaque subject, never the primary key: it never moves to another person.
+        return {**super().get_claim_dict(request), "sub": lambda r: str(r.user.subject)}
+
+    def validate_bearer_token(self, token, scopes, request):
+        if not super().validate_bearer_token(token, scopes, request):
+            return False
+        if not request.user.is_active:  # disabled, expired or locked in AD since, or departed
+            request.oauth2_error = {"error": "invalid_token", "error_description": "The account is not active."}
+            return False
+        return True
+
+    def validate_refresh_token(self, refresh_token, client, request, *args, **kwargs):
+        if not super().validate_refresh_token(refresh_token, client, request, *args, **kwargs):
+            return False
+        user = request.user
+        if not user.is_active:
+            return False
+        return account_still_enabled(user=user)
+
+    def save_bearer_token(self, token, request, *args, **kwargs):
+        # A public client cannot keep a refresh token secret: it renews with prompt=none instead.
+        if request.client is not None and request.client.client_type == Application.CLIENT_PUBLIC:
+            token.pop("refresh_token", None)
+        return super().save_bearer_token(token, request, *args, **kwargs)
+
+    # DOT keeps only the claims whose scope was granted (ID token and userinfo alike): the tenant and the account
+    # with "openid" itself, the person's names with "profile", the mail with "email".
+    oidc_claim_scope = {**OAuth2Validator.oidc_claim_scope, "tid": "openid", "upn": "openid", "name": "profile",
+                        "preferred_username": "profile", "email": "email", "email_verified": "email"}
 
     def get_additional_claims(self):
         # The request-agnostic form (callables): DOT then also lists these claims in discovery.
         return {
-            "tid": lambda request: str(request.user.tenant_id) if request.user.tenant_id else "",
+            "tid": lambda request: str(request.user.tenant_id) if request.user.tenant_id else None,
             "upn": lambda request: request.user.upn,
             "name": lambda request: request.user.get_full_name(),
             "preferred_username": lambda request: request.user.upn,
             "email": lambda request: request.user.email,
+            "email_verified": lambda request: _email_verified(request.user),
         }
+
+    def get_oidc_claims(self, token, token_handler, request):
+        # A claim with no value is left out: clients read "" as a value (an empty mail address).
+        claims = super().get_oidc_claims(token, token_handler, request)
+        return {name: value for name, value in claims.items() if value is not None and value != ""}
+
+    # --- prompt=none and auth_time ---------------------------------------------------------------------------
+
+    def validate_silent_login(self, request):
+        # prompt=none: oauthlib's request does not carry the session, so TenantAuthorizationView decides (and
+        # answers login_required or interaction_required) before any code is made.
+        return True
+
+    def validate_silent_authorization(self, request):
+        # Same: the view answers consent_required for an application that would show the consent page.
+        return True
+
+    def _create_authorization_code(self, request, code, expires=None):
+        # The session's sign-in time (credentials["auth_time"], from the view) rides on the grant's stored
+        # claims, which DOT hands back to the token request (validate_code), to become the ID token's auth_time.
+        auth_time = getattr(request, "auth_time", None)
+        if auth_time is not None and isinstance(request.claims or {}, dict):
+            request.claims = {**(request.claims or {}), GRANT_AUTH_TIME: auth_time}
+        return super()._create_authorization_code(request, code, expires)
+
+    def get_id_token_dictionary(self, token, token_handler, request):
+        claims, expiration_time = super().get_id_token_dictionary(token, token_handler, request)
+        auth_time = _auth_time(request)
+        if auth_time is not None:  # else DOT's: last_login (a grant or token from before auth_time was kept)
+            claims["auth_time"] = auth_time
+        request.pta_auth_time = claims["auth_time"]
+        return claims, expiration_time
+
+    def _save_id_token(self, jti, request, expires, *args, **kwargs):
+        id_token = super()._save_id_token(jti, request, expires, *args, **kwargs)
+        auth_time = getattr(request, "pta_auth_time", None)
+        if auth_time is not None:  # an ID token issued on refresh repeats it
+            IdTokenAuthTime.objects.create(id_token=id_token, auth_time=datetime.fromtimestamp(auth_time, tz=UTC))
+        return id_token
 
     @sensitive_variables("password")
     def validate_user(self, username, password, client, request, *args, **kwargs):
         """The password grant. oauthlib calls this before it checks the client's grant type, so everything that
-        can refuse without a password check comes first: the client's grant type, the tenant (the client's own,
-        and it must allow the grant); then pass-through, which checks cloud lockout before any agent."""
+        can refuse without a password check comes first, and what the client may do before anything about the
+        username (else a client of a tenant that does not allow the grant could tell its domains from others by
+        the answers): the client's grant type, a confidential client, its tenant's policy; then the username's
+        tenant (the client's own); then pass-through, which checks cloud lockout before any agent."""
         if client is None or client.authorization_grant_type != Application.GRANT_PASSWORD:
             raise OutcomeError("unauthorized_client", "This client is not registered for the password grant.",
+                               outcome=None, request=request)
+        if client.client_type != Application.CLIENT_CONFIDENTIAL:
+            raise OutcomeError("unauthorized_client", "Only a confidential client may use the password grant.",
+                               outcome=None, request=request)
+        if not client.tenant.password_grant_enabled:
+            raise OutcomeError("unauthorized_client", "Your organisation does not allow the password grant.",
                                outcome=None, request=request)
         upn = (username or "").strip().lower()
         tenant = tenant_for_username(username=upn)
         if tenant is None or tenant.pk != client.tenant_id:
             raise OutcomeError("invalid_grant", Outcome.UNKNOWN_DOMAIN.message, outcome=Outcome.UNKNOWN_DOMAIN,
                                request=request)
-        if not tenant.password_grant_enabled:
-            raise OutcomeError("unauthorized_client", "Your organisation does not allow the password grant.",
-                               outcome=None, request=request)
         headers = request.headers or {}
         result = async_to_sync(password_sign_in)(
             username=username, password=password or "", ip=headers.get("REMOTE_ADDR", ""),
@@ -82,6 +187,68 @@ class PortalOAuth2Validator(OAuth2Validator):
         request.user = result.user
         return True
 
+    # --- authorization codes: a well-formed PKCE challenge, one try, a replay revokes what the code bought ---
+
+    def save_authorization_code(self, client_id, code, request, *args, **kwargs):
+        # RFC 7636 §4.2: an S256 challenge is 43 base64url characters; a malformed one is refused, never stored.
+        if not pkce_value_well_formed(request.code_challenge):
+            raise errors.InvalidRequestError(description="code_challenge must be 43 to 128 characters of "
+                                             "A-Z a-z 0-9 - . _ ~ (RFC 7636).", request=request)
+        return super().save_authorization_code(client_id, code, request, *args, **kwargs)
+
+    def validate_code(self, client_id, code, client, request, *args, **kwargs):
+        grant = get_grant_model().objects.filter(code=code, application=client).first()
+        if grant is None:
+            authorization_code_tokens_revoke(code=code)  # spent already? then a replay (RFC 6749 §4.1.2)
+            return False
+        if grant.code_challenge and not _verifier_matches(grant, request.code_verifier):
+            grant.delete()  # one try: a wrong, malformed or missing verifier burns the code
+            return False
+        return super().validate_code(client_id, code, client, request, *args, **kwargs)
+
+    def save_token(self, token, request, *args, **kwargs):
+        saved = super().save_token(token, request, *args, **kwargs)
+        if request.grant_type == "authorization_code" and request.code and token.get("access_token"):
+            authorization_code_tokens_record(code=request.code, access_token=token["access_token"])
+        return saved
+
+    def invalidate_authorization_code(self, client_id, code, request, *args, **kwargs):
+        try:
+            super().invalidate_authorization_code(client_id, code, request, *args, **kwargs)
+        except errors.InvalidGrantError:
+            # Two exchanges of one code raced and the other spent it first: neither keeps its tokens.
+            authorization_code_tokens_revoke(code=code)
+            raise
+
+
+def _verifier_matches(grant, verifier: str | None) -> bool:
+    """RFC 7636 §4.6, S256 only, and the verifier itself well formed (§4.1: 43 to 128 unreserved characters)."""
+    return (pkce_value_well_formed(verifier) and grant.code_challenge_method == "S256"
+            and code_challenge_method_s256(verifier, grant.code_challenge))
+
+
+def _email_verified(user) -> bool | None:
+    """True when the mail's domain is one of the user's tenant's verified domains; otherwise the claim is left out:
+    the portal does not know who reads that mailbox."""
+    owner = tenant_for_username(username=user.email) if user.email else None
+    return True if owner is not None and owner.pk == user.tenant_id else None
+
+
+def _auth_time(request) -> int | None:
+    """When the sign-in behind this token request completed: kept on the grant by the authorize endpoint, or,
+    on a refresh, the auth_time of the ID token the refreshed tokens came with. None when unknown."""
+    claims = request.claims if isinstance(request.claims, dict) else {}
+    if claims.get(GRANT_AUTH_TIME) is not None:
+        return int(claims[GRANT_AUTH_TIME])
+    refresh = getattr(request, "refresh_token_instance", None)
+    if refresh is None:
+        return None
+    access = refresh.access_token or get_access_token_model().objects.filter(source_refresh_token=refresh).first()
+    if access is None or access.id_token_id is None:
+        return None
+    kept = IdTokenAuthTime.objects.filter(id_token_id=access.id_token_id).first()
+    return int(kept.auth_time.timestamp()) if kept else None
+
 
 def _same_tenant(request, credentials: dict) -> None:
     """A user gets codes only for the applications of their own tenant."""
@@ -97,7 +264,9 @@ def _same_tenant(request, credentials: dict) -> None:
 
 
 class TenantAuthorizationView(AuthorizationView):
-    """DOT's authorize endpoint; unauthenticated users go through /login/ (LOGIN_URL) and back."""
+    """DOT's authorize endpoint; unauthenticated users go through /login/ (LOGIN_URL) and back. Added: the
+    application's own tenant only; prompt=none, prompt=login and max_age decided from this session's own sign-in
+    (signin/services/authentication.py); response_mode query or form_post; RFC 9207's iss on every answer."""
 
     def validate_authorization_request(self, request):
         scopes, credentials = super().validate_authorization_request(request)
@@ -106,4 +275,144 @@ class TenantAuthorizationView(AuthorizationView):
 
     def create_authorization_response(self, request, scopes, credentials, allow):
         _same_tenant(request, credentials)
+        signed_in = session_authentication(session=request.session)
+        if signed_in.reauthentication_pending:  # get() sent the session to sign in again; a consent POST skips get()
+            raise OAuthToolkitError(error=errors.LoginRequired(state=credentials.get("state")),
+                                    redirect_uri=credentials.get("redirect_uri"))
+        if signed_in.at is not None:
+            credentials["auth_time"] = int(signed_in.at)  # to the grant, then the ID token (the validator)
         return super().create_authorization_response(request, scopes, credentials, allow)
+
+    def get(self, request, *args, **kwargs):
+        try:
+            _, credentials = self.validate_authorization_request(request)
+        except OAuthToolkitError as error:
+            return self.error_response(error, application=None)
+        answer = self._session_answer(request, credentials)
+        return answer if answer is not None else super().get(request, *args, **kwargs)
+
+    def handle_no_permission(self):
+        # Not signed in. prompt=none: DOT answers login_required (through self.redirect: with iss). prompt=login
+        # or max_age: the sign-in about to happen satisfies them, and the way back must not ask again.
+        prompt = set(self.request.GET.get("prompt", "").split())
+        if "none" not in prompt and ("login" in prompt or "max_age" in self.request.GET):
+            return self._sign_in_again()
+        return super().handle_no_permission()
+
+    def redirect(self, redirect_to, application):
+        # Every answer to the client, errors included, names this issuer (RFC 9207: mix-up defence).
+        redirect_to = _with_issuer(redirect_to, oauth2_settings.oidc_issuer(self.request))
+        if self.request.GET.get("response_mode") == "form_post":
+            return _form_post(self.request, redirect_to, application)
+        return super().redirect(redirect_to, application)
+
+    def _session_answer(self, request, credentials: dict):
+        """None when this signed-in session may have a code now; otherwise the answer: an error to the client
+        (a malformed request; prompt=none when the session cannot do without the sign-in pages) or those pages."""
+        def refuse(error):
+            application = Application.objects.filter(client_id=credentials["client_id"]).first()
+            return self.error_response(OAuthToolkitError(error=error, redirect_uri=credentials["redirect_uri"]),
+                                       application)
+
+        client_state = credentials.get("state")
+        mode = request.GET.get("response_mode", "query")
+        if mode not in RESPONSE_MODES:
+            return refuse(errors.InvalidRequestError(
+                description=f"response_mode {mode!r} is not supported: use query or form_post.", state=client_state))
+        try:
+            max_age = _max_age(request.GET.get("max_age"))
+        except ValueError:
+            return refuse(errors.InvalidRequestError(description="max_age must be a whole number of seconds.",
+                                                     state=client_state))
+        prompt = set(request.GET.get("prompt", "").split())
+        signed_in = session_authentication(session=request.session)
+        stale = "login" in prompt or signed_in.reauthentication_pending or (max_age is not None
+                                                                              and signed_in.older_than(max_age))
+        device = request.get_signed_cookie(DEVICE_COOKIE, default="", salt=DEVICE_COOKIE_SALT) or ""
+        mfa_due = session_mfa_due(signed_in=signed_in, user=request.user, ip=request.META.get("REMOTE_ADDR", ""),
+                                  device=device)
+        if "none" not in prompt:
+            return self._sign_in_again() if stale or mfa_due else None
+        if stale:
+            return refuse(errors.LoginRequired(description="A new sign-in is required.", state=client_state))
+        if mfa_due:
+            return refuse(errors.CustomOAuth2Error(
+                "interaction_required", description="Your organisation requires a second factor.",
+                state=client_state))
+        if not Application.objects.filter(client_id=credentials["client_id"], skip_authorization=True).exists():
+            return refuse(errors.ConsentRequired(state=client_state))
+        return None
+
+    def _sign_in_again(self):
+        """Through the sign-in pages, then back. The session is marked first, and only a completed sign-in clears
+        the mark: the way back (this request without prompt and max_age, which that sign-in satisfies) gives no
+        code by itself."""
+        session_reauthentication_require(session=self.request.session)
+        query = [(k, v) for k, v in parse_qsl(self.request.META.get("QUERY_STRING", ""), keep_blank_values=True)
+                 if k not in ("prompt", "max_age")]
+        return redirect_to_login(f"{self.request.path}?{urlencode(query)}", resolve_url(self.get_login_url()),
+                                 self.get_redirect_field_name())
+
+
+def _max_age(raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    value = int(raw)
+    if value < 0:
+        raise ValueError(raw)
+    return value
+
+
+def _with_issuer(url: str, issuer: str) -> str:
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "iss"]
+    return urlunsplit(parts._replace(query=urlencode([*query, ("iss", issuer)])))
+
+
+def _form_post(request, url: str, application):
+    """response_mode=form_post (OAuth 2.0 Form Post Response Mode): the browser posts the answer's parameters to
+    the redirect URI (its own query, if registered with one, kept in the action) from a page that submits itself."""
+    allowed = application.get_allowed_schemes() if application else oauth2_settings.ALLOWED_REDIRECT_URI_SCHEMES
+    target = urlsplit(url)
+    if target.scheme not in allowed:
+        raise DisallowedRedirect(f"Redirect to scheme {target.scheme!r} is not permitted")
+    fields = parse_qsl(target.query, keep_blank_values=True)
+    sent = request.GET.get("redirect_uri", "")
+    own = parse_qsl(urlsplit(sent).query, keep_blank_values=True)
+    if sent and urlsplit(sent)[:3] == target[:3] and fields[:len(own)] == own:
+        action, fields = sent, fields[len(own):]
+    else:
+        action = urlunsplit(target._replace(query=""))
+    response = render(request, "signin/form_post.html", {"action": action, "fields": fields})
+    add_never_cache_headers(response)  # it carries the code
+    return response
+
+
+class DiscoveryView(ConnectDiscoveryInfoView):
+    """OpenID Provider metadata that names exactly what this provider does (DOT's names what DOT could be set up
+    to do: hybrid and implicit response types, HS256, …). Each value is tried by a test (test_oidc_conformance)."""
+
+    def get(self, request, *args, **kwargs):
+        response = super().get(request, *args, **kwargs)
+        metadata = json.loads(response.content)
+        auth_methods = ["client_secret_basic", "client_secret_post", "none"]  # none: public clients, with PKCE
+        metadata.update({
+            "response_types_supported": ["code"],
+            "response_modes_supported": list(RESPONSE_MODES),
+            # password: only for a confidential client of a tenant that allows it (tenant_policy --password-grant)
+            "grant_types_supported": ["authorization_code", "refresh_token", "password"],
+            "id_token_signing_alg_values_supported": [Application.RS256_ALGORITHM],
+            "token_endpoint_auth_methods_supported": auth_methods,
+            "code_challenge_methods_supported": ["S256"],
+            "claims_supported": sorted({*metadata.get("claims_supported", []), *TOKEN_CLAIMS}),
+            "authorization_response_iss_parameter_supported": True,
+            "revocation_endpoint": self._get_endpoint_url(request, "revoke-token", required=True),
+            "revocation_endpoint_auth_methods_supported": auth_methods,
+            # Discovery's defaults say a request_uri is accepted; none of these is.
+            "request_parameter_supported": False,
+            "request_uri_parameter_supported": False,
+            "claims_parameter_supported": False,
+        })
+        metadata.pop("introspection_endpoint", None)
+        response.content = json.dumps(metadata)
+        return response

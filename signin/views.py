@@ -23,12 +23,17 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_http_methods
 from django_otp import DEVICE_ID_SESSION_KEY
+from oauth2_provider.http import OAuth2ResponseRedirect
+from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views import RPInitiatedLogoutView
+from oauthlib.common import add_params_to_uri
 
 from agents.protocol import Outcome
 from signin.forms import OtpForm, PasswordForm, UsernameForm
 from signin.metrics import metrics_text, signins
 from signin.services.attempt import SignInResult, password_sign_in, signin_completed
+from signin.services.authentication import session_authenticated
+from signin.services.logout import logout_application
 from signin.services.mfa import (
     MAX_CODES_PER_SIGNIN,
     device_id_new,
@@ -41,6 +46,7 @@ from signin.services.mfa import (
     totp_qr_svg,
     totp_secret_base32,
 )
+from signin.services.oauth_tokens import application_tokens_revoke
 from signin.workers import in_worker
 from tenant.models import User
 from tenant.selectors import cloud_account, tenant_for_username
@@ -159,6 +165,7 @@ def password_answer(request: HttpRequest, submission: PasswordSubmission, result
                                                         "error": result.outcome.message}, outcome=result.outcome)
     request.session.pop(SESSION_KEY, None)
     login(request, result.user, backend=BACKEND)
+    session_authenticated(session=request.session)  # auth_time, and a prompt=login or max_age satisfied
     return _signed_in_redirect(request, state["next"], submission.device)
 
 
@@ -205,6 +212,7 @@ def _mfa_complete(request: HttpRequest, pending: dict, user: User, device_id: st
     request.session.pop(MFA_SESSION_KEY, None)
     login(request, user, backend=BACKEND)
     request.session[DEVICE_ID_SESSION_KEY] = device_id  # django-otp's marker: this session is verified
+    session_authenticated(session=request.session)
     signin_event_mfa_result(event_id=pending["event_id"], outcome=Outcome.SUCCESS)
     signins.labels(Outcome.SUCCESS.value, pending["channel"]).inc()
     device = _device(request) or device_id_new()
@@ -300,7 +308,11 @@ async def done_page(request: HttpRequest) -> HttpResponse:
 
 class LogoutView(RPInitiatedLogoutView):
     """The portal's sign-out page is also OpenID Connect's end_session_endpoint (RP-initiated logout):
-    a plain POST from the portal's own pages signs out; an application's request is validated by DOT."""
+    a plain POST from the portal's own pages signs out. An application's request names the application (its
+    client_id, or the audience of its id_token_hint: ``signin/services/logout.py``); a signed-in user confirms,
+    and only what that user holds at that application is revoked (nothing without a session, whatever the hint).
+    It always ends on a page: the registered post_logout_redirect_uri (with state), or the signed-out page; a
+    request that cannot be verified is explained there (or on the sign-out page, signed in), never redirected."""
 
     template_name = "signin/logout.html"
 
@@ -309,6 +321,28 @@ class LogoutView(RPInitiatedLogoutView):
             logout(request)
             return HttpResponseRedirect("/login/")
         return super().post(request, *args, **kwargs)
+
+    def validate_logout_request(self, id_token_hint, client_id, post_logout_redirect_uri):
+        application = logout_application(id_token_hint=id_token_hint, client_id=client_id,
+                                         issuer=oauth2_settings.oidc_issuer(self.request))
+        self.validate_post_logout_redirect_uri(application, post_logout_redirect_uri)
+        return application, None  # the hint never says whose tokens go: the session does
+
+    def do_logout(self, application=None, post_logout_redirect_uri=None, state=None, token_user=None):
+        if application is not None and self.request.user.is_authenticated:
+            application_tokens_revoke(user=self.request.user, application=application)
+        logout(self.request)
+        if post_logout_redirect_uri:  # registered for this application (validate_logout_request)
+            target = add_params_to_uri(post_logout_redirect_uri, [("state", state)]) if state else \
+                post_logout_redirect_uri
+            return OAuth2ResponseRedirect(target, application.get_allowed_schemes())
+        return _page(self.request, "signin/signed_out.html", {})
+
+    def error_response(self, error):
+        problem = f"The application's sign-out request could not be verified: {error.description}"
+        if self.request.user.is_authenticated:  # the plain sign-out form, without the application's request
+            return _page(self.request, self.template_name, {"problem": problem})
+        return _page(self.request, "signin/signed_out.html", {"problem": problem})
 
 
 @never_cache

@@ -1,6 +1,7 @@
 import pytest
 
-pytest_plugins = ["tests.fixtures.ad", "tests.fixtures.portal", "tests.fixtures.browser", "tests.fixtures.dns"]
+pytest_plugins = ["tests.fixtures.ad", "tests.fixtures.portal", "tests.fixtures.browser", "tests.fixtures.dns",
+                  "tests.fixtures.postgres"]
 
 
 @pytest.fixture

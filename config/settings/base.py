@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from .env import env
+from .env import env, https_in_production, required_in_production
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 # Where the embedded profile keeps its database and generated keys.
@@ -85,5 +85,7 @@ LOGGING = {
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }
 
-# The portal's public base URL, used in agent configuration and OpenID Connect.
-PTA_PUBLIC_URL = env("PTA_PUBLIC_URL", "http://127.0.0.1:8000")
+# The portal's public base URL, used in agent configuration and as the OpenID issuer: required and https:// in
+# production (relying parties compare the issuer verbatim and would send codes over plain http).
+PTA_PUBLIC_URL = https_in_production("PTA_PUBLIC_URL",
+                                     required_in_production("PTA_PUBLIC_URL", "http://127.0.0.1:8000"))

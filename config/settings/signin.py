@@ -22,3 +22,6 @@ PTA_PLATFORM_LOCKOUT_SECONDS = max(1, int(env("PTA_PLATFORM_LOCKOUT_SECONDS", "6
 PTA_PLATFORM_MFA = env("PTA_PLATFORM_MFA", "on") != "off"
 # Shown on the password page to platform administrators (accounts of no tenant).
 PTA_PLATFORM_NAME = env("PTA_PLATFORM_NAME", "Platform administration")
+# A sign-in that finds every agent of its tenant busy waits for a slot, first come first served, within its
+# deadline; at most this many wait per tenant (and node) before the next is answered too_many_signins.
+PTA_SIGNIN_QUEUE_LENGTH = max(1, int(env("PTA_SIGNIN_QUEUE_LENGTH", "2000")))

@@ -46,12 +46,13 @@ def oidc(ad_testbed):
         wait_for(lambda: local_agents(node) == 1, timeout=10, message="the agent to connect")
         web = kv(portal.manage("app_register", "--tenant", tenant, "--name", "Web app",
                                "--redirect-uri", REDIRECT_URI).stdout)
+        # The password grant is for confidential clients only (a public one is refused at registration).
         legacy = kv(portal.manage("app_register", "--tenant", tenant, "--name", "Legacy mail client",
-                                  "--grant", "password", "--public").stdout)
+                                  "--grant", "password").stdout)
         other = portal.tenant_create("Fabrikam", "fabrikam.example.test")
         foreign = kv(portal.manage("app_register", "--tenant", other, "--name", "Fabrikam app",
                                    "--redirect-uri", REDIRECT_URI).stdout)
-        assert set(web) == {"client_id", "client_secret"} and set(legacy) == {"client_id"}
+        assert set(web) == {"client_id", "client_secret"} and set(legacy) == {"client_id", "client_secret"}
         tenant_id = portal.sql("SELECT id FROM tenant_tenant WHERE slug = %s", (tenant,))[0][0]
         yield {"portal": portal, "node": node, "tenant": tenant, "tenant_id": str(uuid.UUID(str(tenant_id))),
                "agent": agent, "web": web, "legacy": legacy, "foreign": foreign}

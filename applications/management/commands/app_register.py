@@ -16,8 +16,11 @@ class Command(BaseCommand):
                             help="an allowed redirect URI, exactly (repeat for several)")
         parser.add_argument("--public", action="store_true", help="a public client (no secret; PKCE only)")
         parser.add_argument("--grant", choices=sorted(GRANTS), default="authorization-code")
+        parser.add_argument("--allowed-origin", action="append", default=[], dest="allowed_origins",
+                            help="a browser origin (https://host[:port]) allowed to call /token/ and /userinfo/ "
+                                 "(CORS), for browser-only clients; repeat for several")
 
-    def handle(self, *args, tenant, name, redirect_uris, public, grant, **options):
+    def handle(self, *args, tenant, name, redirect_uris, public, grant, allowed_origins, **options):
         owner = Tenant.objects.filter(slug=tenant).first()
         if owner is None:
             raise CommandError(f"No tenant with slug {tenant!r}.")
@@ -25,7 +28,7 @@ class Command(BaseCommand):
             raise CommandError("The authorization code grant needs at least one --redirect-uri.")
         try:
             application, secret = application_register(tenant=owner, name=name, redirect_uris=redirect_uris,
-                                                       public=public, grant=grant)
+                                                       public=public, grant=grant, allowed_origins=allowed_origins)
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
         self.stderr.write(f"Registered {application.name} for tenant {owner.slug} ({grant})")

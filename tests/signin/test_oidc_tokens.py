@@ -1,0 +1,163 @@
+"""The provider's revocation rules and their inputs, without a server: PKCE values (RFC 7636), which application
+an RP-initiated logout names (signin/services/logout.py), what a logout revokes and what a replayed
+authorization code revokes (signin/services/oauth_tokens.py). End to end: tests/integration/test_oidc_hardening.py."""
+
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from django.test import override_settings
+from django.utils import timezone
+from jwcrypto import jwk, jwt
+from oauth2_provider.exceptions import ClientIdMissmatch, InvalidIDTokenError, InvalidOIDCClientError
+from oauth2_provider.models import AccessToken, IDToken, RefreshToken
+from oauth2_provider.settings import oauth2_settings
+
+from applications.services import application_register
+from signin.services.logout import logout_application
+from signin.services.oauth_tokens import (
+    _code_key,
+    application_tokens_revoke,
+    authorization_code_tokens_record,
+    authorization_code_tokens_revoke,
+    code_record_seconds,
+    pkce_value_well_formed,
+)
+from tenant.models import User
+
+ISSUER = "https://portal.test.example"
+
+
+def test_pkce_values_are_43_to_128_unreserved_characters():
+    assert pkce_value_well_formed("a" * 43) and pkce_value_well_formed("A-z0.9_~" * 16)
+    for value in (None, "", "a" * 42, "a" * 129, "a" * 42 + "+", "a" * 42 + "=", "a" * 42 + "/", "a" * 42 + " ",
+                  "a" * 42 + "é"):
+        assert not pkce_value_well_formed(value), value
+
+
+# --- which application a logout names ------------------------------------------------------------------
+
+def _pem() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+def id_token(pem: str, *, aud, iss: str = ISSUER, expired: bool = False) -> str:
+    key = jwk.JWK.from_pem(pem.encode())
+    now = int(time.time())
+    token = jwt.JWT(header={"alg": "RS256", "kid": key.thumbprint()},
+                    claims={"iss": iss, "aud": aud, "sub": "someone", "jti": str(uuid.uuid4()), "iat": now - 7200,
+                            "exp": now - 3600 if expired else now + 3600})
+    token.make_signed_token(key)
+    return token.serialize()
+
+
+@pytest.fixture
+def web(tenant_a):
+    application, _ = application_register(tenant=tenant_a, name="Wiki", redirect_uris=["https://wiki.alpha.test/cb"])
+    return application
+
+
+def test_client_id_or_the_hints_audience_names_the_application_expired_or_not(web):
+    active = oauth2_settings.OIDC_RSA_PRIVATE_KEY
+    assert logout_application(id_token_hint=None, client_id=web.client_id, issuer=ISSUER) == web
+    assert logout_application(id_token_hint=id_token(active, aud=web.client_id), client_id=None, issuer=ISSUER) == web
+    expired = id_token(active, aud=web.client_id, expired=True)
+    assert logout_application(id_token_hint=expired, client_id=web.client_id, issuer=ISSUER) == web
+    assert logout_application(id_token_hint=None, client_id=None, issuer=ISSUER) is None
+
+
+@pytest.mark.parametrize("hint", [
+    lambda app: id_token(_pem(), aud=app.client_id),  # not signed by this portal
+    lambda app: id_token(oauth2_settings.OIDC_RSA_PRIVATE_KEY, aud=app.client_id, iss="https://other.test"),
+    lambda app: id_token(oauth2_settings.OIDC_RSA_PRIVATE_KEY, aud=[app.client_id, "x"]),
+    lambda app: "not-a-token",
+    lambda app: "e30.e30.",  # alg none
+])
+def test_a_hint_this_portal_did_not_sign_for_itself_is_refused(web, hint):
+    with pytest.raises(InvalidIDTokenError):
+        logout_application(id_token_hint=hint(web), client_id=None, issuer=ISSUER)
+
+
+def test_a_hint_for_another_client_or_an_unknown_client_is_refused(web, tenant_a):
+    other, _ = application_register(tenant=tenant_a, name="Other", redirect_uris=["https://other.alpha.test/cb"])
+    hint = id_token(oauth2_settings.OIDC_RSA_PRIVATE_KEY, aud=web.client_id)
+    with pytest.raises(ClientIdMissmatch):
+        logout_application(id_token_hint=hint, client_id=other.client_id, issuer=ISSUER)
+    with pytest.raises(InvalidOIDCClientError):
+        logout_application(id_token_hint=None, client_id="no-such-client", issuer=ISSUER)
+
+
+def test_a_retired_key_still_published_names_the_application(web):
+    retired = _pem()
+    hint = id_token(retired, aud=web.client_id)
+    with pytest.raises(InvalidIDTokenError):
+        logout_application(id_token_hint=hint, client_id=None, issuer=ISSUER)
+    with override_settings(OAUTH2_PROVIDER={**oauth2_settings.user_settings,
+                                            "OIDC_RSA_PRIVATE_KEYS_INACTIVE": [retired]}):
+        assert logout_application(id_token_hint=hint, client_id=None, issuer=ISSUER) == web
+
+
+# --- what is revoked -----------------------------------------------------------------------------------
+
+def tokens(user, application, *, family=None):
+    """An ID token, an access token and its refresh token, as the code flow leaves them."""
+    expires = timezone.now() + timedelta(hours=1)
+    raw = uuid.uuid4().hex
+    id_row = IDToken.objects.create(user=user, application=application, expires=expires, scope="openid")
+    access = AccessToken.objects.create(user=user, application=application, token=raw, expires=expires,
+                                        scope="openid", id_token=id_row)
+    refresh = RefreshToken.objects.create(user=user, application=application, token=uuid.uuid4().hex,
+                                          access_token=access, token_family=family or uuid.uuid4())
+    return raw, access, refresh, id_row
+
+
+def alive(access, refresh, id_row) -> tuple[bool, bool, bool]:
+    return (AccessToken.objects.filter(pk=access.pk).exists(),
+            RefreshToken.objects.filter(pk=refresh.pk, revoked__isnull=True).exists(),
+            IDToken.objects.filter(pk=id_row.pk).exists())
+
+
+@pytest.fixture
+def users(tenant_a):
+    return [User.objects.create_user(f"{name}@alpha.example.test", tenant=tenant_a) for name in ("judy", "ivan")]
+
+
+def test_logout_revokes_the_users_tokens_at_that_application_only(web, tenant_a, users):
+    judy, ivan = users
+    other, _ = application_register(tenant=tenant_a, name="Other", redirect_uris=["https://other.alpha.test/cb"])
+    at_web, elsewhere, someone_else = tokens(judy, web), tokens(judy, other), tokens(ivan, web)
+    application_tokens_revoke(user=judy, application=web)
+    assert alive(*at_web[1:]) == (False, False, False)
+    assert alive(*elsewhere[1:]) == (True, True, True)
+    assert alive(*someone_else[1:]) == (True, True, True)
+
+
+def test_a_replayed_code_revokes_its_tokens_and_their_rotations(web, users, tenant_a):
+    judy, ivan = users
+    raw, access, refresh, id_row = tokens(judy, web)
+    authorization_code_tokens_record(code="the-code", access_token=raw)
+    rotated = tokens(judy, web, family=refresh.token_family)  # a refresh since: same family
+    unrelated = tokens(judy, web)
+    assert authorization_code_tokens_revoke(code="the-code") is True
+    assert alive(access, refresh, id_row) == (False, False, False)
+    assert alive(*rotated[1:]) == (False, False, False)
+    assert alive(*unrelated[1:]) == (True, True, True)
+    assert authorization_code_tokens_revoke(code="another-code") is False
+
+
+def test_the_code_record_is_keyed_by_a_hash_and_outlives_the_access_token():
+    assert "the-code" not in _code_key("the-code") and _code_key("the-code") != _code_key("the-codf")
+    assert code_record_seconds() >= oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS
+
+
+def test_the_framework_hooks_we_override_exist_and_a_missing_one_stops_start_up(monkeypatch):
+    from signin import checks
+
+    assert checks.oidc_hooks_present(None) == []
+    monkeypatch.setitem(checks.HOOKS, "oauth2_provider.views.RPInitiatedLogoutView", ("renamed_do_logout",))
+    assert [error.id for error in checks.oidc_hooks_present(None)] == ["signin.E001"]

@@ -1,0 +1,52 @@
+"""What a session knows of its own sign-in: when it completed (auth_time, max_age), whether a new one was asked
+(prompt=login), and whether the tenant's MFA policy now asks a factor the session never gave (prompt=none)."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.sessions.backends.cache import SessionStore
+from django.core.cache import cache
+from django_otp import DEVICE_ID_SESSION_KEY
+
+from signin.services.authentication import (
+    session_authenticated,
+    session_authentication,
+    session_mfa_due,
+    session_reauthentication_require,
+)
+from tenant.models import Tenant
+
+
+@pytest.fixture(autouse=True)
+def clean_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def test_only_a_completed_sign_in_clears_a_requested_one():
+    session = SessionStore()
+    assert session_authentication(session=session).older_than(0)  # never signed in: older than anything
+    session_authenticated(session=session)
+    signed_in = session_authentication(session=session)
+    assert not signed_in.reauthentication_pending and not signed_in.older_than(60)
+    assert signed_in.older_than(0, now=signed_in.at + 1)
+    session_reauthentication_require(session=session)
+    assert session_authentication(session=session).reauthentication_pending
+    session_authenticated(session=session)
+    assert not session_authentication(session=session).reauthentication_pending
+
+
+@pytest.mark.django_db
+def test_a_second_factor_is_due_when_the_policy_asks_one_the_session_never_gave(tenant_a, tenant_admin_factory):
+    user = tenant_admin_factory(tenant_a)
+    session = SessionStore()
+    session_authenticated(session=session)
+    due = lambda: session_mfa_due(signed_in=session_authentication(session=session), user=user,  # noqa: E731
+                                  ip="192.0.2.1", device="")
+    assert not due()  # policy off
+    Tenant.objects.filter(pk=tenant_a.pk).update(mfa_policy=Tenant.MfaPolicy.ALL)
+    user.tenant.refresh_from_db()
+    assert due()
+    session[DEVICE_ID_SESSION_KEY] = "otp_totp.totpdevice/1"  # this session verified the factor
+    assert not due()
