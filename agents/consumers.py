@@ -37,6 +37,7 @@ from django.conf import settings
 from agents import protocol
 from agents.connections import agent_group, local_agents, node_id
 from agents.presence import PresenceRecord, presence_registry
+from agents.queue import slot_queues
 from agents.services.lifecycle import (
     AgentIdentity,
     ConnectionRefused,
@@ -109,6 +110,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         self.last_beat = self.connected_at
         self.last_seen_written = self.connected_at  # the handshake writes last_seen
         self.presence_published = False
+        self.publishing = False
         self.joined_group = ""
         await self.accept()  # refusals are close codes after accept: a 403 would tell the agent nothing
         await self.send_frame(protocol.Challenge(nonce=self.nonce))
@@ -245,9 +247,10 @@ class AgentConsumer(AsyncWebsocketConsumer):
             await self._reply(pending, {"event": "ack"})
 
     async def on_result(self, result: protocol.Result) -> None:
-        pending = self.pending.pop(result.request_id, None)
+        pending = self.pending.get(result.request_id)
         if pending is None:
             return
+        self._release(result.request_id)
         if not pending.acked.done():  # a result implies the ack
             pending.acked.set_result(None)
         if not pending.result.done():
@@ -256,7 +259,9 @@ class AgentConsumer(AsyncWebsocketConsumer):
             await self._reply(pending, {"event": "result", "result": dataclasses.asdict(result)})
 
     async def on_error(self, error: protocol.Error) -> None:
-        pending = self.pending.pop(error.request_id, None) if error.request_id else None
+        pending = self.pending.get(error.request_id) if error.request_id else None
+        if pending is not None:
+            self._release(error.request_id)
         logger.info("agent %s reported %s: %s", self.agent_id, error.code, error.message[:200])
         if pending is not None:
             self._fail(pending, AgentRequestError(error.code, error.message))
@@ -315,14 +320,39 @@ class AgentConsumer(AsyncWebsocketConsumer):
         pending = PendingRequest(request_id=request.request_id, acked=loop.create_future(),
                                  result=loop.create_future(), sent_at=time.time(), reply_to=reply_to)
         # A caller that gives up (cancels or times out) frees the slot.
-        pending.result.add_done_callback(lambda _: self.pending.pop(request.request_id, None))
+        pending.result.add_done_callback(lambda _: self._release(request.request_id))
         self.pending[request.request_id] = pending
+        if self.in_flight == self.capacity:
+            self._publish_soon()  # full: other nodes stop sending here at once, not at the next flush
         try:
             await self.send_frame(request)
         except Exception:
             self._fail(pending, AgentDisconnected("could not send"))
             raise AgentDisconnected("could not send") from None
         return pending
+
+    def _release(self, request_id: str) -> None:
+        if self.pending.pop(request_id, None) is None:
+            return
+        if self.identity is not None:
+            slot_queues.slot_freed(self.identity.tenant_id)  # the first sign-in in line here may take the slot
+        if self.in_flight == self.capacity - 1:
+            self._publish_soon()  # no longer full: other nodes' sign-ins in line may come
+
+    def _publish_soon(self) -> None:
+        if self.identity is None or self.closing or self.publishing:
+            return
+        self.publishing = True
+
+        async def publish() -> None:
+            try:
+                await presence_registry().publish([self.presence_record()])
+            except Exception as exc:  # Redis away: the keeper republishes on its next tick
+                logger.debug("could not publish the load of agent %s: %s", self.agent_id, exc)
+            finally:
+                self.publishing = False
+
+        asyncio.ensure_future(publish())
 
     async def relay(self, request: protocol.Request, *, ack_timeout: float = 1.0,
                     result_timeout: float = 10.0) -> protocol.Result:

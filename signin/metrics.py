@@ -6,6 +6,10 @@ from prometheus_client.core import GaugeMetricFamily
 registry = CollectorRegistry(auto_describe=True)
 
 signins = Counter("pta_signin", "Sign-in attempts by outcome", ["outcome", "channel"], registry=registry)
+queue_seconds = Histogram(
+    "pta_signin_queue_seconds", "Time a sign-in waited for an agent slot (every agent of its tenant busy)",
+    registry=registry, buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+)
 signin_seconds = Histogram(
     "pta_signin_seconds", "Time from password to answer", ["channel"], registry=registry,
     buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15),
@@ -17,6 +21,7 @@ class HandOffCollector:
 
     def collect(self):
         from agents.connections import local_agents
+        from agents.queue import slot_queues
         from agents.services.dispatch import reply_channel
 
         waiters = GaugeMetricFamily("pta_handoff_reply_waiters", "Requests relayed to another node awaiting answer")
@@ -26,7 +31,14 @@ class HandOffCollector:
         in_flight = GaugeMetricFamily("pta_agent_in_flight", "Requests in flight per local agent", labels=["agent"])
         for consumer in local_agents.all():
             in_flight.add_metric([consumer.agent_id], consumer.in_flight)
-        yield from (waiters, agents, in_flight)
+        queued = GaugeMetricFamily("pta_signin_queue_length", "Sign-ins waiting for an agent slot, per tenant",
+                                   labels=["tenant"])
+        oldest = GaugeMetricFamily("pta_signin_queue_oldest_seconds", "How long the first in line has waited",
+                                   labels=["tenant"])
+        for tenant, length in slot_queues.lengths().items():
+            queued.add_metric([tenant], length)
+            oldest.add_metric([tenant], slot_queues.oldest_wait(tenant))
+        yield from (waiters, agents, in_flight, queued, oldest)
 
 
 registry.register(HandOffCollector())

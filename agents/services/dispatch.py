@@ -4,8 +4,10 @@ Local first: an agent connected to this process gets the request in process (its
 on another node gets it over the channel layer (Redis pub/sub in production); its ack and result come back on
 this process's one reply channel and are matched by request id (a channel per request would never be
 unsubscribed by the pub/sub layer). Failover is only where it is safe: no ack, a disconnect before the ack,
-a busy agent, or directory_unavailable. After an ack nothing is retried: a second bind would count twice
-against AD's lockout.
+or directory_unavailable. After an ack nothing is retried: a second bind would count twice against AD's lockout.
+
+When every agent that could take the sign-in is busy, it waits for a slot (agents/queue.py: first come, first
+served per tenant, bounded) within its deadline: a rush is queued, never refused while an agent is connected.
 """
 
 from __future__ import annotations
@@ -25,15 +27,17 @@ from django.views.decorators.debug import sensitive_variables
 
 from agents import protocol
 from agents.connections import local_agents
-from agents.consumers import AgentAckTimeout, AgentRequestError, AgentTimeout, AgentUnavailable
+from agents.consumers import AgentAckTimeout, AgentBusy, AgentRequestError, AgentTimeout, AgentUnavailable
+from agents.queue import QueueFull, Ticket, slot_queues
 from agents.selectors import ConnectedAgent, agents_connected
 from agents.services.authority import signing_key_for_tenant
 
 logger = logging.getLogger(__name__)
 Outcome = protocol.Outcome
 
-# Agent errors that mean "this agent could not take it, no bind happened": try the next agent.
+# Agent errors that mean "this agent could not take it, no bind happened": try the next agent (busy: wait for it).
 RETRYABLE_AGENT_ERRORS = {"busy", "unavailable", "shutting_down"}
+BUSY = "busy"
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class Validation:
     # The domains the answering agent serves (the portal's record, not the agent's word): the only ones in
     # which its report of the user is believed.
     domains: tuple[str, ...] = ()
+    # How long the sign-in waited for an agent slot (every agent busy), in milliseconds.
+    queued_ms: float = 0.0
 
 
 # --- keys, loaded once per process --------------------------------------------------------------------
@@ -123,7 +129,7 @@ class ReplyChannel:
             if event in ("ack", "result"):
                 acked.set_result(None)
             else:
-                acked.set_exception(AgentUnavailable(str(event)))
+                acked.set_exception(AgentBusy(BUSY) if event == BUSY else AgentUnavailable(str(event)))
         if event == "result" and not result.done():
             try:
                 frame = protocol.decode(protocol.encode(protocol.Result(**message["result"])))
@@ -197,56 +203,98 @@ async def account_state_check(*, tenant_id: str, domain: str, username: str) -> 
 async def _through_agents(*, tenant_id: str, domain: str, username: str, password: str | None) -> Validation:
     deadline = time.monotonic() + settings.PTA_SIGNIN_DEADLINE_SECONDS
     tenant_id = str(tenant_id)
-    candidates = await agents_connected(tenant_id=tenant_id, domain=domain)
+    tried: set[str] = set()  # agents that failed this sign-in without a bind: not asked again
+    ticket: Ticket | None = None
     last = Validation(outcome=Outcome.NO_AGENT_AVAILABLE, request_id="")
-    signing_key = await _signing_key(tenant_id) if candidates else None
     # Another agent may reach a DC this one cannot; a state check binds nothing, so any refusal may move on.
     move_on = {Outcome.DIRECTORY_UNAVAILABLE} | ({Outcome.AGENT_ERROR} if password is None else set())
-    for agent in candidates:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0.05:
-            break
-        if agent.full or domain not in agent.record.domains or agent.record.tenant_id != tenant_id:
-            continue
-        public_key = await _agent_public_key(agent.record.key_id)
-        if public_key is None:
-            continue
-        request_id = uuid.uuid4().hex
-        expires_at = time.time() + min(remaining, protocol.MAX_REQUEST_AGE_SECONDS)
-        sealed = {} if password is None else protocol.seal_password(
-            public_key=public_key, password=password, request_id=request_id, tenant=tenant_id,
-            key_id=agent.record.key_id, expires_at=expires_at)
-        request = protocol.sign_request(protocol.Request(
-            request_id=request_id, tenant=tenant_id, domain=domain, username=username, key_id=agent.record.key_id,
-            expires_at=expires_at, sealed=sealed,
-            kind=protocol.REQUEST_PASSWORD if password is not None else protocol.REQUEST_ACCOUNT_STATE,
-        ), signing_key)
-        started = time.monotonic()
-        try:
-            result = await _relay(agent, request, ack_timeout=min(settings.PTA_AGENT_ACK_SECONDS, remaining),
-                                  result_timeout=remaining)
-        except AgentTimeout:
-            return Validation(outcome=Outcome.AGENT_TIMEOUT, request_id=request_id, agent_id=agent.agent_id,
-                              agent_ms=_ms_since(started))
-        except AgentRequestError as exc:
-            if exc.code in RETRYABLE_AGENT_ERRORS:
+    try:
+        while (remaining := deadline - time.monotonic()) > 0.05:
+            eligible = [a for a in await agents_connected(tenant_id=tenant_id, domain=domain)
+                        if a.agent_id not in tried and domain in a.record.domains and a.record.tenant_id == tenant_id]
+            if not eligible:
+                break
+            free = [a for a in eligible if not a.full]
+            if not free or (ticket is None and slot_queues.length(tenant_id)):  # nobody jumps the line
+                if ticket is None:
+                    ticket = slot_queues.join(tenant_id, limit=settings.PTA_SIGNIN_QUEUE_LENGTH)
+                if not free or not slot_queues.at_head(ticket):
+                    await slot_queues.wait(ticket, timeout=remaining)
+                    continue
+            agent = free[0]
+            queued_ms = _leave(ticket)
+            ticket = None
+            # Waiting for an ack only makes sense with another agent to turn to: the only one gets the deadline.
+            ack_seconds = settings.PTA_AGENT_ACK_SECONDS if len(eligible) > 1 else None
+            validation = await _ask(agent, tenant_id=tenant_id, domain=domain, username=username, password=password,
+                                    remaining=deadline - time.monotonic(), ack_seconds=ack_seconds)
+            if validation is None:  # busy after all (its presence was behind): back in line
+                ticket = slot_queues.join(tenant_id, limit=settings.PTA_SIGNIN_QUEUE_LENGTH)
                 continue
-            logger.warning("agent %s refused request %s: %s", agent.agent_id, request_id, exc.code)
-            last = Validation(outcome=Outcome.AGENT_ERROR, request_id=request_id, agent_id=agent.agent_id,
-                              agent_ms=_ms_since(started), detail=exc.code)
-            if Outcome.AGENT_ERROR in move_on:
+            if validation.outcome is Outcome.NO_AGENT_AVAILABLE:  # gone, or no ack: no bind happened
+                tried.add(agent.agent_id)
                 continue
-            return last
-        except AgentUnavailable as exc:
-            logger.info("agent %s unavailable for %s (%s); trying the next one", agent.agent_id, request_id, exc)
-            continue
-        validation = _validation_from(result, request_id=request_id, agent=agent, agent_ms=_ms_since(started))
-        if validation.outcome not in move_on:
-            return validation
-        last = validation
-    if last.outcome is Outcome.NO_AGENT_AVAILABLE and time.monotonic() >= deadline - 0.05 and candidates:
+            validation = dataclasses.replace(validation, queued_ms=queued_ms)
+            if validation.outcome not in move_on:
+                return validation
+            tried.add(agent.agent_id)
+            last = validation
+    except QueueFull:
+        logger.warning("sign-in refused for tenant %s: the line for its agents is full", tenant_id)
+        return Validation(outcome=Outcome.TOO_MANY_SIGNINS, request_id="")
+    finally:
+        _leave(ticket)
+    if time.monotonic() >= deadline - 0.05 and (tried or ticket is not None or last.request_id):
         return dataclasses.replace(last, outcome=Outcome.AGENT_TIMEOUT)
     return last
+
+
+def _leave(ticket: Ticket | None) -> float:
+    """Out of the line (a slot was found, or the sign-in ends); how long it waited, in milliseconds."""
+    if ticket is None:
+        return 0.0
+    slot_queues.leave(ticket)
+    return round(ticket.waited * 1000, 2)
+
+
+@sensitive_variables("password")
+async def _ask(agent: ConnectedAgent, *, tenant_id: str, domain: str, username: str, password: str | None,
+               remaining: float, ack_seconds: float | None) -> Validation | None:
+    """One agent, once. None: it was busy. NO_AGENT_AVAILABLE: it could not take it (no bind happened)."""
+    public_key = await _agent_public_key(agent.record.key_id)
+    request_id = uuid.uuid4().hex
+    if public_key is None:
+        return Validation(outcome=Outcome.NO_AGENT_AVAILABLE, request_id="")
+    expires_at = time.time() + min(remaining, protocol.MAX_REQUEST_AGE_SECONDS)
+    sealed = {} if password is None else protocol.seal_password(
+        public_key=public_key, password=password, request_id=request_id, tenant=tenant_id,
+        key_id=agent.record.key_id, expires_at=expires_at)
+    request = protocol.sign_request(protocol.Request(
+        request_id=request_id, tenant=tenant_id, domain=domain, username=username, key_id=agent.record.key_id,
+        expires_at=expires_at, sealed=sealed,
+        kind=protocol.REQUEST_PASSWORD if password is not None else protocol.REQUEST_ACCOUNT_STATE,
+    ), await _signing_key(tenant_id))
+    started = time.monotonic()
+    try:
+        result = await _relay(agent, request, ack_timeout=min(ack_seconds or remaining, remaining),
+                              result_timeout=remaining)
+    except AgentTimeout:
+        return Validation(outcome=Outcome.AGENT_TIMEOUT, request_id=request_id, agent_id=agent.agent_id,
+                          agent_ms=_ms_since(started))
+    except AgentBusy:
+        return None
+    except AgentRequestError as exc:
+        if exc.code == BUSY:
+            return None
+        if exc.code in RETRYABLE_AGENT_ERRORS:
+            return Validation(outcome=Outcome.NO_AGENT_AVAILABLE, request_id="")
+        logger.warning("agent %s refused request %s: %s", agent.agent_id, request_id, exc.code)
+        return Validation(outcome=Outcome.AGENT_ERROR, request_id=request_id, agent_id=agent.agent_id,
+                          agent_ms=_ms_since(started), detail=exc.code)
+    except AgentUnavailable as exc:
+        logger.info("agent %s unavailable for %s (%s); trying the next one", agent.agent_id, request_id, exc)
+        return Validation(outcome=Outcome.NO_AGENT_AVAILABLE, request_id="")
+    return _validation_from(result, request_id=request_id, agent=agent, agent_ms=_ms_since(started))
 
 
 def _validation_from(result: protocol.Result, *, request_id: str, agent: ConnectedAgent,

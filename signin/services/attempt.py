@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import time
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from agents.protocol import Outcome
+from agents.queue import QueueFull, SlotQueues
 from agents.services.dispatch import password_validate
-from signin.metrics import signin_seconds, signins
+from signin.metrics import queue_seconds, signin_seconds, signins
 from signin.models import SignInEvent
 from signin.services.lockout import (
+    Hold,
     Reservation,
     Verdict,
     address_is_familiar,
@@ -39,6 +43,8 @@ from tenant.models import Tenant, User
 from tenant.selectors import tenant_for_username
 
 logger = logging.getLogger(__name__)
+# Guesses at one account waiting for the answers of those in flight (lockout BUSY), in line per account.
+lockout_lines = SlotQueues()
 MAX_PASSWORD_LENGTH = 512
 # Outcomes that are a wrong guess at the password: they count towards cloud smart lockout.
 COUNTED_FAILURES = {Outcome.INVALID_CREDENTIALS}
@@ -81,10 +87,11 @@ class _Before:
     familiar: bool
     known_device: bool
     reservation: Reservation | None  # this guess, reserved against the account's lockout
+    account: str = ""  # the lockout account the reservation is for
 
     @property
     def locked(self) -> bool:
-        return self.reservation is not None and not self.reservation.granted
+        return self.reservation is not None and self.reservation.hold is Hold.LOCKED
 
 
 def _before(*, upn: str, ip: str, device: str) -> _Before:
@@ -104,12 +111,35 @@ def _before(*, upn: str, ip: str, device: str) -> _Before:
                        reservation=None)
     account_upn = user.upn if user is not None else upn
     familiar = address_is_familiar(tenant=tenant, username=account_upn, ip=ip)
-    reservation = lockout_reserve(tenant=tenant, familiar=familiar,
-                                  account=lockout_account(tenant=tenant, user=user, username=upn))
+    account = lockout_account(tenant=tenant, user=user, username=upn)
+    reservation = lockout_reserve(tenant=tenant, familiar=familiar, account=account)
     if user is not None and user.upn != upn:
         user = None  # reached by another name (Alternate ID): the directory's answer says who signs in
     return _Before(route=route, tenant=tenant, user=user, familiar=familiar, reservation=reservation,
-                   known_device=device_is_known(tenant=tenant, username=account_upn, device=device))
+                   account=account, known_device=device_is_known(tenant=tenant, username=account_upn, device=device))
+
+
+async def _reserved(before: _Before, *, deadline: float) -> _Before:
+    """A guess that found the account's threshold taken by guesses in flight waits in line for their answers,
+    then asks again (one at a time per account: each answer frees at most one way)."""
+    if before.reservation is None or before.reservation.hold is not Hold.BUSY:
+        return before
+    try:
+        ticket = lockout_lines.join(before.reservation.bucket, limit=settings.PTA_SIGNIN_QUEUE_LENGTH)
+    except QueueFull:
+        return before
+    try:
+        while (remaining := deadline - time.monotonic()) > 0.05:
+            await lockout_lines.wait(ticket, timeout=remaining)
+            if lockout_lines.at_head(ticket):
+                reservation = await in_worker(lockout_reserve)(tenant=before.tenant, account=before.account,
+                                                               familiar=before.familiar)
+                before = dataclasses.replace(before, reservation=reservation)
+                if reservation.hold is not Hold.BUSY:
+                    break
+    finally:
+        lockout_lines.leave(ticket)
+    return before
 
 
 @sensitive_variables("password")
@@ -125,12 +155,15 @@ async def password_sign_in(*, username: str, password: str, ip: str = "", user_a
     started = time.monotonic()
     upn = username.strip().lower()
     before = await in_worker(_before)(upn=upn, ip=ip, device=device)
+    before = await _reserved(before, deadline=started + settings.PTA_SIGNIN_DEADLINE_SECONDS)
     tenant = before.tenant
     validation = None
     if before.route is Route.UNKNOWN:
         outcome = Outcome.UNKNOWN_DOMAIN
     elif before.locked:
         outcome = Outcome.CLOUD_LOCKED
+    elif before.reservation is not None and before.reservation.hold is Hold.BUSY:
+        outcome = Outcome.TOO_MANY_SIGNINS  # this account's guesses in flight never left room in time
     elif not password_acceptable(password):
         outcome = Outcome.INVALID_CREDENTIALS
     elif before.route is Route.CLOUD:
@@ -143,6 +176,10 @@ async def password_sign_in(*, username: str, password: str, ip: str = "", user_a
         before=before, upn=upn, ip=ip, device=device, outcome=outcome, validation=validation, started=started,
         record={"username": username, "ip_address": ip or None, "user_agent": user_agent, "channel": channel,
                 "tenant": tenant})
+    if before.reservation is not None and before.reservation.granted:
+        lockout_lines.slot_freed(before.reservation.bucket)  # the next guess at this account may go
+    if validation is not None and validation.queued_ms:
+        queue_seconds.observe(validation.queued_ms / 1000)
     signins.labels(result.outcome.value, channel).inc()
     signin_seconds.labels(channel).observe(time.monotonic() - started)
     return result
@@ -187,7 +224,8 @@ def _after(*, before: _Before, upn: str, ip: str, device: str, outcome: Outcome,
         else:
             signin_completed(tenant=tenant, user=user, ip=ip, device=device)
     if validation is not None:
-        record.update(agent_id=validation.agent_id, ad_subcode=validation.ad_subcode, agent_ms=validation.agent_ms)
+        record.update(agent_id=validation.agent_id, ad_subcode=validation.ad_subcode, agent_ms=validation.agent_ms,
+                      queued_ms=validation.queued_ms or None)
         if validation.request_id:
             record["request_id"] = validation.request_id
     event = signin_event_record(**record, user=user, outcome=outcome.value, familiar=familiar,

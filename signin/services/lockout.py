@@ -7,7 +7,9 @@ usual places. Each lockout of a bucket lasts twice as long as the one before, up
 
 A guess is *reserved* before any agent is asked, atomically, and guesses still in flight count as failures
 until their answer comes: whatever the concurrency, and on whichever nodes, at most ``threshold`` guesses per
-window reach the directory. The counters live in Redis in production (one Lua script per step, so every node
+window reach the directory. A guess that finds the threshold taken by guesses in flight waits for their answers
+(BUSY): wrong ones lock the account, right ones free the way, so a burst of right passwords is slowed, not
+refused. The counters live in Redis in production (one Lua script per step, so every node
 sees the same state) and in this process in the embedded profile.
 
     reservation = lockout_reserve(scope=..., account=..., familiar=...)   # before the agent
@@ -76,12 +78,22 @@ class Verdict(enum.Enum):
     RELEASED = "released"  # no verdict on the password (agent away, account disabled, …): does not count
 
 
+class Hold(enum.IntEnum):
+    LOCKED = 0  # the bucket is locked: cloud_locked, no agent
+    GRANTED = 1  # this guess may go to the directory
+    BUSY = 2  # failures and guesses in flight already reach the threshold: wait for their answers, then ask again
+
+
 @dataclass(frozen=True)
 class Reservation:
-    granted: bool
+    hold: Hold
     bucket: str
     attempt_id: str
     policy: LockoutPolicy
+
+    @property
+    def granted(self) -> bool:
+        return self.hold is Hold.GRANTED
 
 
 @dataclass(frozen=True)
@@ -91,7 +103,7 @@ class Settled:
 
 
 class LockoutStore(Protocol):
-    def reserve(self, *, bucket: str, attempt_id: str, threshold: int) -> bool: ...
+    def reserve(self, *, bucket: str, attempt_id: str, threshold: int) -> Hold: ...
 
     def settle(self, *, bucket: str, attempt_id: str, verdict: Verdict, policy: LockoutPolicy) -> Settled: ...
 
@@ -114,17 +126,17 @@ class LocalLockoutStore:
         count, until = self._failures.get(bucket, (0, 0.0))
         return count if until > now else 0
 
-    def reserve(self, *, bucket: str, attempt_id: str, threshold: int) -> bool:
+    def reserve(self, *, bucket: str, attempt_id: str, threshold: int) -> Hold:
         now = time.time()
         with self._lock:
             if self._locked_until.get(bucket, 0.0) > now:
-                return False
+                return Hold.LOCKED
             flying = {a: exp for a, exp in self._in_flight.get(bucket, {}).items() if exp > now}
-            if self._live_failures(bucket, now) + len(flying) >= threshold:
-                return False
-            flying[attempt_id] = now + RESERVATION_SECONDS
             self._in_flight[bucket] = flying
-            return True
+            if self._live_failures(bucket, now) + len(flying) >= threshold:
+                return Hold.BUSY
+            flying[attempt_id] = now + RESERVATION_SECONDS
+            return Hold.GRANTED
 
     def settle(self, *, bucket: str, attempt_id: str, verdict: Verdict, policy: LockoutPolicy) -> Settled:
         now = time.time()
@@ -164,7 +176,7 @@ _RESERVE = """
 if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
 local failures = tonumber(redis.call('GET', KEYS[1]) or '0')
-if failures + redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then return 0 end
+if failures + redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then return 2 end
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
 return 1
@@ -205,10 +217,10 @@ class RedisLockoutStore:
     def _keys(self, bucket: str) -> list[str]:
         return [f"{self.prefix}:{{{bucket}}}:{part}" for part in ("failures", "in-flight", "locked", "lockouts")]
 
-    def reserve(self, *, bucket: str, attempt_id: str, threshold: int) -> bool:
+    def reserve(self, *, bucket: str, attempt_id: str, threshold: int) -> Hold:
         now = time.time()
-        return bool(self._reserve(keys=self._keys(bucket)[:3],
-                                  args=[now, threshold, attempt_id, now + RESERVATION_SECONDS, RESERVATION_SECONDS]))
+        return Hold(int(self._reserve(keys=self._keys(bucket)[:3], args=[
+            now, threshold, attempt_id, now + RESERVATION_SECONDS, RESERVATION_SECONDS])))
 
     def settle(self, *, bucket: str, attempt_id: str, verdict: Verdict, policy: LockoutPolicy) -> Settled:
         locked, lockouts = self._settle(keys=self._keys(bucket), args=[
@@ -243,12 +255,12 @@ def _bucket(account: str, familiar: bool) -> str:
 
 
 def lockout_reserve(*, tenant: Tenant | None, account: str, familiar: bool) -> Reservation:
-    """Reserve one guess at ``account`` before the password is checked; not granted while the bucket is locked
-    or its failures and guesses in flight already reach the threshold."""
+    """Reserve one guess at ``account`` before the password is checked: LOCKED while the bucket is locked, BUSY
+    while its failures and guesses in flight already reach the threshold (ask again once some are answered)."""
     policy = lockout_policy(tenant=tenant)
     bucket, attempt_id = _bucket(account, familiar), uuid.uuid4().hex
-    granted = lockout_store().reserve(bucket=bucket, attempt_id=attempt_id, threshold=policy.threshold)
-    return Reservation(granted=granted, bucket=bucket, attempt_id=attempt_id, policy=policy)
+    hold = lockout_store().reserve(bucket=bucket, attempt_id=attempt_id, threshold=policy.threshold)
+    return Reservation(hold=hold, bucket=bucket, attempt_id=attempt_id, policy=policy)
 
 
 def lockout_settle(*, reservation: Reservation, verdict: Verdict) -> Settled:
