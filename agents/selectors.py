@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from agents.connections import local_agents, node_id
 from agents.presence import PresenceRecord, presence_registry
+from agents.queue import slot_queues
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,22 @@ def _agents_with_activity(tenant_ids: list[str]) -> list[dict]:
     return rows
 
 
+def _queue_waits(tenant_ids: list[str]) -> dict[str, list[float]]:
+    import datetime
+
+    from django.utils import timezone
+
+    from signin.models import SignInEvent
+
+    since = timezone.now() - datetime.timedelta(hours=1)
+    waits: dict[str, list[float]] = {}
+    rows = (SignInEvent.objects.filter(tenant_id__in=tenant_ids, created_at__gte=since, queued_ms__isnull=False)
+            .order_by("-created_at").values_list("tenant_id", "queued_ms")[:20_000])
+    for tenant_id, queued_ms in rows:
+        waits.setdefault(str(tenant_id), []).append(queued_ms)
+    return waits
+
+
 async def agents_health(*, tenants: list) -> dict:
     """Every agent of these tenants with its status, connection, load and recent outcomes, and per tenant a
     level: ok, warning (fewer than RECOMMENDED_ACTIVE_AGENTS active) or critical (none)."""
@@ -127,7 +144,14 @@ async def agents_health(*, tenants: list) -> dict:
         row.update({"node": presence.node_id, "in_flight": presence.in_flight, "capacity": presence.capacity,
                     "dc_reachable": presence.dc_reachable} if presence else
                    {"node": None, "in_flight": None, "capacity": None, "dc_reachable": None})
-    summaries: dict[str, dict] = {t.slug: {"active": 0, "agents": 0} for t in tenants}
+    waits = await sync_to_async(_queue_waits)([str(t.pk) for t in tenants])
+    summaries: dict[str, dict] = {t.slug: {
+        "active": 0, "agents": 0,
+        # Sign-ins waiting for an agent slot on the node that answers, and how long they waited in the last hour.
+        "queued_here": slot_queues.length(str(t.pk)), "queued_last_hour": len(waits.get(str(t.pk), [])),
+        "queue_wait_ms_p50": _percentile(waits.get(str(t.pk), []), 0.5),
+        "queue_wait_ms_p95": _percentile(waits.get(str(t.pk), []), 0.95),
+    } for t in tenants}
     for row in rows:
         summary = summaries[row["tenant"]]
         summary["agents"] += 1
