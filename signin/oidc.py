@@ -32,6 +32,7 @@ from signin.services.authentication import (
     session_mfa_due,
     session_reauthentication_require,
 )
+from signin.services.client import client_address
 from signin.services.oauth_tokens import (
     authorization_code_tokens_record,
     authorization_code_tokens_revoke,
@@ -50,7 +51,7 @@ TOKEN_CLAIMS = ("iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "jt
 
 
 class OutcomeError(errors.OAuth2Error):
-    """An OAuth error whose JSON body also carries the sign-in outcome code (INTERFACES.md):
+    """An OAuth error whose JSON body also carries the sign-in outcome code (README.md, "Signing in"; docs/oidc.md):
     ``{"error": …, "error_description": …, "outcome": "<code>"}``; ``outcome`` is null when the request was
     refused before any sign-in was attempted (a client or tenant that may not use the grant)."""
 
@@ -172,7 +173,7 @@ class PortalOAuth2Validator(OAuth2Validator):
                                request=request)
         headers = request.headers or {}
         result = async_to_sync(password_sign_in)(
-            username=username, password=password or "", ip=headers.get("REMOTE_ADDR", ""),
+            username=username, password=password or "", ip=client_address(headers),
             user_agent=headers.get("HTTP_USER_AGENT", ""), channel="oauth",
         )
         if result.outcome is Outcome.MFA_REQUIRED:
@@ -329,7 +330,7 @@ class TenantAuthorizationView(AuthorizationView):
         stale = "login" in prompt or signed_in.reauthentication_pending or (max_age is not None
                                                                               and signed_in.older_than(max_age))
         device = request.get_signed_cookie(DEVICE_COOKIE, default="", salt=DEVICE_COOKIE_SALT) or ""
-        mfa_due = session_mfa_due(signed_in=signed_in, user=request.user, ip=request.META.get("REMOTE_ADDR", ""),
+        mfa_due = session_mfa_due(signed_in=signed_in, user=request.user, ip=client_address(request.META),
                                   device=device)
         if "none" not in prompt:
             return self._sign_in_again() if stale or mfa_due else None

@@ -1,4 +1,4 @@
-"""One password sign-in, from the username as typed to a recorded outcome (DESIGN.md, "A sign-in request")."""
+"""One password sign-in, from the username as typed to a recorded outcome (docs/architecture.md, "A sign-in")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The second factor: who needs it (the tenant's policy), TOTP enrolment and verification (django-otp), recovery
-codes, and the sign-in record's MFA fields (DESIGN.md, "OpenID Connect and MFA").
+codes, and the sign-in record's MFA fields (docs/architecture.md, "Libraries: how they really behave").
 
 A sign-in is "familiar" when it comes from an address, or a device (a signed cookie), that has completed a
 sign-in of this user before: completed, so a password alone never makes a place familiar under the
