@@ -5,13 +5,11 @@ tenant's threshold reach AD, and AD's own account stays unlocked."""
 from __future__ import annotations
 
 import ssl
-import threading
 
-import httpx
 import ldap3
 import pytest
 
-from tests.fixtures.http import _attempt, _csrf
+from tests.fixtures.http import password_page, submit_at_once
 from tests.fixtures.portal import local_agents, make_portal, node_metric, start_agent, wait_for
 
 pytestmark = pytest.mark.integration
@@ -31,15 +29,6 @@ def bad_password_count(ad, dn: str) -> int:
     with directory_connection(ad, ad.admin_upn, ad.admin_password) as conn:
         conn.search(dn, "(objectClass=user)", search_scope=ldap3.BASE, attributes=["badPwdCount"])
         return int(conn.entries[0].badPwdCount.value or 0)
-
-
-def password_page(node_url: str, username: str) -> tuple[httpx.Client, str]:
-    """A client that has passed the username step, and the password form's CSRF token."""
-    client = httpx.Client(base_url=node_url, follow_redirects=False, timeout=30)
-    page = client.get("/login/")
-    response = client.post("/login/", data={"username": username, "csrfmiddlewaretoken": _csrf(page)})
-    assert response.status_code == 302, response.text[:300]
-    return client, _csrf(client.get("/login/password/"))
 
 
 @pytest.fixture
@@ -64,22 +53,8 @@ def test_a_burst_of_wrong_guesses_cannot_lock_the_ad_account(two_nodes, ad_testb
     assert bad_password_count(ad_testbed, victim["dn"]) == 0
     threshold = 5  # the tenant's default
 
-    sessions = [password_page((first if i % 2 else second).url, victim["upn"]) for i in range(GUESSES)]
-    start, answers = threading.Barrier(GUESSES), [None] * GUESSES
-
-    def guess(i: int) -> None:
-        client, token = sessions[i]
-        start.wait()
-        answers[i] = _attempt(client.post("/login/password/", data={
-            "password": f"Wrong-guess-{i}", "csrfmiddlewaretoken": token}))
-
-    threads = [threading.Thread(target=guess, args=(i,)) for i in range(GUESSES)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    for client, _ in sessions:
-        client.close()
+    pages = [password_page((first if i % 2 else second).url, victim["upn"]) for i in range(GUESSES)]
+    answers = [answer for answer, _ in submit_at_once(pages, [f"Wrong-guess-{i}" for i in range(GUESSES)])]
 
     outcomes = [a.outcome for a in answers]
     assert all(a.status == 200 for a in answers), [a.status for a in answers]
