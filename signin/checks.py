@@ -1,6 +1,11 @@
-"""Start-up checks for the framework hooks the OpenID provider's protections override (STYLE: guard the clever
-parts). Were DOT or oauthlib to rename one, our override would silently stop running: logout would revoke the
-hint's user's tokens everywhere again, a replayed code or a wrong PKCE verifier would go unnoticed."""
+"""Start-up checks for the clever parts (STYLE: guard them where failure is cheapest).
+
+- The framework hooks the OpenID provider's protections override: were DOT or oauthlib to rename one, our override
+  would silently stop running (logout would revoke the hint's user's tokens everywhere again, a replayed code or a
+  wrong PKCE verifier would go unnoticed).
+- The password POST's consumer (signin/consumers.py) runs settings.MIDDLEWARE's hooks by hand: a middleware
+  without them, or a password URL the consumer no longer serves, must stop start-up, not answer 500s.
+"""
 
 from django.core import checks
 from django.utils.module_loading import import_string
@@ -25,4 +30,29 @@ def oidc_hooks_present(app_configs, **kwargs):
         errors += [checks.Error(f"{path}.{name} is gone: the override of it no longer runs.", id="signin.E001",
                                 hint="Re-read django-oauth-toolkit's source for where this moved.")
                    for name in names if not callable(getattr(base, name, None))]
+    return errors
+
+
+@checks.register()
+def password_consumer_fits(app_configs, **kwargs):
+    from django.core.exceptions import ImproperlyConfigured
+    from django.urls import NoReverseMatch, reverse
+
+    from signin.consumers import PATH, MiddlewareHooks
+
+    errors = []
+    try:
+        MiddlewareHooks()
+    except ImproperlyConfigured as exc:
+        errors.append(checks.Error(str(exc), id="signin.E002",
+                                   hint="The password consumer runs only process_request/process_view/"
+                                        "process_response hooks: give the middleware those, or route the "
+                                        "password POST to Django's own handler."))
+    try:
+        served = reverse("signin:password")
+    except NoReverseMatch:
+        served = ""
+    if served != PATH:
+        errors.append(checks.Error(f"The password page is at {served or 'no URL'}, the consumer serves {PATH}.",
+                                   id="signin.E003", hint="Keep signin.consumers.PATH equal to the page's URL."))
     return errors

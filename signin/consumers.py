@@ -5,6 +5,13 @@ its own, and the handler sends its request signals from threads too: about sixte
 all through the one thread-sensitive executor. This consumer runs the same middleware hooks, Django's own
 (sessions, CSRF, authentication, security headers), and the same view steps (signin.views), in two hops:
 one before the agent is asked and one after.
+
+The Django internals this leans on, all here: ``django.core.handlers.asgi.ASGIRequest`` (built from the scope),
+``django.core.handlers.exception.response_for_exception`` (400/403/404/413/500 as the handler maps them), the
+``MiddlewareMixin`` hooks ``process_request``/``process_view``/``process_response`` of every entry of
+``settings.MIDDLEWARE``, and ``request.sensitive_post_parameters`` (what ``@sensitive_post_parameters`` sets).
+signin/checks.py stops start-up when they no longer fit; tests/signin/test_password_parity.py compares every
+answer with the plain view's.
 """
 
 from __future__ import annotations
@@ -78,14 +85,22 @@ class PasswordPostConsumer(AsyncHttpConsumer):
 
     @sensitive_variables("message")  # its body is the form, password included
     async def http_request(self, message: dict) -> None:
-        # AsyncHttpConsumer keeps the whole body in memory: refuse an oversized one as it arrives.
+        # AsyncHttpConsumer keeps the whole body in memory: stop reading an oversized one as it arrives.
         self.received = getattr(self, "received", 0) + len(message.get("body", b""))
         # Django's own bound on a form body; under it, the form itself answers an over-long field with a page.
         if self.received > (settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 2_621_440):
-            await self.send_response(413, b"Request body too large.", headers=[(b"Content-Type", b"text/plain")])
+            await self.refuse_oversized()
             await self.disconnect()
             raise StopConsumer()
         await super().http_request(message)
+
+    async def refuse_oversized(self) -> None:
+        """Django's own answer to a body over DATA_UPLOAD_MAX_MEMORY_SIZE (RequestDataTooBig: a 400 page, through
+        the middleware), from the length alone: the body read so far is dropped."""
+        request = ASGIRequest(self.scope, io.BytesIO(b""))
+        request.META["CONTENT_LENGTH"] = str(max(self.received, int(request.META.get("CONTENT_LENGTH") or 0)))
+        response = await in_worker(self.before_agent)(self.middleware_hooks(), request)
+        await self.send_django_response(response)
 
     @sensitive_variables("body", "submission")
     async def handle(self, body: bytes) -> None:
@@ -122,7 +137,7 @@ class PasswordPostConsumer(AsyncHttpConsumer):
             if not isinstance(found, HttpResponse):
                 return found
             response = found
-        add_never_cache_headers(response)
+            add_never_cache_headers(response)  # the view's @never_cache: not on a middleware's own answer
         return hooks.response_phase(request, response, ran)
 
     @staticmethod
