@@ -31,6 +31,18 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+_background: set[asyncio.Task] = set()
+
+
+def in_background(coroutine) -> asyncio.Task:
+    """Start a task nobody awaits, referenced until it ends (the event loop keeps only weak references to tasks,
+    so an unreferenced one may be collected before it runs to the end)."""
+    task = asyncio.ensure_future(coroutine)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    return task
+
+
 def node_id() -> str:
     """Names this process in presence records: PTA_NODE_ID, or hostname:pid."""
     return getattr(settings, "PTA_NODE_ID", "") or f"{socket.gethostname()}:{os.getpid()}"
@@ -86,7 +98,7 @@ class PresenceKeeper:
             now = time.time()
             silent = [c for c in consumers if now - c.last_beat > protocol.PRESENCE_TTL_SECONDS]
             for consumer in silent:  # the agent stopped beating: let it reconnect rather than look present
-                asyncio.ensure_future(consumer.close_for(protocol.CloseCode.PROTOCOL_ERROR, "heartbeat missed"))
+                in_background(consumer.close_for(protocol.CloseCode.PROTOCOL_ERROR, "heartbeat missed"))
             live = [c for c in consumers if c not in silent and c.presence_published and not c.closing]
             try:
                 await presence_registry().publish([c.presence_record() for c in live])
