@@ -1,5 +1,6 @@
 """The one place settings read the environment."""
 
+import ipaddress
 import os
 from urllib.parse import urlsplit
 
@@ -8,6 +9,11 @@ from django.core.exceptions import ImproperlyConfigured
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 REDIS_URL = os.environ.get("REDIS_URL", "")
 PRODUCTION = bool(DATABASE_URL and REDIS_URL)
+# The profile is both or neither: one alone would mix, e.g., PostgreSQL with sessions and lockout in one process.
+if bool(DATABASE_URL) != bool(REDIS_URL):
+    _set, _unset = ("DATABASE_URL", "REDIS_URL") if DATABASE_URL else ("REDIS_URL", "DATABASE_URL")
+    raise ImproperlyConfigured(f"{_set} is set but {_unset} is not: set both for the production profile, or "
+                               "neither for the embedded one.")
 
 
 def env(name: str, default: str = "") -> str:
@@ -44,3 +50,18 @@ def required_in_production(name: str, embedded_default: str) -> str:
         raise ImproperlyConfigured(
             f"{name} must be set in the production profile (DATABASE_URL and REDIS_URL are set).")
     return embedded_default
+
+
+def ip_networks(name: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Comma-separated addresses or networks (IPv4 or IPv6, ``10.0.0.5``, ``10.0.0.0/24``, ``fd00::/64``); a
+    malformed entry stops start-up, naming the variable and the entry."""
+    networks = []
+    for entry in (part.strip() for part in os.environ.get(name, "").split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {entry!r} is not an IPv4 or IPv6 address or network "
+                                       "(e.g. 10.0.0.5, 10.0.0.0/24, fd00::/64).") from None
+    return tuple(networks)
