@@ -10,12 +10,16 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 # request, the password POST included, into a thread and back.
 django_http = ASGIStaticFilesHandler(get_asgi_application())  # sets Django up before consumers are imported
 
+from django.conf import settings  # noqa: E402
+
 from agents.routing import websocket_urlpatterns  # noqa: E402
+from config.proxy import TrustedProxyHeaders  # noqa: E402
 from signin.consumers import PasswordPostRouter  # noqa: E402
 
 # No AllowedHostsOriginValidator on the agent route: agents send no Origin; they prove their key instead.
-application = ProtocolTypeRouter({
+# X-Forwarded-* reach the portal from PTA_TRUSTED_PROXIES only: stripped from every other peer, first.
+application = TrustedProxyHeaders(ProtocolTypeRouter({
     # The password POST, the hot path, goes to its consumer; everything else to Django.
     "http": PasswordPostRouter(django_http),
     "websocket": URLRouter(websocket_urlpatterns),
-})
+}), trusted=settings.PTA_TRUSTED_PROXIES)

@@ -3,13 +3,14 @@ from django.contrib.auth.backends import ModelBackend
 from django.views.decorators.debug import sensitive_variables
 
 from signin.services.attempt import password_sign_in
+from signin.services.client import client_address
 from tenant.models import User
 
 
 def _client(request) -> tuple[str, str]:
     if request is None:
         return "", ""
-    return request.META.get("REMOTE_ADDR", ""), request.META.get("HTTP_USER_AGENT", "")
+    return client_address(request.META), request.META.get("HTTP_USER_AGENT", "")
 
 
 class PassThroughBackend:

@@ -1,7 +1,9 @@
 import secrets
 
+from django.core.exceptions import ImproperlyConfigured
+
 from .base import STATE_DIR
-from .env import PRODUCTION, env, required_in_production
+from .env import PRODUCTION, env, ip_networks, required_in_production
 
 
 def _embedded_secret(name: str) -> str:
@@ -25,11 +27,21 @@ CSRF_TRUSTED_ORIGINS = [o for o in env("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
+# Production cookies are Secure; PTA_INSECURE_COOKIES=1 is the lab override (plain http on loopback, the tests).
 SESSION_COOKIE_SECURE = PRODUCTION and env("PTA_INSECURE_COOKIES", "") != "1"
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# HSTS on every https answer of the production profile (SecurityMiddleware sends it only when is_secure()).
+SECURE_HSTS_SECONDS = int(env("PTA_HSTS_SECONDS", "31536000")) if SESSION_COOKIE_SECURE else 0
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env("PTA_BEHIND_PROXY") == "1" else None
+# The proxies whose X-Forwarded-For and X-Forwarded-Proto are believed (config/proxy.py strips them from every
+# other peer; signin/services/client.py takes the right-most untrusted hop). Empty: the direct peer only.
+PTA_TRUSTED_PROXIES = ip_networks("PTA_TRUSTED_PROXIES")
+PTA_BEHIND_PROXY = env("PTA_BEHIND_PROXY") == "1"
+if PTA_BEHIND_PROXY and not PTA_TRUSTED_PROXIES:
+    raise ImproperlyConfigured("PTA_BEHIND_PROXY=1 needs PTA_TRUSTED_PROXIES: the addresses of the proxies whose "
+                               "X-Forwarded-Proto is believed (no other peer's is).")
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if PTA_BEHIND_PROXY else None
 # The bearer token of /metrics (it names every tenant's agents); empty: /metrics answers 404 to everyone.
 PTA_METRICS_TOKEN = env("PTA_METRICS_TOKEN", "")

@@ -47,6 +47,15 @@ def test_other_urls_are_refused(url):
     assert "https://" in portal_url_problem(url)
 
 
+@pytest.mark.parametrize("url", ["ws://portal.example.test/agent/ws/", "ws://127.0.0.1:8000", "WS://10.0.0.5",
+                                 "wss://portal.example.com/agent/ws/"])
+def test_websocket_urls_are_refused_the_agent_derives_wss_from_https(url):
+    """Only an https:// portal gives a wss:// socket (and http:// on loopback a ws:// one): a ws:// URL is refused
+    wherever it points, a wss:// one because the portal's https:// URL is what the agent registers against."""
+    problem = portal_url_problem(url)
+    assert "WebSocket URL" in problem and "https://" in problem
+
+
 @pytest.fixture
 def no_network(monkeypatch):
     """Fail the test on any name lookup or connection (the check must come first)."""

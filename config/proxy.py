@@ -1,0 +1,35 @@
+"""Forwarded headers are believed from the trusted proxies only (PTA_TRUSTED_PROXIES).
+
+Django trusts SECURE_PROXY_SSL_HEADER from whoever sends it, and anything reading X-Forwarded-For would too:
+this ASGI wrapper removes the forwarded headers of every request (HTTP and WebSocket) whose direct peer is not
+a trusted proxy, before Django, the password consumer or the agent consumer see it. Daphne's own
+``--proxy-headers`` must stay off: it takes the left-most X-Forwarded-For from any peer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from signin.services.client import IPNetwork, address_parse, address_trusted
+
+FORWARDED_HEADERS = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
+                               b"x-forwarded-prefix", b"x-real-ip", b"forwarded"})
+
+
+def scope_from_trusted_proxy(scope: dict, trusted: Iterable[IPNetwork]) -> bool:
+    client = scope.get("client")
+    return bool(client) and address_trusted(address_parse(str(client[0])), trusted)
+
+
+class TrustedProxyHeaders:
+    def __init__(self, app, *, trusted: Iterable[IPNetwork]) -> None:
+        self.app = app
+        self.trusted = tuple(trusted)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket") and not scope_from_trusted_proxy(scope, self.trusted):
+            headers = [(name, value) for name, value in scope.get("headers", ())
+                       if name.lower() not in FORWARDED_HEADERS]
+            if len(headers) != len(scope.get("headers", ())):
+                scope = {**scope, "headers": headers}
+        return await self.app(scope, receive, send)
