@@ -35,7 +35,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from agents import protocol
-from agents.connections import agent_group, local_agents, node_id
+from agents.connections import agent_group, in_background, local_agents, node_id
 from agents.presence import PresenceRecord, presence_registry
 from agents.queue import slot_queues
 from agents.services.lifecycle import (
@@ -53,6 +53,10 @@ CloseCode = protocol.CloseCode
 MAX_BAD_FRAMES_BEFORE_HELLO = 3
 DEFAULT_CAPACITY = 64
 MAX_CAPACITY = 1000
+# What an agent may announce in its hello; anything else (a newer agent's) is ignored.
+KNOWN_CAPABILITIES = frozenset({protocol.CAPABILITY_PASSWORD_CHANGE})
+# Request kinds only an agent that announced the capability is sent.
+KIND_CAPABILITIES = {protocol.REQUEST_PASSWORD_CHANGE: protocol.CAPABILITY_PASSWORD_CHANGE}
 
 
 class AgentUnavailable(Exception):
@@ -105,6 +109,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         self.pending: dict[str, PendingRequest] = {}
         self.capacity = DEFAULT_CAPACITY
         self.version = ""
+        self.capabilities: tuple[str, ...] = ()
         self.dc_reachable = True
         self.connected_at = time.time()
         self.last_beat = self.connected_at
@@ -168,7 +173,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
 
     def _handshake_timed_out(self) -> None:
         if self.identity is None and not self.closing:
-            asyncio.ensure_future(self.close_for(CloseCode.HANDSHAKE_TIMEOUT, "no hello in time"))
+            in_background(self.close_for(CloseCode.HANDSHAKE_TIMEOUT, "no hello in time"))
 
     @property
     def agent_id(self) -> str:
@@ -215,6 +220,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         self.handshake_deadline.cancel()
         self.identity = identity
         self.version = hello.version
+        self.capabilities = tuple(sorted(set(hello.capabilities) & KNOWN_CAPABILITIES))
         self.capacity = self._bounded_capacity(hello.capacity)
         self.last_beat = time.time()
         await self.send_frame(protocol.Welcome(agent_id=identity.agent_id,
@@ -283,7 +289,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         await self.send_frame(protocol.Renewed(certificate=certificate))
         # The old key is no longer the agent's: it reconnects with the new one, once the sign-ins already
         # handed to this connection have their results (the agent drains too; either side may close first).
-        asyncio.ensure_future(self.close_for(CloseCode.RENEWED, "renewed",
+        in_background(self.close_for(CloseCode.RENEWED, "renewed",
                                              drain_seconds=settings.PTA_SIGNIN_DEADLINE_SECONDS))
 
     async def on_hello_again(self, hello: protocol.Hello) -> None:
@@ -312,6 +318,8 @@ class AgentConsumer(AsyncWebsocketConsumer):
             raise ValueError("This agent does not serve that tenant and domain.")  # never sent, whatever the caller
         if request.key_id != self.identity.key_fingerprint:
             raise ValueError("The request was sealed for another key.")
+        if (needed := KIND_CAPABILITIES.get(request.kind)) and needed not in self.capabilities:
+            raise ValueError(f"This agent did not announce {needed}.")
         if self.in_flight >= self.capacity:
             raise AgentBusy(f"{self.in_flight} requests in flight")
         if request.request_id in self.pending:
@@ -352,7 +360,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
             finally:
                 self.publishing = False
 
-        asyncio.ensure_future(publish())
+        in_background(publish())
 
     async def relay(self, request: protocol.Request, *, ack_timeout: float = 1.0,
                     result_timeout: float = 10.0) -> protocol.Result:
@@ -398,7 +406,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
     async def apply_current(self, current: CloseCode | tuple[str, ...]) -> None:
         """What the database says of this agent now: a close code, or the domains it may be sent."""
         if isinstance(current, CloseCode):
-            asyncio.ensure_future(self.close_for(current, "refused"))
+            in_background(self.close_for(current, "refused"))
             return
         if self.identity is None or self.closing or tuple(current) == self.identity.domains:
             return
@@ -442,7 +450,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
             node_id=node_id(), channel_name=self.channel_name, key_id=self.identity.key_fingerprint,
             in_flight=self.in_flight, capacity=self.capacity,
             version=self.version, dc_reachable=self.dc_reachable, connected_at=self.connected_at,
-            last_beat=self.last_beat,
+            last_beat=self.last_beat, capabilities=self.capabilities,
         )
 
     @staticmethod

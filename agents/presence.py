@@ -48,6 +48,8 @@ class PresenceRecord:
     dc_reachable: bool = True
     connected_at: float = 0.0
     last_beat: float = 0.0
+    # What the agent announced in its hello beyond validating passwords (protocol.CAPABILITY_*).
+    capabilities: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
@@ -57,6 +59,7 @@ class PresenceRecord:
         try:
             data = json.loads(text)
             data["domains"] = tuple(data.get("domains") or ())
+            data["capabilities"] = tuple(data.get("capabilities") or ())
             return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
         except (ValueError, TypeError, KeyError):
             return None

@@ -9,6 +9,8 @@ Frames are JSON text messages with a ``type`` tag. A connection goes:
     portal → agent   welcome {agent_id, heartbeat_seconds, renew}       (or close 4xxx)
     agent  → portal  heartbeat {...}                                     every HEARTBEAT_SECONDS
     portal → agent   request {sealed password, signed}  → agent: ack at once, then result
+                     (kind "password_change": old and new password sealed together, only to an agent whose
+                     hello announced the "password_change" capability)
     portal → agent   renew {}  → agent: renewal {csr signed with the old key} → portal: renewed {certificate}
     either side      error {code, message}                                for a frame it cannot use
 """
@@ -65,6 +67,9 @@ class Outcome(enum.StrEnum):
     TOO_MANY_SIGNINS = "too_many_signins"
     MFA_REQUIRED = "mfa_required"
     MFA_FAILED = "mfa_failed"
+    # Answers to a password change (request kind "password_change"), and only to one.
+    PASSWORD_CHANGED = "password_changed"
+    PASSWORD_REJECTED = "password_rejected"
 
     @property
     def message(self) -> str:
@@ -73,7 +78,16 @@ class Outcome(enum.StrEnum):
     @property
     def is_directory_answer(self) -> bool:
         """An answer about the account from AD itself (counts for lockout, never retried)."""
-        return self in AD_SUBCODE_OUTCOMES.values() or self is Outcome.SUCCESS
+        return self in AD_SUBCODE_OUTCOMES.values() or self in (Outcome.SUCCESS, *CHANGE_ANSWERS)
+
+    def answers(self, kind: str) -> bool:
+        """Whether an agent may give this outcome to a request of ``kind``: a password change is answered
+        PASSWORD_CHANGED, never SUCCESS, and only a password change may be answered with a change outcome."""
+        if not (self.is_directory_answer or self is Outcome.DIRECTORY_UNAVAILABLE):
+            return False
+        if kind == REQUEST_PASSWORD_CHANGE:
+            return self is not Outcome.SUCCESS
+        return self not in CHANGE_ANSWERS
 
 
 OUTCOME_MESSAGES: dict[Outcome, str] = {
@@ -96,7 +110,10 @@ OUTCOME_MESSAGES: dict[Outcome, str] = {
     Outcome.IDENTITY_CONFLICT: "This account can't be signed in here. Contact your organisation's administrator.",
     Outcome.MFA_REQUIRED: "Enter the code from your authenticator app.",
     Outcome.MFA_FAILED: "That code didn't work. Check your authenticator app and try again.",
+    Outcome.PASSWORD_CHANGED: "Your password has been changed.",
+    Outcome.PASSWORD_REJECTED: "Your organisation's directory did not accept the new password. Choose another one.",
 }
+CHANGE_ANSWERS = (Outcome.PASSWORD_CHANGED, Outcome.PASSWORD_REJECTED)
 
 # AD answers a failed simple bind with result 49 and "data <hex>" in its message.
 AD_SUBCODE_OUTCOMES: dict[str, Outcome] = {
@@ -162,6 +179,14 @@ class Hello:
     version: str = ""
     hostname: str = ""
     capacity: int = 0
+    # What this agent can do beyond validating passwords (CAPABILITY_*). Left off the wire when empty: an
+    # older portal refuses unknown fields, and an agent without a service account announces nothing.
+    capabilities: list = field(default_factory=list)
+
+
+# The agent has a service account and changes expired and must-change passwords (request kind PASSWORD_CHANGE).
+CAPABILITY_PASSWORD_CHANGE = "password_change"
+MAX_CAPABILITIES = 16
 
 
 @dataclass(frozen=True)
@@ -196,13 +221,15 @@ class Request:
     sealed: dict
     signature: str = ""
     # PASSWORD: validate the sealed password. ACCOUNT_STATE: no password (sealed is empty); is the account still
-    # enabled, read with the agent's service account. Left off the wire when PASSWORD, so older agents still
-    # understand (and verify the signature of) every password request.
+    # enabled, read with the agent's service account. PASSWORD_CHANGE: the current and the new password sealed
+    # together (seal_password_change); change it with the service account's connection. Left off the wire when
+    # PASSWORD, so older agents still understand (and verify the signature of) every password request.
     kind: str = "password"
 
 
 REQUEST_PASSWORD = "password"
 REQUEST_ACCOUNT_STATE = "account_state"
+REQUEST_PASSWORD_CHANGE = "password_change"
 
 
 @dataclass(frozen=True)
@@ -253,6 +280,9 @@ FRAME_TYPES: dict[str, type] = {cls.type: cls for cls in typing.get_args(Frame)}
 
 
 def _check_type(value: object, annotation: object) -> bool:
+    if annotation == "list":  # a short list of short strings (capabilities), nothing nested
+        return (isinstance(value, list) and len(value) <= MAX_CAPABILITIES
+                and all(isinstance(item, str) and len(item) <= 64 for item in value))
     expected = {"str": str, "int": int, "float": (int, float), "bool": bool, "dict": dict}[annotation]
     if isinstance(value, bool) and annotation in ("int", "float"):
         return False
@@ -263,6 +293,8 @@ def _wire_fields(frame: Frame) -> dict:
     data = dataclasses.asdict(frame)
     if isinstance(frame, Request) and frame.kind == REQUEST_PASSWORD:
         del data["kind"]
+    if isinstance(frame, Hello) and not frame.capabilities:
+        del data["capabilities"]
     return data
 
 
@@ -355,33 +387,51 @@ def new_nonce() -> str:
 # --- the sealed password and the signed request -------------------------------------------------------
 
 
-def _associated_data(*, request_id: str, tenant: str, key_id: str, expires_at: float) -> bytes:
-    return f"pta-seal-v1\x00{request_id}\x00{tenant}\x00{key_id}\x00{expires_at!r}".encode()
+def _associated_data(*, request_id: str, tenant: str, key_id: str, expires_at: float,
+                     kind: str = REQUEST_PASSWORD) -> bytes:
+    # A password request keeps the original form (agents of every version open it); any other kind is bound
+    # too, so that an envelope sealed for one kind never opens as another.
+    suffix = "" if kind == REQUEST_PASSWORD else f"\x00{kind}"
+    return f"pta-seal-v1\x00{request_id}\x00{tenant}\x00{key_id}\x00{expires_at!r}{suffix}".encode()
+
+
+def _seal(*, public_key: rsa.RSAPublicKey, plain: bytes, aad: bytes) -> dict:
+    content_key = AESGCM.generate_key(bit_length=256)
+    nonce = os.urandom(12)
+    ciphertext = AESGCM(content_key).encrypt(nonce, plain, aad)
+    wrapped = public_key.encrypt(content_key, _OAEP)
+    return {"alg": "RSA-OAEP-256+A256GCM", "key": b64e(wrapped), "nonce": b64e(nonce), "data": b64e(ciphertext)}
 
 
 def seal_password(
     *, public_key: rsa.RSAPublicKey, password: str, request_id: str, tenant: str, key_id: str, expires_at: float
 ) -> dict:
     """RSA-OAEP-SHA256 wraps a fresh AES-256-GCM key; the associated data binds the request to its context."""
-    content_key = AESGCM.generate_key(bit_length=256)
-    nonce = os.urandom(12)
     aad = _associated_data(request_id=request_id, tenant=tenant, key_id=key_id, expires_at=expires_at)
-    ciphertext = AESGCM(content_key).encrypt(nonce, password.encode("utf-8"), aad)
-    wrapped = public_key.encrypt(content_key, _OAEP)
-    return {"alg": "RSA-OAEP-256+A256GCM", "key": b64e(wrapped), "nonce": b64e(nonce), "data": b64e(ciphertext)}
+    return _seal(public_key=public_key, plain=password.encode("utf-8"), aad=aad)
+
+
+def seal_password_change(
+    *, public_key: rsa.RSAPublicKey, current: str, new: str, request_id: str, tenant: str, key_id: str,
+    expires_at: float
+) -> dict:
+    """The current and the new password in one envelope (a JSON object), bound like a sign-in's and to the
+    request kind PASSWORD_CHANGE."""
+    aad = _associated_data(request_id=request_id, tenant=tenant, key_id=key_id, expires_at=expires_at,
+                           kind=REQUEST_PASSWORD_CHANGE)
+    plain = json.dumps({"current": current, "new": new}, ensure_ascii=False).encode("utf-8")
+    return _seal(public_key=public_key, plain=plain, aad=aad)
 
 
 _OAEP = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 
 
-def open_envelope(*, private_key: rsa.RSAPrivateKey, request: Request) -> str:
-    """The password of a request sealed for this key; ProtocolError when it was not, or was altered."""
+def _open(*, private_key: rsa.RSAPrivateKey, request: Request, kind: str) -> str:
     sealed = request.sealed
     if not all(isinstance(sealed.get(k), str) for k in ("key", "nonce", "data")):
         raise ProtocolError("malformed", "Sealed password is incomplete.", request.request_id)
-    aad = _associated_data(
-        request_id=request.request_id, tenant=request.tenant, key_id=request.key_id, expires_at=request.expires_at
-    )
+    aad = _associated_data(request_id=request.request_id, tenant=request.tenant, key_id=request.key_id,
+                           expires_at=request.expires_at, kind=kind)
     try:
         content_key = private_key.decrypt(b64d(sealed["key"]), _OAEP)
         plain = AESGCM(content_key).decrypt(b64d(sealed["nonce"]), b64d(sealed["data"]), aad)
@@ -389,6 +439,23 @@ def open_envelope(*, private_key: rsa.RSAPrivateKey, request: Request) -> str:
     except (ValueError, InvalidTag, UnicodeDecodeError):
         raise ProtocolError("cannot_decrypt", "The password was not sealed for this agent.",
                             request.request_id) from None
+
+
+def open_envelope(*, private_key: rsa.RSAPrivateKey, request: Request) -> str:
+    """The password of a request sealed for this key; ProtocolError when it was not, or was altered."""
+    return _open(private_key=private_key, request=request, kind=REQUEST_PASSWORD)
+
+
+def open_password_change(*, private_key: rsa.RSAPrivateKey, request: Request) -> tuple[str, str]:
+    """(current, new) of a PASSWORD_CHANGE request sealed for this key; ProtocolError otherwise."""
+    plain = _open(private_key=private_key, request=request, kind=REQUEST_PASSWORD_CHANGE)
+    try:
+        data = json.loads(plain)
+    except ValueError:
+        data = None
+    if not (isinstance(data, dict) and isinstance(data.get("current"), str) and isinstance(data.get("new"), str)):
+        raise ProtocolError("malformed", "The sealed password change is malformed.", request.request_id)
+    return data["current"], data["new"]
 
 
 def _request_signing_bytes(request: Request) -> bytes:

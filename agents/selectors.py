@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agents import protocol
 from agents.connections import local_agents, node_id
 from agents.presence import PresenceRecord, presence_registry
 from agents.queue import slot_queues
@@ -37,14 +38,17 @@ class ConnectedAgent:
         return self.record.channel_name
 
 
-async def agents_connected(*, tenant_id: str, domain: str) -> list[ConnectedAgent]:
-    """The connected agents of the tenant that serve ``domain``: least in flight first, full ones last, a
-    local one before a remote one at equal load. For a local agent the live in-flight count is used."""
+async def agents_connected(*, tenant_id: str, domain: str, capability: str = "") -> list[ConnectedAgent]:
+    """The connected agents of the tenant that serve ``domain`` (and announced ``capability``, when given):
+    least in flight first, full ones last, a local one before a remote one at equal load. For a local agent
+    the live in-flight count is used."""
     here = node_id()
     domain = domain.strip().lower()
     found: list[ConnectedAgent] = []
     for record in await presence_registry().for_tenant(tenant_id=str(tenant_id)):
         if record.tenant_id != str(tenant_id) or domain not in record.domains:
+            continue
+        if capability and capability not in record.capabilities:
             continue
         consumer = local_agents.get(record.agent_id)
         local = (record.node_id == here and consumer is not None
@@ -55,6 +59,12 @@ async def agents_connected(*, tenant_id: str, domain: str) -> list[ConnectedAgen
         found.append(ConnectedAgent(record=record, local=local))
     found.sort(key=lambda a: (a.full, a.in_flight, not a.local, -a.record.last_beat))
     return found
+
+
+async def password_change_available(*, tenant_id: str, domain: str) -> bool:
+    """Whether an agent that can change passwords (it has a service account) serves this domain right now."""
+    return bool(await agents_connected(tenant_id=tenant_id, domain=domain,
+                                       capability=protocol.CAPABILITY_PASSWORD_CHANGE))
 
 
 async def agent_presence(*, agent_id: str) -> PresenceRecord | None:

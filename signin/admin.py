@@ -8,7 +8,8 @@ from tenant.admin_scoping import TenantScopedAdmin
 class SignInEventAdmin(TenantScopedAdmin):
     list_display = ["created_at", "username", "outcome", "ad_subcode", "agent", "ip_address", "total_ms",
                     "mfa_decision", "mfa_result"]
-    list_filter = ["outcome", "agent", "user", "channel", "mfa_decision", ("created_at", admin.DateFieldListFilter)]
+    list_filter = ["outcome", "agent", "user", "channel", "password_change", "mfa_decision",
+                   ("created_at", admin.DateFieldListFilter)]
     search_fields = ["username", "user__upn", "ip_address"]
     date_hierarchy = "created_at"
     list_select_related = ["agent", "user"]

@@ -1,6 +1,8 @@
 from django import forms
+from django.views.decorators.debug import sensitive_variables
 
 from signin.services.attempt import MAX_PASSWORD_LENGTH
+from signin.services.records import CONTROL_CHARACTERS
 
 
 class UsernameForm(forms.Form):
@@ -33,3 +35,33 @@ class OtpForm(forms.Form):
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "autofocus": True, "inputmode": "numeric",
                                       "autocapitalize": "none", "spellcheck": "false"}),
     )
+
+
+class PasswordChangeForm(forms.Form):
+    """An expired or must-change password and its replacement. Checked here before any agent is contacted:
+    every field present, none over-long, no control characters, and the confirmation the same as the new
+    password. Whether the new one is good enough is the directory's call alone (its policy answers)."""
+
+    current_password = forms.CharField(
+        max_length=MAX_PASSWORD_LENGTH, strip=False, label="Current password",
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password", "autofocus": True}),
+    )
+    new_password = forms.CharField(
+        max_length=MAX_PASSWORD_LENGTH, strip=False, label="New password",
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+    confirm_password = forms.CharField(
+        max_length=MAX_PASSWORD_LENGTH, strip=False, label="Confirm new password",
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    @sensitive_variables()
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        for name in ("current_password", "new_password"):
+            if CONTROL_CHARACTERS.search(cleaned.get(name) or ""):
+                self.add_error(name, "Passwords can't contain control characters.")
+        new, confirm = cleaned.get("new_password"), cleaned.get("confirm_password")
+        if new is not None and confirm is not None and new != confirm:
+            self.add_error("confirm_password", "The new passwords don't match.")
+        return cleaned

@@ -37,6 +37,11 @@ class SignInEvent(models.Model):
     mfa_reason = models.CharField(max_length=64, blank=True, default="")
     mfa_result = models.CharField(max_length=32, blank=True, default="")
     channel = models.CharField(max_length=16, default="web", help_text="web, admin or oauth")
+    password_change = models.BooleanField(
+        default=False, help_text="An attempt to change an expired or must-change password on the sign-in page "
+        "(outcome success or mfa_required: it was changed).")
+    detail = models.CharField(max_length=32, blank=True, default="",
+                              help_text="Why the directory refused a new password (e.g. history, complexity).")
 
     class Meta:
         ordering = ["-created_at"]

@@ -6,6 +6,7 @@ app_name = "signin"
 urlpatterns = [
     path("login/", views.username_page, name="username"),
     path("login/password/", views.password_page, name="password"),
+    path("login/password/change/", views.password_change_page, name="password-change"),
     path("login/mfa/", views.mfa_page, name="mfa"),
     path("login/mfa/enrol/", views.mfa_enrol_page, name="mfa-enrol"),
     path("login/done/", views.done_page, name="done"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
@@ -29,10 +30,19 @@ from oauth2_provider.views import RPInitiatedLogoutView
 from oauthlib.common import add_params_to_uri
 
 from agents.protocol import Outcome
-from signin.forms import OtpForm, PasswordForm, UsernameForm
+from agents.selectors import password_change_available
+from signin.forms import OtpForm, PasswordChangeForm, PasswordForm, UsernameForm
 from signin.metrics import metrics_text, signins
-from signin.services.attempt import SignInResult, password_sign_in, signin_completed
+from signin.services.attempt import (
+    CHANGEABLE,
+    SignInResult,
+    password_change_sign_in,
+    password_sign_in,
+    refusal_reason_code,
+    signin_completed,
+)
 from signin.services.authentication import session_authenticated
+from signin.services.client import client_address
 from signin.services.logout import logout_application
 from signin.services.mfa import (
     MAX_CODES_PER_SIGNIN,
@@ -59,6 +69,18 @@ MFA_PENDING_SECONDS = 600
 DEVICE_COOKIE = "pta_device"
 DEVICE_COOKIE_SALT = "pta.device"
 DEVICE_COOKIE_AGE = 90 * 24 * 3600
+# After an expired or must-change answer, the change page may be used this long.
+CHANGE_WINDOW_SECONDS = 600
+CHANGE_TEMPLATE = "signin/password_change.html"
+# Why the directory refused a new password (the agent's reason code), for the change page.
+REFUSAL_MESSAGES = {
+    "too_short": "It is too short.",
+    "complexity": "It does not meet the complexity rules (for example: upper and lower case letters, digits, "
+                  "symbols; not your name).",
+    "history": "You have used it before.",
+    "too_young": "Your password was changed too recently to change it again yet.",
+    "policy": "It does not meet your organisation's password rules.",
+}
 ENROLMENT_RESTARTED = ("This set-up was replaced by one started elsewhere. Scan this new code (remove the old "
                        "entry from your app) and enter the code it shows.")
 
@@ -142,7 +164,7 @@ def password_submission(request: HttpRequest) -> PasswordSubmission | HttpRespon
 async def password_submit(request: HttpRequest, submission: PasswordSubmission) -> SignInResult:
     return await password_sign_in(
         username=submission.state["username"], password=submission.password, device=submission.device,
-        ip=request.META.get("REMOTE_ADDR", ""), user_agent=request.META.get("HTTP_USER_AGENT", ""),
+        ip=client_address(request.META), user_agent=request.META.get("HTTP_USER_AGENT", ""),
     )
 
 
@@ -150,6 +172,23 @@ async def password_submit(request: HttpRequest, submission: PasswordSubmission) 
 def password_answer(request: HttpRequest, submission: PasswordSubmission, result: SignInResult) -> HttpResponse:
     """The page or redirect that ends the password step (synchronous: the sign-in's last thread hop)."""
     state = submission.state
+    if result.outcome in CHANGEABLE:
+        # The directory knows this password but wants a new one: the change page may follow, for a while.
+        request.session[SESSION_KEY] = {**state, "change": {
+            "outcome": result.outcome.value, "tenant_id": str(result.tenant.pk), "at": time.time()}}
+        return _page(request, "signin/password.html", {
+            **_password_context(state), "form": PasswordForm(), "error": result.outcome.message,
+            "change_offer": result.can_change_password, "helpdesk_hint": not result.can_change_password,
+        }, outcome=result.outcome)
+    return _signed_in_answer(request, state, submission.device, result,
+                             failed=lambda: _page(request, "signin/password.html", {
+                                 **_password_context(state), "form": PasswordForm(),
+                                 "error": result.outcome.message}, outcome=result.outcome))
+
+
+def _signed_in_answer(request: HttpRequest, state: dict, device: str, result: SignInResult,
+                      failed: Callable[[], HttpResponse]) -> HttpResponse:
+    """After the directory's answer: the second factor, the application (or the done page), or ``failed()``."""
     if result.outcome is Outcome.MFA_REQUIRED:
         # Half done: not logged in. The second factor's pages finish it.
         request.session.pop(SESSION_KEY, None)
@@ -161,12 +200,11 @@ def password_answer(request: HttpRequest, submission: PasswordSubmission, result
         response["PTA-Outcome"] = Outcome.MFA_REQUIRED.value
         return response
     if not result.succeeded:
-        return _page(request, "signin/password.html", {**_password_context(state), "form": PasswordForm(),
-                                                        "error": result.outcome.message}, outcome=result.outcome)
+        return failed()
     request.session.pop(SESSION_KEY, None)
     login(request, result.user, backend=BACKEND)
     session_authenticated(session=request.session)  # auth_time, and a prompt=login or max_age satisfied
-    return _signed_in_redirect(request, state["next"], submission.device)
+    return _signed_in_redirect(request, state["next"], device)
 
 
 def _password_context(state: dict) -> dict:
@@ -194,6 +232,100 @@ async def password_page(request: HttpRequest) -> HttpResponse:
     return await in_worker(password_answer)(request, submission, result)
 
 
+# --- changing an expired or must-change password ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class ChangeSubmission:
+    state: dict
+    current_password: str = field(repr=False)
+    new_password: str = field(repr=False)
+    device: str
+
+
+def _change_state(request: HttpRequest) -> dict | None:
+    """The sign-in state, when its password step ended expired or must-change a short while ago."""
+    state = request.session.get(SESSION_KEY)
+    change = (state or {}).get("change")
+    if not change or time.time() - change.get("at", 0) > CHANGE_WINDOW_SECONDS:
+        return None
+    return state
+
+
+def _change_context(state: dict) -> dict:
+    return {**_password_context(state), "why": Outcome(state["change"]["outcome"]).message}
+
+
+def _change_unavailable(request: HttpRequest, state: dict) -> HttpResponse:
+    """No agent that can change passwords serves the domain: what the password page said, and the helpdesk."""
+    return _page(request, CHANGE_TEMPLATE, {**_change_context(state), "unavailable": True},
+                 outcome=Outcome(state["change"]["outcome"]))
+
+
+async def _change_available(state: dict) -> bool:
+    return await password_change_available(tenant_id=state["change"]["tenant_id"],
+                                           domain=state["username"].strip().lower().rpartition("@")[2])
+
+
+@sensitive_variables()
+def password_change_submission(request: HttpRequest) -> ChangeSubmission | HttpResponse:
+    """The change form, read and checked before any agent is contacted (first thread hop)."""
+    state = _change_state(request)
+    if state is None:
+        return HttpResponseRedirect("/login/")
+    form = PasswordChangeForm(request.POST)
+    if not form.is_valid():
+        return _page(request, CHANGE_TEMPLATE, {**_change_context(state), "form": form}, status=400)
+    return ChangeSubmission(state=state, current_password=form.cleaned_data["current_password"],
+                            new_password=form.cleaned_data["new_password"],
+                            device=_device(request) or device_id_new())
+
+
+@sensitive_variables("submission")
+def password_change_answer(request: HttpRequest, submission: ChangeSubmission, result: SignInResult
+                           ) -> HttpResponse:
+    """Changed: on as after a sign-in (the second factor, the application). Else the form again, with why."""
+    state = submission.state
+
+    def failed() -> HttpResponse:
+        reason = (REFUSAL_MESSAGES[refusal_reason_code(result.detail)]
+                  if result.outcome is Outcome.PASSWORD_REJECTED else "")
+        directory_said = result.detail.partition(":")[2].strip() if reason else ""
+        return _page(request, CHANGE_TEMPLATE, {
+            **_change_context(state), "form": PasswordChangeForm(), "error": result.outcome.message,
+            "reason": reason, "directory_said": directory_said}, outcome=result.outcome)
+
+    return _signed_in_answer(request, state, submission.device, result, failed=failed)
+
+
+@never_cache
+@csrf_protect
+@sensitive_post_parameters("current_password", "new_password", "confirm_password")
+@require_http_methods(["GET", "POST"])
+@sensitive_variables("submission")
+async def password_change_page(request: HttpRequest) -> HttpResponse:
+    """After password_expired or password_must_change: the current password, a new one twice. The change is
+    made by an agent with a service account (agents/onprem/directory.py), through the same path as a sign-in
+    (signin.services.attempt.password_change_sign_in); without such an agent nothing is sent."""
+    if request.method == "GET":
+        state = await in_worker(_change_state)(request)
+        if state is None:
+            return HttpResponseRedirect("/login/")
+        if not await _change_available(state):
+            return await in_worker(_change_unavailable)(request, state)
+        return await in_worker(_page)(request, CHANGE_TEMPLATE, {**_change_context(state),
+                                                                 "form": PasswordChangeForm()})
+    submission = await in_worker(password_change_submission)(request)
+    if isinstance(submission, HttpResponse):
+        return submission
+    if not await _change_available(submission.state):
+        return await in_worker(_change_unavailable)(request, submission.state)
+    result = await password_change_sign_in(
+        username=submission.state["username"], current_password=submission.current_password,
+        new_password=submission.new_password, device=submission.device, ip=client_address(request.META),
+        user_agent=request.META.get("HTTP_USER_AGENT", ""))
+    return await in_worker(password_change_answer)(request, submission, result)
+
+
 # --- the second factor -----------------------------------------------------------------------------------
 
 def _pending(request: HttpRequest) -> tuple[dict, User] | None:
@@ -216,7 +348,7 @@ def _mfa_complete(request: HttpRequest, pending: dict, user: User, device_id: st
     signin_event_mfa_result(event_id=pending["event_id"], outcome=Outcome.SUCCESS)
     signins.labels(Outcome.SUCCESS.value, pending["channel"]).inc()
     device = _device(request) or device_id_new()
-    signin_completed(tenant=user.tenant, user=user, ip=request.META.get("REMOTE_ADDR", ""), device=device)
+    signin_completed(tenant=user.tenant, user=user, ip=client_address(request.META), device=device)
     return device
 
 

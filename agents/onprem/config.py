@@ -85,6 +85,10 @@ def portal_url_problem(url: str) -> str:
         host = urllib.parse.urlsplit(url).hostname or ""
     except ValueError:
         host = ""
+    if url.lower().startswith(("ws://", "wss://")):
+        # The WebSocket URL is derived (https:// → wss://): a ws:// given here would be plain text anywhere.
+        return (f"{url!r} is a WebSocket URL: give the portal's https:// URL (e.g. https://portal.example.com); "
+                "the agent connects to its wss:// WebSocket itself")
     if not scheme or not host:
         return (f"{url!r} is not an https:// URL of the portal (e.g. https://portal.example.com; http:// only "
                 "for a portal on this machine)")

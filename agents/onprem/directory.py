@@ -3,6 +3,11 @@
 One sign-in checks out one connection exclusively for its bind and its read-as-user (ldap3 connections
 are not safe to share, and the REUSABLE strategy's rebind rebinds the whole pool). ldap3 is synchronous:
 the async entry point runs it in a thread pool.
+
+With a service account the agent also changes expired (532) and must-change (773) passwords: a user in those
+states cannot bind, so the change is a modify of unicodePwd (delete the current value, add the new one) on a
+connection bound as the service account (AD gives every account the Change Password right; anonymous is
+refused). It is a change, never an administrative reset: without the current password nothing is sent.
 """
 
 from __future__ import annotations
@@ -41,6 +46,15 @@ UF_LOCKOUT = 0x0010
 NEVER_EXPIRES = 0x7FFFFFFFFFFFFFFF
 FILETIME_EPOCH_OFFSET = 116444736000000000  # 100 ns intervals from 1601-01-01 to 1970-01-01
 AD_DATA_CODE = re.compile(r"\bdata ([0-9a-fA-F]+)\b")
+# A refused modify starts with AD's Win32 error: "0000052D: Constraint violation - …".
+AD_ERROR_CODE = re.compile(r"^\s*([0-9a-fA-F]{8})\b")
+CONSTRAINT_VIOLATION_RESULT = 19
+BUSY_RESULTS = (51, 52)  # busy, unavailable: the DC did nothing, another one may
+WRONG_CURRENT_PASSWORD = "56"  # ERROR_INVALID_PASSWORD: the deleted value is not the current password
+PASSWORD_RESTRICTION = "52d"  # ERROR_PASSWORD_RESTRICTION: complexity, length, history or minimum age
+# Samba names the rule it applied; Windows AD says only 52D ("policy").
+REFUSAL_REASONS = (("too short", "too_short"), ("complexity", "complexity"), ("already used", "history"),
+                   ("history", "history"), ("too young", "too_young"), ("minimum password age", "too_young"))
 # Bound when an Alternate ID matches no account, so that a missing account costs the same time as a bad password.
 NO_SUCH_ACCOUNT_DN_PREFIX = "CN=pta-agent-no-such-account"
 
@@ -107,6 +121,10 @@ class DirectoryUnreachable(Exception):
 
 class _BrokenConnection(Exception):
     """A transport failure on one connection (it has been closed)."""
+
+
+class _ChangeUnanswered(Exception):
+    """The change was sent but no answer came: it may have happened, so no other DC may be asked."""
 
 
 def input_refusal(username: str, password: str) -> str:
@@ -212,8 +230,19 @@ class DirectoryValidator:
             url: ConnectionPool(url, size=max(1, options.pool_size // 2), opener=self._service_opener(url))
             for url in options.ldap_urls
         } if options.service_account else {}
+        # Password changes write: their own few service-account connections, the only ones not read-only.
+        self._change_pools = {
+            url: ConnectionPool(url, size=max(1, options.pool_size // 4),
+                                opener=self._service_opener(url, read_only=False))
+            for url in options.ldap_urls
+        } if self.can_change_passwords else {}
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=options.workers,
                                                                thread_name_prefix="ldap")
+
+    @property
+    def can_change_passwords(self) -> bool:
+        """A service account (with its password) and a search base: what a password change needs."""
+        return bool(self.options.service_account and self.options.service_password and self.options.base_dn)
 
     # --- entry points -------------------------------------------------------------------------------------
 
@@ -262,6 +291,71 @@ class DirectoryValidator:
                 failures.append(str(exc))
         return Verdict(Outcome.DIRECTORY_UNAVAILABLE, detail="; ".join(failures)[:500])
 
+    async def change_password_async(self, username: str, current: str, new: str, *, deadline: float) -> Verdict:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.change_password, username, current, new, deadline)
+
+    def change_password(self, username: str, current: str, new: str, deadline: float | None = None) -> Verdict:
+        """Change an expired or must-change password: PASSWORD_CHANGED (with the user, read after a bind with
+        the new password), INVALID_CREDENTIALS (the current password is wrong: AD 56), PASSWORD_REJECTED (AD's
+        policy, 52D, with its reason in ``detail``), or DIRECTORY_UNAVAILABLE. A DC is failed over only before
+        the change reached one."""
+        deadline = time.monotonic() + 30.0 if deadline is None else deadline
+        if not self.can_change_passwords:
+            return Verdict(Outcome.AGENT_ERROR, detail="no_service_account")
+        if refusal := input_refusal(username, current):
+            return Verdict(Outcome.INVALID_CREDENTIALS, detail=refusal)  # never an empty delete: that is a reset
+        if refusal := input_refusal(username, new):
+            return Verdict(Outcome.PASSWORD_REJECTED, detail=refusal)
+        failures = []
+        for url in self.options.ldap_urls:
+            if time.monotonic() >= deadline:
+                return Verdict(Outcome.AGENT_TIMEOUT, detail="deadline passed before a DC answered")
+            try:
+                verdict, dn = self._change_pools[url].run(
+                    lambda connection, url=url: self._change_on(connection, url, username, current, new),
+                    deadline=deadline)
+            except DirectoryUnreachable as exc:
+                logger.warning("DC %s unavailable: %s", url, exc)
+                failures.append(str(exc))
+                continue
+            except _ChangeUnanswered as exc:
+                logger.warning("DC %s did not answer a password change: %s", url, exc)
+                return Verdict(Outcome.DIRECTORY_UNAVAILABLE, detail="change_unanswered", dc=url)
+            if verdict.outcome is Outcome.PASSWORD_CHANGED:
+                return self._signed_in_after_change(url, dn, new, deadline)
+            return verdict
+        return Verdict(Outcome.DIRECTORY_UNAVAILABLE, detail="; ".join(failures)[:500])
+
+    def _change_on(self, connection: ldap3.Connection, url: str, username: str, current: str,
+                   new: str) -> tuple[Verdict, str]:
+        dn = self._find_dn(connection, username)  # by the login attribute (userPrincipalName), filter-escaped
+        if dn is None:
+            return Verdict(Outcome.INVALID_CREDENTIALS, detail="no_account", dc=url), ""
+        # Delete the current value, add the new one: AD's user change (a replace would be an admin reset).
+        changes = {"unicodePwd": [(ldap3.MODIFY_DELETE, [ad_password_value(current)]),
+                                  (ldap3.MODIFY_ADD, [ad_password_value(new)])]}
+        try:
+            connection.modify(dn, changes)
+        except TRANSPORT_ERRORS as exc:
+            raise _ChangeUnanswered(str(exc) or type(exc).__name__) from exc
+        return change_verdict(dict(connection.result or {}), url=url), dn
+
+    def _signed_in_after_change(self, url: str, dn: str, new: str, deadline: float) -> Verdict:
+        """The user cannot be read as themselves before the change: bind with the new password on the DC that
+        changed it (no replication to wait for), which also proves the change, and read the user as a
+        sign-in does."""
+        try:
+            verdict = self._user_pools[url].run(
+                lambda connection: self._bind_and_read(connection, url, dn, new.encode("utf-8"), by_dn=True),
+                deadline=deadline)
+        except DirectoryUnreachable as exc:
+            logger.warning("password changed on %s, but the bind with the new one failed: %s", url, exc)
+            return Verdict(Outcome.DIRECTORY_UNAVAILABLE, detail="changed; the sign-in that follows failed", dc=url)
+        if verdict.outcome is Outcome.SUCCESS:
+            return Verdict(Outcome.PASSWORD_CHANGED, user=verdict.user, dc=url)
+        return Verdict(verdict.outcome, ad_subcode=verdict.ad_subcode, detail="changed", dc=url)
+
     def _read_state(self, connection: ldap3.Connection, url: str, upn: str) -> Verdict:
         search_filter = f"(&(objectCategory=person)(objectClass=user)(userPrincipalName={escape_filter_chars(upn)}))"
         connection.search(self.options.base_dn, search_filter, search_scope=ldap3.SUBTREE,
@@ -294,7 +388,7 @@ class DirectoryValidator:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
-        for pool in [*self._user_pools.values(), *self._service_pools.values()]:
+        for pool in [*self._user_pools.values(), *self._service_pools.values(), *self._change_pools.values()]:
             pool.close_all()
 
     # --- one DC -------------------------------------------------------------------------------------------
@@ -390,9 +484,9 @@ class DirectoryValidator:
     def _opener(self, url: str) -> Callable[[], ldap3.Connection]:
         return lambda: self._open(url)
 
-    def _service_opener(self, url: str) -> Callable[[], ldap3.Connection]:
+    def _service_opener(self, url: str, *, read_only: bool = True) -> Callable[[], ldap3.Connection]:
         def open_as_service() -> ldap3.Connection:
-            connection = self._open(url)
+            connection = self._open(url, read_only=read_only)
             name, password = self.options.service_account, self.options.service_password.encode("utf-8")
             result = self._bind(connection, name, password)
             if result.get("result") != 0:
@@ -403,7 +497,7 @@ class DirectoryValidator:
             return connection
         return open_as_service
 
-    def _open(self, url: str) -> ldap3.Connection:
+    def _open(self, url: str, *, read_only: bool = True) -> ldap3.Connection:
         # A Server per connection: ldap3 skips a Server's address for 5 s after one failed connect ("invalid
         # server address") and keeps its DNS answer for 5 min, so a shared one would refuse a DC that is back.
         server = self._server(url)
@@ -411,7 +505,7 @@ class DirectoryValidator:
             server, auto_bind=ldap3.AUTO_BIND_NONE, client_strategy=ldap3.SYNC, raise_exceptions=False,
             # ldap3 packs this into SO_RCVTIMEO as an integer: a float would fail every connection.
             receive_timeout=max(1, math.ceil(self.options.receive_timeout_seconds)), auto_referrals=False,
-            read_only=True)
+            read_only=read_only)
         connection.open(read_server_info=False)
         if not server.ssl and not connection.start_tls(read_server_info=False):
             connection.unbind()  # never send a password in clear text
@@ -425,6 +519,46 @@ class DirectoryValidator:
             logger.debug("DC %s does not answer: %s", url, exc)
             return False
         return True
+
+
+def ad_password_value(password: str) -> bytes:
+    """unicodePwd as AD takes it: the password in double quotes, UTF-16LE (never SASLprep'd)."""
+    return f'"{password}"'.encode("utf-16-le")
+
+
+def ad_error_code(message: str) -> str:
+    """'0000052D: Constraint violation - …' → '52d'."""
+    match = AD_ERROR_CODE.match(message or "")
+    return (match.group(1).lstrip("0") or "0").lower() if match else ""
+
+
+def refusal_reason(message: str) -> str:
+    """Why AD's policy refused a new password: 'history: the password was already used …', or 'policy'."""
+    text = (message or "").split("check_password_restrictions:", 1)[-1] if "check_password_restrictions:" in (
+        message or "") else ""
+    text = text.strip()
+    lowered = text.lower()
+    reason = next((code for phrase, code in REFUSAL_REASONS if phrase in lowered), "policy")
+    return f"{reason}: {text}"[:200] if text else reason
+
+
+def change_verdict(result: dict, *, url: str) -> Verdict:
+    """The outcome of AD's answer to a password change (delete/add of unicodePwd)."""
+    code, message = result.get("result"), str(result.get("message") or "")
+    if code == 0:
+        return Verdict(Outcome.PASSWORD_CHANGED, dc=url)
+    if code == CONSTRAINT_VIOLATION_RESULT:
+        subcode = ad_error_code(message)
+        if subcode == WRONG_CURRENT_PASSWORD:
+            return Verdict(Outcome.INVALID_CREDENTIALS, ad_subcode=subcode, dc=url)
+        return Verdict(Outcome.PASSWORD_REJECTED, ad_subcode=subcode, detail=refusal_reason(message), dc=url)
+    if code == INVALID_CREDENTIALS_RESULT:
+        subcode = ad_subcode(message)
+        return Verdict(outcome_for_ad_subcode(subcode), ad_subcode=subcode, dc=url)
+    if code in BUSY_RESULTS:
+        raise DirectoryUnreachable(f"{url}: change answered {code} {result.get('description', '')}")
+    return Verdict(Outcome.AGENT_ERROR, ad_subcode=ad_error_code(message),
+                   detail=f"the DC refused the change: {code} {result.get('description', '')}"[:200], dc=url)
 
 
 def _entries(connection: ldap3.Connection) -> list[dict]:

@@ -52,6 +52,8 @@ HANDSHAKE_TIMEOUT_SECONDS = 10.0
 CLOSE_TIMEOUT_SECONDS = 5.0
 OUTBOX_LIMIT = 1024
 GOING_AWAY = 1001
+# Outcomes whose result carries the user read from AD.
+SIGNED_IN = (Outcome.SUCCESS, Outcome.PASSWORD_CHANGED)
 
 FINAL_CLOSE_MESSAGES = {
     CloseCode.REVOKED: "agent revoked by the portal; exiting",
@@ -220,6 +222,7 @@ class AgentRunner:
             certificate=self.identity.certificate_pem,
             signature=protocol.sign_challenge(self.identity.private_key, challenge.nonce),
             version=AGENT_VERSION, hostname=self.hostname, capacity=self.config.agent.capacity,
+            capabilities=self.capabilities(),
         )))
         welcome = await self._receive(ws, protocol.Welcome)
         if welcome.agent_id != self.config.agent.id:
@@ -233,6 +236,10 @@ class AgentRunner:
         if not isinstance(frame, expected):
             raise ProtocolError("unexpected", f"Expected {expected.type}, got {frame.type}.")
         return frame
+
+    def capabilities(self) -> list[str]:
+        """Announced in the hello: the portal sends a password change only to an agent that can make it."""
+        return [protocol.CAPABILITY_PASSWORD_CHANGE] if self.validator.can_change_passwords else []
 
     async def _send_heartbeats(self, ws: ClientConnection, interval: float) -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -294,6 +301,10 @@ class AgentRunner:
         """Checks, then ack at once; the bind runs in a task. Refusals are error frames without an ack."""
         identity = self.identity  # a renewal may swap it while this request is served
         self.admission.check(request)
+        if request.kind == protocol.REQUEST_PASSWORD_CHANGE and not self.validator.can_change_passwords:
+            # Before the ack: nothing happened here, so the portal may ask another agent.
+            raise ProtocolError("unsupported", "This agent has no service account to change passwords with.",
+                                request.request_id)
         if self._draining:
             raise ProtocolError("busy", "The agent is shutting down.", request.request_id)
         if self.in_flight >= self.config.agent.capacity:
@@ -321,7 +332,7 @@ class AgentRunner:
         result = protocol.Result(
             request_id=request.request_id, outcome=str(verdict.outcome), ad_subcode=verdict.ad_subcode,
             latency_ms=round((time.monotonic() - started) * 1000, 2),
-            user=verdict.user.as_dict() if verdict.user and verdict.outcome is Outcome.SUCCESS else {},
+            user=verdict.user.as_dict() if verdict.user and verdict.outcome in SIGNED_IN else {},
             detail=verdict.detail[:200],
         )
         await self._deliver(PendingResult(result, request.expires_at))
@@ -330,6 +341,15 @@ class AgentRunner:
         remaining = min(self.config.agent.request_deadline_seconds, request.expires_at - time.time())
         if request.kind == protocol.REQUEST_ACCOUNT_STATE:
             return await self.validator.account_state_async(request.username, deadline=started + remaining)
+        if request.kind == protocol.REQUEST_PASSWORD_CHANGE:
+            logger.debug("request %s: password change", request.request_id)
+            try:
+                current, new = protocol.open_password_change(private_key=identity.private_key, request=request)
+            except ProtocolError as exc:
+                logger.warning("request %s: %s", request.request_id, exc.message)
+                return Verdict(Outcome.AGENT_ERROR, detail=exc.code)
+            return await self.validator.change_password_async(request.username, current, new,
+                                                              deadline=started + remaining)
         if request.kind != protocol.REQUEST_PASSWORD:
             return Verdict(Outcome.AGENT_ERROR, detail="unknown_request_kind")
         try:

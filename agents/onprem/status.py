@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import ssl
 import urllib.error
 import urllib.request
@@ -23,6 +24,7 @@ class AgentStatus:
     portal_answer: str  # "" when the portal does not answer
     portal_problem: str
     dcs: dict[str, bool] = field(default_factory=dict)
+    password_change: str = "not checked"  # why it is not available, or "" when it is
     now: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(datetime.UTC))
 
     @property
@@ -52,6 +54,8 @@ class AgentStatus:
             f"portal       {self.config.portal.url} {portal}",
         ]
         lines += [f"DC           {url} {'answers' if ok else 'does NOT answer'}" for url, ok in self.dcs.items()]
+        lines.append("password change  " + (f"available (service account {self.config.directory.service_account})"
+                                            if not self.password_change else f"not available: {self.password_change}"))
         lines.append(f"status       {'healthy' if self.healthy else 'UNHEALTHY'}")
         return lines
 
@@ -71,8 +75,21 @@ def portal_answers(config: AgentConfig) -> tuple[str, str]:
         return "", str(exc) or type(exc).__name__
 
 
+def password_change_problem(config: AgentConfig) -> str:
+    """Why this agent cannot change expired and must-change passwords ("" when it can): it needs its service
+    account, whose password file it reads at start (never printed), and a search base."""
+    directory = config.directory
+    if not (directory.service_account and directory.service_password_file):
+        return "no service account (register with --service-account and --service-password-file)"
+    if not directory.base_dn:
+        return "no directory.base_dn to find users in"
+    if not os.access(directory.service_password_file, os.R_OK):
+        return f"cannot read the service account password file {directory.service_password_file}"
+    return ""
+
+
 def agent_status(config: AgentConfig, identity: AgentIdentity,
                  dc_probe: Callable[[], dict[str, bool]]) -> AgentStatus:
     answer, problem = portal_answers(config)
     return AgentStatus(config=config, not_after=identity.not_after, portal_answer=answer, portal_problem=problem,
-                       dcs=dc_probe())
+                       dcs=dc_probe(), password_change=password_change_problem(config))

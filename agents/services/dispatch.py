@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 Outcome = protocol.Outcome
 
 # Agent errors that mean "this agent could not take it, no bind happened": try the next agent (busy: wait for it).
-RETRYABLE_AGENT_ERRORS = {"busy", "unavailable", "shutting_down"}
+RETRYABLE_AGENT_ERRORS = {"busy", "unavailable", "shutting_down", "unsupported"}
 BUSY = "busy"
 
 
@@ -199,18 +199,34 @@ async def account_state_check(*, tenant_id: str, domain: str, username: str) -> 
     return await _through_agents(tenant_id=tenant_id, domain=domain, username=username, password=None)
 
 
-@sensitive_variables("password")
-async def _through_agents(*, tenant_id: str, domain: str, username: str, password: str | None) -> Validation:
+@sensitive_variables("current_password", "new_password")
+async def password_change(*, tenant_id: str, domain: str, username: str, current_password: str,
+                          new_password: str) -> Validation:
+    """Change an expired or must-change password through an agent that announced it can (its service account
+    makes the change): PASSWORD_CHANGED with the user, INVALID_CREDENTIALS, PASSWORD_REJECTED (AD's reason in
+    ``detail``), … Only agents that could not take it (no ack) are passed over: once one has acked, its
+    answer is final, a directory_unavailable included (the change may have reached AD)."""
+    return await _through_agents(tenant_id=tenant_id, domain=domain, username=username, password=current_password,
+                                 new_password=new_password)
+
+
+@sensitive_variables("password", "new_password")
+async def _through_agents(*, tenant_id: str, domain: str, username: str, password: str | None,
+                          new_password: str | None = None) -> Validation:
     deadline = time.monotonic() + settings.PTA_SIGNIN_DEADLINE_SECONDS
     tenant_id = str(tenant_id)
     tried: set[str] = set()  # agents that failed this sign-in without a bind: not asked again
     ticket: Ticket | None = None
     last = Validation(outcome=Outcome.NO_AGENT_AVAILABLE, request_id="")
+    changing = new_password is not None
+    capability = protocol.CAPABILITY_PASSWORD_CHANGE if changing else ""
     # Another agent may reach a DC this one cannot; a state check binds nothing, so any refusal may move on.
-    move_on = {Outcome.DIRECTORY_UNAVAILABLE} | ({Outcome.AGENT_ERROR} if password is None else set())
+    # A change is never sent twice.
+    move_on = (set() if changing else
+               {Outcome.DIRECTORY_UNAVAILABLE} | ({Outcome.AGENT_ERROR} if password is None else set()))
     try:
         while (remaining := deadline - time.monotonic()) > 0.05:
-            eligible = [a for a in await agents_connected(tenant_id=tenant_id, domain=domain)
+            eligible = [a for a in await agents_connected(tenant_id=tenant_id, domain=domain, capability=capability)
                         if a.agent_id not in tried and domain in a.record.domains and a.record.tenant_id == tenant_id]
             if not eligible:
                 break
@@ -227,7 +243,8 @@ async def _through_agents(*, tenant_id: str, domain: str, username: str, passwor
             # Waiting for an ack only makes sense with another agent to turn to: the only one gets the deadline.
             ack_seconds = settings.PTA_AGENT_ACK_SECONDS if len(eligible) > 1 else None
             validation = await _ask(agent, tenant_id=tenant_id, domain=domain, username=username, password=password,
-                                    remaining=deadline - time.monotonic(), ack_seconds=ack_seconds)
+                                    new_password=new_password, remaining=deadline - time.monotonic(),
+                                    ack_seconds=ack_seconds)
             if validation is None:  # busy after all (its presence was behind): back in line
                 ticket = slot_queues.join(tenant_id, limit=settings.PTA_SIGNIN_QUEUE_LENGTH)
                 continue
@@ -257,22 +274,32 @@ def _leave(ticket: Ticket | None) -> float:
     return round(ticket.waited * 1000, 2)
 
 
-@sensitive_variables("password")
+def _request_kind(password: str | None, new_password: str | None) -> str:
+    if password is None:
+        return protocol.REQUEST_ACCOUNT_STATE
+    return protocol.REQUEST_PASSWORD if new_password is None else protocol.REQUEST_PASSWORD_CHANGE
+
+
+@sensitive_variables("password", "new_password", "sealed")
 async def _ask(agent: ConnectedAgent, *, tenant_id: str, domain: str, username: str, password: str | None,
-               remaining: float, ack_seconds: float | None) -> Validation | None:
+               remaining: float, ack_seconds: float | None, new_password: str | None = None) -> Validation | None:
     """One agent, once. None: it was busy. NO_AGENT_AVAILABLE: it could not take it (no bind happened)."""
     public_key = await _agent_public_key(agent.record.key_id)
     request_id = uuid.uuid4().hex
     if public_key is None:
         return Validation(outcome=Outcome.NO_AGENT_AVAILABLE, request_id="")
     expires_at = time.time() + min(remaining, protocol.MAX_REQUEST_AGE_SECONDS)
-    sealed = {} if password is None else protocol.seal_password(
-        public_key=public_key, password=password, request_id=request_id, tenant=tenant_id,
-        key_id=agent.record.key_id, expires_at=expires_at)
+    kind = _request_kind(password, new_password)
+    bound = {"request_id": request_id, "tenant": tenant_id, "key_id": agent.record.key_id, "expires_at": expires_at}
+    if kind == protocol.REQUEST_PASSWORD_CHANGE:
+        sealed = protocol.seal_password_change(public_key=public_key, current=password, new=new_password, **bound)
+    elif kind == protocol.REQUEST_PASSWORD:
+        sealed = protocol.seal_password(public_key=public_key, password=password, **bound)
+    else:
+        sealed = {}
     request = protocol.sign_request(protocol.Request(
         request_id=request_id, tenant=tenant_id, domain=domain, username=username, key_id=agent.record.key_id,
-        expires_at=expires_at, sealed=sealed,
-        kind=protocol.REQUEST_PASSWORD if password is not None else protocol.REQUEST_ACCOUNT_STATE,
+        expires_at=expires_at, sealed=sealed, kind=kind,
     ), await _signing_key(tenant_id))
     started = time.monotonic()
     try:
@@ -294,21 +321,23 @@ async def _ask(agent: ConnectedAgent, *, tenant_id: str, domain: str, username: 
     except AgentUnavailable as exc:
         logger.info("agent %s unavailable for %s (%s); trying the next one", agent.agent_id, request_id, exc)
         return Validation(outcome=Outcome.NO_AGENT_AVAILABLE, request_id="")
-    return _validation_from(result, request_id=request_id, agent=agent, agent_ms=_ms_since(started))
+    return _validation_from(result, request_id=request_id, agent=agent, agent_ms=_ms_since(started), kind=kind)
 
 
-def _validation_from(result: protocol.Result, *, request_id: str, agent: ConnectedAgent,
-                     agent_ms: float) -> Validation:
+def _validation_from(result: protocol.Result, *, request_id: str, agent: ConnectedAgent, agent_ms: float,
+                     kind: str = protocol.REQUEST_PASSWORD) -> Validation:
     try:
         outcome = Outcome(result.outcome)
     except ValueError:
         outcome = Outcome.AGENT_ERROR
-    # Only directory answers may come from an agent: anything else it says is an agent error.
-    if not (outcome.is_directory_answer or outcome is Outcome.DIRECTORY_UNAVAILABLE):
+    # Only directory answers may come from an agent, and only those that answer this kind of request (a
+    # change is PASSWORD_CHANGED, never SUCCESS): anything else it says is an agent error.
+    if not outcome.answers(kind):
         outcome = Outcome.AGENT_ERROR
+    signed_in = outcome in (Outcome.SUCCESS, Outcome.PASSWORD_CHANGED)
     return Validation(outcome=outcome, request_id=request_id, ad_subcode=result.ad_subcode[:16],
                       agent_id=agent.agent_id, agent_ms=agent_ms,
-                      user=result.user if outcome is Outcome.SUCCESS else {}, detail=result.detail[:200],
+                      user=result.user if signed_in else {}, detail=result.detail[:200],
                       domains=tuple(agent.record.domains))
 
 

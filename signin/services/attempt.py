@@ -6,6 +6,7 @@ import dataclasses
 import enum
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -14,7 +15,8 @@ from django.views.decorators.debug import sensitive_variables
 
 from agents.protocol import Outcome
 from agents.queue import QueueFull, SlotQueues
-from agents.services.dispatch import password_validate
+from agents.selectors import password_change_available
+from agents.services.dispatch import Validation, password_change, password_validate
 from signin.metrics import queue_seconds, signin_seconds, signins
 from signin.models import SignInEvent
 from signin.services.lockout import (
@@ -48,6 +50,10 @@ lockout_lines = SlotQueues()
 MAX_PASSWORD_LENGTH = 512
 # Outcomes that are a wrong guess at the password: they count towards cloud smart lockout.
 COUNTED_FAILURES = {Outcome.INVALID_CREDENTIALS}
+# The directory states a user may leave by changing their password on the sign-in page.
+CHANGEABLE = (Outcome.PASSWORD_EXPIRED, Outcome.PASSWORD_MUST_CHANGE)
+# Why AD refused a new password, as the agent reports it (agents/onprem/directory.py: REFUSAL_REASONS).
+REFUSAL_REASONS = {"too_short", "complexity", "history", "too_young", "policy"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,10 @@ class SignInResult:
     familiar: bool = False
     # Set after a password success: whether the second factor is required, and why.
     mfa: MfaDecision | None = None
+    # After PASSWORD_EXPIRED or PASSWORD_MUST_CHANGE: whether an agent that can change it serves the domain now.
+    can_change_password: bool = False
+    # What the agent said beyond the outcome (PASSWORD_REJECTED: the directory's reason).
+    detail: str = ""
 
     @property
     def succeeded(self) -> bool:
@@ -152,30 +162,87 @@ async def password_sign_in(*, username: str, password: str, ip: str = "", user_a
     After a password success the outcome is SUCCESS, or MFA_REQUIRED with the user set: the caller asks for
     the second factor and must not log the user in before it. The database and cache work happens in two
     thread hops, one before and one after the agent: each hop costs more than the work in it."""
+
+    @sensitive_variables()
+    async def check(before: _Before, upn: str) -> tuple[Outcome, Validation | None]:
+        if not password_acceptable(password):
+            return Outcome.INVALID_CREDENTIALS, None
+        if before.route is Route.CLOUD:
+            return await _cloud_password_check(before.user, password), None
+        validation = await password_validate(tenant_id=str(before.tenant.pk), domain=upn.rpartition("@")[2],
+                                             username=upn, password=password)
+        return validation.outcome, validation
+
+    result = await _attempt(username=username, ip=ip, user_agent=user_agent, channel=channel, device=device,
+                            check=check)
+    if result.outcome in CHANGEABLE and result.tenant is not None:
+        # Offered only where an agent that can make the change serves the domain now; else the helpdesk.
+        available = await password_change_available(tenant_id=str(result.tenant.pk),
+                                                    domain=username.strip().lower().rpartition("@")[2])
+        result = dataclasses.replace(result, can_change_password=available)
+    return result
+
+
+@sensitive_variables("current_password", "new_password")
+async def password_change_sign_in(*, username: str, current_password: str, new_password: str, ip: str = "",
+                                  user_agent: str = "", channel: str = "web", device: str = "") -> SignInResult:
+    """Change an expired or must-change password, then sign in with it: the same path as a password sign-in
+    (route, lockout reservation: a wrong current password counts, an agent, the record), with an agent that
+    announced it can change passwords. After PASSWORD_CHANGED the sign-in goes on as after a success (the user
+    as the agent read them after a bind with the new password, the second factor, the record); the record says
+    it was a change. Nothing is sent to an agent when none that can change passwords serves the domain."""
+
+    @sensitive_variables()
+    async def check(before: _Before, upn: str) -> tuple[Outcome, Validation | None]:
+        if before.route is not Route.PASS_THROUGH:
+            return Outcome.NO_AGENT_AVAILABLE, None  # cloud accounts never expire in AD: nothing to change
+        if not password_acceptable(current_password):
+            return Outcome.INVALID_CREDENTIALS, None
+        if not password_acceptable(new_password):
+            return Outcome.PASSWORD_REJECTED, None
+        validation = await password_change(tenant_id=str(before.tenant.pk), domain=upn.rpartition("@")[2],
+                                           username=upn, current_password=current_password,
+                                           new_password=new_password)
+        if validation.outcome is Outcome.PASSWORD_CHANGED:
+            return Outcome.SUCCESS, validation  # signed in with the new password: on as after a success
+        return validation.outcome, validation
+
+    return await _attempt(username=username, ip=ip, user_agent=user_agent, channel=channel, device=device,
+                          check=check, password_change=True)
+
+
+async def _attempt(*, username: str, ip: str, user_agent: str, channel: str, device: str,
+                   check: Callable[[_Before, str], Awaitable[tuple[Outcome, Validation | None]]],
+                   password_change: bool = False) -> SignInResult:
     started = time.monotonic()
     upn = username.strip().lower()
     before = await in_worker(_before)(upn=upn, ip=ip, device=device)
-    before = await _reserved(before, deadline=started + settings.PTA_SIGNIN_DEADLINE_SECONDS)
-    tenant = before.tenant
-    validation = None
-    if before.route is Route.UNKNOWN:
-        outcome = Outcome.UNKNOWN_DOMAIN
-    elif before.locked:
-        outcome = Outcome.CLOUD_LOCKED
-    elif before.reservation is not None and before.reservation.hold is Hold.BUSY:
-        outcome = Outcome.TOO_MANY_SIGNINS  # this account's guesses in flight never left room in time
-    elif not password_acceptable(password):
-        outcome = Outcome.INVALID_CREDENTIALS
-    elif before.route is Route.CLOUD:
-        outcome = await _cloud_password_check(before.user, password)
-    else:
-        validation = await password_validate(tenant_id=str(tenant.pk), domain=upn.rpartition("@")[2],
-                                             username=upn, password=password)
-        outcome = validation.outcome
-    result = await in_worker(_after)(
-        before=before, upn=upn, ip=ip, device=device, outcome=outcome, validation=validation, started=started,
-        record={"username": username, "ip_address": ip or None, "user_agent": user_agent, "channel": channel,
-                "tenant": tenant})
+    try:
+        before = await _reserved(before, deadline=started + settings.PTA_SIGNIN_DEADLINE_SECONDS)
+        tenant = before.tenant
+        validation = None
+        if before.route is Route.UNKNOWN:
+            outcome = Outcome.UNKNOWN_DOMAIN
+        elif before.locked:
+            outcome = Outcome.CLOUD_LOCKED
+        elif before.reservation is not None and before.reservation.hold is Hold.BUSY:
+            outcome = Outcome.TOO_MANY_SIGNINS  # this account's guesses in flight never left room in time
+        else:
+            outcome, validation = await check(before, upn)
+        record = {"username": username, "ip_address": ip or None, "user_agent": user_agent, "channel": channel,
+                  "tenant": tenant}
+        if password_change:
+            record["password_change"] = True
+        if validation is not None and outcome is Outcome.PASSWORD_REJECTED:
+            record["detail"] = refusal_reason_code(validation.detail)
+        result = await in_worker(_after)(
+            before=before, upn=upn, ip=ip, device=device, outcome=outcome, validation=validation, started=started,
+            record=record)
+    except BaseException:
+        # Whatever broke (Redis or the database away, a cancelled request), this guess no longer counts: a
+        # reservation left behind would hold the account's way for RESERVATION_SECONDS.
+        await _release(before)
+        raise
     if before.reservation is not None and before.reservation.granted:
         lockout_lines.slot_freed(before.reservation.bucket)  # the next guess at this account may go
     if validation is not None and validation.queued_ms:
@@ -183,6 +250,23 @@ async def password_sign_in(*, username: str, password: str, ip: str = "", user_a
     signins.labels(result.outcome.value, channel).inc()
     signin_seconds.labels(channel).observe(time.monotonic() - started)
     return result
+
+
+async def _release(before: _Before) -> None:
+    reservation = before.reservation
+    if reservation is None or not reservation.granted:
+        return
+    try:
+        await in_worker(lockout_settle)(reservation=reservation, verdict=Verdict.RELEASED)
+    except Exception:  # noqa: BLE001 - the store is away too: the reservation expires by itself
+        logger.warning("could not release a lockout reservation; it expires by itself", exc_info=True)
+    lockout_lines.slot_freed(reservation.bucket)
+
+
+def refusal_reason_code(detail: str) -> str:
+    """The agent's 'history: the password was already used …' → 'history' (what the record keeps)."""
+    code = detail.split(":", 1)[0].strip().lower()
+    return code if code in REFUSAL_REASONS else "policy"
 
 
 def _verdict(outcome: Outcome) -> Verdict:
@@ -232,7 +316,7 @@ def _after(*, before: _Before, upn: str, ip: str, device: str, outcome: Outcome,
                                 total_ms=round((time.monotonic() - started) * 1000, 2))
     signed_in = outcome in (Outcome.SUCCESS, Outcome.MFA_REQUIRED)
     return SignInResult(outcome=outcome, tenant=tenant, user=user if signed_in else None, event=event,
-                        familiar=familiar, mfa=mfa)
+                        familiar=familiar, mfa=mfa, detail=validation.detail if validation is not None else "")
 
 
 def signin_completed(*, tenant: Tenant | None, user: User, ip: str, device: str) -> None:

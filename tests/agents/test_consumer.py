@@ -1,6 +1,7 @@
 """The agent consumer's logic, over channels' in-memory test transport (no Daphne, embedded profile)."""
 
 import asyncio
+import dataclasses
 import datetime
 import json
 import time
@@ -445,3 +446,31 @@ async def test_presence_prefers_the_newest_connection_of_an_agent(agent):
     present = await presence_registry().for_agent(agent_id=str(agent[0].pk))
     assert present is not None and present.channel_name == newest.channel_name
     await second.close()
+
+
+async def test_a_password_change_goes_only_to_an_agent_that_announced_it(agent, fake, tenant_a):
+    # An agent that announced nothing (an older one, or one without a service account) is never sent a change.
+    welcome = await fake.welcomed()
+    consumer = local_agents.get(welcome.agent_id)
+    assert (await agent_presence(agent_id=welcome.agent_id)).capabilities == ()
+    assert await agents_connected(tenant_id=str(tenant_a.pk), domain="alpha.example.test",
+                                  capability=protocol.CAPABILITY_PASSWORD_CHANGE) == []
+    change = dataclasses.replace(make_request(agent[0]), kind=protocol.REQUEST_PASSWORD_CHANGE)
+    with pytest.raises(ValueError):
+        await consumer.send_request(change)
+    await fake.close()
+
+    able = FakeAgent(agent[0].certificate_pem, agent[1])
+    nonce = await able.open()
+    await able.send(protocol.Hello(certificate=able.certificate_pem, signature=protocol.sign_challenge(able.key, nonce),
+                                   version="t", hostname="h", capacity=4,
+                                   capabilities=[protocol.CAPABILITY_PASSWORD_CHANGE, "from-the-future"]))
+    assert isinstance(await able.frame(), protocol.Welcome)
+    assert (await agent_presence(agent_id=welcome.agent_id)).capabilities == (protocol.CAPABILITY_PASSWORD_CHANGE,)
+    found = await agents_connected(tenant_id=str(tenant_a.pk), domain="alpha.example.test",
+                                   capability=protocol.CAPABILITY_PASSWORD_CHANGE)
+    assert [a.agent_id for a in found] == [welcome.agent_id]
+    consumer = local_agents.get(welcome.agent_id)
+    await consumer.send_request(change)
+    assert (await able.frame()).kind == protocol.REQUEST_PASSWORD_CHANGE
+    await able.close()

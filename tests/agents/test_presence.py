@@ -1,5 +1,6 @@
 """The presence registry, both profiles: same behaviour from the in-process dict and from Redis."""
 
+import json
 import os
 import time
 import uuid
@@ -66,3 +67,12 @@ async def test_unconditional_withdraw(registry):
     assert (await registry.for_agent(agent_id="a1")).in_flight == 3
     await registry.withdraw(agent_id="a1", tenant_id="t1")
     assert await registry.for_tenant(tenant_id="t1") == []
+
+
+def test_capabilities_survive_the_registry_and_an_older_nodes_record_has_none():
+    record = PresenceRecord(agent_id="a", tenant_id="t", domains=("d.test",), node_id="n", channel_name="c",
+                            capabilities=("password_change",))
+    assert PresenceRecord.from_json(record.to_json()) == record
+    older = json.loads(record.to_json())
+    del older["capabilities"]
+    assert PresenceRecord.from_json(json.dumps(older)).capabilities == ()

@@ -145,3 +145,62 @@ def test_challenge_signature(agent_key):
     assert not protocol.verify_challenge(agent_key.public_key(), protocol.new_nonce(), signature)
     assert not protocol.verify_challenge(agent_key.public_key(), nonce, "not base64!")
     json.dumps(signature)
+
+
+def change_request(agent_key, portal_key, *, current="0ld!Pa55 wörd", new='N\u00a0ew "quoted" Pa55!', **overrides):
+    fields = {"request_id": "r-9", "tenant": "t-1", "domain": "corp.example.test", "username": "a@corp.example.test",
+              "key_id": protocol.key_fingerprint(agent_key.public_key()), "expires_at": time.time() + 10}
+    fields.update(overrides)
+    sealed = protocol.seal_password_change(public_key=agent_key.public_key(), current=current, new=new,
+                                           **{k: fields[k] for k in ("request_id", "tenant", "key_id", "expires_at")})
+    return protocol.sign_request(protocol.Request(**fields, sealed=sealed, kind=protocol.REQUEST_PASSWORD_CHANGE),
+                                 portal_key)
+
+
+def test_a_password_change_round_trips_sealed_signed_and_bound_to_its_kind(agent_key, portal_key):
+    request = change_request(agent_key, portal_key)
+    encoded = protocol.encode(request)
+    assert "0ld!Pa55" not in encoded and "quoted" not in encoded and json.loads(encoded)["kind"] == "password_change"
+    wire = protocol.decode(encoded)
+    protocol.verify_request(wire, portal_key.public_key())
+    # Both passwords exactly as typed: no normalisation, the no-break space and the quotes kept.
+    assert protocol.open_password_change(private_key=agent_key, request=wire) == (
+        "0ld!Pa55 wörd", 'N\u00a0ew "quoted" Pa55!')
+    # A change envelope never opens as a sign-in's password, nor a sign-in's as a change: the kind is bound.
+    with pytest.raises(ProtocolError) as raised:
+        protocol.open_envelope(private_key=agent_key, request=wire)
+    assert raised.value.code == "cannot_decrypt"
+    with pytest.raises(ProtocolError):
+        protocol.open_password_change(private_key=agent_key, request=sealed_request(agent_key, portal_key))
+    with pytest.raises(ProtocolError):  # the kind is signed: a change is not turned into a sign-in
+        protocol.verify_request(dataclasses.replace(wire, kind=protocol.REQUEST_PASSWORD), portal_key.public_key())
+    for change in ({"request_id": "r-2"}, {"tenant": "t-2"}, {"expires_at": wire.expires_at + 1}):
+        with pytest.raises(ProtocolError):
+            protocol.open_password_change(private_key=agent_key, request=dataclasses.replace(wire, **change))
+    guard = protocol.ReplayGuard()
+    assert guard.check_and_remember(wire.request_id, wire.expires_at)
+    assert not guard.check_and_remember(wire.request_id, wire.expires_at)
+
+
+def test_capabilities_are_announced_in_the_hello_and_left_off_when_there_are_none():
+    plain = protocol.Hello(certificate="c", signature="s")
+    assert "capabilities" not in json.loads(protocol.encode(plain)), "an older portal refuses unknown fields"
+    assert protocol.decode(protocol.encode(plain)).capabilities == []
+    able = protocol.Hello(certificate="c", signature="s", capabilities=[protocol.CAPABILITY_PASSWORD_CHANGE])
+    assert protocol.decode(protocol.encode(able)) == able
+    for bad in ('"password_change"', "[1]", '[["nested"]]', "[" + ",".join(['"x"'] * 17) + "]", "{}"):
+        with pytest.raises(ProtocolError) as raised:
+            protocol.decode('{"type": "hello", "certificate": "c", "signature": "s", "capabilities": ' + bad + "}")
+        assert raised.value.code == "malformed"
+
+
+def test_change_outcomes_answer_only_a_change_and_a_change_is_never_answered_success():
+    change, password = protocol.REQUEST_PASSWORD_CHANGE, protocol.REQUEST_PASSWORD
+    for outcome in (Outcome.PASSWORD_CHANGED, Outcome.PASSWORD_REJECTED):
+        assert outcome.is_directory_answer and outcome.answers(change)
+        assert not outcome.answers(password) and not outcome.answers(protocol.REQUEST_ACCOUNT_STATE)
+    assert not Outcome.SUCCESS.answers(change) and Outcome.SUCCESS.answers(password)
+    for outcome in (Outcome.INVALID_CREDENTIALS, Outcome.ACCOUNT_LOCKED, Outcome.DIRECTORY_UNAVAILABLE):
+        assert outcome.answers(change) and outcome.answers(password)
+    for outcome in (Outcome.MFA_REQUIRED, Outcome.CLOUD_LOCKED, Outcome.IDENTITY_CONFLICT):
+        assert not outcome.answers(change) and not outcome.answers(password)

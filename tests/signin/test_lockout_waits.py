@@ -42,3 +42,19 @@ async def test_a_burst_of_right_passwords_all_sign_in(account):
 async def test_a_burst_of_wrong_passwords_is_checked_at_most_threshold_times(account):
     outcomes = await burst(account.upn, "Wrong-burst-guess", 25)
     assert outcomes.count("invalid_credentials") == 5 and outcomes.count("cloud_locked") == 20
+
+
+async def test_a_sign_in_that_breaks_releases_its_guess(account, monkeypatch):
+    from signin.services import attempt, lockout
+
+    async def broken(user, password):
+        raise ConnectionError("the store went away")
+
+    monkeypatch.setattr(attempt, "_cloud_password_check", broken)
+    for _ in range(6):
+        with pytest.raises(ConnectionError):
+            await password_sign_in(username=account.upn, password=PASSWORD, ip="203.0.113.8")
+    account_key = lockout.lockout_account(tenant=account.tenant, user=account, username=account.upn)
+    hold = (await asyncio.to_thread(lockout.lockout_reserve, tenant=account.tenant, account=account_key,
+                                    familiar=False)).hold
+    assert hold is lockout.Hold.GRANTED, "a broken sign-in's guess kept counting"

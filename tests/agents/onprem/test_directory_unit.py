@@ -95,7 +95,7 @@ class FakeConnection:
 
 def validator_with(connection: FakeConnection, **options) -> DirectoryValidator:
     validator = DirectoryValidator(DirectoryOptions(ldap_urls=["ldaps://dc1:636"], base_dn="DC=corp", **options))
-    validator._open = lambda url: connection  # type: ignore[method-assign]
+    validator._open = lambda url, **kwargs: connection  # type: ignore[method-assign]
     return validator
 
 
@@ -156,3 +156,120 @@ def test_tls_always_verifies_the_dc_certificate():
     server = validator._server("ldaps://dc1:636")
     assert server.ssl and server.tls.validate == ssl.CERT_REQUIRED
     assert server.get_info == directory.ldap3.NONE
+
+
+# --- password change -----------------------------------------------------------------------------------
+
+USER_DN = "CN=Erin Green,CN=Users,DC=corp"
+
+
+class ChangeConnection(FakeConnection):
+    """Finds one user, answers the modify with ``change_result``, then binds (the user, with the new password)."""
+
+    def __init__(self, change_result: dict, *, modify_error: Exception | None = None):
+        super().__init__({"result": 0, "message": "", "description": "success"})
+        self.change_result = change_result
+        self.modify_error = modify_error
+        self.modifies: list[tuple[str, dict]] = []
+        self.searches: list[str] = []
+
+    def search(self, base, search_filter, *args, **kwargs):
+        self.searches.append(search_filter)
+        self.response = [{"type": "searchResEntry", "dn": USER_DN if "userPrincipalName" in search_filter
+                          or base == USER_DN else "", "raw_attributes": {"userPrincipalName": [b"erin@corp"]}}]
+        self.result = {"result": 0, "message": "", "description": "success"}
+        return True
+
+    def modify(self, dn, changes):
+        self.modifies.append((dn, changes))
+        if self.modify_error is not None:
+            raise self.modify_error
+        self.result = self.change_result
+        return self.change_result["result"] == 0
+
+    def rebind(self, user, password, read_server_info=True):
+        self.result = {"result": 0, "message": "", "description": "success"}
+        return super().rebind(user, password, read_server_info)
+
+
+def change_validator(connection, **options) -> DirectoryValidator:
+    return validator_with(connection, service_account="pta-svc@corp", service_password="Svc!Pa55", **options)
+
+
+SAMBA_REFUSALS = {
+    "complexity": "0000052D: Constraint violation - check_password_restrictions: the password does not meet the "
+                  "complexity criteria!",
+    "history": "0000052D: Constraint violation - check_password_restrictions: the password was already used "
+               "(previous password)!",
+    "too_short": "0000052D: Constraint violation - check_password_restrictions: the password is too short. It "
+                 "should be equal or longer than 7 characters!",
+    "too_young": "0000052D: Constraint violation - check_password_restrictions: password is too young to change!",
+    "policy": "0000052D: AtrErr: DSID-03191083, #1:\n\t0: 0000052D: DSID-03191083, problem 1005 "
+              "(CONSTRAINT_ATT_TYPE), data 0, Att 9005a (unicodePwd)",  # Windows AD: no reason given
+}
+
+
+def test_a_change_is_a_delete_and_add_of_quoted_utf16_values_then_a_bind_with_the_new_password():
+    connection = ChangeConnection({"result": 0, "message": "00000000: Success", "description": "success"})
+    validator = change_validator(connection)
+    verdict = validator.change_password("erin@corp.example.test", "0ld\u00a0Pa55!", 'N\u00e9w "Pa55"')
+    assert verdict.outcome is Outcome.PASSWORD_CHANGED and verdict.user is not None
+    assert connection.searches[0].endswith("(userPrincipalName=erin@corp.example.test))")
+    ((dn, changes),) = connection.modifies
+    assert dn == USER_DN
+    assert changes == {"unicodePwd": [(directory.ldap3.MODIFY_DELETE, ['"0ld\u00a0Pa55!"'.encode("utf-16-le")]),
+                                      (directory.ldap3.MODIFY_ADD, ['"N\u00e9w "Pa55""'.encode("utf-16-le")])]}
+    assert connection.rebinds[-1] == (USER_DN, 'N\u00e9w "Pa55"'.encode())  # as the user, UTF-8 bytes
+
+
+def test_the_filter_is_escaped():
+    connection = ChangeConnection({"result": 0, "message": "", "description": "success"})
+    change_validator(connection).change_password("*)(cn=*@corp.example.test", "Old!Pa55", "New!Pa55")
+    assert "\\2a\\29\\28cn=\\2a@corp.example.test" in connection.searches[0]
+
+
+def test_a_wrong_current_password_is_invalid_credentials_56():
+    message = "00000056: Constraint violation - check_password_restrictions: The old password specified doesn't match!"
+    connection = ChangeConnection({"result": 19, "message": message, "description": "constraintViolation"})
+    verdict = change_validator(connection).change_password("erin@corp.example.test", "Wrong!Pa55", "New!Pa55")
+    assert (verdict.outcome, verdict.ad_subcode) == (Outcome.INVALID_CREDENTIALS, "56")
+    assert len(connection.rebinds) == 1  # the service account's bind only: no sign-in follows
+
+
+@pytest.mark.parametrize("reason", sorted(SAMBA_REFUSALS))
+def test_a_policy_refusal_is_password_rejected_with_its_reason(reason):
+    connection = ChangeConnection({"result": 19, "message": SAMBA_REFUSALS[reason],
+                                   "description": "constraintViolation"})
+    verdict = change_validator(connection).change_password("erin@corp.example.test", "Old!Pa55", "new")
+    assert (verdict.outcome, verdict.ad_subcode) == (Outcome.PASSWORD_REJECTED, "52d")
+    assert verdict.detail.split(":")[0] == reason
+
+
+def test_nothing_is_sent_without_the_current_password_or_a_service_account():
+    connection = ChangeConnection({"result": 0, "message": "", "description": "success"})
+    verdict = change_validator(connection).change_password("erin@corp.example.test", "", "New!Pa55")
+    assert verdict.outcome is Outcome.INVALID_CREDENTIALS and connection.modifies == []  # never a reset
+    plain = validator_with(connection)
+    assert not plain.can_change_passwords
+    assert plain.change_password("erin@corp.example.test", "Old!Pa55", "New!Pa55").outcome is Outcome.AGENT_ERROR
+    assert connection.modifies == []
+
+
+def test_a_change_without_an_answer_is_never_sent_to_another_dc():
+    connection = ChangeConnection({}, modify_error=LDAPSocketSendError("connection reset"))
+    validator = DirectoryValidator(DirectoryOptions(ldap_urls=["ldaps://dc1:636", "ldaps://dc2:636"], base_dn="DC=corp",
+                                                    service_account="svc@corp", service_password="Svc!Pa55"))
+    validator._open = lambda url, **kwargs: connection  # type: ignore[method-assign]
+    verdict = validator.change_password("erin@corp.example.test", "Old!Pa55", "New!Pa55")
+    assert (verdict.outcome, verdict.detail) == (Outcome.DIRECTORY_UNAVAILABLE, "change_unanswered")
+    assert len(connection.modifies) == 1
+
+
+def test_only_the_change_connections_may_write():
+    validator = change_validator(ChangeConnection({}))
+    opened = []
+    validator._open = lambda url, read_only=True: opened.append(read_only) or ChangeConnection({})
+    validator._change_pools["ldaps://dc1:636"]._opener()
+    validator._service_pools["ldaps://dc1:636"]._opener()
+    validator._user_pools["ldaps://dc1:636"]._opener()
+    assert opened == [False, True, True]

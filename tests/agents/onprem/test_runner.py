@@ -8,6 +8,7 @@ import dataclasses
 import json
 import logging
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -23,12 +24,14 @@ from agents.onprem.identity import identity_load
 from agents.onprem.runner import EXIT_FINAL_CLOSE, EXIT_OK, AgentRunner, websocket_url
 from agents.protocol import CloseCode, Outcome
 
-from .conftest import pem
+from .conftest import TENANT, pem
 
 FRAME_TIMEOUT = 5
 
 
 class FakeValidator:
+    can_change_passwords = False
+
     def __init__(self, verdict: Verdict | None = None, delay: float = 0.0):
         self.verdict = verdict or Verdict(Outcome.SUCCESS, user=DirectoryUser(
             object_guid="2f1c7a1e-8d6b-4c1a-9d55-0a4e1c7b9e01", display_name="Alice Smith",
@@ -324,3 +327,51 @@ def test_heartbeat_reports_load_and_dcs(agent_config, identity):
     runner.dc_status = {"ldaps://a:636": False, "ldaps://b:636": True}
     beat = json.loads(protocol.encode(runner.heartbeat()))
     assert beat["dc_reachable"] is True and beat["dcs"] == runner.dc_status and beat["in_flight"] == 0
+
+
+class ChangingValidator(FakeValidator):
+    """A validator with a service account: it changes passwords."""
+
+    can_change_passwords = True
+
+    def __init__(self) -> None:
+        super().__init__(Verdict(Outcome.PASSWORD_CHANGED, user=DirectoryUser(
+            object_guid="2f1c7a1e-8d6b-4c1a-9d55-0a4e1c7b9e01", upn="erin@corp.example.test")))
+        self.changes: list[tuple[str, str, str]] = []
+
+    async def change_password_async(self, username: str, current: str, new: str, *, deadline: float) -> Verdict:
+        self.changes.append((username, current, new))
+        return self.verdict
+
+
+def change_request(identity, portal_signing_key, *, current: str, new: str) -> protocol.Request:
+    values = {"request_id": "c" * 32, "tenant": TENANT, "domain": "corp.example.test",
+              "username": "erin@corp.example.test", "key_id": identity.key_id, "expires_at": time.time() + 20}
+    sealed = protocol.seal_password_change(public_key=identity.private_key.public_key(), current=current, new=new,
+                                           **{k: values[k] for k in ("request_id", "tenant", "key_id", "expires_at")})
+    return protocol.sign_request(protocol.Request(**values, sealed=sealed, kind=protocol.REQUEST_PASSWORD_CHANGE),
+                                 portal_signing_key)
+
+
+async def test_an_agent_with_a_service_account_announces_and_makes_password_changes(agent_config, identity,
+                                                                                    portal_signing_key):
+    validator = ChangingValidator()
+    async with running_agent(agent_config, identity, validator) as (portal, _, _):
+        ws, hello = await portal.accept()
+        assert hello.capabilities == [protocol.CAPABILITY_PASSWORD_CHANGE]
+        request = change_request(identity, portal_signing_key, current="0ld!Pa55", new="N\u00a0ew!Pa55")
+        await send(ws, request)
+        await receive(ws, protocol.Ack)
+        result = await receive(ws, protocol.Result)
+        assert result.outcome == "password_changed" and result.user["upn"] == "erin@corp.example.test"
+        assert validator.changes == [("erin@corp.example.test", "0ld!Pa55", "N\u00a0ew!Pa55")]
+
+
+async def test_an_agent_without_a_service_account_announces_nothing_and_refuses_a_change_before_its_ack(
+        agent_config, identity, portal_signing_key):
+    async with running_agent(agent_config, identity, FakeValidator()) as (portal, _, _):
+        ws, hello = await portal.accept()
+        assert hello.capabilities == []
+        await send(ws, change_request(identity, portal_signing_key, current="0ld!Pa55", new="New!Pa55"))
+        error = await receive(ws, protocol.Error)  # no ack: the portal may ask another agent
+        assert (error.code, error.request_id) == ("unsupported", "c" * 32)
