@@ -1,6 +1,5 @@
 """Celery on Redis (production profile): a real worker takes a task sent through the broker."""
 
-import datetime
 import subprocess
 import sys
 
@@ -14,12 +13,11 @@ pytestmark = pytest.mark.integration
 def test_a_worker_on_redis_runs_the_purge(portal_factory, tmp_path):
     portal = portal_factory("production")
     portal.tenant_create("Contoso", "contoso.example.test")
-    old = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=400)
-    portal.sql("INSERT INTO signin_signinevent (created_at, username, outcome, ad_subcode, user_agent, request_id, "
-               "familiar, mfa_decision, mfa_reason, mfa_result, channel) "
-               "VALUES (%s, 'old@contoso.example.test', 'success', '', '', gen_random_uuid(), false, '', '', '', "
-               "'web')",
-               (old,))
+    # Through the model, so every column gets its default whatever fields records gain.
+    portal.manage("shell", "-c", "import datetime; from django.utils import timezone; "
+                  "from signin.models import SignInEvent; "
+                  "SignInEvent.objects.create(username='old@contoso.example.test', outcome='success', "
+                  "created_at=timezone.now() - datetime.timedelta(days=400))")
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo",
                                "--loglevel", "INFO", "-Q", f"{portal.redis_prefix}-q"],
