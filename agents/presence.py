@@ -168,8 +168,11 @@ class RedisPresence:
 
         self.ttl_seconds = ttl_seconds
         self.prefix = prefix
+        from config.redis import redis_retry_options
+
         self.client = aioredis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2,
-                                              socket_timeout=5, health_check_interval=30)
+                                              socket_timeout=5, health_check_interval=30,
+                                              **redis_retry_options(asynchronous=True))
         self._publish = self.client.register_script(_PUBLISH)
         self._withdraw = self.client.register_script(_WITHDRAW)
 

@@ -65,6 +65,7 @@ class Outcome(enum.StrEnum):
     AGENT_ERROR = "agent_error"
     IDENTITY_CONFLICT = "identity_conflict"
     TOO_MANY_SIGNINS = "too_many_signins"
+    SESSION_EXPIRED = "session_expired"
     MFA_REQUIRED = "mfa_required"
     MFA_FAILED = "mfa_failed"
     # Answers to a password change (request kind "password_change"), and only to one.
@@ -106,6 +107,7 @@ OUTCOME_MESSAGES: dict[Outcome, str] = {
     Outcome.NO_AGENT_AVAILABLE: "Your organisation's sign-in service is not available right now. Try again later.",
     Outcome.AGENT_TIMEOUT: "Your organisation's sign-in service did not answer in time. Try again.",
     Outcome.AGENT_ERROR: "Your organisation's sign-in service could not check your password. Try again later.",
+    Outcome.SESSION_EXPIRED: "Your sign-in was interrupted or took too long. Please start again.",
     Outcome.TOO_MANY_SIGNINS: "Too many people are signing in right now. Try again in a moment.",
     Outcome.IDENTITY_CONFLICT: "This account can't be signed in here. Contact your organisation's administrator.",
     Outcome.MFA_REQUIRED: "Enter the code from your authenticator app.",

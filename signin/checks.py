@@ -48,6 +48,13 @@ def password_consumer_fits(app_configs, **kwargs):
                                    hint="The password consumer runs only process_request/process_view/"
                                         "process_response hooks: give the middleware those, or route the "
                                         "password POST to Django's own handler."))
+    from django.conf import settings
+
+    from signin.consumers import PasswordPostConsumer
+
+    if PasswordPostConsumer.channel_layer_alias in getattr(settings, "CHANNEL_LAYERS", {}):
+        errors.append(checks.Error("The password consumer would get a channel of its own on every request.",
+                                   id="signin.E004", hint="Keep its channel_layer_alias out of CHANNEL_LAYERS."))
     try:
         served = reverse("signin:password")
     except NoReverseMatch:

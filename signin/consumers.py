@@ -76,6 +76,10 @@ class MiddlewareHooks:
 
 class PasswordPostConsumer(AsyncHttpConsumer):
     hooks: MiddlewareHooks | None = None
+    # No channel of its own: Channels would subscribe one per request on the channel layer (a Redis round trip,
+    # never unsubscribed by the pub/sub layer, and a 500 while Redis is away). An alias that is not configured
+    # makes get_channel_layer() answer None.
+    channel_layer_alias = "pta-no-channel"
 
     @classmethod
     def middleware_hooks(cls) -> MiddlewareHooks:

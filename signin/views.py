@@ -57,7 +57,7 @@ from signin.services.mfa import (
     totp_secret_base32,
 )
 from signin.services.oauth_tokens import application_tokens_revoke
-from signin.workers import in_worker
+from signin.workers import in_worker, retrying_transient_errors
 from tenant.models import User
 from tenant.selectors import cloud_account, tenant_for_username
 
@@ -116,6 +116,7 @@ def _signed_in_redirect(request: HttpRequest, next_url: str, device: str) -> Htt
 @never_cache
 @csrf_protect
 @require_http_methods(["GET", "POST"])
+@retrying_transient_errors
 def username_page(request: HttpRequest) -> HttpResponse:
     next_url = safe_next(request, request.POST.get("next") or request.GET.get("next"))
     if request.method == "GET":
@@ -138,6 +139,14 @@ def username_page(request: HttpRequest) -> HttpResponse:
     return HttpResponseRedirect("/login/password/")
 
 
+def _start_again() -> HttpResponse:
+    """The sign-in's state is gone (expired, never there, or its store was lost): back to its first page, with a
+    definite outcome for whoever reads it."""
+    response = HttpResponseRedirect("/login/")
+    response["PTA-Outcome"] = Outcome.SESSION_EXPIRED.value
+    return response
+
+
 @dataclass(frozen=True)
 class PasswordSubmission:
     state: dict
@@ -151,7 +160,7 @@ def password_submission(request: HttpRequest) -> PasswordSubmission | HttpRespon
     """The password form, read and checked (synchronous: it runs in the sign-in's first thread hop)."""
     state = request.session.get(SESSION_KEY)
     if not state:
-        return HttpResponseRedirect("/login/")
+        return _start_again()
     form = PasswordForm(request.POST)
     if not form.is_valid():
         return _page(request, "signin/password.html", {**_password_context(state), "form": form}, status=400,
@@ -223,7 +232,7 @@ async def password_page(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         state = await request.session.aget(SESSION_KEY)
         if not state:
-            return HttpResponseRedirect("/login/")
+            return _start_again()
         return _page(request, "signin/password.html", {**_password_context(state), "form": PasswordForm()})
     submission = await in_worker(password_submission)(request)
     if isinstance(submission, HttpResponse):

@@ -143,15 +143,21 @@ class ReplyChannel:
 
     async def relay(self, agent: ConnectedAgent, request: protocol.Request, *, ack_timeout: float,
                     result_timeout: float) -> protocol.Result:
-        reply_to = await self.ensure_listening()
+        try:
+            reply_to = await self.ensure_listening()
+        except Exception as exc:  # Redis away: nothing was sent, so the sign-in may go elsewhere or wait
+            raise AgentUnavailable(f"channel layer: {exc}") from None
         loop = asyncio.get_running_loop()
         acked, result = loop.create_future(), loop.create_future()
         self.waiters[request.request_id] = (acked, result)
         sent_at = time.monotonic()
         try:
             body = dataclasses.asdict(request)
-            await get_channel_layer().send(agent.channel_name, {"type": "agent.request", "request": body,
-                                                                "reply_to": reply_to})
+            try:
+                await get_channel_layer().send(agent.channel_name, {"type": "agent.request", "request": body,
+                                                                    "reply_to": reply_to})
+            except Exception as exc:  # Redis away: not sent, so no bind can have happened
+                raise AgentUnavailable(f"channel layer: {exc}") from None
             try:
                 await asyncio.wait_for(acked, ack_timeout)
             except TimeoutError:

@@ -1,3 +1,5 @@
+from config.redis import redis_retry_options
+
 from .env import REDIS_URL, env
 
 # Smart lockout and familiar addresses are read on every sign-in: a cache, shared by all nodes in production.
@@ -7,6 +9,7 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env("PTA_REDIS_PREFIX", "pta") + ":cache",
+            "OPTIONS": redis_retry_options(),  # a Redis restart is waited out, not answered 500
         }
     }
 else:

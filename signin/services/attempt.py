@@ -40,7 +40,7 @@ from signin.services.users import (
     user_directory_state_record,
     user_sync,
 )
-from signin.workers import in_worker
+from signin.workers import in_worker, in_worker_retrying
 from tenant.models import Tenant, User
 from tenant.selectors import tenant_for_username
 
@@ -122,11 +122,13 @@ def _before(*, upn: str, ip: str, device: str) -> _Before:
     account_upn = user.upn if user is not None else upn
     familiar = address_is_familiar(tenant=tenant, username=account_upn, ip=ip)
     account = lockout_account(tenant=tenant, user=user, username=upn)
-    reservation = lockout_reserve(tenant=tenant, familiar=familiar, account=account)
+    known_device = device_is_known(tenant=tenant, username=account_upn, device=device)
     if user is not None and user.upn != upn:
         user = None  # reached by another name (Alternate ID): the directory's answer says who signs in
+    # Last: everything before it is a read, so this hop is safe to run again after a transient error.
+    reservation = lockout_reserve(tenant=tenant, familiar=familiar, account=account)
     return _Before(route=route, tenant=tenant, user=user, familiar=familiar, reservation=reservation,
-                   account=account, known_device=device_is_known(tenant=tenant, username=account_upn, device=device))
+                   account=account, known_device=known_device)
 
 
 async def _reserved(before: _Before, *, deadline: float) -> _Before:
@@ -216,7 +218,8 @@ async def _attempt(*, username: str, ip: str, user_agent: str, channel: str, dev
                    password_change: bool = False) -> SignInResult:
     started = time.monotonic()
     upn = username.strip().lower()
-    before = await in_worker(_before)(upn=upn, ip=ip, device=device)
+    until = started + settings.PTA_SIGNIN_DEADLINE_SECONDS / 2  # waits out a database or Redis restart
+    before = await in_worker_retrying(_before, upn=upn, ip=ip, device=device, until=until)
     try:
         before = await _reserved(before, deadline=started + settings.PTA_SIGNIN_DEADLINE_SECONDS)
         tenant = before.tenant
@@ -235,9 +238,9 @@ async def _attempt(*, username: str, ip: str, user_agent: str, channel: str, dev
             record["password_change"] = True
         if validation is not None and outcome is Outcome.PASSWORD_REJECTED:
             record["detail"] = refusal_reason_code(validation.detail)
-        result = await in_worker(_after)(
-            before=before, upn=upn, ip=ip, device=device, outcome=outcome, validation=validation, started=started,
-            record=record)
+        result = await in_worker_retrying(
+            _after, before=before, upn=upn, ip=ip, device=device, outcome=outcome, validation=validation,
+            started=started, record=record, until=max(until, time.monotonic() + 2))
     except BaseException:
         # Whatever broke (Redis or the database away, a cancelled request), this guess no longer counts: a
         # reservation left behind would hold the account's way for RESERVATION_SECONDS.

@@ -141,12 +141,12 @@ class LocalLockoutStore:
     def settle(self, *, bucket: str, attempt_id: str, verdict: Verdict, policy: LockoutPolicy) -> Settled:
         now = time.time()
         with self._lock:
-            self._in_flight.get(bucket, {}).pop(attempt_id, None)
+            was_in_flight = self._in_flight.get(bucket, {}).pop(attempt_id, None) is not None
             if verdict is Verdict.SUCCEEDED:
                 self._failures.pop(bucket, None)
                 self._lockouts.pop(bucket, None)
                 return Settled()
-            if verdict is Verdict.RELEASED:
+            if verdict is Verdict.RELEASED or not was_in_flight:  # settled already (a retried hop): once only
                 return Settled()
             count, until = self._failures.get(bucket, (0, 0.0))
             count, until = (count + 1, until) if until > now else (1, now + FAILURE_WINDOW_SECONDS)
@@ -185,12 +185,12 @@ return 1
 # KEYS: failures, in flight, locked, lockouts.
 # ARGV: attempt id, verdict, threshold, window, base duration, max duration, lockouts ttl
 _SETTLE = """
-redis.call('ZREM', KEYS[2], ARGV[1])
+local was_in_flight = redis.call('ZREM', KEYS[2], ARGV[1])
 if ARGV[2] == 'succeeded' then
   redis.call('DEL', KEYS[1], KEYS[4])
   return {0, 0}
 end
-if ARGV[2] ~= 'failed' then return {0, 0} end
+if ARGV[2] ~= 'failed' or was_in_flight == 0 then return {0, 0} end
 local failures = redis.call('INCR', KEYS[1])
 if failures == 1 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
 if failures < tonumber(ARGV[3]) then return {0, 0} end
@@ -210,7 +210,9 @@ class RedisLockoutStore:
         import redis
 
         self.prefix = f"{prefix}:lockout"
-        self.client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        from config.redis import redis_retry_options
+
+        self.client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5, **redis_retry_options())
         self._reserve = self.client.register_script(_RESERVE)
         self._settle = self.client.register_script(_SETTLE)
 

@@ -252,7 +252,8 @@ class Walker:
             return self._final(record, response)  # e.g. unknown_domain, a form error
         page = self._seen(record, client.get("/login/password/"))
         if page.status_code == 302:
-            record.error = "session_lost"  # sent back to the username page: the session is gone
+            if not page.headers.get("PTA-Outcome"):  # sent back without a word: the session is gone
+                record.error = "session_lost"
             return self._final(record, page)
         token = _CSRF.search(page.text) if page.status_code == 200 else None
         if not token:

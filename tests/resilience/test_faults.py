@@ -267,7 +267,8 @@ def test_redis_restarted(ad_testbed, reliability, tmp_path):
     start, end = timeline.fault_start, timeline.fault_end
     conclude(reliability, "redis_restart", site, describe(site) + ", one agent on each; private redis-server",
              records, timeline,
-             [during({"!session_lost"}, start, end, "the session (in Redis) was lost mid-walk"),
+             [during({"!session_lost", "session_expired"}, start, end + 10.0,
+                     "the session (in Redis) was lost mid-walk: the portal says start again"),
               during({"no_agent_available", "agent_timeout", "agent_error", "cloud_locked"},
                      start, end + 10.0, "presence, the hand-off, lockout state and familiar addresses live in "
                      "Redis")],
