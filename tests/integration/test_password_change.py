@@ -17,6 +17,7 @@ import shutil
 import sqlite3
 import ssl
 import subprocess
+import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -362,3 +363,65 @@ def test_without_a_service_account_the_old_message_stays_and_no_agent_is_asked(p
     agent_log = plain_site["agent"].log()
     assert "connected to" in agent_log and "password change" not in agent_log
     assert directory.bind(upn, old) == "773"
+
+
+def test_a_change_relayed_between_nodes_leaves_no_password_in_redis_logs_or_database(ad_testbed, directory):
+    """Production profile: the agent on one node, the change through the other, so the sealed envelope crosses
+    Redis. Redis is captured with MONITOR meanwhile; the old and new passwords are nowhere afterwards."""
+    import threading
+
+    import psycopg
+
+    portal = make_portal("production")
+    try:
+        holder, front = portal.start_node("node1"), portal.start_node("node2")
+        tenant = portal.tenant_create("Contoso", ad_testbed.upn_suffix)
+        secret_file = portal.directory / "service-password"
+        secret_file.write_text(ad_testbed.service_account["password"])
+        secret_file.chmod(0o600)
+        config, result = portal.agent_register(
+            holder, portal.agent_token(tenant), ldap_urls=(ad_testbed.ldaps_url,),
+            extra=("--ca-file", ad_testbed.ca_file, "--service-account", ad_testbed.service_account["upn"],
+                   "--service-password-file", str(secret_file)))
+        assert result.returncode == 0, result.stderr
+        portal.agent_run(config)
+        wait_for(lambda: local_agents(holder) == 1, timeout=15, message="the agent to connect to node1")
+        old, new = password("Old"), password("New")
+        upn = directory.hire_must_change(f"pr{secrets.token_hex(3)}", old)
+
+        captured: list[str] = []
+        stop = threading.Event()
+
+        def capture() -> None:
+            with portal.redis() as client, client.monitor() as monitor:
+                for command in monitor.listen():
+                    captured.append(str(command.get("command", "")))
+                    if stop.is_set() or len(captured) > 200_000:
+                        return
+
+        watcher = threading.Thread(target=capture, daemon=True)
+        watcher.start()
+        time.sleep(0.3)
+        with httpx.Client(base_url=front.url, follow_redirects=False, timeout=30) as client:
+            attempt = sign_in(front.url, upn, old, client=client)
+            assert attempt.outcome == "password_must_change", attempt.text[:300]
+            page = client.get("/login/password/change/")
+            changed = _attempt(client.post("/login/password/change/", data={
+                "csrfmiddlewaretoken": _csrf(page), "current_password": old, "new_password": new,
+                "confirm_password": new}))
+        assert changed.outcome == "success", changed.text[:300]
+        stop.set()
+        with portal.redis() as client:
+            client.ping()  # one more command, so the capture wakes up and sees the stop
+        watcher.join(10)
+        assert directory.bind(upn, new) == "success"
+        assert any("publish" in c.lower() or "PUBLISH" in c for c in captured), "nothing crossed Redis"
+        with psycopg.connect(portal.env["DATABASE_URL"]) as conn:
+            rows = conn.execute("SELECT row_to_json(e)::text FROM signin_signinevent e").fetchall()
+        texts = {"redis": "\n".join(captured), "records": "\n".join(r[0] for r in rows),
+                 **{node.name: node.log() for node in portal.nodes},
+                 **{f"agent {a.config_path.parent.name}": a.log() for a in portal.agents}}
+        for where, text in texts.items():
+            assert old not in text and new not in text, f"a password appears in {where}"
+    finally:
+        portal.close()
