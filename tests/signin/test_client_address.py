@@ -10,14 +10,12 @@ import ipaddress
 
 import pytest
 from django.contrib.auth import authenticate
-from django.core.cache import cache
 from django.test import Client, RequestFactory
 
 from applications.services import application_register
 from config.proxy import TrustedProxyHeaders
 from signin.models import SignInEvent
 from signin.services.client import address_parse, client_address, client_address_from
-from signin.services.lockout import lockout_store
 from tenant.services import tenant_policy_set
 from tests.signin.test_mfa import PASSWORD, enrol, is_signed_in, outcome, pages, password_step, set_policy
 
@@ -118,15 +116,6 @@ def test_a_trusted_proxys_forwarded_headers_pass(scope_type):
 
 
 # --- every reader of the address: the pages, the second factor, the backend, the password grant ----------------
-
-@pytest.fixture(autouse=True)
-def clean_state():
-    cache.clear()
-    lockout_store().clear()
-    yield
-    lockout_store().clear()
-    cache.clear()
-
 
 @pytest.fixture
 def behind_proxy(settings):

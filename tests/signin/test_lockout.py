@@ -6,20 +6,10 @@ import threading
 import uuid
 
 import pytest
-from django.core.cache import cache
 
 from signin.services import lockout
 from signin.services.lockout import Verdict
 from tenant.models import Tenant, User
-
-
-@pytest.fixture(autouse=True)
-def clean_state():
-    cache.clear()
-    lockout.lockout_store().clear()
-    yield
-    cache.clear()
-    lockout.lockout_store().clear()
 
 
 @pytest.fixture

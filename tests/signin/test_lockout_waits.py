@@ -5,22 +5,12 @@ times. Cloud accounts: their password is checked here, no agent."""
 import asyncio
 
 import pytest
-from django.core.cache import cache
 
 from signin.services.attempt import password_sign_in
-from signin.services.lockout import lockout_store
 from tenant.models import User
 
 PASSWORD = "Cl0ud-burst-pa55"
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def clean_state():
-    cache.clear()
-    lockout_store().clear()
-    yield
-    lockout_store().clear()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import re
 import time
 
 import pytest
-from django.core.cache import cache
 from django.core.management import call_command
 from django.test import Client
 from django_otp.oath import TOTP
@@ -21,13 +20,6 @@ PASSWORD = "Adm1n-pa55-for-tests"
 _CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 _SECRET = re.compile(r'id="totp-secret">([A-Z2-7]+)<')
 _OUTCOME = re.compile(r'data-outcome="([^"]+)"')
-
-
-@pytest.fixture(autouse=True)
-def clean_cache():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 # --- the decision: pure ----------------------------------------------------------------------------------

@@ -6,14 +6,13 @@ import re
 import uuid
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
 
 from agents.protocol import Outcome
 from agents.services.dispatch import Validation
 from signin.forms import PasswordChangeForm
 from signin.models import SignInEvent
-from signin.services import attempt, lockout
+from signin.services import attempt
 from signin.services.attempt import MAX_PASSWORD_LENGTH
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -69,14 +68,6 @@ class FakeAgents:
         monkeypatch.setattr(attempt, "password_change", password_change)
         monkeypatch.setattr(attempt, "password_change_available", password_change_available)
         monkeypatch.setattr("signin.views.password_change_available", password_change_available)
-
-
-@pytest.fixture(autouse=True)
-def clean_state():
-    cache.clear()
-    lockout.lockout_store().clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture

@@ -4,21 +4,11 @@ second factor like everyone (docs/SECURITY.md, finding 3)."""
 from __future__ import annotations
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
 
 from signin.models import SignInEvent
-from signin.services.lockout import lockout_store
 from tenant.models import User
 from tests.signin.test_mfa import PASSWORD, enrol, is_signed_in, outcome, pages, password_step
-
-
-@pytest.fixture(autouse=True)
-def clean_state():
-    cache.clear()
-    lockout_store().clear()
-    yield
-    lockout_store().clear()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.sessions.backends.cache import SessionStore
-from django.core.cache import cache
 from django_otp import DEVICE_ID_SESSION_KEY
 
 from signin.services.authentication import (
@@ -15,13 +14,6 @@ from signin.services.authentication import (
     session_reauthentication_require,
 )
 from tenant.models import Tenant
-
-
-@pytest.fixture(autouse=True)
-def clean_cache():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 def test_only_a_completed_sign_in_clears_a_requested_one():
