@@ -6,9 +6,17 @@ thread-bound state, so they run in this pool instead; each still opens and relea
 as Channels' database_sync_to_async does (close_old_connections before and after).
 """
 
+import asyncio
+import functools
+import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 
+import redis.exceptions
 from channels.db import database_sync_to_async
+from django.db import InterfaceError, OperationalError, close_old_connections
+
+logger = logging.getLogger(__name__)
 
 # Bounded: more threads than database connections (the pool's max_size) would only wait for one.
 executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="pta-signin")
@@ -19,55 +27,40 @@ def in_worker(func):
     return database_sync_to_async(func, thread_sensitive=False, executor=executor)
 
 
-# A database restart or failover (the connection killed under a query, then refused for a moment) is waited out
-# within the sign-in's deadline, on a fresh connection: each step it retries is safe to run twice.
+# A database restart or failover (the connection killed under a query, then refused for a moment), or a Redis
+# restart, is waited out on a fresh connection: each step retried is safe to run twice.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 TRANSIENT_RETRY_SECONDS = 5.0
-
-
-def transient_errors() -> tuple[type[Exception], ...]:
-    import redis.exceptions
-    from django.db import InterfaceError, OperationalError
-
-    return OperationalError, InterfaceError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError
+RETRY_PAUSE_SECONDS = 0.25
 
 
 async def in_worker_retrying(func, /, *args, until: float, **kwargs):
     """``in_worker(func)(*args, **kwargs)``, again after a transient database or Redis error until ``until``
     (a time.monotonic() value). ``func`` must be safe to run again after a partial run."""
-    import asyncio
-    import logging
-    import time
-
-    errors = transient_errors()
     while True:
         try:
             return await in_worker(func)(*args, **kwargs)
-        except errors as exc:
-            if time.monotonic() + 0.25 >= until:
+        except TRANSIENT_ERRORS as exc:
+            if time.monotonic() + RETRY_PAUSE_SECONDS >= until:
                 raise
-            logging.getLogger(__name__).warning("%s: %s; trying again", func.__name__, type(exc).__name__)
-            await asyncio.sleep(0.25)
+            logger.warning("%s: %s; trying again", func.__name__, type(exc).__name__)
+            await asyncio.sleep(RETRY_PAUSE_SECONDS)
 
 
 def retrying_transient_errors(view):
     """For a synchronous view that writes nothing before its end: run it again after a transient error, for up
     to TRANSIENT_RETRY_SECONDS."""
-    import functools
-    import time
-
-    from django.db import close_old_connections
 
     @functools.wraps(view)
     def wrapped(request, *args, **kwargs):
         until = time.monotonic() + TRANSIENT_RETRY_SECONDS
-        errors = transient_errors()
         while True:
             try:
                 return view(request, *args, **kwargs)
-            except errors:
-                if time.monotonic() + 0.25 >= until:
+            except TRANSIENT_ERRORS:
+                if time.monotonic() + RETRY_PAUSE_SECONDS >= until:
                     raise
                 close_old_connections()
-                time.sleep(0.25)
+                time.sleep(RETRY_PAUSE_SECONDS)
 
     return wrapped

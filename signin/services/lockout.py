@@ -12,7 +12,7 @@ window reach the directory. A guess that finds the threshold taken by guesses in
 refused. The counters live in Redis in production (one Lua script per step, so every node
 sees the same state) and in this process in the embedded profile.
 
-    reservation = lockout_reserve(scope=..., account=..., familiar=...)   # before the agent
+    reservation = lockout_reserve(tenant=..., account=..., familiar=...)  # before the agent
     lockout_settle(reservation=reservation, verdict=Verdict.FAILED)        # after its answer
 
 Synchronous on purpose: the sign-in calls these inside its one thread hop before, and its one after, the agent.
@@ -209,9 +209,9 @@ class RedisLockoutStore:
     def __init__(self, url: str, prefix: str) -> None:
         import redis
 
-        self.prefix = f"{prefix}:lockout"
         from config.redis import redis_retry_options
 
+        self.prefix = f"{prefix}:lockout"
         self.client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5, **redis_retry_options())
         self._reserve = self.client.register_script(_RESERVE)
         self._settle = self.client.register_script(_SETTLE)
