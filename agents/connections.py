@@ -21,9 +21,8 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
+import pta_protocol as protocol
 from django.conf import settings
-
-from agents import protocol
 
 if TYPE_CHECKING:
     from agents.consumers import AgentConsumer

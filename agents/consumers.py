@@ -29,12 +29,12 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import pta_protocol as protocol
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from agents import protocol
 from agents.connections import agent_group, in_background, local_agents, node_id
 from agents.presence import PresenceRecord, presence_registry
 from agents.queue import slot_queues

@@ -25,9 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import pta_protocol as protocol
 from django.conf import settings
-
-from agents import protocol
 
 logger = logging.getLogger(__name__)
 

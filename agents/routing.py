@@ -1,6 +1,6 @@
+import pta_protocol as protocol
 from django.urls import path
 
-from agents import protocol
 from agents.consumers import AgentConsumer
 
 websocket_urlpatterns: list = [

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agents import protocol
+import pta_protocol as protocol
+
 from agents.connections import local_agents, node_id
 from agents.presence import PresenceRecord, presence_registry
 from agents.queue import slot_queues

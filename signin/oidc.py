@@ -21,8 +21,8 @@ from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views import AuthorizationView, ConnectDiscoveryInfoView
 from oauthlib.oauth2.rfc6749 import errors
 from oauthlib.oauth2.rfc6749.grant_types.authorization_code import code_challenge_method_s256
+from pta_protocol import Outcome
 
-from agents.protocol import Outcome
 from applications.models import Application
 from signin.models import IdTokenAuthTime
 from signin.services.account_state import account_still_enabled

@@ -28,8 +28,8 @@ from oauth2_provider.http import OAuth2ResponseRedirect
 from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views import RPInitiatedLogoutView
 from oauthlib.common import add_params_to_uri
+from pta_protocol import Outcome
 
-from agents.protocol import Outcome
 from agents.selectors import password_change_available
 from signin.forms import OtpForm, PasswordChangeForm, PasswordForm, UsernameForm
 from signin.metrics import metrics_text, signins
@@ -313,7 +313,7 @@ def password_change_answer(request: HttpRequest, submission: ChangeSubmission, r
 @sensitive_variables("submission")
 async def password_change_page(request: HttpRequest) -> HttpResponse:
     """After password_expired or password_must_change: the current password, a new one twice. The change is
-    made by an agent with a service account (agents/onprem/directory.py), through the same path as a sign-in
+    made by an agent with a service account (agents/onprem/pta_agent/directory.py), through the same path as a sign-in
     (signin.services.attempt.password_change_sign_in); without such an agent nothing is sent."""
     if request.method == "GET":
         state = await in_worker(_change_state)(request)

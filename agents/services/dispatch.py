@@ -19,13 +19,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+import pta_protocol as protocol
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from cryptography import x509
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 
-from agents import protocol
 from agents.connections import local_agents
 from agents.consumers import AgentAckTimeout, AgentBusy, AgentRequestError, AgentTimeout, AgentUnavailable
 from agents.queue import QueueFull, Ticket, slot_queues

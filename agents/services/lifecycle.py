@@ -8,12 +8,12 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import pta_protocol as protocol
 from asgiref.sync import async_to_sync
 from cryptography import x509
 from django.db import transaction
 from django.utils import timezone
 
-from agents import protocol
 from agents.connections import agent_group
 from agents.models import Agent
 from agents.services.authority import (

@@ -6,11 +6,11 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import pta_protocol as protocol
 from cryptography.hazmat.primitives import serialization
 from django.db import transaction
 from django.utils import timezone
 
-from agents import protocol
 from agents.models import Agent, RegistrationToken
 from agents.services.authority import authority_get_or_create, certificate_issue, csr_load
 from tenant.models import Domain, Tenant

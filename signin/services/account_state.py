@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 
 from asgiref.sync import async_to_sync
+from pta_protocol import Outcome
 
-from agents.protocol import Outcome
 from agents.services.dispatch import account_state_check
 from signin.services.users import DEPARTED, DIRECTORY_STATES, user_directory_state_record
 from tenant.models import User

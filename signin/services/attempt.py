@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
+from pta_protocol import Outcome
 
-from agents.protocol import Outcome
 from agents.queue import QueueFull, SlotQueues
 from agents.selectors import password_change_available
 from agents.services.dispatch import Validation, password_change, password_validate
@@ -52,7 +52,7 @@ MAX_PASSWORD_LENGTH = 512
 COUNTED_FAILURES = {Outcome.INVALID_CREDENTIALS}
 # The directory states a user may leave by changing their password on the sign-in page.
 CHANGEABLE = (Outcome.PASSWORD_EXPIRED, Outcome.PASSWORD_MUST_CHANGE)
-# Why AD refused a new password, as the agent reports it (agents/onprem/directory.py: REFUSAL_REASONS).
+# Why AD refused a new password, as the agent reports it (agents/onprem/pta_agent/directory.py: REFUSAL_REASONS).
 REFUSAL_REASONS = {"too_short", "complexity", "history", "too_young", "policy"}
 
 

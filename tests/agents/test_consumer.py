@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 
+import pta_protocol as protocol
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
@@ -17,7 +18,6 @@ from cryptography.x509.oid import NameOID
 from django.db import connections
 from django.utils import timezone
 
-from agents import protocol
 from agents.connections import local_agents
 from agents.consumers import (
     AgentBusy,

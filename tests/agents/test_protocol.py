@@ -4,11 +4,10 @@ import dataclasses
 import json
 import time
 
+import pta_protocol as protocol
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-
-from agents import protocol
-from agents.protocol import Outcome, ProtocolError
+from pta_protocol import Outcome, ProtocolError
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 import hashlib
 import threading
 
+import pta_protocol as protocol
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -9,7 +10,6 @@ from cryptography.x509.oid import NameOID
 from django.db import connection
 from django.utils import timezone
 
-from agents import protocol
 from agents.models import Agent, RegistrationToken, TenantAuthority
 from agents.services.authority import CERTIFICATE_DAYS, CertificateRequestError, certificate_verify
 from agents.services.registration import RegistrationError, agent_register, registration_token_issue

@@ -7,9 +7,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pta_protocol as protocol
 import pytest
-
-from agents import protocol
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = REPO_ROOT / "deploy"
@@ -82,4 +81,4 @@ def test_the_portal_units_run_the_documented_commands_hardened():
         user = re.search(r"^User=(\S+)", text, re.M)
         assert user and user.group(1) != "root", unit.name
     # The agent's unit is the one the agent ships with.
-    assert (DEPLOY / "systemd" / "pta-agent.service").resolve() == REPO_ROOT / "agents" / "onprem" / "pta-agent.service"
+    assert (DEPLOY / "systemd" / "pta-agent.service").resolve() == REPO_ROOT / "agents" / "onprem" / "pta_agent" / "pta-agent.service"

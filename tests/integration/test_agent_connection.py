@@ -10,13 +10,13 @@ import datetime
 import time
 
 import httpx
+import pta_protocol as protocol
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from agents import protocol
 from tests.fixtures.portal import RawAgent, wait_for
 
 pytestmark = pytest.mark.integration

@@ -12,9 +12,9 @@ import time
 import uuid
 
 import httpx
+import pta_protocol as protocol
 import pytest
 
-from agents import protocol
 from tests.fixtures.http import sign_in
 from tests.fixtures.portal import RawAgent, local_agents, make_portal, wait_for
 

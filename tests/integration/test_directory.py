@@ -10,9 +10,8 @@ import uuid
 
 import ldap3
 import pytest
-
-from agents.onprem.directory import DirectoryOptions, DirectoryValidator
-from agents.protocol import Outcome
+from pta_agent.directory import DirectoryOptions, DirectoryValidator
+from pta_protocol import Outcome
 
 pytestmark = pytest.mark.integration
 

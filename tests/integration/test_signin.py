@@ -10,8 +10,8 @@ import time
 import httpx
 import ldap3
 import pytest
+from pta_protocol import Outcome
 
-from agents.protocol import Outcome
 from tests.fixtures.http import sign_in
 from tests.fixtures.network import TcpRelay
 from tests.fixtures.portal import local_agents, make_portal, node_metric, site_with_agent, start_agent, wait_for

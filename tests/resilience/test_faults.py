@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 
 import pytest
+from pta_protocol import Outcome
 
-from agents.protocol import Outcome
 from tests.fixtures.portal import RedisServer, node_metric, wait_for
 from tests.resilience.dc import DomainController
 from tests.resilience.load import (

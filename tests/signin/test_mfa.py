@@ -10,8 +10,8 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 from django_otp.oath import TOTP
+from pta_protocol import Outcome
 
-from agents.protocol import Outcome
 from signin.models import SignInEvent
 from signin.services.mfa import mfa_decide
 from tenant.models import Tenant, User

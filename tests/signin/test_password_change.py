@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 from django.test import Client
+from pta_protocol import Outcome
 
-from agents.protocol import Outcome
 from agents.services.dispatch import Validation
 from signin.forms import PasswordChangeForm
 from signin.models import SignInEvent

@@ -7,15 +7,14 @@ import time
 import uuid
 from pathlib import Path
 
+import pta_protocol as protocol
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
-
-from agents import protocol
-from agents.onprem.config import AgentConfig, AgentSettings, DirectorySettings, PortalSettings, file_paths_for
-from agents.onprem.identity import AgentIdentity, private_key_write, public_file_write
+from pta_agent.config import AgentConfig, AgentSettings, DirectorySettings, PortalSettings, file_paths_for
+from pta_agent.identity import AgentIdentity, private_key_write, public_file_write
 
 TENANT = "7d1c2d2e-0000-4000-8000-000000000001"
 DOMAIN = "corp.example.test"

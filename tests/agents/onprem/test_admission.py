@@ -2,12 +2,11 @@
 
 import time
 
+import pta_protocol as protocol
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
-
-from agents import protocol
-from agents.onprem.admission import admission_for
-from agents.protocol import ProtocolError
+from pta_agent.admission import admission_for
+from pta_protocol import ProtocolError
 
 from .conftest import DOMAIN, TENANT
 

@@ -1,8 +1,7 @@
 import random
 
 import pytest
-
-from agents.onprem.backoff import RECONNECT_CAP_SECONDS, SHORT_OUTAGE_CAP_SECONDS, Backoff
+from pta_agent.backoff import RECONNECT_CAP_SECONDS, SHORT_OUTAGE_CAP_SECONDS, Backoff
 
 
 def test_the_cap_is_thirty_seconds():

@@ -1,8 +1,7 @@
 from pathlib import Path
 
 import pytest
-
-from agents.onprem.config import (
+from pta_agent.config import (
     AgentConfig,
     ConfigError,
     DirectorySettings,

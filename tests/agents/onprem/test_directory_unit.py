@@ -9,10 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 from ldap3.core.exceptions import LDAPSocketSendError
-
-from agents.onprem import directory
-from agents.onprem.directory import DirectoryOptions, DirectoryValidator, ad_subcode, guid_from_bytes, input_refusal
-from agents.protocol import Outcome
+from pta_agent import directory
+from pta_agent.directory import DirectoryOptions, DirectoryValidator, ad_subcode, guid_from_bytes, input_refusal
+from pta_protocol import Outcome
 
 AD_MESSAGE = "80090308: LdapErr: DSID-0C0903A9, comment: AcceptSecurityContext error, data {}, v1db1"
 

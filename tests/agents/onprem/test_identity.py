@@ -3,8 +3,7 @@ import stat
 from pathlib import Path
 
 import pytest
-
-from agents.onprem.identity import (
+from pta_agent.identity import (
     IdentityError,
     csr_build,
     identity_load,

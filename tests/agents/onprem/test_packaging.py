@@ -1,9 +1,9 @@
 import configparser
 from pathlib import Path
 
-import agents.onprem
+import pta_agent
 
-UNIT = Path(agents.onprem.__file__).parent / "pta-agent.service"
+UNIT = Path(pta_agent.__file__).parent / "pta-agent.service"
 
 
 def service_section() -> dict[str, str]:

@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-
-from agents.onprem.cli import main
-from agents.onprem.config import ConfigError, config_load, config_save, portal_url_problem
+from pta_agent.cli import main
+from pta_agent.config import ConfigError, config_load, config_save, portal_url_problem
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 # A name under .test (RFC 2606) never resolves: even a lookup of it would leak nothing.
@@ -125,7 +124,7 @@ def pta_agent_register(portal: str, tmp_path: Path) -> tuple[subprocess.Complete
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PTA_"))}
     env.update(PYTHONPATH=os.pathsep.join([str(hook_dir), str(REPO_ROOT)]), PTA_TEST_NETWORK_LOG=str(network_log))
     script = shutil.which("pta-agent")
-    command = [script] if script else [sys.executable, "-m", "agents.onprem.cli"]
+    command = [script] if script else [sys.executable, "-m", "pta_agent.cli"]
     config = tmp_path / "etc" / "agent.toml"
     started = time.monotonic()
     result = subprocess.run([*command, "register", "--portal", portal, "--token", "pta_secret-token",

@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-
-from agents.onprem.cli import main
-from agents.onprem.config import config_load
+from pta_agent.cli import main
+from pta_agent.config import config_load
 
 from .conftest import DOMAIN, TENANT, pem
 

@@ -11,18 +11,17 @@ import stat
 import time
 from pathlib import Path
 
+import pta_protocol as protocol
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from pta_agent.backoff import Backoff
+from pta_agent.directory import DirectoryUser, Verdict
+from pta_agent.identity import identity_load
+from pta_agent.runner import EXIT_FINAL_CLOSE, EXIT_OK, AgentRunner, websocket_url
+from pta_protocol import CloseCode, Outcome
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
-
-from agents import protocol
-from agents.onprem.backoff import Backoff
-from agents.onprem.directory import DirectoryUser, Verdict
-from agents.onprem.identity import identity_load
-from agents.onprem.runner import EXIT_FINAL_CLOSE, EXIT_OK, AgentRunner, websocket_url
-from agents.protocol import CloseCode, Outcome
 
 from .conftest import TENANT, pem
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 
-from agents.onprem.status import AgentStatus, password_change_problem
+from pta_agent.status import AgentStatus, password_change_problem
 
 
 def test_password_change_needs_a_service_account_and_its_readable_password_file(agent_config, tmp_path):

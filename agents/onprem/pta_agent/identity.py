@@ -7,12 +7,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import pta_protocol as protocol
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.x509.oid import NameOID
-
-from agents import protocol
 
 PRIVATE_KEY_MODE = 0o600
 PUBLIC_FILE_MODE = 0o644

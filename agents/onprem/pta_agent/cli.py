@@ -9,13 +9,13 @@ import logging
 import sys
 from pathlib import Path
 
-from agents.onprem import AGENT_VERSION
-from agents.onprem.config import DEFAULT_LOGIN_ATTRIBUTE, AgentConfig, ConfigError, config_load
-from agents.onprem.directory import DirectoryOptions, DirectoryValidator
-from agents.onprem.identity import AgentIdentity, IdentityError, identity_load
-from agents.onprem.registration import RegisterOptions, RegistrationFailed, agent_register, portal_ssl_context
-from agents.onprem.runner import EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE, AgentRunner
-from agents.onprem.status import agent_status
+from pta_agent import AGENT_VERSION
+from pta_agent.config import DEFAULT_LOGIN_ATTRIBUTE, AgentConfig, ConfigError, config_load
+from pta_agent.directory import DirectoryOptions, DirectoryValidator
+from pta_agent.identity import AgentIdentity, IdentityError, identity_load
+from pta_agent.registration import RegisterOptions, RegistrationFailed, agent_register, portal_ssl_context
+from pta_agent.runner import EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE, AgentRunner
+from pta_agent.status import agent_status
 
 logger = logging.getLogger("pta-agent")
 

@@ -30,8 +30,7 @@ from typing import TypeVar
 import ldap3
 from ldap3.core import exceptions as ldap_exceptions
 from ldap3.utils.conv import escape_filter_chars
-
-from agents.protocol import Outcome, outcome_for_ad_subcode
+from pta_protocol import Outcome, outcome_for_ad_subcode
 
 logger = logging.getLogger(__name__)
 

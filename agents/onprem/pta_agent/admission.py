@@ -5,10 +5,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import pta_protocol as protocol
 from cryptography.hazmat.primitives.asymmetric import ed25519
-
-from agents import protocol
-from agents.protocol import ProtocolError
+from pta_protocol import ProtocolError
 
 
 @dataclass

@@ -21,18 +21,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pta_protocol as protocol
 import websockets
 from cryptography import x509
+from pta_protocol import CloseCode, Outcome, ProtocolError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from agents import protocol
-from agents.onprem import AGENT_VERSION
-from agents.onprem.admission import RequestAdmission, admission_for
-from agents.onprem.backoff import Backoff
-from agents.onprem.config import AgentConfig
-from agents.onprem.directory import DirectoryValidator, Verdict
-from agents.onprem.identity import (
+from pta_agent import AGENT_VERSION
+from pta_agent.admission import RequestAdmission, admission_for
+from pta_agent.backoff import Backoff
+from pta_agent.config import AgentConfig
+from pta_agent.directory import DirectoryValidator, Verdict
+from pta_agent.identity import (
     AgentIdentity,
     certificate_load_pem,
     csr_build,
@@ -40,7 +41,6 @@ from agents.onprem.identity import (
     private_key_write,
     public_file_write,
 )
-from agents.protocol import CloseCode, Outcome, ProtocolError
 
 logger = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from agents.onprem.config import AgentConfig
-from agents.onprem.identity import AgentIdentity
-from agents.onprem.registration import portal_ssl_context
+from pta_agent.config import AgentConfig
+from pta_agent.identity import AgentIdentity
+from pta_agent.registration import portal_ssl_context
 
 PORTAL_TIMEOUT_SECONDS = 10
 

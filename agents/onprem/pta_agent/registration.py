@@ -11,12 +11,12 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import pta_protocol as protocol
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from agents import protocol
-from agents.onprem import AGENT_VERSION
-from agents.onprem.config import (
+from pta_agent import AGENT_VERSION
+from pta_agent.config import (
     DEFAULT_LOGIN_ATTRIBUTE,
     AgentConfig,
     AgentSettings,
@@ -27,7 +27,7 @@ from agents.onprem.config import (
     file_paths_for,
     portal_url_problem,
 )
-from agents.onprem.identity import (
+from pta_agent.identity import (
     certificate_load_pem,
     csr_build,
     private_key_generate,
