@@ -81,4 +81,5 @@ def test_the_portal_units_run_the_documented_commands_hardened():
         user = re.search(r"^User=(\S+)", text, re.M)
         assert user and user.group(1) != "root", unit.name
     # The agent's unit is the one the agent ships with.
-    assert (DEPLOY / "systemd" / "pta-agent.service").resolve() == REPO_ROOT / "agents" / "onprem" / "pta_agent" / "pta-agent.service"
+    shipped = REPO_ROOT / "agents" / "onprem" / "pta_agent" / "pta-agent.service"
+    assert (DEPLOY / "systemd" / "pta-agent.service").resolve() == shipped
