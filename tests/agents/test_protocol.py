@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import time
+from typing import Any
 
 import pta_protocol as protocol
 import pytest
@@ -42,15 +43,11 @@ def test_every_ad_subcode_maps_to_exactly_one_failure_outcome():
         assert protocol.outcome_for_ad_subcode(unknown) is Outcome.INVALID_CREDENTIALS
 
 
-def test_every_outcome_has_a_message():
-    assert set(protocol.OUTCOME_MESSAGES) == set(Outcome)
-    assert all(o.message for o in Outcome)
-
-
 @pytest.mark.parametrize("frame", [
     protocol.Challenge(nonce="abc"), protocol.Heartbeat(version="1", in_flight=3, dcs={"ldaps://x": True}),
     protocol.Ack(request_id="r"), protocol.Result(request_id="r", outcome="success", user={"mail": "a@b"}),
-    protocol.Error(code="busy", message="full"), protocol.Renew(),
+    protocol.Error(code="busy", message="full"), protocol.Renew(), protocol.Welcome(agent_id="a", renew=True),
+    protocol.Renewal(csr="c", signature="s"), protocol.Renewed(certificate="c"),
 ])
 def test_frames_round_trip(frame):
     assert protocol.decode(protocol.encode(frame)) == frame
@@ -69,6 +66,33 @@ def test_bad_frames_raise_protocol_errors_only(text, code):
     assert raised.value.code == code
 
 
+@pytest.mark.parametrize(("text", "code", "named"), [
+    ('{"type": "hello", "certificate": "c", "signature": "s", "capabilities": "password_change"}', "malformed",
+     "`$.capabilities`"),
+    ('{"type": "heartbeat", "capacity": "32"}', "malformed", "`$.capacity`"),
+    ('{"type": "welcome", "agent_id": "a", "renew": 1}', "malformed", "`$.renew`"),
+    ('{"type": "heartbeat", "dcs": {"ldaps://dc": "yes"}}', "malformed", "`$.dcs"),
+    ('{"type": "ack"}', "malformed", "`request_id`"),
+    ('{"type": "ack", "request_id": "r", "surprise": 1}', "malformed", "`surprise`"),
+    ('{"type": "heartbeat", "version": "' + "x" * protocol.MAX_FRAME_BYTES + '"}', "too_large",
+     str(protocol.MAX_FRAME_BYTES)),
+    ('{"type": "ack", "request_id": ', "malformed", "not valid JSON"),
+    ('{"type": "teleport"}', "unknown_type", "'teleport'"),
+])
+def test_a_refused_frame_names_what_is_wrong(text, code, named):
+    with pytest.raises(ProtocolError) as raised:
+        protocol.decode(text)
+    assert raised.value.code == code
+    assert named in raised.value.message
+
+
+def test_a_refused_frame_keeps_its_request_id_so_that_request_fails_at_once():
+    with pytest.raises(ProtocolError) as raised:
+        protocol.decode('{"type": "result", "request_id": "r-7", "outcome": 5}')
+    assert (raised.value.request_id, raised.value.code) == ("r-7", "malformed")
+    assert "`$.outcome`" in raised.value.message
+
+
 def test_binary_frames_are_refused():
     with pytest.raises(ProtocolError):
         protocol.decode(b'{"type": "ack", "request_id": "r"}')
@@ -77,6 +101,7 @@ def test_binary_frames_are_refused():
 def test_sealed_password_opens_only_for_its_key_and_context(agent_key, portal_key):
     request = sealed_request(agent_key, portal_key)
     wire = protocol.decode(protocol.encode(request))
+    assert isinstance(wire, protocol.Request)
     protocol.verify_request(wire, portal_key.public_key())
     assert protocol.open_envelope(private_key=agent_key, request=wire) == "Pa55 wörd\u00a0!"
     other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -147,8 +172,9 @@ def test_challenge_signature(agent_key):
 
 
 def change_request(agent_key, portal_key, *, current="0ld!Pa55 wörd", new='N\u00a0ew "quoted" Pa55!', **overrides):
-    fields = {"request_id": "r-9", "tenant": "t-1", "domain": "corp.example.test", "username": "a@corp.example.test",
-              "key_id": protocol.key_fingerprint(agent_key.public_key()), "expires_at": time.time() + 10}
+    fields: dict[str, Any] = {"request_id": "r-9", "tenant": "t-1", "domain": "corp.example.test",
+                              "username": "a@corp.example.test", "expires_at": time.time() + 10,
+                              "key_id": protocol.key_fingerprint(agent_key.public_key())}
     fields.update(overrides)
     sealed = protocol.seal_password_change(public_key=agent_key.public_key(), current=current, new=new,
                                            **{k: fields[k] for k in ("request_id", "tenant", "key_id", "expires_at")})
@@ -161,6 +187,7 @@ def test_a_password_change_round_trips_sealed_signed_and_bound_to_its_kind(agent
     encoded = protocol.encode(request)
     assert "0ld!Pa55" not in encoded and "quoted" not in encoded and json.loads(encoded)["kind"] == "password_change"
     wire = protocol.decode(encoded)
+    assert isinstance(wire, protocol.Request)
     protocol.verify_request(wire, portal_key.public_key())
     # Both passwords exactly as typed: no normalisation, the no-break space and the quotes kept.
     assert protocol.open_password_change(private_key=agent_key, request=wire) == (
@@ -184,7 +211,8 @@ def test_a_password_change_round_trips_sealed_signed_and_bound_to_its_kind(agent
 def test_capabilities_are_announced_in_the_hello_and_left_off_when_there_are_none():
     plain = protocol.Hello(certificate="c", signature="s")
     assert "capabilities" not in json.loads(protocol.encode(plain)), "an older portal refuses unknown fields"
-    assert protocol.decode(protocol.encode(plain)).capabilities == []
+    read = protocol.decode(protocol.encode(plain))
+    assert isinstance(read, protocol.Hello) and read.capabilities == []
     able = protocol.Hello(certificate="c", signature="s", capabilities=[protocol.CAPABILITY_PASSWORD_CHANGE])
     assert protocol.decode(protocol.encode(able)) == able
     for bad in ('"password_change"', "[1]", '[["nested"]]', "[" + ",".join(['"x"'] * 17) + "]", "{}"):
@@ -201,5 +229,5 @@ def test_change_outcomes_answer_only_a_change_and_a_change_is_never_answered_suc
     assert not Outcome.SUCCESS.answers(change) and Outcome.SUCCESS.answers(password)
     for outcome in (Outcome.INVALID_CREDENTIALS, Outcome.ACCOUNT_LOCKED, Outcome.DIRECTORY_UNAVAILABLE):
         assert outcome.answers(change) and outcome.answers(password)
-    for outcome in (Outcome.MFA_REQUIRED, Outcome.CLOUD_LOCKED, Outcome.IDENTITY_CONFLICT):
+    for outcome in (Outcome.AGENT_ERROR, Outcome.AGENT_TIMEOUT):  # the agent's own failures answer nothing
         assert not outcome.answers(change) and not outcome.answers(password)

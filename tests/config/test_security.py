@@ -4,24 +4,14 @@ an https:// public URL, PTA_TRUSTED_PROXIES parsed or refused by name, PTA_BEHIN
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
+
+from tests.config import settings_in_subprocess
 
 PRODUCTION = {"DATABASE_URL": "postgres://pta@127.0.0.1:1/unused", "REDIS_URL": "redis://127.0.0.1:1/0",
               "DJANGO_SECRET_KEY": "s" * 50, "PTA_CA_ENCRYPTION_KEY": "k" * 50, "PTA_OIDC_RSA_PRIVATE_KEY": "unused",
               "PTA_PUBLIC_URL": "https://login.contoso.com"}
 COOKIES_AND_HSTS = "settings.SESSION_COOKIE_SECURE, settings.CSRF_COOKIE_SECURE, settings.SECURE_HSTS_SECONDS"
-
-
-def settings_in_subprocess(tmp_path, env: dict[str, str], expression: str) -> subprocess.CompletedProcess:
-    """Import the settings with exactly ``env`` (the outer profile's variables left out) and print ``expression``."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PTA_", "DJANGO_", "DATABASE_URL", "REDIS_URL"))}
-    clean.update(DJANGO_SETTINGS_MODULE="config.settings", PTA_STATE_DIR=str(tmp_path), **env)
-    return subprocess.run([sys.executable, "-c", f"from django.conf import settings; print({expression})"],
-                          env=clean, capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_production_has_secure_cookies_and_hsts(tmp_path):

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import os
-import tomllib
 import urllib.parse
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
-import tomli_w
+import msgspec
 
 DEFAULT_CAPACITY = 32
 DEFAULT_POOL_SIZE = 8
@@ -24,40 +22,44 @@ class ConfigError(Exception):
     """The configuration file is missing, unreadable or incomplete; the message says which."""
 
 
-@dataclass(frozen=True)
-class PortalSettings:
+class _Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The file is read strictly: a value of the wrong type (``capacity = "32"``), a missing or an unknown key
+    stops the agent at start-up with the key's name, rather than misbehaving later."""
+
+
+AtLeastOne = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class PortalSettings(_Settings, frozen=True):
     url: str
     ca_file: str = ""  # empty: verify the portal against the system trust store
 
 
-@dataclass(frozen=True)
-class AgentSettings:
+class AgentSettings(_Settings, frozen=True):
     id: str
     tenant: str
     domains: list[str]
     name: str = ""
-    capacity: int = DEFAULT_CAPACITY
+    capacity: AtLeastOne = DEFAULT_CAPACITY
     request_deadline_seconds: float = DEFAULT_REQUEST_DEADLINE_SECONDS
     shutdown_grace_seconds: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
 
 
-@dataclass(frozen=True)
-class FileSettings:
+class FileSettings(_Settings, frozen=True):
     private_key: str
     certificate: str
     tenant_ca: str
     portal_signing_key: str
 
 
-@dataclass(frozen=True)
-class DirectorySettings:
+class DirectorySettings(_Settings, frozen=True):
     ldap_urls: list[str]
     ca_file: str = ""  # empty: verify the DCs against the system trust store
     login_attribute: str = DEFAULT_LOGIN_ATTRIBUTE
     base_dn: str = ""
     service_account: str = ""
     service_password_file: str = ""
-    pool_size: int = DEFAULT_POOL_SIZE
+    pool_size: AtLeastOne = DEFAULT_POOL_SIZE
     connect_timeout_seconds: float = DEFAULT_LDAP_TIMEOUT_SECONDS
     receive_timeout_seconds: float = DEFAULT_LDAP_TIMEOUT_SECONDS
 
@@ -66,13 +68,13 @@ class DirectorySettings:
         return self.login_attribute.lower() != DEFAULT_LOGIN_ATTRIBUTE.lower()
 
 
-@dataclass(frozen=True)
-class AgentConfig:
+class AgentConfig(_Settings, frozen=True):
+    """The whole file, one section per concern."""
+
     portal: PortalSettings
     agent: AgentSettings
     files: FileSettings
     directory: DirectorySettings
-    path: Path = field(default=Path("agent.toml"), compare=False)
 
 
 def portal_url_problem(url: str) -> str:
@@ -127,12 +129,7 @@ def file_paths_for(config_path: Path) -> FileSettings:
 
 
 def config_to_toml(config: AgentConfig) -> str:
-    return tomli_w.dumps({
-        "portal": dataclasses.asdict(config.portal),
-        "agent": dataclasses.asdict(config.agent),
-        "files": dataclasses.asdict(config.files),
-        "directory": dataclasses.asdict(config.directory),
-    })
+    return msgspec.toml.encode(config).decode("utf-8")
 
 
 def config_save(config: AgentConfig, path: Path) -> None:
@@ -148,30 +145,19 @@ def config_save(config: AgentConfig, path: Path) -> None:
 
 def config_load(path: Path) -> AgentConfig:
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"No configuration at {path}: run `pta-agent register` first.") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"Cannot read the configuration {path}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"Cannot read the configuration {path}: {exc.strerror}.") from None
     try:
-        config = AgentConfig(
-            portal=_section(PortalSettings, data, "portal"),
-            agent=_section(AgentSettings, data, "agent"),
-            files=_section(FileSettings, data, "files"),
-            directory=_section(DirectorySettings, data, "directory"),
-            path=Path(path),
-        )
-    except TypeError as exc:
-        raise ConfigError(f"The configuration {path} is incomplete or has unknown keys: {exc}") from None
+        config = msgspec.toml.decode(text, type=AgentConfig, strict=True)
+    except msgspec.ValidationError as exc:  # names the key: "Expected `int`, got `str` - at `$.agent.capacity`"
+        raise ConfigError(f"The configuration {path} is not usable: {exc}.") from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"The configuration {path} is not valid TOML: {exc}.") from None
     _check(config, path)
     return config
-
-
-def _section(cls: type, data: dict, name: str):
-    section = data.get(name)
-    if not isinstance(section, dict):
-        raise ConfigError(f"The configuration has no [{name}] section.")
-    return cls(**section)
 
 
 def _check(config: AgentConfig, path: Path) -> None:
@@ -182,8 +168,6 @@ def _check(config: AgentConfig, path: Path) -> None:
         problems.append("directory.ldap_urls must list at least one DC")
     if any(not url.startswith(("ldaps://", "ldap://")) for url in config.directory.ldap_urls):
         problems.append("directory.ldap_urls must be ldaps:// (or ldap://, always upgraded with StartTLS)")
-    if config.agent.capacity < 1 or config.directory.pool_size < 1:
-        problems.append("agent.capacity and directory.pool_size must be at least 1")
     if config.directory.uses_alternate_id and not (
             config.directory.service_account and config.directory.service_password_file and config.directory.base_dn):
         problems.append("an alternate login attribute needs directory.service_account, "

@@ -176,7 +176,6 @@ def _config_from(options: RegisterOptions, answer: dict, files) -> AgentConfig:
             service_account=options.service_account,
             service_password_file=_absolute(options.service_password_file),
         ),
-        path=options.config_path,
     )
 
 

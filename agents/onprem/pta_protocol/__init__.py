@@ -27,6 +27,7 @@ import time
 import typing
 from dataclasses import dataclass, field
 
+import msgspec
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
@@ -46,7 +47,9 @@ AGENT_KEY_BITS = 2048
 
 
 class Outcome(enum.StrEnum):
-    """Every way a sign-in attempt can end. The codes are a stable interface: pages, records, metrics."""
+    """What an agent reports about a request: the directory's answer, or that it could not get one. The codes
+    cross the wire and are a stable interface. Outcomes the portal decides itself, and the words its pages
+    show for each, are the portal's (they never cross the wire)."""
 
     SUCCESS = "success"
     INVALID_CREDENTIALS = "invalid_credentials"
@@ -58,23 +61,13 @@ class Outcome(enum.StrEnum):
     PASSWORD_MUST_CHANGE = "password_must_change"
     ACCOUNT_LOCKED = "account_locked"
     DIRECTORY_UNAVAILABLE = "directory_unavailable"
-    UNKNOWN_DOMAIN = "unknown_domain"
-    CLOUD_LOCKED = "cloud_locked"
-    NO_AGENT_AVAILABLE = "no_agent_available"
+    # The agent's own failures after its ack: no DC answered within its deadline, or it could not check (an
+    # envelope it cannot open, a change without a service account). Never an answer about the account.
     AGENT_TIMEOUT = "agent_timeout"
     AGENT_ERROR = "agent_error"
-    IDENTITY_CONFLICT = "identity_conflict"
-    TOO_MANY_SIGNINS = "too_many_signins"
-    SESSION_EXPIRED = "session_expired"
-    MFA_REQUIRED = "mfa_required"
-    MFA_FAILED = "mfa_failed"
     # Answers to a password change (request kind "password_change"), and only to one.
     PASSWORD_CHANGED = "password_changed"
     PASSWORD_REJECTED = "password_rejected"
-
-    @property
-    def message(self) -> str:
-        return OUTCOME_MESSAGES[self]
 
     @property
     def is_directory_answer(self) -> bool:
@@ -91,30 +84,6 @@ class Outcome(enum.StrEnum):
         return self not in CHANGE_ANSWERS
 
 
-OUTCOME_MESSAGES: dict[Outcome, str] = {
-    Outcome.SUCCESS: "You are signed in.",
-    Outcome.INVALID_CREDENTIALS: "Your account or password is incorrect.",
-    Outcome.LOGON_HOURS: "You can't sign in at this time of day.",
-    Outcome.WORKSTATION_RESTRICTED: "You can't sign in from here.",
-    Outcome.PASSWORD_EXPIRED: "Your password has expired.",
-    Outcome.ACCOUNT_DISABLED: "Your account has been disabled.",
-    Outcome.ACCOUNT_EXPIRED: "Your account has expired.",
-    Outcome.PASSWORD_MUST_CHANGE: "You must change your password.",
-    Outcome.ACCOUNT_LOCKED: "Your account is locked.",
-    Outcome.DIRECTORY_UNAVAILABLE: "We can't reach your organisation's directory right now. Try again in a moment.",
-    Outcome.UNKNOWN_DOMAIN: "We don't know that organisation. Check the part of your username after the @.",
-    Outcome.CLOUD_LOCKED: "Your account is temporarily locked to prevent unauthorised use. Try again later.",
-    Outcome.NO_AGENT_AVAILABLE: "Your organisation's sign-in service is not available right now. Try again later.",
-    Outcome.AGENT_TIMEOUT: "Your organisation's sign-in service did not answer in time. Try again.",
-    Outcome.AGENT_ERROR: "Your organisation's sign-in service could not check your password. Try again later.",
-    Outcome.SESSION_EXPIRED: "Your sign-in was interrupted or took too long. Please start again.",
-    Outcome.TOO_MANY_SIGNINS: "Too many people are signing in right now. Try again in a moment.",
-    Outcome.IDENTITY_CONFLICT: "This account can't be signed in here. Contact your organisation's administrator.",
-    Outcome.MFA_REQUIRED: "Enter the code from your authenticator app.",
-    Outcome.MFA_FAILED: "That code didn't work. Check your authenticator app and try again.",
-    Outcome.PASSWORD_CHANGED: "Your password has been changed.",
-    Outcome.PASSWORD_REJECTED: "Your organisation's directory did not accept the new password. Choose another one.",
-}
 CHANGE_ANSWERS = (Outcome.PASSWORD_CHANGED, Outcome.PASSWORD_REJECTED)
 
 # AD answers a failed simple bind with result 49 and "data <hex>" in its message.
@@ -173,6 +142,14 @@ class Challenge:
     protocol: int = PROTOCOL_VERSION
 
 
+# The agent has a service account and changes expired and must-change passwords (request kind PASSWORD_CHANGE).
+CAPABILITY_PASSWORD_CHANGE = "password_change"
+MAX_CAPABILITIES = 16
+# A short list of short names, nothing nested.
+Capabilities = typing.Annotated[list[typing.Annotated[str, msgspec.Meta(max_length=64)]],
+                                msgspec.Meta(max_length=MAX_CAPABILITIES)]
+
+
 @dataclass(frozen=True)
 class Hello:
     type: typing.ClassVar[str] = "hello"
@@ -183,12 +160,7 @@ class Hello:
     capacity: int = 0
     # What this agent can do beyond validating passwords (CAPABILITY_*). Left off the wire when empty: an
     # older portal refuses unknown fields, and an agent without a service account announces nothing.
-    capabilities: list = field(default_factory=list)
-
-
-# The agent has a service account and changes expired and must-change passwords (request kind PASSWORD_CHANGE).
-CAPABILITY_PASSWORD_CHANGE = "password_change"
-MAX_CAPABILITIES = 16
+    capabilities: Capabilities = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -206,7 +178,7 @@ class Heartbeat:
     in_flight: int = 0
     capacity: int = 0
     dc_reachable: bool = True
-    dcs: dict = field(default_factory=dict)
+    dcs: dict[str, bool] = field(default_factory=dict)  # DC URL → answered the last probe
 
 
 @dataclass(frozen=True)
@@ -220,7 +192,7 @@ class Request:
     username: str
     key_id: str
     expires_at: float
-    sealed: dict
+    sealed: dict[str, str]
     signature: str = ""
     # PASSWORD: validate the sealed password. ACCOUNT_STATE: no password (sealed is empty); is the account still
     # enabled, read with the agent's service account. PASSWORD_CHANGE: the current and the new password sealed
@@ -247,7 +219,7 @@ class Result:
     outcome: str
     ad_subcode: str = ""
     latency_ms: float = 0.0
-    user: dict = field(default_factory=dict)
+    user: dict[str, str] = field(default_factory=dict)
     detail: str = ""
 
 
@@ -281,14 +253,33 @@ Frame = Challenge | Hello | Welcome | Heartbeat | Request | Ack | Result | Renew
 FRAME_TYPES: dict[str, type] = {cls.type: cls for cls in typing.get_args(Frame)}
 
 
-def _check_type(value: object, annotation: object) -> bool:
-    if annotation == "list":  # a short list of short strings (capabilities), nothing nested
-        return (isinstance(value, list) and len(value) <= MAX_CAPABILITIES
-                and all(isinstance(item, str) and len(item) <= 64 for item in value))
-    expected = {"str": str, "int": int, "float": (int, float), "bool": bool, "dict": dict}[annotation]
-    if isinstance(value, bool) and annotation in ("int", "float"):
-        return False
-    return isinstance(value, expected)
+def _wire_struct(tag: str, frame_class: type) -> type[msgspec.Struct]:
+    """The msgspec Struct that decodes one frame class: its fields, types and defaults, tagged by its ``type``
+    and refusing unknown fields. Derived, so that the dataclass stays the one declaration of a frame (and
+    callers keep dataclasses.replace and asdict on frames)."""
+    hints = typing.get_type_hints(frame_class, include_extras=True)
+    fields: list[tuple[str, typing.Any] | tuple[str, typing.Any, typing.Any]] = []
+    for spec in dataclasses.fields(frame_class):
+        if spec.default is not dataclasses.MISSING:
+            fields.append((spec.name, hints[spec.name], spec.default))
+        elif spec.default_factory is not dataclasses.MISSING:
+            fields.append((spec.name, hints[spec.name], msgspec.field(default_factory=spec.default_factory)))
+        else:
+            fields.append((spec.name, hints[spec.name]))
+    return msgspec.defstruct(frame_class.__name__, fields, tag_field="type", tag=tag, forbid_unknown_fields=True)
+
+
+_FRAME_OF_STRUCT = {_wire_struct(tag, cls): cls for tag, cls in FRAME_TYPES.items()}
+# Strict: no coercion, so "32" is not an int and 1 is not a bool; every field is checked against its type.
+_FRAME_DECODER = msgspec.json.Decoder(typing.Union[tuple(_FRAME_OF_STRUCT)], strict=True)  # noqa: UP007
+
+
+class _Envelope(msgspec.Struct):
+    """What a frame that failed validation may still tell about itself: its type and request id, when they
+    are strings."""
+
+    type: object = None
+    request_id: object = None
 
 
 def _wire_fields(frame: Frame) -> dict:
@@ -305,34 +296,33 @@ def encode(frame: Frame) -> str:
 
 
 def decode(text: str | bytes) -> Frame:
-    """Parse and validate one frame; anything else raises ProtocolError, never another exception."""
+    """Parse and validate one frame; anything else raises ProtocolError, never another exception. A field of
+    the wrong type, a missing or an unknown one is named in the error's message (msgspec's ``$.field``)."""
     if isinstance(text, bytes):
         raise ProtocolError("malformed", "Frames are JSON text, not binary.")
     if len(text) > MAX_FRAME_BYTES:
         raise ProtocolError("too_large", f"Frames are limited to {MAX_FRAME_BYTES} bytes.")
     try:
-        data = json.loads(text)
-    except (ValueError, RecursionError):
+        wire = _FRAME_DECODER.decode(text)
+    except msgspec.ValidationError as exc:
+        raise _invalid_frame(text, exc) from None
+    except (msgspec.DecodeError, RecursionError, UnicodeEncodeError):
         raise ProtocolError("malformed", "Frame is not valid JSON.") from None
-    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
-        raise ProtocolError("malformed", "Frame must be a JSON object with a string 'type'.")
-    cls = FRAME_TYPES.get(data.pop("type"))
-    if cls is None:
-        raise ProtocolError("unknown_type", "Unknown frame type.")
-    request_id = data.get("request_id") if isinstance(data.get("request_id"), str) else ""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(data) - set(fields)
-    if unknown:
-        raise ProtocolError("malformed", f"Unknown field(s) in {cls.type}: {', '.join(sorted(unknown))[:200]}",
-                            request_id)
-    for name, spec in fields.items():
-        if name not in data:
-            has_default = spec.default is not dataclasses.MISSING or spec.default_factory is not dataclasses.MISSING
-            if not has_default:
-                raise ProtocolError("malformed", f"Missing field '{name}' in {cls.type}.", request_id)
-        elif not _check_type(data[name], spec.type):
-            raise ProtocolError("malformed", f"Field '{name}' of {cls.type} must be {spec.type}.", request_id)
-    return cls(**data)
+    return _FRAME_OF_STRUCT[type(wire)](**msgspec.structs.asdict(wire))
+
+
+def _invalid_frame(text: str, exc: msgspec.ValidationError) -> ProtocolError:
+    """The refusal of a well-formed JSON frame: an unknown type, or a known one whose fields do not fit. The
+    request id, when the frame has a readable one, goes back in the error frame so that request fails fast."""
+    try:
+        envelope = msgspec.json.decode(text, type=_Envelope)
+    except (msgspec.DecodeError, RecursionError):  # not an object
+        envelope = _Envelope()
+    kind = envelope.type if isinstance(envelope.type, str) else None
+    if kind is not None and kind not in FRAME_TYPES:
+        return ProtocolError("unknown_type", f"Unknown frame type {kind[:40]!r}.")
+    request_id = envelope.request_id if isinstance(envelope.request_id, str) else ""
+    return ProtocolError("malformed", f"Invalid {kind or 'untyped'} frame: {exc}"[:200], request_id)
 
 
 # --- keys ---------------------------------------------------------------------------------------------

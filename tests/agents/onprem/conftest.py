@@ -69,7 +69,8 @@ def identity(agent_key, tenant_ca, portal_signing_key) -> AgentIdentity:
 
 @pytest.fixture
 def agent_config(tmp_path: Path, identity: AgentIdentity, tenant_ca, portal_signing_key) -> AgentConfig:
-    """A registered agent's config and files in tmp_path (portal URL to be replaced by the test)."""
+    """A registered agent's config, its key files in tmp_path named for tmp_path/agent.toml (portal URL to be
+    replaced by the test)."""
     path = tmp_path / "agent.toml"
     files = file_paths_for(path)
     private_key_write(Path(files.private_key), identity.private_key)
@@ -83,7 +84,6 @@ def agent_config(tmp_path: Path, identity: AgentIdentity, tenant_ca, portal_sign
                             request_deadline_seconds=5, shutdown_grace_seconds=5),
         files=files,
         directory=DirectorySettings(ldap_urls=["ldaps://127.0.0.1:1"], base_dn="DC=corp,DC=example,DC=test"),
-        path=path,
     )
 
 

@@ -1,6 +1,10 @@
+import subprocess
+import sys
 from pathlib import Path
 
+import msgspec
 import pytest
+import tomli_w
 from pta_agent.config import (
     AgentConfig,
     ConfigError,
@@ -47,21 +51,46 @@ def test_a_missing_config_says_to_register(tmp_path):
         config_load(tmp_path / "absent.toml")
 
 
-def test_unknown_keys_and_missing_sections_are_refused(tmp_path, agent_config):
+def saved_with(agent_config, path: Path, section: str, key: str, value) -> Path:
+    """The config saved to ``path`` with ``[section] key = value`` set, as TOML types it ("32" is a string)."""
+    data = msgspec.to_builtins(agent_config)
+    data.setdefault(section, {})[key] = value
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(("section", "key", "value", "named"), [
+    ("agent", "capacity", "32", "`$.agent.capacity`"),  # the string is not coerced to the number
+    ("agent", "capacity", 0, "`$.agent.capacity`"),
+    ("directory", "ldap_urls", "ldaps://dc:636", "`$.directory.ldap_urls`"),
+    ("agent", "surprise", 1, "unknown field `surprise`"),
+    ("surprise", "key", 1, "unknown field `surprise`"),
+])
+def test_a_wrong_type_or_an_unknown_key_is_refused_by_name(tmp_path, agent_config, section, key, value, named):
+    path = saved_with(agent_config, tmp_path / "agent.toml", section, key, value)
+    with pytest.raises(ConfigError) as raised:
+        config_load(path)
+    assert named in str(raised.value)
+
+
+def test_a_missing_section_is_refused_by_name(tmp_path):
     path = tmp_path / "agent.toml"
-    config_save(agent_config, path)
-    path.write_text(path.read_text().replace("[agent]", "[agent]\nsurprise = 1"))
-    with pytest.raises(ConfigError, match="unknown keys"):
-        config_load(path)
     path.write_text("[portal]\nurl = 'https://portal.example'\n")
-    with pytest.raises(ConfigError, match=r"\[agent\]"):
+    with pytest.raises(ConfigError, match="missing required field `agent`"):
         config_load(path)
+
+
+def test_run_with_a_bad_config_exits_with_the_usage_code_and_one_line(tmp_path, agent_config):
+    path = saved_with(agent_config, tmp_path / "agent.toml", "agent", "capacity", "32")
+    result = subprocess.run([sys.executable, "-m", "pta_agent.cli", "run", "--config", str(path)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("pta-agent: ") and "`$.agent.capacity`" in result.stderr
 
 
 def test_alternate_id_needs_a_service_account(tmp_path, agent_config):
-    import dataclasses
-
-    config = dataclasses.replace(agent_config, directory=DirectorySettings(
+    config = msgspec.structs.replace(agent_config, directory=DirectorySettings(
         ldap_urls=["ldaps://dc:636"], login_attribute="mail", base_dn="DC=x"))
     path = tmp_path / "agent.toml"
     config_save(config, path)
@@ -70,9 +99,7 @@ def test_alternate_id_needs_a_service_account(tmp_path, agent_config):
 
 
 def test_plain_ldap_urls_and_other_schemes(tmp_path, agent_config):
-    import dataclasses
-
-    config = dataclasses.replace(agent_config, directory=DirectorySettings(ldap_urls=["http://dc"]))
+    config = msgspec.structs.replace(agent_config, directory=DirectorySettings(ldap_urls=["http://dc"]))
     path = tmp_path / "agent.toml"
     config_save(config, path)
     with pytest.raises(ConfigError, match="ldaps://"):

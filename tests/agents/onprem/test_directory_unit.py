@@ -69,7 +69,7 @@ class FakeConnection:
         self.result = result
         self.rebinds: list[tuple[str, object]] = []
         self.fail_first = fail_first
-        self.response = []
+        self.response: list[dict] = []
         self.extend = SimpleNamespace(standard=SimpleNamespace(who_am_i=lambda: None))
 
     @classmethod
@@ -94,7 +94,8 @@ class FakeConnection:
 
 def validator_with(connection: FakeConnection, **options) -> DirectoryValidator:
     validator = DirectoryValidator(DirectoryOptions(ldap_urls=["ldaps://dc1:636"], base_dn="DC=corp", **options))
-    validator._open = lambda url, **kwargs: connection  # type: ignore[method-assign]
+    # A fake in place of ldap3's Connection, which mypy cannot take for one.
+    validator._open = lambda url, **kwargs: connection  # type: ignore[method-assign,assignment]
     return validator
 
 
@@ -258,7 +259,8 @@ def test_a_change_without_an_answer_is_never_sent_to_another_dc():
     connection = ChangeConnection({}, modify_error=LDAPSocketSendError("connection reset"))
     validator = DirectoryValidator(DirectoryOptions(ldap_urls=["ldaps://dc1:636", "ldaps://dc2:636"], base_dn="DC=corp",
                                                     service_account="svc@corp", service_password="Svc!Pa55"))
-    validator._open = lambda url, **kwargs: connection  # type: ignore[method-assign]
+    # A fake in place of ldap3's Connection, which mypy cannot take for one.
+    validator._open = lambda url, **kwargs: connection  # type: ignore[method-assign,assignment]
     verdict = validator.change_password("erin@corp.example.test", "Old!Pa55", "New!Pa55")
     assert (verdict.outcome, verdict.detail) == (Outcome.DIRECTORY_UNAVAILABLE, "change_unanswered")
     assert len(connection.modifies) == 1
@@ -267,7 +269,13 @@ def test_a_change_without_an_answer_is_never_sent_to_another_dc():
 def test_only_the_change_connections_may_write():
     validator = change_validator(ChangeConnection({}))
     opened = []
-    validator._open = lambda url, read_only=True: opened.append(read_only) or ChangeConnection({})
+
+    def open_recorded(url: str, *, read_only: bool = True) -> ChangeConnection:
+        opened.append(read_only)
+        return ChangeConnection({})
+
+    # A fake in place of ldap3's Connection, which mypy cannot take for one.
+    validator._open = open_recorded  # type: ignore[method-assign,assignment]
     validator._change_pools["ldaps://dc1:636"]._opener()
     validator._service_pools["ldaps://dc1:636"]._opener()
     validator._user_pools["ldaps://dc1:636"]._opener()

@@ -45,10 +45,13 @@ def test_rewriting_a_key_is_atomic_and_leaves_no_temporary_file(tmp_path, agent_
 
 def test_csr_proves_possession_of_the_key(agent_key):
     from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
     csr = x509.load_pem_x509_csr(csr_build(agent_key, name="agent-1").encode())
     assert csr.is_signature_valid
-    assert csr.public_key().public_numbers() == agent_key.public_key().public_numbers()
+    public_key = csr.public_key()
+    assert isinstance(public_key, rsa.RSAPublicKey)
+    assert public_key.public_numbers() == agent_key.public_key().public_numbers()
 
 
 def test_identity_loads_and_refuses_a_certificate_of_another_key(agent_config, identity):

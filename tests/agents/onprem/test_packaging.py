@@ -8,7 +8,8 @@ UNIT = Path(pta_agent.__file__).parent / "pta-agent.service"
 
 def service_section() -> dict[str, str]:
     parser = configparser.ConfigParser(strict=False, interpolation=None)
-    parser.optionxform = str  # systemd keys are case-sensitive
+    # systemd keys are case-sensitive; configparser's documented switch, which typeshed types as a method.
+    parser.optionxform = str  # type: ignore[method-assign,assignment]
     parser.read_string(UNIT.read_text())
     return dict(parser["Service"])
 

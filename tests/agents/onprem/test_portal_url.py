@@ -3,19 +3,19 @@ refused unless it is on this machine (loopback), before any key is written or an
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import shutil
 import socket
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
 from pta_agent.cli import main
 from pta_agent.config import ConfigError, config_load, config_save, portal_url_problem
+
+from tests.fixtures.portal import pta_agent
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 # A name under .test (RFC 2606) never resolves: even a lookup of it would leak nothing.
@@ -82,21 +82,23 @@ def test_register_refuses_remote_http_before_writing_or_connecting(tmp_path, cap
 
 
 def test_run_and_status_refuse_a_config_with_remote_http(tmp_path, agent_config, capsys, no_network):
-    config = dataclasses.replace(agent_config, portal=dataclasses.replace(agent_config.portal, url=REMOTE_HTTP))
-    config_save(config, config.path)
+    path = tmp_path / "agent.toml"
+    config_save(msgspec.structs.replace(agent_config, portal=msgspec.structs.replace(agent_config.portal,
+                                                                                       url=REMOTE_HTTP)), path)
     with pytest.raises(ConfigError, match="portal.url .*unencrypted.*https://"):
-        config_load(config.path)
+        config_load(path)
     for command in ("run", "status"):
-        assert main([command, "--config", str(config.path)]) == 2
+        assert main([command, "--config", str(path)]) == 2
         assert "unencrypted" in capsys.readouterr().err
     assert no_network == []
 
 
 def test_a_config_with_loopback_http_still_loads(tmp_path, agent_config):
     for url in ("http://127.0.0.1:8000", "http://[::1]:8000", "http://localhost:8000", "https://portal.example.com"):
-        config = dataclasses.replace(agent_config, portal=dataclasses.replace(agent_config.portal, url=url))
-        config_save(config, config.path)
-        assert config_load(config.path).portal.url == url
+        path = tmp_path / "agent.toml"
+        config_save(msgspec.structs.replace(agent_config, portal=msgspec.structs.replace(agent_config.portal, url=url)),
+                    path)
+        assert config_load(path).portal.url == url
 
 
 # --- the real command, as an operator runs it ---------------------------------------------------------------
@@ -123,11 +125,9 @@ def pta_agent_register(portal: str, tmp_path: Path) -> tuple[subprocess.Complete
     network_log.unlink(missing_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PTA_"))}
     env.update(PYTHONPATH=os.pathsep.join([str(hook_dir), str(REPO_ROOT)]), PTA_TEST_NETWORK_LOG=str(network_log))
-    script = shutil.which("pta-agent")
-    command = [script] if script else [sys.executable, "-m", "pta_agent.cli"]
     config = tmp_path / "etc" / "agent.toml"
     started = time.monotonic()
-    result = subprocess.run([*command, "register", "--portal", portal, "--token", "pta_secret-token",
+    result = subprocess.run([*pta_agent(), "register", "--portal", portal, "--token", "pta_secret-token",
                              "--config", str(config), "--ldap-url", "ldaps://dc.example:636"],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False)
     elapsed = time.monotonic() - started

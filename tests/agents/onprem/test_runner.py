@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import stat
 import time
 from pathlib import Path
 
+import msgspec
 import pta_protocol as protocol
 import pytest
 from cryptography import x509
@@ -78,8 +78,9 @@ class FakePortal:
         nonce = protocol.new_nonce()
         await send(ws, protocol.Challenge(nonce=nonce))
         hello = await receive(ws, protocol.Hello)
-        certificate = x509.load_pem_x509_certificate(hello.certificate.encode())
-        assert protocol.verify_challenge(certificate.public_key(), nonce, hello.signature)
+        public_key = x509.load_pem_x509_certificate(hello.certificate.encode()).public_key()
+        assert isinstance(public_key, rsa.RSAPublicKey)
+        assert protocol.verify_challenge(public_key, nonce, hello.signature)
         await send(ws, protocol.Welcome(agent_id="agent-1", heartbeat_seconds=1, renew=renew))
         return ws, hello
 
@@ -101,10 +102,12 @@ async def receive(ws, expected: type | None = None, *, skip_heartbeats: bool = T
 @contextlib.asynccontextmanager
 async def running_agent(agent_config, identity, validator=None, **agent_settings):
     async with FakePortal() as portal:
-        config = dataclasses.replace(
-            agent_config, portal=dataclasses.replace(agent_config.portal, url=portal.url),
-            agent=dataclasses.replace(agent_config.agent, **agent_settings))
-        runner = AgentRunner(config, identity, validator or FakeValidator(), hostname="agent-host",
+        config = msgspec.structs.replace(
+            agent_config, portal=msgspec.structs.replace(agent_config.portal, url=portal.url),
+            agent=msgspec.structs.replace(agent_config.agent, **agent_settings))
+        # FakeValidator answers as DirectoryValidator does, without being one (mypy checks the nominal type).
+        directory = validator or FakeValidator()
+        runner = AgentRunner(config, identity, directory, hostname="agent-host",  # type: ignore[arg-type]
                              backoff=Backoff(base=0.01, cap=0.05))
         task = asyncio.create_task(runner.run())
         try:
@@ -151,6 +154,20 @@ async def test_garbage_from_the_portal_gets_an_error_frame_and_the_agent_carries
         assert error.code
         request = make_request()
         await send(ws, request)
+        assert (await receive(ws, protocol.Ack)).request_id == request.request_id
+        assert not task.done()
+
+
+async def test_a_request_with_a_mistyped_field_is_refused_by_name_and_fails_at_once(agent_config, identity,
+                                                                                   make_request):
+    async with running_agent(agent_config, identity) as (portal, runner, task):
+        ws, _ = await portal.accept()
+        request = make_request()
+        await ws.send(json.dumps(json.loads(protocol.encode(request)) | {"expires_at": str(request.expires_at)}))
+        error = await receive(ws, protocol.Error)
+        assert (error.code, error.request_id) == ("malformed", request.request_id)  # the portal fails it at once
+        assert "`$.expires_at`" in error.message
+        await send(ws, request)  # refused before admission: the same request, well formed, is still served
         assert (await receive(ws, protocol.Ack)).request_id == request.request_id
         assert not task.done()
 
@@ -247,7 +264,8 @@ async def test_other_close_codes_reconnect_with_backoff(agent_config, identity, 
 
 async def test_an_unreachable_portal_is_retried_until_stopped(agent_config, identity, caplog):
     caplog.set_level(logging.INFO)
-    runner = AgentRunner(agent_config, identity, FakeValidator(), backoff=Backoff(base=0.01, cap=0.05))
+    runner = AgentRunner(agent_config, identity, FakeValidator(),  # type: ignore[arg-type]  # a fake directory
+                         backoff=Backoff(base=0.01, cap=0.05))
     task = asyncio.create_task(runner.run())
     await asyncio.sleep(0.5)
     runner.request_stop()
@@ -289,7 +307,9 @@ async def test_renewal_writes_the_new_key_and_certificate_then_reconnects_with_t
     files = agent_config.files
     on_disk = identity_load(private_key_file=files.private_key, certificate_file=files.certificate,
                             portal_signing_key_file=files.portal_signing_key)
-    assert on_disk.key_id == protocol.key_fingerprint(csr.public_key()) != identity.key_id
+    new_key = csr.public_key()
+    assert isinstance(new_key, rsa.RSAPublicKey)
+    assert on_disk.key_id == protocol.key_fingerprint(new_key) != identity.key_id
     assert stat.S_IMODE(Path(files.private_key).stat().st_mode) == 0o600
     assert "renewed" in caplog.text
 
@@ -322,7 +342,7 @@ async def test_a_renewed_certificate_for_another_key_is_refused(agent_config, id
 
 
 def test_heartbeat_reports_load_and_dcs(agent_config, identity):
-    runner = AgentRunner(agent_config, identity, FakeValidator())
+    runner = AgentRunner(agent_config, identity, FakeValidator())  # type: ignore[arg-type]  # a fake directory
     runner.dc_status = {"ldaps://a:636": False, "ldaps://b:636": True}
     beat = json.loads(protocol.encode(runner.heartbeat()))
     assert beat["dc_reachable"] is True and beat["dcs"] == runner.dc_status and beat["in_flight"] == 0

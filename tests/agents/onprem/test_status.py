@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 
+import msgspec
 from pta_agent.status import AgentStatus, password_change_problem
 
 
 def test_password_change_needs_a_service_account_and_its_readable_password_file(agent_config, tmp_path):
     assert "no service account" in password_change_problem(agent_config)
     secret = tmp_path / "svc.pw"
-    with_account = dataclasses.replace(agent_config, directory=dataclasses.replace(
+    with_account = msgspec.structs.replace(agent_config, directory=msgspec.structs.replace(
         agent_config.directory, service_account="pta-svc@corp.example.test", service_password_file=str(secret)))
     assert "cannot read" in password_change_problem(with_account)
     secret.write_text("Svc!Search-Acc0unt\n")
