@@ -2,8 +2,8 @@
 
 Two things live here rather than in the consumer because they are per process, not per connection:
 
-- ``local_agents``: agent id → live ``AgentConsumer``; the hand-off gives a request to a local agent in
-  process (no channel layer on that path).
+- ``local_agents``: agent id → live connection (an ``AgentConsumer``, seen through ``LocalConnection``); the
+  hand-off gives a request to a local agent in process (no channel layer on that path).
 - ``PresenceKeeper``: one task per event loop that republishes every local agent's presence each
   ``PTA_PRESENCE_FLUSH_SECONDS`` in one Redis call, writes ``last_seen`` at most every
   ``PTA_LAST_SEEN_SECONDS`` in one UPDATE, closes connections of agents revoked, deleted or expired meanwhile
@@ -18,22 +18,24 @@ import logging
 import os
 import socket
 import time
-import uuid
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
 import pta_protocol as protocol
+from channels.db import database_sync_to_async
 from django.conf import settings
 
-if TYPE_CHECKING:
-    from agents.consumers import AgentConsumer
+from agents.handoff.pending import PendingRequest
+from agents.presence import PresenceRecord, presence_registry
+from agents.services.lifecycle import agent_last_seen_touch, agents_current
 
 logger = logging.getLogger(__name__)
 
 
-_background: set[asyncio.Task] = set()
+_background: set[asyncio.Task[Any]] = set()
 
 
-def in_background(coroutine) -> asyncio.Task:
+def in_background(coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
     """Start a task nobody awaits, referenced until it ends (the event loop keeps only weak references to tasks,
     so an unreferenced one may be collected before it runs to the end)."""
     task = asyncio.ensure_future(coroutine)
@@ -47,33 +49,53 @@ def node_id() -> str:
     return getattr(settings, "PTA_NODE_ID", "") or f"{socket.gethostname()}:{os.getpid()}"
 
 
-def agent_group(agent_id: str | uuid.UUID) -> str:
-    """The channel-layer group an agent's live connection joins, wherever it is: revocation reaches it."""
-    return f"agent.{uuid.UUID(str(agent_id)).hex}"
+class LocalConnection(Protocol):
+    """What this process asks of an agent's live connection (``agents.consumers.AgentConsumer``): the hand-off
+    sends requests through it, the selectors read its load, the keeper keeps its presence current."""
+
+    channel_name: str
+    closing: bool
+    capacity: int
+    last_beat: float
+    last_seen_written: float
+    presence_published: bool
+
+    @property
+    def agent_id(self) -> str: ...
+
+    @property
+    def in_flight(self) -> int: ...
+
+    def presence_record(self) -> PresenceRecord: ...
+
+    async def send_request(self, request: protocol.Request) -> PendingRequest: ...
+
+    async def close_for(self, code: protocol.CloseCode, reason: str, *, drain_seconds: float = 0.0) -> None: ...
+
+    async def apply_current(self, current: protocol.CloseCode | tuple[str, ...]) -> None: ...
 
 
 class LocalAgents:
-    """Agent id → the live consumer in this process. The newest connection of an agent wins."""
+    """Agent id → the live connection in this process. The newest connection of an agent wins."""
 
     def __init__(self) -> None:
-        self._consumers: dict[str, AgentConsumer] = {}
+        self._connections: dict[str, LocalConnection] = {}
 
-    def add(self, consumer: AgentConsumer) -> None:
-        self._consumers[consumer.agent_id] = consumer
-        keeper_ensure_running()
+    def add(self, connection: LocalConnection) -> None:
+        self._connections[connection.agent_id] = connection
 
-    def discard(self, consumer: AgentConsumer) -> None:
-        if self._consumers.get(consumer.agent_id) is consumer:
-            del self._consumers[consumer.agent_id]
+    def discard(self, connection: LocalConnection) -> None:
+        if self._connections.get(connection.agent_id) is connection:
+            del self._connections[connection.agent_id]
 
-    def get(self, agent_id: str) -> AgentConsumer | None:
-        return self._consumers.get(str(agent_id))
+    def get(self, agent_id: str) -> LocalConnection | None:
+        return self._connections.get(str(agent_id))
 
-    def all(self) -> list[AgentConsumer]:
-        return list(self._consumers.values())
+    def all(self) -> list[LocalConnection]:
+        return list(self._connections.values())
 
     def __len__(self) -> int:
-        return len(self._consumers)
+        return len(self._connections)
 
 
 local_agents = LocalAgents()
@@ -87,8 +109,6 @@ class PresenceKeeper:
         self.last_refusal_check = 0.0
 
     async def run(self) -> None:
-        from agents.presence import presence_registry
-
         flush = settings.PTA_PRESENCE_FLUSH_SECONDS
         registry_failing = False
         while len(local_agents):
@@ -115,11 +135,7 @@ class PresenceKeeper:
                     self.last_seen_written = now
                 await self.touch_last_seen(live, write=write_last_seen)
 
-    async def touch_last_seen(self, consumers: list[AgentConsumer], *, write: bool = True) -> None:
-        from channels.db import database_sync_to_async
-
-        from agents.services.lifecycle import agent_last_seen_touch, agents_current
-
+    async def touch_last_seen(self, consumers: list[LocalConnection], *, write: bool = True) -> None:
         beaten = {c.agent_id for c in consumers if c.last_beat > c.last_seen_written} if write else set()
         if not consumers:
             return
@@ -142,10 +158,11 @@ class PresenceKeeper:
                 await consumer.apply_current(current[consumer.agent_id])
 
 
-_keepers: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
+_keepers: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
 
 
 def keeper_ensure_running() -> None:
+    """Start this loop's keeper unless it runs (call after adding a local agent)."""
     loop = asyncio.get_running_loop()
     for other in [lp for lp in _keepers if lp.is_closed()]:
         del _keepers[other]

@@ -8,26 +8,23 @@ Bad frames are answered with an ``error`` frame and the connection stays up. Bef
 accepted, MAX_BAD_FRAMES_BEFORE_HELLO of them close the connection with PROTOCOL_ERROR: an unauthenticated
 peer gets no unbounded conversation.
 
-Requests (for the sign-in hand-off):
+This is transport only. For the sign-in hand-off (agents/handoff/) it sends requests and settles them with
+what the agent answers:
 
     pending = await consumer.send_request(request)     # raises AgentUnavailable / AgentBusy / ValueError
-    await pending.acked                                # resolves on the agent's ack
-    result = await pending.result                      # protocol.Result, or raises AgentRequestError /
-                                                       # AgentDisconnected
-    result = await consumer.relay(request, ack_timeout=1.0, result_timeout=10.0)   # the same, with deadlines
+    result = await pending.wait(ack_timeout=1.0, result_timeout=10.0)   # agents/handoff/pending.py
 
-A request from another node arrives on the channel layer as {"type": "agent.request", "request": {...},
-"reply_to": channel}; the ack and the result go back to ``reply_to`` as {"type": "agent.reply", ...}.
+Channel-layer messages (agents/handoff/messages.py) reach it by their type: ``agent.request`` (a request from
+another node's hand-off: agents.handoff.relay.serve_relayed sends it and answers that node), ``agent.close``
+and ``agent.refresh``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import time
-from dataclasses import dataclass, field
 
 import pta_protocol as protocol
 from channels.consumer import get_handler_name
@@ -35,7 +32,11 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from agents.connections import agent_group, in_background, local_agents, node_id
+from agents.connections import in_background, keeper_ensure_running, local_agents, node_id
+from agents.handoff import AgentBusy, AgentDisconnected, AgentRequestError, AgentUnavailable
+from agents.handoff.messages import CloseConnection, NodeMessageError, RefreshRights, agent_group
+from agents.handoff.pending import PendingRequest
+from agents.handoff.relay import serve_relayed
 from agents.presence import PresenceRecord, presence_registry
 from agents.queue import slot_queues
 from agents.services.lifecycle import (
@@ -57,44 +58,6 @@ MAX_CAPACITY = 1000
 KNOWN_CAPABILITIES = frozenset({protocol.CAPABILITY_PASSWORD_CHANGE})
 # Request kinds only an agent that announced the capability is sent.
 KIND_CAPABILITIES = {protocol.REQUEST_PASSWORD_CHANGE: protocol.CAPABILITY_PASSWORD_CHANGE}
-
-
-class AgentUnavailable(Exception):
-    """The connection is not (or no longer) able to take a request: try another agent."""
-
-
-class AgentBusy(AgentUnavailable):
-    """The agent has as many requests in flight as its capacity: try another agent."""
-
-
-class AgentDisconnected(AgentUnavailable):
-    """The connection closed while the request was pending. Before the ack it is safe to try another agent."""
-
-
-class AgentRequestError(Exception):
-    """The agent answered the request with an error frame (e.g. cannot_decrypt, expired, bad_signature)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-
-class AgentAckTimeout(AgentUnavailable):
-    """No ack within the ack deadline: no bind happened, so another agent may be tried."""
-
-
-class AgentTimeout(Exception):
-    """Acked, but no result by the deadline (outcome agent_timeout; never retried)."""
-
-
-@dataclass
-class PendingRequest:
-    request_id: str
-    acked: asyncio.Future = field(repr=False)
-    result: asyncio.Future = field(repr=False)
-    sent_at: float = 0.0
-    reply_to: str = ""  # a channel on another node, for requests that came over the channel layer
 
 
 class AgentConsumer(AsyncWebsocketConsumer):
@@ -135,7 +98,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         if hasattr(self, "handshake_deadline"):
             self.handshake_deadline.cancel()
         for pending in list(self.pending.values()):
-            self._fail(pending, AgentDisconnected("the agent disconnected"))
+            pending.fail(AgentDisconnected("the agent disconnected"))
         self.pending.clear()
         if self.identity is None:
             return
@@ -229,6 +192,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         self.joined_group = agent_group(identity.agent_id)
         await self.channel_layer.group_add(self.joined_group, self.channel_name)
         local_agents.add(self)
+        keeper_ensure_running()
         await presence_registry().publish([self.presence_record()])
         self.presence_published = True
         logger.info("agent %s connected (%s, node %s) in %.1f ms", identity.agent_id, identity.name, node_id(),
@@ -245,34 +209,21 @@ class AgentConsumer(AsyncWebsocketConsumer):
 
     async def on_ack(self, ack: protocol.Ack) -> None:
         pending = self.pending.get(ack.request_id)
-        if pending is None:
-            return  # late or unknown: the request was already given up
-        if not pending.acked.done():
-            pending.acked.set_result(None)
-        if pending.reply_to:
-            await self._reply(pending, {"event": "ack"})
+        if pending is not None:  # else late or unknown: the request was already given up
+            pending.ack()
 
     async def on_result(self, result: protocol.Result) -> None:
         pending = self.pending.get(result.request_id)
-        if pending is None:
-            return
-        self._release(result.request_id)
-        if not pending.acked.done():  # a result implies the ack
-            pending.acked.set_result(None)
-        if not pending.result.done():
-            pending.result.set_result(result)
-        if pending.reply_to:
-            await self._reply(pending, {"event": "result", "result": dataclasses.asdict(result)})
+        if pending is not None:
+            self._release(result.request_id)
+            pending.resolve(result)
 
     async def on_error(self, error: protocol.Error) -> None:
         pending = self.pending.get(error.request_id) if error.request_id else None
-        if pending is not None:
-            self._release(error.request_id)
         logger.info("agent %s reported %s: %s", self.agent_id, error.code, error.message[:200])
         if pending is not None:
-            self._fail(pending, AgentRequestError(error.code, error.message))
-            if pending.reply_to:
-                await self._reply(pending, {"event": "error", "code": error.code, "message": error.message[:500]})
+            self._release(error.request_id)
+            pending.fail(AgentRequestError(error.code, error.message))
 
     async def on_renewal(self, renewal: protocol.Renewal) -> None:
         def renew() -> str:
@@ -310,8 +261,8 @@ class AgentConsumer(AsyncWebsocketConsumer):
     def in_flight(self) -> int:
         return len(self.pending)
 
-    async def send_request(self, request: protocol.Request, *, reply_to: str = "") -> PendingRequest:
-        """Send a signed, sealed request to this agent; the returned futures resolve on ack and result."""
+    async def send_request(self, request: protocol.Request) -> PendingRequest:
+        """Send a signed, sealed request to this agent; what it answers settles the returned pending request."""
         if self.identity is None or self.closing:
             raise AgentUnavailable("not connected")
         if request.tenant != self.identity.tenant_id or request.domain not in self.identity.domains:
@@ -324,9 +275,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
             raise AgentBusy(f"{self.in_flight} requests in flight")
         if request.request_id in self.pending:
             raise ValueError("Duplicate request id.")
-        loop = asyncio.get_running_loop()
-        pending = PendingRequest(request_id=request.request_id, acked=loop.create_future(),
-                                 result=loop.create_future(), sent_at=time.time(), reply_to=reply_to)
+        pending = PendingRequest.start(request.request_id)
         # A caller that gives up (cancels or times out) frees the slot.
         pending.result.add_done_callback(lambda _: self._release(request.request_id))
         self.pending[request.request_id] = pending
@@ -335,7 +284,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         try:
             await self.send_frame(request)
         except Exception:
-            self._fail(pending, AgentDisconnected("could not send"))
+            pending.fail(AgentDisconnected("could not send"))
             raise AgentDisconnected("could not send") from None
         return pending
 
@@ -362,42 +311,26 @@ class AgentConsumer(AsyncWebsocketConsumer):
 
         in_background(publish())
 
-    async def relay(self, request: protocol.Request, *, ack_timeout: float = 1.0,
-                    result_timeout: float = 10.0) -> protocol.Result:
-        """Send and wait: AgentAckTimeout/AgentDisconnected before the ack (try the next agent), AgentTimeout
-        after it (agent_timeout), AgentRequestError for an error frame, else the agent's Result."""
-        pending = await self.send_request(request)
-        try:
-            try:
-                await asyncio.wait_for(asyncio.shield(pending.acked), ack_timeout)
-            except TimeoutError:
-                raise AgentAckTimeout(f"no ack within {ack_timeout} s") from None
-            remaining = max(0.0, result_timeout - (time.time() - pending.sent_at))
-            try:
-                return await asyncio.wait_for(asyncio.shield(pending.result), remaining)
-            except TimeoutError:
-                raise AgentTimeout(f"no result within {result_timeout} s") from None
-            except AgentDisconnected:  # acked: the bind may have happened, so no other agent may try it
-                raise AgentTimeout("the agent disconnected after its ack") from None
-        finally:
-            if not pending.result.done():
-                pending.result.cancel()
+    # --- the channel layer (agents/handoff/messages.py) -----------------------------------------------
 
-    def _fail(self, pending: PendingRequest, exc: Exception) -> None:
-        for future in (pending.acked, pending.result):
-            if not future.done():
-                future.set_exception(exc)
-                future.exception()  # retrieved here: nobody may be awaiting an ack that never came
-
-    # --- the channel layer ---------------------------------------------------------------------------
-
-    async def agent_close(self, event: dict) -> None:
+    async def agent_close(self, message: dict) -> None:
         """Revocation (or another portal decision), sent to the agent's group from any node."""
-        await self.close_for(CloseCode(event.get("code", CloseCode.REVOKED)), "closed by the portal")
+        try:
+            order = CloseConnection.from_message(message)
+            code = CloseCode(order.code)
+        except ValueError as exc:  # not a close order (NodeMessageError), or no close code of ours
+            logger.warning("agent %s: ignored a close order: %s", self.agent_id, exc)
+            return
+        await self.close_for(code, "closed by the portal")
 
-    async def agent_refresh(self, event: dict) -> None:
+    async def agent_refresh(self, message: dict) -> None:
         """The agent's rights changed (domains edited, a domain deleted or unverified, the agent deleted), sent to
         its group from any node: re-read them now rather than at the next connection."""
+        try:
+            RefreshRights.from_message(message)
+        except NodeMessageError as exc:
+            logger.warning("agent %s: ignored a refresh order: %s", self.agent_id, exc)
+            return
         if self.identity is None or self.close_started:
             return
         current = await database_sync_to_async(agents_current)(agent_ids=[self.agent_id])
@@ -415,28 +348,9 @@ class AgentConsumer(AsyncWebsocketConsumer):
         self.identity = dataclasses.replace(self.identity, domains=tuple(current))
         await presence_registry().publish([self.presence_record()])
 
-    async def agent_request(self, event: dict) -> None:
-        """A request from another node's hand-off; answers go to its reply channel."""
-        reply_to = event.get("reply_to", "")
-        try:
-            request = protocol.decode(json.dumps({"type": "request", **event["request"]}))
-            if not isinstance(request, protocol.Request):
-                raise protocol.ProtocolError("malformed", "not a request")
-            await self.send_request(request, reply_to=reply_to)
-        except (AgentUnavailable, ValueError, KeyError, TypeError, protocol.ProtocolError) as exc:
-            code = "busy" if isinstance(exc, AgentBusy) else "unavailable"
-            if reply_to:
-                request_id = (event.get("request") or {}).get("request_id", "")
-                await self.channel_layer.send(reply_to, {"type": "agent.reply", "request_id": request_id,
-                                                         "agent_id": self.agent_id, "event": code,
-                                                         "message": str(exc)[:200]})
-
-    async def _reply(self, pending: PendingRequest, body: dict) -> None:
-        try:
-            await self.channel_layer.send(pending.reply_to, {"type": "agent.reply", "request_id": pending.request_id,
-                                                             "agent_id": self.agent_id, **body})
-        except Exception:
-            logger.exception("could not relay the agent's answer to %s", pending.reply_to)
+    async def agent_request(self, message: dict) -> None:
+        """A request from another node's hand-off: the hand-off sends it here and answers that node."""
+        await serve_relayed(self, message)
 
     # --- helpers -------------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import logging
 
+from asgiref.typing import HTTPRequestEvent
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
@@ -88,7 +89,7 @@ class PasswordPostConsumer(AsyncHttpConsumer):
         return cls.hooks
 
     @sensitive_variables("message")  # its body is the form, password included
-    async def http_request(self, message: dict) -> None:
+    async def http_request(self, message: HTTPRequestEvent) -> None:
         # AsyncHttpConsumer keeps the whole body in memory: stop reading an oversized one as it arrives.
         self.received = getattr(self, "received", 0) + len(message.get("body", b""))
         # Django's own bound on a form body; under it, the form itself answers an over-long field with a page.
@@ -109,7 +110,8 @@ class PasswordPostConsumer(AsyncHttpConsumer):
     @sensitive_variables("body", "submission")
     async def handle(self, body: bytes) -> None:
         request = ASGIRequest(self.scope, io.BytesIO(body))
-        request.sensitive_post_parameters = ["password"]  # what @sensitive_post_parameters sets: error reports
+        # What @sensitive_post_parameters sets, for error reports; an attribute the stubs' HttpRequest lacks.
+        request.sensitive_post_parameters = ["password"]  # type: ignore[attr-defined]
         hooks = self.middleware_hooks()
         submission = await in_worker(self.before_agent)(hooks, request)
         if isinstance(submission, HttpResponse):

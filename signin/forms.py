@@ -57,7 +57,8 @@ class PasswordChangeForm(forms.Form):
 
     @sensitive_variables()
     def clean(self) -> dict:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         for name in ("current_password", "new_password"):
             if CONTROL_CHARACTERS.search(cleaned.get(name) or ""):
                 self.add_error(name, "Passwords can't contain control characters.")

@@ -21,8 +21,8 @@ class HandOffCollector:
 
     def collect(self):
         from agents.connections import local_agents
+        from agents.handoff.relay import reply_channel
         from agents.queue import slot_queues
-        from agents.services.dispatch import reply_channel
 
         waiters = GaugeMetricFamily("pta_handoff_reply_waiters", "Requests relayed to another node awaiting answer")
         waiters.add_metric([], len(reply_channel.waiters))

@@ -4,8 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from oauth2_provider.settings import oauth2_settings
-from pta_protocol import Outcome
 
+from signin.outcomes import Outcome
 from tenant.models import Tenant
 
 

@@ -21,10 +21,10 @@ from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views import AuthorizationView, ConnectDiscoveryInfoView
 from oauthlib.oauth2.rfc6749 import errors
 from oauthlib.oauth2.rfc6749.grant_types.authorization_code import code_challenge_method_s256
-from pta_protocol import Outcome
 
 from applications.models import Application
 from signin.models import IdTokenAuthTime
+from signin.outcomes import Outcome
 from signin.services.account_state import account_still_enabled
 from signin.services.attempt import password_sign_in
 from signin.services.authentication import (
@@ -100,7 +100,7 @@ class PortalOAuth2Validator(OAuth2Validator):
     oidc_claim_scope = {**OAuth2Validator.oidc_claim_scope, "tid": "openid", "upn": "openid", "name": "profile",
                         "preferred_username": "profile", "email": "email", "email_verified": "email"}
 
-    def get_additional_claims(self):
+    def get_additional_claims(self):  # type: ignore[override]  # DOT reads the signature: no request, see below
         # The request-agnostic form (callables): DOT then also lists these claims in discovery.
         return {
             "tid": lambda request: str(request.user.tenant_id) if request.user.tenant_id else None,

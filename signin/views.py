@@ -28,11 +28,11 @@ from oauth2_provider.http import OAuth2ResponseRedirect
 from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views import RPInitiatedLogoutView
 from oauthlib.common import add_params_to_uri
-from pta_protocol import Outcome
 
 from agents.selectors import password_change_available
 from signin.forms import OtpForm, PasswordChangeForm, PasswordForm, UsernameForm
 from signin.metrics import metrics_text, signins
+from signin.outcomes import Outcome
 from signin.services.attempt import (
     CHANGEABLE,
     SignInResult,
@@ -129,7 +129,7 @@ def username_page(request: HttpRequest) -> HttpResponse:
     if tenant is not None and tenant.pass_through_enabled:
         organisation = tenant.name
     elif (cloud := cloud_account(upn=username.lower())) is not None:  # platform and break-glass accounts
-        organisation = cloud.tenant.name if cloud.tenant_id else settings.PTA_PLATFORM_NAME
+        organisation = cloud.tenant.name if cloud.tenant is not None else settings.PTA_PLATFORM_NAME
     else:
         form.add_error("username", Outcome.UNKNOWN_DOMAIN.message)
         return _page(request, "signin/username.html", {"form": form, "next": next_url},
@@ -183,6 +183,7 @@ def password_answer(request: HttpRequest, submission: PasswordSubmission, result
     state = submission.state
     if result.outcome in CHANGEABLE:
         # The directory knows this password but wants a new one: the change page may follow, for a while.
+        assert result.tenant is not None  # the directory answered: an account of a pass-through tenant
         request.session[SESSION_KEY] = {**state, "change": {
             "outcome": result.outcome.value, "tenant_id": str(result.tenant.pk), "at": time.time()}}
         return _page(request, "signin/password.html", {
@@ -200,6 +201,7 @@ def _signed_in_answer(request: HttpRequest, state: dict, device: str, result: Si
     """After the directory's answer: the second factor, the application (or the done page), or ``failed()``."""
     if result.outcome is Outcome.MFA_REQUIRED:
         # Half done: not logged in. The second factor's pages finish it.
+        assert result.user is not None  # MFA_REQUIRED names the user who passed the first factor
         request.session.pop(SESSION_KEY, None)
         request.session[MFA_SESSION_KEY] = {
             "user_id": result.user.pk, "tenant_id": str(result.user.tenant_id or ""), "event_id": result.event.pk,

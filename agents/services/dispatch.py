@@ -1,10 +1,12 @@
-"""The hand-off: a password to a connected agent of the tenant that serves the domain, and its answer back.
+"""The hand-off's policy: which agent gets a password, when another one may be asked, and for how long.
 
-Local first: an agent connected to this process gets the request in process (its consumer's futures). An agent
-on another node gets it over the channel layer (Redis pub/sub in production); its ack and result come back on
-this process's one reply channel and are matched by request id (a channel per request would never be
-unsubscribed by the pub/sub layer). Failover is only where it is safe: no ack, a disconnect before the ack,
-or directory_unavailable. After an ack nothing is retried: a second bind would count twice against AD's lockout.
+The agents asked are the tenant's connected ones that serve the domain, least in flight first; the hand-off
+itself (agents/handoff/: the local and the relayed path, the wait for ack then result) reports how each one
+ended. Failover is only where it is safe, that is where no bind can have happened or another agent may reach a
+DC this one cannot: no ack in time, a disconnect or an error frame that says the agent could not take it
+(RETRYABLE_AGENT_ERRORS) before the ack, or directory_unavailable. After an ack nothing else is retried, a
+disconnect included (agent_timeout): a second bind would count twice against AD's lockout. Every sign-in ends
+by its deadline (PTA_SIGNIN_DEADLINE_SECONDS), with agent_timeout when an agent had it and never answered.
 
 When every agent that could take the sign-in is busy, it waits for a slot (agents/queue.py: first come, first
 served per tenant, bounded) within its deadline: a rush is queued, never refused while an agent is connected.
@@ -12,7 +14,6 @@ served per tenant, bounded) within its deadline: a rush is queued, never refused
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import time
@@ -21,19 +22,17 @@ from dataclasses import dataclass, field
 
 import pta_protocol as protocol
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from cryptography import x509
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 
-from agents.connections import local_agents
-from agents.consumers import AgentAckTimeout, AgentBusy, AgentRequestError, AgentTimeout, AgentUnavailable
+from agents.handoff import AgentBusy, AgentRequestError, AgentTimeout, AgentUnavailable, HandoffOutcome
+from agents.handoff.relay import hand_over
 from agents.queue import QueueFull, Ticket, slot_queues
 from agents.selectors import ConnectedAgent, agents_connected
 from agents.services.authority import signing_key_for_tenant
 
 logger = logging.getLogger(__name__)
-Outcome = protocol.Outcome
 
 # Agent errors that mean "this agent could not take it, no bind happened": try the next agent (busy: wait for it).
 RETRYABLE_AGENT_ERRORS = {"busy", "unavailable", "shutting_down", "unsupported"}
@@ -42,9 +41,9 @@ BUSY = "busy"
 
 @dataclass(frozen=True)
 class Validation:
-    """What the hand-off learned about one password."""
+    """What the hand-off learned about one password: the directory's answer, or how the hand-off ended."""
 
-    outcome: Outcome
+    outcome: protocol.Outcome | HandoffOutcome
     request_id: str
     ad_subcode: str = ""
     agent_id: str | None = None
@@ -86,112 +85,7 @@ async def _signing_key(tenant_id: str):
     return _signing_keys[tenant_id]
 
 
-# --- replies from agents on other nodes ---------------------------------------------------------------
-
-
-class ReplyChannel:
-    """This process's one reply channel: request id → the futures of a request relayed to another node."""
-
-    def __init__(self) -> None:
-        self.name = ""
-        self.waiters: dict[str, tuple[asyncio.Future, asyncio.Future]] = {}
-        self._task: asyncio.Task | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    async def ensure_listening(self) -> str:
-        loop = asyncio.get_running_loop()
-        if self._task is None or self._task.done() or self._loop is not loop:
-            self.name = await get_channel_layer().new_channel("pta-replies.")
-            self._loop = loop
-            self._task = loop.create_task(self._listen(self.name))
-        return self.name
-
-    async def _listen(self, name: str) -> None:
-        layer = get_channel_layer()
-        while True:
-            try:
-                message = await layer.receive(name)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # Redis away: keep listening; waiters end at their own deadlines
-                logger.warning("reply channel receive failed; retrying", exc_info=True)
-                await asyncio.sleep(0.5)
-                continue
-            self._deliver(message)
-
-    def _deliver(self, message: dict) -> None:
-        waiter = self.waiters.get(str(message.get("request_id", "")))
-        if waiter is None:
-            return  # late: the request was already given up
-        acked, result = waiter
-        event = message.get("event")
-        if not acked.done():
-            if event in ("ack", "result"):
-                acked.set_result(None)
-            else:
-                acked.set_exception(AgentBusy(BUSY) if event == BUSY else AgentUnavailable(str(event)))
-        if event == "result" and not result.done():
-            try:
-                frame = protocol.decode(protocol.encode(protocol.Result(**message["result"])))
-                result.set_result(frame)
-            except (TypeError, KeyError, protocol.ProtocolError):
-                result.set_exception(AgentRequestError("malformed", "The agent's result was malformed."))
-        elif event == "error" and not result.done():
-            result.set_exception(AgentRequestError(str(message.get("code", "error")), str(message.get("message", ""))))
-        elif event in RETRYABLE_AGENT_ERRORS and not result.done():
-            result.set_exception(AgentUnavailable(str(event)))
-
-    async def relay(self, agent: ConnectedAgent, request: protocol.Request, *, ack_timeout: float,
-                    result_timeout: float) -> protocol.Result:
-        try:
-            reply_to = await self.ensure_listening()
-        except Exception as exc:  # Redis away: nothing was sent, so the sign-in may go elsewhere or wait
-            raise AgentUnavailable(f"channel layer: {exc}") from None
-        loop = asyncio.get_running_loop()
-        acked, result = loop.create_future(), loop.create_future()
-        self.waiters[request.request_id] = (acked, result)
-        sent_at = time.monotonic()
-        try:
-            body = dataclasses.asdict(request)
-            try:
-                await get_channel_layer().send(agent.channel_name, {"type": "agent.request", "request": body,
-                                                                    "reply_to": reply_to})
-            except Exception as exc:  # Redis away: not sent, so no bind can have happened
-                raise AgentUnavailable(f"channel layer: {exc}") from None
-            try:
-                await asyncio.wait_for(acked, ack_timeout)
-            except TimeoutError:
-                raise AgentAckTimeout(f"no ack within {ack_timeout} s") from None
-            try:
-                return await asyncio.wait_for(result, max(0.0, result_timeout - (time.monotonic() - sent_at)))
-            except TimeoutError:
-                raise AgentTimeout(f"no result within {result_timeout} s") from None
-        finally:
-            self.waiters.pop(request.request_id, None)
-            for future in (acked, result):
-                if future.done() and not future.cancelled():
-                    future.exception()  # retrieved: a late failure is not an "exception never retrieved"
-                else:
-                    future.cancel()
-
-
-reply_channel = ReplyChannel()
-
-
 # --- the hand-off ---------------------------------------------------------------------------------------
-
-
-async def _relay(agent: ConnectedAgent, request: protocol.Request, *, ack_timeout: float,
-                 result_timeout: float) -> protocol.Result:
-    if agent.local:
-        consumer = local_agents.get(agent.agent_id)
-        if consumer is None:
-            raise AgentUnavailable("gone")
-        try:
-            return await consumer.relay(request, ack_timeout=ack_timeout, result_timeout=result_timeout)
-        except ValueError as exc:  # sealed for a key the agent no longer has: it renewed meanwhile
-            raise AgentUnavailable(str(exc)) from None
-    return await reply_channel.relay(agent, request, ack_timeout=ack_timeout, result_timeout=result_timeout)
 
 
 async def password_validate(*, tenant_id: str, domain: str, username: str, password: str) -> Validation:
@@ -223,13 +117,13 @@ async def _through_agents(*, tenant_id: str, domain: str, username: str, passwor
     tenant_id = str(tenant_id)
     tried: set[str] = set()  # agents that failed this sign-in without a bind: not asked again
     ticket: Ticket | None = None
-    last = Validation(outcome=Outcome.NO_AGENT_AVAILABLE, request_id="")
+    last = Validation(outcome=HandoffOutcome.NO_AGENT_AVAILABLE, request_id="")
     changing = new_password is not None
     capability = protocol.CAPABILITY_PASSWORD_CHANGE if changing else ""
     # Another agent may reach a DC this one cannot; a state check binds nothing, so any refusal may move on.
     # A change is never sent twice.
-    move_on = (set() if changing else
-               {Outcome.DIRECTORY_UNAVAILABLE} | ({Outcome.AGENT_ERROR} if password is None else set()))
+    move_on: set[protocol.Outcome | HandoffOutcome] = (set() if changing else
+               {protocol.Outcome.DIRECTORY_UNAVAILABLE} | ({HandoffOutcome.AGENT_ERROR} if password is None else set()))
     try:
         while (remaining := deadline - time.monotonic()) > 0.05:
             eligible = [a for a in await agents_connected(tenant_id=tenant_id, domain=domain, capability=capability)
@@ -254,7 +148,7 @@ async def _through_agents(*, tenant_id: str, domain: str, username: str, passwor
             if validation is None:  # busy after all (its presence was behind): back in line
                 ticket = slot_queues.join(tenant_id, limit=settings.PTA_SIGNIN_QUEUE_LENGTH)
                 continue
-            if validation.outcome is Outcome.NO_AGENT_AVAILABLE:  # gone, or no ack: no bind happened
+            if validation.outcome is HandoffOutcome.NO_AGENT_AVAILABLE:  # gone, or no ack: no bind happened
                 tried.add(agent.agent_id)
                 continue
             validation = dataclasses.replace(validation, queued_ms=queued_ms)
@@ -264,11 +158,11 @@ async def _through_agents(*, tenant_id: str, domain: str, username: str, passwor
             last = validation
     except QueueFull:
         logger.warning("sign-in refused for tenant %s: the line for its agents is full", tenant_id)
-        return Validation(outcome=Outcome.TOO_MANY_SIGNINS, request_id="")
+        return Validation(outcome=HandoffOutcome.TOO_MANY_SIGNINS, request_id="")
     finally:
         _leave(ticket)
     if time.monotonic() >= deadline - 0.05 and (tried or ticket is not None or last.request_id):
-        return dataclasses.replace(last, outcome=Outcome.AGENT_TIMEOUT)
+        return dataclasses.replace(last, outcome=HandoffOutcome.AGENT_TIMEOUT)
     return last
 
 
@@ -293,7 +187,7 @@ async def _ask(agent: ConnectedAgent, *, tenant_id: str, domain: str, username: 
     public_key = await _agent_public_key(agent.record.key_id)
     request_id = uuid.uuid4().hex
     if public_key is None:
-        return Validation(outcome=Outcome.NO_AGENT_AVAILABLE, request_id="")
+        return Validation(outcome=HandoffOutcome.NO_AGENT_AVAILABLE, request_id="")
     expires_at = time.time() + min(remaining, protocol.MAX_REQUEST_AGE_SECONDS)
     kind = _request_kind(password, new_password)
     bound = {"request_id": request_id, "tenant": tenant_id, "key_id": agent.record.key_id, "expires_at": expires_at}
@@ -309,10 +203,11 @@ async def _ask(agent: ConnectedAgent, *, tenant_id: str, domain: str, username: 
     ), await _signing_key(tenant_id))
     started = time.monotonic()
     try:
-        result = await _relay(agent, request, ack_timeout=min(ack_seconds or remaining, remaining),
-                              result_timeout=remaining)
+        result = await hand_over(request, agent_id=agent.agent_id, channel_name=agent.channel_name,
+                                 local=agent.local, ack_timeout=min(ack_seconds or remaining, remaining),
+                                 result_timeout=remaining)
     except AgentTimeout:
-        return Validation(outcome=Outcome.AGENT_TIMEOUT, request_id=request_id, agent_id=agent.agent_id,
+        return Validation(outcome=HandoffOutcome.AGENT_TIMEOUT, request_id=request_id, agent_id=agent.agent_id,
                           agent_ms=_ms_since(started))
     except AgentBusy:
         return None
@@ -320,27 +215,27 @@ async def _ask(agent: ConnectedAgent, *, tenant_id: str, domain: str, username: 
         if exc.code == BUSY:
             return None
         if exc.code in RETRYABLE_AGENT_ERRORS:
-            return Validation(outcome=Outcome.NO_AGENT_AVAILABLE, request_id="")
+            return Validation(outcome=HandoffOutcome.NO_AGENT_AVAILABLE, request_id="")
         logger.warning("agent %s refused request %s: %s", agent.agent_id, request_id, exc.code)
-        return Validation(outcome=Outcome.AGENT_ERROR, request_id=request_id, agent_id=agent.agent_id,
+        return Validation(outcome=HandoffOutcome.AGENT_ERROR, request_id=request_id, agent_id=agent.agent_id,
                           agent_ms=_ms_since(started), detail=exc.code)
     except AgentUnavailable as exc:
         logger.info("agent %s unavailable for %s (%s); trying the next one", agent.agent_id, request_id, exc)
-        return Validation(outcome=Outcome.NO_AGENT_AVAILABLE, request_id="")
+        return Validation(outcome=HandoffOutcome.NO_AGENT_AVAILABLE, request_id="")
     return _validation_from(result, request_id=request_id, agent=agent, agent_ms=_ms_since(started), kind=kind)
 
 
 def _validation_from(result: protocol.Result, *, request_id: str, agent: ConnectedAgent, agent_ms: float,
                      kind: str = protocol.REQUEST_PASSWORD) -> Validation:
-    try:
-        outcome = Outcome(result.outcome)
-    except ValueError:
-        outcome = Outcome.AGENT_ERROR
     # Only directory answers may come from an agent, and only those that answer this kind of request (a
-    # change is PASSWORD_CHANGED, never SUCCESS): anything else it says is an agent error.
-    if not outcome.answers(kind):
-        outcome = Outcome.AGENT_ERROR
-    signed_in = outcome in (Outcome.SUCCESS, Outcome.PASSWORD_CHANGED)
+    # change is PASSWORD_CHANGED, never SUCCESS): anything else it says (its own agent_error or agent_timeout
+    # included) is an agent error.
+    try:
+        answer: protocol.Outcome | None = protocol.Outcome(result.outcome)
+    except ValueError:
+        answer = None
+    outcome = answer if answer is not None and answer.answers(kind) else HandoffOutcome.AGENT_ERROR
+    signed_in = outcome in (protocol.Outcome.SUCCESS, protocol.Outcome.PASSWORD_CHANGED)
     return Validation(outcome=outcome, request_id=request_id, ad_subcode=result.ad_subcode[:16],
                       agent_id=agent.agent_id, agent_ms=agent_ms,
                       user=result.user if signed_in else {}, detail=result.detail[:200],

@@ -10,12 +10,14 @@ from dataclasses import dataclass
 
 import pta_protocol as protocol
 from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from cryptography import x509
 from django.db import transaction
 from django.utils import timezone
 
-from agents.connections import agent_group
+from agents.handoff.messages import CloseConnection, NodeMessage, RefreshRights, agent_group
 from agents.models import Agent
+from agents.presence import presence_registry
 from agents.services.authority import (
     RENEWAL_WINDOW_DAYS,
     CertificateRequestError,
@@ -174,7 +176,7 @@ def agent_rights_changed(*, agent_ids: Iterable[str | uuid.UUID]) -> None:
 
     def broadcast() -> None:
         for agent_id in targets:
-            _group_send(agent_id=agent_id, message={"type": "agent.refresh"})
+            _group_send(agent_id=agent_id, message=RefreshRights())
 
     transaction.on_commit(broadcast, robust=True)
 
@@ -224,30 +226,20 @@ def agent_disconnect(*, agent_id: str, tenant_id: str, code: CloseCode) -> None:
 
 
 async def agent_disconnect_broadcast(*, agent_id: str, tenant_id: str, code: CloseCode) -> None:
-    from agents.presence import presence_registry
-
     await presence_registry().withdraw(agent_id=agent_id, tenant_id=tenant_id)
-    await _agroup_send(agent_id=agent_id, message={"type": "agent.close", "code": int(code)})
+    await _agroup_send(agent_id=agent_id, message=CloseConnection(code=int(code)))
 
 
-def _group_send(*, agent_id: str, message: dict) -> None:
+def _group_send(*, agent_id: str, message: NodeMessage) -> None:
     try:
         async_to_sync(_agroup_send)(agent_id=agent_id, message=message)
     except Exception:
-        logger.exception("could not send %s to agent %s; its node applies it on its next check", message["type"],
-                         agent_id)
+        logger.exception("could not send %s to agent %s; its node applies it on its next check",
+                         type(message).__name__, agent_id)
 
 
-async def _agroup_send(*, agent_id: str, message: dict) -> None:
-    from channels.layers import get_channel_layer
-
-    from agents.connections import local_agents
-
+async def _agroup_send(*, agent_id: str, message: NodeMessage) -> None:
     layer = get_channel_layer()
-    if layer is not None:
-        # RedisPubSubChannelLayer publishes to every node subscribed to the agent's group.
-        await layer.group_send(agent_group(agent_id), message)
-        return
-    consumer = local_agents.get(agent_id)
-    if consumer is not None:
-        await consumer.dispatch(message)
+    assert layer is not None  # both profiles configure one (config/settings/channels.py)
+    # RedisPubSubChannelLayer publishes to every node subscribed to the agent's group.
+    await layer.group_send(agent_group(agent_id), message.to_message())

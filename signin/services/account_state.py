@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 
 from asgiref.sync import async_to_sync
-from pta_protocol import Outcome
 
 from agents.services.dispatch import account_state_check
+from signin.outcomes import Outcome
 from signin.services.users import DEPARTED, DIRECTORY_STATES, user_directory_state_record
 from tenant.models import User
 
@@ -26,14 +26,15 @@ def account_still_enabled(*, user: User) -> bool:
     validation = async_to_sync(account_state_check)(tenant_id=str(tenant.pk), domain=user.upn.rpartition("@")[2],
                                                     username=user.upn)
     found = str(validation.user.get("object_guid") or "")
-    if validation.outcome is Outcome.SUCCESS and (not user.immutable_id or found == user.immutable_id):
+    outcome = Outcome(validation.outcome)
+    if outcome is Outcome.SUCCESS and (not user.immutable_id or found == user.immutable_id):
         return True
-    if validation.outcome.value in DIRECTORY_STATES:
-        user_directory_state_record(user=user, state=validation.outcome.value)
-    elif validation.outcome in (Outcome.SUCCESS, Outcome.INVALID_CREDENTIALS):
+    if outcome.value in DIRECTORY_STATES:
+        user_directory_state_record(user=user, state=outcome.value)
+    elif outcome in (Outcome.SUCCESS, Outcome.INVALID_CREDENTIALS):
         # Gone from AD, or its UPN names another person now: this user's tokens end here.
         User.objects.filter(pk=user.pk).update(is_active=False, directory_state=DEPARTED)
     else:
         logger.warning("refresh for user %s refused: the directory could not be asked (%s)", user.pk,
-                       validation.outcome.value)
+                       outcome.value)
     return False

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
-from pta_protocol import Outcome
 
 from agents.queue import QueueFull, SlotQueues
 from agents.selectors import password_change_available
 from agents.services.dispatch import Validation, password_change, password_validate
 from signin.metrics import queue_seconds, signin_seconds, signins
 from signin.models import SignInEvent
+from signin.outcomes import Outcome
 from signin.services.lockout import (
     Hold,
     Reservation,
@@ -170,10 +170,12 @@ async def password_sign_in(*, username: str, password: str, ip: str = "", user_a
         if not password_acceptable(password):
             return Outcome.INVALID_CREDENTIALS, None
         if before.route is Route.CLOUD:
+            assert before.user is not None  # the cloud route is taken for a cloud account only
             return await _cloud_password_check(before.user, password), None
+        assert before.tenant is not None  # the pass-through route has the routing tenant
         validation = await password_validate(tenant_id=str(before.tenant.pk), domain=upn.rpartition("@")[2],
                                              username=upn, password=password)
-        return validation.outcome, validation
+        return Outcome(validation.outcome), validation
 
     result = await _attempt(username=username, ip=ip, user_agent=user_agent, channel=channel, device=device,
                             check=check)
@@ -202,12 +204,14 @@ async def password_change_sign_in(*, username: str, current_password: str, new_p
             return Outcome.INVALID_CREDENTIALS, None
         if not password_acceptable(new_password):
             return Outcome.PASSWORD_REJECTED, None
+        assert before.tenant is not None  # the pass-through route has the routing tenant
         validation = await password_change(tenant_id=str(before.tenant.pk), domain=upn.rpartition("@")[2],
                                            username=upn, current_password=current_password,
                                            new_password=new_password)
-        if validation.outcome is Outcome.PASSWORD_CHANGED:
+        outcome = Outcome(validation.outcome)
+        if outcome is Outcome.PASSWORD_CHANGED:
             return Outcome.SUCCESS, validation  # signed in with the new password: on as after a success
-        return validation.outcome, validation
+        return outcome, validation
 
     return await _attempt(username=username, ip=ip, user_agent=user_agent, channel=channel, device=device,
                           check=check, password_change=True)
@@ -232,8 +236,8 @@ async def _attempt(*, username: str, ip: str, user_agent: str, channel: str, dev
             outcome = Outcome.TOO_MANY_SIGNINS  # this account's guesses in flight never left room in time
         else:
             outcome, validation = await check(before, upn)
-        record = {"username": username, "ip_address": ip or None, "user_agent": user_agent, "channel": channel,
-                  "tenant": tenant}
+        record: dict[str, object] = {"username": username, "ip_address": ip or None, "user_agent": user_agent,
+                                     "channel": channel, "tenant": tenant}
         if password_change:
             record["password_change"] = True
         if validation is not None and outcome is Outcome.PASSWORD_REJECTED:
@@ -286,6 +290,7 @@ def _after(*, before: _Before, upn: str, ip: str, device: str, outcome: Outcome,
     if before.reservation is not None:
         lockout_settle(reservation=before.reservation, verdict=_verdict(outcome))
     if validation is not None and outcome is Outcome.SUCCESS:
+        assert tenant is not None  # an agent answered: the pass-through route, which has the routing tenant
         try:
             signed_upn = directory_upn(typed_upn=upn, directory=validation.user, served_domains=validation.domains)
             user = user_sync(tenant=tenant, upn=signed_upn, directory=validation.user, known=user)

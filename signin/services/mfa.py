@@ -19,9 +19,9 @@ from django.db import transaction
 from django_otp.models import VerifyNotAllowed
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
-from pta_protocol import Outcome
 
 from signin.models import SignInEvent
+from signin.outcomes import Outcome
 from signin.services.lockout import FAMILIAR_TTL_SECONDS
 from tenant.models import Tenant, User
 

@@ -15,6 +15,7 @@ import hashlib
 import logging
 import re
 import uuid
+from typing import TypeGuard
 
 from django.core.cache import cache
 from django.db import transaction
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 PKCE_VALUE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 
 
-def pkce_value_well_formed(value: str | None) -> bool:
+def pkce_value_well_formed(value: str | None) -> TypeGuard[str]:
     return value is not None and PKCE_VALUE.fullmatch(value) is not None
 
 

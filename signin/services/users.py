@@ -90,7 +90,7 @@ def _user_upsert(*, tenant: Tenant, upn: str, guid: str, wanted: dict) -> User:
             raise IdentityRejected(f"AD moved {user.upn!r} to another domain ({upn!r})")
         if user.source != User.Source.ON_PREMISES:
             raise IdentityRejected(f"{user.upn!r} is a cloud-only account")
-    changed = {"upn": upn} if user.upn != upn else {}
+    changed: dict[str, object] = {"upn": upn} if user.upn != upn else {}
     if guid and user.immutable_id != guid:
         changed["immutable_id"] = guid
     if user.directory_state in DIRECTORY_STATES:  # the directory deactivated them, and now signs them in

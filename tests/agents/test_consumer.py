@@ -3,13 +3,13 @@
 import asyncio
 import dataclasses
 import datetime
-import json
 import time
 import uuid
 
 import pta_protocol as protocol
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -18,15 +18,11 @@ from cryptography.x509.oid import NameOID
 from django.db import connections
 from django.utils import timezone
 
-from agents.connections import local_agents
-from agents.consumers import (
-    AgentBusy,
-    AgentConsumer,
-    AgentDisconnected,
-    AgentRequestError,
-    AgentTimeout,
-    AgentUnavailable,
-)
+from agents.connections import LocalConnection, local_agents
+from agents.consumers import AgentConsumer
+from agents.handoff import AgentBusy, AgentDisconnected, AgentRequestError, AgentTimeout, AgentUnavailable
+from agents.handoff.messages import RelayedAck, RelayedRequest, RelayedResult, reply_from_message
+from agents.handoff.relay import hand_over
 from agents.models import Agent
 from agents.presence import presence_close, presence_registry
 from agents.selectors import agent_presence, agents_connected
@@ -39,6 +35,23 @@ CloseCode = protocol.CloseCode
 
 def pem(cert) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+async def published(agent_id: str):
+    """The agent's presence record once the consumer has published it: the welcome frame goes first, so a fast
+    agent (this fake) can read its welcome before the record reaches Redis."""
+    for _ in range(100):
+        if (present := await agent_presence(agent_id=agent_id)) is not None:
+            return present
+        await asyncio.sleep(0.05)
+    return None
+
+
+def connection_of(agent_id: str) -> LocalConnection:
+    """This process's connection of an agent the test has seen welcomed."""
+    connection = local_agents.get(agent_id)
+    assert connection is not None, f"agent {agent_id} has no connection in this process"
+    return connection
 
 
 class FakeAgent:
@@ -120,16 +133,13 @@ def test_heartbeats_fit_inside_presence_expiry(settings):
 
 
 async def test_handshake_welcomes_and_publishes_presence(agent, fake, tenant_a):
-    started = time.perf_counter()
     welcome = await fake.welcomed()
-    elapsed = time.perf_counter() - started
     assert welcome.agent_id == str(agent[0].pk) and welcome.renew is False
-    present = await agent_presence(agent_id=welcome.agent_id)
+    present = await published(welcome.agent_id)
     assert present is not None and present.tenant_id == str(tenant_a.pk)
     connected = await agents_connected(tenant_id=str(tenant_a.pk), domain="alpha.example.test")
     assert [c.agent_id for c in connected] == [welcome.agent_id] and connected[0].local
     assert await agents_connected(tenant_id=str(tenant_a.pk), domain="other.example.test") == []
-    assert elapsed < 2
     await fake.close()
     assert await agent_presence(agent_id=welcome.agent_id) is None
     assert local_agents.get(welcome.agent_id) is None
@@ -240,6 +250,16 @@ async def test_bad_frames_after_hello_get_errors_and_the_connection_stays(fake, 
     await fake.close()
 
 
+async def test_a_mistyped_field_is_named_in_the_error_frame(fake):
+    await fake.welcomed()
+    await fake.ws.send_to(text_data='{"type": "heartbeat", "capacity": "32"}')
+    error = await fake.frame()
+    assert error.code == "malformed" and "`$.capacity`" in error.message
+    await fake.send(protocol.Heartbeat(in_flight=0, capacity=32))
+    assert await fake.ws.receive_nothing(0.1)
+    await fake.close()
+
+
 async def test_binary_frame_and_second_hello_get_errors(fake):
     await fake.welcomed()
     await fake.ws.send_to(bytes_data=b"\x00\x01")
@@ -258,9 +278,10 @@ async def test_heartbeat_updates_presence_and_last_seen(agent, fake, settings, t
     for _ in range(100):
         present = await agent_presence(agent_id=welcome.agent_id)
         seen = await database_sync_to_async(lambda: Agent.objects.get(pk=agent[0].pk).last_seen)()
-        if present.last_beat >= before and seen is not None:
+        if present is not None and present.last_beat >= before and seen is not None:
             break
         await asyncio.sleep(0.05)
+    assert present is not None
     assert present.last_beat >= before and present.capacity == 7 and present.version == "2.0"
     assert present.dc_reachable is False
     assert seen is not None
@@ -269,10 +290,8 @@ async def test_heartbeat_updates_presence_and_last_seen(agent, fake, settings, t
 
 async def test_revocation_closes_the_live_connection_within_a_second(agent, fake):
     welcome = await fake.welcomed()
-    started = time.monotonic()
     await database_sync_to_async(agent_revoke)(agent=agent[0])
-    await fake.expect_close(CloseCode.REVOKED, timeout=1)
-    assert time.monotonic() - started < 1
+    await fake.expect_close(CloseCode.REVOKED, timeout=1)  # at once, not at the keeper's next check
     assert await agent_presence(agent_id=welcome.agent_id) is None
     again = FakeAgent(fake.certificate_pem, fake.key)
     await again.hello()
@@ -305,8 +324,9 @@ async def test_renewal_in_the_window_issues_a_new_certificate_and_refuses_the_ol
     await fake.send(protocol.Renewal(csr=csr, signature=protocol.sign_renewal(fake.key, csr)))
     renewed = await fake.frame()
     assert isinstance(renewed, protocol.Renewed)
-    certificate = x509.load_pem_x509_certificate(renewed.certificate.encode())
-    assert protocol.key_fingerprint(certificate.public_key()) == protocol.key_fingerprint(new_key.public_key())
+    certified_key = x509.load_pem_x509_certificate(renewed.certificate.encode()).public_key()
+    assert isinstance(certified_key, rsa.RSAPublicKey)
+    assert protocol.key_fingerprint(certified_key) == protocol.key_fingerprint(new_key.public_key())
     await fake.expect_close(CloseCode.RENEWED)
 
     old = FakeAgent(fake.certificate_pem, fake.key)
@@ -319,7 +339,7 @@ async def test_renewal_in_the_window_issues_a_new_certificate_and_refuses_the_ol
 
 async def test_renewal_lets_the_sign_ins_in_flight_finish_before_closing(agent, fake):
     welcome = await fake.welcomed()
-    consumer = local_agents.get(welcome.agent_id)
+    consumer = connection_of(welcome.agent_id)
     pending = await consumer.send_request(make_request(agent[0]))
     sent = await fake.frame()
     await fake.send(protocol.Ack(request_id=sent.request_id))
@@ -354,9 +374,15 @@ def make_request(agent: Agent, *, domain: str = "alpha.example.test", request_id
                             sealed={}, signature="s")
 
 
+async def ask(consumer, request, *, ack_timeout: float = 1.0, result_timeout: float = 10.0):
+    """The hand-off's local path to this consumer."""
+    return await hand_over(request, agent_id=consumer.agent_id, channel_name=consumer.channel_name, local=True,
+                           ack_timeout=ack_timeout, result_timeout=result_timeout)
+
+
 async def test_request_resolves_on_ack_and_result(agent, fake):
     welcome = await fake.welcomed()
-    consumer = local_agents.get(welcome.agent_id)
+    consumer = connection_of(welcome.agent_id)
     pending = await consumer.send_request(make_request(agent[0]))
     sent = await fake.frame()
     assert isinstance(sent, protocol.Request) and sent.request_id == pending.request_id
@@ -371,22 +397,22 @@ async def test_request_resolves_on_ack_and_result(agent, fake):
 
 async def test_relay_deadlines_errors_and_disconnect(agent, fake):
     welcome = await fake.welcomed()
-    consumer = local_agents.get(welcome.agent_id)
+    consumer = connection_of(welcome.agent_id)
 
-    task = asyncio.create_task(consumer.relay(make_request(agent[0]), ack_timeout=1, result_timeout=0.3))
+    task = asyncio.create_task(ask(consumer, make_request(agent[0]), ack_timeout=1, result_timeout=0.3))
     sent = await fake.frame()
     await fake.send(protocol.Ack(request_id=sent.request_id))
     with pytest.raises(AgentTimeout):
         await task
     assert consumer.in_flight == 0
 
-    task = asyncio.create_task(consumer.relay(make_request(agent[0])))
+    task = asyncio.create_task(ask(consumer, make_request(agent[0])))
     sent = await fake.frame()
     await fake.send(protocol.Error(code="cannot_decrypt", message="no", request_id=sent.request_id))
     with pytest.raises(AgentRequestError):
         await task
 
-    task = asyncio.create_task(consumer.relay(make_request(agent[0])))
+    task = asyncio.create_task(ask(consumer, make_request(agent[0])))
     await fake.frame()
     await fake.close()
     with pytest.raises(AgentDisconnected):  # before the ack: safe to try another agent
@@ -395,8 +421,8 @@ async def test_relay_deadlines_errors_and_disconnect(agent, fake):
 
 async def test_a_disconnect_after_the_ack_is_never_tried_elsewhere(agent, fake):
     welcome = await fake.welcomed()
-    consumer = local_agents.get(welcome.agent_id)
-    task = asyncio.create_task(consumer.relay(make_request(agent[0])))
+    consumer = connection_of(welcome.agent_id)
+    task = asyncio.create_task(ask(consumer, make_request(agent[0])))
     sent = await fake.frame()
     await fake.send(protocol.Ack(request_id=sent.request_id))
     await asyncio.sleep(0.05)
@@ -407,7 +433,7 @@ async def test_a_disconnect_after_the_ack_is_never_tried_elsewhere(agent, fake):
 
 async def test_requests_outside_the_agents_tenant_or_domain_or_capacity_are_not_sent(agent, fake):
     welcome = await fake.welcomed()
-    consumer = local_agents.get(welcome.agent_id)
+    consumer = connection_of(welcome.agent_id)
     with pytest.raises(ValueError):
         await consumer.send_request(make_request(agent[0], domain="beta.example.test"))
     with pytest.raises(ValueError):
@@ -421,19 +447,19 @@ async def test_requests_outside_the_agents_tenant_or_domain_or_capacity_are_not_
 
 async def test_request_from_another_node_is_answered_on_its_reply_channel(agent, fake):
     welcome = await fake.welcomed()
-    consumer = local_agents.get(welcome.agent_id)
-    layer = consumer.channel_layer
+    consumer = connection_of(welcome.agent_id)
+    layer = get_channel_layer()
+    assert layer is not None
     reply_to = await layer.new_channel()
     request = make_request(agent[0])
-    body = json.loads(protocol.encode(request))
-    body.pop("type")
-    await layer.send(consumer.channel_name, {"type": "agent.request", "request": body, "reply_to": reply_to})
+    await layer.send(consumer.channel_name, RelayedRequest.of(request, reply_to=reply_to).to_message())
     sent = await fake.frame()
+    assert sent == request
     await fake.send(protocol.Ack(request_id=sent.request_id))
-    assert (await asyncio.wait_for(layer.receive(reply_to), 1))["event"] == "ack"
+    assert reply_from_message(await asyncio.wait_for(layer.receive(reply_to), 1)) == RelayedAck(request.request_id)
     await fake.send(protocol.Result(request_id=sent.request_id, outcome="invalid_credentials", ad_subcode="52e"))
-    reply = await asyncio.wait_for(layer.receive(reply_to), 1)
-    assert reply["event"] == "result" and reply["result"]["outcome"] == "invalid_credentials"
+    reply = reply_from_message(await asyncio.wait_for(layer.receive(reply_to), 1))
+    assert isinstance(reply, RelayedResult) and reply.frame().outcome == "invalid_credentials"
     await fake.close()
 
 
@@ -441,7 +467,7 @@ async def test_presence_prefers_the_newest_connection_of_an_agent(agent):
     first, second = FakeAgent(agent[0].certificate_pem, agent[1]), FakeAgent(agent[0].certificate_pem, agent[1])
     await first.welcomed()
     await second.welcomed()
-    newest = local_agents.get(str(agent[0].pk))
+    newest = connection_of(str(agent[0].pk))
     await first.close()  # the older connection leaving must not withdraw the newer one's presence
     present = await presence_registry().for_agent(agent_id=str(agent[0].pk))
     assert present is not None and present.channel_name == newest.channel_name
@@ -451,8 +477,9 @@ async def test_presence_prefers_the_newest_connection_of_an_agent(agent):
 async def test_a_password_change_goes_only_to_an_agent_that_announced_it(agent, fake, tenant_a):
     # An agent that announced nothing (an older one, or one without a service account) is never sent a change.
     welcome = await fake.welcomed()
-    consumer = local_agents.get(welcome.agent_id)
-    assert (await agent_presence(agent_id=welcome.agent_id)).capabilities == ()
+    consumer = connection_of(welcome.agent_id)
+    present = await published(welcome.agent_id)
+    assert present is not None and present.capabilities == ()
     assert await agents_connected(tenant_id=str(tenant_a.pk), domain="alpha.example.test",
                                   capability=protocol.CAPABILITY_PASSWORD_CHANGE) == []
     change = dataclasses.replace(make_request(agent[0]), kind=protocol.REQUEST_PASSWORD_CHANGE)
@@ -475,7 +502,7 @@ async def test_a_password_change_goes_only_to_an_agent_that_announced_it(agent, 
     found = await agents_connected(tenant_id=str(tenant_a.pk), domain="alpha.example.test",
                                    capability=protocol.CAPABILITY_PASSWORD_CHANGE)
     assert [a.agent_id for a in found] == [welcome.agent_id]
-    consumer = local_agents.get(welcome.agent_id)
+    consumer = connection_of(welcome.agent_id)
     await consumer.send_request(change)
     assert (await able.frame()).kind == protocol.REQUEST_PASSWORD_CHANGE
     await able.close()

@@ -10,8 +10,8 @@ import time
 import httpx
 import ldap3
 import pytest
-from pta_protocol import Outcome
 
+from signin.outcomes import Outcome
 from tests.fixtures.http import sign_in
 from tests.fixtures.network import TcpRelay
 from tests.fixtures.portal import local_agents, make_portal, node_metric, site_with_agent, start_agent, wait_for
@@ -122,7 +122,8 @@ def test_hostile_passwords_get_a_clear_answer(site, ad_testbed, password):
 def direct_bind(ad, upn: str, password: str) -> bool:
     tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=ad.ca_file)
     server = ldap3.Server(ad.ldaps_url, use_ssl=True, tls=tls, get_info=ldap3.NONE)
-    connection = ldap3.Connection(server, user=upn, password=password.encode())
+    # Bytes, as the agent sends them (ldap3 takes both; types-ldap3 says str only).
+    connection = ldap3.Connection(server, user=upn, password=password.encode())  # type: ignore[arg-type]
     try:
         return connection.bind()
     finally:
@@ -211,7 +212,7 @@ def test_production_two_nodes_hand_off_across_nodes_and_leave_nothing_behind(ad_
 
         assert sign_in(node_b.url, user["upn"], user["password"]).outcome == "success"
         baseline = subscriptions()
-        outcomes: dict[str, int] = {}
+        outcomes: dict[str | None, int] = {}
         with httpx.Client(base_url=node_b.url, timeout=20) as client:
             for i in range(200):
                 password = user["password"] if i % 4 else "wrong-" + user["password"]
@@ -276,7 +277,7 @@ def test_an_agent_never_serves_another_tenants_sign_in(ad_testbed, portal_factor
     user = ad_testbed.user("alice")
     assert sign_in(node.url, user["upn"], user["password"]).outcome == "success"
     rows = portal.sql("SELECT t.slug, e.agent_id FROM signin_signinevent e JOIN tenant_tenant t ON t.id = e.tenant_id")
-    by_tenant = {}
+    by_tenant: dict[str, set[str | None]] = {}
     for slug, agent_id in rows:
         by_tenant.setdefault(slug, set()).add(agent_id)
     assert by_tenant[tenant_b] == {None}

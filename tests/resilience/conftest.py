@@ -7,12 +7,20 @@ rewritten from them at the end of the session (a partial run leaves it alone and
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import TypedDict
 
 import pytest
 
 from tests.resilience.report import SCENARIOS, Reliability
 
-_collector: dict[str, object] = {}
+
+class _Session(TypedDict, total=False):
+    current: Reliability  # the session's collector
+    written: Path | None  # what it wrote at the end (None: a partial run)
+
+
+_collector: _Session = {}
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request: thousands per scenario
 
 

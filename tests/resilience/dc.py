@@ -28,7 +28,7 @@ from pathlib import Path
 import ldap3
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = REPO_ROOT / "scripts" / "ad-testbed"
+SCRIPT = REPO_ROOT / "scripts" / "ad_testbed.py"
 READY_TIMEOUT_SECONDS = 45.0
 
 

@@ -99,6 +99,18 @@ class Timeline:
         self.fault_end = self.mark(what)
         return self.fault_end
 
+    @property
+    def fault_began(self) -> float:
+        """fault_start, once the scenario has marked it."""
+        assert self.fault_start is not None, "the scenario marked no fault"
+        return self.fault_start
+
+    @property
+    def fault_ended(self) -> float:
+        """fault_end, once the scenario has marked it."""
+        assert self.fault_end is not None, "the scenario marked no end to its fault"
+        return self.fault_end
+
     def describe(self) -> str:
         return "; ".join(f"{what} at {at:.1f} s" for at, what in self.events)
 
@@ -546,8 +558,9 @@ class Figures:
         by_kind = {kind: collections.Counter(r.label for r in records if r.kind == kind) for kind in KINDS}
         answered = [r for r in records if r.status is not None]
         durations = sorted(r.seconds for r in answered) or [0.0]
-        used = collections.Counter()
-        explained, unexplained = collections.Counter(), []
+        used: collections.Counter[str] = collections.Counter()
+        explained: collections.Counter[str] = collections.Counter()
+        unexplained: list[SignInRecord] = []
         for record in sorted(records, key=lambda r: r.start):
             if record.label in NORMAL_OUTCOMES[record.kind]:
                 continue
@@ -575,8 +588,8 @@ class Figures:
         )
 
     @property
-    def outcomes(self) -> collections.Counter:
-        total = collections.Counter()
+    def outcomes(self) -> collections.Counter[str]:
+        total: collections.Counter[str] = collections.Counter()
         for counts in self.by_kind.values():
             total.update(counts)
         return total

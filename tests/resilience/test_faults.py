@@ -13,11 +13,11 @@ import dataclasses
 import json
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import pytest
-from pta_protocol import Outcome
 
+from signin.outcomes import Outcome
 from tests.fixtures.portal import RedisServer, node_metric, wait_for
 from tests.resilience.dc import DomainController
 from tests.resilience.load import (
@@ -81,7 +81,7 @@ def conclude(reliability, key: str, site: Site, setup: str, records: list[SignIn
     return result
 
 
-def during(labels: set[str], start: float, end: float, why: str, *, limit: int | None = None,
+def during(labels: Collection[str], start: float, end: float, why: str, *, limit: int | None = None,
            kinds=frozenset(KINDS)) -> Allowance:
     return Allowance(frozenset(labels), start, end, why, kinds=frozenset(kinds), limit=limit)
 
@@ -129,7 +129,7 @@ def test_a_rush_of_ten_times_an_agents_capacity_waits_for_a_slot(ad_testbed, rel
         site.close()
     rushed = [r.password_seconds for r in records if r.phase == "rush" and r.password_seconds is not None]
     conclude(reliability, "rush", site, describe(site), records, timeline,
-             [during({"too_many_signins"}, timeline.fault_start, timeline.fault_end, "the line was full")],
+             [during({"too_many_signins"}, timeline.fault_began, timeline.fault_ended, "the line was full")],
              recovery_bound=5.0,
              notes=f"agents registered with `[agent] capacity = {RUSH_CAPACITY}` (edited in the TOML `pta-agent "
                    f"register` wrote, before `run`), so that a rush of 10× one agent's capacity ({size} password "
@@ -154,7 +154,7 @@ def test_kill_9_of_one_agent_loses_only_what_it_acknowledged(ad_testbed, reliabi
         records, timeline = drive(site, mix, kill)
     finally:
         site.close()
-    at = timeline.fault_start
+    at = timeline.fault_began
     conclude(reliability, "agent_kill", site, describe(site), records, timeline,
              [during({"agent_timeout"}, at, at + 1.0, "acknowledged by the killed agent", limit=site.capacity)],
              recovery_bound=5.0,
@@ -208,7 +208,7 @@ def test_every_agent_stopped_then_started(ad_testbed, reliability):
     finally:
         site.close()
     conclude(reliability, "agents_restart", site, describe(site), records, timeline,
-             [during({"no_agent_available"}, timeline.fault_start, timeline.fault_end + 5.0, "no agent connected")],
+             [during({"no_agent_available"}, timeline.fault_began, timeline.fault_ended + 5.0, "no agent connected")],
              recovery_bound=5.0,
              notes="While no agent is connected, sign-ins end `no_agent_available` at once; the restarted agents "
                    "reconnect by themselves.")
@@ -232,7 +232,7 @@ def test_kill_9_of_one_of_two_nodes(ad_testbed, reliability):
         records, timeline = drive(site, mix, kill)
     finally:
         site.close()
-    at = timeline.fault_start
+    at = timeline.fault_began
     retried = [r for r in records if r.connection_errors]
     conclude(reliability, "node_kill", site, describe(site) + ", one agent on each; workers spread over both",
              records, timeline,
@@ -264,7 +264,7 @@ def test_redis_restarted(ad_testbed, reliability, tmp_path):
     finally:
         site.close()
         server.stop(kill=True)
-    start, end = timeline.fault_start, timeline.fault_end
+    start, end = timeline.fault_began, timeline.fault_ended
     conclude(reliability, "redis_restart", site, describe(site) + ", one agent on each; private redis-server",
              records, timeline,
              [during({"!session_lost", "session_expired"}, start, end + 10.0,
@@ -295,7 +295,7 @@ def test_postgresql_restarted(ad_testbed, reliability, postgres_cluster):
     finally:
         site.close()
     conclude(reliability, "postgres_restart", site, describe(site) + "; private PostgreSQL cluster", records,
-             timeline, [during(REFUSALS, timeline.fault_start, timeline.fault_end + 10.0,
+             timeline, [during(REFUSALS, timeline.fault_began, timeline.fault_ended + 10.0,
                                "the portal's database was down")],
              recovery_bound=10.0,
              notes="A private cluster (`initdb`/`pg_ctl` on a free port; tests/fixtures/postgres.py), never the "
@@ -327,7 +327,7 @@ def test_dc_stopped_then_started(ad_testbed, reliability):
         site.close()
         dc.ensure_running()
     conclude(reliability, "dc_restart", site, describe(site), records, timeline,
-             [during({"directory_unavailable"}, timeline.fault_start, timeline.fault_end + 5.0, "the DC was down")],
+             [during({"directory_unavailable"}, timeline.fault_began, timeline.fault_ended + 5.0, "the DC was down")],
              recovery_bound=5.0,
              notes="Stopped with `scripts/ad-testbed stop`, started again with the command that script starts it "
                    "with (`samba -s DIR/etc/smb.conf -D`), on the same directory: the same DC comes back (its "
@@ -354,7 +354,7 @@ def test_dc_frozen_for_five_seconds(ad_testbed, reliability):
         site.close()
         dc.ensure_running()
     conclude(reliability, "dc_freeze", site, describe(site), records, timeline,
-             [during({"directory_unavailable"}, timeline.fault_start, timeline.fault_end + 5.0,
+             [during({"directory_unavailable"}, timeline.fault_began, timeline.fault_ended + 5.0,
                      "the DC did not answer")],
              recovery_bound=5.0,
              notes="A DC that accepts connections but answers nothing: the agent's LDAP timeouts (5 s) must turn "

@@ -28,6 +28,7 @@ import httpx
 import pytest
 import redis
 
+from tests.fixtures.http import found
 from tests.fixtures.portal import REPO_ROOT, RedisServer, stop_process, wait_for
 from tests.resilience.load import (
     OTHER_ADDRESS,
@@ -264,7 +265,7 @@ def provoke_error_pages(node_url: str, ad, marker, keep_page) -> list[str]:
         client = walker.client(node_url, OTHER_ADDRESS)  # a fresh browser: no session at all
         page = client.get("/login/")
         keep_page(page)
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+        token = found(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
         post("no session", client, data={"password": marker(), "csrfmiddlewaretoken": token})
         response = client.post("/login/", content=(f"csrfmiddlewaretoken={token}&username={upn}&password={marker()}"
                                                    "&pad=" + "x" * (3 * 2**20)).encode(),

@@ -133,7 +133,9 @@ def via_proxy(client_ip: str, *, forged: str = "") -> Client:
 
 
 def last_record() -> SignInEvent:
-    return SignInEvent.objects.order_by("-created_at", "-pk").first()
+    record = SignInEvent.objects.order_by("-created_at", "-pk").first()
+    assert record is not None, "no sign-in was recorded"
+    return record
 
 
 @pages

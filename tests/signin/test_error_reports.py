@@ -25,6 +25,7 @@ from signin import backends, oidc, views
 from signin.consumers import PasswordPostRouter
 from signin.forms import PasswordForm
 from tenant.services import tenant_policy_set
+from tests.fixtures.http import found
 
 # Made at run time, never a literal: the report also shows source lines around each frame.
 PASSWORD = "Pw-" + secrets.token_urlsafe(18)
@@ -42,7 +43,8 @@ async def failing_sign_in(*, username: str, password: str, **attempt):
 
 def reports(request, exc_info) -> tuple[str, str]:
     """The text and HTML of Django's technical error report, as AdminEmailHandler renders them."""
-    reporter = ExceptionReporter(request, *exc_info, is_email=True)
+    exc_type, exc_value, traceback = exc_info
+    reporter = ExceptionReporter(request, exc_type, exc_value, traceback, is_email=True)
     return reporter.get_traceback_text(), reporter.get_traceback_html()
 
 
@@ -136,7 +138,7 @@ def test_validate_user_hides_the_password(monkeypatch, tenant):
 
 def username_step(client: Client) -> str:
     page = client.get("/login/")
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode()).group(1)
+    token = found(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode())
     assert client.post("/login/", {"username": UPN, "csrfmiddlewaretoken": token}).status_code == 302
     return token
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 import base64
 import re
 import time
+from typing import Any
 
 import pytest
 from django.core.management import call_command
 from django.test import Client
 from django_otp.oath import TOTP
-from pta_protocol import Outcome
 
 from signin.models import SignInEvent
+from signin.outcomes import Outcome
 from signin.services.mfa import mfa_decide
 from tenant.models import Tenant, User
+from tests.fixtures.http import found
 
 PASSWORD = "Adm1n-pa55-for-tests"
 _CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
@@ -70,12 +72,12 @@ def totp_code(secret: str, *, step: int = 0) -> str:
 
 
 def csrf(response) -> str:
-    return _CSRF.search(response.content.decode()).group(1)
+    return found(_CSRF, response.content.decode())
 
 
 def outcome(response) -> str | None:
-    found = _OUTCOME.search(response.content.decode())
-    return response.headers.get("PTA-Outcome") or (found.group(1) if found else None)
+    match = _OUTCOME.search(response.content.decode())
+    return response.headers.get("PTA-Outcome") or (match.group(1) if match else None)
 
 
 def password_step(client: Client, upn: str, password: str = PASSWORD, next_url: str = ""):
@@ -86,12 +88,12 @@ def password_step(client: Client, upn: str, password: str = PASSWORD, next_url: 
     return client.post("/login/password/", {"password": password, "csrfmiddlewaretoken": csrf(page)})
 
 
-def enrol(client: Client) -> tuple[str, object]:
+def enrol(client: Client) -> tuple[str, Any]:
     """Enrolment page → secret from the page → first code; returns the secret and the final response."""
     page = client.get("/login/mfa/enrol/")
     assert outcome(page) == "mfa_required"
     assert "<svg" in page.content.decode()
-    secret = _SECRET.search(page.content.decode()).group(1)
+    secret = found(_SECRET, page.content.decode())
     response = client.post("/login/mfa/enrol/", {"otp": totp_code(secret), "csrfmiddlewaretoken": csrf(page)})
     return secret, response
 
@@ -170,7 +172,7 @@ def test_wrong_code_is_mfa_failed_and_throttled(admin_user, settings):
     assert response.status_code == 200 and outcome(response) == "mfa_failed"
     assert not is_signed_in(client)
     event = SignInEvent.objects.filter(user=admin_user).first()
-    assert (event.outcome, event.mfa_result) == ("mfa_failed", "mfa_failed")
+    assert event is not None and (event.outcome, event.mfa_result) == ("mfa_failed", "mfa_failed")
     # Right away, even the right code is refused: django-otp's throttling.
     response = client.post("/login/mfa/", {"otp": totp_code(secret, step=1), "csrfmiddlewaretoken": csrf(page)})
     assert outcome(response) == "mfa_failed" and "Too many wrong codes" in response.content.decode()
@@ -221,7 +223,8 @@ def test_unfamiliar_policy_asks_new_places_until_a_sign_in_completes(admin_user)
     client.defaults["REMOTE_ADDR"] = "203.0.113.77"
     client.post("/logout/", {"csrfmiddlewaretoken": csrf(client.get("/logout/"))})
     assert outcome(password_step(client, admin_user.upn)) == "success"
-    assert SignInEvent.objects.filter(user=admin_user).first().mfa_reason == "known_device"
+    latest = SignInEvent.objects.filter(user=admin_user).first()
+    assert latest is not None and latest.mfa_reason == "known_device"
 
 
 @pages
@@ -299,20 +302,20 @@ def test_each_enrolment_has_its_own_secret_and_a_newer_one_voids_it(admin_user):
     attacker, user = Client(REMOTE_ADDR="203.0.113.66"), Client(REMOTE_ADDR="198.51.100.20")
     password_step(attacker, admin_user.upn)
     attacker_page = attacker.get("/login/mfa/enrol/")
-    copied = _SECRET.search(attacker_page.content.decode()).group(1)
-    assert _SECRET.search(attacker.get("/login/mfa/enrol/").content.decode()).group(1) == copied  # a reload
+    copied = found(_SECRET, attacker_page.content.decode())
+    assert found(_SECRET, attacker.get("/login/mfa/enrol/").content.decode()) == copied  # a reload
     password_step(user, admin_user.upn)
     user_page = user.get("/login/mfa/enrol/")
-    own = _SECRET.search(user_page.content.decode()).group(1)
+    own = found(_SECRET, user_page.content.decode())
     assert own != copied
     # The copied secret's enrolment is void: its codes confirm nothing, and a fresh secret is shown instead.
     response = attacker.post("/login/mfa/enrol/", {"otp": totp_code(copied),
                                                    "csrfmiddlewaretoken": csrf(attacker_page)})
     assert outcome(response) == "mfa_required" and not is_signed_in(attacker)
-    assert _SECRET.search(response.content.decode()).group(1) not in (copied, own)
+    assert found(_SECRET, response.content.decode()) not in (copied, own)
     # That restart voided the user's enrolment in turn; the user's next page load starts their own again.
     user_page = user.get("/login/mfa/enrol/")
-    own = _SECRET.search(user_page.content.decode()).group(1)
+    own = found(_SECRET, user_page.content.decode())
     done = user.post("/login/mfa/enrol/", {"otp": totp_code(own), "csrfmiddlewaretoken": csrf(user_page)})
     assert outcome(done) == "success" and is_signed_in(user)
     # The confirmed factor is the user's own: a code from the copied secret does not pass the challenge.

@@ -2,7 +2,6 @@
 before any agent, the offer only where an agent can make the change, the same path and record as a sign-in.
 Against the real DC and pta-agent: tests/integration/test_password_change.py."""
 
-import re
 import uuid
 
 import pytest
@@ -14,6 +13,7 @@ from signin.forms import PasswordChangeForm
 from signin.models import SignInEvent
 from signin.services import attempt
 from signin.services.attempt import MAX_PASSWORD_LENGTH
+from tests.fixtures.http import found
 
 pytestmark = pytest.mark.django_db(transaction=True)
 UPN = "erin@alpha.example.test"
@@ -76,7 +76,7 @@ def tenant(tenant_factory):
 
 
 def token(response) -> str:
-    return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', response.content.decode()).group(1)
+    return found(r'name="csrfmiddlewaretoken" value="([^"]+)"', response.content.decode())
 
 
 def must_change(client: Client):
@@ -106,6 +106,7 @@ def test_changed_the_sign_in_goes_on_as_after_a_success(tenant, monkeypatch):
     assert agents.changes == [(UPN, OLD, NEW)]
     assert client.get("/login/done/")["PTA-Outcome"] == "success"  # logged in
     change = SignInEvent.objects.get(password_change=True)
+    assert change.user is not None
     assert (change.outcome, change.user.upn, change.detail) == ("success", UPN, "")
 
 

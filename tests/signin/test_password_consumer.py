@@ -1,7 +1,8 @@
 """The password POST's consumer runs Django's own session, CSRF and security machinery, in two thread hops."""
 
-import re
+from collections.abc import Mapping
 from http.cookies import SimpleCookie
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -11,6 +12,7 @@ from django.test import Client
 
 from signin.consumers import PasswordPostRouter
 from signin.models import SignInEvent
+from tests.fixtures.http import found
 
 pytestmark = pytest.mark.django_db(transaction=True)
 PASSWORD = "Cl0ud-only-Pa55!"
@@ -33,12 +35,12 @@ def username_step(upn: str) -> tuple[dict, str]:
     """Walk the username page with Django's test client: a session in the cache and a CSRF cookie."""
     client = Client()
     page = client.get("/login/")
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode()).group(1)
+    token = found(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode())
     client.post("/login/", {"username": upn, "csrfmiddlewaretoken": token})
     return {name: morsel.value for name, morsel in client.cookies.items()}, token
 
 
-async def post(cookies: dict, body: bytes) -> dict:
+async def post(cookies: dict, body: bytes) -> Mapping[str, Any]:
     headers = [(b"content-type", b"application/x-www-form-urlencoded"), (b"host", b"127.0.0.1"),
                (b"cookie", "; ".join(f"{k}={v}" for k, v in cookies.items()).encode())]
     communicator = HttpCommunicator(PasswordPostRouter(django_app), "POST", "/login/password/", body=body,
@@ -46,11 +48,11 @@ async def post(cookies: dict, body: bytes) -> dict:
     return await communicator.get_response(timeout=10)
 
 
-def header(response: dict, name: str) -> list[str]:
+def header(response: Mapping[str, Any], name: str) -> list[str]:
     return [v.decode() for k, v in response["headers"] if k.decode().lower() == name.lower()]
 
 
-def set_cookies(response: dict) -> dict:
+def set_cookies(response: Mapping[str, Any]) -> dict:
     cookies = SimpleCookie()
     for value in header(response, "set-cookie"):
         cookies.load(value)

@@ -3,7 +3,9 @@ Django's own handler and the plain view do: the same requests through both, comp
 security headers, the cookies set and their attributes. A Django upgrade or a new middleware that changes the
 plain path's answers fails here, not in production."""
 
+from collections.abc import Mapping
 from http.cookies import SimpleCookie
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -18,7 +20,7 @@ COMPARED_HEADERS = ("location", "pta-outcome", "content-type", "cache-control", 
                     "x-content-type-options", "referrer-policy", "cross-origin-opener-policy", "vary")
 
 
-def answer(response: dict) -> dict:
+def answer(response: Mapping[str, Any]) -> dict:
     """What a browser acts on, without what differs by nature (session keys, tokens, dates, body bytes)."""
     headers: dict[str, list[str]] = {}
     cookies = SimpleCookie()

@@ -22,7 +22,7 @@ def test_only_a_completed_sign_in_clears_a_requested_one():
     session_authenticated(session=session)
     signed_in = session_authentication(session=session)
     assert not signed_in.reauthentication_pending and not signed_in.older_than(60)
-    assert signed_in.older_than(0, now=signed_in.at + 1)
+    assert signed_in.at is not None and signed_in.older_than(0, now=signed_in.at + 1)
     session_reauthentication_require(session=session)
     assert session_authentication(session=session).reauthentication_pending
     session_authenticated(session=session)

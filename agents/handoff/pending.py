@@ -1,0 +1,71 @@
+"""One request handed to an agent, from the moment it is sent until its result, and the one wait for it.
+
+Whoever hears from the agent settles it: the consumer of a local agent (``ack``, ``resolve``, ``fail``), or this
+process's reply channel for an agent on another node. The asker only ever calls ``wait``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import pta_protocol as protocol
+
+from agents.handoff import AgentAckTimeout, AgentDisconnected, AgentTimeout
+
+
+@dataclass(eq=False)
+class PendingRequest:
+    request_id: str
+    acked: asyncio.Future[None] = field(repr=False)
+    result: asyncio.Future[protocol.Result] = field(repr=False)
+    sent_at: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def start(cls, request_id: str) -> PendingRequest:
+        loop = asyncio.get_running_loop()
+        return cls(request_id=request_id, acked=loop.create_future(), result=loop.create_future())
+
+    def ack(self) -> None:
+        if not self.acked.done():
+            self.acked.set_result(None)
+
+    def resolve(self, result: protocol.Result) -> None:
+        self.ack()  # a result implies the ack
+        if not self.result.done():
+            self.result.set_result(result)
+
+    def fail(self, exc: Exception) -> None:
+        """Before the ack, the ack fails too: the asker learns it there, without waiting for a result."""
+        for future in (self.acked, self.result):
+            if not future.done():
+                future.set_exception(exc)
+                future.exception()  # retrieved here: nobody may be awaiting an ack that never came
+
+    def give_up(self) -> None:
+        """The asker stops waiting: whatever is unsettled is cancelled (a consumer frees the agent's slot then)."""
+        for future in (self.acked, self.result):
+            if not future.done():
+                future.cancel()
+            elif not future.cancelled():
+                future.exception()  # a late failure is not an "exception never retrieved"
+
+    async def wait(self, *, ack_timeout: float, result_timeout: float) -> protocol.Result:
+        """The agent's Result. Before the ack: AgentAckTimeout, or how the request failed (AgentUnavailable and
+        its kinds, AgentRequestError). After it: AgentTimeout when no result came by ``result_timeout`` (counted
+        from the send) or the agent disconnected, AgentRequestError for an error frame."""
+        try:
+            try:
+                await asyncio.wait_for(asyncio.shield(self.acked), ack_timeout)
+            except TimeoutError:
+                raise AgentAckTimeout(f"no ack within {ack_timeout:.2f} s") from None
+            remaining = max(0.0, result_timeout - (time.monotonic() - self.sent_at))
+            try:
+                return await asyncio.wait_for(asyncio.shield(self.result), remaining)
+            except TimeoutError:
+                raise AgentTimeout(f"no result within {result_timeout:.2f} s") from None
+            except AgentDisconnected:  # acked: the bind may have happened, so no other agent may try it
+                raise AgentTimeout("the agent disconnected after its ack") from None
+        finally:
+            self.give_up()

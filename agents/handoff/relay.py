@@ -1,0 +1,171 @@
+"""Both paths of the hand-off: to an agent connected to this process, and to one connected to another node.
+
+Asking side: ``hand_over`` gives the request to the local connection, or sends it to the node that holds the
+agent (RelayedRequest) and registers it with this process's one reply channel, where that node's answers arrive
+and are matched by request id (a channel per request would never be unsubscribed by the pub/sub layer). Either
+way the asker then waits on the PendingRequest.
+
+Serving side: ``serve_relayed`` (called by the connection's consumer) sends a relayed request to the agent and
+forwards its ack and its result, or how it failed, to the asking node, until the request expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pta_protocol as protocol
+from channels.layers import BaseChannelLayer, get_channel_layer
+
+from agents.connections import LocalConnection, in_background, local_agents
+from agents.handoff import AgentRequestError, AgentUnavailable
+from agents.handoff.messages import (
+    NodeMessage,
+    NodeMessageError,
+    RelayedAck,
+    RelayedFailure,
+    RelayedRequest,
+    RelayedResult,
+    reply_from_message,
+)
+from agents.handoff.pending import PendingRequest
+
+logger = logging.getLogger(__name__)
+
+
+async def hand_over(request: protocol.Request, *, agent_id: str, channel_name: str, local: bool,
+                    ack_timeout: float, result_timeout: float) -> protocol.Result:
+    """Give ``request`` to the agent (on this node when ``local``, else at ``channel_name``) and wait for its ack,
+    then its result: PendingRequest.wait's exceptions, and AgentUnavailable when it could not be sent."""
+    if local:
+        connection = local_agents.get(agent_id)
+        if connection is None:
+            raise AgentUnavailable("gone")
+        try:
+            pending = await connection.send_request(request)
+        except ValueError as exc:  # sealed for a key the agent no longer has (it renewed meanwhile), or its rights
+            raise AgentUnavailable(str(exc)) from None  # changed: nothing was sent
+    else:
+        pending = await reply_channel.send(channel_name, request)
+    return await pending.wait(ack_timeout=ack_timeout, result_timeout=result_timeout)
+
+
+class ReplyChannel:
+    """This process's one reply channel: request id → the pending request relayed to another node."""
+
+    def __init__(self) -> None:
+        self.name = ""
+        self.waiters: dict[str, PendingRequest] = {}
+        self._task: asyncio.Task[None] | None = None  # the listener, referenced here while it runs
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def ensure_listening(self) -> str:
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._loop is not loop:
+            # Both layers we configure take a prefix (the stubs' base class does not declare it).
+            self.name = await _layer().new_channel("pta-replies.")  # type: ignore[call-arg]
+            self._loop = loop
+            self._task = loop.create_task(self._listen(self.name), name="pta-reply-channel")
+        return self.name
+
+    async def _listen(self, name: str) -> None:
+        layer = _layer()
+        while True:
+            try:
+                message = await layer.receive(name)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # Redis away: keep listening; waiters end at their own deadlines
+                logger.warning("reply channel receive failed; retrying", exc_info=True)
+                await asyncio.sleep(0.5)
+                continue
+            self.deliver(message)
+
+    def deliver(self, message: object) -> None:
+        """Settle the pending request this answer is about; a late one (given up already) is dropped."""
+        try:
+            reply = reply_from_message(message)
+        except NodeMessageError as exc:
+            logger.warning("dropped a message on the reply channel: %s", exc)
+            return
+        pending = self.waiters.get(reply.request_id)
+        if pending is None:
+            return
+        match reply:
+            case RelayedAck():
+                pending.ack()
+            case RelayedResult():
+                try:
+                    pending.resolve(reply.frame())
+                except protocol.ProtocolError:
+                    pending.ack()  # the agent answered: it had the request
+                    pending.fail(AgentRequestError("malformed", "The agent's result was malformed."))
+            case RelayedFailure():
+                pending.fail(reply.exception())
+
+    async def send(self, channel_name: str, request: protocol.Request) -> PendingRequest:
+        """Send ``request`` to the connection at ``channel_name`` on another node; its answers settle the pending
+        request returned. AgentUnavailable when the layer could not take it (nothing was sent)."""
+        try:
+            reply_to = await self.ensure_listening()
+        except Exception as exc:  # Redis away: nothing was sent, so the sign-in may go elsewhere or wait
+            raise AgentUnavailable(f"channel layer: {exc}") from None
+        pending = PendingRequest.start(request.request_id)
+        self.waiters[request.request_id] = pending
+        pending.result.add_done_callback(lambda _: self.waiters.pop(request.request_id, None))
+        try:
+            await _layer().send(channel_name, RelayedRequest.of(request, reply_to=reply_to).to_message())
+        except Exception as exc:  # Redis away: not sent, so no bind can have happened
+            pending.give_up()
+            raise AgentUnavailable(f"channel layer: {exc}") from None
+        return pending
+
+
+reply_channel = ReplyChannel()
+
+
+async def serve_relayed(connection: LocalConnection, message: object) -> None:
+    """A request relayed by another node, for the agent of ``connection``: send it, then answer the asking node."""
+    try:
+        relayed = RelayedRequest.from_message(message)
+    except NodeMessageError as exc:
+        logger.warning("dropped a relayed request: %s", exc)
+        return
+    try:
+        request = relayed.frame()
+        pending = await connection.send_request(request)
+    except (AgentUnavailable, ValueError, protocol.ProtocolError) as exc:
+        await _answer(relayed.reply_to, RelayedFailure.of(relayed.request_id, exc))
+        return
+    in_background(_forward(pending, reply_to=relayed.reply_to, expires_at=request.expires_at))
+
+
+async def _forward(pending: PendingRequest, *, reply_to: str, expires_at: float) -> None:
+    """The agent's ack, then its result (or how the request failed), to the asking node. The asker has given up
+    by the request's expiry: then the request is given up here too, which frees the agent's slot."""
+    try:
+        async with asyncio.timeout(max(0.0, expires_at - time.time())):
+            try:
+                await asyncio.shield(pending.acked)
+                await _answer(reply_to, RelayedAck(request_id=pending.request_id))
+                result = await asyncio.shield(pending.result)
+            except Exception as exc:  # an error frame, or the agent disconnected: the asker decides what it means
+                await _answer(reply_to, RelayedFailure.of(pending.request_id, exc))
+                return
+            await _answer(reply_to, RelayedResult.of(result))
+    except TimeoutError:
+        pending.give_up()
+
+
+def _layer() -> BaseChannelLayer:
+    layer = get_channel_layer()
+    assert layer is not None  # both profiles configure one (config/settings/channels.py)
+    return layer
+
+
+async def _answer(reply_to: str, message: NodeMessage) -> None:
+    try:
+        await _layer().send(reply_to, message.to_message())
+    except Exception:
+        logger.exception("could not send the agent's answer back to %s", reply_to)

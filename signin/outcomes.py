@@ -1,0 +1,73 @@
+"""Every way a sign-in can end, and what the page says for each: the one taxonomy that pages (``data-outcome``,
+the ``PTA-Outcome`` header), records, metrics and the OAuth error bodies use.
+
+Each code has one owner. An agent reports the directory's answers (``pta_protocol.Outcome``: they cross the
+wire); the hand-off ends a sign-in without one (``agents.handoff.HandoffOutcome``); the portal decides the rest
+here. This enum holds them all, by the owner's value, so a code's string is written once. Turn an outcome from
+the hand-off into this enum with ``Outcome(validation.outcome)`` before comparing it by identity.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import pta_protocol as protocol
+
+from agents.handoff import HandoffOutcome
+
+_wire = protocol.Outcome
+
+
+class Outcome(enum.StrEnum):
+    SUCCESS = _wire.SUCCESS
+    INVALID_CREDENTIALS = _wire.INVALID_CREDENTIALS
+    LOGON_HOURS = _wire.LOGON_HOURS
+    WORKSTATION_RESTRICTED = _wire.WORKSTATION_RESTRICTED
+    PASSWORD_EXPIRED = _wire.PASSWORD_EXPIRED
+    ACCOUNT_DISABLED = _wire.ACCOUNT_DISABLED
+    ACCOUNT_EXPIRED = _wire.ACCOUNT_EXPIRED
+    PASSWORD_MUST_CHANGE = _wire.PASSWORD_MUST_CHANGE
+    ACCOUNT_LOCKED = _wire.ACCOUNT_LOCKED
+    DIRECTORY_UNAVAILABLE = _wire.DIRECTORY_UNAVAILABLE
+    UNKNOWN_DOMAIN = "unknown_domain"  # no tenant has verified the UPN's domain
+    CLOUD_LOCKED = "cloud_locked"  # the account's cloud lockout refused the guess before any agent
+    NO_AGENT_AVAILABLE = HandoffOutcome.NO_AGENT_AVAILABLE
+    AGENT_TIMEOUT = HandoffOutcome.AGENT_TIMEOUT
+    AGENT_ERROR = HandoffOutcome.AGENT_ERROR
+    IDENTITY_CONFLICT = "identity_conflict"  # the directory's answer names someone this portal will not sign in
+    TOO_MANY_SIGNINS = HandoffOutcome.TOO_MANY_SIGNINS  # also: the account's guesses in flight left no room
+    SESSION_EXPIRED = "session_expired"  # the sign-in's state was gone (interrupted, or too slow)
+    MFA_REQUIRED = "mfa_required"
+    MFA_FAILED = "mfa_failed"
+    PASSWORD_CHANGED = _wire.PASSWORD_CHANGED
+    PASSWORD_REJECTED = _wire.PASSWORD_REJECTED
+
+    @property
+    def message(self) -> str:
+        return OUTCOME_MESSAGES[self]
+
+
+OUTCOME_MESSAGES: dict[Outcome, str] = {
+    Outcome.SUCCESS: "You are signed in.",
+    Outcome.INVALID_CREDENTIALS: "Your account or password is incorrect.",
+    Outcome.LOGON_HOURS: "You can't sign in at this time of day.",
+    Outcome.WORKSTATION_RESTRICTED: "You can't sign in from here.",
+    Outcome.PASSWORD_EXPIRED: "Your password has expired.",
+    Outcome.ACCOUNT_DISABLED: "Your account has been disabled.",
+    Outcome.ACCOUNT_EXPIRED: "Your account has expired.",
+    Outcome.PASSWORD_MUST_CHANGE: "You must change your password.",
+    Outcome.ACCOUNT_LOCKED: "Your account is locked.",
+    Outcome.DIRECTORY_UNAVAILABLE: "We can't reach your organisation's directory right now. Try again in a moment.",
+    Outcome.UNKNOWN_DOMAIN: "We don't know that organisation. Check the part of your username after the @.",
+    Outcome.CLOUD_LOCKED: "Your account is temporarily locked to prevent unauthorised use. Try again later.",
+    Outcome.NO_AGENT_AVAILABLE: "Your organisation's sign-in service is not available right now. Try again later.",
+    Outcome.AGENT_TIMEOUT: "Your organisation's sign-in service did not answer in time. Try again.",
+    Outcome.AGENT_ERROR: "Your organisation's sign-in service could not check your password. Try again later.",
+    Outcome.SESSION_EXPIRED: "Your sign-in was interrupted or took too long. Please start again.",
+    Outcome.TOO_MANY_SIGNINS: "Too many people are signing in right now. Try again in a moment.",
+    Outcome.IDENTITY_CONFLICT: "This account can't be signed in here. Contact your organisation's administrator.",
+    Outcome.MFA_REQUIRED: "Enter the code from your authenticator app.",
+    Outcome.MFA_FAILED: "That code didn't work. Check your authenticator app and try again.",
+    Outcome.PASSWORD_CHANGED: "Your password has been changed.",
+    Outcome.PASSWORD_REJECTED: "Your organisation's directory did not accept the new password. Choose another one.",
+}
