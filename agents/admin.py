@@ -2,7 +2,6 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
-from django.urls import path
 from django.utils.cache import add_never_cache_headers
 
 from agents.models import Agent, RegistrationToken
@@ -41,24 +40,6 @@ class AgentAdmin(TenantScopedAdmin):
 
         for agent in queryset:
             agent_delete(agent=agent, by=request.user)
-
-    def get_urls(self):
-        health = self.admin_site.admin_view(self.health_view)
-        return [path("health/", health, name="agents_agent_health"), *super().get_urls()]
-
-    def health_view(self, request):
-        from asgiref.sync import async_to_sync
-        from django.core.exceptions import PermissionDenied
-
-        from agents.selectors import agents_health
-        from agents.views import health_tenants
-
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        tenants = async_to_sync(health_tenants)(request.user)
-        context = {**self.admin_site.each_context(request), "title": "Agent health", "opts": self.model._meta,
-                   "health": async_to_sync(agents_health)(tenants=tenants)}
-        return TemplateResponse(request, "admin/agents/agent/health.html", context)
 
     @admin.display(description="status")
     def status_badge(self, obj: Agent) -> str:

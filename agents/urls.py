@@ -4,5 +4,4 @@ from agents import views
 
 urlpatterns = [
     path("agent/register/", views.register, name="agent-register"),
-    path("api/agents/health/", views.health, name="agent-health"),
 ]

@@ -5,10 +5,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from agents.selectors import agents_health
 from agents.services.authority import CertificateRequestError
 from agents.services.registration import RegistrationError, agent_register
-from tenant.models import Tenant
 
 logger = logging.getLogger(__name__)
 MAX_REGISTRATION_BYTES = 64 * 1024
@@ -45,23 +43,3 @@ def register(request: HttpRequest) -> JsonResponse:
         "ca_certificate": registration.ca_certificate_pem,
         "signing_public_key": registration.signing_public_key_pem,
     }, status=201)
-
-
-async def health(request: HttpRequest) -> JsonResponse:
-    """GET /api/agents/health/: the agents of the signed-in administrator's tenant (every tenant, or
-    ?tenant=SLUG, for a platform administrator)."""
-    user = await request.auser()
-    if not user.is_authenticated:
-        return JsonResponse({"error": "unauthenticated", "message": "Sign in as a tenant administrator."}, status=401)
-    if not user.is_staff:
-        return JsonResponse({"error": "forbidden", "message": "Tenant administrators only."}, status=403)
-    return JsonResponse(await agents_health(tenants=await health_tenants(user, request.GET.get("tenant", ""))))
-
-
-async def health_tenants(user, slug: str = "") -> list[Tenant]:
-    """Whose agents this administrator may see: their own tenant, or any for a platform administrator."""
-    if user.is_superuser:
-        query = Tenant.objects.filter(slug=slug) if slug else Tenant.objects.all()
-    else:
-        query = Tenant.objects.filter(pk=user.tenant_id)
-    return [tenant async for tenant in query.order_by("name")]

@@ -14,6 +14,7 @@ from django.conf import settings  # noqa: E402
 
 from agents.routing import websocket_urlpatterns  # noqa: E402
 from config.proxy import TrustedProxyHeaders  # noqa: E402
+from health.timer import embedded_timer_start  # noqa: E402
 from signin.consumers import PasswordPostRouter  # noqa: E402
 
 # No AllowedHostsOriginValidator on the agent route: agents send no Origin; they prove their key instead.
@@ -23,3 +24,6 @@ application = TrustedProxyHeaders(ProtocolTypeRouter({
     "http": PasswordPostRouter(django_http),
     "websocket": URLRouter(websocket_urlpatterns),
 }), trusted=settings.PTA_TRUSTED_PROXIES)
+
+# The embedded profile has no Celery worker nor beat: its periodic work (alerts included) runs in this process.
+embedded_timer_start()

@@ -11,8 +11,9 @@ from signin.views import admin_login
 admin.site.site_header = "Pass-through authentication"
 admin.site.site_title = "PTA admin"
 admin.site.index_title = "Administration"
-# The admin console signs in through the portal's own pages, second factor included.
-admin.site.login = admin_login
+# The admin console signs in through the portal's own pages, second factor included. AdminSite has no setting for
+# its login view, so this one site's method is replaced; Django calls it with the request alone.
+admin.site.login = admin_login  # type: ignore[method-assign,assignment]
 
 # Only the protocol endpoints we offer, listed one by one: DOT's full urls also hold application management
 # views that would let any signed-in user register clients, its base_urlpatterns /introspect/ (any client's
@@ -30,6 +31,8 @@ oauth2_patterns = [
 ]
 
 urlpatterns = [
+    # health/ first: its page sits among the agents' admin pages, where the admin's own patterns would take it.
+    path("", include("health.urls")),
     path("admin/", admin.site.urls),
     path("", include("agents.urls")),
     path("", include("signin.urls")),

@@ -87,13 +87,14 @@ class TenantScopedAdmin(admin.ModelAdmin):
             return False
         return self.has_add_permission(request) if obj is None else self.has_change_permission(request, obj)
 
-    def get_form(self, request, obj=None, **kwargs):
-        form = super().get_form(request, obj, **kwargs)
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)  # UserAdmin takes `change` by name only
         if self.is_platform_admin(request) or self.tenant_path != "tenant":
             return form
         tenant_id = request.user.tenant_id
 
-        class TenantBoundForm(form):
+        # A subclass of the form class Django built for this page (mypy takes no variable as a base class).
+        class TenantBoundForm(form):  # type: ignore[valid-type,misc]
             def __init__(self, *args, **kw):
                 super().__init__(*args, **kw)
                 # Set before validation, so model clean() sees the tenant it will be saved with.

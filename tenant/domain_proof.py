@@ -74,7 +74,7 @@ def nameserver_parse(entry: str) -> tuple[str, int]:
 
 
 def _nameservers(entries: list[str]) -> list[dns.nameserver.Nameserver]:
-    servers = []
+    servers: list[dns.nameserver.Nameserver] = []
     for entry in entries:
         host, port = nameserver_parse(entry)
         try:
@@ -82,7 +82,7 @@ def _nameservers(entries: list[str]) -> list[dns.nameserver.Nameserver]:
         except ValueError:
             # A host name: the system resolver finds the nameserver itself, once per lookup.
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-            addresses = list(dict.fromkeys(info[4][0] for info in infos))
+            addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         servers += [dns.nameserver.Do53Nameserver(address, port) for address in addresses]
     return servers
 

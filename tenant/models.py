@@ -1,4 +1,5 @@
 import uuid
+from typing import ClassVar
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
@@ -99,7 +100,7 @@ class Domain(models.Model):
                                                      "cannot be added or verified here."})
 
 
-class UserManager(BaseUserManager):
+class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
 
     def create_user(self, upn: str, password: str | None = None, **fields):
@@ -146,7 +147,7 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     USERNAME_FIELD = "upn"
     EMAIL_FIELD = "email"
-    REQUIRED_FIELDS: list[str] = []
+    REQUIRED_FIELDS: ClassVar[list[str]] = []
 
     class Meta:
         ordering = ["upn"]

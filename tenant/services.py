@@ -135,6 +135,7 @@ def tenant_admin_permissions():
         "agents": ["agent", "registrationtoken"],
         "signin": ["signinevent"],
         "applications": ["application"],
+        "health": ["alertsettings", "incident", "notification"],
     }
     query = Permission.objects.none()
     for app, names in models.items():

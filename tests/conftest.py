@@ -1,7 +1,7 @@
 import pytest
 
 pytest_plugins = ["tests.fixtures.ad", "tests.fixtures.portal", "tests.fixtures.browser", "tests.fixtures.dns",
-                  "tests.fixtures.postgres"]
+                  "tests.fixtures.postgres", "tests.fixtures.receivers"]
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from .cache import *  # noqa: F403
 from .celery import *  # noqa: F403
 from .channels import *  # noqa: F403
 from .database import *  # noqa: F403
+from .health import *  # noqa: F403
 from .oidc import *  # noqa: F403
 from .security import *  # noqa: F403
 from .signin import *  # noqa: F403

@@ -24,6 +24,7 @@ INSTALLED_APPS = [
     "agents",
     "signin",
     "applications",
+    "health",
 ]
 
 MIDDLEWARE = [
@@ -81,7 +82,8 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("PTA_LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"],
+             "level": env("PTA_LOG_LEVEL", "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }
 

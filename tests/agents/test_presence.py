@@ -75,4 +75,5 @@ def test_capabilities_survive_the_registry_and_an_older_nodes_record_has_none():
     assert PresenceRecord.from_json(record.to_json()) == record
     older = json.loads(record.to_json())
     del older["capabilities"]
-    assert PresenceRecord.from_json(json.dumps(older)).capabilities == ()
+    read = PresenceRecord.from_json(json.dumps(older))
+    assert read is not None and read.capabilities == ()

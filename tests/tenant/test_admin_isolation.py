@@ -4,6 +4,8 @@ import pytest
 from django.urls import reverse
 
 from agents.services.registration import registration_token_issue
+from health.models import Incident
+from health.services.alert_settings import alert_settings_set
 from tenant.models import User
 
 
@@ -17,13 +19,16 @@ def two_tenants(tenant_a, tenant_b, tenant_admin_factory, agent_factory):
         objects[label] = {
             "tenant": tenant, "domain": tenant.domains.first(), "user": user, "agent": agent,
             "registrationtoken": token,
+            "alertsettings": alert_settings_set(tenant=tenant, emails=[f"ops@{tenant.domains.first().name}"]),
+            "incident": Incident.objects.create(tenant=tenant, kind=Incident.Kind.FAILOVER_LOST,
+                                                summary=f"{tenant.name} lost failover"),
         }
     objects["admin_a"] = tenant_admin_factory(tenant_a)
     return objects
 
 
 MODELS = [("tenant", "tenant"), ("tenant", "domain"), ("tenant", "user"), ("agents", "agent"),
-          ("agents", "registrationtoken")]
+          ("agents", "registrationtoken"), ("health", "alertsettings"), ("health", "incident")]
 
 
 @pytest.fixture

@@ -53,7 +53,7 @@ def organisation_for(username: str) -> str | None:
 
 def form_data(form) -> dict:
     """What a browser posts back for a rendered form, unchanged."""
-    data = {}
+    data: dict[str, str | list[str]] = {}
     for bound in form:
         value = bound.value()
         if isinstance(bound.field.widget, CheckboxInput):

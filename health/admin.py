@@ -1,0 +1,124 @@
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters
+
+from health.models import AlertSettings, Incident, Notification
+from health.services.alert_settings import alert_settings_set
+from tenant.admin_scoping import TenantScopedAdmin
+
+
+class AlertSettingsForm(forms.ModelForm):
+    webhook_url = forms.URLField(label="Webhook URL", required=False, max_length=500, assume_scheme="https",
+                                 help_text=AlertSettings._meta.get_field("webhook_url").help_text)
+    webhook_secret = forms.CharField(
+        label="New webhook secret", required=False, strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Signs every webhook request (HMAC-SHA256). Never shown again: leave empty to keep the current "
+                  "one, type a new one to replace it.")
+
+    class Meta:
+        model = AlertSettings
+        fields = ["tenant", "emails", "webhook_url", "active_agents_threshold"]
+
+    def changes(self) -> dict:
+        """The form as the service's arguments."""
+        data = self.cleaned_data
+        return {"emails": (data.get("emails") or "").splitlines(), "webhook_url": data.get("webhook_url") or "",
+                "webhook_secret": data.get("webhook_secret") or None,
+                "active_agents_threshold": data.get("active_agents_threshold")}
+
+    def clean(self):
+        data = super().clean() or {}
+        tenant = data.get("tenant") or getattr(self.instance, "tenant", None)
+        if tenant is not None and not self.errors:
+            try:
+                alert_settings_set(tenant=tenant, commit=False, **self.changes())
+            except ValidationError as exc:
+                self.add_error(None, exc)
+        return data
+
+
+@admin.register(AlertSettings)
+class AlertSettingsAdmin(TenantScopedAdmin):
+    form = AlertSettingsForm
+    list_display = ["tenant", "recipients", "webhook_url", "webhook_secret_status", "active_agents_threshold",
+                    "updated_at"]
+    fields = ["tenant", "emails", "webhook_url", "webhook_secret_status", "webhook_secret",
+              "active_agents_threshold", "updated_at"]
+    readonly_fields = ["webhook_secret_status", "updated_at"]
+
+    @method_decorator(sensitive_post_parameters("webhook_secret"))  # kept out of error reports
+    def changeform_view(self, request, *args, **kwargs):
+        return super().changeform_view(request, *args, **kwargs)
+
+    @admin.display(description="e-mail")
+    def recipients(self, obj: AlertSettings) -> str:
+        return ", ".join(obj.email_list)
+
+    @admin.display(description="webhook secret")
+    def webhook_secret_status(self, obj: AlertSettings) -> str:
+        return "set (never shown)" if obj.webhook_secret_set else "not set"
+
+    def save_model(self, request, obj, form, change):
+        saved = alert_settings_set(tenant=obj.tenant, **form.changes())
+        for field in saved._meta.concrete_fields:  # the admin logs and redirects with the object it passed in
+            setattr(obj, field.attname, getattr(saved, field.attname))
+
+
+NOTIFICATION_FIELDS = ("event", "channel", "state", "attempts", "sent_at", "failed_at", "last_error")
+INCIDENT_FIELDS = ("summary", "tenant", "kind", "subject", "state", "opened_at", "resolved_at", "details")
+
+
+class NotificationInline(admin.TabularInline):
+    model = Notification
+    fields = readonly_fields = NOTIFICATION_FIELDS
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class OpenFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("open", "Open"), ("resolved", "Resolved")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "open":
+            return queryset.filter(resolved_at=None)
+        if self.value() == "resolved":
+            return queryset.exclude(resolved_at=None)
+        return queryset
+
+
+@admin.register(Incident)
+class IncidentAdmin(TenantScopedAdmin):
+    """Open and past incidents, read-only: the evaluation opens and resolves them."""
+
+    list_display = ["summary", "tenant", "kind", "state", "opened_at", "resolved_at"]
+    list_filter = [OpenFilter, "kind", "tenant"]
+    search_fields = ["summary"]
+    date_hierarchy = "opened_at"
+    fields = readonly_fields = INCIDENT_FIELDS
+    inlines = [NotificationInline]
+
+    @admin.display(description="state")
+    def state(self, obj: Incident) -> str:
+        return "open" if obj.is_open else "resolved"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,70 @@
+"""The agent health page (in the admin console), its data as JSON, and /healthz for load balancers."""
+
+from asgiref.sync import async_to_sync
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, JsonResponse
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
+from django.views.decorators.http import require_safe
+
+from agents.models import Agent
+from health.charts import latency_chart, outcome_totals, signins_chart
+from health.selectors import (
+    DEFAULT_HISTORY_HOURS,
+    HISTORY_HOURS,
+    agents_health,
+    health_tenants,
+    readiness_failures,
+)
+
+# How often the open page asks for its live part again: well within an agent's presence expiry, so a lost
+# agent shows within that time.
+REFRESH_SECONDS = 5
+
+
+def _hours(request: HttpRequest) -> int:
+    hours = request.GET.get("hours", "")
+    return int(hours) if hours.isdigit() and int(hours) in HISTORY_HOURS else DEFAULT_HISTORY_HOURS
+
+
+async def health(request: HttpRequest) -> JsonResponse:
+    """GET /api/agents/health/: the agents of the signed-in administrator's tenant (every tenant, or
+    ?tenant=SLUG, for a platform administrator), and the history of the last ?hours= (3 by default)."""
+    user = await request.auser()
+    if not user.is_authenticated:
+        return JsonResponse({"error": "unauthenticated", "message": "Sign in as a tenant administrator."}, status=401)
+    if not user.is_staff:
+        return JsonResponse({"error": "forbidden", "message": "Tenant administrators only."}, status=403)
+    tenants = await health_tenants(user=user, slug=request.GET.get("tenant", ""))
+    return JsonResponse(await agents_health(tenants=tenants, hours=_hours(request)))
+
+
+def health_page(request: HttpRequest) -> TemplateResponse:
+    """The health page; with ?live=1 only its live part, which the open page fetches every REFRESH_SECONDS and
+    swaps in place (no reload: the scroll position stays)."""
+    if not request.user.has_perm("agents.view_agent"):
+        raise PermissionDenied
+    tenants = async_to_sync(health_tenants)(user=request.user, slug=request.GET.get("tenant", ""))
+    hours = _hours(request)
+    data = async_to_sync(agents_health)(tenants=tenants, hours=hours)
+    context = {"health": data, "now": timezone.now(), "refresh_seconds": REFRESH_SECONDS,
+               "signins_chart": signins_chart(data["history"]), "latency_chart": latency_chart(data["history"]),
+               "outcomes": outcome_totals(data["history"]), "several_tenants": len(tenants) > 1}
+    if request.GET.get("live"):
+        return TemplateResponse(request, "health/live.html", context)
+    return TemplateResponse(request, "health/page.html", {
+        **admin.site.each_context(request), **context, "title": "Agent health", "opts": Agent._meta, "hours": hours,
+        "hours_choices": HISTORY_HOURS, "tenant_slug": request.GET.get("tenant", "")})
+
+
+@require_safe
+async def healthz(request: HttpRequest) -> JsonResponse:
+    """GET /healthz: 200 when this node's database, cache and channel layer answer, else 503 naming the
+    failing parts. For load balancers: no sign-in, and nothing about any tenant."""
+    failing = await readiness_failures()
+    response = (JsonResponse({"status": "unavailable", "failing": failing}, status=503) if failing
+                else JsonResponse({"status": "ok"}))
+    add_never_cache_headers(response)
+    return response

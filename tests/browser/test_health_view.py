@@ -1,0 +1,84 @@
+"""A tenant administrator keeps the agent health page open in Chromium while one of two real agents stops: the
+page shows it without a reload, where the administrator had scrolled to. Screenshots, light and dark, go to
+docs/screenshots/health-light.png and health-dark.png."""
+
+from __future__ import annotations
+
+import pta_protocol as protocol
+import pytest
+
+from tests.fixtures.browser import screenshot
+from tests.fixtures.http import sign_in
+from tests.fixtures.portal import local_agents, make_portal, start_agent, wait_for
+
+pytestmark = pytest.mark.integration
+
+ADMIN_PASSWORD = "Cl0ud-Adm1n-pa55"
+LAPTOP = {"width": 1366, "height": 768}
+
+
+@pytest.fixture(scope="module")
+def site(ad_testbed):
+    """An embedded portal, tenant Contoso on the test bed's domain with a cloud-only administrator, two agents
+    on the DC, and a few sign-ins already rolled up for the charts."""
+    portal = make_portal("embedded")
+    try:
+        node = portal.start_node("health")
+        tenant = portal.tenant_create("Contoso", ad_testbed.upn_suffix)
+        admin = f"admin@{ad_testbed.upn_suffix}"
+        portal.manage("shell", "-c", (
+            "from tenant.models import Tenant\nfrom tenant.services import tenant_admin_create\n"
+            f"tenant_admin_create(tenant=Tenant.objects.get(slug='{tenant}'), upn='{admin}', "
+            f"password='{ADMIN_PASSWORD}')\n"))
+        agents = [start_agent(portal, node, tenant, ad_testbed, name=name) for name in ("dc-east", "dc-west")]
+        wait_for(lambda: local_agents(node) == 2, timeout=20, message="both agents to connect")
+        alice, bob = ad_testbed.user("alice"), ad_testbed.user("bob")
+        outcomes = [sign_in(node.url, alice["upn"], alice["password"]).outcome for _ in range(4)]
+        outcomes.append(sign_in(node.url, bob["upn"], "not the password").outcome)
+        assert outcomes == ["success"] * 4 + ["invalid_credentials"]
+        # Rolled up now rather than at the portal's next periodic run.
+        portal.manage("shell", "-c", "from health.services.rollups import signin_rollups_compute\n"
+                                     "signin_rollups_compute()")
+        yield portal, node, admin, agents
+    finally:
+        portal.close()
+
+
+def test_the_page_shows_a_stopped_agent_without_a_reload(page, site):
+    _, node, admin, (east, west) = site
+    page.set_viewport_size(LAPTOP)
+    page.goto(f"{node.url}/admin/agents/agent/health/")
+    page.wait_for_url("**/login/**")  # the admin console signs in through the portal's own pages
+    page.get_by_label("Email or username").fill(admin)
+    page.get_by_role("button", name="Next").click()
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/admin/agents/agent/health/")
+    for agent in (east, west):
+        assert page.get_attribute(f'tr[data-agent="{agent.agent_id}"]', "data-status") == "active"
+    assert page.get_attribute(".health-level", "data-level") == "ok"
+    assert page.locator("svg.chart rect.o-success").count() >= 1  # the rolled-up sign-ins are charted
+
+    page.evaluate("window.notReloaded = true")
+    page.set_viewport_size({"width": LAPTOP["width"], "height": 420})
+    page.evaluate("window.scrollTo(0, 120)")  # down to the table, short of the bottom the page could shrink to
+    assert page.evaluate("window.scrollY") == 120
+    west.stop()  # SIGTERM: it finishes, closes, and its presence goes at once
+    page.wait_for_selector(f'tr[data-agent="{west.agent_id}"][data-status="inactive"]',
+                           timeout=protocol.PRESENCE_TTL_SECONDS * 1000)
+    assert page.evaluate("window.notReloaded") is True
+    assert page.evaluate("window.scrollY") == 120
+    assert page.get_attribute(f'tr[data-agent="{east.agent_id}"]', "data-status") == "active"
+    assert page.get_attribute(".health-level", "data-level") == "warning"
+    assert page.is_hidden("#health-stale")
+
+    page.set_viewport_size(LAPTOP)
+    page.evaluate("window.scrollTo(0, 0)")
+    screenshot(page, "health-light")
+    page.emulate_media(color_scheme="dark")
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(18, 18, 18)"
+    screenshot(page, "health-dark")
+
+    page.context.clear_cookies()  # the session ends: the sign-in page must not be swapped in as the live part
+    page.wait_for_selector("#health-stale", state="visible", timeout=protocol.PRESENCE_TTL_SECONDS * 1000)
+    assert page.locator(f'tr[data-agent="{east.agent_id}"]').count() == 1

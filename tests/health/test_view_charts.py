@@ -1,0 +1,58 @@
+"""The health page's SVG charts, from a history as agents_health() returns it (pure: no database)."""
+
+import re
+
+import pytest
+
+from health.charts import latency_chart, outcome_totals, signins_chart
+
+
+def history(signins: list[dict], latency: list[dict] | None = None) -> dict:
+    points = [{"at": f"2030-01-01T10:{i:02d}:00+00:00", "outcomes": outcomes} for i, outcomes in enumerate(signins)]
+    return {"signins": points, "latency": latency or [], "end": f"2030-01-01T10:{len(points):02d}:00+00:00"}
+
+
+def bar_heights(svg: str) -> dict[str, float]:
+    return {m[0]: float(m[1]) for m in re.findall(r'<rect class="o-(\w+)" x="[\d.]+" y="[\d.]+" width="[\d.]+" '
+                                                  r'height="([\d.]+)"', svg)}
+
+
+def test_bars_stack_success_first_and_the_failures_on_top_on_an_axis_that_reads_well():
+    h = history([{}, {"agent_timeout": 3, "success": 12, "account_locked": 1, "invalid_credentials": 4}])
+    assert [o for o, _ in outcome_totals(h)] == ["success", "invalid_credentials", "account_locked", "agent_timeout"]
+    svg = str(signins_chart(h))
+    assert re.findall(r'<rect class="o-(\w+)"', svg) == ["success", "invalid_credentials", "account_locked",
+                                                         "agent_timeout"]
+    assert ">20</text>" in svg and ">0</text>" in svg  # 20 sign-ins: the axis tops at 20, not 17
+    heights = bar_heights(svg)
+    assert heights["success"] == pytest.approx(3 * heights["invalid_credentials"], abs=0.02)
+    assert heights["success"] == pytest.approx(4 * heights["agent_timeout"], abs=0.02)
+    assert "10:00</text>" in svg and "10:02</text>" in svg  # the window's start and end
+
+
+def test_an_empty_window_says_so():
+    assert "No sign-ins in this window" in str(signins_chart(history([{}, {}])))
+    assert "No agent answered in this window" in str(latency_chart(history([{}, {}])))
+
+
+def test_a_line_breaks_where_the_agent_answered_nothing():
+    def at(i):
+        return f"2030-01-01T10:{i:02d}:00+00:00"
+
+    series = {"agent": "a1", "name": "dc-east", "points": [
+        {"at": at(0), "p50": 10.0, "p95": 40.0}, {"at": at(1), "p50": 12.0, "p95": 80.0},
+        {"at": at(3), "p50": 11.0, "p95": 30.0}]}
+    svg = str(latency_chart(history([{}] * 4, [series])))
+    p50, p95 = svg.count('class="s-0 p50"'), svg.count('class="s-0 p95"')
+    assert (p50, p95) == (2, 2)  # minutes 0–1 are a line; minute 3, alone, is a dot
+    assert svg.count("<polyline") == 2 and svg.count("<circle") == 2
+    assert ">100 ms</text>" in svg  # the slowest p95, 80 ms, under an axis that reads well
+
+
+def test_names_and_outcomes_from_the_database_are_escaped():
+    series = {"agent": "a1", "name": "<script>alert(1)</script>", "points": [
+        {"at": "2030-01-01T10:00:00+00:00", "p50": 1.0, "p95": 2.0}]}
+    h = history([{'"><script>': 1}], [series])
+    for svg in (str(signins_chart(h)), str(latency_chart(h))):
+        assert "<script>" not in svg
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in str(latency_chart(h))
