@@ -18,7 +18,9 @@ FORWARDED_HEADERS = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-for
 
 def scope_from_trusted_proxy(scope: dict, trusted: Iterable[IPNetwork]) -> bool:
     client = scope.get("client")
-    return bool(client) and address_trusted(address_parse(str(client[0])), trusted)
+    if not client:
+        return False
+    return address_trusted(address_parse(str(client[0])), trusted)
 
 
 class TrustedProxyHeaders:

@@ -13,14 +13,13 @@ RETRIES = 13
 
 def redis_retry_options(*, asynchronous: bool = False) -> dict:
     """Keyword arguments for redis.Redis / redis.asyncio.Redis (and their connection pools)."""
+    from redis.asyncio.retry import Retry as AsyncRetry
     from redis.backoff import ExponentialWithJitterBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
+    from redis.retry import Retry
 
-    if asynchronous:
-        from redis.asyncio.retry import Retry
-    else:
-        from redis.retry import Retry
     errors = (RedisConnectionError, RedisTimeoutError)
     backoff = ExponentialWithJitterBackoff(cap=RETRY_CAP_SECONDS, base=RETRY_BASE_SECONDS)
-    return {"retry": Retry(backoff, RETRIES, supported_errors=errors), "retry_on_error": list(errors)}
+    retry = (AsyncRetry if asynchronous else Retry)(backoff, RETRIES, supported_errors=errors)
+    return {"retry": retry, "retry_on_error": list(errors)}

@@ -1,4 +1,4 @@
-from .env import REDIS_URL, env
+from .env import REDIS_URL, env, env_float, env_int
 
 # The in-process hand-off needs no layer; the layer carries requests to agents on other nodes.
 if REDIS_URL:
@@ -20,14 +20,14 @@ PTA_REDIS_PREFIX = env("PTA_REDIS_PREFIX", "pta")
 
 # The agent connection. Defaults are the protocol's; tests shorten them through the environment.
 PTA_NODE_ID = env("PTA_NODE_ID", "")  # empty: "<hostname>:<pid>"
-PTA_AGENT_HEARTBEAT_SECONDS = int(env("PTA_AGENT_HEARTBEAT_SECONDS", "10"))
-PTA_AGENT_HANDSHAKE_SECONDS = float(env("PTA_AGENT_HANDSHAKE_SECONDS", "10"))
+PTA_AGENT_HEARTBEAT_SECONDS = env_int("PTA_AGENT_HEARTBEAT_SECONDS", 10, minimum=1)
+PTA_AGENT_HANDSHAKE_SECONDS = env_float("PTA_AGENT_HANDSHAKE_SECONDS", 10.0, minimum=0.1)
 # How often this process republishes its agents' presence, and writes their last_seen to the database.
-PTA_PRESENCE_FLUSH_SECONDS = float(env("PTA_PRESENCE_FLUSH_SECONDS", "2"))
-PTA_LAST_SEEN_SECONDS = float(env("PTA_LAST_SEEN_SECONDS", "30"))
+PTA_PRESENCE_FLUSH_SECONDS = env_float("PTA_PRESENCE_FLUSH_SECONDS", 2.0, minimum=0.1)
+PTA_LAST_SEEN_SECONDS = env_float("PTA_LAST_SEEN_SECONDS", 30.0, minimum=0.1)
 # How often this process asks the database whether a local agent was revoked or expired. In production the
 # revocation reaches the connection at once over the channel layer and this is only a safety net; in the
 # embedded profile `manage.py agent_revoke` runs in another process that the in-memory layer cannot reach.
-PTA_REVOCATION_CHECK_SECONDS = float(env("PTA_REVOCATION_CHECK_SECONDS", "30" if REDIS_URL else "1"))
+PTA_REVOCATION_CHECK_SECONDS = env_float("PTA_REVOCATION_CHECK_SECONDS", 30.0 if REDIS_URL else 1.0, minimum=0.1)
 if not REDIS_URL:
     PTA_PRESENCE_FLUSH_SECONDS = min(PTA_PRESENCE_FLUSH_SECONDS, PTA_REVOCATION_CHECK_SECONDS)

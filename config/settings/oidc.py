@@ -6,7 +6,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .base import PTA_PUBLIC_URL, STATE_DIR
-from .env import env, https_in_production, required_in_production
+from .env import env, env_float, https_in_production, required_in_production
 
 _PEM = re.compile(r"-----BEGIN [A-Z ]+-----.+?-----END [A-Z ]+-----", re.S)
 
@@ -50,7 +50,7 @@ OAUTH2_PROVIDER = {
     "AUTHORIZATION_CODE_EXPIRE_SECONDS": 60,
     # Refresh tokens: bounded (counted from their access token's expiry), rotated on each use, and a reused one
     # revokes its whole family (a stolen copy and the real one cannot both go on). Public clients get none.
-    "REFRESH_TOKEN_EXPIRE_SECONDS": int(float(env("PTA_REFRESH_TOKEN_HOURS", "12")) * 3600),
+    "REFRESH_TOKEN_EXPIRE_SECONDS": int(env_float("PTA_REFRESH_TOKEN_HOURS", 12.0, minimum=0) * 3600),
     "ROTATE_REFRESH_TOKEN": True,
     "REFRESH_TOKEN_REUSE_PROTECTION": True,
     # RFC 6750 §2.3 / RFC 9700: never an access token in a URL (logs, referrers): headers only.
@@ -60,5 +60,5 @@ OAUTH2_PROVIDER = {
 # django-otp: TOTP devices name the portal in authenticator apps; failures slow the next attempt
 # (1 s, 2 s, 4 s, … after each wrong code) so guessing six digits is not feasible.
 OTP_TOTP_ISSUER = env("PTA_OTP_ISSUER", "Pass-through sign-in")
-OTP_TOTP_THROTTLE_FACTOR = float(env("PTA_OTP_THROTTLE_FACTOR", "1"))
+OTP_TOTP_THROTTLE_FACTOR = env_float("PTA_OTP_THROTTLE_FACTOR", 1.0, minimum=0)
 OTP_STATIC_THROTTLE_FACTOR = OTP_TOTP_THROTTLE_FACTOR

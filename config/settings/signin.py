@@ -1,4 +1,4 @@
-from .env import env
+from .env import env, env_bool, env_float, env_int, env_list
 
 AUTHENTICATION_BACKENDS = [
     "signin.backends.PassThroughBackend",
@@ -9,19 +9,19 @@ LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/login/done/"
 
 # Every sign-in gets its answer within this many seconds, whatever the agents do.
-PTA_SIGNIN_DEADLINE_SECONDS = float(env("PTA_SIGNIN_DEADLINE_SECONDS", "10"))
+PTA_SIGNIN_DEADLINE_SECONDS = env_float("PTA_SIGNIN_DEADLINE_SECONDS", 10.0, minimum=0.1)
 # No ack within this time and the next agent is tried (safe: no bind happened).
-PTA_AGENT_ACK_SECONDS = float(env("PTA_AGENT_ACK_SECONDS", "1"))
+PTA_AGENT_ACK_SECONDS = env_float("PTA_AGENT_ACK_SECONDS", 1.0, minimum=0.01)
 # Who answers the domain-verification TXT lookups ("host" or "host:port", "[v6]:port"); empty: the system resolver.
-PTA_DNS_NAMESERVERS = [entry.strip() for entry in env("PTA_DNS_NAMESERVERS").split(",") if entry.strip()]
+PTA_DNS_NAMESERVERS = env_list("PTA_DNS_NAMESERVERS")
 # Sessions live in the cache (Redis in production): no database write for the sign-in steps.
 SESSION_ENGINE = "django.contrib.sessions.backends.cache"
 # Platform administrators (no tenant) have cloud lockout like everyone, with this policy, and MFA by default.
-PTA_PLATFORM_LOCKOUT_THRESHOLD = max(1, int(env("PTA_PLATFORM_LOCKOUT_THRESHOLD", "5")))
-PTA_PLATFORM_LOCKOUT_SECONDS = max(1, int(env("PTA_PLATFORM_LOCKOUT_SECONDS", "60")))
-PTA_PLATFORM_MFA = env("PTA_PLATFORM_MFA", "on") != "off"
+PTA_PLATFORM_LOCKOUT_THRESHOLD = env_int("PTA_PLATFORM_LOCKOUT_THRESHOLD", 5, minimum=1)
+PTA_PLATFORM_LOCKOUT_SECONDS = env_int("PTA_PLATFORM_LOCKOUT_SECONDS", 60, minimum=1)
+PTA_PLATFORM_MFA = env_bool("PTA_PLATFORM_MFA", True)
 # Shown on the password page to platform administrators (accounts of no tenant).
 PTA_PLATFORM_NAME = env("PTA_PLATFORM_NAME", "Platform administration")
 # A sign-in that finds every agent of its tenant busy waits for a slot, first come first served, within its
 # deadline; at most this many wait per tenant (and node) before the next is answered too_many_signins.
-PTA_SIGNIN_QUEUE_LENGTH = max(1, int(env("PTA_SIGNIN_QUEUE_LENGTH", "2000")))
+PTA_SIGNIN_QUEUE_LENGTH = env_int("PTA_SIGNIN_QUEUE_LENGTH", 2000, minimum=1)

@@ -21,7 +21,8 @@ def test_https_and_loopback_http_may_be_registered(uri):
 @pytest.mark.parametrize("uri", ["http://wiki.contoso.test/cb", "http://10.0.0.5/cb", "HTTP://wiki.contoso.test/cb",
                                  "http://127.0.0.1.evil.test/cb", "http://localhost.evil.test/cb"])
 def test_plain_http_off_loopback_may_not(uri):
-    assert "loopback" in redirect_uri_problem(uri)
+    problem = redirect_uri_problem(uri)
+    assert problem is not None and "loopback" in problem
 
 
 def test_a_loopback_uri_must_name_a_registered_port():

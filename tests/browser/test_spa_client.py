@@ -168,7 +168,12 @@ def back_at(page, url: str) -> None:
 def token_answers(page, site) -> list:
     """The token endpoint's answers to the page's requests, as they arrive."""
     answers, endpoint = [], f"{site['node'].url}/token/"
-    page.on("response", lambda r: r.url == endpoint and r.request.method == "POST" and answers.append(r))
+
+    def keep(response) -> None:
+        if response.url == endpoint and response.request.method == "POST":
+            answers.append(response)
+
+    page.on("response", keep)
     return answers
 
 
@@ -183,7 +188,12 @@ def test_browser_only_client_signs_in_renews_silently_and_signs_out(spa_page, si
     page, user = spa_page, ad_testbed.user("judy")
     spa_origin, token_endpoint = origin(site["spa_url"]), f"{site['node'].url}/token/"
     answers, portal_pages = token_answers(page, site), []
-    page.on("framenavigated", lambda frame: frame.url.startswith(site["node"].url) and portal_pages.append(frame.url))
+
+    def keep(frame) -> None:
+        if frame.url.startswith(site["node"].url):
+            portal_pages.append(frame.url)
+
+    page.on("framenavigated", keep)
 
     open_spa(page, site, site["spa_url"])
     assert page.inner_text("#status") == "Not signed in."
@@ -238,7 +248,12 @@ def test_browser_only_client_signs_in_renews_silently_and_signs_out(spa_page, si
 def test_an_unregistered_origin_cannot_read_the_token_answer(spa_page, site, ad_testbed):
     page, other_origin = spa_page, origin(site["other_url"])
     endpoint, failed = f"{site['node'].url}/token/", []
-    page.on("requestfailed", lambda request: request.url == endpoint and failed.append(request))
+
+    def keep(request) -> None:
+        if request.url == endpoint:
+            failed.append(request)
+
+    page.on("requestfailed", keep)
     issued = access_tokens_issued(site)
 
     open_spa(page, site, site["other_url"])

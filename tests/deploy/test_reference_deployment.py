@@ -14,7 +14,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = REPO_ROOT / "deploy"
 NGINX = (DEPLOY / "nginx" / "pta-portal.conf").read_text()
 # The settings' readers of the environment (config/settings/env.py) and the names they are called with.
-READERS = re.compile(r'(?:\benv|required_in_production|https_in_production|ip_networks|environ\.get)\(\s*"([A-Z_]+)"')
+READERS = re.compile(r'(?:\benv(?:_[a-z]+)?|required_in_production|https_in_production|ip_networks|environ\.get)'
+                     r'\(\s*"([A-Z_]+)"')
 UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
 DAPHNE_PING_SECONDS = 20  # Daphne's --ping-interval default
 
@@ -31,7 +32,9 @@ def nginx_block(opening: str) -> str:
 
 
 def seconds(block: str, directive: str) -> int:
-    return int(re.search(rf"^\s*{directive} (\d+)s;", block, re.M).group(1))
+    match = re.search(rf"^\s*{directive} (\d+)s;", block, re.M)
+    assert match, f"no `{directive} …s;` in the block"
+    return int(match.group(1))
 
 
 def test_the_environment_template_names_every_variable_the_settings_read():

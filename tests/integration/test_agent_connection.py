@@ -132,8 +132,9 @@ def test_expired_revoked_forged_and_foreign_certificates_are_refused(portal):
     assert agent.connect(portal.node) == CloseCode.REVOKED
 
 
-def foreign_certificate(portal, other_tenant: str, agent: RawAgent) -> str:
-    """A certificate for the agent's key, signed by another tenant's CA with the agent's serial (portal code)."""
+def foreign_certificate(portal, other_tenant: str, agent: RawAgent) -> tuple[str, str]:
+    """A certificate for the agent's key, signed by another tenant's CA with the agent's serial (portal code),
+    and the serial the agent had registered."""
     csr = (x509.CertificateSigningRequestBuilder()
            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "foreign")]))
            .sign(agent.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode())
@@ -223,11 +224,11 @@ def test_bad_frames_get_error_frames_and_the_connection_stays(portal, kind):
     agent = raw_agent(portal)
     agent.connect(portal.node)
     for _ in range(3):
-        agent.ws.send(payload)
+        agent.connection.send(payload)
         error = agent.next()
         assert isinstance(error, protocol.Error) and error.code == code
     agent.send(protocol.Heartbeat())
-    agent.ws.ping().wait(2)
+    agent.connection.ping().wait(2)
     assert portal.presence(agent.agent_id) is not None
     agent.close()
 
@@ -239,12 +240,12 @@ def test_frame_over_one_mebibyte_ends_that_connection_only(portal):
     assert isinstance(bystander.connect(portal.node), protocol.Welcome)
     agent = raw_agent(portal)
     agent.connect(portal.node)
-    agent.ws.send("x" * (1024 * 1024 + 1))
+    agent.connection.send("x" * (1024 * 1024 + 1))
     assert closed(agent) in (1006, 1009)
     wait_for(lambda: portal.presence(agent.agent_id) is None, timeout=2, message="presence withdrawn")
     assert isinstance(agent.connect(portal.node), protocol.Welcome)  # the agent may come straight back
     bystander.send(protocol.Heartbeat())
-    bystander.ws.ping().wait(2)
+    bystander.connection.ping().wait(2)
     assert portal.presence(bystander.agent_id) is not None
     agent.close()
     bystander.close()
@@ -384,7 +385,9 @@ def test_pta_agent_renews_in_the_window_and_the_old_key_is_refused(portal):
     cert_file = next(n for n in old_files if b"BEGIN CERTIFICATE" in old_files[n]
                      and x509.load_pem_x509_certificate(old_files[n]).issuer != x509.load_pem_x509_certificate(
                          old_files[n]).subject)
-    old = RawAgent(agent_id, load_pem_private_key(old_files[key_file], None), old_files[cert_file].decode())
+    old_key = load_pem_private_key(old_files[key_file], None)
+    assert isinstance(old_key, rsa.RSAPrivateKey)
+    old = RawAgent(agent_id, old_key, old_files[cert_file].decode())
     assert old.connect(portal.node) == CloseCode.UNKNOWN_CERTIFICATE
 
 

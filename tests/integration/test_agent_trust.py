@@ -15,7 +15,7 @@ import httpx
 import pta_protocol as protocol
 import pytest
 
-from tests.fixtures.http import sign_in
+from tests.fixtures.http import found, sign_in
 from tests.fixtures.portal import RawAgent, local_agents, make_portal, wait_for
 
 pytestmark = pytest.mark.integration
@@ -161,8 +161,6 @@ def test_a_squatted_upn_gets_a_definite_answer(site, agent):
 def test_familiar_places_and_mfa_are_those_of_the_account_signed_in(site, agent):
     """Under the "unfamiliar" MFA policy, an address familiar to the name typed does not spare the second factor
     of another account the directory's answer signs in."""
-    import re
-
     from tests.signin.test_mfa import totp_code
 
     portal, node, tenant, _ = site
@@ -173,8 +171,8 @@ def test_familiar_places_and_mfa_are_those_of_the_account_signed_in(site, agent)
         with httpx.Client(base_url=node.url, follow_redirects=False, timeout=20) as client:
             assert sign_in(node.url, f"mallet@{DOMAIN_A}", "x", client=client).outcome == "mfa_required"
             page = client.get("/login/mfa/enrol/").text
-            secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page).group(1)
-            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+            secret = found(r'id="totp-secret">([A-Z2-7]+)<', page)
+            token = found(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
             done = client.post("/login/mfa/enrol/", data={"otp": totp_code(secret), "csrfmiddlewaretoken": token})
             assert 'data-outcome="success"' in done.text
         # This address is familiar to mallet now: mallet's next sign-in from it needs no second factor...
@@ -228,11 +226,9 @@ def admin_session(node, upn: str, password: str) -> httpx.Client:
 
 
 def admin_post(client: httpx.Client, path: str, data: dict) -> httpx.Response:
-    import re
-
     page = client.get(path)
     assert page.status_code == 200, page.text[:300]
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+    token = found(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
     return client.post(path, data={"csrfmiddlewaretoken": token, **data})
 
 

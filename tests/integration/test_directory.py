@@ -110,7 +110,12 @@ def test_a_pooled_connection_is_reused_and_a_broken_one_retried_on_a_fresh_one(v
 def test_sign_ins_rebind_pooled_connections_instead_of_opening_new_ones(validator, ad_testbed):
     opened = []
     open_connection = validator._open
-    validator._open = lambda url: opened.append(url) or open_connection(url)
+
+    def counted_open(url):
+        opened.append(url)
+        return open_connection(url)
+
+    validator._open = counted_open
     alice, bob = ad_testbed.user("alice"), ad_testbed.user("bob")
     for _ in range(5):
         assert validator.validate(alice["upn"], alice["password"]).outcome is Outcome.SUCCESS

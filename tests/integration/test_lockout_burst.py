@@ -21,7 +21,8 @@ VICTIM = "mallory"
 def directory_connection(ad, user: str, password: str) -> ldap3.Connection:
     tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=ad.ca_file)
     server = ldap3.Server(ad.ldaps_url, use_ssl=True, tls=tls, get_info=ldap3.NONE, connect_timeout=5)
-    return ldap3.Connection(server, user=user, password=password.encode(), raise_exceptions=False)
+    # Bytes, as the agent sends them (ldap3 takes both; types-ldap3 says str only).
+    return ldap3.Connection(server, user=user, password=password.encode(), raise_exceptions=False)  # type: ignore[arg-type]
 
 
 def bad_password_count(ad, dn: str) -> int:

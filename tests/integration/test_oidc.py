@@ -18,7 +18,7 @@ from authlib.jose import JsonWebKey, jwt
 from authlib.jose.errors import BadSignatureError
 from django_otp.oath import TOTP
 
-from tests.fixtures.http import sign_in
+from tests.fixtures.http import found, sign_in
 from tests.fixtures.portal import free_port, local_agents, make_portal, start_agent, wait_for
 
 pytestmark = pytest.mark.integration
@@ -77,8 +77,8 @@ def discovery(node) -> dict:
 
 
 def rp_client(oidc, app: str = "web") -> OAuth2Client:
-    app = oidc[app]
-    return OAuth2Client(app["client_id"], app.get("client_secret"), redirect_uri=REDIRECT_URI,
+    registered = oidc[app]
+    return OAuth2Client(registered["client_id"], registered.get("client_secret"), redirect_uri=REDIRECT_URI,
                         scope="openid profile email", code_challenge_method="S256", timeout=20)
 
 
@@ -234,14 +234,14 @@ def test_mfa_policy_gates_the_code_until_the_second_factor(oidc, ad_testbed, pol
         assert again.status_code == 302 and urlparse(again.headers["location"]).path == "/login/"
         page = web.get("/login/mfa/enrol/")
         assert 'data-outcome="mfa_required"' in page.text
-        secret = _SECRET.search(page.text).group(1)
-        token = _CSRF.search(page.text).group(1)
+        secret = found(_SECRET, page.text)
+        token = found(_CSRF, page.text)
         wrong = web.post("/login/mfa/enrol/", data={"otp": "123456" if totp_code(secret) != "123456" else "654321",
                                                      "csrfmiddlewaretoken": token})
-        assert _OUTCOME.search(wrong.text).group(1) == "mfa_failed"
+        assert found(_OUTCOME, wrong.text) == "mfa_failed"
         time.sleep(1.1)  # django-otp's throttle after one wrong code
         done = web.post("/login/mfa/enrol/", data={"otp": totp_code(secret), "csrfmiddlewaretoken": token})
-        assert _OUTCOME.search(done.text).group(1) == "success"
+        assert found(_OUTCOME, done.text) == "success"
         redirect = code_of(web.get(next_url))
     token = client.fetch_token(discovery(oidc["node"])["token_endpoint"], authorization_response=redirect,
                                code_verifier=verifier)

@@ -20,7 +20,7 @@ from authlib.integrations.httpx_client import OAuth2Client
 from authlib.jose import JsonWebKey, jwt
 
 import tests.integration.test_oidc as base
-from tests.fixtures.http import sign_in
+from tests.fixtures.http import found, sign_in
 from tests.integration.test_oidc import (
     _CSRF,
     _OUTCOME,
@@ -204,10 +204,10 @@ def test_prompt_none_answers_interaction_required_while_the_second_factor_is_due
         attempt = sign_in(oidc["node"].url, user["upn"], user["password"], next_url=next_url, client=web)
         assert attempt.outcome == "mfa_required"
         page = web.get("/login/mfa/enrol/")
-        secret = _SECRET.search(page.text).group(1)
+        secret = found(_SECRET, page.text)
         done = web.post("/login/mfa/enrol/", data={"otp": totp_code(secret),
-                                                   "csrfmiddlewaretoken": _CSRF.search(page.text).group(1)})
-        assert _OUTCOME.search(done.text).group(1) == "success"
+                                                   "csrfmiddlewaretoken": found(_CSRF, page.text)})
+        assert found(_OUTCOME, done.text) == "success"
         exchange(oidc, client, code_of(web.get(next_url)), verifier, nonce)
         # The session has verified the factor now: silent renew works.
         url, verifier, nonce, _ = authorize(oidc, client, prompt="none")
@@ -320,13 +320,13 @@ def test_form_post_answers_with_a_form_to_the_redirect_uri(oidc, ad_testbed):
     with browser(oidc) as web:  # without a session, prompt=none's error comes the same way
         url, _, _, state = authorize(oidc, client, prompt="none", response_mode="form_post")
         page = web.get(url)
-        assert page.status_code == 200 and html.unescape(_ACTION.search(page.text).group(1)) == REDIRECT_URI
+        assert page.status_code == 200 and html.unescape(found(_ACTION, page.text)) == REDIRECT_URI
         assert dict(_HIDDEN.findall(page.text)) == {"error": "login_required", "state": state, "iss": issuer}
     with signed_in(oidc, ad_testbed, "judy") as web:
         url, verifier, nonce, state = authorize(oidc, client, response_mode="form_post")
         page = web.get(url)
         assert page.status_code == 200 and "no-store" in page.headers["cache-control"]
-        assert html.unescape(_ACTION.search(page.text).group(1)) == REDIRECT_URI
+        assert html.unescape(found(_ACTION, page.text)) == REDIRECT_URI
         fields = {name: html.unescape(value) for name, value in _HIDDEN.findall(page.text)}
         assert set(fields) == {"code", "state", "iss"} and fields["state"] == state and fields["iss"] == issuer
         token = client.fetch_token(discovery(oidc["node"])["token_endpoint"], code=fields["code"],

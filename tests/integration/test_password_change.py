@@ -28,7 +28,7 @@ from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import OAuth2Client
 
 from tests.fixtures.browser import screenshot
-from tests.fixtures.http import Attempt, _attempt, _csrf, sign_in
+from tests.fixtures.http import Attempt, _attempt, _csrf, found, sign_in
 from tests.fixtures.portal import free_port, local_agents, make_portal, wait_for
 
 pytestmark = pytest.mark.integration
@@ -104,7 +104,9 @@ class Directory:
 
     def bind(self, upn: str, secret: str) -> str:
         """'success', or AD's data sub-code, of a direct LDAPS simple bind."""
-        conn = ldap3.Connection(self._server(), user=upn, password=secret.encode("utf-8"), raise_exceptions=False)
+        # Bytes, as the agent sends them (ldap3 takes both; types-ldap3 says str only).
+        conn = ldap3.Connection(self._server(), user=upn, password=secret.encode("utf-8"),  # type: ignore[arg-type]
+                                raise_exceptions=False)
         try:
             if conn.bind():
                 return "success"
@@ -353,7 +355,7 @@ def test_without_a_service_account_the_old_message_stays_and_no_agent_is_asked(p
         page = browser.client.get("/login/password/change/")
         assert page.status_code == 200 and 'id="helpdesk-hint"' in page.text and "id_new_password" not in page.text
         forced = browser.client.post("/login/password/change/", data={
-            "csrfmiddlewaretoken": CSRF.search(attempt.text).group(1), "current_password": old,
+            "csrfmiddlewaretoken": found(CSRF, attempt.text), "current_password": old,
             "new_password": password("New"),
             "confirm_password": USED_PASSWORDS[-1]})
         assert forced.status_code == 200 and 'id="helpdesk-hint"' in forced.text

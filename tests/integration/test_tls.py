@@ -83,7 +83,7 @@ def site(ad_testbed, tmp_path_factory):
         # The agent registers and connects through nginx: https:// then wss://, the portal's CA given to it.
         token = portal.agent_token(tenant)
         config, result = portal.agent_register(
-            SimpleNamespace(url=proxy.url), token, name="tls-agent", ldap_urls=(ad_testbed.ldaps_url,),
+            proxy, token, name="tls-agent", ldap_urls=(ad_testbed.ldaps_url,),
             extra=("--ca-file", ad_testbed.ca_file, "--portal-ca-file", str(tls.ca_path)))
         assert result.returncode == 0, result.stderr
         agent = portal.agent_run(config)
