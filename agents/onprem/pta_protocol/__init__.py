@@ -1,4 +1,5 @@
-"""The agent protocol: frames, the sealed password envelope, request signatures and the outcome taxonomy.
+"""The agent protocol: frames, the sealed password envelope, request signatures and the outcomes an agent
+reports (the portal's full taxonomy, with the page texts, is signin/outcomes.py).
 
 Pure Python (no Django): imported by the portal and by the on-premises agent alike.
 
