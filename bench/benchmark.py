@@ -1,22 +1,29 @@
 """Pass-through sign-ins per second against the direct-bind ceiling, in one run (see bench/README.md).
 
-    bench/run [--profile embedded|production] [--concurrency 8,32] [--duration 10] [--ad-dir DIR]
-              [--netns auto|yes|no] [--py-spy SECONDS] [--out bench/results]
+    bench/run [--profile embedded|production] [--pin [DC:REST]] [--concurrency 2,8,32] [--duration 10]
+              [--scaling] [--ad-dir DIR] [--netns auto|yes|no] [--py-spy SECONDS] [--out bench/results]
 
 1. Starts the Samba AD test bed (scripts/ad-testbed) in a fresh network namespace of its own (or reuses a
-   running one with --ad-dir), so it never fights another run for the fixed ports 389/636.
+   running one with --ad-dir), so it never fights another run for the fixed ports 389/636. With --pin the DC
+   runs alone on its CPUs (taskset) and everything else of the run on the others, as on separate machines.
 2. Direct: LDAPS binds per second from N threads, each with one persistent ldap3 connection and rebind
    (get_info=NONE, read_server_info=False, password as bytes): "bind" alone, and "bind+read" (the bind plus
-   the read-as-user search the agent does on every success).
+   the read-as-user search the agent does on every success), the denominator of both ratios.
 3. Pass-through: a real portal (Daphne -v 0; embedded profile, or production = PostgreSQL + Redis, two nodes)
    and a real pta-agent on the same DC. Concurrent httpx/asyncio clients, each a closed loop:
    - mode "post": every measured request is one complete password POST (/login/password/ → 302 success) on a
      session whose username step was walked before the timed window (one pre-walked session per request);
-   - mode "cycle": the whole two-step sign-in repeated (GET /login/, POST /login/, POST /login/password/);
-     the rate is complete sign-ins per second, the latency percentiles are those of the password POST.
+   - mode "cycle": the whole two-step sign-in repeated (GET /login/, POST /login/, POST /login/password/).
    Every outcome must be "success": anything else fails the run (exit 1) after writing the results.
-4. Portal CPU per request from /proc/PID/stat (utime+stime) of each Daphne process over the timed window.
-5. Optional: py-spy records the Daphne process during an extra "post" window (--py-spy SECONDS).
+4. Per component over each timed window (bench/components.py): CPU of the Daphne nodes, the agents, the DC,
+   PostgreSQL and Redis (process trees in /proc), Redis commands (INFO commandstats), busy share per CPU; at the
+   end the peak RSS of every process. In production, two short windows with every sign-in on the agent's node
+   and every one relayed from the other node.
+5. --scaling: short whole sign-in windows with one and two nodes and one, two and four agents, and the bytes of
+   the request each agent receives. Optional: py-spy records the Daphne processes (--py-spy SECONDS).
+6. Writes the JSON, the Markdown table and a latency plot (bench/plot.py), and prints the table with the lines
+   "whole sign-in ratio X.XX" and "password POST ratio X.XX" (whole sign-ins and password POSTs per second over
+   direct bind + read per second).
 
 Loopback only; every loop is bounded in count and time.
 """
@@ -33,23 +40,32 @@ import platform
 import re
 import shutil
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from bench import components  # noqa: E402 - needs REPO on sys.path
+from bench.plot import latency_plot  # noqa: E402
+
 AD_TESTBED = REPO / "scripts" / "ad_testbed.py"
 INNER_FLAG = "--_in-netns"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 MAX_REQUESTS_PER_WINDOW = 20000   # hard bound on any load loop, whatever the duration
 MAX_PREWALK_SESSIONS = 6000
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PRIVATE_REDIS_URL = "redis://127.0.0.1:6379/0"
+PLACEMENT_SECONDS = 5.0           # each of production's local-only and relayed-only windows
+SCALING_AGENTS = (1, 2, 4)
+REQUEST_SIZE_SAMPLES = 20         # sequential sign-ins per agent count, each measured alone
+REQUESTS_PER_SIGNIN = {"post": 1, "cycle": 3}
 
 
 def log(*args) -> None:
@@ -61,74 +77,6 @@ def percentile(values: list[float], p: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
-
-
-# --- CPU accounting ----------------------------------------------------------------------------------------
-
-def proc_cpu_seconds(pid: int) -> float:
-    """utime+stime of pid; a negative pid means -pid plus its reaped children (cutime+cstime), e.g. the
-    postmaster, whose per-connection backends come and go."""
-    try:
-        fields = Path(f"/proc/{abs(pid)}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    ticks = int(fields[11]) + int(fields[12])
-    if pid < 0:
-        ticks += int(fields[13]) + int(fields[14])
-    return ticks / CLK_TCK
-
-
-def pids_matching(text: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
-                    found.append(int(entry.name))
-    return found
-
-
-def descendants(root: int) -> list[int]:
-    """root and every process below it (Samba's pre-fork workers rename themselves)."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError):
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-    found, frontier = [root], [root]
-    while frontier:
-        children = [pid for pid, parent in parents.items() if parent in frontier]
-        found += children
-        frontier = children
-    return found
-
-
-def machine_busy_seconds() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine so far."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + values[4]
-    return (sum(values) - idle) / CLK_TCK, sum(values) / CLK_TCK
-
-
-class CpuWindow:
-    def __init__(self, groups: dict[str, list[int]]):
-        self.groups = groups
-
-    def __enter__(self):
-        self.started = time.monotonic()
-        self.before = {name: sum(proc_cpu_seconds(p) for p in pids) for name, pids in self.groups.items()}
-        self.machine_before = machine_busy_seconds()
-        self.self_before = time.process_time()
-        return self
-
-    def __exit__(self, *exc):
-        self.wall = time.monotonic() - self.started
-        self.used = {name: sum(proc_cpu_seconds(p) for p in pids) - self.before[name]
-                     for name, pids in self.groups.items()}
-        busy, total = machine_busy_seconds()
-        self.used["loadgen"] = time.process_time() - self.self_before
-        self.used["machine"] = busy - self.machine_before[0]
-        self.machine_busy_fraction = (busy - self.machine_before[0]) / max(1e-9, total - self.machine_before[1])
 
 
 # --- private services inside the namespace -----------------------------------------------------------------
@@ -175,8 +123,11 @@ class PrivateServices:
 
 # --- the AD test bed ---------------------------------------------------------------------------------------
 
-def ad_start(directory: Path) -> dict:
-    result = subprocess.run([sys.executable, str(AD_TESTBED), "start", "--dir", str(directory), "--json"],
+def ad_start(directory: Path, cpus: str = "") -> dict:
+    """Start the test bed; with ``cpus`` under `taskset -c`, so that the DC and every process it forks run there
+    (the affinity is inherited)."""
+    pin = ["taskset", "-c", cpus] if cpus else []
+    result = subprocess.run([*pin, sys.executable, str(AD_TESTBED), "start", "--dir", str(directory), "--json"],
                             capture_output=True, text=True, timeout=900, check=False)
     if result.returncode != 0:
         raise SystemExit(f"ad-testbed start failed:\n{result.stderr[-3000:]}")
@@ -197,15 +148,18 @@ def good_users(facts: dict) -> list[dict]:
 
 # --- (1) direct binds --------------------------------------------------------------------------------------
 
-def direct_binds(facts: dict, users: list[dict], *, connections: int, duration: float, read: bool) -> dict:
+def direct_binds(facts: dict, users: list[dict], *, connections: int, duration: float, read: bool,
+                 groups: dict[str, list[int]]) -> dict:
     import ldap3
     from pta_agent.directory import USER_ATTRIBUTES
 
     tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=facts["ca_file"])
     stop_at = [0.0]
     started_at = [0.0]
+    window = components.Window(groups)
 
     def go() -> None:  # runs once, when every connection is bound, before any thread is released
+        window.start()
         started_at[0] = time.monotonic()
         stop_at[0] = started_at[0] + duration
 
@@ -246,11 +200,15 @@ def direct_binds(facts: dict, users: list[dict], *, connections: int, duration: 
     for t in threads:
         t.join(duration + 30)
     wall = time.monotonic() - started
+    window.stop()
     flat = [x for lat in latencies for x in lat]
     return {"kind": "direct", "op": "bind+read" if read else "bind", "connections": connections,
             "count": len(flat), "seconds": round(wall, 3), "per_second": round(len(flat) / wall, 1),
             "p50_ms": round(percentile(flat, 50) * 1000, 2), "p95_ms": round(percentile(flat, 95) * 1000, 2),
-            "p99_ms": round(percentile(flat, 99) * 1000, 2), "failures": dict(failures)}
+            "p99_ms": round(percentile(flat, 99) * 1000, 2), "failures": dict(failures),
+            "cpu_ms_per_op": {k: round(v * 1000 / max(1, len(flat)), 3) for k, v in window.used.items()},
+            "machine_busy_fraction": round(window.busy["cpu"], 3),
+            "cpu_busy_fraction": {k: round(v, 3) for k, v in window.busy.items() if k != "cpu"}}
 
 
 # --- the portal --------------------------------------------------------------------------------------------
@@ -275,11 +233,11 @@ def start_daphne(portal, name: str):
     return node
 
 
-def start_agent(portal, node, tenant: str, facts: dict):
+def start_agent(portal, node, tenant: str, facts: dict, name: str):
     """Register (as tests/integration/test_signin.py does) and run a pta-agent, without -v."""
     from tests.fixtures.portal import AgentProcess, agent_env, agent_id_of, pta_agent
 
-    config, result = portal.agent_register(node, portal.agent_token(tenant), name="bench-agent",
+    config, result = portal.agent_register(node, portal.agent_token(tenant), name=name,
                                            ldap_urls=(facts["ldaps_url"],), extra=("--ca-file", facts["ca_file"]))
     if result.returncode != 0:
         raise SystemExit(f"pta-agent register failed:\n{result.stderr}")
@@ -290,16 +248,6 @@ def start_agent(portal, node, tenant: str, facts: dict):
     agent = AgentProcess(config, log_path, proc, agent_id=agent_id_of(config))
     portal.agents.append(agent)
     return agent
-
-
-def local_agents(node) -> int:
-    import httpx
-
-    from tests.fixtures.portal import metrics_headers
-
-    text = httpx.get(f"{node.url}/metrics", headers=metrics_headers(node), timeout=5).text
-    match = re.search(r"^pta_agents_local (\S+)$", text, re.M)
-    return int(float(match.group(1))) if match else 0
 
 
 # --- (2) load ----------------------------------------------------------------------------------------------
@@ -338,12 +286,25 @@ async def post_password(client, session: tuple[str, str], password: str) -> tupl
     return outcome, elapsed
 
 
-async def load_window(urls: list[str], users: list[dict], *, concurrency: int, duration: float, mode: str,
-                      cpu_groups: dict[str, list[int]], prewalk_per_client: int = 0, on_start=None) -> dict:
+@dataclass
+class Site:
+    """What the load windows run against (the portal's nodes, the test bed's users) and what they measure (the
+    components' root pids, the private Redis)."""
+
+    nodes: list
+    users: list[dict]
+    groups: dict[str, list[int]]
+    redis_url: str = ""
+
+
+async def load_window(site: Site, targets: list, *, concurrency: int, duration: float, mode: str, purpose: str,
+                      prewalk_per_client: int = 0, on_start=None) -> dict:
+    """One timed window of ``concurrency`` closed-loop clients spread over the ``targets`` nodes in turn."""
     import httpx
 
+    users = site.users
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    clients = [httpx.AsyncClient(base_url=urls[i % len(urls)], timeout=30, limits=limits,
+    clients = [httpx.AsyncClient(base_url=targets[i % len(targets)].url, timeout=30, limits=limits,
                                  follow_redirects=False) for i in range(concurrency)]
     outcomes: Counter = Counter()
     post_lat: list[float] = []
@@ -395,91 +356,216 @@ async def load_window(urls: list[str], users: list[dict], *, concurrency: int, d
 
         if on_start is not None:
             on_start()
-        with CpuWindow(cpu_groups) as cpu:
+        with components.Window(site.groups, site.redis_url) as window:
             stop_at = time.monotonic() + duration
             await asyncio.wait_for(asyncio.gather(*(run_client(i, stop_at) for i in range(concurrency))),
                                    duration + 60)
     finally:
         for client in clients:
             await client.aclose()
-    total = sum(outcomes.values())
     ok = outcomes.get("success", 0)
-    result = {
-        "kind": "pass-through", "mode": mode, "concurrency": concurrency, "seconds": round(cpu.wall, 3),
-        "count": total, "success": ok, "per_second": round(ok / cpu.wall, 1),
-        "p50_ms": round(percentile(post_lat, 50) * 1000, 2), "p95_ms": round(percentile(post_lat, 95) * 1000, 2),
-        "p99_ms": round(percentile(post_lat, 99) * 1000, 2),
-        "cycle_p50_ms": round(percentile(cycle_lat, 50) * 1000, 2),
+    requests = ok * REQUESTS_PER_SIGNIN[mode]
+    commands = window.redis_commands
+    return {
+        "kind": "pass-through", "purpose": purpose, "mode": mode, "concurrency": concurrency,
+        "clients_on": [node.name for node in targets], "agents": len(site.groups["agent"]),
+        "seconds": round(window.wall, 3), "count": sum(outcomes.values()), "success": ok,
+        "per_second": round(ok / window.wall, 1), "http_requests": requests,
+        **{f"{prefix}p{p}_ms": round(percentile(values, p) * 1000, 2)
+           for prefix, values in (("", post_lat), ("cycle_", cycle_lat)) for p in (50, 95, 99)},
         "outcomes": dict(outcomes), "errors": errors, "sessions_exhausted": exhausted[0],
-        "cpu_seconds": {k: round(v, 3) for k, v in cpu.used.items()},
-        "cpu_ms_per_request": {k: round(v * 1000 / max(1, ok), 3) for k, v in cpu.used.items()},
-        "machine_busy_fraction": round(cpu.machine_busy_fraction, 3),
+        "cpu_seconds": {k: round(v, 3) for k, v in window.used.items()},
+        "cpu_ms_per_signin": {k: round(v * 1000 / max(1, ok), 3) for k, v in window.used.items()},
+        "cpu_ms_per_http_request": {k: round(v * 1000 / max(1, requests), 3) for k, v in window.used.items()},
+        "machine_busy_fraction": round(window.busy["cpu"], 3),
+        "cpu_busy_fraction": {k: round(v, 3) for k, v in window.busy.items() if k != "cpu"},
+        "redis_commands": dict(commands) if commands is not None else None,
+        "redis_commands_per_signin": round(commands.total() / max(1, ok), 2) if commands is not None else None,
     }
-    return result
 
 
-async def warm_up(urls: list[str], users: list[dict]) -> None:
+async def warm_up(site: Site) -> None:
     """One sign-in per user and node: users exist (just-in-time), keys are cached, connections are open."""
     import httpx
 
-    for url in urls:
-        async with httpx.AsyncClient(base_url=url, timeout=30, follow_redirects=False) as client:
-            for user in users:
+    for node in site.nodes:
+        async with httpx.AsyncClient(base_url=node.url, timeout=30, follow_redirects=False) as client:
+            for user in site.users:
                 session = await walk_username(client, user["upn"])
                 outcome, _ = await post_password(client, session, user["password"])
                 if outcome != "success":
-                    raise SystemExit(f"warm-up sign-in of {user['upn']} on {url} ended {outcome}")
+                    raise SystemExit(f"warm-up sign-in of {user['upn']} on {node.name} ended {outcome}")
+
+
+async def request_frame_bytes(site: Site) -> dict:
+    """What the agents' WebSockets receive from the portal per sign-in, one sign-in at a time: the request frame
+    (with its few bytes of WebSocket header; the agent turns compression off). Nothing else flows that way but
+    a rare WebSocket ping or pong, which the minimum and the median leave out."""
+    import httpx
+
+    agents = set(site.groups["agent"])
+    ports = {node.port for node in site.nodes}
+    sizes = []
+    async with httpx.AsyncClient(base_url=site.nodes[0].url, timeout=30, follow_redirects=False) as client:
+        for i in range(REQUEST_SIZE_SAMPLES):
+            user = site.users[i % len(site.users)]
+            session = await walk_username(client, user["upn"])
+            before = components.socket_bytes_received(agents, ports)
+            outcome, _ = await post_password(client, session, user["password"])
+            if outcome != "success":
+                raise SystemExit(f"request size: sign-in of {user['upn']} ended {outcome}")
+            sizes.append(components.socket_bytes_received(agents, ports) - before)
+    return {"agents": len(agents), "samples": len(sizes), "min_bytes": min(sizes),
+            "median_bytes": statistics.median(sizes), "max_bytes": max(sizes)}
 
 
 # --- report ------------------------------------------------------------------------------------------------
 
+def ratio_line(name: str, value: float | None) -> str:
+    """One of the two summary lines scripts grep for: "whole sign-in ratio 0.42" (n/a when not measured)."""
+    return f"{name} ratio {value:.2f}" if value is not None else f"{name} ratio n/a"
+
+
+def _latencies(row: dict, prefix: str = "") -> str:
+    return " / ".join(f"{row[f'{prefix}p{p}_ms']:g}" for p in (50, 95, 99))
+
+
+def _describe(row: dict) -> str:
+    if row["purpose"] == "profile":
+        return "password POST [py-spy attached]"
+    if row["purpose"] == "placement":
+        return f"whole sign-in, every one {row['placement']} (clients on {'+'.join(row['clients_on'])})"
+    if row["purpose"] == "scaling":
+        return f"whole sign-in, {row['agents']} agent(s), clients on {'+'.join(row['clients_on'])}"
+    return ("password POST (pre-walked sessions)" if row["mode"] == "post"
+            else "whole sign-in (GET, username POST, password POST)")
+
+
+def _busy(row: dict) -> str:
+    per_cpu = ", ".join(f"{name} {value:.0%}" for name, value in sorted(row["cpu_busy_fraction"].items()))
+    return f"{row['machine_busy_fraction']:.0%} ({per_cpu})"
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
 def markdown(report: dict) -> str:
-    lines = [f"### {report['profile']} profile, {report['started']}", "",
+    pin = report["pin"]
+    bind = report["ceiling_bind_per_second"] or float("nan")
+    bind_read = report["ceiling_bind_read_per_second"] or float("nan")
+    lines = [f"### {report['profile']} profile{', pinned' if pin else ''}, {report['started']}", "",
              f"Machine: {report['machine']['cpus']} CPUs, {report['machine']['python']}; "
-             f"DC {report['ad']['ldaps_url']}; portal nodes: {report['nodes']}; load from {report['loadgen']}.", "",
-             "| what | conc. | req/s | p50 ms | p95 ms | p99 ms | ratio to direct bind | portal CPU ms/req "
-             "| agent CPU ms/req | DC CPU ms/req | machine busy | outcomes |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    ceiling = report["ceiling_per_second"] or float("nan")
+             f"DC {report['ad']['ldaps_url']}; {report['topology']}; load from {report['loadgen']}.",
+             (f"Pinned with taskset: the DC on CPU {pin['dc']}, everything else (portal, agents, load generator, "
+              f"PostgreSQL, Redis) on CPU {pin['rest']}." if pin else
+              "Not pinned: every process shares every CPU."), "",
+             "Latency: of one bind (+ read) for the direct rows, of the password POST for `post` rows, of the three "
+             "requests for whole sign-ins (their password POST alone in the next column).", "",
+             "| what | conc. | per s | ÷ bind | ÷ bind+read | p50 / p95 / p99 ms | password POST p50 / p95 / p99 ms "
+             "| CPU busy | outcomes |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in report["direct"]:
-        ratio = row["per_second"] / ceiling
         lines.append(f"| direct LDAPS {row['op']} | {row['connections']} conn | {row['per_second']} | "
-                     f"{row['p50_ms']} | {row['p95_ms']} | {row['p99_ms']} | {ratio:.2f} | – | – | – | – | "
-                     f"{row['count']} ok {row['failures'] or ''} |")
+                     f"{row['per_second'] / bind:.2f} | {row['per_second'] / bind_read:.2f} | {_latencies(row)} | – | "
+                     f"{_busy(row)} | {row['count']} ok{' ' + str(row['failures']) if row['failures'] else ''} |")
     for row in report["passthrough"]:
-        per = row["cpu_ms_per_request"]
-        portal_ms = sum(v for k, v in per.items() if k.startswith("daphne"))
-        what = ("password POST (pre-walked sessions)" if row["mode"] == "post"
-                else "whole sign-in (username + password)")
-        label = f"{what}{' [py-spy attached]' if row.get('profiled') else ''}"
-        lines.append(f"| {label} | {row['concurrency']} | {row['per_second']} | {row['p50_ms']} | {row['p95_ms']} | "
-                     f"{row['p99_ms']} | {row['per_second'] / ceiling:.2f} | {portal_ms:.2f} | "
-                     f"{per.get('agent', 0):.2f} | {per.get('samba', 0):.2f} | {row['machine_busy_fraction']:.0%} | "
-                     f"{', '.join(f'{k} {v}' for k, v in sorted(row['outcomes'].items()))} |")
-    lines += ["", f"Ceiling (best direct bind rate): {ceiling} binds/s. Best pass-through password POST rate: "
-              f"{report['best_passthrough_per_second']} req/s, ratio **{report['ratio']:.2f}**.", ""]
+        whole = row["mode"] == "cycle"
+        lines.append(f"| {_describe(row)} | {row['concurrency']} | {row['per_second']} | "
+                     f"{row['per_second'] / bind:.2f} | {row['per_second'] / bind_read:.2f} | "
+                     f"{_latencies(row, 'cycle_' if whole else '')} | {_latencies(row) if whole else '–'} | "
+                     f"{_busy(row)} | {', '.join(f'{k} {v}' for k, v in sorted(row['outcomes'].items()))} |")
+    lines += ["", "Cost per sign-in (per bind for the direct rows): CPU ms of each component over the window, from "
+              "/proc (portal: every Daphne node; DC, PostgreSQL: their process trees), and Redis commands "
+              "(INFO commandstats).", "",
+              "| what | conc. | portal ms / sign-in | portal ms / HTTP request | agent | DC | PostgreSQL | Redis "
+              "| load generator | Redis commands / sign-in |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in report["direct"]:
+        cost = row["cpu_ms_per_op"]
+        lines.append(f"| direct LDAPS {row['op']} | {row['connections']} conn | – | – | – | {_ms(cost['samba'])} | – "
+                     f"| – | {_ms(cost['loadgen'])} | – |")
+    for row in report["passthrough"]:
+        cost, per_request = row["cpu_ms_per_signin"], row["cpu_ms_per_http_request"]
+        portal = sum(v for k, v in cost.items() if k.startswith("daphne"))
+        portal_request = sum(v for k, v in per_request.items() if k.startswith("daphne"))
+        lines.append(f"| {_describe(row)} | {row['concurrency']} | {portal:.2f} | {portal_request:.2f} | "
+                     f"{_ms(cost['agent'])} | {_ms(cost['samba'])} | {_ms(cost.get('postgres'))} | "
+                     f"{_ms(cost.get('redis'))} | {_ms(cost['loadgen'])} | "
+                     f"{_ms(row['redis_commands_per_signin'])} |")
+    placed = [row for row in report["passthrough"] if row["purpose"] == "placement" and row["redis_commands"]]
+    if placed:
+        lines += ["", "Redis commands per whole sign-in, by command (HELLO and SELECT open a connection):", "",
+                  f"| command | {' | '.join(row['placement'] for row in placed)} |", f"| --- |{' --- |' * len(placed)}"]
+        lines += [f"| {command} | " + " | ".join(f"{row['redis_commands'].get(command, 0) / max(1, row['success']):.2f}"
+                                                 for row in placed) + " |"
+                  for command in sorted(set().union(*(row["redis_commands"] for row in placed)))]
+    lines += ["", "Peak RSS (VmHWM) at the end of the run; a tree's sum counts shared pages once per process.", "",
+              "| component | processes | peak RSS, sum MiB | largest process MiB |", "| --- | --- | --- | --- |"]
+    for name, peak in report["peak_rss_kib"].items():
+        lines.append(f"| {name} | {peak['processes']} | {peak['sum_kib'] / 1024:.1f} | {peak['max_kib'] / 1024:.1f} |")
+    if report.get("request_size"):
+        lines += ["", "Bytes the agents' WebSockets receive per sign-in (the request frame and its WebSocket header), "
+                  f"{REQUEST_SIZE_SAMPLES} sign-ins one at a time per agent count:", "",
+                  "| agents | min | median | max |", "| --- | --- | --- | --- |"]
+        lines += [f"| {size['agents']} | {size['min_bytes']} | {size['median_bytes']:g} | {size['max_bytes']} |"
+                  for size in report["request_size"]]
+    lines += ["", f"Denominator of both ratios: the best direct bind+read rate, {bind_read}/s (the best bind alone: "
+              f"{bind}/s).", "",
+              ratio_line("whole sign-in", report["whole_signin_ratio"]),
+              ratio_line("password POST", report["password_post_ratio"]), ""]
     return "\n".join(lines)
 
 
 # --- main --------------------------------------------------------------------------------------------------
 
+def levels(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def pin_cpus(text: str) -> dict[str, str]:
+    """--pin DC:REST, two disjoint CPU lists of this process's CPUs."""
+    dc, _, rest = text.partition(":")
+    allowed = os.sched_getaffinity(0)
+    try:
+        dc_cpus, rest_cpus = components.cpu_list(dc), components.cpu_list(rest)
+    except ValueError:
+        dc_cpus = rest_cpus = set()
+    if not dc_cpus or not rest_cpus or dc_cpus & rest_cpus or not (dc_cpus | rest_cpus) <= allowed:
+        raise SystemExit(f"--pin {text}: two disjoint CPU lists of {sorted(allowed)} expected, like 0:1 or 0:1-3")
+    return {"dc": dc, "rest": rest}
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=["embedded", "production"], default="embedded")
-    parser.add_argument("--concurrency", default="8,32", help="comma-separated HTTP client counts")
+    parser.add_argument("--pin", nargs="?", const="0:1", default="", metavar="DC:REST",
+                        help="run the DC alone on the CPUs DC, the rest on REST (taskset; default 0:1)")
+    parser.add_argument("--concurrency", default="2,8,32", help="comma-separated HTTP client counts")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per timed window (max 120)")
-    parser.add_argument("--direct-connections", default="2,8", help="comma-separated LDAP connection counts")
+    parser.add_argument("--direct-connections", default="2,8,32", help="comma-separated LDAP connection counts")
     parser.add_argument("--modes", default="post,cycle", help="post (pre-walked password POSTs) and/or cycle")
+    parser.add_argument("--scaling", action="store_true",
+                        help="also 1 and 2 nodes (production) x 1, 2 and 4 agents, and the request size per agents")
+    parser.add_argument("--scaling-duration", type=float, default=3.0, help="seconds per scaling window (max 30)")
     parser.add_argument("--ad-dir", default="", help="reuse the test bed running in DIR (and its namespace)")
     parser.add_argument("--netns", choices=["auto", "yes", "no"], default="auto",
                         help="run everything in a fresh network namespace (auto: yes unless --ad-dir)")
     parser.add_argument("--py-spy", type=float, default=0.0, metavar="SECONDS",
                         help="also record the portal with py-spy during an extra post window")
     parser.add_argument("--out", default=str(REPO / "bench" / "results"))
+    parser.add_argument("--no-docs-plot", action="store_true",
+                        help="write the latency plot beside the results only, not to docs/")
     parser.add_argument(INNER_FLAG, action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.duration = min(max(1.0, args.duration), 120.0)
+    args.scaling_duration = min(max(1.0, args.scaling_duration), 30.0)
+    if not levels(args.concurrency) or not levels(args.direct_connections):
+        parser.error("--concurrency and --direct-connections need at least one level each")
+    if args.pin and args.ad_dir:
+        parser.error("--pin starts its own DC on its CPUs: it cannot reuse --ad-dir")
+    args.pin = pin_cpus(args.pin) if args.pin else None
     return args
 
 
@@ -495,19 +581,102 @@ def _quote(text: str) -> str:
     return shlex.quote(text)
 
 
+def passed(row: dict) -> bool:
+    if set(row["outcomes"]) == {"success"}:
+        return True
+    log(f"  NOT ALL SUCCESS: {row['outcomes']} {row['errors'][:5]}")
+    return False
+
+
+def run_window(site: Site, targets: list, **kwargs) -> dict:
+    row = asyncio.run(load_window(site, targets, **kwargs))
+    log(f"  {row['per_second']}/s, password POST p50 {row['p50_ms']} p95 {row['p95_ms']} ms, whole sign-in p50 "
+        f"{row['cycle_p50_ms']} ms, CPU ms/sign-in {row['cpu_ms_per_signin']}, outcomes {row['outcomes']}")
+    return row
+
+
+def main_windows(args, site: Site) -> list[dict]:
+    """The measured windows: every --concurrency level in every --modes, clients over every node."""
+    rows = []
+    for concurrency in levels(args.concurrency):
+        rate_guess = 0.0
+        for mode in sorted(m for m in args.modes.split(",") if m):  # "cycle" first: it calibrates "post"
+            prewalk = 0
+            if mode == "post":
+                guess = max(rate_guess * 1.6, 150.0)
+                prewalk = min(MAX_PREWALK_SESSIONS // concurrency, math.ceil(guess * args.duration / concurrency) + 5)
+            log(f"pass-through {mode} c={concurrency} for {args.duration:.0f} s")
+            row = run_window(site, site.nodes, concurrency=concurrency, duration=args.duration, mode=mode,
+                             purpose="main", prewalk_per_client=prewalk)
+            rows.append(row)
+            rate_guess = row["per_second"] if mode == "cycle" else rate_guess
+    return rows
+
+
+def placement_windows(args, site: Site) -> list[dict]:
+    """Production: whole sign-ins all on the agents' node, then all on the other one (each relayed over Redis),
+    so that the relay's cost (Redis commands and CPU per sign-in) is the difference of the two."""
+    rows = []
+    duration = min(args.duration, PLACEMENT_SECONDS)
+    for placement, targets in (("local", site.nodes[:1]), ("relayed", site.nodes[1:])):
+        log(f"placement: every sign-in {placement} for {duration:.0f} s")
+        row = run_window(site, targets, concurrency=max(levels(args.concurrency)), duration=duration, mode="cycle",
+                         purpose="placement")
+        row["placement"] = placement
+        rows.append(row)
+    return rows
+
+
+def scaling(args, site: Site, portal, tenant: str, facts: dict, agents: list) -> tuple[list[dict], list[dict]]:
+    """One, two and four agents of the tenant, all connected to the first node; for each, the bytes of the
+    request an agent receives, and a short whole sign-in window with clients on one node, then on every node.
+    Returns (windows, request sizes)."""
+    from tests.fixtures.portal import local_agents, wait_for
+
+    rows, sizes = [], []
+    for count in SCALING_AGENTS:
+        while len(agents) < count:
+            agents.append(start_agent(portal, site.nodes[0], tenant, facts, f"bench-agent-{len(agents) + 1}"))
+        wait_for(lambda n=count: local_agents(site.nodes[0]) == n, timeout=30, message=f"{count} agents to connect")
+        site.groups["agent"] = [agent.proc.pid for agent in agents]
+        size = asyncio.run(request_frame_bytes(site))
+        log(f"scaling: {count} agent(s), request bytes per sign-in min {size['min_bytes']} "
+            f"median {size['median_bytes']} max {size['max_bytes']}")
+        sizes.append(size)
+        for node_count in range(1, len(site.nodes) + 1):
+            log(f"scaling: {count} agent(s), clients on {node_count} node(s), {args.scaling_duration:.0f} s")
+            rows.append(run_window(site, site.nodes[:node_count], concurrency=max(levels(args.concurrency)),
+                                   duration=args.scaling_duration, mode="cycle", purpose="scaling"))
+    return rows, sizes
+
+
+def pinning_holds(pin: dict[str, str], placed: dict[str, list[str]]) -> bool:
+    """Every thread of the DC on the DC's CPUs, every other one measured on the rest."""
+    wrong = {name: lists for name, lists in placed.items()
+             if not all(components.cpu_list(cpus) <= components.cpu_list(pin["dc" if name == "samba" else "rest"])
+                        for cpus in lists)}
+    if wrong:
+        log(f"PINNING DID NOT HOLD: {wrong}")
+    return not wrong
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     use_netns = args.netns == "yes" or (args.netns == "auto" and not args.ad_dir)
     if use_netns and not args._in_netns:
         return reexec_in_netns(argv)
+    pin = args.pin
+    if pin:  # this process first: everything it starts inherits the CPUs, the DC is started elsewhere
+        os.sched_setaffinity(0, components.cpu_list(pin["rest"]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = f"{stamp}-{args.profile}{'-pinned' if pin else ''}"
     work = Path(tempfile.mkdtemp(prefix="pta-bench-"))
     services = PrivateServices(work / "services") if (use_netns and args.profile == "production") else None
     ad_dir = Path(args.ad_dir) if args.ad_dir else work / "ad"
     portal = None
-    report: dict = {"profile": args.profile, "started": stamp, "netns": use_netns,
+    report: dict = {"profile": args.profile, "started": stamp, "netns": use_netns, "pin": pin,
                     "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                 "kernel": platform.release()},
                     "loadgen": "httpx.AsyncClient, one keep-alive connection per client, in the bench process"}
@@ -516,22 +685,21 @@ def main(argv: list[str]) -> int:
         if services:
             (work / "services").mkdir()
             services.start()
-        log(f"AD test bed in {ad_dir}")
-        facts = ad_start(ad_dir)
+        log(f"AD test bed in {ad_dir}" + (f" on CPU {pin['dc']}" if pin else ""))
+        facts = ad_start(ad_dir, pin["dc"] if pin else "")
         users = good_users(facts)
         report["ad"] = {"ldaps_url": facts["ldaps_url"], "users": [u["upn"] for u in users]}
-        samba_pids = descendants(int(facts["pid"]))
+        samba = [int(facts["pid"])]
 
         report["direct"] = []
         for read in (False, True):
-            for n in [int(x) for x in args.direct_connections.split(",") if x]:
-                row = direct_binds(facts, users, connections=n, duration=args.duration, read=read)
+            for n in levels(args.direct_connections):
+                row = direct_binds(facts, users, connections=n, duration=args.duration, read=read,
+                                   groups={"samba": samba})
                 log(f"direct {row['op']} x{n}: {row['per_second']}/s p50 {row['p50_ms']} ms")
                 report["direct"].append(row)
-        ceiling = max(r["per_second"] for r in report["direct"] if r["op"] == "bind")
-        report["ceiling_per_second"] = ceiling
 
-        from tests.fixtures.portal import make_portal, wait_for
+        from tests.fixtures.portal import local_agents, make_portal, wait_for
 
         timings = {"PTA_AGENT_HEARTBEAT_SECONDS": "10", "PTA_PRESENCE_FLUSH_SECONDS": "2",
                    "PTA_LAST_SEEN_SECONDS": "30", "PTA_LOG_LEVEL": "WARNING"}
@@ -540,51 +708,44 @@ def main(argv: list[str]) -> int:
         nodes = [start_daphne(portal, "web1")]
         if args.profile == "production":
             nodes.append(start_daphne(portal, "web2"))
-        agent = start_agent(portal, nodes[0], tenant, facts)
+        agents = [start_agent(portal, nodes[0], tenant, facts, "bench-agent-1")]
         wait_for(lambda: local_agents(nodes[0]) == 1, timeout=20, message="the agent to connect")
         report["nodes"] = len(nodes)
-        report["topology"] = ("one Daphne node, agent connected to it" if len(nodes) == 1 else
-                              "two Daphne nodes, agent connected to web1; clients alternate web1/web2, so half of "
-                              "the sign-ins cross nodes over RedisPubSubChannelLayer")
-        urls = [n.url for n in nodes]
-        asyncio.run(warm_up(urls, users))
-        groups = {f"daphne_{n.name}": [n.proc.pid] for n in nodes}
-        groups["agent"] = [agent.proc.pid]
-        groups["samba"] = samba_pids
+        report["topology"] = ("one Daphne node, the agent connected to it" if len(nodes) == 1 else
+                              "two Daphne nodes, the agents connected to web1; clients alternate web1/web2, so "
+                              "half of the sign-ins cross nodes over RedisPubSubChannelLayer")
+        groups = {f"daphne_{node.name}": [node.proc.pid] for node in nodes}
+        groups["agent"] = [agents[0].proc.pid]
+        groups["samba"] = samba
         if services:
             assert services.redis is not None  # started above
-            groups["postgres"] = [-services.postmaster_pid()]
+            groups["postgres"] = [services.postmaster_pid()]
             groups["redis"] = [services.redis.pid]
-        report["pids"] = groups
+        # Redis commands only from our own server: the shared one (--netns no) counts everyone's.
+        site = Site(nodes, users, groups, PRIVATE_REDIS_URL if services else "")
+        asyncio.run(warm_up(site))
 
-        report["passthrough"] = []
-        modes = [m for m in args.modes.split(",") if m]
-        for concurrency in [int(x) for x in args.concurrency.split(",") if x]:
-            rate_guess = 0.0
-            for mode in sorted(modes):  # "cycle" first: it calibrates how many sessions "post" needs
-                prewalk = 0
-                if mode == "post":
-                    guess = max(rate_guess * 1.6, 150.0)
-                    prewalk = min(MAX_PREWALK_SESSIONS // concurrency,
-                                  math.ceil(guess * args.duration / concurrency) + 5)
-                log(f"pass-through {mode} c={concurrency} for {args.duration:.0f} s")
-                row = asyncio.run(load_window(urls, users, concurrency=concurrency, duration=args.duration,
-                                              mode=mode, cpu_groups=groups, prewalk_per_client=prewalk))
-                log(f"  {row['per_second']}/s p50 {row['p50_ms']} p95 {row['p95_ms']} p99 {row['p99_ms']} ms, "
-                    f"portal CPU {row['cpu_ms_per_request']}, outcomes {row['outcomes']}")
-                report["passthrough"].append(row)
-                rate_guess = row["per_second"] if mode == "cycle" else rate_guess
-                if set(row["outcomes"]) != {"success"}:
-                    failed = True
-                    log(f"  NOT ALL SUCCESS: {row['outcomes']} {row['errors'][:5]}")
-
+        report["passthrough"] = main_windows(args, site)
+        if len(nodes) > 1:
+            report["passthrough"] += placement_windows(args, site)
         if args.py_spy > 0:
-            report["profile_files"] = record_profile(args, urls, users, groups, nodes, out, stamp, report)
+            report["profile_files"] = record_profile(args, site, out, name, report)
+        if args.scaling:
+            rows, report["request_size"] = scaling(args, site, portal, tenant, facts, agents)
+            report["passthrough"] += rows
+        failed = not all([passed(row) for row in report["passthrough"]])
+        report["pids"] = groups
+        report["peak_rss_kib"] = components.peak_rss(groups)
+        report["affinity"] = components.affinity({**groups, "loadgen": [os.getpid()]})
+        if pin and not pinning_holds(pin, report["affinity"]):
+            failed = True
 
-        posts = [r["per_second"] for r in report["passthrough"] if r["mode"] == "post" and not r.get("profiled")]
-        best = max(posts or [r["per_second"] for r in report["passthrough"]] or [0])
-        report["best_passthrough_per_second"] = best
-        report["ratio"] = round(best / ceiling, 3) if ceiling else float("nan")
+        bind_read = max(r["per_second"] for r in report["direct"] if r["op"] == "bind+read")
+        report["ceiling_bind_per_second"] = max(r["per_second"] for r in report["direct"] if r["op"] == "bind")
+        report["ceiling_bind_read_per_second"] = bind_read
+        for key, mode in (("whole_signin_ratio", "cycle"), ("password_post_ratio", "post")):
+            rates = [r["per_second"] for r in report["passthrough"] if r["purpose"] == "main" and r["mode"] == mode]
+            report[key] = round(max(rates) / bind_read, 3) if rates and bind_read else None
         for node in nodes:
             if not node.running:
                 failed = True
@@ -592,7 +753,8 @@ def main(argv: list[str]) -> int:
             tail_500 = [line for line in node.log().splitlines() if "Traceback" in line or " 500 " in line]
             if tail_500:
                 report.setdefault("portal_log_errors", {})[node.name] = tail_500[:20]
-        agent_errors = [line for line in agent.log().splitlines() if "ERROR" in line or "Traceback" in line]
+        agent_errors = [line for agent in agents for line in agent.log().splitlines()
+                        if "ERROR" in line or "Traceback" in line]
         if agent_errors:
             report["agent_log_errors"] = agent_errors[:20]
     finally:
@@ -602,7 +764,7 @@ def main(argv: list[str]) -> int:
                 keep = [i for i, line in enumerate(lines) if "Traceback" in line or "Error" in line]
                 if keep:
                     report.setdefault("portal_log_excerpts", {})[node.name] = lines[max(0, keep[0] - 2):keep[0] + 60]
-                    (out / f"{stamp}-{args.profile}-{node.name}-daphne.log").write_text("\n".join(lines[-4000:]))
+                    (out / f"{name}-{node.name}-daphne.log").write_text("\n".join(lines[-4000:]))
             with contextlib.suppress(BaseException):
                 portal.close()
         if not args.ad_dir:
@@ -612,29 +774,32 @@ def main(argv: list[str]) -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     report["failed"] = failed
-    name = f"{stamp}-{args.profile}"
     (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report)
     (out / f"{name}.md").write_text(table)
+    plots = [out / f"{name}-latency.png"]
+    if not args.no_docs_plot:
+        plots.append(REPO / "docs" / f"benchmark-latency-{args.profile}{'-pinned' if pin else ''}.png")
+    latency_plot(report, plots)
     print(table)
-    log(f"results: {out / name}.json and .md")
+    log(f"results: {out / name}.json, .md and -latency.png{f', plot also in {plots[1]}' if len(plots) > 1 else ''}")
     if failed:
-        log("FAILED: not every sign-in succeeded (see outcomes and errors in the JSON)")
+        log("FAILED: not every sign-in succeeded or the pinning did not hold (see the JSON)")
     return 1 if failed else 0
 
 
-def record_profile(args, urls, users, groups, nodes, out: Path, stamp: str, report: dict) -> list[str]:
+def record_profile(args, site: Site, out: Path, name: str, report: dict) -> list[str]:
     """py-spy on every Daphne process during one extra "post" window (started after the pre-walk)."""
     py_spy = shutil.which("py-spy")
     if not py_spy:
         log("py-spy not found on PATH: no profile")
         return []
-    concurrency = max(int(x) for x in args.concurrency.split(",") if x)
+    concurrency = max(levels(args.concurrency))
     files, procs = [], []
 
     def start() -> None:
-        for node in nodes:
-            path = out / f"{stamp}-{args.profile}-{node.name}-profile.folded"
+        for node in site.nodes:
+            path = out / f"{name}-{node.name}-profile.folded"
             procs.append(subprocess.Popen([py_spy, "record", "-d", str(int(args.py_spy)), "-r", "200", "-p",
                                            str(node.proc.pid), "-f", "raw", "-o", str(path), "--nonblocking"],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
@@ -644,10 +809,9 @@ def record_profile(args, urls, users, groups, nodes, out: Path, stamp: str, repo
     rate_guess = max((r["per_second"] for r in report["passthrough"]), default=150)
     prewalk = min(MAX_PREWALK_SESSIONS // concurrency, math.ceil(rate_guess * 1.6 * args.py_spy / concurrency) + 5)
     log(f"py-spy: recording the portal for {args.py_spy:.0f} s of password POSTs at c={concurrency}")
-    row = asyncio.run(load_window(urls, users, concurrency=concurrency, duration=args.py_spy, mode="post",
-                                  cpu_groups=groups, prewalk_per_client=prewalk, on_start=start))
-    row["profiled"] = True
-    report["passthrough"].append(row)
+    report["passthrough"].append(run_window(site, site.nodes, concurrency=concurrency, duration=args.py_spy,
+                                            mode="post", purpose="profile", prewalk_per_client=prewalk,
+                                            on_start=start))
     for proc in procs:
         try:  # communicate, not wait: py-spy must never block on a full stderr pipe
             _, err = proc.communicate(timeout=args.py_spy + 60)
