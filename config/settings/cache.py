@@ -9,7 +9,8 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env("PTA_REDIS_PREFIX", "pta") + ":cache",
-            "OPTIONS": redis_retry_options(),  # a Redis restart is waited out, not answered 500
+            # A Redis restart is waited out, not answered 500; one connection pool per process, not per request.
+            "OPTIONS": {**redis_retry_options(), "pool_class": "config.redis.SharedConnectionPool"},
         }
     }
 else:
