@@ -35,7 +35,9 @@ async def health(request: HttpRequest) -> JsonResponse:
     user = await request.auser()
     if not user.is_authenticated:
         return JsonResponse({"error": "unauthenticated", "message": "Sign in as a tenant administrator."}, status=401)
-    if not user.is_staff:
+    # As for the page: staff status alone (which a tenant administrator may give any of their users) is not the
+    # right to see the agents.
+    if not (user.is_staff and await user.ahas_perm("agents.view_agent")):
         return JsonResponse({"error": "forbidden", "message": "Tenant administrators only."}, status=403)
     tenants = await health_tenants(user=user, slug=request.GET.get("tenant", ""))
     return JsonResponse(await agents_health(tenants=tenants, hours=_hours(request)))

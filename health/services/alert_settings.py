@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from urllib.parse import urlsplit
 
@@ -14,6 +15,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 
 from health.models import AlertSettings
+from health.webhooks import address_public
 from tenant.models import Tenant
 
 MIN_SECRET_LENGTH = 16
@@ -38,14 +40,26 @@ def webhook_secret_read(alert_settings: AlertSettings) -> bytes:
     return _secret_key().decrypt(blob[:12], blob[12:], str(alert_settings.tenant_id).encode())
 
 
+def webhook_address_allowed(address: str) -> bool:
+    """Whether a webhook may be posted to ``address``: a public one, or one the operator allowed
+    (PTA_ALERT_WEBHOOK_ALLOWED_NETWORKS). Anything else would let a tenant administrator reach the portal's own
+    network: its loopback services, the cloud's metadata service, internal hosts."""
+    ip = ipaddress.ip_address(address)
+    return address_public(address) or any(ip in network for network in settings.PTA_ALERT_WEBHOOK_ALLOWED_NETWORKS)
+
+
 def webhook_url_problem(url: str) -> str | None:
-    """Why alerts cannot be posted to ``url``, or None. Plain http would carry incidents readable on the way."""
+    """Why alerts cannot be posted to ``url``, or None. Plain http would carry incidents readable on the way. An
+    address written in the URL is checked here; a name is resolved, and its addresses checked, at each delivery."""
     parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
+    lab = parts.scheme == "http" and parts.hostname in _LOOPBACK and settings.PTA_ALERT_WEBHOOK_HTTP_LOOPBACK
+    if not (parts.scheme == "https" and parts.hostname or lab):
+        return "The webhook URL must be https:// (plain http only to loopback, in a test set-up)."
+    try:
+        allowed = webhook_address_allowed(parts.hostname or "")
+    except ValueError:  # a name, not an address
         return None
-    if parts.scheme == "http" and parts.hostname in _LOOPBACK and settings.PTA_ALERT_WEBHOOK_HTTP_LOOPBACK:
-        return None
-    return "The webhook URL must be https:// (plain http only to loopback, in a test set-up)."
+    return None if allowed else "The webhook URL must not point at a loopback, private or link-local address."
 
 
 def alert_settings_get(*, tenant: Tenant) -> AlertSettings:

@@ -8,11 +8,16 @@ the embedded timer's next sweep) comes back when it is due.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import http.client
 import json
 import logging
+import socket
+import ssl
+import threading
 import time
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -21,7 +26,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from health.models import AlertSettings, Notification
-from health.services.alert_settings import webhook_secret_read, webhook_url_problem
+from health.services.alert_settings import webhook_address_allowed, webhook_secret_read, webhook_url_problem
 from health.webhooks import SIGNATURE_HEADER, signature_header
 
 logger = logging.getLogger(__name__)
@@ -73,16 +78,67 @@ def _email_send(notification: Notification, recipients: list[str]) -> None:
     public_url = getattr(settings, "PTA_PUBLIC_URL", "").rstrip("/")
     if public_url:
         lines += ["", f"Incidents: {public_url}/admin/health/incident/{incident.pk}/change/"]
+    # One line whatever the tenant's or the agent's name holds: Django refuses a header with a line break (no
+    # injection), which would leave the alert unsent.
+    subject = " ".join(f"[PTA] {state}: {incident.summary}".split())
     try:
-        send_mail(f"[PTA] {state}: {incident.summary}", "\n".join(lines) + "\n", settings.DEFAULT_FROM_EMAIL,
-                  recipients)
+        send_mail(subject, "\n".join(lines) + "\n", settings.DEFAULT_FROM_EMAIL, recipients)
     except OSError as exc:  # smtplib's errors, refused connections and timeouts
         raise DeliveryFailed(f"mail: {exc}") from None
 
 
+def _webhook_socket(host: str, port: int, deadline: float) -> socket.socket:
+    """A connection to ``host``, each of whose addresses must be allowed (webhook_address_allowed). The address
+    checked is the one connected to: the name is resolved once, so it cannot answer a public address to the
+    check and a private one to the connection. A name that does not resolve is refused alike, so the message
+    tells nothing of the portal's own DNS."""
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        found = []
+    if not found or not all(webhook_address_allowed(str(sockaddr[0])) for *_, sockaddr in found):
+        raise DeliveryFailed(f"webhook: {host} has no address alerts may be posted to")
+    error: OSError = TimeoutError("timed out")
+    for family, kind, proto, _, sockaddr in found:
+        if (remaining := deadline - time.monotonic()) <= 0:
+            break
+        sock = socket.socket(family, kind, proto)
+        sock.settimeout(remaining)
+        try:
+            sock.connect(sockaddr)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+    raise DeliveryFailed(f"webhook: {error}")
+
+
+@contextlib.contextmanager
+def _cut_at(sock: socket.socket, deadline: float) -> Iterator[threading.Event]:
+    """Shut the connection down at ``deadline``; the event tells it happened. A socket timeout bounds each read,
+    not the answer: a receiver sending a byte every few seconds would otherwise hold this worker (in the
+    embedded profile, the timer that runs every tenant's periodic work) for as long as it liked."""
+    handle = sock.dup()  # TLS takes ``sock`` over; shutting a duplicate down ends the connection for both
+    expired = threading.Event()
+
+    def cut() -> None:
+        expired.set()
+        with contextlib.suppress(OSError):
+            handle.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(max(0.0, deadline - time.monotonic()), cut)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield expired
+    finally:
+        timer.cancel()
+        handle.close()
+
+
 def _webhook_send(notification: Notification, alert_settings: AlertSettings) -> None:
-    """One POST; a redirect is an answer like any other that is not 2xx (the signed body goes to the URL the
-    tenant set, nowhere else)."""
+    """One POST, within WEBHOOK_TIMEOUT_SECONDS in all; a redirect is an answer like any other that is not 2xx
+    (the signed body goes to the URL the tenant set, nowhere else)."""
     url = alert_settings.webhook_url
     if problem := webhook_url_problem(url):
         raise DeliveryFailed(problem)
@@ -91,19 +147,31 @@ def _webhook_send(notification: Notification, alert_settings: AlertSettings) -> 
                SIGNATURE_HEADER: signature_header(webhook_secret_read(alert_settings), int(time.time()), body),
                "PTA-Event": f"incident.{notification.event}", "PTA-Delivery": str(notification.pk)}
     parts = urlsplit(url)
+    host, https = parts.hostname or "", parts.scheme == "https"
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     try:
-        connection = connection_class(parts.hostname or "", parts.port, timeout=WEBHOOK_TIMEOUT_SECONDS)
+        port = parts.port or (443 if https else 80)
     except ValueError as exc:  # a port that is not a number
         raise DeliveryFailed(f"webhook: {exc}") from None
+    deadline = time.monotonic() + WEBHOOK_TIMEOUT_SECONDS
+    sock = _webhook_socket(host, port, deadline)
+    connection = (http.client.HTTPSConnection if https else http.client.HTTPConnection)(host, port)
     try:
-        connection.request("POST", target, body, headers)
-        status = connection.getresponse().status
-    except (OSError, http.client.HTTPException) as exc:
-        raise DeliveryFailed(f"webhook: {exc}") from None
+        with _cut_at(sock, deadline) as expired:
+            try:
+                if https:  # the certificate is checked against the URL's name, not the address
+                    sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+                connection.sock = sock
+                connection.request("POST", target, body, headers)
+                status = connection.getresponse().status
+            except (OSError, http.client.HTTPException) as exc:
+                if not expired.is_set():
+                    raise DeliveryFailed(f"webhook: {exc}") from None
+            if expired.is_set():  # an answer cut short is no answer, whatever its first line said
+                raise DeliveryFailed(f"webhook: no answer within {WEBHOOK_TIMEOUT_SECONDS} s")
     finally:
         connection.close()
+        sock.close()
     if not 200 <= status < 300:
         raise DeliveryFailed(f"webhook answered {status}")
 

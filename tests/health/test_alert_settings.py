@@ -38,7 +38,7 @@ def test_what_is_refused_and_saves_nothing(tenant_a, changes, field):
     assert not AlertSettings.objects.exists()
 
 
-def test_plain_http_only_to_loopback_in_a_test_set_up(settings):
+def test_plain_http_only_to_loopback_in_a_test_set_up(loopback_webhooks, settings):
     settings.PTA_ALERT_WEBHOOK_HTTP_LOOPBACK = False
     assert webhook_url_problem("http://127.0.0.1:8080/hook") is not None
     assert webhook_url_problem("https://127.0.0.1:8080/hook") is None

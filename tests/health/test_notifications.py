@@ -21,8 +21,7 @@ SECRET = "a-webhook-secret-of-the-tenant-1234"
 
 
 @pytest.fixture
-def incident(tenant_a, webhook_receiver, django_capture_on_commit_callbacks, settings):
-    settings.PTA_ALERT_WEBHOOK_HTTP_LOOPBACK = True  # the receiver is plain http on loopback
+def incident(tenant_a, webhook_receiver, django_capture_on_commit_callbacks, loopback_webhooks):
     alert_settings_set(tenant=tenant_a, emails=["ops@alpha.example.test", "oncall@alpha.example.test"],
                        webhook_url=webhook_receiver.url, webhook_secret=SECRET)
     condition = Condition(str(tenant_a.pk), Incident.Kind.AGENTS_BELOW_THRESHOLD, "",
@@ -96,7 +95,7 @@ def test_resolution_is_delivered_after_the_commit_by_its_task(incident, webhook_
                                                               django_capture_on_commit_callbacks):
     from config.celery import app
 
-    monkeypatch.setattr(app.conf, "task_always_eager", True)  # the task runs here, not on a worker
+    monkeypatch.setitem(app.conf, "task_always_eager", True)  # the task runs here, not on a worker
     with django_capture_on_commit_callbacks(execute=True):
         assert incident_resolve(incident=incident, now=timezone.now())
     assert [json.loads(r.body)["event"] for r in webhook_receiver.requests] == ["incident.resolved"]

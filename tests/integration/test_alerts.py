@@ -56,7 +56,8 @@ def signature_verifies(request) -> bool:
 def test_the_only_agent_stopping_and_coming_back_alerts_once_each_way(
         profile, request, portal_factory, periodic_work, smtp_server, webhook_receiver, tmp_path):
     timings = {"PTA_HEALTH_SWEEP_SECONDS": str(SWEEP_SECONDS), "PTA_ALERT_GRACE_SECONDS": "2",
-               "DJANGO_EMAIL_HOST": "127.0.0.1", "DJANGO_EMAIL_PORT": str(smtp_server.port)}
+               "DJANGO_EMAIL_HOST": "127.0.0.1", "DJANGO_EMAIL_PORT": str(smtp_server.port),
+               "PTA_ALERT_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1"}  # the receiver is on loopback
     if profile == "production":  # a Redis of its own: its broker queue is nobody else's
         portal = portal_factory(profile, redis_url=request.getfixturevalue("redis_server").url, timings=timings)
     else:
