@@ -105,7 +105,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         local_agents.discard(self)
         if self.joined_group:
             await self.channel_layer.group_discard(self.joined_group, self.channel_name)
-        await self._withdraw_presence()
+        await self._withdraw_presence(self.identity)
         logger.info("agent %s disconnected (code %s)", self.agent_id, code)
 
     async def close_for(self, code: CloseCode, reason: str, *, drain_seconds: float = 0.0) -> None:
@@ -116,7 +116,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         self.stop_taking_requests()
         logger.info("closing agent connection %s: %s (%s)", getattr(self, "agent_id", "?"), code.name, reason)
         if self.identity is not None:
-            await self._withdraw_presence()
+            await self._withdraw_presence(self.identity)
         deadline = time.monotonic() + drain_seconds
         while self.pending and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -127,9 +127,9 @@ class AgentConsumer(AsyncWebsocketConsumer):
         self.closing = True
         local_agents.discard(self)
 
-    async def _withdraw_presence(self) -> None:
+    async def _withdraw_presence(self, identity: AgentIdentity) -> None:
         try:
-            await presence_registry().withdraw(agent_id=self.agent_id, tenant_id=self.identity.tenant_id,
+            await presence_registry().withdraw(agent_id=identity.agent_id, tenant_id=identity.tenant_id,
                                                channel_name=self.channel_name)
         except Exception as exc:  # Redis away: the record expires by itself
             logger.warning("could not withdraw presence of agent %s: %s", self.agent_id, exc)
@@ -154,10 +154,21 @@ class AgentConsumer(AsyncWebsocketConsumer):
                     raise protocol.ProtocolError("out_of_order", "Send hello first.")
                 await self.on_hello(frame)
                 return
-            handler = self._handlers.get(type(frame))
-            if handler is None:
-                raise protocol.ProtocolError("out_of_order", f"A {frame.type} frame is not expected now.")
-            await handler(self, frame)
+            match frame:
+                case protocol.Heartbeat():
+                    await self.on_heartbeat(frame)
+                case protocol.Ack():
+                    await self.on_ack(frame)
+                case protocol.Result():
+                    await self.on_result(frame)
+                case protocol.Error():
+                    await self.on_error(frame)
+                case protocol.Renewal():
+                    await self.on_renewal(frame)
+                case protocol.Hello():
+                    raise protocol.ProtocolError("out_of_order", "Already authenticated.")
+                case _:
+                    raise protocol.ProtocolError("out_of_order", f"A {frame.type} frame is not expected now.")
         except protocol.ProtocolError as exc:
             await self.refuse_frame(exc)
 
@@ -242,18 +253,6 @@ class AgentConsumer(AsyncWebsocketConsumer):
         # handed to this connection have their results (the agent drains too; either side may close first).
         in_background(self.close_for(CloseCode.RENEWED, "renewed",
                                              drain_seconds=settings.PTA_SIGNIN_DEADLINE_SECONDS))
-
-    async def on_hello_again(self, hello: protocol.Hello) -> None:
-        raise protocol.ProtocolError("out_of_order", "Already authenticated.")
-
-    _handlers = {
-        protocol.Heartbeat: on_heartbeat,
-        protocol.Ack: on_ack,
-        protocol.Result: on_result,
-        protocol.Error: on_error,
-        protocol.Renewal: on_renewal,
-        protocol.Hello: on_hello_again,
-    }
 
     # --- requests to the agent -----------------------------------------------------------------------
 

@@ -29,7 +29,8 @@ class QueueFull(Exception):
 class Ticket:
     key: str  # the line: a tenant's agents, or (for lockout) an account's guesses
     joined: float = field(default_factory=time.monotonic)
-    turn: asyncio.Future | None = None  # resolved when this ticket reaches the head of its line
+    # Resolved when this ticket reaches the head of its line; made in the running loop (join runs in it).
+    turn: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
     @property
     def waited(self) -> float:
@@ -57,7 +58,7 @@ class SlotQueues:
         line = self._lines.setdefault(key, collections.deque())
         if len(line) >= limit:
             raise QueueFull(f"{len(line)} sign-ins already wait in line {key}")
-        ticket = Ticket(key, turn=asyncio.get_running_loop().create_future())
+        ticket = Ticket(key)
         line.append(ticket)
         if len(line) == 1:
             ticket.turn.set_result(None)
@@ -65,7 +66,7 @@ class SlotQueues:
 
     def at_head(self, ticket: Ticket) -> bool:
         line = self._lines.get(ticket.key)
-        return bool(line) and line[0] is ticket
+        return bool(line and line[0] is ticket)
 
     async def wait(self, ticket: Ticket, *, timeout: float) -> None:
         """Until it is worth looking for a slot again: this ticket has just become the head, or, already the
@@ -78,10 +79,9 @@ class SlotQueues:
             except TimeoutError:
                 pass
             return
-        remaining = timeout
         freed = self._heads[ticket.key] = asyncio.Event()
         try:
-            await asyncio.wait_for(freed.wait(), max(0.0, min(POLL_SECONDS, remaining)))
+            await asyncio.wait_for(freed.wait(), min(POLL_SECONDS, timeout))
         except TimeoutError:
             pass
         finally:

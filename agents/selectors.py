@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import pta_protocol as protocol
@@ -51,12 +52,12 @@ async def agents_connected(*, tenant_id: str, domain: str, capability: str = "")
         if capability and capability not in record.capabilities:
             continue
         consumer = local_agents.get(record.agent_id)
-        local = (record.node_id == here and consumer is not None
-                 and consumer.channel_name == record.channel_name and not consumer.closing)
-        if local:
-            record = PresenceRecord(**{**record.__dict__, "in_flight": consumer.in_flight,
-                                       "capacity": consumer.capacity})
-        found.append(ConnectedAgent(record=record, local=local))
+        if (consumer is not None and record.node_id == here and consumer.channel_name == record.channel_name
+                and not consumer.closing):
+            record = dataclasses.replace(record, in_flight=consumer.in_flight, capacity=consumer.capacity)
+            found.append(ConnectedAgent(record=record, local=True))
+        else:
+            found.append(ConnectedAgent(record=record, local=False))
     found.sort(key=lambda a: (a.full, a.in_flight, not a.local, -a.record.last_beat))
     return found
 

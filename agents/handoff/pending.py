@@ -53,19 +53,21 @@ class PendingRequest:
 
     async def wait(self, *, ack_timeout: float, result_timeout: float) -> protocol.Result:
         """The agent's Result. Before the ack: AgentAckTimeout, or how the request failed (AgentUnavailable and
-        its kinds, AgentRequestError). After it: AgentTimeout when no result came by ``result_timeout`` (counted
-        from the send) or the agent disconnected, AgentRequestError for an error frame."""
+        its kinds, AgentRequestError). After it: AgentTimeout when no result came by ``result_timeout`` or the
+        agent disconnected, AgentRequestError for an error frame. Both timeouts count from the send."""
         try:
             try:
-                await asyncio.wait_for(asyncio.shield(self.acked), ack_timeout)
+                await asyncio.wait_for(asyncio.shield(self.acked), max(0.0, ack_timeout - self._elapsed()))
             except TimeoutError:
                 raise AgentAckTimeout(f"no ack within {ack_timeout:.2f} s") from None
-            remaining = max(0.0, result_timeout - (time.monotonic() - self.sent_at))
             try:
-                return await asyncio.wait_for(asyncio.shield(self.result), remaining)
+                return await asyncio.wait_for(asyncio.shield(self.result), max(0.0, result_timeout - self._elapsed()))
             except TimeoutError:
                 raise AgentTimeout(f"no result within {result_timeout:.2f} s") from None
             except AgentDisconnected:  # acked: the bind may have happened, so no other agent may try it
                 raise AgentTimeout("the agent disconnected after its ack") from None
         finally:
             self.give_up()
+
+    def _elapsed(self) -> float:
+        return time.monotonic() - self.sent_at

@@ -37,7 +37,8 @@ logger = logging.getLogger(__name__)
 async def hand_over(request: protocol.Request, *, agent_id: str, channel_name: str, local: bool,
                     ack_timeout: float, result_timeout: float) -> protocol.Result:
     """Give ``request`` to the agent (on this node when ``local``, else at ``channel_name``) and wait for its ack,
-    then its result: PendingRequest.wait's exceptions, and AgentUnavailable when it could not be sent."""
+    then its result: PendingRequest.wait's exceptions, and AgentUnavailable when it could not be sent (within
+    ``ack_timeout``, for the relayed path)."""
     if local:
         connection = local_agents.get(agent_id)
         if connection is None:
@@ -47,7 +48,7 @@ async def hand_over(request: protocol.Request, *, agent_id: str, channel_name: s
         except ValueError as exc:  # sealed for a key the agent no longer has (it renewed meanwhile), or its rights
             raise AgentUnavailable(str(exc)) from None  # changed: nothing was sent
     else:
-        pending = await reply_channel.send(channel_name, request)
+        pending = await reply_channel.send(channel_name, request, timeout=ack_timeout)
     return await pending.wait(ack_timeout=ack_timeout, result_timeout=result_timeout)
 
 
@@ -55,27 +56,31 @@ class ReplyChannel:
     """This process's one reply channel: request id → the pending request relayed to another node."""
 
     def __init__(self) -> None:
-        self.name = ""
         self.waiters: dict[str, PendingRequest] = {}
-        self._task: asyncio.Task[None] | None = None  # the listener, referenced here while it runs
-        self._loop: asyncio.AbstractEventLoop | None = None
+        # The listener, referenced here while it runs, and the name of its channel once the layer has given one:
+        # one per event loop, however many sign-ins start relaying at once.
+        self._task: asyncio.Task[None] | None = None
+        self._name: asyncio.Future[str] | None = None
 
     async def ensure_listening(self) -> str:
         loop = asyncio.get_running_loop()
-        if self._task is None or self._task.done() or self._loop is not loop:
-            # Both layers we configure take a prefix (the stubs' base class does not declare it).
-            self.name = await _layer().new_channel("pta-replies.")  # type: ignore[call-arg]
-            self._loop = loop
-            self._task = loop.create_task(self._listen(self.name), name="pta-reply-channel")
-        return self.name
+        name = self._name
+        if name is None or self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            name = self._name = loop.create_future()
+            self._task = loop.create_task(self._listen(name), name="pta-reply-channel")
+        return await asyncio.shield(name)
 
-    async def _listen(self, name: str) -> None:
+    async def _listen(self, name: asyncio.Future[str]) -> None:
         layer = _layer()
+        try:
+            # Both layers we configure take a prefix (the stubs' base class does not declare it).
+            name.set_result(await layer.new_channel("pta-replies."))  # type: ignore[call-arg]
+        except Exception as exc:  # Redis away: the senders waiting for the name fail; the next one starts again
+            name.set_exception(exc)
+            return
         while True:
             try:
-                message = await layer.receive(name)
-            except asyncio.CancelledError:
-                raise
+                message = await layer.receive(name.result())
             except Exception:  # Redis away: keep listening; waiters end at their own deadlines
                 logger.warning("reply channel receive failed; retrying", exc_info=True)
                 await asyncio.sleep(0.5)
@@ -104,21 +109,24 @@ class ReplyChannel:
             case RelayedFailure():
                 pending.fail(reply.exception())
 
-    async def send(self, channel_name: str, request: protocol.Request) -> PendingRequest:
+    async def send(self, channel_name: str, request: protocol.Request, *, timeout: float) -> PendingRequest:
         """Send ``request`` to the connection at ``channel_name`` on another node; its answers settle the pending
-        request returned. AgentUnavailable when the layer could not take it (nothing was sent)."""
-        try:
-            reply_to = await self.ensure_listening()
-        except Exception as exc:  # Redis away: nothing was sent, so the sign-in may go elsewhere or wait
-            raise AgentUnavailable(f"channel layer: {exc}") from None
-        pending = PendingRequest.start(request.request_id)
+        request returned. AgentUnavailable when the layer could not take it within ``timeout`` (the layer's Redis
+        connection has no socket timeout: a Redis that stops answering would hold the sign-in past its deadline).
+        """
+        pending = PendingRequest.start(request.request_id)  # the ack is due within its timeout from here
         self.waiters[request.request_id] = pending
         pending.result.add_done_callback(lambda _: self.waiters.pop(request.request_id, None))
         try:
-            await _layer().send(channel_name, RelayedRequest.of(request, reply_to=reply_to).to_message())
-        except Exception as exc:  # Redis away: not sent, so no bind can have happened
+            async with asyncio.timeout(timeout):
+                reply_to = await self.ensure_listening()
+                await _layer().send(channel_name, RelayedRequest.of(request, reply_to=reply_to).to_message())
+        except Exception as exc:  # Redis away or stalled: no ack can come in time, so the sign-in may go elsewhere
             pending.give_up()
-            raise AgentUnavailable(f"channel layer: {exc}") from None
+            raise AgentUnavailable(f"channel layer: {exc!r}") from None
+        except BaseException:  # the sign-in was cancelled: nobody waits for an answer any more
+            pending.give_up()
+            raise
         return pending
 
 
@@ -136,7 +144,8 @@ async def serve_relayed(connection: LocalConnection, message: object) -> None:
         request = relayed.frame()
         pending = await connection.send_request(request)
     except (AgentUnavailable, ValueError, protocol.ProtocolError) as exc:
-        await _answer(relayed.reply_to, RelayedFailure.of(relayed.request_id, exc))
+        # Not awaited here: the connection handles nothing else (the agent's frames included) until this returns.
+        in_background(_answer(relayed.reply_to, RelayedFailure.of(relayed.request_id, exc)))
         return
     in_background(_forward(pending, reply_to=relayed.reply_to, expires_at=request.expires_at))
 

@@ -14,6 +14,7 @@ served per tenant, bounded) within its deadline: a rush is queued, never refused
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 import pta_protocol as protocol
 from channels.db import database_sync_to_async
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 
@@ -34,9 +36,9 @@ from agents.services.authority import signing_key_for_tenant
 
 logger = logging.getLogger(__name__)
 
-# Agent errors that mean "this agent could not take it, no bind happened": try the next agent (busy: wait for it).
-RETRYABLE_AGENT_ERRORS = {"busy", "unavailable", "shutting_down", "unsupported"}
-BUSY = "busy"
+# Agent errors that mean "this agent could not take it, no bind happened": try the next agent.
+RETRYABLE_AGENT_ERRORS = {"unavailable", "shutting_down", "unsupported"}
+BUSY = "busy"  # no bind happened either: back in line, and another free agent is asked first
 
 
 @dataclass(frozen=True)
@@ -59,18 +61,21 @@ class Validation:
 
 # --- keys, loaded once per process --------------------------------------------------------------------
 
-_public_keys: dict[str, object] = {}
-_signing_keys: dict[str, object] = {}
+_public_keys: dict[str, rsa.RSAPublicKey] = {}
+_signing_keys: dict[str, ed25519.Ed25519PrivateKey] = {}
 
 
-def _load_agent_key(key_id: str):
+def _load_agent_key(key_id: str) -> rsa.RSAPublicKey | None:
     from agents.models import Agent
 
     agent = Agent.objects.filter(key_fingerprint=key_id, revoked_at__isnull=True).only("certificate_pem").first()
-    return x509.load_pem_x509_certificate(agent.certificate_pem.encode()).public_key() if agent else None
+    if agent is None:
+        return None
+    key = x509.load_pem_x509_certificate(agent.certificate_pem.encode()).public_key()
+    return key if isinstance(key, rsa.RSAPublicKey) else None  # the tenants' CAs certify RSA keys only
 
 
-async def _agent_public_key(key_id: str):
+async def _agent_public_key(key_id: str) -> rsa.RSAPublicKey | None:
     if key_id not in _public_keys:
         key = await database_sync_to_async(_load_agent_key)(key_id)
         if key is None:
@@ -79,7 +84,7 @@ async def _agent_public_key(key_id: str):
     return _public_keys[key_id]
 
 
-async def _signing_key(tenant_id: str):
+async def _signing_key(tenant_id: str) -> ed25519.Ed25519PrivateKey:
     if tenant_id not in _signing_keys:
         _signing_keys[tenant_id] = await database_sync_to_async(signing_key_for_tenant)(uuid.UUID(tenant_id))
     return _signing_keys[tenant_id]
@@ -116,6 +121,7 @@ async def _through_agents(*, tenant_id: str, domain: str, username: str, passwor
     deadline = time.monotonic() + settings.PTA_SIGNIN_DEADLINE_SECONDS
     tenant_id = str(tenant_id)
     tried: set[str] = set()  # agents that failed this sign-in without a bind: not asked again
+    answered_busy: set[str] = set()  # agents whose own count said busy: asked again only when no other is free
     ticket: Ticket | None = None
     last = Validation(outcome=HandoffOutcome.NO_AGENT_AVAILABLE, request_id="")
     changing = new_password is not None
@@ -126,7 +132,9 @@ async def _through_agents(*, tenant_id: str, domain: str, username: str, passwor
                {protocol.Outcome.DIRECTORY_UNAVAILABLE} | ({HandoffOutcome.AGENT_ERROR} if password is None else set()))
     try:
         while (remaining := deadline - time.monotonic()) > 0.05:
-            eligible = [a for a in await agents_connected(tenant_id=tenant_id, domain=domain, capability=capability)
+            async with asyncio.timeout(remaining):  # the presence registry may stall (Redis away); not past this
+                connected = await agents_connected(tenant_id=tenant_id, domain=domain, capability=capability)
+            eligible = [a for a in connected
                         if a.agent_id not in tried and domain in a.record.domains and a.record.tenant_id == tenant_id]
             if not eligible:
                 break
@@ -137,16 +145,17 @@ async def _through_agents(*, tenant_id: str, domain: str, username: str, passwor
                 if not free or not slot_queues.at_head(ticket):
                     await slot_queues.wait(ticket, timeout=remaining)
                     continue
-            agent = free[0]
+            agent = next((a for a in free if a.agent_id not in answered_busy), free[0])
             queued_ms = _leave(ticket)
             ticket = None
             # Waiting for an ack only makes sense with another agent to turn to: the only one gets the deadline.
             ack_seconds = settings.PTA_AGENT_ACK_SECONDS if len(eligible) > 1 else None
             validation = await _ask(agent, tenant_id=tenant_id, domain=domain, username=username, password=password,
-                                    new_password=new_password, remaining=deadline - time.monotonic(),
-                                    ack_seconds=ack_seconds)
-            if validation is None:  # busy after all (its presence was behind): back in line
+                                    new_password=new_password, deadline=deadline, ack_seconds=ack_seconds)
+            if validation is None:  # busy after all (its presence was behind): back in line, to wait there
+                answered_busy.add(agent.agent_id)
                 ticket = slot_queues.join(tenant_id, limit=settings.PTA_SIGNIN_QUEUE_LENGTH)
+                await slot_queues.wait(ticket, timeout=deadline - time.monotonic())
                 continue
             if validation.outcome is HandoffOutcome.NO_AGENT_AVAILABLE:  # gone, or no ack: no bind happened
                 tried.add(agent.agent_id)
@@ -159,6 +168,8 @@ async def _through_agents(*, tenant_id: str, domain: str, username: str, passwor
     except QueueFull:
         logger.warning("sign-in refused for tenant %s: the line for its agents is full", tenant_id)
         return Validation(outcome=HandoffOutcome.TOO_MANY_SIGNINS, request_id="")
+    except TimeoutError:  # from the bounds above: no agent had the request then
+        logger.warning("sign-in for tenant %s: the presence registry or the database overran the deadline", tenant_id)
     finally:
         _leave(ticket)
     if time.monotonic() >= deadline - 0.05 and (tried or ticket is not None or last.request_id):
@@ -174,34 +185,37 @@ def _leave(ticket: Ticket | None) -> float:
     return round(ticket.waited * 1000, 2)
 
 
-def _request_kind(password: str | None, new_password: str | None) -> str:
-    if password is None:
-        return protocol.REQUEST_ACCOUNT_STATE
-    return protocol.REQUEST_PASSWORD if new_password is None else protocol.REQUEST_PASSWORD_CHANGE
-
-
 @sensitive_variables("password", "new_password", "sealed")
 async def _ask(agent: ConnectedAgent, *, tenant_id: str, domain: str, username: str, password: str | None,
-               remaining: float, ack_seconds: float | None, new_password: str | None = None) -> Validation | None:
-    """One agent, once. None: it was busy. NO_AGENT_AVAILABLE: it could not take it (no bind happened)."""
-    public_key = await _agent_public_key(agent.record.key_id)
-    request_id = uuid.uuid4().hex
+               deadline: float, ack_seconds: float | None, new_password: str | None = None) -> Validation | None:
+    """One agent, once. None: it was busy. NO_AGENT_AVAILABLE: it could not take it (no bind happened).
+    TimeoutError: the database did not give the keys by the deadline."""
+    async with asyncio.timeout(deadline - time.monotonic()):  # read from the database on their first use
+        public_key = await _agent_public_key(agent.record.key_id)
+        signing_key = await _signing_key(tenant_id)
     if public_key is None:
         return Validation(outcome=HandoffOutcome.NO_AGENT_AVAILABLE, request_id="")
+    request_id = uuid.uuid4().hex
+    remaining = deadline - time.monotonic()
     expires_at = time.time() + min(remaining, protocol.MAX_REQUEST_AGE_SECONDS)
-    kind = _request_kind(password, new_password)
-    bound = {"request_id": request_id, "tenant": tenant_id, "key_id": agent.record.key_id, "expires_at": expires_at}
-    if kind == protocol.REQUEST_PASSWORD_CHANGE:
-        sealed = protocol.seal_password_change(public_key=public_key, current=password, new=new_password, **bound)
-    elif kind == protocol.REQUEST_PASSWORD:
-        sealed = protocol.seal_password(public_key=public_key, password=password, **bound)
+    key_id = agent.record.key_id
+    if password is None:
+        kind, sealed = protocol.REQUEST_ACCOUNT_STATE, {}
+    elif new_password is None:
+        kind = protocol.REQUEST_PASSWORD
+        sealed = protocol.seal_password(public_key=public_key, password=password, request_id=request_id,
+                                        tenant=tenant_id, key_id=key_id, expires_at=expires_at)
     else:
-        sealed = {}
+        kind = protocol.REQUEST_PASSWORD_CHANGE
+        sealed = protocol.seal_password_change(public_key=public_key, current=password, new=new_password,
+                                               request_id=request_id, tenant=tenant_id, key_id=key_id,
+                                               expires_at=expires_at)
     request = protocol.sign_request(protocol.Request(
-        request_id=request_id, tenant=tenant_id, domain=domain, username=username, key_id=agent.record.key_id,
+        request_id=request_id, tenant=tenant_id, domain=domain, username=username, key_id=key_id,
         expires_at=expires_at, sealed=sealed, kind=kind,
-    ), await _signing_key(tenant_id))
+    ), signing_key)
     started = time.monotonic()
+    remaining = deadline - started  # sealing and signing took some of it
     try:
         result = await hand_over(request, agent_id=agent.agent_id, channel_name=agent.channel_name,
                                  local=agent.local, ack_timeout=min(ack_seconds or remaining, remaining),

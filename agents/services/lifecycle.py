@@ -12,6 +12,7 @@ import pta_protocol as protocol
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 from django.db import transaction
 from django.utils import timezone
 
@@ -77,9 +78,11 @@ def agent_authenticate(*, certificate_pem: str, nonce: str, signature: str, host
     try:
         certificate = x509.load_pem_x509_certificate(certificate_pem.encode("ascii"))
         public_key = certificate.public_key()
-        fingerprint = protocol.key_fingerprint(public_key)
     except (ValueError, UnicodeEncodeError, TypeError):
         raise ConnectionRefused(CloseCode.UNKNOWN_CERTIFICATE, "certificate cannot be read") from None
+    if not isinstance(public_key, rsa.RSAPublicKey):  # the tenants' CAs certify agents' RSA keys only
+        raise ConnectionRefused(CloseCode.UNKNOWN_CERTIFICATE, "not an RSA key")
+    fingerprint = protocol.key_fingerprint(public_key)
     agent = Agent.objects.filter(key_fingerprint=fingerprint).select_related("tenant").first()
     if agent is None:  # never registered, or a key replaced by renewal
         raise ConnectionRefused(CloseCode.UNKNOWN_CERTIFICATE, "no agent has this key")
@@ -115,13 +118,14 @@ def agent_renew(*, agent: Agent, csr_pem: str, signature: str) -> Agent:
         if agent.revoked_at is not None:
             raise RenewalRefused("revoked", "The agent is revoked.")
         current_key = x509.load_pem_x509_certificate(agent.certificate_pem.encode()).public_key()
-        if not protocol.verify_renewal(current_key, csr_pem, signature):
+        signed = isinstance(current_key, rsa.RSAPublicKey) and protocol.verify_renewal(current_key, csr_pem, signature)
+        if not signed:
             raise RenewalRefused("bad_signature", "The renewal is not signed with the agent's current key.")
         try:
             csr = csr_load(csr_pem)
         except CertificateRequestError as exc:
             raise RenewalRefused("bad_csr", str(exc)) from None
-        if protocol.key_fingerprint(csr.public_key()) == agent.key_fingerprint:
+        if csr.public_key() == current_key:
             raise RenewalRefused("bad_csr", "Renewal needs a new key pair.")
         certificate = certificate_issue(tenant=agent.tenant, agent_id=agent.pk, agent_name=agent.name, csr=csr)
         _agent_set_certificate(agent, certificate)
@@ -149,16 +153,16 @@ def _served_domains(agent_id) -> tuple[str, ...]:
 def agents_current(*, agent_ids: Iterable[str | uuid.UUID]) -> dict[str, CloseCode | tuple[str, ...]]:
     """For each of these connected agents, as the database says now: the close code it must get (revoked,
     deleted, expired), or the domains it serves."""
-    agent_ids = [str(a) for a in agent_ids]
+    ids = [str(a) for a in agent_ids]
     now = timezone.now()
     rows = {str(pk): (revoked_at, not_after) for pk, revoked_at, not_after in
-            Agent.objects.filter(pk__in=agent_ids).values_list("pk", "revoked_at", "certificate_not_after")}
+            Agent.objects.filter(pk__in=ids).values_list("pk", "revoked_at", "certificate_not_after")}
     served: dict[str, list[str]] = {}
-    for agent_id, name in Agent.domains.through.objects.filter(agent_id__in=list(rows), domain__verified=True) \
+    for served_id, name in Agent.domains.through.objects.filter(agent_id__in=list(rows), domain__verified=True) \
             .values_list("agent_id", "domain__name"):
-        served.setdefault(str(agent_id), []).append(name)
+        served.setdefault(str(served_id), []).append(name)
     current: dict[str, CloseCode | tuple[str, ...]] = {}
-    for agent_id in agent_ids:
+    for agent_id in ids:
         key = str(uuid.UUID(agent_id))
         if key not in rows or rows[key][0] is not None:
             current[agent_id] = CloseCode.REVOKED  # a deleted agent is as gone as a revoked one

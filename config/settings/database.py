@@ -14,7 +14,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": STATE_DIR / "portal.sqlite3",
+            "NAME": str(STATE_DIR / "portal.sqlite3"),
             # Kept open per thread: opening SQLite (and its PRAGMAs) on every sign-in hop cost more than the queries.
             "CONN_MAX_AGE": None,
             "OPTIONS": {

@@ -10,6 +10,7 @@ says. No socket, no Daphne, no DC.
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -309,6 +310,29 @@ async def test_an_agent_that_answers_busy_is_asked_again_in_turn(connect, tenant
     agent = await connect(0, in_turn(refuses("busy"), answers("success")))
     validation = await validate(tenant_a)
     assert validation.outcome is protocol.Outcome.SUCCESS and agent.asked == [PASSWORD, PASSWORD]
+
+
+async def test_an_agent_that_answers_busy_is_passed_over_for_a_free_one(connect, tenant_a):
+    # Its own count (or its shutdown, for an older agent) disagrees with its presence: ask the other one.
+    busy = await connect(0, refuses("busy"))
+    free = await connect(1, answers("success"))
+    validation = await validate(tenant_a)
+    assert validation.outcome is protocol.Outcome.SUCCESS and validation.agent_id == free.agent_id
+    assert busy.asked == free.asked == [PASSWORD]
+
+
+async def test_a_presence_registry_that_stops_answering_ends_the_sign_in_by_its_deadline(redis_server, connect,
+                                                                                       tenant_a, settings):
+    # redis_server comes first: it outlives the fake agents, which leave the registry at teardown.
+    settings.PTA_REDIS_URL, settings.PTA_REDIS_PREFIX = redis_server.url, "pta-test"
+    settings.PTA_SIGNIN_DEADLINE_SECONDS = 0.5  # well within Redis' own socket timeout and retries
+    await connect(0, answers("success"))
+    redis_server.proc.send_signal(signal.SIGSTOP)  # connected, but nothing answers
+    try:
+        validation = await asyncio.wait_for(validate(tenant_a), 30)  # only a hang lasts that long
+    finally:
+        redis_server.proc.send_signal(signal.SIGCONT)
+    assert validation.outcome is HandoffOutcome.NO_AGENT_AVAILABLE  # an answer, not an exception from Redis
 
 
 async def test_when_every_slot_is_taken_sign_ins_wait_in_line_and_a_full_line_is_too_many_signins(

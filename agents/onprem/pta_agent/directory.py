@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import math
 import queue
@@ -283,7 +284,7 @@ class DirectoryValidator:
             if time.monotonic() >= deadline:
                 return Verdict(Outcome.AGENT_TIMEOUT, detail="deadline passed before a DC answered")
             try:
-                return self._service_pools[url].run(lambda connection, url=url: self._read_state(connection, url, upn),
+                return self._service_pools[url].run(functools.partial(self._read_state, url=url, upn=upn),
                                                     deadline=deadline)
             except DirectoryUnreachable as exc:
                 logger.warning("DC %s unavailable: %s", url, exc)
@@ -312,7 +313,7 @@ class DirectoryValidator:
                 return Verdict(Outcome.AGENT_TIMEOUT, detail="deadline passed before a DC answered")
             try:
                 verdict, dn = self._change_pools[url].run(
-                    lambda connection, url=url: self._change_on(connection, url, username, current, new),
+                    functools.partial(self._change_on, url=url, username=username, current=current, new=new),
                     deadline=deadline)
             except DirectoryUnreachable as exc:
                 logger.warning("DC %s unavailable: %s", url, exc)

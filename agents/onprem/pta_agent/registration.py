@@ -85,7 +85,7 @@ def agent_register(options: RegisterOptions) -> AgentConfig:
         answer = _post_registration(options, csr=csr_build(private_key, name=options.name or hostname),
                                     hostname=hostname)
         certificate = certificate_load_pem(answer["certificate"])
-        if protocol.key_fingerprint(certificate.public_key()) != protocol.key_fingerprint(private_key.public_key()):
+        if certificate.public_key() != private_key.public_key():
             raise RegistrationFailed("The portal's certificate is not for this agent's key; nothing was written.")
         _check_signing_key(answer["signing_public_key"])
     except BaseException:

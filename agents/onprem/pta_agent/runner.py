@@ -20,10 +20,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pta_protocol as protocol
 import websockets
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 from pta_protocol import CloseCode, Outcome, ProtocolError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
@@ -43,6 +45,9 @@ from pta_agent.identity import (
 )
 
 logger = logging.getLogger(__name__)
+
+# What the handshake waits for from the portal, in turn.
+HandshakeFrame = TypeVar("HandshakeFrame", protocol.Challenge, protocol.Welcome)
 
 EXIT_OK = 0
 EXIT_UNHEALTHY = 1
@@ -71,9 +76,11 @@ def websocket_url(portal_url: str) -> str:
 
 
 def describe_close(code: int | None, reason: str = "") -> str:
-    try:
-        name = CloseCode(code).name.lower() if code is not None else "no close frame"
-    except ValueError:
+    if code is None:
+        name = "no close frame"
+    elif code in set(CloseCode):
+        name = CloseCode(code).name.lower()
+    else:
         name = {1000: "normal", 1001: "going away", 1006: "connection lost", 1011: "server error",
                 1009: "frame too large", 1012: "server restarting"}.get(code, "closed")
     return f"{code} {name}" + (f": {reason}" if reason else "")
@@ -87,8 +94,12 @@ class SessionEnd:
     renewed: bool = False
 
     @property
-    def final(self) -> bool:
-        return self.close_code in set(CloseCode) and CloseCode(self.close_code).is_final
+    def final_code(self) -> CloseCode | None:
+        """The portal's close code when it means stop rather than reconnect (CloseCode.is_final)."""
+        if self.close_code is None or self.close_code not in set(CloseCode):
+            return None
+        code = CloseCode(self.close_code)
+        return code if code.is_final else None
 
 
 @dataclass
@@ -119,7 +130,7 @@ class AgentRunner:
         self._stop = asyncio.Event()
         self._draining = False
         self._renewed = False
-        self._pending_key = None
+        self._pending_key: rsa.RSAPrivateKey | None = None  # the new key of a renewal asked for
         self._tasks: set[asyncio.Task] = set()
         self._outbox: deque[PendingResult] = deque(maxlen=OUTBOX_LIMIT)
 
@@ -143,8 +154,8 @@ class AgentRunner:
     async def _connection_loop(self) -> int:
         while not self._stop.is_set():
             end = await self._connect_once()
-            if end.final:
-                logger.error(FINAL_CLOSE_MESSAGES[CloseCode(end.close_code)])
+            if (final := end.final_code) is not None:
+                logger.error(FINAL_CLOSE_MESSAGES[final])
                 return EXIT_FINAL_CLOSE
             if self._stop.is_set():
                 break
@@ -231,7 +242,7 @@ class AgentRunner:
         return welcome
 
     @staticmethod
-    async def _receive(ws: ClientConnection, expected: type):
+    async def _receive(ws: ClientConnection, expected: type[HandshakeFrame]) -> HandshakeFrame:
         frame = protocol.decode(await asyncio.wait_for(ws.recv(), timeout=HANDSHAKE_TIMEOUT_SECONDS))
         if not isinstance(frame, expected):
             raise ProtocolError("unexpected", f"Expected {expected.type}, got {frame.type}.")
@@ -271,16 +282,17 @@ class AgentRunner:
     async def _on_message(self, ws: ClientConnection, message: str | bytes) -> None:
         """Every frame gets handled or an error frame: a bad frame never ends the connection or the agent."""
         try:
-            frame = protocol.decode(message)
-            handler = {
-                protocol.Request: self._on_request,
-                protocol.Renew: self._on_renew,
-                protocol.Renewed: self._on_renewed,
-                protocol.Error: self._on_error,
-            }.get(type(frame))
-            if handler is None:
-                raise ProtocolError("unexpected", f"The agent does not expect a {frame.type} frame now.")
-            await handler(ws, frame)
+            match frame := protocol.decode(message):
+                case protocol.Request():
+                    await self._on_request(ws, frame)
+                case protocol.Renew():
+                    await self._on_renew(ws, frame)
+                case protocol.Renewed():
+                    await self._on_renewed(ws, frame)
+                case protocol.Error():
+                    await self._on_error(ws, frame)
+                case _:
+                    raise ProtocolError("unexpected", f"The agent does not expect a {frame.type} frame now.")
         except ProtocolError as exc:
             logger.warning("refused a frame from the portal: %s (%s)", exc.code, exc.message)
             await ws.send(protocol.encode(protocol.Error(code=exc.code, message=exc.message,
@@ -306,7 +318,8 @@ class AgentRunner:
             raise ProtocolError("unsupported", "This agent has no service account to change passwords with.",
                                 request.request_id)
         if self._draining:
-            raise ProtocolError("busy", "The agent is shutting down.", request.request_id)
+            # Not busy: the portal would wait for this agent's slot instead of asking another agent.
+            raise ProtocolError("shutting_down", "The agent is shutting down.", request.request_id)
         if self.in_flight >= self.config.agent.capacity:
             raise ProtocolError("busy", "The agent is at capacity.", request.request_id)
         self.admission.remember(request)
@@ -413,23 +426,23 @@ class AgentRunner:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _check_renewed_certificate(self, pem: str, new_key) -> x509.Certificate:
+    def _check_renewed_certificate(self, pem: str, new_key: rsa.RSAPrivateKey) -> x509.Certificate:
         try:
             certificate = certificate_load_pem(pem)
         except Exception:
             raise ProtocolError("bad_certificate", "The renewed certificate is not valid PEM.") from None
-        if protocol.key_fingerprint(certificate.public_key()) != protocol.key_fingerprint(new_key.public_key()):
+        if certificate.public_key() != new_key.public_key():
             raise ProtocolError("bad_certificate", "The renewed certificate is not for the key just sent.")
         return certificate
 
-    def _write_renewed(self, new_key, certificate_pem: str) -> None:
+    def _write_renewed(self, new_key: rsa.RSAPrivateKey, certificate_pem: str) -> None:
         # Key first, then certificate, each atomically: a crash between them is caught at start-up (mismatch).
         private_key_write(Path(self.config.files.private_key), new_key)
         public_file_write(Path(self.config.files.certificate), certificate_pem)
 
     async def _drain_and_close(self, ws: ClientConnection, *, reason: str) -> None:
         """In-flight sign-ins were sealed for the old key and are already open: let them answer first."""
-        self._draining = True  # new requests now get "busy" and go to another agent
+        self._draining = True  # new requests now get "shutting_down" and go to another agent
         others = {task for task in self._tasks if task is not asyncio.current_task()}
         if others:
             await asyncio.wait(others, timeout=self.config.agent.request_deadline_seconds)
