@@ -62,3 +62,6 @@ class AgentRequestError(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        # Set when the error came after the agent's ack: the bind may have happened, so whatever the code says,
+        # no other agent may be asked.
+        self.acked = False

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pta_protocol as protocol
 
-from agents.handoff import AgentAckTimeout, AgentDisconnected, AgentTimeout
+from agents.handoff import AgentAckTimeout, AgentDisconnected, AgentRequestError, AgentTimeout
 
 
 @dataclass(eq=False)
@@ -66,6 +66,9 @@ class PendingRequest:
                 raise AgentTimeout(f"no result within {result_timeout:.2f} s") from None
             except AgentDisconnected:  # acked: the bind may have happened, so no other agent may try it
                 raise AgentTimeout("the agent disconnected after its ack") from None
+            except AgentRequestError as exc:  # acked: the same, whatever the code
+                exc.acked = True
+                raise
         finally:
             self.give_up()
 

@@ -226,9 +226,9 @@ async def _ask(agent: ConnectedAgent, *, tenant_id: str, domain: str, username: 
     except AgentBusy:
         return None
     except AgentRequestError as exc:
-        if exc.code == BUSY:
+        if exc.code == BUSY and not exc.acked:
             return None
-        if exc.code in RETRYABLE_AGENT_ERRORS:
+        if exc.code in RETRYABLE_AGENT_ERRORS and not exc.acked:
             return Validation(outcome=HandoffOutcome.NO_AGENT_AVAILABLE, request_id="")
         logger.warning("agent %s refused request %s: %s", agent.agent_id, request_id, exc.code)
         return Validation(outcome=HandoffOutcome.AGENT_ERROR, request_id=request_id, agent_id=agent.agent_id,

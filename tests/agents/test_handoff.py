@@ -112,6 +112,13 @@ def refuses(code: str) -> Script:
     return script
 
 
+def refuses_after_the_ack(code: str) -> Script:
+    async def script(agent: FakeAgent, pending: PendingRequest) -> None:
+        pending.ack()
+        pending.fail(AgentRequestError(code, "refused after the ack"))
+    return script
+
+
 async def never_acks(agent: FakeAgent, pending: PendingRequest) -> None:
     """Took the request and said nothing."""
 
@@ -274,6 +281,16 @@ async def test_an_error_that_is_not_retryable_is_agent_error_and_no_second_agent
     validation = await validate(tenant_a)
     assert validation.outcome is HandoffOutcome.AGENT_ERROR and validation.detail == code
     assert validation.agent_id == first.agent_id and second.asked == []
+
+
+@PLACES
+@pytest.mark.parametrize("code", ["unavailable", "busy", "bad_signature"])
+async def test_after_the_ack_any_error_is_agent_error_and_no_second_agent(connect, tenant_a, relayed, code):
+    first = await connect(0, refuses_after_the_ack(code), relayed=relayed)
+    second = await connect(1, answers("success"), relayed=relayed)
+    validation = await validate(tenant_a)
+    assert validation.outcome is HandoffOutcome.AGENT_ERROR and validation.detail == code
+    assert first.asked == [PASSWORD] and second.asked == []  # a second bind would count twice in AD
 
 
 async def test_directory_unavailable_goes_to_the_next_agent_but_a_change_is_never_sent_twice(connect, tenant_a):

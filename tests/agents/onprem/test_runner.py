@@ -283,7 +283,10 @@ async def test_stop_finishes_in_flight_sign_ins_then_closes_and_exits_0(agent_co
         late = make_request()
         await send(ws, late)
         frames = [await receive(ws), await receive(ws)]
-        assert {type(f) for f in frames} == {protocol.Error, protocol.Result}  # late: busy; first: answered
+        assert {type(f) for f in frames} == {protocol.Error, protocol.Result}  # late: refused; first: answered
+        [refused] = [f for f in frames if isinstance(f, protocol.Error)]
+        # shutting_down, not busy: the portal asks another agent at once instead of waiting for this one.
+        assert (refused.code, refused.request_id) == ("shutting_down", late.request_id)
         with pytest.raises(ConnectionClosed):
             await receive(ws)
         assert ws.close_code == 1001
