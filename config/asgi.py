@@ -15,13 +15,16 @@ from django.conf import settings  # noqa: E402
 from agents.routing import websocket_urlpatterns  # noqa: E402
 from config.proxy import TrustedProxyHeaders  # noqa: E402
 from health.timer import embedded_timer_start  # noqa: E402
-from signin.consumers import PasswordPostRouter  # noqa: E402
+from signin.consumers import SignInRouter  # noqa: E402
+from tenant.routing import routes_start  # noqa: E402
+
+routes_start()  # this process remembers domain → tenant, and forgets on any change (tenant/routing.py)
 
 # No AllowedHostsOriginValidator on the agent route: agents send no Origin; they prove their key instead.
 # X-Forwarded-* reach the portal from PTA_TRUSTED_PROXIES only: stripped from every other peer, first.
 application = TrustedProxyHeaders(ProtocolTypeRouter({
-    # The password POST, the hot path, goes to its consumer; everything else to Django.
-    "http": PasswordPostRouter(django_http),
+    # The sign-in's pages, the hot path, go to their consumers (signin.consumers.PAGES); everything else to Django.
+    "http": SignInRouter(django_http),
     "websocket": URLRouter(websocket_urlpatterns),
 }), trusted=settings.PTA_TRUSTED_PROXIES)
 

@@ -3,8 +3,9 @@
 - The framework hooks the OpenID provider's protections override: were DOT or oauthlib to rename one, our override
   would silently stop running (logout would revoke the hint's user's tokens everywhere again, a replayed code or a
   wrong PKCE verifier would go unnoticed).
-- The password POST's consumer (signin/consumers.py) runs settings.MIDDLEWARE's hooks by hand: a middleware
-  without them, or a password URL the consumer no longer serves, must stop start-up, not answer 500s.
+- The sign-in's consumers (signin/consumers.py) run settings.MIDDLEWARE's hooks by hand: a middleware with hooks
+  they do not run, or a page whose URL now routes to another view than the consumer serves, must stop start-up,
+  not answer 500s or answer otherwise than Django would.
 """
 
 from django.core import checks
@@ -34,32 +35,35 @@ def oidc_hooks_present(app_configs, **kwargs):
 
 
 @checks.register()
-def password_consumer_fits(app_configs, **kwargs):
+def signin_consumers_fit(app_configs, **kwargs):
     from django.core.exceptions import ImproperlyConfigured
-    from django.urls import NoReverseMatch, reverse
+    from django.urls import Resolver404, resolve
 
-    from signin.consumers import PATH, MiddlewareHooks
+    from signin.consumers import PAGES, MiddlewareHooks
 
     errors = []
     try:
         MiddlewareHooks()
     except ImproperlyConfigured as exc:
         errors.append(checks.Error(str(exc), id="signin.E002",
-                                   hint="The password consumer runs only process_request/process_view/"
-                                        "process_response hooks: give the middleware those, or route the "
-                                        "password POST to Django's own handler."))
+                                   hint="The sign-in consumers run only process_request/process_view/"
+                                        "process_response hooks: give the middleware those alone, or route the "
+                                        "sign-in pages to Django's own handler."))
     from django.conf import settings
 
-    from signin.consumers import PasswordPostConsumer
+    from signin.consumers import SignInPageConsumer
 
-    if PasswordPostConsumer.channel_layer_alias in getattr(settings, "CHANNEL_LAYERS", {}):
-        errors.append(checks.Error("The password consumer would get a channel of its own on every request.",
-                                   id="signin.E004", hint="Keep its channel_layer_alias out of CHANNEL_LAYERS."))
-    try:
-        served = reverse("signin:password")
-    except NoReverseMatch:
-        served = ""
-    if served != PATH:
-        errors.append(checks.Error(f"The password page is at {served or 'no URL'}, the consumer serves {PATH}.",
-                                   id="signin.E003", hint="Keep signin.consumers.PATH equal to the page's URL."))
+    if SignInPageConsumer.channel_layer_alias in getattr(settings, "CHANNEL_LAYERS", {}):
+        errors.append(checks.Error("The sign-in consumers would get a channel of their own on every request.",
+                                   id="signin.E004", hint="Keep their channel_layer_alias out of CHANNEL_LAYERS."))
+    for (method, path), consumer in PAGES.items():
+        try:
+            routed = resolve(path).func
+        except Resolver404:
+            routed = None
+        if routed is not consumer.view:
+            errors.append(checks.Error(
+                f"{method} {path} is served by {consumer.__name__} as {consumer.view.__name__}, but the URL "
+                f"routes to {getattr(routed, '__name__', 'no view')}.", id="signin.E003",
+                hint="Keep signin.consumers.PAGES in step with signin/urls.py."))
     return errors

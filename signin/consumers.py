@@ -1,15 +1,18 @@
-"""The password POST, the sign-in's hot path, served without Django's per-middleware thread hops.
+"""The sign-in's pages, served without Django's per-middleware thread hops.
 
 Under ASGI every MiddlewareMixin middleware runs its process_request and process_response in a thread of
 its own, and the handler sends its request signals from threads too: about sixteen hops for one request,
-all through the one thread-sensitive executor. This consumer runs the same middleware hooks, Django's own
-(sessions, CSRF, authentication, security headers), and the same view steps (signin.views), in two hops:
-one before the agent is asked and one after.
+all through the one thread-sensitive executor. These consumers run the same middleware hooks, Django's own
+(sessions, CSRF, authentication, security headers), and the same views (signin.views), in the sign-in's worker
+threads: the username page (GET and POST /login/) and the password page's GET whole in one hop each, the password
+POST in two, one before the agent is asked and one after. PAGES lists what is served here; everything else goes
+to Django.
 
 The Django internals this leans on, all here: ``django.core.handlers.asgi.ASGIRequest`` (built from the scope),
 ``django.core.handlers.exception.response_for_exception`` (400/403/404/413/500 as the handler maps them), the
 ``MiddlewareMixin`` hooks ``process_request``/``process_view``/``process_response`` of every entry of
-``settings.MIDDLEWARE``, and ``request.sensitive_post_parameters`` (what ``@sensitive_post_parameters`` sets).
+``settings.MIDDLEWARE``, ``request.sensitive_post_parameters`` (what ``@sensitive_post_parameters`` sets), and
+Channels' ``get_handler_name`` (``dispatch``, below, is Channels' own without its database hop).
 signin/checks.py stops start-up when they no longer fit; tests/signin/test_password_parity.py compares every
 answer with the plain view's.
 """
@@ -18,8 +21,10 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Callable
 
 from asgiref.typing import HTTPRequestEvent
+from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
@@ -29,13 +34,13 @@ from django.core.handlers.exception import response_for_exception
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import add_never_cache_headers
 from django.utils.module_loading import import_string
+from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_variables
 
 from signin import views
 from signin.workers import in_worker
 
 logger = logging.getLogger(__name__)
-PATH = "/login/password/"
 
 
 class MiddlewareHooks:
@@ -44,8 +49,13 @@ class MiddlewareHooks:
     def __init__(self) -> None:
         self.middleware = [import_string(path)(self._no_inner_response) for path in settings.MIDDLEWARE]
         for instance in self.middleware:
+            name = type(instance).__name__
             if not any(hasattr(instance, hook) for hook in ("process_request", "process_view", "process_response")):
-                raise ImproperlyConfigured(f"{type(instance).__name__} has no hooks the password consumer can run.")
+                raise ImproperlyConfigured(f"{name} has no hooks the sign-in consumers can run.")
+            # Django's handler would run these too; the consumers do not.
+            if skipped := [hook for hook in ("process_exception", "process_template_response")
+                           if hasattr(instance, hook)]:
+                raise ImproperlyConfigured(f"{name} has {' and '.join(skipped)}, which the sign-in consumers skip.")
 
     @staticmethod
     def _no_inner_response(request):
@@ -75,20 +85,34 @@ class MiddlewareHooks:
         return response
 
 
-class PasswordPostConsumer(AsyncHttpConsumer):
+class SignInPageConsumer(AsyncHttpConsumer):
+    """A sign-in page answered by a synchronous view, whole: the middleware's hooks (which see ``view``) and
+    ``answer`` in one thread hop, as Django's handler would call them (the view with its own decorators)."""
+
+    view: Callable  # what the URLconf routes the page to: its middleware sees it (signin/checks.py compares)
+    answer: Callable[[HttpRequest], HttpResponse]  # what answers: the view itself, or its synchronous step
     hooks: MiddlewareHooks | None = None
     # No channel of its own: Channels would subscribe one per request on the channel layer (a Redis round trip,
     # never unsubscribed by the pub/sub layer, and a 500 while Redis is away). An alias that is not configured
     # makes get_channel_layer() answer None.
     channel_layer_alias = "pta-no-channel"
 
-    @classmethod
-    def middleware_hooks(cls) -> MiddlewareHooks:
-        if cls.hooks is None:
-            cls.hooks = MiddlewareHooks()
-        return cls.hooks
+    @staticmethod
+    def middleware_hooks() -> MiddlewareHooks:
+        if SignInPageConsumer.hooks is None:
+            SignInPageConsumer.hooks = MiddlewareHooks()
+        return SignInPageConsumer.hooks
 
-    @sensitive_variables("message")  # its body is the form, password included
+    async def dispatch(self, message) -> None:
+        """Channels' own, without the close_old_connections() it runs before every message in a hop to the one
+        thread-sensitive thread, which every request of the process would queue for: each hop of these consumers
+        runs in_worker, which closes old connections in its own thread."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    @sensitive_variables("message")  # a password POST's body is the form, password included
     async def http_request(self, message: HTTPRequestEvent) -> None:
         # AsyncHttpConsumer keeps the whole body in memory: stop reading an oversized one as it arrives.
         self.received = getattr(self, "received", 0) + len(message.get("body", b""))
@@ -104,8 +128,45 @@ class PasswordPostConsumer(AsyncHttpConsumer):
         the middleware), from the length alone: the body read so far is dropped."""
         request = ASGIRequest(self.scope, io.BytesIO(b""))
         request.META["CONTENT_LENGTH"] = str(max(self.received, int(request.META.get("CONTENT_LENGTH") or 0)))
-        response = await in_worker(self.before_agent)(self.middleware_hooks(), request)
+        response = await in_worker(self.first_hop)(self.middleware_hooks(), request)
         await self.send_django_response(response)
+
+    @sensitive_variables("body")
+    async def handle(self, body: bytes) -> None:
+        request = ASGIRequest(self.scope, io.BytesIO(body))
+        await self.send_django_response(await in_worker(self.first_hop)(self.middleware_hooks(), request))
+
+    @classmethod
+    def first_hop(cls, hooks: MiddlewareHooks, request: HttpRequest):
+        response, ran = hooks.request_phase(request, cls.view)
+        if response is None:
+            try:
+                response = cls.answer(request)
+            except Exception as exc:  # noqa: BLE001 - as Django's handler would answer it
+                response = response_for_exception(request, exc)
+        return hooks.response_phase(request, response, ran)
+
+    async def send_django_response(self, response: HttpResponse) -> None:
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.items()]
+        headers += [(b"Set-Cookie", c.output(header="").strip().encode("latin-1")) for c in response.cookies.values()]
+        await self.send_response(response.status_code, response.content, headers=headers)
+
+
+class UsernamePageConsumer(SignInPageConsumer):
+    view = answer = staticmethod(views.username_page)
+
+
+class PasswordPageConsumer(SignInPageConsumer):
+    """The password page's GET: the async view's own step, with its @never_cache."""
+
+    view = staticmethod(views.password_page)
+    answer = staticmethod(never_cache(views.password_form))
+
+
+class PasswordPostConsumer(SignInPageConsumer):
+    """The password POST: the agent is asked between two hops, on the event loop."""
+
+    view = staticmethod(views.password_page)
 
     @sensitive_variables("body", "submission")
     async def handle(self, body: bytes) -> None:
@@ -113,7 +174,7 @@ class PasswordPostConsumer(AsyncHttpConsumer):
         # What @sensitive_post_parameters sets, for error reports; an attribute the stubs' HttpRequest lacks.
         request.sensitive_post_parameters = ["password"]  # type: ignore[attr-defined]
         hooks = self.middleware_hooks()
-        submission = await in_worker(self.before_agent)(hooks, request)
+        submission = await in_worker(self.first_hop)(hooks, request)
         if isinstance(submission, HttpResponse):
             response = submission
         else:
@@ -129,12 +190,12 @@ class PasswordPostConsumer(AsyncHttpConsumer):
     def failed(hooks: MiddlewareHooks, request: HttpRequest, exc: Exception) -> HttpResponse:
         return hooks.response_phase(request, response_for_exception(request, exc), hooks.middleware)
 
-    @staticmethod
+    @classmethod
     @sensitive_variables("found")
-    def before_agent(hooks: MiddlewareHooks, request: HttpRequest):
-        """First hop: the middleware's request side and the form. A response here (a redirect, a CSRF 403, a
-        form error) is final."""
-        response, ran = hooks.request_phase(request, views.password_page)
+    def first_hop(cls, hooks: MiddlewareHooks, request: HttpRequest):
+        """The middleware's request side and the form. A response here (a redirect, a CSRF 403, a form error) is
+        final; else the submission, for the agent."""
+        response, ran = hooks.request_phase(request, cls.view)
         if response is None:
             try:
                 found = views.password_submission(request)
@@ -158,20 +219,24 @@ class PasswordPostConsumer(AsyncHttpConsumer):
         add_never_cache_headers(response)
         return hooks.response_phase(request, response, hooks.middleware)
 
-    async def send_django_response(self, response: HttpResponse) -> None:
-        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.items()]
-        headers += [(b"Set-Cookie", c.output(header="").strip().encode("latin-1")) for c in response.cookies.values()]
-        await self.send_response(response.status_code, response.content, headers=headers)
+
+# What the consumers serve, by method and path; signin/checks.py holds each path to its URL's view.
+PAGES: dict[tuple[str, str], type[SignInPageConsumer]] = {
+    ("GET", "/login/"): UsernamePageConsumer,
+    ("POST", "/login/"): UsernamePageConsumer,
+    ("GET", "/login/password/"): PasswordPageConsumer,
+    ("POST", "/login/password/"): PasswordPostConsumer,
+}
 
 
-class PasswordPostRouter:
-    """Sends POST /login/password/ to the consumer and every other HTTP request to Django."""
+class SignInRouter:
+    """Sends the sign-in's pages (PAGES) to their consumers and every other HTTP request to Django."""
 
     def __init__(self, django_app) -> None:
         self.django_app = django_app
-        self.consumer = PasswordPostConsumer.as_asgi()
+        self.consumers = {route: consumer.as_asgi() for route, consumer in PAGES.items()}
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "POST":
-            return await self.consumer(scope, receive, send)
+        if scope["type"] == "http" and (consumer := self.consumers.get((scope["method"], scope["path"]))):
+            return await consumer(scope, receive, send)
         return await self.django_app(scope, receive, send)

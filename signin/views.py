@@ -169,6 +169,14 @@ def password_submission(request: HttpRequest) -> PasswordSubmission | HttpRespon
                               device=_device(request) or device_id_new())
 
 
+def password_form(request: HttpRequest) -> HttpResponse:
+    """The password page's form, for the sign-in its session holds (synchronous: one thread hop)."""
+    state = request.session.get(SESSION_KEY)
+    if not state:
+        return _start_again()
+    return _page(request, "signin/password.html", {**_password_context(state), "form": PasswordForm()})
+
+
 @sensitive_variables("submission")
 async def password_submit(request: HttpRequest, submission: PasswordSubmission) -> SignInResult:
     return await password_sign_in(
@@ -228,14 +236,11 @@ def _password_context(state: dict) -> dict:
 @require_http_methods(["GET", "POST"])
 @sensitive_variables("submission")
 async def password_page(request: HttpRequest) -> HttpResponse:
-    """The password page. Its POST is usually served by signin.consumers.PasswordPostConsumer, which runs the
-    same three steps without the middleware chain's thread hops; this view serves it wherever that is not
-    routed (the test client, other ASGI servers)."""
+    """The password page. It is usually served by signin.consumers (PAGES), which runs the same steps without
+    the middleware chain's thread hops; this view serves it wherever that is not routed (the test client, other
+    ASGI servers)."""
     if request.method == "GET":
-        state = await request.session.aget(SESSION_KEY)
-        if not state:
-            return _start_again()
-        return _page(request, "signin/password.html", {**_password_context(state), "form": PasswordForm()})
+        return await in_worker(password_form)(request)
     submission = await in_worker(password_submission)(request)
     if isinstance(submission, HttpResponse):
         return submission

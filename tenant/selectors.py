@@ -1,12 +1,17 @@
 from tenant.models import Domain, Tenant, User
+from tenant.routing import routes
 
 
 def tenant_for_username(*, username: str) -> Tenant | None:
-    """The tenant that owns the username's domain, by verified domain only."""
+    """The tenant that owns the username's domain, by verified domain only (remembered: tenant/routing.py)."""
     _, at, domain = username.rpartition("@")
     if not at or not domain:
         return None
-    found = Domain.objects.filter(name=domain.strip().lower(), verified=True).select_related("tenant").first()
+    return routes.tenant(domain.strip().lower(), _tenant_by_verified_domain)
+
+
+def _tenant_by_verified_domain(name: str) -> Tenant | None:
+    found = Domain.objects.filter(name=name, verified=True).select_related("tenant").first()
     return found.tenant if found else None
 
 

@@ -1,6 +1,6 @@
 """Agent health: alerts and the mail they go out through."""
 
-from .env import PRODUCTION, env, env_bool, env_float, env_int
+from .env import PRODUCTION, env, env_bool, env_float, env_int, ip_networks
 
 # Alert e-mail goes through Django's own mail settings (SMTP).
 EMAIL_HOST = env("DJANGO_EMAIL_HOST", "localhost")
@@ -21,3 +21,7 @@ PTA_ALERT_SPIKE_SHARE = env_float("PTA_ALERT_SPIKE_SHARE", 0.2, minimum=0)
 PTA_ALERT_SPIKE_MIN_SIGNINS = env_int("PTA_ALERT_SPIKE_MIN_SIGNINS", 10, minimum=0)
 # Webhooks are https://; plain http only to loopback, in the embedded profile or with PTA_INSECURE_COOKIES=1.
 PTA_ALERT_WEBHOOK_HTTP_LOOPBACK = not PRODUCTION or env_bool("PTA_INSECURE_COOKIES", False)
+# Webhooks reach public addresses only, checked after DNS resolution each time one is sent: a tenant administrator
+# must not make the portal post into its own network. An operator's receiver on an internal network (or a test's on
+# loopback) is allowed by listing its addresses or networks here.
+PTA_ALERT_WEBHOOK_ALLOWED_NETWORKS = ip_networks("PTA_ALERT_WEBHOOK_ALLOWED_NETWORKS")

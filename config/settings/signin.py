@@ -14,8 +14,11 @@ PTA_SIGNIN_DEADLINE_SECONDS = env_float("PTA_SIGNIN_DEADLINE_SECONDS", 10.0, min
 PTA_AGENT_ACK_SECONDS = env_float("PTA_AGENT_ACK_SECONDS", 1.0, minimum=0.01)
 # Who answers the domain-verification TXT lookups ("host" or "host:port", "[v6]:port"); empty: the system resolver.
 PTA_DNS_NAMESERVERS = env_list("PTA_DNS_NAMESERVERS")
+# Each portal process remembers which tenant a domain routes to, and forgets it when any domain or tenant changes
+# (tenant/routing.py); at the latest this many seconds after reading it, should the word of a change be lost.
+PTA_ROUTING_CACHE_SECONDS = env_float("PTA_ROUTING_CACHE_SECONDS", 30.0, minimum=0.0)
 # Sessions live in the cache (Redis in production): no database write for the sign-in steps.
-SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+SESSION_ENGINE = "signin.sessions"
 # Platform administrators (no tenant) have cloud lockout like everyone, with this policy, and MFA by default.
 PTA_PLATFORM_LOCKOUT_THRESHOLD = env_int("PTA_PLATFORM_LOCKOUT_THRESHOLD", 5, minimum=1)
 PTA_PLATFORM_LOCKOUT_SECONDS = env_int("PTA_PLATFORM_LOCKOUT_SECONDS", 60, minimum=1)

@@ -23,15 +23,15 @@ from signin.services.lockout import (
     Hold,
     Reservation,
     Verdict,
-    address_is_familiar,
-    address_remember,
     alias_remember,
     alias_user_id,
     lockout_account,
     lockout_reserve,
     lockout_settle,
+    place_recognised,
+    place_remember,
 )
-from signin.services.mfa import MfaDecision, device_is_known, device_remember, mfa_decide
+from signin.services.mfa import MfaDecision, mfa_decide
 from signin.services.records import CONTROL_CHARACTERS, signin_event_record
 from signin.services.users import (
     DIRECTORY_STATES,
@@ -119,16 +119,14 @@ def _before(*, upn: str, ip: str, device: str) -> _Before:
     else:
         return _Before(route=Route.UNKNOWN, tenant=None, user=None, familiar=False, known_device=False,
                        reservation=None)
-    account_upn = user.upn if user is not None else upn
-    familiar = address_is_familiar(tenant=tenant, username=account_upn, ip=ip)
+    place = place_recognised(tenant=tenant, username=user.upn if user is not None else upn, ip=ip, device=device)
     account = lockout_account(tenant=tenant, user=user, username=upn)
-    known_device = device_is_known(tenant=tenant, username=account_upn, device=device)
     if user is not None and user.upn != upn:
         user = None  # reached by another name (Alternate ID): the directory's answer says who signs in
     # Last: everything before it is a read, so this hop is safe to run again after a transient error.
-    reservation = lockout_reserve(tenant=tenant, familiar=familiar, account=account)
-    return _Before(route=route, tenant=tenant, user=user, familiar=familiar, reservation=reservation,
-                   account=account, known_device=known_device)
+    reservation = lockout_reserve(tenant=tenant, familiar=place.familiar_address, account=account)
+    return _Before(route=route, tenant=tenant, user=user, familiar=place.familiar_address, reservation=reservation,
+                   account=account, known_device=place.known_device)
 
 
 async def _reserved(before: _Before, *, deadline: float) -> _Before:
@@ -300,8 +298,8 @@ def _after(*, before: _Before, upn: str, ip: str, device: str, outcome: Outcome,
             outcome, user = Outcome.IDENTITY_CONFLICT, None
         else:
             if user.upn != upn:  # Alternate ID: the place, the device and the lockout are the account's
-                familiar = address_is_familiar(tenant=tenant, username=user.upn, ip=ip)
-                known_device = device_is_known(tenant=tenant, username=user.upn, device=device)
+                place = place_recognised(tenant=tenant, username=user.upn, ip=ip, device=device)
+                familiar, known_device = place.familiar_address, place.known_device
                 alias_remember(tenant=tenant, typed=upn, user=user)
     if validation is not None and outcome.value in DIRECTORY_STATES and user is not None:
         user_directory_state_record(user=user, state=outcome.value)  # its tokens die with the account
@@ -329,8 +327,7 @@ def _after(*, before: _Before, upn: str, ip: str, device: str, outcome: Outcome,
 
 def signin_completed(*, tenant: Tenant | None, user: User, ip: str, device: str) -> None:
     """A whole sign-in is done (second factor included): remember the place, and when (ID tokens' auth_time)."""
-    address_remember(tenant=tenant, username=user.upn, ip=ip)
-    device_remember(tenant=tenant, username=user.upn, device=device)
+    place_remember(tenant=tenant, username=user.upn, ip=ip, device=device)
     user.last_login = timezone.now()
     User.objects.filter(pk=user.pk).update(last_login=user.last_login)
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from django_otp import DEVICE_ID_SESSION_KEY
 
-from signin.services.lockout import address_is_familiar
-from signin.services.mfa import device_is_known, mfa_decide
+from signin.services.lockout import place_recognised
+from signin.services.mfa import mfa_decide
 from tenant.models import User
 
 AUTHENTICATED_AT_KEY = "pta_authenticated_at"
@@ -57,6 +57,6 @@ def session_mfa_due(*, signed_in: SessionAuthentication, user: User, ip: str, de
     if signed_in.mfa:
         return False
     tenant = user.tenant if user.tenant_id else None
-    return mfa_decide(tenant=tenant, user=user,
-                      familiar_address=address_is_familiar(tenant=tenant, username=user.upn, ip=ip),
-                      known_device=device_is_known(tenant=tenant, username=user.upn, device=device)).required
+    place = place_recognised(tenant=tenant, username=user.upn, ip=ip, device=device)
+    return mfa_decide(tenant=tenant, user=user, familiar_address=place.familiar_address,
+                      known_device=place.known_device).required

@@ -277,24 +277,47 @@ def lockout_active(*, account: str, familiar: bool) -> bool:
     return lockout_store().locked(bucket=_bucket(account, familiar))
 
 
-# --- familiar addresses, and the names an account was reached by ------------------------------------------
+# --- familiar places (addresses, devices), and the names an account was reached by --------------------------
 
 def _familiar_key(tenant: Tenant | None, username: str, ip: str) -> str:
     return f"familiar:{tenant.pk if tenant else '-'}:{_digest(username.lower(), ip)}"
+
+
+def _device_key(tenant: Tenant | None, username: str, device: str) -> str:
+    return f"familiar-device:{tenant.pk if tenant else '-'}:{_digest(username.lower(), device)}"
 
 
 def _alias_key(tenant: Tenant | None, typed: str) -> str:
     return f"alias:{tenant.pk if tenant else '-'}:{_digest(_folded(typed))}"
 
 
-def address_is_familiar(*, tenant: Tenant | None, username: str, ip: str) -> bool:
-    return bool(ip) and bool(cache.get(_familiar_key(tenant, username, ip)))
+@dataclass(frozen=True)
+class Place:
+    """Where a sign-in comes from, as the account knows it: an address (a familiar one has its own lockout bucket)
+    and a device (the browser's cookie), each remembered for FAMILIAR_TTL_SECONDS after a complete sign-in."""
+
+    familiar_address: bool
+    known_device: bool
 
 
-def address_remember(*, tenant: Tenant | None, username: str, ip: str) -> None:
-    """This address has completed a sign-in of this user (second factor included, when one was asked)."""
-    if ip:
-        cache.set(_familiar_key(tenant, username, ip), 1, timeout=FAMILIAR_TTL_SECONDS)
+def _place_keys(tenant: Tenant | None, username: str, ip: str, device: str) -> tuple[str, str]:
+    """The address's key and the device's ("" for what the sign-in did not give)."""
+    return (_familiar_key(tenant, username, ip) if ip else "",
+            _device_key(tenant, username, device) if device else "")
+
+
+def place_recognised(*, tenant: Tenant | None, username: str, ip: str, device: str) -> Place:
+    """Whether this address and this device completed a sign-in of this account before: one cache round trip."""
+    address, known = _place_keys(tenant, username, ip, device)
+    found = cache.get_many([key for key in (address, known) if key]) if address or known else {}
+    return Place(familiar_address=bool(address and found.get(address)), known_device=bool(known and found.get(known)))
+
+
+def place_remember(*, tenant: Tenant | None, username: str, ip: str, device: str) -> None:
+    """This address and this device completed a sign-in of this user (second factor included, when one was
+    asked): one cache round trip."""
+    if keys := [key for key in _place_keys(tenant, username, ip, device) if key]:
+        cache.set_many(dict.fromkeys(keys, 1), timeout=FAMILIAR_TTL_SECONDS)
 
 
 def alias_user_id(*, tenant: Tenant | None, typed: str) -> int | None:

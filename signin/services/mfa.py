@@ -8,13 +8,11 @@ sign-in of this user before: completed, so a password alone never makes a place 
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 
 import segno
 from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from django_otp.models import VerifyNotAllowed
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
@@ -22,7 +20,6 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from signin.models import SignInEvent
 from signin.outcomes import Outcome
-from signin.services.lockout import FAMILIAR_TTL_SECONDS
 from tenant.models import Tenant, User
 
 RECOVERY_CODE_COUNT = 10
@@ -61,25 +58,10 @@ def mfa_decide(*, tenant: Tenant | None, user: User, familiar_address: bool, kno
     return MfaDecision(False, "policy_off")
 
 
-# --- familiar devices ------------------------------------------------------------------------------------
-
-def _device_key(tenant: Tenant | None, username: str, device: str) -> str:
-    digest = hashlib.sha256(f"{username.lower()}\x00{device}".encode("utf-8", "replace")).hexdigest()[:32]
-    return f"familiar-device:{tenant.pk if tenant else '-'}:{digest}"
-
+# --- devices (remembered with the familiar places: signin/services/lockout.py) ----------------------------
 
 def device_id_new() -> str:
     return secrets.token_urlsafe(24)
-
-
-def device_is_known(*, tenant: Tenant | None, username: str, device: str) -> bool:
-    return bool(device) and bool(cache.get(_device_key(tenant, username, device)))
-
-
-def device_remember(*, tenant: Tenant | None, username: str, device: str) -> None:
-    """This device has completed a sign-in of this user."""
-    if device:
-        cache.set(_device_key(tenant, username, device), 1, timeout=FAMILIAR_TTL_SECONDS)
 
 
 # --- TOTP and recovery codes -----------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from applications.services import application_register
 from signin import backends, oidc, views
-from signin.consumers import PasswordPostRouter
+from signin.consumers import SignInRouter
 from signin.forms import PasswordForm
 from tenant.services import tenant_policy_set
 from tests.fixtures.http import found
@@ -176,7 +176,7 @@ async def test_password_consumer_hides_the_password(failing_step, tenant, logged
     def not_django(scope, receive, send):
         raise AssertionError("the password POST must reach the consumer")
 
-    communicator = HttpCommunicator(PasswordPostRouter(not_django), "POST", "/login/password/", body=body,
+    communicator = HttpCommunicator(SignInRouter(not_django), "POST", "/login/password/", body=body,
                                     headers=headers)
     response = await communicator.get_response(timeout=10)
     assert response["status"] == 500

@@ -114,14 +114,23 @@ def test_platform_accounts_have_a_policy(settings):
     assert guess(None, acct)[0] == [False]
 
 
-def test_familiar_address_is_remembered(tenant):
-    username, ip = "a@alpha.example.test", "198.51.100.7"
-    assert not lockout.address_is_familiar(tenant=tenant, username=username, ip=ip)
-    lockout.address_remember(tenant=tenant, username=username, ip=ip)
-    assert lockout.address_is_familiar(tenant=tenant, username=username, ip=ip)
-    assert not lockout.address_is_familiar(tenant=tenant, username=username, ip="203.0.113.9")
+def test_familiar_address_and_device_are_remembered(tenant):
+    username, ip, device = "a@alpha.example.test", "198.51.100.7", "browser-1"
+    place = lockout.place_recognised(tenant=tenant, username=username, ip=ip, device=device)
+    assert not place.familiar_address and not place.known_device
+    lockout.place_remember(tenant=tenant, username=username, ip=ip, device=device)
+    assert lockout.place_recognised(tenant=tenant, username=username, ip=ip, device=device) == lockout.Place(
+        familiar_address=True, known_device=True)
+    assert lockout.place_recognised(tenant=tenant, username=username, ip="203.0.113.9", device="browser-2") == \
+        lockout.Place(familiar_address=False, known_device=False)
+    assert lockout.place_recognised(tenant=tenant, username="b@alpha.example.test", ip=ip, device=device) == \
+        lockout.Place(familiar_address=False, known_device=False)
+    lockout.place_remember(tenant=tenant, username=username, ip="", device="")  # nothing to remember
+    assert lockout.place_recognised(tenant=tenant, username=username, ip="", device="") == lockout.Place(
+        familiar_address=False, known_device=False)
 
 
 def test_keys_hold_no_username_or_address(tenant):
     assert "secret.person" not in account(tenant, "secret.person@alpha.example.test")
     assert "198.51.100.7" not in lockout._familiar_key(tenant, "x@alpha.example.test", "198.51.100.7")
+    assert "x@alpha" not in lockout._device_key(tenant, "x@alpha.example.test", "browser-1")

@@ -1,4 +1,5 @@
-"""The password POST's consumer runs Django's own session, CSRF and security machinery, in two thread hops."""
+"""The sign-in pages' consumers run Django's own session, CSRF and security machinery: the username page in one
+thread hop, the password POST in two."""
 
 from collections.abc import Mapping
 from http.cookies import SimpleCookie
@@ -10,7 +11,7 @@ from channels.testing import HttpCommunicator
 from django.contrib.sessions.backends.cache import SessionStore
 from django.test import Client
 
-from signin.consumers import PasswordPostRouter
+from signin.consumers import SignInRouter
 from signin.models import SignInEvent
 from tests.fixtures.http import found
 
@@ -19,7 +20,7 @@ PASSWORD = "Cl0ud-only-Pa55!"
 
 
 def django_app(scope, receive, send):
-    raise AssertionError("the password POST must not reach Django's handler")
+    raise AssertionError("the sign-in pages must not reach Django's handler")
 
 
 @pytest.fixture
@@ -43,7 +44,7 @@ def username_step(upn: str) -> tuple[dict, str]:
 async def post(cookies: dict, body: bytes) -> Mapping[str, Any]:
     headers = [(b"content-type", b"application/x-www-form-urlencoded"), (b"host", b"127.0.0.1"),
                (b"cookie", "; ".join(f"{k}={v}" for k, v in cookies.items()).encode())]
-    communicator = HttpCommunicator(PasswordPostRouter(django_app), "POST", "/login/password/", body=body,
+    communicator = HttpCommunicator(SignInRouter(django_app), "POST", "/login/password/", body=body,
                                     headers=headers)
     return await communicator.get_response(timeout=10)
 
@@ -57,6 +58,27 @@ def set_cookies(response: Mapping[str, Any]) -> dict:
     for value in header(response, "set-cookie"):
         cookies.load(value)
     return {name: morsel.value for name, morsel in cookies.items()}
+
+
+async def test_the_username_and_password_pages_are_served_by_their_consumers(cloud_admin):
+    router = SignInRouter(django_app)
+    page = await HttpCommunicator(router, "GET", "/login/", headers=[(b"host", b"127.0.0.1")]).get_response(timeout=10)
+    assert page["status"] == 200 and header(page, "x-frame-options") == ["DENY"]
+    token = found(r'name="csrfmiddlewaretoken" value="([^"]+)"', page["body"].decode())
+    cookies = set_cookies(page)
+    headers = [(b"content-type", b"application/x-www-form-urlencoded"), (b"host", b"127.0.0.1"),
+               (b"cookie", f"csrftoken={cookies['csrftoken']}".encode())]
+    response = await HttpCommunicator(router, "POST", "/login/", headers=headers,
+                                      body=f"csrfmiddlewaretoken={token}&username={cloud_admin.upn}".encode()
+                                      ).get_response(timeout=10)
+    assert response["status"] == 302 and header(response, "location") == ["/login/password/"]
+    session_key = set_cookies(response)["sessionid"]
+    session = SessionStore(session_key=session_key)
+    state = await sync_to_async(session.get)("pta_signin")
+    assert state is not None and state["organisation"] == "Alpha Corp"
+    page = await HttpCommunicator(router, "GET", "/login/password/", headers=[
+        (b"host", b"127.0.0.1"), (b"cookie", f"sessionid={session_key}".encode())]).get_response(timeout=10)
+    assert page["status"] == 200 and b"Alpha Corp" in page["body"] and cloud_admin.upn.encode() in page["body"]
 
 
 async def test_success_logs_in_rotates_the_session_and_sets_security_headers(cloud_admin):
@@ -106,7 +128,7 @@ async def test_an_oversized_body_is_refused(cloud_admin):
 
 
 async def test_a_disallowed_host_is_a_400_not_a_crash(cloud_admin):
-    communicator = HttpCommunicator(PasswordPostRouter(django_app), "POST", "/login/password/", body=b"password=x",
+    communicator = HttpCommunicator(SignInRouter(django_app), "POST", "/login/password/", body=b"password=x",
                                     headers=[(b"host", b"evil.example"),
                                              (b"content-type", b"application/x-www-form-urlencoded")])
     response = await communicator.get_response(timeout=10)
