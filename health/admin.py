@@ -6,7 +6,7 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 
 from health.models import AlertSettings, Incident, Notification
 from health.services.alert_settings import alert_settings_set
-from tenant.admin_scoping import TenantScopedAdmin
+from tenant.admin_scoping import ReadOnlyAdmin, TenantScopedAdmin
 
 
 class AlertSettingsForm(forms.ModelForm):
@@ -74,17 +74,11 @@ NOTIFICATION_FIELDS = ("event", "channel", "state", "attempts", "sent_at", "fail
 INCIDENT_FIELDS = ("summary", "tenant", "kind", "subject", "state", "opened_at", "resolved_at", "details")
 
 
-class NotificationInline(admin.TabularInline):
+class NotificationInline(ReadOnlyAdmin, admin.TabularInline):
     model = Notification
     fields = readonly_fields = NOTIFICATION_FIELDS
     extra = 0
     can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 class OpenFilter(admin.SimpleListFilter):
@@ -103,7 +97,7 @@ class OpenFilter(admin.SimpleListFilter):
 
 
 @admin.register(Incident)
-class IncidentAdmin(TenantScopedAdmin):
+class IncidentAdmin(ReadOnlyAdmin, TenantScopedAdmin):
     """Open and past incidents, read-only: the evaluation opens and resolves them."""
 
     list_display = ["summary", "tenant", "kind", "state", "opened_at", "resolved_at"]
@@ -116,12 +110,3 @@ class IncidentAdmin(TenantScopedAdmin):
     @admin.display(description="state")
     def state(self, obj: Incident) -> str:
         return "open" if obj.is_open else "resolved"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

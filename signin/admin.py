@@ -1,11 +1,11 @@
 from django.contrib import admin
 
 from signin.models import SignInEvent
-from tenant.admin_scoping import TenantScopedAdmin
+from tenant.admin_scoping import ReadOnlyAdmin, TenantScopedAdmin
 
 
 @admin.register(SignInEvent)
-class SignInEventAdmin(TenantScopedAdmin):
+class SignInEventAdmin(ReadOnlyAdmin, TenantScopedAdmin):
     list_display = ["created_at", "username", "outcome", "ad_subcode", "agent", "ip_address", "total_ms",
                     "mfa_decision", "mfa_result"]
     list_filter = ["outcome", "agent", "user", "channel", "password_change", "mfa_decision",
@@ -13,12 +13,3 @@ class SignInEventAdmin(TenantScopedAdmin):
     search_fields = ["username", "user__upn", "ip_address"]
     date_hierarchy = "created_at"
     list_select_related = ["agent", "user"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

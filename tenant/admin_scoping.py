@@ -22,6 +22,20 @@ def _without_tenant(fields) -> list:
     return kept
 
 
+class ReadOnlyAdmin:
+    """For what the portal writes itself (sign-in records, incidents and their deliveries): listed and read, never
+    added, edited or deleted by hand. Put it before the admin class among the bases."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 class TenantScopedAdmin(admin.ModelAdmin):
     """Platform superusers see everything; a tenant administrator sees and edits only their tenant.
 
