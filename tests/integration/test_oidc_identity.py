@@ -70,13 +70,9 @@ def site(ad_testbed):
         port = free_port()
         node = portal.start_node("web", port=port, env={"PTA_PUBLIC_URL": f"http://127.0.0.1:{port}"})
         tenant = portal.tenant_create("Contoso", ad_testbed.upn_suffix)
-        secret_file = portal.directory / "service-password"
-        secret_file.write_text(ad_testbed.service_account["password"])
-        secret_file.chmod(0o600)
         config, result = portal.agent_register(
             node, portal.agent_token(tenant), ldap_urls=(ad_testbed.ldaps_url,),
-            extra=("--ca-file", ad_testbed.ca_file, "--service-account", ad_testbed.service_account["upn"],
-                   "--service-password-file", str(secret_file)))
+            extra=portal.directory_options(ad_testbed, service_account=True))
         assert result.returncode == 0, result.stderr
         portal.agent_run(config)
         wait_for(lambda: local_agents(node) == 1, timeout=10, message="the agent to connect")

@@ -126,14 +126,8 @@ def start_site(ad, *, service_account: bool):
     port = free_port()
     node = portal.start_node("web", port=port, env={"PTA_PUBLIC_URL": f"http://127.0.0.1:{port}"})
     tenant = portal.tenant_create("Contoso", ad.upn_suffix)
-    extra = ["--ca-file", ad.ca_file]
-    if service_account:
-        secret_file = portal.directory / "service-password"
-        secret_file.write_text(ad.service_account["password"])
-        secret_file.chmod(0o600)
-        extra += ["--service-account", ad.service_account["upn"], "--service-password-file", str(secret_file)]
     config, result = portal.agent_register(node, portal.agent_token(tenant), ldap_urls=(ad.ldaps_url,),
-                                           extra=tuple(extra))
+                                           extra=portal.directory_options(ad, service_account=service_account))
     assert result.returncode == 0, result.stderr
     agent = portal.agent_run(config)
     wait_for(lambda: local_agents(node) == 1, timeout=10, message="the agent to connect")
@@ -378,13 +372,9 @@ def test_a_change_relayed_between_nodes_leaves_no_password_in_redis_logs_or_data
     try:
         holder, front = portal.start_node("node1"), portal.start_node("node2")
         tenant = portal.tenant_create("Contoso", ad_testbed.upn_suffix)
-        secret_file = portal.directory / "service-password"
-        secret_file.write_text(ad_testbed.service_account["password"])
-        secret_file.chmod(0o600)
         config, result = portal.agent_register(
             holder, portal.agent_token(tenant), ldap_urls=(ad_testbed.ldaps_url,),
-            extra=("--ca-file", ad_testbed.ca_file, "--service-account", ad_testbed.service_account["upn"],
-                   "--service-password-file", str(secret_file)))
+            extra=portal.directory_options(ad_testbed, service_account=True))
         assert result.returncode == 0, result.stderr
         portal.agent_run(config)
         wait_for(lambda: local_agents(holder) == 1, timeout=15, message="the agent to connect to node1")
