@@ -10,7 +10,7 @@
    (get_info=NONE, read_server_info=False, password as bytes): "bind" alone, and "bind+read" (the bind plus
    the read-as-user search the agent does on every success), the denominator of both ratios.
 3. Pass-through: a real portal (Daphne -v 0; embedded profile, or production = PostgreSQL + Redis, two nodes)
-   and a real pta-agent on the same DC. Concurrent httpx/asyncio clients, each a closed loop:
+   and a real pta-agent on the same DC. Concurrent asyncio clients (bench/loadgen.py), each a closed loop:
    - mode "post": every measured request is one complete password POST (/login/password/ → 302 success) on a
      session whose username step was walked before the timed window (one pre-walked session per request);
    - mode "cycle": the whole two-step sign-in repeated (GET /login/, POST /login/, POST /login/password/).
@@ -39,12 +39,10 @@ import os
 import platform
 import re
 import shutil
-import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -52,7 +50,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from bench import components  # noqa: E402 - needs REPO on sys.path
+from bench import components, direct  # noqa: E402 - needs REPO on sys.path
+from bench.direct import percentile  # noqa: E402
+from bench.loadgen import Client, HTTPError  # noqa: E402
 from bench.plot import latency_plot  # noqa: E402
 
 AD_TESTBED = REPO / "scripts" / "ad_testbed.py"
@@ -66,17 +66,12 @@ PLACEMENT_SECONDS = 5.0           # each of production's local-only and relayed-
 SCALING_AGENTS = (1, 2, 4)
 REQUEST_SIZE_SAMPLES = 20         # sequential sign-ins per agent count, each measured alone
 REQUESTS_PER_SIGNIN = {"post": 1, "cycle": 3}
+HALF_PEAK_CLIENTS = 64            # open-loop sign-ins in flight at once; past that an arrival waits (and it counts)
+HALF_PEAK_CONNECTIONS = 8         # the direct open-loop window's LDAP connections: an agent's pool size
 
 
 def log(*args) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}]", *args, file=sys.stderr, flush=True)
-
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
 
 
 # --- private services inside the namespace -----------------------------------------------------------------
@@ -146,71 +141,6 @@ def good_users(facts: dict) -> list[dict]:
     return users
 
 
-# --- (1) direct binds --------------------------------------------------------------------------------------
-
-def direct_binds(facts: dict, users: list[dict], *, connections: int, duration: float, read: bool,
-                 groups: dict[str, list[int]]) -> dict:
-    import ldap3
-    from pta_agent.directory import USER_ATTRIBUTES
-
-    tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=facts["ca_file"])
-    stop_at = [0.0]
-    started_at = [0.0]
-    window = components.Window(groups)
-
-    def go() -> None:  # runs once, when every connection is bound, before any thread is released
-        window.start()
-        started_at[0] = time.monotonic()
-        stop_at[0] = started_at[0] + duration
-
-    barrier = threading.Barrier(connections + 1, action=go)
-    latencies: list[list[float]] = [[] for _ in range(connections)]
-    failures: Counter[str] = Counter()
-    cap = MAX_REQUESTS_PER_WINDOW // connections + 1
-
-    def worker(index: int) -> None:
-        user = users[index % len(users)]
-        server = ldap3.Server(facts["ldaps_url"], use_ssl=True, tls=tls, get_info=ldap3.NONE, connect_timeout=5)
-        conn = ldap3.Connection(server, user=user["upn"], password=user["password"].encode(), read_only=True,
-                                receive_timeout=5, raise_exceptions=False)
-        try:
-            conn.open()
-            conn.bind()
-            barrier.wait(30)
-            mine = latencies[index]
-            while time.monotonic() < stop_at[0] and len(mine) < cap:
-                t0 = time.perf_counter()
-                conn.rebind(user=user["upn"], password=user["password"].encode(), read_server_info=False)
-                if conn.result.get("result") != 0:
-                    failures[str(conn.result.get("description"))] += 1
-                    continue
-                if read:
-                    conn.search(facts["base_dn"], f"(userPrincipalName={user['upn']})",
-                                search_scope=ldap3.SUBTREE, attributes=list(USER_ATTRIBUTES), size_limit=1)
-                mine.append(time.perf_counter() - t0)
-        finally:
-            with contextlib.suppress(Exception):
-                conn.unbind()
-
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(connections)]
-    for t in threads:
-        t.start()
-    barrier.wait(30)
-    started = started_at[0]
-    for t in threads:
-        t.join(duration + 30)
-    wall = time.monotonic() - started
-    window.stop()
-    flat = [x for lat in latencies for x in lat]
-    return {"kind": "direct", "op": "bind+read" if read else "bind", "connections": connections,
-            "count": len(flat), "seconds": round(wall, 3), "per_second": round(len(flat) / wall, 1),
-            "p50_ms": round(percentile(flat, 50) * 1000, 2), "p95_ms": round(percentile(flat, 95) * 1000, 2),
-            "p99_ms": round(percentile(flat, 99) * 1000, 2), "failures": dict(failures),
-            "cpu_ms_per_op": {k: round(v * 1000 / max(1, len(flat)), 3) for k, v in window.used.items()},
-            "machine_busy_fraction": round(window.busy["cpu"], 3),
-            "cpu_busy_fraction": {k: round(v, 3) for k, v in window.busy.items() if k != "cpu"}}
-
-
 # --- the portal --------------------------------------------------------------------------------------------
 
 def start_daphne(portal, name: str):
@@ -266,7 +196,7 @@ async def walk_username(client, upn: str) -> tuple[str, str]:
     response = await client.post("/login/", data={"username": upn, "csrfmiddlewaretoken": match.group(1),
                                                   "next": ""})
     if response.status_code != 302 or not response.headers.get("location", "").endswith("/login/password/"):
-        raise Failure(f"username POST: {response.status_code} {response.headers.get('PTA-Outcome')}")
+        raise Failure(f"username POST: {response.status_code} {response.headers.get('pta-outcome')}")
     cookies = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
     client.cookies.clear()
     return cookies, match.group(1)
@@ -280,7 +210,7 @@ async def post_password(client, session: tuple[str, str], password: str) -> tupl
                                  headers={"Cookie": cookie})
     elapsed = time.perf_counter() - t0
     client.cookies.clear()
-    outcome = response.headers.get("PTA-Outcome") or f"http_{response.status_code}"
+    outcome = response.headers.get("pta-outcome") or f"http_{response.status_code}"
     if outcome == "success" and response.status_code != 302:
         outcome = f"success_but_{response.status_code}"
     return outcome, elapsed
@@ -300,12 +230,8 @@ class Site:
 async def load_window(site: Site, targets: list, *, concurrency: int, duration: float, mode: str, purpose: str,
                       prewalk_per_client: int = 0, on_start=None) -> dict:
     """One timed window of ``concurrency`` closed-loop clients spread over the ``targets`` nodes in turn."""
-    import httpx
-
     users = site.users
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    clients = [httpx.AsyncClient(base_url=targets[i % len(targets)].url, timeout=30, limits=limits,
-                                 follow_redirects=False) for i in range(concurrency)]
+    clients = [Client(targets[i % len(targets)].url) for i in range(concurrency)]
     outcomes: Counter = Counter()
     post_lat: list[float] = []
     cycle_lat: list[float] = []
@@ -320,7 +246,7 @@ async def load_window(site: Site, targets: list, *, concurrency: int, duration: 
                 for _ in range(prewalk_per_client):
                     try:
                         sessions[i].append(await walk_username(clients[i], user["upn"]))
-                    except (Failure, httpx.HTTPError) as exc:
+                    except (Failure, HTTPError) as exc:
                         outcomes[f"prewalk_error:{type(exc).__name__}"] += 1
                         if len(errors) < 20:
                             errors.append(f"pre-walk {type(exc).__name__}: {exc}")
@@ -344,7 +270,7 @@ async def load_window(site: Site, targets: list, *, concurrency: int, duration: 
                     else:
                         session = await walk_username(clients[i], user["upn"])
                     outcome, elapsed = await post_password(clients[i], session, user["password"])
-                except (Failure, httpx.HTTPError) as exc:
+                except (Failure, HTTPError) as exc:
                     outcome, elapsed = f"error:{type(exc).__name__}", float("nan")
                     if len(errors) < 20:
                         errors.append(f"{type(exc).__name__}: {exc}")
@@ -384,12 +310,93 @@ async def load_window(site: Site, targets: list, *, concurrency: int, duration: 
     }
 
 
+async def rate_window(site: Site, *, rate: float, duration: float) -> dict:
+    """Whole sign-ins arriving as a Poisson process of ``rate`` per second (open loop: the next one does not
+    wait for the last), the same arrivals as direct.at_rate's at that rate, spread over the nodes in turn. A
+    sign-in takes an idle client of its node or opens one (at most HALF_PEAK_CLIENTS at once; past that it
+    waits, and the wait counts). Latency: the whole sign-in's from its arrival, and its password POST's."""
+    arrivals = direct.poisson_arrivals(rate, duration)
+    idle: list[list[Client]] = [[] for _ in site.nodes]
+    slots = asyncio.Semaphore(HALF_PEAK_CLIENTS)
+    outcomes: Counter = Counter()
+    post_lat: list[float] = []
+    cycle_lat: list[float] = []
+    errors: list[str] = []
+    opened: list[Client] = []
+
+    async def sign_in(index: int, due: float) -> None:
+        async with slots:
+            node = index % len(site.nodes)
+            if idle[node]:
+                client = idle[node].pop()
+            else:
+                client = Client(site.nodes[node].url)
+                opened.append(client)
+            user = site.users[index % len(site.users)]
+            try:
+                session = await walk_username(client, user["upn"])
+                outcome, elapsed = await post_password(client, session, user["password"])
+            except (Failure, HTTPError) as exc:
+                outcome, elapsed = f"error:{type(exc).__name__}", float("nan")
+                if len(errors) < 20:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+            idle[node].append(client)
+        outcomes[outcome] += 1
+        if outcome == "success":
+            post_lat.append(elapsed)
+            cycle_lat.append(time.perf_counter() - due)
+
+    tasks = []
+    try:
+        with components.Window(site.groups, site.redis_url) as window:
+            t0 = time.perf_counter()
+            for index, offset in enumerate(arrivals):
+                if (wait := t0 + offset - time.perf_counter()) > 0:
+                    await asyncio.sleep(wait)
+                tasks.append(asyncio.create_task(sign_in(index, t0 + offset)))
+            await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for client in opened:
+            await client.aclose()
+    ok = outcomes.get("success", 0)
+    return {
+        "kind": "pass-through", "purpose": "half-peak", "mode": "cycle", "offered_per_second": round(rate, 1),
+        "arrivals": len(arrivals), "clients_opened": len(opened), "seconds": round(window.wall, 3),
+        "count": sum(outcomes.values()), "success": ok, "per_second": round(ok / window.wall, 1),
+        **{f"{prefix}p{p}_ms": round(percentile(values, p) * 1000, 2)
+           for prefix, values in (("", post_lat), ("cycle_", cycle_lat)) for p in (50, 95, 99)},
+        "outcomes": dict(outcomes), "errors": errors,
+        "cpu_ms_per_signin": {k: round(v * 1000 / max(1, ok), 3) for k, v in window.used.items()},
+        "machine_busy_fraction": round(window.busy["cpu"], 3),
+        "cpu_busy_fraction": {k: round(v, 3) for k, v in window.busy.items() if k != "cpu"},
+    }
+
+
+def half_peak(args, site: Site, facts: dict, report: dict) -> dict:
+    """Whole sign-ins at half of the run's peak whole sign-in rate, and direct binds + reads at the same rate
+    and arrivals: the latency the pass-through adds to the bind + read it is about, at a load with room left."""
+    peak = max(r["per_second"] for r in report["passthrough"] if r["purpose"] == "main" and r["mode"] == "cycle")
+    rate = peak / 2
+    log(f"half peak: direct bind + read at {rate:.1f}/s (Poisson) for {args.duration:.0f} s")
+    bind_read = direct.at_rate(facts, site.users, rate=rate, duration=args.duration,
+                               connections=HALF_PEAK_CONNECTIONS, groups={"samba": site.groups["samba"]})
+    log(f"half peak: whole sign-ins at {rate:.1f}/s (Poisson) for {args.duration:.0f} s")
+    signins = asyncio.run(rate_window(site, rate=rate, duration=args.duration))
+    added = {f"added_{p}_ms": round(signins[f"{p}_ms"] - bind_read[f"{p}_ms"], 2) for p in ("p50", "p95", "p99")}
+    added |= {f"added_whole_{p}_ms": round(signins[f"cycle_{p}_ms"] - bind_read[f"{p}_ms"], 2)
+              for p in ("p50", "p95", "p99")}
+    log(f"  direct p50/p99 {bind_read['p50_ms']}/{bind_read['p99_ms']} ms, password POST "
+        f"{signins['p50_ms']}/{signins['p99_ms']} ms, whole sign-in {signins['cycle_p50_ms']}/"
+        f"{signins['cycle_p99_ms']} ms, outcomes {signins['outcomes']}")
+    return {"peak_per_second": peak, "rate": round(rate, 1), "direct": bind_read, "signin": signins, **added}
+
+
 async def warm_up(site: Site) -> None:
     """One sign-in per user and node: users exist (just-in-time), keys are cached, connections are open."""
-    import httpx
-
     for node in site.nodes:
-        async with httpx.AsyncClient(base_url=node.url, timeout=30, follow_redirects=False) as client:
+        async with Client(node.url) as client:
             for user in site.users:
                 session = await walk_username(client, user["upn"])
                 outcome, _ = await post_password(client, session, user["password"])
@@ -401,12 +408,10 @@ async def request_frame_bytes(site: Site) -> dict:
     """What the agents' WebSockets receive from the portal per sign-in, one sign-in at a time: the request frame
     (with its few bytes of WebSocket header; the agent turns compression off). Nothing else flows that way but
     a rare WebSocket ping or pong, which the minimum and the median leave out."""
-    import httpx
-
     agents = set(site.groups["agent"])
     ports = {node.port for node in site.nodes}
     sizes = []
-    async with httpx.AsyncClient(base_url=site.nodes[0].url, timeout=30, follow_redirects=False) as client:
+    async with Client(site.nodes[0].url) as client:
         for i in range(REQUEST_SIZE_SAMPLES):
             user = site.users[i % len(site.users)]
             session = await walk_username(client, user["upn"])
@@ -421,6 +426,16 @@ async def request_frame_bytes(site: Site) -> dict:
 
 # --- report ------------------------------------------------------------------------------------------------
 
+def agent_beyond_ldap(report: dict) -> float | None:
+    """The agent's CPU per whole sign-in (the main windows' lowest) less what the LDAP client work of one bind +
+    read costs: the load generator's CPU per operation in the direct bind + read windows (the same ldap3 calls,
+    the lowest of the windows)."""
+    agent = [r["cpu_ms_per_signin"]["agent"] for r in report["passthrough"]
+             if r["purpose"] == "main" and r["mode"] == "cycle"]
+    ldap = [r["cpu_ms_per_op"]["loadgen"] for r in report["direct"] if r["op"] == "bind+read"]
+    return round(min(agent) - min(ldap), 3) if agent and ldap else None
+
+
 def ratio_line(name: str, value: float | None) -> str:
     """One of the two summary lines scripts grep for: "whole sign-in ratio 0.42" (n/a when not measured)."""
     return f"{name} ratio {value:.2f}" if value is not None else f"{name} ratio n/a"
@@ -432,7 +447,7 @@ def _latencies(row: dict, prefix: str = "") -> str:
 
 def _describe(row: dict) -> str:
     if row["purpose"] == "profile":
-        return "password POST [py-spy attached]"
+        return "whole sign-in [py-spy attached]"
     if row["purpose"] == "placement":
         return f"whole sign-in, every one {row['placement']} (clients on {'+'.join(row['clients_on'])})"
     if row["purpose"] == "scaling":
@@ -510,10 +525,33 @@ def markdown(report: dict) -> str:
                   "| agents | min | median | max |", "| --- | --- | --- | --- |"]
         lines += [f"| {size['agents']} | {size['min_bytes']} | {size['median_bytes']:g} | {size['max_bytes']} |"
                   for size in report["request_size"]]
+    if half := report.get("half_peak"):
+        signin, bind_read_row = half["signin"], half["direct"]
+        lines += ["", f"Half of the peak whole sign-in rate ({half['peak_per_second']}/s): {half['rate']}/s offered "
+                  "as Poisson arrivals (open loop), the same arrivals for both rows; latency from each arrival, "
+                  f"{HALF_PEAK_CONNECTIONS} LDAP connections for the direct row, at most {HALF_PEAK_CLIENTS} sign-ins "
+                  "in flight.", "",
+                  "| what | offered per s | done per s | p50 / p95 / p99 ms | CPU busy | outcomes |",
+                  "| --- | --- | --- | --- | --- | --- |",
+                  f"| direct LDAPS bind+read | {bind_read_row['offered_per_second']} | {bind_read_row['per_second']} | "
+                  f"{_latencies(bind_read_row)} | {_busy(bind_read_row)} | {bind_read_row['count']} ok |",
+                  f"| password POST of each whole sign-in | {signin['offered_per_second']} | {signin['per_second']} | "
+                  f"{_latencies(signin)} | {_busy(signin)} | "
+                  f"{', '.join(f'{k} {v}' for k, v in sorted(signin['outcomes'].items()))} |",
+                  f"| whole sign-in (3 requests) | {signin['offered_per_second']} | {signin['per_second']} | "
+                  f"{_latencies(signin, 'cycle_')} | – | – |", "",
+                  f"Latency the pass-through adds to a direct bind + read (password POST less bind + read, per "
+                  f"percentile): p50 {_ms(half['added_p50_ms'])} ms, p95 {_ms(half['added_p95_ms'])} ms, p99 "
+                  f"{_ms(half['added_p99_ms'])} ms; the whole sign-in's three requests less bind + read: p50 "
+                  f"{_ms(half['added_whole_p50_ms'])} ms, p99 {_ms(half['added_whole_p99_ms'])} ms."]
     lines += ["", f"Denominator of both ratios: the best direct bind+read rate, {bind_read}/s (the best bind alone: "
               f"{bind}/s).", "",
               ratio_line("whole sign-in", report["whole_signin_ratio"]),
-              ratio_line("password POST", report["password_post_ratio"]), ""]
+              ratio_line("password POST", report["password_post_ratio"])]
+    if half:
+        lines.append(f"latency added at half peak p50 {_ms(half['added_p50_ms'])} ms "
+                     f"p99 {_ms(half['added_p99_ms'])} ms")
+    lines += [f"agent CPU beyond LDAP {_ms(report.get('agent_beyond_ldap_ms'))} ms per sign-in", ""]
     return "\n".join(lines)
 
 
@@ -552,6 +590,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--ad-dir", default="", help="reuse the test bed running in DIR (and its namespace)")
     parser.add_argument("--netns", choices=["auto", "yes", "no"], default="auto",
                         help="run everything in a fresh network namespace (auto: yes unless --ad-dir)")
+    parser.add_argument("--half-peak", action=argparse.BooleanOptionalAction, default=True,
+                        help="whole sign-ins and direct binds + reads at half the peak sign-in rate (open loop)")
     parser.add_argument("--py-spy", type=float, default=0.0, metavar="SECONDS",
                         help="also record the portal with py-spy during an extra post window")
     parser.add_argument("--out", default=str(REPO / "bench" / "results"))
@@ -679,7 +719,7 @@ def main(argv: list[str]) -> int:
     report: dict = {"profile": args.profile, "started": stamp, "netns": use_netns, "pin": pin,
                     "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                 "kernel": platform.release()},
-                    "loadgen": "httpx.AsyncClient, one keep-alive connection per client, in the bench process"}
+                    "loadgen": "bench/loadgen.py, one keep-alive HTTP/1.1 connection per client, in the bench process"}
     failed = False
     try:
         if services:
@@ -694,8 +734,8 @@ def main(argv: list[str]) -> int:
         report["direct"] = []
         for read in (False, True):
             for n in levels(args.direct_connections):
-                row = direct_binds(facts, users, connections=n, duration=args.duration, read=read,
-                                   groups={"samba": samba})
+                row = direct.closed_loop(facts, users, connections=n, duration=args.duration, read=read,
+                                         groups={"samba": samba})
                 log(f"direct {row['op']} x{n}: {row['per_second']}/s p50 {row['p50_ms']} ms")
                 report["direct"].append(row)
 
@@ -728,12 +768,15 @@ def main(argv: list[str]) -> int:
         report["passthrough"] = main_windows(args, site)
         if len(nodes) > 1:
             report["passthrough"] += placement_windows(args, site)
+        if args.half_peak and "cycle" in args.modes.split(","):
+            report["half_peak"] = half_peak(args, site, facts, report)
         if args.py_spy > 0:
             report["profile_files"] = record_profile(args, site, out, name, report)
         if args.scaling:
             rows, report["request_size"] = scaling(args, site, portal, tenant, facts, agents)
             report["passthrough"] += rows
-        failed = not all([passed(row) for row in report["passthrough"]])
+        checked = report["passthrough"] + ([report["half_peak"]["signin"]] if "half_peak" in report else [])
+        failed = not all([passed(row) for row in checked])
         report["pids"] = groups
         report["peak_rss_kib"] = components.peak_rss(groups)
         report["affinity"] = components.affinity({**groups, "loadgen": [os.getpid()]})
@@ -746,6 +789,7 @@ def main(argv: list[str]) -> int:
         for key, mode in (("whole_signin_ratio", "cycle"), ("password_post_ratio", "post")):
             rates = [r["per_second"] for r in report["passthrough"] if r["purpose"] == "main" and r["mode"] == mode]
             report[key] = round(max(rates) / bind_read, 3) if rates and bind_read else None
+        report["agent_beyond_ldap_ms"] = agent_beyond_ldap(report)
         for node in nodes:
             if not node.running:
                 failed = True
@@ -789,7 +833,7 @@ def main(argv: list[str]) -> int:
 
 
 def record_profile(args, site: Site, out: Path, name: str, report: dict) -> list[str]:
-    """py-spy on every Daphne process during one extra "post" window (started after the pre-walk)."""
+    """py-spy on every Daphne and agent process during one extra whole sign-in ("cycle") window."""
     py_spy = shutil.which("py-spy")
     if not py_spy:
         log("py-spy not found on PATH: no profile")
@@ -797,21 +841,21 @@ def record_profile(args, site: Site, out: Path, name: str, report: dict) -> list
     concurrency = max(levels(args.concurrency))
     files, procs = [], []
 
+    recorded = [(node.name, node.proc.pid) for node in site.nodes]
+    recorded += [(f"agent{i + 1}", pid) for i, pid in enumerate(site.groups["agent"])]
+
     def start() -> None:
-        for node in site.nodes:
-            path = out / f"{name}-{node.name}-profile.folded"
+        for label, pid in recorded:
+            path = out / f"{name}-{label}-profile.folded"
             procs.append(subprocess.Popen([py_spy, "record", "-d", str(int(args.py_spy)), "-r", "200", "-p",
-                                           str(node.proc.pid), "-f", "raw", "-o", str(path), "--nonblocking"],
+                                           str(pid), "-f", "raw", "-o", str(path), "--nonblocking"],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
             files.append(str(path))
         time.sleep(0.5)
 
-    rate_guess = max((r["per_second"] for r in report["passthrough"]), default=150)
-    prewalk = min(MAX_PREWALK_SESSIONS // concurrency, math.ceil(rate_guess * 1.6 * args.py_spy / concurrency) + 5)
-    log(f"py-spy: recording the portal for {args.py_spy:.0f} s of password POSTs at c={concurrency}")
+    log(f"py-spy: recording the portal for {args.py_spy:.0f} s of whole sign-ins at c={concurrency}")
     report["passthrough"].append(run_window(site, site.nodes, concurrency=concurrency, duration=args.py_spy,
-                                            mode="post", purpose="profile", prewalk_per_client=prewalk,
-                                            on_start=start))
+                                            mode="cycle", purpose="profile", on_start=start))
     for proc in procs:
         try:  # communicate, not wait: py-spy must never block on a full stderr pipe
             _, err = proc.communicate(timeout=args.py_spy + 60)

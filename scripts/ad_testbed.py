@@ -723,10 +723,14 @@ def main(argv=None):
     start.add_argument("--json", action="store_true", help="print the facts as one JSON line on stdout")
     commands.add_parser("stop", help="stop the DC of DIR, by its pid file").add_argument("--dir", required=True)
     commands.add_parser("facts", help="print DIR/facts.json").add_argument("--dir", required=True)
+    commands.add_parser("install", help="install the Debian packages the DC needs when they are missing (apt, "
+                                        "so before entering a network namespace)")
     args = parser.parse_args(argv)
-    paths = Paths(args.dir)
+    paths = Paths(getattr(args, "dir", ""))
     try:
-        if args.command == "start":
+        if args.command == "install":
+            ensure_packages()
+        elif args.command == "start":
             cmd_start(paths, args.json)
         elif args.command == "stop":
             print(stop_dc(paths))
