@@ -848,7 +848,7 @@ def record_profile(args, site: Site, out: Path, name: str, report: dict) -> list
         for label, pid in recorded:
             path = out / f"{name}-{label}-profile.folded"
             procs.append(subprocess.Popen([py_spy, "record", "-d", str(int(args.py_spy)), "-r", "200", "-p",
-                                           str(pid), "-f", "raw", "-o", str(path), "--nonblocking"],
+                                           str(pid), "-f", "raw", "-o", str(path), "--nonblocking", "--gil"],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
             files.append(str(path))
         time.sleep(0.5)

@@ -6,11 +6,9 @@ from signin.services.records import CONTROL_CHARACTERS
 
 
 class UsernameForm(forms.Form):
-    username = forms.CharField(
-        max_length=320, label="Email or username",
-        widget=forms.TextInput(attrs={"autocomplete": "username", "autofocus": True, "autocapitalize": "none",
-                                      "spellcheck": "false", "placeholder": "someone@example.com"}),
-    )
+    # signin/username.html writes the input itself (autocomplete, autofocus, …): Django's widget templates cost
+    # half of the page's rendering, and the first page of every sign-in is rendered most of all.
+    username = forms.CharField(max_length=320, label="Email or username")
 
     def clean_username(self) -> str:
         username = self.cleaned_data["username"].strip()
@@ -21,11 +19,9 @@ class UsernameForm(forms.Form):
 
 
 class PasswordForm(forms.Form):
-    # Not stripped: spaces are part of a password. Over-long input gets a form error, not a bind.
-    password = forms.CharField(
-        max_length=MAX_PASSWORD_LENGTH, strip=False, label="Password",
-        widget=forms.PasswordInput(attrs={"autocomplete": "current-password", "autofocus": True}),
-    )
+    # Not stripped: spaces are part of a password. Over-long input gets a form error, not a bind. The input is
+    # written by signin/password.html (as the username's), never with the value typed.
+    password = forms.CharField(max_length=MAX_PASSWORD_LENGTH, strip=False, label="Password")
 
 
 class OtpForm(forms.Form):

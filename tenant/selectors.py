@@ -1,3 +1,5 @@
+from django.db import connection
+
 from tenant.models import Domain, Tenant, User
 from tenant.routing import routes
 
@@ -24,3 +26,19 @@ def cloud_account(*, upn: str) -> User | None:
     """An active cloud-only account (a platform administrator, a tenant's break-glass account) by its UPN."""
     return (User.objects.filter(upn=upn.strip().lower(), source=User.Source.CLOUD, is_active=True)
             .select_related("tenant").first())
+
+
+def user_by_upn(*, upn: str, tenant: Tenant | None = None) -> User | None:
+    """The account with this UPN (stored lower-case), its tenant loaded: ``tenant`` when it is the account's own
+    (the routing one, already at hand), else read. One plain statement: this runs on every sign-in, and the
+    ORM's compiled join with its ordering cost about four times the CPU of the query itself."""
+    quote = connection.ops.quote_name
+    sql = f"SELECT * FROM {quote(User._meta.db_table)} WHERE {quote(User._meta.get_field('upn').column)} = %s"
+    user = next(iter(User.objects.raw(sql, [upn])), None)
+    if user is None:
+        return None
+    if tenant is not None and user.tenant_id == tenant.pk:
+        user.tenant = tenant
+    else:
+        user.tenant  # noqa: B018 - read now, in the caller's thread: later readers may be on the event loop
+    return user

@@ -42,7 +42,7 @@ from signin.services.users import (
 )
 from signin.workers import in_worker, in_worker_retrying
 from tenant.models import Tenant, User
-from tenant.selectors import tenant_for_username
+from tenant.selectors import tenant_for_username, user_by_upn
 
 logger = logging.getLogger(__name__)
 # Guesses at one account waiting for the answers of those in flight (lockout BUSY), in line per account.
@@ -106,7 +106,7 @@ class _Before:
 
 def _before(*, upn: str, ip: str, device: str) -> _Before:
     routed = tenant_for_username(username=upn)
-    user = User.objects.filter(upn=upn).select_related("tenant").first()
+    user = user_by_upn(upn=upn, tenant=routed)
     if user is not None and user.source == User.Source.CLOUD and (routed is None or user.tenant_id == routed.pk):
         route, tenant = Route.CLOUD, user.tenant
     elif routed is not None and routed.pass_through_enabled:

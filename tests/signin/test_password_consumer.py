@@ -147,3 +147,31 @@ async def test_an_unexpected_failure_is_a_plain_error_page_without_a_traceback(c
     assert response["status"] == 500
     assert b"database went away" not in response["body"] and PASSWORD.encode() not in response["body"]
     assert header(response, "x-frame-options") == ["DENY"]
+
+
+def test_the_pages_write_their_inputs_with_every_attribute_and_tie_errors_to_their_message(cloud_admin):
+    """The username and password inputs are written by the templates, not Django's widget templates: the same
+    attributes, the typed username escaped, and an error's aria-describedby naming the element that says it."""
+    client = Client()
+    page = client.get("/login/").content.decode()
+    field = found(r'(<input type="text" name="username"[^>]*>)', page)
+    for attribute in ('autocomplete="username"', " autofocus", 'autocapitalize="none"', 'spellcheck="false"',
+                      'maxlength="320"', " required", 'id="id_username"'):
+        assert attribute in field
+    assert "value=" not in field and "aria-invalid" not in field
+    token = found(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+
+    page = client.post("/login/", {"username": 'no-at-sign"><script>x</script>', "csrfmiddlewaretoken": token})
+    field = found(r'(<input type="text" name="username"[^>]*>)', page.content.decode())
+    assert page.status_code == 400 and "<script>" not in page.content.decode()
+    assert 'value="no-at-sign&quot;&gt;&lt;script&gt;x&lt;/script&gt;"' in field
+    assert 'aria-invalid="true" aria-describedby="username-error"' in field
+    assert 'id="username-error"' in page.content.decode()
+
+    client.post("/login/", {"username": cloud_admin.upn, "csrfmiddlewaretoken": token})
+    field = found(r'(<input type="password" name="password"[^>]*>)', client.get("/login/password/").content.decode())
+    assert 'autocomplete="current-password"' in field and 'maxlength="512"' in field and "aria-invalid" not in field
+    page = client.post("/login/password/", {"password": "wrong-" + PASSWORD, "csrfmiddlewaretoken": token})
+    field = found(r'(<input type="password" name="password"[^>]*>)', page.content.decode())
+    assert "value=" not in field and 'aria-invalid="true" aria-describedby="password-error"' in field
+    assert 'id="password-error"' in page.content.decode()

@@ -41,3 +41,17 @@ def test_users_in_their_own_verified_domain_are_fine(admin_b_client, tenant_b):
         "upn": "new@beta.example.test", "source": "on-premises", "display_name": "New", "usable_password": "false"})
     assert response.status_code == 302
     assert User.objects.get(upn="new@beta.example.test").tenant == tenant_b
+
+
+def test_user_by_upn_reads_the_account_with_its_tenant(tenant_a, django_assert_num_queries):
+    from tenant.selectors import user_by_upn
+
+    user = User.objects.create_user("Reader@Alpha.Example.Test", tenant=tenant_a)
+    with django_assert_num_queries(1):  # the tenant given is the account's: not read again
+        found = user_by_upn(upn="reader@alpha.example.test", tenant=tenant_a)
+        assert found == user and found.tenant is tenant_a
+    with django_assert_num_queries(2):  # no tenant at hand (or another one): the account's own is read at once
+        found = user_by_upn(upn="reader@alpha.example.test", tenant=None)
+    assert found is not None and found.tenant == tenant_a and found.upn == "reader@alpha.example.test"
+    assert user_by_upn(upn="nobody@alpha.example.test") is None
+    assert user_by_upn(upn="reader@alpha.example.test' OR '1'='1") is None  # a parameter, not SQL
