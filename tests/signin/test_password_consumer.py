@@ -153,13 +153,13 @@ def test_the_pages_write_their_inputs_with_every_attribute_and_tie_errors_to_the
     """The username and password inputs are written by the templates, not Django's widget templates: the same
     attributes, the typed username escaped, and an error's aria-describedby naming the element that says it."""
     client = Client()
-    page = client.get("/login/").content.decode()
-    field = found(r'(<input type="text" name="username"[^>]*>)', page)
+    html = client.get("/login/").content.decode()
+    field = found(r'(<input type="text" name="username"[^>]*>)', html)
     for attribute in ('autocomplete="username"', " autofocus", 'autocapitalize="none"', 'spellcheck="false"',
                       'maxlength="320"', " required", 'id="id_username"'):
         assert attribute in field
     assert "value=" not in field and "aria-invalid" not in field
-    token = found(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    token = found(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
 
     page = client.post("/login/", {"username": 'no-at-sign"><script>x</script>', "csrfmiddlewaretoken": token})
     field = found(r'(<input type="text" name="username"[^>]*>)', page.content.decode())
