@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import threading
 
+from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
+from django.core.cache.backends.redis import RedisCacheClient
+
 # About 5 s: backoff doubling from 50 ms, capped at 0.5 s, 13 tries (with jitter: between 2.5 and 5 s in all).
 RETRY_BASE_SECONDS = 0.05
 RETRY_CAP_SECONDS = 0.5
@@ -27,24 +30,33 @@ def redis_retry_options(*, asynchronous: bool = False) -> dict:
     return {"retry": retry, "retry_on_error": list(errors)}
 
 
-class SharedConnectionPool:
-    """The cache's connection pool: one per process and URL (``OPTIONS["pool_class"]`` of the Redis cache).
+class SharedClientCacheClient(RedisCacheClient):
+    """Django's Redis cache client with one ``redis.Redis`` (and its connection pool) per process and server URL.
 
-    Django builds a cache object, and with it a new connection pool, for every request context (each request's
-    asyncio task and the threads it hands work to). With redis-py's own pool class each sign-in therefore opened
-    fresh connections to Redis (a TCP handshake, HELLO and SELECT each, two per sign-in as bench/ counts them) and
-    left them to the garbage collector. redis-py's pool is thread-safe and re-creates itself after a fork (the
-    Celery workers), so one per URL is enough."""
+    Django builds a cache object for every request context (each request's asyncio task and the threads it hands
+    work to), each with pools of its own, and a new ``redis.Redis`` for every get, set and add. With that, every
+    sign-in opened fresh connections to Redis (a TCP handshake, HELLO and SELECT each, two per sign-in as bench/
+    counts them) and spent about 0.1 ms of CPU building a client per command. A Redis client on a pool is
+    thread-safe and the pool re-creates itself after a fork (the Celery workers), so one per URL is enough."""
 
-    _pools: dict[str, object] = {}
+    _shared: dict[str, object] = {}
     _lock = threading.Lock()
 
-    @classmethod
-    def from_url(cls, url: str, **options):
-        import redis
+    def get_client(self, key=None, *, write=False):
+        url = self._servers[self._get_connection_pool_index(write)]
+        client = self._shared.get(url)
+        if client is None:
+            with self._lock:
+                client = self._shared.get(url)
+                if client is None:
+                    pool = self._pool_class.from_url(url, **self._pool_options)
+                    client = self._shared[url] = self._client(connection_pool=pool)
+        return client
 
-        with cls._lock:
-            pool = cls._pools.get(url)
-            if pool is None:
-                pool = cls._pools[url] = redis.ConnectionPool.from_url(url, **options)
-        return pool
+
+class RedisCache(DjangoRedisCache):
+    """The cache backend (``CACHES["default"]["BACKEND"]`` in production): Django's, with the shared client."""
+
+    def __init__(self, server, params) -> None:
+        super().__init__(server, params)
+        self._class = SharedClientCacheClient

@@ -6,11 +6,12 @@ from .env import REDIS_URL, env
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "config.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env("PTA_REDIS_PREFIX", "pta") + ":cache",
-            # A Redis restart is waited out, not answered 500; one connection pool per process, not per request.
-            "OPTIONS": {**redis_retry_options(), "pool_class": "config.redis.SharedConnectionPool"},
+            # A Redis restart is waited out, not answered 500; one connection pool and client per process, not
+            # per request (config/redis.py).
+            "OPTIONS": redis_retry_options(),
         }
     }
 else:

@@ -1,30 +1,33 @@
-"""The Redis cache keeps one connection pool per process: Django makes a cache object per request context, and
-with redis-py's own pool class every one of them opened connections of its own."""
+"""The Redis cache keeps one client and connection pool per process: Django makes a cache object per request
+context, and with its own backend every one of them opened connections of its own and built a client per
+command."""
 
 import redis
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 
-from config.redis import SharedConnectionPool
+from config.redis import RedisCache, redis_retry_options
 
 
 def connections_received(url: str) -> int:
     return int(redis.Redis.from_url(url).info("stats")["total_connections_received"])
 
 
-def requests_served(url: str, options: dict, count: int = 20) -> int:
+def requests_served(url: str, backend: type, count: int = 20) -> int:
     """Connections the server accepted while ``count`` requests each used a cache object of their own, as
     Django gives every request context."""
     before = connections_received(url)
     for i in range(count):
-        cache = RedisCache(url, {"OPTIONS": options})
+        cache = backend(url, {"OPTIONS": redis_retry_options()})
         cache.set(f"request-{i}", i)
         assert cache.get(f"request-{i}") == i
+        assert cache.add(f"request-{i}", "again") is False and cache.get_many([f"request-{i}"]) == {f"request-{i}": i}
     return connections_received(url) - before - 1  # less the counting connection itself
 
 
-def test_the_cache_objects_of_every_request_share_one_pool(redis_server):
+def test_the_cache_objects_of_every_request_share_one_client_and_pool(redis_server):
     url = redis_server.url
-    assert requests_served(url, {"pool_class": "config.redis.SharedConnectionPool"}) <= 1
-    # Why it matters: Django's default opens a connection per request.
-    assert requests_served(url, {}) >= 20
-    assert SharedConnectionPool.from_url(url) is SharedConnectionPool.from_url(url)
+    assert requests_served(url, RedisCache) <= 1
+    # Why it matters: Django's own backend opens a connection per request.
+    assert requests_served(url, DjangoRedisCache) >= 20
+    first, second = RedisCache(url, {}), RedisCache(url, {})
+    assert first._cache.get_client(write=True) is second._cache.get_client()
