@@ -6,6 +6,8 @@ and the presence registry; the channel layer reconnects by itself."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Any
 
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
@@ -41,6 +43,12 @@ class SharedClientCacheClient(RedisCacheClient):
 
     _shared: dict[str, object] = {}
     _lock = threading.Lock()
+    # Set by Django's __init__; django-stubs leave its private attributes out.
+    _servers: list[str]
+    _pool_class: Any
+    _pool_options: dict[str, Any]
+    _client: Any
+    _get_connection_pool_index: Callable[[bool], int]
 
     def get_client(self, key=None, *, write=False):
         url = self._servers[self._get_connection_pool_index(write)]

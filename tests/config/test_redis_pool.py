@@ -30,4 +30,5 @@ def test_the_cache_objects_of_every_request_share_one_client_and_pool(redis_serv
     # Why it matters: Django's own backend opens a connection per request.
     assert requests_served(url, DjangoRedisCache) >= 20
     first, second = RedisCache(url, {}), RedisCache(url, {})
-    assert first._cache.get_client(write=True) is second._cache.get_client()
+    clients = [cache._cache.get_client(write=True) for cache in (first, second)]  # type: ignore[attr-defined] # Django's private client
+    assert clients[0] is clients[1]
