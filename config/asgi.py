@@ -1,3 +1,4 @@
+import gc
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -30,3 +31,8 @@ application = TrustedProxyHeaders(ProtocolTypeRouter({
 
 # The embedded profile has no Celery worker nor beat: its periodic work (alerts included) runs in this process.
 embedded_timer_start()
+
+# Everything built so far (Django, the models, URL patterns, templates, consumers: most of the heap) lives as long
+# as the process: out of the collector's sight, a full collection no longer walks it on every sign-in's garbage.
+# bench/ measured 10-25 % less portal CPU per whole sign-in (docs/benchmarks.md).
+gc.freeze()
