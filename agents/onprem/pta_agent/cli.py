@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -97,6 +98,7 @@ def command_run(args: argparse.Namespace) -> int:
     runner = AgentRunner(config, identity, validator, ssl_context=ssl_context)
     logger.info("pta-agent %s starting: agent %s, tenant %s, domains %s", AGENT_VERSION, config.agent.id,
                 config.agent.tenant, ", ".join(config.agent.domains))
+    gc.freeze()  # what start-up built lives as long as the process: full collections need not walk it
     return asyncio.run(runner.run())
 
 
