@@ -33,15 +33,17 @@ def redis_retry_options(*, asynchronous: bool = False) -> dict:
 
 
 class SharedClientCacheClient(RedisCacheClient):
-    """Django's Redis cache client with one ``redis.Redis`` (and its connection pool) per process and server URL.
+    """Django's Redis cache client with one ``redis.Redis`` (and its connection pool) per process, server URL and
+    options.
 
     Django builds a cache object for every request context (each request's asyncio task and the threads it hands
     work to), each with pools of its own, and a new ``redis.Redis`` for every get, set and add. With that, every
     sign-in opened fresh connections to Redis (a TCP handshake, HELLO and SELECT each, two per sign-in as bench/
     counts them) and spent about 0.1 ms of CPU building a client per command. A Redis client on a pool is
-    thread-safe and the pool re-creates itself after a fork (the Celery workers), so one per URL is enough."""
+    thread-safe and the pool re-creates itself after a fork (the Celery workers), so one per URL and options is
+    enough."""
 
-    _shared: dict[str, object] = {}
+    _shared: dict[tuple[str, str], object] = {}  # (URL, the pool's options) → client
     _lock = threading.Lock()
     # Set by Django's __init__; django-stubs leave its private attributes out.
     _servers: list[str]
@@ -52,13 +54,16 @@ class SharedClientCacheClient(RedisCacheClient):
 
     def get_client(self, key=None, *, write=False):
         url = self._servers[self._get_connection_pool_index(write)]
-        client = self._shared.get(url)
+        # The options are the settings' own objects (the retry policy included), so one cache's are the same
+        # every time; another cache on the same URL with other options gets a client of its own.
+        key = (url, repr((self._pool_class, sorted(self._pool_options.items()))))
+        client = self._shared.get(key)
         if client is None:
             with self._lock:
-                client = self._shared.get(url)
+                client = self._shared.get(key)
                 if client is None:
                     pool = self._pool_class.from_url(url, **self._pool_options)
-                    client = self._shared[url] = self._client(connection_pool=pool)
+                    client = self._shared[key] = self._client(connection_pool=pool)
         return client
 
 

@@ -98,7 +98,8 @@ def command_run(args: argparse.Namespace) -> int:
     runner = AgentRunner(config, identity, validator, ssl_context=ssl_context)
     logger.info("pta-agent %s starting: agent %s, tenant %s, domains %s", AGENT_VERSION, config.agent.id,
                 config.agent.tenant, ", ".join(config.agent.domains))
-    gc.freeze()  # what start-up built lives as long as the process: full collections need not walk it
+    gc.collect()  # what start-up built lives as long as the process: out of sight, full collections need not walk it
+    gc.freeze()
     return asyncio.run(runner.run())
 
 
