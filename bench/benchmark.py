@@ -60,7 +60,9 @@ INNER_FLAG = "--_in-netns"
 CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 MAX_REQUESTS_PER_WINDOW = 20000   # hard bound on any load loop, whatever the duration
 MAX_PREWALK_SESSIONS = 6000
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+# Debian's PostgreSQL binaries, the newest version installed (bench/run installs it for --profile production).
+PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"), default=Path("/usr/lib/postgresql/15/bin"),
+             key=lambda path: int(path.parent.name) if path.parent.name.isdigit() else 0)
 PRIVATE_REDIS_URL = "redis://127.0.0.1:6379/0"
 PLACEMENT_SECONDS = 5.0           # each of production's local-only and relayed-only windows
 SCALING_AGENTS = (1, 2, 4)
