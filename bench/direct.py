@@ -76,6 +76,27 @@ def _operation(facts: dict, read: bool) -> Callable[[object, dict], str]:
     return bind_and_read
 
 
+def _start_connections(facts: dict, users: list[dict], count: int, barrier: threading.Barrier,
+                       body: Callable[[int, object, dict], None]) -> list[threading.Thread]:
+    """``count`` threads, each with one connection bound as its user (user i mod n): each waits at ``barrier``,
+    runs ``body(index, connection, user)`` and unbinds."""
+
+    def worker(index: int) -> None:
+        user = users[index % len(users)]
+        connection = _open(facts, user)
+        try:
+            barrier.wait(30)
+            body(index, connection, user)
+        finally:
+            with contextlib.suppress(Exception):
+                connection.unbind()
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
 def _row(*, op: str, connections: int, latencies: list[float], wall: float, failures: Counter,
          window: components.Window) -> dict:
     return {"kind": "direct", "op": op, "connections": connections, "count": len(latencies),
@@ -103,25 +124,16 @@ def closed_loop(facts: dict, users: list[dict], *, connections: int, duration: f
     failures: Counter[str] = Counter()
     cap = MAX_OPERATIONS_PER_WINDOW // connections + 1
 
-    def worker(index: int) -> None:
-        user = users[index % len(users)]
-        connection = _open(facts, user)
-        try:
-            barrier.wait(30)
-            mine = latencies[index]
-            while time.monotonic() < stop_at[0] and len(mine) < cap:
-                t0 = time.perf_counter()
-                if failure := operation(connection, user):
-                    failures[failure] += 1
-                    continue
-                mine.append(time.perf_counter() - t0)
-        finally:
-            with contextlib.suppress(Exception):
-                connection.unbind()
+    def loop(index: int, connection, user: dict) -> None:
+        mine = latencies[index]
+        while time.monotonic() < stop_at[0] and len(mine) < cap:
+            t0 = time.perf_counter()
+            if failure := operation(connection, user):
+                failures[failure] += 1
+                continue
+            mine.append(time.perf_counter() - t0)
 
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(connections)]
-    for thread in threads:
-        thread.start()
+    threads = _start_connections(facts, users, connections, barrier, loop)
     barrier.wait(30)
     started = window.started
     for thread in threads:
@@ -145,26 +157,17 @@ def at_rate(facts: dict, users: list[dict], *, rate: float, duration: float, con
     lock = threading.Lock()
     ready = threading.Barrier(connections + 1)
 
-    def worker(index: int) -> None:
-        user = users[index % len(users)]
-        connection = _open(facts, user)
-        try:
-            ready.wait(30)
-            while (due := work.get()) is not None:
-                failure = operation(connection, user)
-                done = time.perf_counter()
-                with lock:
-                    if failure:
-                        failures[failure] += 1
-                    else:
-                        latencies.append(done - due)
-        finally:
-            with contextlib.suppress(Exception):
-                connection.unbind()
+    def serve(index: int, connection, user: dict) -> None:
+        while (due := work.get()) is not None:
+            failure = operation(connection, user)
+            done = time.perf_counter()
+            with lock:
+                if failure:
+                    failures[failure] += 1
+                else:
+                    latencies.append(done - due)
 
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(connections)]
-    for thread in threads:
-        thread.start()
+    threads = _start_connections(facts, users, connections, ready, serve)
     ready.wait(30)
     window = components.Window(groups).start()
     t0 = time.perf_counter()
