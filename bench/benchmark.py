@@ -1,7 +1,8 @@
 """Pass-through sign-ins per second against the direct-bind ceiling, in one run (see bench/README.md).
 
     bench/run [--profile embedded|production] [--pin [DC:REST]] [--concurrency 2,8,32] [--duration 10]
-              [--scaling] [--ad-dir DIR] [--netns auto|yes|no] [--py-spy SECONDS] [--out bench/results]
+              [--scaling] [--no-half-peak] [--ad-dir DIR] [--netns auto|yes|no] [--py-spy SECONDS]
+              [--out bench/results]
 
 1. Starts the Samba AD test bed (scripts/ad-testbed) in a fresh network namespace of its own (or reuses a
    running one with --ad-dir), so it never fights another run for the fixed ports 389/636. With --pin the DC
@@ -20,10 +21,12 @@
    end the peak RSS of every process. In production, two short windows with every sign-in on the agent's node
    and every one relayed from the other node.
 5. --scaling: short whole sign-in windows with one and two nodes and one, two and four agents, and the bytes of
-   the request each agent receives. Optional: py-spy records the Daphne processes (--py-spy SECONDS).
-6. Writes the JSON, the Markdown table and a latency plot (bench/plot.py), and prints the table with the lines
+   the request each agent receives. Optional: py-spy records the Daphne and agent processes (--py-spy SECONDS).
+6. Half peak (--no-half-peak skips it): Poisson arrivals at half the best whole sign-in rate, open loop, for
+   direct binds + reads (bench/direct.py) and then for whole sign-ins: the latency the pass-through adds.
+7. Writes the JSON, the Markdown table and a latency plot (bench/plot.py), and prints the table with the lines
    "whole sign-in ratio X.XX" and "password POST ratio X.XX" (whole sign-ins and password POSTs per second over
-   direct bind + read per second).
+   direct bind + read per second), "latency added at half peak …" and "agent CPU beyond LDAP …".
 
 Loopback only; every loop is bounded in count and time.
 """
