@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
@@ -52,11 +53,15 @@ class SharedClientCacheClient(RedisCacheClient):
     _client: Any
     _get_connection_pool_index: Callable[[bool], int]
 
-    def get_client(self, key=None, *, write=False):
-        url = self._servers[self._get_connection_pool_index(write)]
+    @cached_property
+    def _options_key(self) -> str:
         # The options are the settings' own objects (the retry policy included), so one cache's are the same
         # every time; another cache on the same URL with other options gets a client of its own.
-        key = (url, repr((self._pool_class, sorted(self._pool_options.items()))))
+        return repr((self._pool_class, sorted(self._pool_options.items())))
+
+    def get_client(self, key=None, *, write=False):
+        url = self._servers[self._get_connection_pool_index(write)]
+        key = (url, self._options_key)
         client = self._shared.get(key)
         if client is None:
             with self._lock:
