@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from asgiref.typing import HTTPRequestEvent
 from channels.consumer import get_handler_name
@@ -85,6 +86,16 @@ class MiddlewareHooks:
         return response
 
 
+@sensitive_variables("args")  # a password POST's submission rides here
+def answered(step: Callable[..., Any], request: HttpRequest, *args: Any) -> Any:
+    """What ``step(request, *args)`` returns, or the answer Django's handler gives to its exception (400, 403,
+    404, 413, or a logged 500 page)."""
+    try:
+        return step(request, *args)
+    except Exception as exc:  # noqa: BLE001 - as Django's handler would answer it
+        return response_for_exception(request, exc)
+
+
 class SignInPageConsumer(AsyncHttpConsumer):
     """A sign-in page answered by a synchronous view, whole: the middleware's hooks (which see ``view``) and
     ``answer`` in one thread hop, as Django's handler would call them (the view with its own decorators)."""
@@ -140,10 +151,7 @@ class SignInPageConsumer(AsyncHttpConsumer):
     def first_hop(cls, hooks: MiddlewareHooks, request: HttpRequest):
         response, ran = hooks.request_phase(request, cls.view)
         if response is None:
-            try:
-                response = cls.answer(request)
-            except Exception as exc:  # noqa: BLE001 - as Django's handler would answer it
-                response = response_for_exception(request, exc)
+            response = answered(cls.answer, request)
         return hooks.response_phase(request, response, ran)
 
     async def send_django_response(self, response: HttpResponse) -> None:
@@ -197,10 +205,7 @@ class PasswordPostConsumer(SignInPageConsumer):
         final; else the submission, for the agent."""
         response, ran = hooks.request_phase(request, cls.view)
         if response is None:
-            try:
-                found = views.password_submission(request)
-            except Exception as exc:  # noqa: BLE001 - as Django's handler would answer it
-                found = response_for_exception(request, exc)
+            found = answered(views.password_submission, request)
             if not isinstance(found, HttpResponse):
                 return found
             response = found
@@ -212,10 +217,7 @@ class PasswordPostConsumer(SignInPageConsumer):
     def after_agent(hooks: MiddlewareHooks, request: HttpRequest, submission, result) -> HttpResponse:
         """Second hop: the answer page or redirect, then the middleware's response side (session, cookies,
         security headers)."""
-        try:
-            response = views.password_answer(request, submission, result)
-        except Exception as exc:  # noqa: BLE001 - as Django's handler would answer it
-            response = response_for_exception(request, exc)
+        response = answered(views.password_answer, request, submission, result)
         add_never_cache_headers(response)
         return hooks.response_phase(request, response, hooks.middleware)
 

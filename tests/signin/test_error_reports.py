@@ -143,18 +143,37 @@ def username_step(client: Client) -> str:
     return token
 
 
-@pytest.fixture(params=["service", "form"])
-def failing_step(request, monkeypatch):
-    """Break the password step in the sign-in service, or in a validator of the form's password field (the
-    frames of Django's form cleaning hold the password as ``value``)."""
-    if request.param == "service":
+@sensitive_variables("submission")
+def failing_answer(request, submission, result):
+    raise DirectoryWentAway("the answer page failed")
+
+
+def break_step(step: str, monkeypatch) -> str:
+    """Break the password step in the sign-in service, in a validator of the form's password field (the
+    frames of Django's form cleaning hold the password as ``value``), or in the answer after the sign-in (the
+    frames that call it hold the submission, password included)."""
+    if step == "service":
         monkeypatch.setattr(views, "password_sign_in", failing_sign_in)
+    elif step == "answer":
+        monkeypatch.setattr(views, "password_answer", failing_answer)
     else:
         def failing_validator(value):
             raise DirectoryWentAway("a password validator failed")
 
         monkeypatch.setattr(PasswordForm.base_fields["password"], "validators", [failing_validator])
-    return request.param
+    return step
+
+
+@pytest.fixture(params=["service", "form"])
+def failing_step(request, monkeypatch):
+    return break_step(request.param, monkeypatch)
+
+
+@pytest.fixture(params=["service", "form", "answer"])
+def failing_consumer_step(request, monkeypatch):
+    """The consumer's steps: "answer" runs after a real sign-in, which writes from the worker threads (a
+    transactional test only)."""
+    return break_step(request.param, monkeypatch)
 
 
 def test_password_view_hides_the_password(failing_step, tenant, logged_errors):
@@ -166,7 +185,7 @@ def test_password_view_hides_the_password(failing_step, tenant, logged_errors):
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_password_consumer_hides_the_password(failing_step, tenant, logged_errors):
+async def test_password_consumer_hides_the_password(failing_consumer_step, tenant, logged_errors):
     client = Client()
     token = await sync_to_async(username_step)(client)
     body = f"csrfmiddlewaretoken={token}&password={PASSWORD}".encode()
