@@ -54,7 +54,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bench import components, direct  # noqa: E402 - needs REPO on sys.path
-from bench.direct import percentile  # noqa: E402
 from bench.loadgen import Client, HTTPError  # noqa: E402
 from bench.plot import latency_plot  # noqa: E402
 
@@ -302,14 +301,12 @@ async def load_window(site: Site, targets: list, *, concurrency: int, duration: 
         "clients_on": [node.name for node in targets], "agents": len(site.groups["agent"]),
         "seconds": round(window.wall, 3), "count": sum(outcomes.values()), "success": ok,
         "per_second": round(ok / window.wall, 1), "http_requests": requests,
-        **{f"{prefix}p{p}_ms": round(percentile(values, p) * 1000, 2)
-           for prefix, values in (("", post_lat), ("cycle_", cycle_lat)) for p in (50, 95, 99)},
+        **direct.latency_fields(post_lat), **direct.latency_fields(cycle_lat, "cycle_"),
         "outcomes": dict(outcomes), "errors": errors, "sessions_exhausted": exhausted[0],
         "cpu_seconds": {k: round(v, 3) for k, v in window.used.items()},
         "cpu_ms_per_signin": {k: round(v * 1000 / max(1, ok), 3) for k, v in window.used.items()},
         "cpu_ms_per_http_request": {k: round(v * 1000 / max(1, requests), 3) for k, v in window.used.items()},
-        "machine_busy_fraction": round(window.busy["cpu"], 3),
-        "cpu_busy_fraction": {k: round(v, 3) for k, v in window.busy.items() if k != "cpu"},
+        **components.busy_fields(window),
         "redis_commands": dict(commands) if commands is not None else None,
         "redis_commands_per_signin": round(commands.total() / max(1, ok), 2) if commands is not None else None,
     }
@@ -370,12 +367,10 @@ async def rate_window(site: Site, *, rate: float, duration: float) -> dict:
         "kind": "pass-through", "purpose": "half-peak", "mode": "cycle", "offered_per_second": round(rate, 1),
         "arrivals": len(arrivals), "clients_opened": len(opened), "seconds": round(window.wall, 3),
         "count": sum(outcomes.values()), "success": ok, "per_second": round(ok / window.wall, 1),
-        **{f"{prefix}p{p}_ms": round(percentile(values, p) * 1000, 2)
-           for prefix, values in (("", post_lat), ("cycle_", cycle_lat)) for p in (50, 95, 99)},
+        **direct.latency_fields(post_lat), **direct.latency_fields(cycle_lat, "cycle_"),
         "outcomes": dict(outcomes), "errors": errors,
         "cpu_ms_per_signin": {k: round(v * 1000 / max(1, ok), 3) for k, v in window.used.items()},
-        "machine_busy_fraction": round(window.busy["cpu"], 3),
-        "cpu_busy_fraction": {k: round(v, 3) for k, v in window.busy.items() if k != "cpu"},
+        **components.busy_fields(window),
     }
 
 

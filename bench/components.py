@@ -121,6 +121,12 @@ class Window:
                 self.redis_commands = redis_command_calls(self.redis) - self.redis_before
 
 
+def busy_fields(window: Window) -> dict:
+    """A window's busy shares as a result row keeps them: the machine's, and each CPU's."""
+    return {"machine_busy_fraction": round(window.busy["cpu"], 3),
+            "cpu_busy_fraction": {k: round(v, 3) for k, v in window.busy.items() if k != "cpu"}}
+
+
 def peak_rss(groups: dict[str, list[int]]) -> dict[str, dict[str, int]]:
     """VmHWM (the peak resident set) of every live process of each group, in KiB: the processes, their sum and
     the largest. A tree's sum counts shared pages (PostgreSQL's shared buffers) once per process that touched

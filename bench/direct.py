@@ -35,6 +35,11 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
 
 
+def latency_fields(latencies: list[float], prefix: str = "") -> dict[str, float]:
+    """p50, p95 and p99 in ms as a result row keeps them: ``{prefix}p50_ms``…"""
+    return {f"{prefix}p{p}_ms": round(percentile(latencies, p) * 1000, 2) for p in (50, 95, 99)}
+
+
 def poisson_arrivals(rate: float, duration: float, *, seed: int = 1) -> list[float]:
     """Arrival offsets (seconds from the start) of a Poisson process of ``rate`` per second, the same for a
     given seed, so that the direct and the pass-through windows at one rate face the same arrivals."""
@@ -101,11 +106,9 @@ def _row(*, op: str, connections: int, latencies: list[float], wall: float, fail
          window: components.Window) -> dict:
     return {"kind": "direct", "op": op, "connections": connections, "count": len(latencies),
             "seconds": round(wall, 3), "per_second": round(len(latencies) / wall, 1),
-            **{f"p{p}_ms": round(percentile(latencies, p) * 1000, 2) for p in (50, 95, 99)},
-            "failures": dict(failures),
+            **latency_fields(latencies), "failures": dict(failures),
             "cpu_ms_per_op": {k: round(v * 1000 / max(1, len(latencies)), 3) for k, v in window.used.items()},
-            "machine_busy_fraction": round(window.busy["cpu"], 3),
-            "cpu_busy_fraction": {k: round(v, 3) for k, v in window.busy.items() if k != "cpu"}}
+            **components.busy_fields(window)}
 
 
 def closed_loop(facts: dict, users: list[dict], *, connections: int, duration: float, read: bool,
