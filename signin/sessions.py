@@ -1,5 +1,7 @@
 """The sessions' store (SESSION_ENGINE): Django's cache sessions, Redis in production, less one round trip per
-new session key. A sign-in makes two (the username step, then login()'s new key against session fixation)."""
+new session key. A sign-in renews its key at the username step, after the password and at login() (against
+session fixation: signin/views.py); each renewal is one delete of the old key, the new one being stored by the
+response's save() with add(), as any new session."""
 
 import base64
 import secrets
@@ -17,3 +19,24 @@ class SessionStore(CacheSessionStore):
 
     async def _aget_new_session_key(self) -> str:
         return self._get_new_session_key()
+
+    def cycle_key(self) -> None:
+        """Django's, without storing the data under the new key at once (create()) and again when the response
+        saves it: the old key stops working now, the data get their new key at the response's save() (no key,
+        so create(): add() under a fresh one), and the cookie names it."""
+        data = self._session
+        old = self.session_key
+        self._session_key = None
+        self._session_cache = data
+        self.modified = True
+        if old:
+            self.delete(old)
+
+    async def acycle_key(self) -> None:
+        data = await self._aget_session()
+        old = self.session_key
+        self._session_key = None
+        self._session_cache = data
+        self.modified = True
+        if old:
+            await self.adelete(old)

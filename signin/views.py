@@ -134,6 +134,7 @@ def username_page(request: HttpRequest) -> HttpResponse:
         form.add_error("username", Outcome.UNKNOWN_DOMAIN.message)
         return _page(request, "signin/username.html", {"form": form, "next": next_url},
                      outcome=Outcome.UNKNOWN_DOMAIN)
+    request.session.cycle_key()  # a sign-in starts: the key the browser came with (perhaps planted) ends here
     request.session.pop(MFA_SESSION_KEY, None)
     request.session[SESSION_KEY] = {"username": username, "organisation": organisation, "next": next_url}
     return HttpResponseRedirect("/login/password/")
@@ -192,6 +193,7 @@ def password_answer(request: HttpRequest, submission: PasswordSubmission, result
     if result.outcome in CHANGEABLE:
         # The directory knows this password but wants a new one: the change page may follow, for a while.
         assert result.tenant is not None  # the directory answered: an account of a pass-through tenant
+        request.session.cycle_key()  # the password was right: a new key before the change is allowed in it
         request.session[SESSION_KEY] = {**state, "change": {
             "outcome": result.outcome.value, "tenant_id": str(result.tenant.pk), "at": time.time()}}
         return _page(request, "signin/password.html", {
@@ -210,6 +212,9 @@ def _signed_in_answer(request: HttpRequest, state: dict, device: str, result: Si
     if result.outcome is Outcome.MFA_REQUIRED:
         # Half done: not logged in. The second factor's pages finish it.
         assert result.user is not None  # MFA_REQUIRED names the user who passed the first factor
+        # A new key before the half-done sign-in is stored: only the browser that typed the password holds it,
+        # whoever else knew (or planted) the key it came with.
+        request.session.cycle_key()
         request.session.pop(SESSION_KEY, None)
         request.session[MFA_SESSION_KEY] = {
             "user_id": result.user.pk, "tenant_id": str(result.user.tenant_id or ""), "event_id": result.event.pk,
