@@ -59,7 +59,7 @@ from signin.services.mfa import (
 from signin.services.oauth_tokens import application_tokens_revoke
 from signin.workers import in_worker, retrying_transient_errors
 from tenant.models import User
-from tenant.selectors import cloud_account, tenant_for_username
+from tenant.selectors import tenant_for_username
 
 SESSION_KEY = "pta_signin"
 MFA_SESSION_KEY = "pta_mfa"
@@ -125,15 +125,10 @@ def username_page(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return _page(request, "signin/username.html", {"form": form, "next": next_url}, status=400)
     username = form.cleaned_data["username"]
+    # Every name goes on to the password page, and what it shows depends on the domain alone: whether an account
+    # of that name exists is told by nothing before a right password (the password step: services/attempt.py).
     tenant = tenant_for_username(username=username.lower())
-    if tenant is not None and tenant.pass_through_enabled:
-        organisation = tenant.name
-    elif (cloud := cloud_account(upn=username.lower())) is not None:  # platform and break-glass accounts
-        organisation = cloud.tenant.name if cloud.tenant is not None else settings.PTA_PLATFORM_NAME
-    else:
-        form.add_error("username", Outcome.UNKNOWN_DOMAIN.message)
-        return _page(request, "signin/username.html", {"form": form, "next": next_url},
-                     outcome=Outcome.UNKNOWN_DOMAIN)
+    organisation = tenant.name if tenant is not None else settings.PTA_PLATFORM_NAME
     request.session.cycle_key()  # a sign-in starts: the key the browser came with (perhaps planted) ends here
     request.session.pop(MFA_SESSION_KEY, None)
     request.session[SESSION_KEY] = {"username": username, "organisation": organisation, "next": next_url}

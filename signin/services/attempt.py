@@ -84,7 +84,7 @@ def password_acceptable(password: str) -> bool:
 class Route(enum.Enum):
     CLOUD = "cloud"  # a cloud-only or platform account: its local password, no agent
     PASS_THROUGH = "pass-through"  # a verified domain of a tenant: its agents
-    UNKNOWN = "unknown"  # no tenant: nothing to check
+    UNKNOWN = "unknown"  # no account and no directory: answered as a wrong password, after the same work
 
 
 @dataclass(frozen=True)
@@ -117,8 +117,10 @@ def _before(*, upn: str, ip: str, device: str) -> _Before:
             user = User.objects.filter(pk=alias, tenant=routed).select_related("tenant").first()
             user = user if user is not None and user.upn != upn else None
     else:
-        return _Before(route=Route.UNKNOWN, tenant=None, user=None, familiar=False, known_device=False,
-                       reservation=None)
+        # Nobody to sign in (no pass-through tenant owns the domain, no cloud account has the name): guessed at
+        # as an account would be (its lockout bucket, a password's hashing), so nothing tells it from a cloud
+        # account's wrong password; the domain's tenant, if any, for the record and the policy.
+        route, tenant, user = Route.UNKNOWN, routed, None
     place = place_recognised(tenant=tenant, username=user.upn if user is not None else upn, ip=ip, device=device)
     account = lockout_account(tenant=tenant, user=user, username=upn)
     if user is not None and user.upn != upn:
@@ -170,6 +172,8 @@ async def password_sign_in(*, username: str, password: str, ip: str = "", user_a
         if before.route is Route.CLOUD:
             assert before.user is not None  # the cloud route is taken for a cloud account only
             return await _cloud_password_check(before.user, password), None
+        if before.route is Route.UNKNOWN:
+            return await _no_account_password_check(password), None
         assert before.tenant is not None  # the pass-through route has the routing tenant
         validation = await password_validate(tenant_id=str(before.tenant.pk), domain=upn.rpartition("@")[2],
                                              username=upn, password=password)
@@ -226,9 +230,7 @@ async def _attempt(*, username: str, ip: str, user_agent: str, channel: str, dev
         before = await _reserved(before, deadline=started + settings.PTA_SIGNIN_DEADLINE_SECONDS)
         tenant = before.tenant
         validation = None
-        if before.route is Route.UNKNOWN:
-            outcome = Outcome.UNKNOWN_DOMAIN
-        elif before.locked:
+        if before.locked:
             outcome = Outcome.CLOUD_LOCKED
         elif before.reservation is not None and before.reservation.hold is Hold.BUSY:
             outcome = Outcome.TOO_MANY_SIGNINS  # this account's guesses in flight never left room in time
@@ -339,3 +341,11 @@ async def _cloud_password_check(user: User, password: str) -> Outcome:
         return Outcome.INVALID_CREDENTIALS
     ok = await in_worker(user.check_password)(password)
     return Outcome.SUCCESS if ok else Outcome.INVALID_CREDENTIALS
+
+
+@sensitive_variables("password")
+async def _no_account_password_check(password: str) -> Outcome:
+    """No account of that name: the password is hashed all the same, as Django's ModelBackend does for a
+    missing user, so the answer takes as long as a cloud account's wrong password (PBKDF2: most of it)."""
+    await in_worker(User().set_password)(password)  # an unsaved user: the hash is thrown away
+    return Outcome.INVALID_CREDENTIALS
