@@ -6,6 +6,8 @@
 - The sign-in's consumers (signin/consumers.py) run settings.MIDDLEWARE's hooks by hand: a middleware with hooks
   they do not run, or a page whose URL now routes to another view than the consumer serves, must stop start-up,
   not answer 500s or answer otherwise than Django would.
+- The lockout counters' Redis must never evict: they share it with the sessions, and an eviction policy would drop
+  a lock to make room for a flood of usernames' sessions (``manage.py migrate`` and ``check`` run this).
 """
 
 from django.core import checks
@@ -67,3 +69,24 @@ def signin_consumers_fit(app_configs, **kwargs):
                 f"routes to {getattr(routed, '__name__', 'no view')}.", id="signin.E003",
                 hint="Keep signin.consumers.PAGES in step with signin/urls.py."))
     return errors
+
+
+@checks.register()
+def lockout_store_never_evicts(app_configs, **kwargs):
+    from signin.services.lockout import RedisLockoutStore, lockout_store
+
+    store = lockout_store()
+    if not isinstance(store, RedisLockoutStore):  # the embedded profile: counters in the process
+        return []
+    hint = ("Set maxmemory-policy noeviction on that Redis (redis.conf, or CONFIG SET): a full Redis then refuses "
+            "new sessions instead of dropping a lock. Sessions expire within PTA_SIGNIN_SESSION_SECONDS until "
+            "a sign-in completes.")
+    try:
+        policy = store.eviction_policy()
+    except Exception as exc:  # noqa: BLE001 - Redis away or INFO not allowed: say so, do not stop migrate
+        return [checks.Warning(f"Could not read the lockout store's Redis eviction policy: {exc}.",
+                               id="signin.W005", hint=hint)]
+    if policy != "noeviction":
+        return [checks.Error(f"The lockout counters' Redis evicts keys (maxmemory-policy {policy}): a flood of "
+                             "sessions could make it drop a lock.", id="signin.E005", hint=hint)]
+    return []

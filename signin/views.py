@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 from django.conf import settings
+from django.contrib.auth import SESSION_KEY as AUTH_SESSION_KEY
 from django.contrib.auth import login, logout
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
@@ -132,6 +133,8 @@ def username_page(request: HttpRequest) -> HttpResponse:
     request.session.cycle_key()  # a sign-in starts: the key the browser came with (perhaps planted) ends here
     request.session.pop(MFA_SESSION_KEY, None)
     request.session[SESSION_KEY] = {"username": username, "organisation": organisation, "next": next_url}
+    if AUTH_SESSION_KEY not in request.session:  # nobody signed in: the sign-in's state lives minutes, not weeks
+        request.session.set_expiry(settings.PTA_SIGNIN_SESSION_SECONDS)
     return HttpResponseRedirect("/login/password/")
 
 

@@ -15,6 +15,7 @@ if REDIS_URL:
         }
     }
 else:
-    # Sessions and lockout state live here: LocMem's default of 300 entries would evict sign-ins in progress.
+    # Sessions and familiar places live here (lockout counters in the process: signin/services/lockout.py): LocMem's
+    # default of 300 entries would evict sign-ins in progress.
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "pta",
                           "OPTIONS": {"MAX_ENTRIES": 200_000}}}

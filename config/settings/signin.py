@@ -19,6 +19,11 @@ PTA_DNS_NAMESERVERS = env_list("PTA_DNS_NAMESERVERS")
 PTA_ROUTING_CACHE_SECONDS = env_float("PTA_ROUTING_CACHE_SECONDS", 30.0, minimum=0.0)
 # Sessions live in the cache (Redis in production): no database write for the sign-in steps.
 SESSION_ENGINE = "signin.sessions"
+# A sign-in under way (its username typed, nobody signed in yet) keeps its session this long after its last step:
+# the time a person needs for the password and the second factor (ten minutes, as the half-done sign-in's own window
+# for the factor and for a password change), not Django's two weeks, so a flood of usernames leaves nothing behind
+# for long. A completed sign-in gets SESSION_COOKIE_AGE.
+PTA_SIGNIN_SESSION_SECONDS = env_int("PTA_SIGNIN_SESSION_SECONDS", 600, minimum=60)
 # Platform administrators (no tenant) have cloud lockout like everyone, with this policy, and MFA by default.
 PTA_PLATFORM_LOCKOUT_THRESHOLD = env_int("PTA_PLATFORM_LOCKOUT_THRESHOLD", 5, minimum=1)
 PTA_PLATFORM_LOCKOUT_SECONDS = env_int("PTA_PLATFORM_LOCKOUT_SECONDS", 60, minimum=1)

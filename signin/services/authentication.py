@@ -35,6 +35,7 @@ class SessionAuthentication:
 
 def session_authenticated(*, session) -> None:
     """A sign-in completed in this session (call after ``login()``, which may have renewed the session)."""
+    session.set_expiry(None)  # a signed-in session's own lifetime (SESSION_COOKIE_AGE), not the sign-in's minutes
     session[AUTHENTICATED_AT_KEY] = time.time()
     session.pop(REAUTHENTICATE_KEY, None)
 

@@ -10,7 +10,9 @@ until their answer comes: whatever the concurrency, and on whichever nodes, at m
 window reach the directory. A guess that finds the threshold taken by guesses in flight waits for their answers
 (BUSY): wrong ones lock the account, right ones free the way, so a burst of right passwords is slowed, not
 refused. The counters live in Redis in production (one Lua script per step, so every node
-sees the same state) and in this process in the embedded profile.
+sees the same state) and in this process in the embedded profile. That Redis must never evict keys
+(maxmemory-policy noeviction, signin/checks.py): the sessions and the cache share it, and a lock dropped to make
+room for a flood of sessions would give an attacker a fresh threshold of guesses.
 
     reservation = lockout_reserve(tenant=..., account=..., familiar=...)  # before the agent
     lockout_settle(reservation=reservation, verdict=Verdict.FAILED)        # after its answer
@@ -237,6 +239,11 @@ class RedisLockoutStore:
         keys = list(self.client.scan_iter(match=f"{self.prefix}:*", count=1000))
         if keys:
             self.client.delete(*keys)
+
+    def eviction_policy(self) -> str:
+        """The server's maxmemory-policy: anything but noeviction lets a full Redis drop keys with a TTL (every
+        lockout key has one) to make room for new ones, such as the sessions of a flood of usernames."""
+        return str(self.client.info("memory").get("maxmemory_policy", ""))
 
 
 _stores: dict[str, LockoutStore] = {}
