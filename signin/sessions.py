@@ -5,11 +5,18 @@ response's save() with add(), as any new session."""
 
 import base64
 import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from django.contrib.sessions.backends.cache import SessionStore as CacheSessionStore
 
 
 class SessionStore(CacheSessionStore):
+    # Django's own (SessionBase); django-stubs leave these private members out.
+    _session: dict[str, Any]
+    _session_cache: dict[str, Any]
+    _aget_session: Callable[[], Awaitable[dict[str, Any]]]
+
     def _get_new_session_key(self) -> str:
         """A fresh key, without Django's EXISTS on it first: create() stores a new session with add() (Redis
         SET NX), which refuses a key in use, and then draws another. 160 random bits in one read of the

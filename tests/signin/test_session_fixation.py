@@ -45,8 +45,8 @@ class Browser:
         if form is not None:
             body = urlencode(form).encode()
             headers.append((b"content-type", b"application/x-www-form-urlencoded"))
-        response = await HttpCommunicator(self.app, method, path, body=body, headers=headers).get_response(
-            timeout=20)
+        response: dict = dict(await HttpCommunicator(self.app, method, path, body=body, headers=headers)
+                              .get_response(timeout=20))
         for name, value in response["headers"]:
             if name.decode().lower() == "set-cookie":
                 jar = SimpleCookie()

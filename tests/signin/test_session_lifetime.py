@@ -19,9 +19,9 @@ from signin import checks as signin_checks
 from signin.consumers import SignInRouter
 from signin.services import lockout
 from signin.sessions import SessionStore
+from tests.fixtures.http import found
 from tests.signin.test_mfa import totp_code
 from tests.signin.test_session_fixation import _CSRF, _SECRET, PASSWORD, Browser
-from tests.fixtures.http import found
 
 pages = pytest.mark.django_db(transaction=True)
 TWO_WEEKS = 14 * 24 * 3600
