@@ -39,10 +39,9 @@ def test_a_platform_account_is_asked_for_a_second_factor(root):
 
 
 @pages
-def test_unknown_names_in_a_platform_domain_are_unknown(root):
+def test_unknown_names_in_a_platform_domain_are_answered_as_a_wrong_password(root):
+    # No account existence oracle (docs/SECURITY.md, 5a): on to the password page, which ends as a wrong password.
     client = Client()
-    page = client.get("/login/")
-    from tests.signin.test_mfa import csrf
-
-    response = client.post("/login/", {"username": "nobody@platform.example.test", "csrfmiddlewaretoken": csrf(page)})
-    assert outcome(response) == "unknown_domain"
+    response = password_step(client, "nobody@platform.example.test", PASSWORD)
+    assert outcome(response) == "invalid_credentials"
+    assert not is_signed_in(client)
