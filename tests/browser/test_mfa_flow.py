@@ -104,3 +104,42 @@ def test_application_to_sign_in_to_totp_enrolment_and_back(page, demo, ad_testbe
     tenant_id = demo["portal"].sql("SELECT id FROM tenant_tenant")[0][0]
     assert page.inner_text("#claim-tid").replace("-", "") == str(tenant_id).replace("-", "")
     screenshot(page, "mfa-6-back-at-the-application")
+
+
+def test_a_planted_session_cookie_never_reaches_the_victims_second_factor(chromium, demo, ad_testbed):
+    """Session fixation into MFA enrolment (issue 20, finding 3), in two Chromium browsers: the attacker starts a
+    sign-in, plants their session cookie in the victim's browser (as a sibling subdomain or a shared machine
+    can), the victim signs in with their directory password (a real agent, the DC), and the attacker opens the
+    enrolment page with the key they planted: no TOTP secret, no sign-in."""
+    node, user = demo["node"], ad_testbed.user("bob")
+    attacker, victim = (chromium.new_context(locale="en-GB") for _ in range(2))
+    try:
+        mallory = attacker.new_page()
+        mallory.set_default_timeout(15_000)
+        mallory.goto(f"{node.url}/login/")
+        mallory.get_by_label("Email or username").fill(f"someone@{ad_testbed.upn_suffix}")
+        mallory.get_by_role("button", name="Next").click()
+        mallory.wait_for_url("**/login/password/")
+        planted = next(c["value"] for c in attacker.cookies() if c["name"] == "sessionid")
+        victim.add_cookies([{"name": "sessionid", "value": planted, "url": node.url}])
+
+        page = victim.new_page()
+        page.set_default_timeout(15_000)
+        page.goto(f"{node.url}/login/")
+        page.get_by_label("Email or username").fill(user["upn"])
+        page.get_by_role("button", name="Next").click()
+        page.wait_for_url("**/login/password/")
+        page.get_by_label("Password").fill(user["password"])
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url("**/login/mfa/enrol/")
+        assert page.inner_text("#totp-secret").strip()  # the victim's own secret, on the victim's page
+
+        mallory.goto(f"{node.url}/login/mfa/enrol/")
+        assert mallory.locator("#totp-secret").count() == 0, "the attacker read the victim's TOTP secret"
+        assert mallory.url.startswith(f"{node.url}/login/") and "/mfa/" not in mallory.url
+        mallory.goto(f"{node.url}/login/done/")
+        assert "/login/done/" not in mallory.url, "the attacker is signed in as the victim"
+        assert next(c["value"] for c in victim.cookies() if c["name"] == "sessionid") != planted
+    finally:
+        attacker.close()
+        victim.close()
