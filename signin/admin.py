@@ -26,16 +26,19 @@ admin.site.unregister(TOTPDevice)
 admin.site.unregister(StaticDevice)
 
 
+FACTOR_FIELDS: tuple[str, ...] = ("user", "name", "confirmed", "created_at", "last_used_at")
+
+
 class FactorAdmin(TenantScopedAdmin):
     """A user's second factor after enrolment: whose, which, when it was last used; removable (the user enrols
     again), never shown, added or edited here. No field of this page holds a secret."""
 
     tenant_path = "user__tenant"
-    list_display = ["user", "name", "confirmed", "created_at", "last_used_at"]
+    list_display = list(FACTOR_FIELDS)
     list_filter = ["confirmed"]
     search_fields = ["user__upn", "name"]
     list_select_related = ["user"]
-    fields = readonly_fields = ["user", "name", "confirmed", "created_at", "last_used_at"]
+    fields = readonly_fields = FACTOR_FIELDS
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -51,8 +54,8 @@ class TOTPDeviceAdmin(FactorAdmin):
 
 @admin.register(StaticDevice)
 class RecoveryCodesAdmin(FactorAdmin):
-    list_display = [*FactorAdmin.list_display, "codes_left"]
-    fields = readonly_fields = [*FactorAdmin.fields, "codes_left"]
+    list_display = [*FACTOR_FIELDS, "codes_left"]
+    fields = readonly_fields = (*FACTOR_FIELDS, "codes_left")
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(unused_codes=Count("recovery_codes"))

@@ -41,6 +41,13 @@ def admin_a_client(tenant_a, tenant_admin_factory) -> Client:
     return client
 
 
+def link_of(message) -> tuple[str, str]:
+    """The confirmation link in a mail, and its token."""
+    match = _LINK.search(message.get_content())
+    assert match, message.get_content()
+    return match.group(1), match.group(2)
+
+
 def set_emails(client: Client, emails: str, capture) -> None:
     """The alert settings page, as a tenant administrator's browser posts it (its commit sends the links)."""
     with capture(execute=True):
@@ -63,7 +70,7 @@ def test_an_unconfirmed_address_gets_only_the_confirmation_then_incidents_once_c
     set_emails(admin_a_client, VICTIM, django_capture_on_commit_callbacks)
     [confirmation] = smtp.messages
     assert confirmation["To"] == VICTIM and confirmation["Subject"] == "[PTA] Confirm alert e-mail for Alpha Corp"
-    link, token = _LINK.search(confirmation.get_content()).groups()
+    link, token = link_of(confirmation)
 
     # An incident opens: nothing goes to the unconfirmed address (no e-mail is even owed).
     subjects = incident_mail(smtp, tenant_a, agent_factory, timezone.now() + datetime.timedelta(minutes=5))
@@ -94,7 +101,7 @@ def test_only_confirmed_addresses_of_the_list_are_mailed(admin_a_client, tenant_
                                                          django_capture_on_commit_callbacks):
     set_emails(admin_a_client, "ops@alpha.example.test", django_capture_on_commit_callbacks)
     [confirmation] = smtp.messages
-    _, token = _LINK.search(confirmation.get_content()).groups()
+    _, token = link_of(confirmation)
     Client().post(f"/alerts/confirm/{token}/")
     set_emails(admin_a_client, f"ops@alpha.example.test\n{VICTIM}", django_capture_on_commit_callbacks)
     assert [m["To"] for m in smtp.messages] == ["ops@alpha.example.test", VICTIM]  # ops is not asked again
@@ -113,7 +120,7 @@ def test_forged_altered_expired_and_stale_links_are_refused_with_a_page(
         admin_a_client, tenant_a, smtp, django_capture_on_commit_callbacks, monkeypatch, settings):
     settings.DEBUG = False
     set_emails(admin_a_client, VICTIM, django_capture_on_commit_callbacks)
-    _, token = _LINK.search(smtp.messages[0].get_content()).groups()
+    _, token = link_of(smtp.messages[0])
     row = AlertRecipient.objects.get(address=VICTIM)
     browser = Client(raise_request_exception=False)
     forged = signing.dumps({"r": row.pk, "a": VICTIM}, key="not-the-portals-key", salt=CONFIRMATION_SALT)
@@ -127,7 +134,7 @@ def test_forged_altered_expired_and_stale_links_are_refused_with_a_page(
     assert refused(browser.post(f"/alerts/confirm/{elsewhere}/"))
     # Four days later the link has expired.
     later = time.time() + 4 * 86400
-    monkeypatch.setattr(signing.time, "time", lambda: later)
+    monkeypatch.setattr("django.core.signing.time.time", lambda: later)
     assert refused(browser.post(f"/alerts/confirm/{token}/"))
     monkeypatch.undo()
     # Removed from the list and added again: the first link is stale, only the new one confirms.
@@ -135,7 +142,7 @@ def test_forged_altered_expired_and_stale_links_are_refused_with_a_page(
     set_emails(admin_a_client, VICTIM, django_capture_on_commit_callbacks)
     assert refused(browser.post(f"/alerts/confirm/{token}/"))
     assert AlertRecipient.objects.get(address=VICTIM).confirmed_at is None
-    _, fresh = _LINK.search(smtp.messages[-1].get_content()).groups()
+    _, fresh = link_of(smtp.messages[-1])
     assert browser.post(f"/alerts/confirm/{fresh}/").status_code == 200
     assert AlertRecipient.objects.get(address=VICTIM).confirmed_at is not None
 
@@ -148,7 +155,7 @@ def test_the_operators_command_asks_for_confirmation_too(tenant_a, smtp, django_
         call_command("tenant_alerts", tenant_a.slug, "--email", VICTIM)
     assert f"email_unconfirmed={VICTIM}" in capsys.readouterr().out.splitlines()
     [confirmation] = smtp.messages
-    _, token = _LINK.search(confirmation.get_content()).groups()
+    _, token = link_of(confirmation)
     Client().post(f"/alerts/confirm/{token}/")
     call_command("tenant_alerts", tenant_a.slug)
     assert "email_unconfirmed=" in capsys.readouterr().out.splitlines()

@@ -41,7 +41,7 @@ def enrolled(upn: str, address: str) -> tuple[Client, str, list[str]]:
 
 def stored_text() -> str:
     """Every value of every row of every table the portal's models (django-otp's included) hold."""
-    values = []
+    values: list[str] = []
     for model in apps.get_models():
         for row in model._default_manager.all().values_list():
             values.extend(str(value) for value in row)
