@@ -5,6 +5,7 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from health.models import AlertSettings, Incident, Notification
+from health.services.alert_recipients import alert_emails_confirmed
 from health.services.alert_settings import alert_settings_set
 from tenant.admin_scoping import ReadOnlyAdmin, TenantScopedAdmin
 
@@ -45,9 +46,9 @@ class AlertSettingsAdmin(TenantScopedAdmin):
     form = AlertSettingsForm
     list_display = ["tenant", "recipients", "webhook_url", "webhook_secret_status", "active_agents_threshold",
                     "updated_at"]
-    fields = ["tenant", "emails", "webhook_url", "webhook_secret_status", "webhook_secret",
+    fields = ["tenant", "emails", "recipients", "webhook_url", "webhook_secret_status", "webhook_secret",
               "active_agents_threshold", "updated_at"]
-    readonly_fields = ["webhook_secret_status", "updated_at"]
+    readonly_fields = ["recipients", "webhook_secret_status", "updated_at"]
 
     # Kept out of error reports: the POST's field, and every local below this view, where the secret is in clear
     # under many names (Django's form cleaning, the form's clean(), the service, the cipher).
@@ -58,7 +59,10 @@ class AlertSettingsAdmin(TenantScopedAdmin):
 
     @admin.display(description="e-mail")
     def recipients(self, obj: AlertSettings) -> str:
-        return ", ".join(obj.email_list)
+        if not obj.pk:
+            return ""
+        confirmed = alert_emails_confirmed(tenant_id=obj.tenant_id, addresses=obj.email_list)
+        return ", ".join(f"{a} ({'confirmed' if a in confirmed else 'awaiting confirmation'})" for a in obj.email_list)
 
     @admin.display(description="webhook secret")
     def webhook_secret_status(self, obj: AlertSettings) -> str:

@@ -45,7 +45,8 @@ class AlertSettings(models.Model):
 
     tenant = models.OneToOneField("tenant.Tenant", on_delete=models.CASCADE, related_name="alert_settings")
     emails = models.TextField("e-mail addresses", blank=True, default="",
-                              help_text="One address per line.")
+                              help_text="One address per line. Each new address is mailed a link to confirm first, "
+                                        "and gets alerts only once it is confirmed.")
     webhook_url = models.URLField("webhook URL", max_length=500, blank=True, default="",
                                   help_text="Receives a signed JSON POST when an incident opens or resolves.")
     webhook_secret_encrypted = models.BinaryField(editable=False, null=True)
@@ -68,6 +69,25 @@ class AlertSettings(models.Model):
     @property
     def webhook_secret_set(self) -> bool:
         return bool(self.webhook_secret_encrypted)
+
+
+class AlertRecipient(models.Model):
+    """An address of a tenant's alert e-mail, and whether the person who reads it confirmed it through the link
+    mailed to it (health/services/alert_recipients.py). An address gets nothing else before: a tenant
+    administrator could otherwise have incident mail sent to anyone. An address without a row is unconfirmed;
+    removing it from the list removes its row, so adding it again asks again."""
+
+    tenant = models.ForeignKey("tenant.Tenant", on_delete=models.CASCADE, related_name="+")
+    address = models.EmailField(max_length=254)
+    created_at = models.DateTimeField(default=timezone.now)
+    confirmation_sent_at = models.DateTimeField(null=True, blank=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "address"], name="health_alert_recipient_once")]
+
+    def __str__(self) -> str:
+        return f"{self.address} ({'confirmed' if self.confirmed_at else 'not confirmed'})"
 
 
 class AgentAvailability(models.Model):

@@ -6,8 +6,9 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
-# The delivery tasks live in health.delivery (the incident service enqueues them); imported here so that the
-# worker, which discovers tasks modules only, registers them.
+# The delivery tasks live in health.delivery (the incident service enqueues them), the confirmation links' in
+# health.confirmations; imported here so that the worker, which discovers tasks modules only, registers them.
+from health.confirmations import send_alert_confirmation  # noqa: F401
 from health.delivery import deliver_due_notifications, deliver_notification  # noqa: F401
 from health.services.availability import agents_availability_mark
 from health.services.incidents import alerts_evaluate, certificates_sweep

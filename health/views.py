@@ -1,4 +1,5 @@
-"""The agent health page (in the admin console), its data as JSON, and /healthz for load balancers."""
+"""The agent health page (in the admin console), its data as JSON, /healthz for load balancers, and the page
+that confirms an alert e-mail address."""
 
 from asgiref.sync import async_to_sync
 from django.contrib import admin
@@ -7,7 +8,9 @@ from django.http import HttpRequest, JsonResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
-from django.views.decorators.http import require_safe
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_protect
+from django.views.decorators.http import require_http_methods, require_safe
 
 from agents.models import Agent
 from health.charts import latency_chart, outcome_totals, signins_chart
@@ -18,6 +21,7 @@ from health.selectors import (
     health_tenants,
     readiness_failures,
 )
+from health.services.alert_recipients import alert_recipient_by_token, alert_recipient_confirm
 
 # How often the open page asks for its live part again: well within an agent's presence expiry, so a lost
 # agent shows within that time.
@@ -70,3 +74,19 @@ async def healthz(request: HttpRequest) -> JsonResponse:
                 else JsonResponse({"status": "ok"}))
     add_never_cache_headers(response)
     return response
+
+
+@never_cache
+@csrf_protect
+@require_http_methods(["GET", "POST"])
+def alert_email_confirm(request: HttpRequest, token: str) -> TemplateResponse:
+    """/alerts/confirm/<token>/: GET shows whose alerts the address would get and a button; only the button's
+    POST confirms, so a mail scanner that opens every link confirms nothing. A forged, altered or expired link,
+    or one of an address since removed, is a 400 page saying so."""
+    recipient = (alert_recipient_confirm(token=token) if request.method == "POST"
+                 else alert_recipient_by_token(token=token))
+    if recipient is None:
+        return TemplateResponse(request, "health/alert_confirm.html", {"state": "invalid"}, status=400)
+    state = "confirmed" if recipient.confirmed_at else "ask"
+    return TemplateResponse(request, "health/alert_confirm.html",
+                            {"state": state, "address": recipient.address, "tenant_name": recipient.tenant.name})

@@ -1,4 +1,9 @@
+import django_otp.plugins.otp_static.admin
+import django_otp.plugins.otp_totp.admin  # noqa: F401 (registers django-otp's admin classes, replaced below)
 from django.contrib import admin
+from django.db.models import Count
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from signin.models import SignInEvent
 from tenant.admin_scoping import ReadOnlyAdmin, TenantScopedAdmin
@@ -13,3 +18,48 @@ class SignInEventAdmin(ReadOnlyAdmin, TenantScopedAdmin):
     search_fields = ["username", "user__upn", "ip_address"]
     date_hierarchy = "created_at"
     list_select_related = ["agent", "user"]
+
+
+# django-otp's own admin classes show and edit a factor's secret: the TOTP key (and its QR code page) and every
+# unused recovery code. Imported above so that they are registered, then replaced, whatever the apps' order.
+admin.site.unregister(TOTPDevice)
+admin.site.unregister(StaticDevice)
+
+
+FACTOR_FIELDS: tuple[str, ...] = ("user", "name", "confirmed", "created_at", "last_used_at")
+
+
+class FactorAdmin(TenantScopedAdmin):
+    """A user's second factor after enrolment: whose, which, when it was last used; removable (the user enrols
+    again), never shown, added or edited here. No field of this page holds a secret."""
+
+    tenant_path = "user__tenant"
+    list_display = list(FACTOR_FIELDS)
+    list_filter = ["confirmed"]
+    search_fields = ["user__upn", "name"]
+    list_select_related = ["user"]
+    fields = readonly_fields = FACTOR_FIELDS
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(TOTPDevice)
+class TOTPDeviceAdmin(FactorAdmin):
+    pass
+
+
+@admin.register(StaticDevice)
+class RecoveryCodesAdmin(FactorAdmin):
+    list_display = [*FACTOR_FIELDS, "codes_left"]
+    fields = readonly_fields = (*FACTOR_FIELDS, "codes_left")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(unused_codes=Count("recovery_codes"))
+
+    @admin.display(description="unused codes")
+    def codes_left(self, obj: StaticDevice) -> int:
+        return obj.unused_codes  # type: ignore[attr-defined]

@@ -61,3 +61,15 @@ class IdTokenAuthTime(models.Model):
 
     def __str__(self) -> str:
         return f"ID token {self.id_token_id} signed in at {self.auth_time:%Y-%m-%d %H:%M:%S}"
+
+
+class RecoveryCode(models.Model):
+    """One unused recovery code of a user's recovery-code device (django-otp's StaticDevice, whose throttling
+    and last use are kept), as a salted keyed hash (signin/recovery_codes.py): django-otp's StaticToken keeps
+    the code itself, and is not used. Deleted when used."""
+
+    device = models.ForeignKey("otp_static.StaticDevice", on_delete=models.CASCADE, related_name="recovery_codes")
+    digest = models.CharField(max_length=128, editable=False)
+
+    def __str__(self) -> str:
+        return f"recovery code #{self.pk}"

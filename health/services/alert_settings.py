@@ -14,7 +14,9 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 
+from health.confirmations import send_alert_confirmation
 from health.models import AlertSettings
+from health.services.alert_recipients import alert_recipients_sync
 from health.webhooks import address_public
 from tenant.models import Tenant
 
@@ -73,7 +75,9 @@ def alert_settings_set(*, tenant: Tenant, emails: list[str] | None = None, webho
                        commit: bool = True) -> AlertSettings:
     """Change where a tenant's alerts go; what is not given stays. An empty list or URL clears it (and an empty
     URL its secret). A webhook needs a secret of at least MIN_SECRET_LENGTH characters; once stored it is never
-    returned, only replaced. ``commit=False`` only validates (the admin form's check before it saves)."""
+    returned, only replaced. A new e-mail address is mailed a confirmation link after the commit and gets no alert
+    before it is confirmed (health/services/alert_recipients.py). ``commit=False`` only validates (the admin
+    form's check before it saves)."""
     current = AlertSettings.objects.select_for_update().filter(tenant=tenant).first() or AlertSettings(tenant=tenant)
     errors: dict[str, str] = {}
     if emails is not None:
@@ -105,4 +109,15 @@ def alert_settings_set(*, tenant: Tenant, emails: list[str] | None = None, webho
     current.full_clean(validate_unique=False)
     if commit:
         current.save()
+        if emails is not None:
+            _confirmations_ask(alert_recipients_sync(tenant=tenant, addresses=current.email_list))
     return current
+
+
+def _confirmations_ask(recipient_ids: list[int]) -> None:
+    def enqueue() -> None:
+        for recipient_id in recipient_ids:
+            send_alert_confirmation.delay(recipient_id)
+
+    if recipient_ids:
+        transaction.on_commit(enqueue, robust=True)

@@ -23,6 +23,7 @@ from django.utils import timezone
 from agents.models import Agent
 from health.delivery import deliver_notification
 from health.models import DEFAULT_ACTIVE_AGENTS_THRESHOLD, AlertSettings, Incident, Notification
+from health.services.alert_recipients import alert_emails_confirmed
 from signin.models import SignInEvent
 from tenant.models import Tenant
 
@@ -57,7 +58,7 @@ def _notifications_write(*, incident: Incident, event: str) -> None:
     opening went: nobody hears of the end of an incident they were never told of); sent after the commit."""
     alert_settings = AlertSettings.objects.filter(tenant_id=incident.tenant_id).first()
     channels = []
-    if alert_settings and alert_settings.email_list:
+    if alert_settings and alert_emails_confirmed(tenant_id=incident.tenant_id, addresses=alert_settings.email_list):
         channels.append(Notification.Channel.EMAIL)
     if alert_settings and alert_settings.webhook_url and alert_settings.webhook_secret_set:
         channels.append(Notification.Channel.WEBHOOK)

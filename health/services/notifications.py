@@ -26,6 +26,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from health.models import AlertSettings, Notification
+from health.services.alert_recipients import alert_emails_confirmed
 from health.services.alert_settings import webhook_address_allowed, webhook_secret_read, webhook_url_problem
 from health.webhooks import SIGNATURE_HEADER, signature_header
 
@@ -192,9 +193,13 @@ def notification_deliver(*, notification_id: int) -> float | None:
     alert_settings = AlertSettings.objects.filter(tenant_id=notification.incident.tenant_id).first()
     try:
         if notification.channel == Notification.Channel.EMAIL:
-            recipients = alert_settings.email_list if alert_settings else []
-            if not recipients:
+            listed = alert_settings.email_list if alert_settings else []
+            if not listed:
                 raise ChannelRemoved("no e-mail address is set any more")
+            # Only addresses whose owner confirmed them: an administrator cannot have alerts sent to anyone.
+            recipients = alert_emails_confirmed(tenant_id=notification.incident.tenant_id, addresses=listed)
+            if not recipients:
+                raise ChannelRemoved("no confirmed e-mail address")
             _email_send(notification, recipients)
         else:
             if not (alert_settings and alert_settings.webhook_url and alert_settings.webhook_secret_set):

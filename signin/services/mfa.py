@@ -15,11 +15,17 @@ import segno
 from django.conf import settings
 from django.db import transaction
 from django_otp.models import VerifyNotAllowed
-from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from signin.models import SignInEvent
+from signin.models import RecoveryCode, SignInEvent
 from signin.outcomes import Outcome
+from signin.recovery_codes import (
+    recovery_code_digest,
+    recovery_code_matches,
+    recovery_code_new,
+    recovery_code_normalised,
+)
 from tenant.models import Tenant, User
 
 RECOVERY_CODE_COUNT = 10
@@ -107,11 +113,14 @@ class CodeCheck:
     device_id: str = ""
 
 
+def _refused(info) -> CodeCheck:
+    return CodeCheck(False, throttled=bool(info) and info.get("reason") == VerifyNotAllowed.N_FAILED_ATTEMPTS)
+
+
 def _check(device, token: str) -> CodeCheck:
     allowed, info = device.verify_is_allowed()
     if not allowed:
-        throttled = bool(info) and info.get("reason") == VerifyNotAllowed.N_FAILED_ATTEMPTS
-        return CodeCheck(False, throttled=throttled)
+        return _refused(info)
     return CodeCheck(bool(device.verify_token(token)), device_id=device.persistent_id)
 
 
@@ -132,12 +141,33 @@ def totp_enrolment_confirm(*, user: User, device_id: int, token: str) -> tuple[C
 
 @transaction.atomic
 def recovery_codes_issue(*, user: User) -> list[str]:
-    """A fresh set of one-time recovery codes; the previous set stops working."""
+    """A fresh set of one-time recovery codes, returned to be shown this once; only their keyed hashes are stored
+    (signin/recovery_codes.py). The previous set stops working."""
     StaticDevice.objects.filter(user=user).delete()
     device = StaticDevice.objects.create(user=user, name=RECOVERY_DEVICE_NAME, confirmed=True)
-    codes = [StaticToken.random_token() for _ in range(RECOVERY_CODE_COUNT)]
-    StaticToken.objects.bulk_create(StaticToken(device=device, token=code) for code in codes)
+    codes = [recovery_code_new() for _ in range(RECOVERY_CODE_COUNT)]
+    RecoveryCode.objects.bulk_create(RecoveryCode(device=device, digest=recovery_code_digest(code)) for code in codes)
     return codes
+
+
+def recovery_code_verify(*, device: StaticDevice, token: str) -> CodeCheck:
+    """StaticDevice.verify_token against the hashes: django-otp's throttling (verify_is_allowed, a failure
+    counted, a success resetting it) and its last-use time, with the device's row locked so that two requests
+    with one code cannot both use it: the code's row is deleted, and only the request that deleted it passes."""
+    with transaction.atomic():
+        device = StaticDevice.objects.select_for_update().get(pk=device.pk)
+        allowed, info = device.verify_is_allowed()
+        if not allowed:
+            return _refused(info)
+        codes = list(RecoveryCode.objects.filter(device=device).values_list("pk", "digest"))
+        index = recovery_code_matches(token, [digest for _, digest in codes])
+        if index is not None and RecoveryCode.objects.filter(pk=codes[index][0]).delete()[0]:
+            device.throttle_reset(commit=False)
+            device.set_last_used_timestamp(commit=False)
+            device.save()
+            return CodeCheck(True, device_id=device.persistent_id)
+        device.throttle_increment()
+        return CodeCheck(False)
 
 
 def mfa_code_verify(*, user: User, token: str) -> CodeCheck:
@@ -149,8 +179,9 @@ def mfa_code_verify(*, user: User, token: str) -> CodeCheck:
     if totp is not None and digits.isdigit() and len(digits) == totp.digits:
         return _check(totp, digits)
     recovery = StaticDevice.objects.filter(user=user, confirmed=True).first()
-    if recovery is not None and token and len(token) <= 16:
-        return _check(recovery, token.lower())
+    code = recovery_code_normalised(token)
+    if recovery is not None and code and len(code) <= 16:
+        return recovery_code_verify(device=recovery, token=code)
     if totp is not None:  # neither shape: counts as a wrong code all the same
         return _check(totp, "x")
     return CodeCheck(False)

@@ -60,6 +60,7 @@ def test_the_command_sets_and_prints_but_never_the_secret(tenant_a, tmp_path, ca
                  "--webhook-secret-file", str(secret_file), "--threshold", "2")
     out = capsys.readouterr().out
     assert out.splitlines() == ["tenant=alpha-corp", "email=ops@alpha.example.test,oncall@alpha.example.test",
+                                "email_unconfirmed=ops@alpha.example.test,oncall@alpha.example.test",
                                 "webhook=https://hooks.alpha.test/pta", "webhook_secret=set", "threshold=2"]
     assert webhook_secret_read(AlertSettings.objects.get()) == SECRET.encode()  # without the file's newline
     call_command("tenant_alerts", "alpha-corp", "--no-email")

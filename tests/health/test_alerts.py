@@ -17,6 +17,7 @@ from health.services.alert_settings import alert_settings_set
 from health.services.availability import agents_availability_mark
 from health.services.incidents import Condition, alerts_evaluate, certificates_sweep, incident_open
 from signin.models import SignInEvent
+from tests.health.conftest import confirm_emails
 
 pytestmark = pytest.mark.django_db
 LATER = datetime.timedelta(minutes=5)  # beyond PTA_ALERT_GRACE_SECONDS
@@ -57,8 +58,10 @@ def presence():
 
 @pytest.fixture
 def alerted(tenant_a):
-    return alert_settings_set(tenant=tenant_a, emails=["ops@alpha.example.test"], webhook_url="https://hooks.test/x",
-                              webhook_secret="s" * 32)
+    settings = alert_settings_set(tenant=tenant_a, emails=["ops@alpha.example.test"],
+                                  webhook_url="https://hooks.test/x", webhook_secret="s" * 32)
+    confirm_emails(tenant_a)
+    return settings
 
 
 def incidents(**filters) -> list[tuple[str, str, bool]]:
@@ -129,6 +132,7 @@ def test_failover_is_lost_below_two_agents_and_the_threshold_is_the_tenants(tena
     assert incidents() == [("failover_lost", "", True)]
     assert Incident.objects.get().tenant == tenant_a and notifications() == []
     alert_settings_set(tenant=tenant_a, emails=["ops@alpha.example.test"])
+    confirm_emails(tenant_a)
     presence.connect(*Agent.objects.filter(tenant=tenant_a))
     agents_availability_mark()
     alerts_evaluate(now=timezone.now() + LATER)

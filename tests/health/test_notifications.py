@@ -15,6 +15,7 @@ from health.models import Incident, Notification
 from health.services.alert_settings import alert_settings_set
 from health.services.incidents import Condition, incident_open, incident_resolve
 from health.services.notifications import MAX_ATTEMPTS, backoff_seconds, notification_deliver, notifications_due
+from tests.health.conftest import confirm_emails
 
 pytestmark = pytest.mark.django_db
 SECRET = "a-webhook-secret-of-the-tenant-1234"
@@ -24,6 +25,7 @@ SECRET = "a-webhook-secret-of-the-tenant-1234"
 def incident(tenant_a, webhook_receiver, django_capture_on_commit_callbacks, loopback_webhooks):
     alert_settings_set(tenant=tenant_a, emails=["ops@alpha.example.test", "oncall@alpha.example.test"],
                        webhook_url=webhook_receiver.url, webhook_secret=SECRET)
+    confirm_emails(tenant_a)
     condition = Condition(str(tenant_a.pk), Incident.Kind.AGENTS_BELOW_THRESHOLD, "",
                           "Alpha Corp: 0 active agent(s), 1 needed", {"active": 0})
     with django_capture_on_commit_callbacks(execute=False):  # delivered by the tests themselves

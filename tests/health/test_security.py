@@ -32,6 +32,7 @@ from tenant.models import User
 from tests.fixtures.nginx import TestCA
 from tests.fixtures.portal import free_port
 from tests.fixtures.receivers import WebhookReceiver, _handler
+from tests.health.conftest import confirm_emails
 from tests.signin.test_error_reports import LoggedErrors, reports
 from tests.tenant.test_domains import change_page_post
 
@@ -270,6 +271,7 @@ def test_a_line_break_in_the_tenants_name_neither_injects_a_header_nor_stops_the
     assert admin_a_client.post(url, renamed).status_code == 302
     assert alert_settings_post(admin_a_client, "", emails="ops@alpha.example.test",
                                webhook_secret="").status_code == 302
+    confirm_emails(tenant_a)
     assert alerts_evaluate(now=timezone.now() + datetime.timedelta(minutes=5))["opened"] == 1  # the agent is gone
     notification = Notification.objects.get(channel="email")
     notification_deliver(notification_id=notification.pk)

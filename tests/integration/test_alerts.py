@@ -1,6 +1,7 @@
 """Alerts end to end: a tenant's only agent stops, then comes back. One e-mail (to a real SMTP server on
 loopback, aiosmtpd) and one signed webhook (to a real HTTP receiver) for each, sent by the periodic work: a real
-Celery worker and beat on Redis in the production profile, the portal's own timer in the embedded one."""
+Celery worker and beat on Redis in the production profile, the portal's own timer in the embedded one. The
+address is confirmed first, through the link mailed to it and the portal's page."""
 
 import datetime
 import hashlib
@@ -13,15 +14,29 @@ import time
 from collections.abc import Iterator
 from typing import IO
 
+import httpx
 import pytest
 
-from tests.fixtures.http import sign_in
+from tests.fixtures.http import found, sign_in
 from tests.fixtures.portal import REPO_ROOT, Portal, stop_process, tail, wait_for
 
 pytestmark = pytest.mark.integration
 SECRET = "the-tenant-webhook-secret-0123456789"
 SWEEP_SECONDS = 1
 SUMMARY = "Contoso: 0 active agent(s), 1 needed"
+CONFIRM = "[PTA] Confirm alert e-mail for Contoso"
+
+
+def confirm_by_link(node_url: str, message) -> None:
+    """The recipient opens the mailed link on the portal and presses the button."""
+    token = found(r"/alerts/confirm/([^/\s]+)/", message.get_content())
+    with httpx.Client(base_url=node_url, timeout=20) as browser:
+        page = browser.get(f"/alerts/confirm/{token}/")
+        assert page.status_code == 200 and 'data-state="ask"' in page.text, page.text[:500]
+        done = browser.post(f"/alerts/confirm/{token}/",
+                            data={"csrfmiddlewaretoken": found(r'name="csrfmiddlewaretoken" value="([^"]+)"',
+                                                               page.text)})
+        assert done.status_code == 200 and 'data-state="confirmed"' in done.text, done.text[:500]
 
 
 @pytest.fixture
@@ -84,6 +99,11 @@ def test_the_only_agent_stopping_and_coming_back_alerts_once_each_way(
     secret_file.write_text(SECRET)
     portal.manage("tenant_alerts", tenant, "--email", "ops@contoso.example.test", "--webhook", webhook_receiver.url,
                   "--webhook-secret-file", str(secret_file))
+    wait_for(lambda: smtp_server.messages, timeout=60, message=lambda: f"the confirmation e-mail\n{logs()}")
+    [confirmation] = smtp_server.messages
+    assert confirmation["Subject"] == CONFIRM and confirmation["To"] == "ops@contoso.example.test"
+    confirm_by_link(node.url, confirmation)
+    smtp_server.messages.clear()
 
     signed_in_at = time.time()
     attempt = sign_in(node.url, "someone@contoso.example.test", "a password")

@@ -3,18 +3,22 @@ from pathlib import Path
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from health.services.alert_recipients import alert_emails_confirmed
 from health.services.alert_settings import alert_settings_get, alert_settings_set
 from tenant.models import Tenant
 
 
 class Command(BaseCommand):
     help = ("Set where a tenant's health alerts go (e-mail addresses, a signed webhook) and print the settings. "
-            "Without options it only prints them.")
+            "Without options it only prints them. Each new e-mail address is mailed a confirmation link first and "
+            "gets alerts only once someone confirmed it there (unconfirmed ones: email_unconfirmed=).")
 
     def add_arguments(self, parser):
         parser.add_argument("slug")
         parser.add_argument("--email", action="append", metavar="ADDR",
-                            help="an address to alert (repeat for several); replaces the list")
+                            help="an address to alert (repeat for several); replaces the list. A new address "
+                                 "(or one unconfirmed whose last link is over an hour old) is mailed a link to "
+                                 "confirm, and gets nothing else until it is confirmed")
         parser.add_argument("--no-email", action="store_true", dest="no_email", help="alert nobody by e-mail")
         parser.add_argument("--webhook", metavar="URL",
                             help="https:// URL that receives the signed JSON; '' removes it")
@@ -43,7 +47,9 @@ class Command(BaseCommand):
                 raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
         current = alert_settings_get(tenant=tenant)
         self.stdout.write(f"tenant={tenant.slug}")
+        confirmed = alert_emails_confirmed(tenant_id=tenant.pk, addresses=current.email_list)
         self.stdout.write(f"email={','.join(current.email_list)}")
+        self.stdout.write(f"email_unconfirmed={','.join(a for a in current.email_list if a not in confirmed)}")
         self.stdout.write(f"webhook={current.webhook_url}")
         self.stdout.write(f"webhook_secret={'set' if current.webhook_secret_set else 'not set'}")
         self.stdout.write(f"threshold={current.active_agents_threshold}")
