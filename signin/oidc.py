@@ -229,10 +229,17 @@ def _verifier_matches(grant, verifier: str | None) -> bool:
 
 
 def _email_verified(user) -> bool | None:
-    """True when the mail's domain is one of the user's tenant's verified domains; otherwise the claim is left out:
-    the portal does not know who reads that mailbox."""
-    owner = tenant_for_username(username=user.email) if user.email else None
-    return True if owner is not None and owner.pk == user.tenant_id else None
+    """True only for a mail that is still the address the directory gave while the agent answering for the user
+    served its domain (signin/services/users.py), or in the UPN's own domain, and whose domain the user's tenant
+    verified; False for any other mail (still released as ``email``: the portal does not know who reads that
+    mailbox); None (left out) without a mail."""
+    if not user.email:
+        return None
+    mail = user.email.strip().lower()
+    domain = mail.rpartition("@")[2]
+    vouched = mail == user.directory_verified_email.strip().lower() or domain == user.upn.rpartition("@")[2]
+    owner = tenant_for_username(username=mail) if vouched else None
+    return owner is not None and owner.pk == user.tenant_id
 
 
 def _auth_time(request) -> int | None:
