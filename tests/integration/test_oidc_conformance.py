@@ -260,6 +260,84 @@ def test_prompt_login_is_not_skipped_by_loading_the_way_back(oidc, ad_testbed):
         exchange(oidc, client, code_of(web.get(url)), verifier, nonce)
 
 
+def test_an_abandoned_prompt_login_holds_up_only_its_own_authorization_request(oidc, ad_testbed, spa):
+    """Second review, 5e: a prompt=login left at the sign-in page does not send the browser's next authorization
+    (another application's, or a new one of the same application) through the sign-in pages."""
+    client = client_for(oidc["web"])
+    with signed_in(oidc, ad_testbed, "judy") as web:
+        url, _, _, _ = authorize(oidc, client, prompt="login")
+        abandoned = to_sign_in(web.get(url))
+        other = client_for(spa)
+        url, verifier, nonce, _ = authorize(oidc, other)
+        exchange(oidc, other, code_of(web.get(url)), verifier, nonce)
+        url, verifier, nonce, _ = authorize(oidc, client)
+        exchange(oidc, client, code_of(web.get(url)), verifier, nonce)
+        assert to_sign_in(web.get(abandoned)) == abandoned  # the abandoned request itself still needs the sign-in
+
+
+def test_prompt_none_with_a_hint_for_another_user_answers_login_required(oidc, ad_testbed):
+    """Second review, 5e: the client names the user it means with id_token_hint; a session of someone else is no
+    silent answer for it."""
+    client = client_for(oidc["web"])
+    with signed_in(oidc, ad_testbed, "alice") as web:
+        url, verifier, nonce, _ = authorize(oidc, client)
+        alices, _ = exchange(oidc, client, code_of(web.get(url)), verifier, nonce)
+    with signed_in(oidc, ad_testbed, "bob") as web:
+        url, _, _, state = authorize(oidc, client, prompt="none", id_token_hint=alices["id_token"])
+        params = answer(web.get(url))
+        assert params["error"] == "login_required" and params["state"] == state and "code" not in params
+        url, _, _, _ = authorize(oidc, client, prompt="none", id_token_hint="not-an-id-token")
+        assert answer(web.get(url))["error"] == "invalid_request"
+        url, verifier, nonce, _ = authorize(oidc, client)
+        bobs, _ = exchange(oidc, client, code_of(web.get(url)), verifier, nonce)
+        url, verifier, nonce, _ = authorize(oidc, client, prompt="none", id_token_hint=bobs["id_token"])
+        _, claims = exchange(oidc, client, code_of(web.get(url)), verifier, nonce)  # their own hint: silently
+        assert claims["upn"] == ad_testbed.user("bob")["upn"].lower()
+
+
+def consent_post(web: httpx.Client, url: str, **extra: str) -> httpx.Response:
+    """The consent form's answer, allow, as DOT's page posts it (to the authorize URL it was shown at), with the
+    authorization request's parameters as its fields; the CSRF token from any portal form."""
+    fields = {k: v[0] for k, v in parse_qs(urlparse(url).query).items()}
+    token = found(_CSRF, web.get("/login/").text)
+    return web.post(f"/authorize/?{urlparse(url).query}", data={**fields, **extra, "allow": "Authorize",
+                                                                 "csrfmiddlewaretoken": token})
+
+
+def test_the_consent_post_gets_no_code_where_the_authorize_request_would_not(oidc, ad_testbed, policy):
+    """Second review, finding 2: a session signed in before the tenant turned MFA on, refused a code by GET (the
+    second factor is due), POSTs the same parameters with allow."""
+    portal = oidc["portal"]
+    consent = kv(portal.manage("app_register", "--tenant", oidc["tenant"], "--name", "Asks consent",
+                               "--redirect-uri", REDIRECT_URI).stdout)
+    portal.sql("UPDATE applications_application SET skip_authorization = false WHERE client_id = %s",
+               (consent["client_id"],))
+    web_client, consent_client = client_for(oidc["web"]), client_for(consent)
+    with signed_in(oidc, ad_testbed, "ivan") as web:  # by password alone: the tenant asked no second factor
+        # The control: an application that asks consent shows its page, and its POST gets a code.
+        url, verifier, nonce, _ = authorize(oidc, consent_client)
+        page = web.get(url)
+        assert page.status_code == 200 and 'id="authorizationForm"' in page.text
+        exchange(oidc, consent_client, code_of(consent_post(web, url)), verifier, nonce)
+
+        assert policy("--mfa", "all")["mfa"] == "all"
+        # The POST alone (the attacker never loads the GET, which would send the session to sign in again).
+        # This application never shows a consent page: its POST is refused outright, with a page.
+        url, _, _, _ = authorize(oidc, web_client)
+        refused = consent_post(web, url)
+        assert refused.status_code == 400 and "location" not in refused.headers, refused.text[:300]
+        to_sign_in(web.get(url))
+        # One that does: its POST, like its GET, sends the session to sign in again (and the second factor).
+        url, _, _, _ = authorize(oidc, consent_client)
+        to_sign_in(consent_post(web, url))
+        to_sign_in(web.get(url))
+        policy("--mfa", "off")
+        # max_age older than the session's sign-in, in the authorize URL the page posts to: no code either.
+        time.sleep(1.1)
+        url, _, _, _ = authorize(oidc, consent_client, max_age="0")
+        to_sign_in(consent_post(web, url))
+
+
 def test_auth_time_is_this_sessions_sign_in_also_after_a_refresh(oidc, ad_testbed):
     client = client_for(oidc["web"])
     started = time.time()
