@@ -321,9 +321,10 @@ class TenantAuthorizationView(AuthorizationView):
         application = Application.objects.filter(client_id=credentials["client_id"] or "").first()
         if application is None or application.skip_authorization \
                 or not application.redirect_uri_allowed(credentials["redirect_uri"] or ""):
-            # No consent page is ever shown for it: this POST answers none. A page, never a redirect.
+            # No consent page is ever shown for it (or not for this address): this POST answers none. A page,
+            # never a redirect.
             return self.error_response(OAuthToolkitError(error=errors.InvalidRequestError(
-                description="This application has no consent step to answer: start again from the application.")),
+                description="This is no answer to a consent page of the portal: start again from the application.")),
                 application=None)
         answer = self._session_answer(self.request, credentials)
         return answer if answer is not None else super().form_valid(form)
