@@ -10,15 +10,19 @@ GRANTS = {"authorization-code": Application.GRANT_AUTHORIZATION_CODE, "password"
 
 @transaction.atomic
 def application_register(*, tenant: Tenant, name: str, redirect_uris: Iterable[str] = (), public: bool = False,
-                         grant: str = "authorization-code", allowed_origins: Iterable[str] = ()
-                         ) -> tuple[Application, str]:
+                         grant: str = "authorization-code", allowed_origins: Iterable[str] = (),
+                         post_logout_redirect_uris: Iterable[str] | None = None) -> tuple[Application, str]:
     """A tenant's application; returns it and its client secret in clear (shown once: only a hash is kept),
     empty for a public client. ID tokens are signed with RS256; the tenant's own applications skip the
     consent page (the tenant's administrators registered them). ``allowed_origins`` (https://host[:port]) are
-    the browser origins that may call /token/ and /userinfo/ (CORS), for browser-only clients."""
+    the browser origins that may call /token/ and /userinfo/ (CORS), for browser-only clients.
+    ``post_logout_redirect_uris`` are where RP-initiated logout may send the browser back; None (not given): the
+    redirect URIs, as before the option existed."""
+    redirect_uris = list(redirect_uris)
+    after_logout = redirect_uris if post_logout_redirect_uris is None else list(post_logout_redirect_uris)
     application = Application(
         tenant=tenant, name=name.strip(), redirect_uris=" ".join(redirect_uris),
-        post_logout_redirect_uris=" ".join(redirect_uris),
+        post_logout_redirect_uris=" ".join(after_logout),
         client_type=Application.CLIENT_PUBLIC if public else Application.CLIENT_CONFIDENTIAL,
         authorization_grant_type=GRANTS[grant], algorithm=Application.RS256_ALGORITHM, skip_authorization=True,
         allowed_origins=" ".join(allowed_origins),

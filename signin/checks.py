@@ -14,6 +14,11 @@ from django.core import checks
 from django.utils.module_loading import import_string
 
 HOOKS = {
+    # signin/oidc.py TenantAuthorizationView: every code passes the session's checks (create_authorization_response
+    # refuses one that did not), the consent POST answered only where a consent page exists
+    "oauth2_provider.views.AuthorizationView": (
+        "validate_authorization_request", "create_authorization_response", "form_valid", "handle_no_permission",
+        "redirect"),
     # signin/views.py LogoutView
     "oauth2_provider.views.RPInitiatedLogoutView": (
         "validate_logout_request", "validate_post_logout_redirect_uri", "do_logout", "error_response", "must_prompt"),

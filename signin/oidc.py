@@ -4,6 +4,7 @@ prompt, max_age and response_mode; RFC 9207's iss on every answer) and discovery
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -14,7 +15,7 @@ from django.core.exceptions import DisallowedRedirect
 from django.shortcuts import render, resolve_url
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.debug import sensitive_variables
-from oauth2_provider.exceptions import OAuthToolkitError
+from oauth2_provider.exceptions import InvalidIDTokenError, OAuthToolkitError
 from oauth2_provider.models import get_access_token_model, get_grant_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.settings import oauth2_settings
@@ -33,6 +34,7 @@ from signin.services.authentication import (
     session_reauthentication_require,
 )
 from signin.services.client import client_address
+from signin.services.id_token_hint import id_token_hint_read
 from signin.services.oauth_tokens import (
     authorization_code_tokens_record,
     authorization_code_tokens_revoke,
@@ -229,10 +231,17 @@ def _verifier_matches(grant, verifier: str | None) -> bool:
 
 
 def _email_verified(user) -> bool | None:
-    """True when the mail's domain is one of the user's tenant's verified domains; otherwise the claim is left out:
-    the portal does not know who reads that mailbox."""
-    owner = tenant_for_username(username=user.email) if user.email else None
-    return True if owner is not None and owner.pk == user.tenant_id else None
+    """True only for a mail that is still the address the directory gave while the agent answering for the user
+    served its domain (signin/services/users.py), or in the UPN's own domain, and whose domain the user's tenant
+    verified; False for any other mail (still released as ``email``: the portal does not know who reads that
+    mailbox); None (left out) without a mail."""
+    if not user.email:
+        return None
+    mail = user.email.strip().lower()
+    domain = mail.rpartition("@")[2]
+    vouched = mail == user.directory_verified_email.strip().lower() or domain == user.upn.rpartition("@")[2]
+    owner = tenant_for_username(username=mail) if vouched else None
+    return owner is not None and owner.pk == user.tenant_id
 
 
 def _auth_time(request) -> int | None:
@@ -264,10 +273,22 @@ def _same_tenant(request, credentials: dict) -> None:
     )
 
 
+def _request_key(parameters) -> str:
+    """One authorization request, as its client made it (its validated credentials, the consent form's fields or
+    its query): a mark on it (prompt=login pending) holds for it alone. A code for other values of these would be
+    no use to the client waiting on this one (state, PKCE)."""
+    fields = ("client_id", "redirect_uri", "state", "nonce", "code_challenge")
+    return hashlib.sha256(json.dumps([parameters.get(k) or "" for k in fields]).encode()).hexdigest()[:32]
+
+
 class TenantAuthorizationView(AuthorizationView):
     """DOT's authorize endpoint; unauthenticated users go through /login/ (LOGIN_URL) and back. Added: the
     application's own tenant only; prompt=none, prompt=login and max_age decided from this session's own sign-in
-    (signin/services/authentication.py); response_mode query or form_post; RFC 9207's iss on every answer."""
+    (signin/services/authentication.py), and the second factor the tenant's policy now asks; response_mode query
+    or form_post; RFC 9207's iss on every answer. Every way to a code (the GET, the consent form's POST) passes
+    the same session checks (_session_answer) before DOT makes one."""
+
+    session_checked = False  # _session_answer let this request have a code
 
     def validate_authorization_request(self, request):
         scopes, credentials = super().validate_authorization_request(request)
@@ -276,10 +297,10 @@ class TenantAuthorizationView(AuthorizationView):
 
     def create_authorization_response(self, request, scopes, credentials, allow):
         _same_tenant(request, credentials)
-        signed_in = session_authentication(session=request.session)
-        if signed_in.reauthentication_pending:  # get() sent the session to sign in again; a consent POST skips get()
+        if not self.session_checked:  # a way to a code that skipped the session's checks: none is given
             raise OAuthToolkitError(error=errors.LoginRequired(state=credentials.get("state")),
                                     redirect_uri=credentials.get("redirect_uri"))
+        signed_in = session_authentication(session=request.session)
         if signed_in.at is not None:
             credentials["auth_time"] = int(signed_in.at)  # to the grant, then the ID token (the validator)
         return super().create_authorization_response(request, scopes, credentials, allow)
@@ -292,12 +313,28 @@ class TenantAuthorizationView(AuthorizationView):
         answer = self._session_answer(request, credentials)
         return answer if answer is not None else super().get(request, *args, **kwargs)
 
+    def form_valid(self, form):
+        """The consent page's answer (DOT's form, POSTed to the authorize URL it was shown at). Only an application
+        that shows one may be answered so, and the answer gets a code only where get() would give one."""
+        credentials = {k: form.cleaned_data.get(k) for k in ("client_id", "redirect_uri", "state", "nonce",
+                                                             "code_challenge")}
+        application = Application.objects.filter(client_id=credentials["client_id"] or "").first()
+        if application is None or application.skip_authorization \
+                or not application.redirect_uri_allowed(credentials["redirect_uri"] or ""):
+            # No consent page is ever shown for it (or not for this address): this POST answers none. A page,
+            # never a redirect.
+            return self.error_response(OAuthToolkitError(error=errors.InvalidRequestError(
+                description="This is no answer to a consent page of the portal: start again from the application.")),
+                application=None)
+        answer = self._session_answer(self.request, credentials)
+        return answer if answer is not None else super().form_valid(form)
+
     def handle_no_permission(self):
         # Not signed in. prompt=none: DOT answers login_required (through self.redirect: with iss). prompt=login
         # or max_age: the sign-in about to happen satisfies them, and the way back must not ask again.
         prompt = set(self.request.GET.get("prompt", "").split())
         if "none" not in prompt and ("login" in prompt or "max_age" in self.request.GET):
-            return self._sign_in_again()
+            return self._sign_in_again(_request_key(self.request.GET))
         return super().handle_no_permission()
 
     def redirect(self, redirect_to, application):
@@ -309,7 +346,8 @@ class TenantAuthorizationView(AuthorizationView):
 
     def _session_answer(self, request, credentials: dict):
         """None when this signed-in session may have a code now; otherwise the answer: an error to the client
-        (a malformed request; prompt=none when the session cannot do without the sign-in pages) or those pages."""
+        (a malformed request; prompt=none when the session cannot do without the sign-in pages) or those pages.
+        The parameters are the authorize URL's (a consent POST keeps them in its query)."""
         def refuse(error):
             application = Application.objects.filter(client_id=credentials["client_id"]).first()
             return self.error_response(OAuthToolkitError(error=error, redirect_uri=credentials["redirect_uri"]),
@@ -326,14 +364,26 @@ class TenantAuthorizationView(AuthorizationView):
             return refuse(errors.InvalidRequestError(description="max_age must be a whole number of seconds.",
                                                      state=client_state))
         prompt = set(request.GET.get("prompt", "").split())
+        key = _request_key(credentials)
         signed_in = session_authentication(session=request.session)
-        stale = "login" in prompt or signed_in.reauthentication_pending or (max_age is not None
-                                                                              and signed_in.older_than(max_age))
+        stale = "login" in prompt or signed_in.reauthentication_pending(key) or (max_age is not None
+                                                                                   and signed_in.older_than(max_age))
         device = request.get_signed_cookie(DEVICE_COOKIE, default="", salt=DEVICE_COOKIE_SALT) or ""
         mfa_due = session_mfa_due(signed_in=signed_in, user=request.user, ip=client_address(request.META),
                                   device=device)
         if "none" not in prompt:
-            return self._sign_in_again() if stale or mfa_due else None
+            if stale or mfa_due:
+                return self._sign_in_again(key)
+            self.session_checked = True
+            return None
+        hint = request.GET.get("id_token_hint")
+        if hint:  # the client means this user: another one signed in here is no silent answer (OIDC Core 3.1.2.1)
+            try:
+                hinted = id_token_hint_read(id_token_hint=hint, issuer=oauth2_settings.oidc_issuer(request))
+            except InvalidIDTokenError:
+                return refuse(errors.InvalidRequestError(
+                    description="id_token_hint is not an ID token of this provider.", state=client_state))
+            stale = stale or hinted.subject != str(request.user.subject)
         if stale:
             return refuse(errors.LoginRequired(description="A new sign-in is required.", state=client_state))
         if mfa_due:
@@ -342,13 +392,15 @@ class TenantAuthorizationView(AuthorizationView):
                 state=client_state))
         if not Application.objects.filter(client_id=credentials["client_id"], skip_authorization=True).exists():
             return refuse(errors.ConsentRequired(state=client_state))
+        self.session_checked = True
         return None
 
-    def _sign_in_again(self):
-        """Through the sign-in pages, then back. The session is marked first, and only a completed sign-in clears
-        the mark: the way back (this request without prompt and max_age, which that sign-in satisfies) gives no
-        code by itself."""
-        session_reauthentication_require(session=self.request.session)
+    def _sign_in_again(self, key: str):
+        """Through the sign-in pages, then back. This authorization request (``key``) is marked first, and only a
+        completed sign-in clears the mark: the way back (this request without prompt and max_age, which that
+        sign-in satisfies) gives no code by itself. Other requests of this browser, for this application or
+        another, are not held up by a sign-in abandoned here."""
+        session_reauthentication_require(session=self.request.session, request_key=key)
         query = [(k, v) for k, v in parse_qsl(self.request.META.get("QUERY_STRING", ""), keep_blank_values=True)
                  if k not in ("prompt", "max_age")]
         return redirect_to_login(f"{self.request.path}?{urlencode(query)}", resolve_url(self.get_login_url()),

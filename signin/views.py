@@ -44,7 +44,7 @@ from signin.services.attempt import (
 )
 from signin.services.authentication import session_authenticated
 from signin.services.client import client_address
-from signin.services.logout import logout_application
+from signin.services.logout import LogoutRequest, logout_request, logout_return_allowed
 from signin.services.mfa import (
     MAX_CODES_PER_SIGNIN,
     device_id_new,
@@ -462,8 +462,9 @@ class LogoutView(RPInitiatedLogoutView):
     a plain POST from the portal's own pages signs out. An application's request names the application (its
     client_id, or the audience of its id_token_hint: ``signin/services/logout.py``); a signed-in user confirms,
     and only what that user holds at that application is revoked (nothing without a session, whatever the hint).
-    It always ends on a page: the registered post_logout_redirect_uri (with state), or the signed-out page; a
-    request that cannot be verified is explained there (or on the sign-out page, signed in), never redirected."""
+    It always ends on a page: the registered post_logout_redirect_uri (with state) only when a signed-in session
+    ends with a hint of that application for its user, else the portal's signed-out page; a request that cannot
+    be verified is explained there (or on the sign-out page, signed in), never redirected."""
 
     template_name = "signin/logout.html"
 
@@ -474,16 +475,19 @@ class LogoutView(RPInitiatedLogoutView):
         return super().post(request, *args, **kwargs)
 
     def validate_logout_request(self, id_token_hint, client_id, post_logout_redirect_uri):
-        application = logout_application(id_token_hint=id_token_hint, client_id=client_id,
-                                         issuer=oauth2_settings.oidc_issuer(self.request))
+        self.logout_request: LogoutRequest = logout_request(
+            id_token_hint=id_token_hint, client_id=client_id, issuer=oauth2_settings.oidc_issuer(self.request))
+        application = self.logout_request.application
         self.validate_post_logout_redirect_uri(application, post_logout_redirect_uri)
         return application, None  # the hint never says whose tokens go: the session does
 
     def do_logout(self, application=None, post_logout_redirect_uri=None, state=None, token_user=None):
-        if application is not None and self.request.user.is_authenticated:
-            application_tokens_revoke(user=self.request.user, application=application)
+        user = self.request.user if self.request.user.is_authenticated else None
+        if application is not None and user is not None:
+            application_tokens_revoke(user=user, application=application)
         logout(self.request)
-        if post_logout_redirect_uri:  # registered for this application (validate_logout_request)
+        # Registered for this application (validate_logout_request), and this session's user's own request.
+        if post_logout_redirect_uri and logout_return_allowed(request=self.logout_request, user=user):
             target = add_params_to_uri(post_logout_redirect_uri, [("state", state)]) if state else \
                 post_logout_redirect_uri
             return OAuth2ResponseRedirect(target, application.get_allowed_schemes())

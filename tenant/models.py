@@ -133,6 +133,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     immutable_id = models.CharField(max_length=64, blank=True, default="", editable=False)
     display_name = models.CharField(max_length=256, blank=True, default="")
     email = models.EmailField(blank=True, default="")
+    # The mail as the directory gave it when the agent that answered serves its domain: OpenID Connect's
+    # email_verified holds only while `email` is still this address (an administrator's edit is not vouched for).
+    directory_verified_email = models.EmailField(blank=True, default="", editable=False)
     is_staff = models.BooleanField("tenant administrator", default=False)
     is_active = models.BooleanField(default=True)
     mfa_enforced = models.BooleanField(default=False)

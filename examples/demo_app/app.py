@@ -3,8 +3,9 @@ code with PKCE S256), and shows who they are.
 
     PORTAL_URL=http://127.0.0.1:8000 CLIENT_ID=… CLIENT_SECRET=… python examples/demo_app/app.py --port 5000
 
-Register it first: python manage.py app_register --tenant SLUG --name "Demo app" \\
-    --redirect-uri http://127.0.0.1:5000/callback
+Register it first (the second address is where its sign-out comes back to):
+python manage.py app_register --tenant SLUG --name "Demo app" \\
+    --redirect-uri http://127.0.0.1:5000/callback --post-logout-redirect-uri http://127.0.0.1:5000/
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def create_app(*, portal_url: str, client_id: str, client_secret: str | None) ->
 
     @app.get("/logout")
     def logout():
+        # The ID token as id_token_hint: without it the portal ends on its own signed-out page, not back here.
         id_token = session.pop("id_token", None)
         session.clear()
         metadata = oauth.portal.load_server_metadata()

@@ -14,6 +14,9 @@ const PENDING_KEY = "spa.authorization"; // {state, nonce, verifier}: one sign-i
 const LOGOUT_KEY = "spa.logout";        // the state sent to the end_session_endpoint
 const SCOPE = "openid profile email";
 const REDIRECT_URI = location.origin + location.pathname;
+// The last ID token, in memory like the other tokens: the sign-out sends it as id_token_hint, without which the
+// portal ends on its own signed-out page instead of coming back here.
+let idToken = null;
 
 const $ = (id) => document.getElementById(id);
 
@@ -143,6 +146,7 @@ async function completeAuthorization(config, metadata, answer) {
   }
 
   const idClaims = idTokenClaims(tokens.id_token);
+  idToken = tokens.id_token;
   const audience = [].concat(idClaims.aud);
   if (idClaims.iss !== metadata.issuer || !audience.includes(config.clientId) || idClaims.nonce !== pending.nonce
       || idClaims.exp * 1000 < Date.now()) {
@@ -164,6 +168,7 @@ function signOut(config, metadata) {
   const state = randomToken(16);
   sessionStorage.setItem(LOGOUT_KEY, state);
   const query = new URLSearchParams({ client_id: config.clientId, post_logout_redirect_uri: REDIRECT_URI, state });
+  if (idToken) query.set("id_token_hint", idToken);
   location.assign(`${metadata.end_session_endpoint}?${query}`);
 }
 

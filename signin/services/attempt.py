@@ -293,7 +293,8 @@ def _after(*, before: _Before, upn: str, ip: str, device: str, outcome: Outcome,
         assert tenant is not None  # an agent answered: the pass-through route, which has the routing tenant
         try:
             signed_upn = directory_upn(typed_upn=upn, directory=validation.user, served_domains=validation.domains)
-            user = user_sync(tenant=tenant, upn=signed_upn, directory=validation.user, known=user)
+            user = user_sync(tenant=tenant, upn=signed_upn, directory=validation.user, known=user,
+                             served_domains=validation.domains)
         except IdentityRejected as exc:
             logger.warning("sign-in %s refused after agent %s answered: %s", validation.request_id,
                            validation.agent_id, exc)

@@ -3,8 +3,9 @@ token's ``auth_time`` are decided by. Kept in the session, not on the user: ``la
 session of the user, so a sign-in elsewhere would make an old session look fresh.
 
     session_authenticated(session=…)             # a sign-in completed (password, and the factor when asked)
-    session_reauthentication_require(session=…)  # prompt=login, or max_age exceeded: the next code needs a new
-                                                 # sign-in; only session_authenticated() clears it
+    session_reauthentication_require(session=…, request_key=…)
+                                                 # prompt=login, or max_age exceeded: that authorization request
+                                                 # gets its code only after a new sign-in, which alone clears it
     session_authentication(session=…)            # what the authorize endpoint reads
 """
 
@@ -21,13 +22,22 @@ from tenant.models import User
 
 AUTHENTICATED_AT_KEY = "pta_authenticated_at"
 REAUTHENTICATE_KEY = "pta_reauthenticate"
+# A browser abandons few sign-ins in a row. Beyond this many, every request waits for the new sign-in (ALL): a mark
+# is never dropped, or piling up new ones would free the one an application is waiting on.
+PENDING_REQUESTS_KEPT = 16
+ALL = "*"
 
 
 @dataclass(frozen=True)
 class SessionAuthentication:
     at: float | None  # epoch seconds of the sign-in that completed in this session; None: not recorded
     mfa: bool  # this session's sign-in verified a second factor
-    reauthentication_pending: bool  # a new sign-in was asked for and has not completed yet
+    # The authorization requests (request_key) that asked for a new sign-in which has not completed yet; ALL when
+    # a session from before the marks were per request holds the old mark.
+    pending: frozenset[str] = frozenset()
+
+    def reauthentication_pending(self, request_key: str) -> bool:
+        return ALL in self.pending or request_key in self.pending
 
     def older_than(self, seconds: int, *, now: float | None = None) -> bool:
         return self.at is None or (now if now is not None else time.time()) - self.at > seconds
@@ -40,15 +50,25 @@ def session_authenticated(*, session) -> None:
     session.pop(REAUTHENTICATE_KEY, None)
 
 
-def session_reauthentication_require(*, session) -> None:
-    session[REAUTHENTICATE_KEY] = True
+def session_reauthentication_require(*, session, request_key: str) -> None:
+    """This authorization request (its request_key) gets a code only after a new sign-in. Only this one: an
+    abandoned prompt=login must not send the browser's other authorizations through the sign-in pages."""
+    keys = [*(key for key in _pending_keys(session) if key != request_key), request_key]
+    session[REAUTHENTICATE_KEY] = [ALL] if ALL in keys or len(keys) > PENDING_REQUESTS_KEPT else keys
+
+
+def _pending_keys(session) -> list[str]:
+    value = session.get(REAUTHENTICATE_KEY)
+    if value is True:  # the mark of an older release: every request
+        return [ALL]
+    return [str(key) for key in value] if isinstance(value, list) else []
 
 
 def session_authentication(*, session) -> SessionAuthentication:
     at = session.get(AUTHENTICATED_AT_KEY)
     return SessionAuthentication(at=float(at) if at is not None else None,
                                  mfa=bool(session.get(DEVICE_ID_SESSION_KEY)),  # django-otp's marker
-                                 reauthentication_pending=bool(session.get(REAUTHENTICATE_KEY)))
+                                 pending=frozenset(_pending_keys(session)))
 
 
 def session_mfa_due(*, signed_in: SessionAuthentication, user: User, ip: str, device: str) -> bool:

@@ -28,9 +28,18 @@ class IdentityRejected(Exception):
     """The directory's answer names an identity the portal will not sign in (outcome identity_conflict)."""
 
 
-def _directory_fields(directory: dict) -> dict:
-    return {"display_name": str(directory.get("display_name") or "")[:256],
-            "email": str(directory.get("mail") or "")[:254]}
+def _directory_fields(directory: dict, served_domains: Collection[str]) -> dict:
+    """The user's attributes that AD returned (one it did not return does not erase what the portal knows). The
+    mail is vouched for (email_verified) only in a domain the answering agent serves: AD's ``mail`` is free text,
+    and one forest's administrators could otherwise hand their user a verified address in another forest's domain
+    of the same tenant."""
+    fields: dict[str, str] = {}
+    if display_name := str(directory.get("display_name") or "")[:256]:
+        fields["display_name"] = display_name
+    if mail := str(directory.get("mail") or "")[:254]:
+        fields["email"] = mail
+        fields["directory_verified_email"] = mail if _domain(mail.strip().lower()) in served_domains else ""
+    return fields
 
 
 def _domain(upn: str) -> str:
@@ -46,16 +55,18 @@ def directory_upn(*, typed_upn: str, directory: dict, served_domains: Collection
     return upn
 
 
-def user_sync(*, tenant: Tenant, upn: str, directory: dict, known: User | None = None) -> User:
+def user_sync(*, tenant: Tenant, upn: str, directory: dict, known: User | None = None,
+              served_domains: Collection[str] = ()) -> User:
     """Just in time: create or update the portal's user from what the agent read from AD as that user.
     ``known`` is the user the caller already read by this UPN, if any: a returning user whose directory
-    attributes did not change then costs no query at all. Raises IdentityRejected."""
+    attributes did not change then costs no query at all. ``served_domains`` are the answering agent's (its mail
+    is vouched for only in one of them). Raises IdentityRejected."""
     upn = upn.strip().lower()
     guid = str(directory.get("object_guid") or "")[:64]
-    wanted = _directory_fields(directory)
+    wanted = _directory_fields(directory, served_domains)
     if known is not None and known.upn == upn and known.tenant_id == tenant.pk and guid \
             and known.immutable_id == guid and known.source == User.Source.ON_PREMISES and not known.directory_state \
-            and all(getattr(known, k) == v for k, v in wanted.items() if v):
+            and all(getattr(known, k) == v for k, v in wanted.items()):
         return known
     try:
         with transaction.atomic():
@@ -95,12 +106,11 @@ def _user_upsert(*, tenant: Tenant, upn: str, guid: str, wanted: dict) -> User:
         changed["immutable_id"] = guid
     if user.directory_state in DIRECTORY_STATES:  # the directory deactivated them, and now signs them in
         changed |= {"is_active": True, "directory_state": ""}
-    # An attribute AD did not return (empty) does not erase what the portal knows.
-    changed |= {k: v for k, v in wanted.items() if v and getattr(user, k) != v}
+    changed |= {k: v for k, v in wanted.items() if getattr(user, k) != v}
     for name, value in changed.items():
         setattr(user, name, value)
     if user._state.adding or changed:
-        user.full_clean(exclude=["password", "email"])
+        user.full_clean(exclude=["password", "email", "directory_verified_email"])
         user.save()
     return user
 

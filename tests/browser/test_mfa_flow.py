@@ -50,7 +50,8 @@ def demo(ad_testbed):
         portal.manage("tenant_policy", tenant, "--mfa", "all")
         app_port = free_port()
         registered = portal.manage("app_register", "--tenant", tenant, "--name", "Demo app",
-                                   "--redirect-uri", f"http://127.0.0.1:{app_port}/callback").stdout
+                                   "--redirect-uri", f"http://127.0.0.1:{app_port}/callback",
+                                   "--post-logout-redirect-uri", f"http://127.0.0.1:{app_port}/").stdout
         credentials = dict(line.split("=", 1) for line in registered.splitlines() if "=" in line)
         log_path = Path(portal.directory) / "demo-app.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PTA_", "DATABASE_", "REDIS_"))}
@@ -104,6 +105,13 @@ def test_application_to_sign_in_to_totp_enrolment_and_back(page, demo, ad_testbe
     tenant_id = demo["portal"].sql("SELECT id FROM tenant_tenant")[0][0]
     assert page.inner_text("#claim-tid").replace("-", "") == str(tenant_id).replace("-", "")
     screenshot(page, "mfa-6-back-at-the-application")
+
+    # Sign-out: the application's id_token_hint, confirmed at the portal, back to its registered page.
+    page.get_by_role("link", name="Sign out").click()
+    page.wait_for_url(lambda url: url.startswith(f"{demo['node'].url}/logout/?"))
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(app_url + "/")
+    assert "You are not signed in." in page.inner_text("main")
 
 
 def test_a_planted_session_cookie_never_reaches_the_victims_second_factor(chromium, demo, ad_testbed):

@@ -21,6 +21,7 @@ from authlib.jose import JsonWebKey, jwt
 
 import tests.integration.test_oidc as base
 from tests.fixtures.http import found, sign_in
+from tests.fixtures.portal import wait_for
 from tests.integration.test_oidc import (
     _CSRF,
     _OUTCOME,
@@ -259,6 +260,84 @@ def test_prompt_login_is_not_skipped_by_loading_the_way_back(oidc, ad_testbed):
         exchange(oidc, client, code_of(web.get(url)), verifier, nonce)
 
 
+def test_an_abandoned_prompt_login_holds_up_only_its_own_authorization_request(oidc, ad_testbed, spa):
+    """Second review, 5e: a prompt=login left at the sign-in page does not send the browser's next authorization
+    (another application's, or a new one of the same application) through the sign-in pages."""
+    client = client_for(oidc["web"])
+    with signed_in(oidc, ad_testbed, "judy") as web:
+        url, _, _, _ = authorize(oidc, client, prompt="login")
+        abandoned = to_sign_in(web.get(url))
+        other = client_for(spa)
+        url, verifier, nonce, _ = authorize(oidc, other)
+        exchange(oidc, other, code_of(web.get(url)), verifier, nonce)
+        url, verifier, nonce, _ = authorize(oidc, client)
+        exchange(oidc, client, code_of(web.get(url)), verifier, nonce)
+        assert to_sign_in(web.get(abandoned)) == abandoned  # the abandoned request itself still needs the sign-in
+
+
+def test_prompt_none_with_a_hint_for_another_user_answers_login_required(oidc, ad_testbed):
+    """Second review, 5e: the client names the user it means with id_token_hint; a session of someone else is no
+    silent answer for it."""
+    client = client_for(oidc["web"])
+    with signed_in(oidc, ad_testbed, "alice") as web:
+        url, verifier, nonce, _ = authorize(oidc, client)
+        alices, _ = exchange(oidc, client, code_of(web.get(url)), verifier, nonce)
+    with signed_in(oidc, ad_testbed, "bob") as web:
+        url, _, _, state = authorize(oidc, client, prompt="none", id_token_hint=alices["id_token"])
+        params = answer(web.get(url))
+        assert params["error"] == "login_required" and params["state"] == state and "code" not in params
+        url, _, _, _ = authorize(oidc, client, prompt="none", id_token_hint="not-an-id-token")
+        assert answer(web.get(url))["error"] == "invalid_request"
+        url, verifier, nonce, _ = authorize(oidc, client)
+        bobs, _ = exchange(oidc, client, code_of(web.get(url)), verifier, nonce)
+        url, verifier, nonce, _ = authorize(oidc, client, prompt="none", id_token_hint=bobs["id_token"])
+        _, claims = exchange(oidc, client, code_of(web.get(url)), verifier, nonce)  # their own hint: silently
+        assert claims["upn"] == ad_testbed.user("bob")["upn"].lower()
+
+
+def consent_post(web: httpx.Client, url: str, **extra: str) -> httpx.Response:
+    """The consent form's answer, allow, as DOT's page posts it (to the authorize URL it was shown at), with the
+    authorization request's parameters as its fields; the CSRF token from any portal form."""
+    fields = {k: v[0] for k, v in parse_qs(urlparse(url).query).items()}
+    token = found(_CSRF, web.get("/login/").text)
+    return web.post(f"/authorize/?{urlparse(url).query}", data={**fields, **extra, "allow": "Authorize",
+                                                                 "csrfmiddlewaretoken": token})
+
+
+def test_the_consent_post_gets_no_code_where_the_authorize_request_would_not(oidc, ad_testbed, policy):
+    """Second review, finding 2: a session signed in before the tenant turned MFA on, refused a code by GET (the
+    second factor is due), POSTs the same parameters with allow."""
+    portal = oidc["portal"]
+    consent = kv(portal.manage("app_register", "--tenant", oidc["tenant"], "--name", "Asks consent",
+                               "--redirect-uri", REDIRECT_URI).stdout)
+    portal.sql("UPDATE applications_application SET skip_authorization = false WHERE client_id = %s",
+               (consent["client_id"],))
+    web_client, consent_client = client_for(oidc["web"]), client_for(consent)
+    with signed_in(oidc, ad_testbed, "ivan") as web:  # by password alone: the tenant asked no second factor
+        # The control: an application that asks consent shows its page, and its POST gets a code.
+        url, verifier, nonce, _ = authorize(oidc, consent_client)
+        page = web.get(url)
+        assert page.status_code == 200 and 'id="authorizationForm"' in page.text
+        exchange(oidc, consent_client, code_of(consent_post(web, url)), verifier, nonce)
+
+        assert policy("--mfa", "all")["mfa"] == "all"
+        # The POST alone (the attacker never loads the GET, which would send the session to sign in again).
+        # This application never shows a consent page: its POST is refused outright, with a page.
+        url, _, _, _ = authorize(oidc, web_client)
+        refused = consent_post(web, url)
+        assert refused.status_code == 400 and "location" not in refused.headers, refused.text[:300]
+        to_sign_in(web.get(url))
+        # One that does: its POST, like its GET, sends the session to sign in again (and the second factor).
+        url, _, _, _ = authorize(oidc, consent_client)
+        to_sign_in(consent_post(web, url))
+        to_sign_in(web.get(url))
+        policy("--mfa", "off")
+        # max_age older than the session's sign-in, in the authorize URL the page posts to: no code either.
+        time.sleep(1.1)
+        url, _, _, _ = authorize(oidc, consent_client, max_age="0")
+        to_sign_in(consent_post(web, url))
+
+
 def test_auth_time_is_this_sessions_sign_in_also_after_a_refresh(oidc, ad_testbed):
     client = client_for(oidc["web"])
     started = time.time()
@@ -277,39 +356,61 @@ def test_auth_time_is_this_sessions_sign_in_also_after_a_refresh(oidc, ad_testbe
 
 # --- claims --------------------------------------------------------------------------------------------------
 
+def claims_for(oidc, web: httpx.Client, scope: str = "openid profile email") -> tuple[dict, dict]:
+    """The claims of the ID token and of /userinfo/ for ``scope``, through the code flow in ``web``."""
+    client = client_for(oidc["web"], scope=scope)
+    url, verifier, nonce, _ = authorize(oidc, client)
+    _, id_claims = exchange(oidc, client, code_of(web.get(url)), verifier, nonce)
+    return dict(id_claims), client.get(discovery(oidc["node"])["userinfo_endpoint"]).json()
+
+
 def test_claims_follow_the_granted_scopes_in_the_id_token_and_userinfo(oidc, ad_testbed):
     user = ad_testbed.user("alice")
     portal = oidc["portal"]
-    userinfo = discovery(oidc["node"])["userinfo_endpoint"]
-
-    def claims_for(web, scope: str) -> tuple[dict, dict]:
-        client = client_for(oidc["web"], scope=scope)
-        url, verifier, nonce, _ = authorize(oidc, client)
-        _, id_claims = exchange(oidc, client, code_of(web.get(url)), verifier, nonce)
-        return dict(id_claims), client.get(userinfo).json()
-
     with signed_in(oidc, ad_testbed, "alice") as web:
         for scope, present, absent in [
             ("openid", {"sub", "tid", "upn"}, {"name", "preferred_username", "email", "email_verified"}),
             ("openid profile", {"name", "preferred_username"}, {"email", "email_verified"}),
-            ("openid email", {"email"}, {"name", "preferred_username", "email_verified"}),  # mail domain unverified
+            ("openid email", {"email", "email_verified"}, {"name", "preferred_username"}),
         ]:
-            for claims in claims_for(web, scope):
+            for claims in claims_for(oidc, web, scope):
                 assert present <= set(claims) and not absent & set(claims), (scope, claims)
-        # The mail's domain becomes one of the tenant's verified domains: now, and only now, email_verified.
-        domain = user["mail"].rpartition("@")[2]
-        portal.manage("shell", "-c", "from tenant.models import Tenant; from tenant.services import domain_add; "
-                      f"domain_add(tenant=Tenant.objects.get(slug='{oidc['tenant']}'), name='{domain}', verified=True)")
-        for claims in claims_for(web, "openid email"):
-            assert claims["email"].lower() == user["mail"].lower() and claims["email_verified"] is True, claims
+                assert claims.get("email_verified", False) is False  # the mail's domain is no verified one
         # No mail: no email claim at all (not "").
         mail = portal.sql("SELECT email FROM tenant_user WHERE upn = %s", (user["upn"].lower(),))[0][0]
         portal.sql("UPDATE tenant_user SET email = '' WHERE upn = %s", (user["upn"].lower(),))
         try:
-            for claims in claims_for(web, "openid profile email"):
+            for claims in claims_for(oidc, web):
                 assert "email" not in claims and "email_verified" not in claims and claims["name"], claims
         finally:
             portal.sql("UPDATE tenant_user SET email = %s WHERE upn = %s", (mail, user["upn"].lower()))
+
+
+def test_email_verified_only_for_a_mail_in_a_domain_the_answering_agent_serves(oidc, ad_testbed):
+    """Second review, finding 4. The mail's domain is one of the tenant's verified domains, as another forest's
+    would be, but the agent that answers for the user does not serve it: AD's mail attribute is no proof of that
+    address. Once that agent serves the domain (one forest), its answer vouches for the address."""
+    user = ad_testbed.user("ivan")
+    portal, tenant = oidc["portal"], oidc["tenant"]
+    domain = user["mail"].rpartition("@")[2]
+    assert domain != ad_testbed.upn_suffix.lower()
+    portal.manage("shell", "-c", "from tenant.models import Tenant; from tenant.services import domain_add; "
+                  f"domain_add(tenant=Tenant.objects.get(slug='{tenant}'), name='{domain}', verified=True)")
+    with signed_in(oidc, ad_testbed, "ivan") as web:
+        for claims in claims_for(oidc, web):
+            assert claims["email"].lower() == user["mail"].lower() and claims["email_verified"] is False, claims
+    serve = ("from agents.models import Agent; from tenant.models import Domain; "
+             f"agent = Agent.objects.get(tenant__slug='{tenant}', revoked_at__isnull=True); "
+             f"agent.domains.{{}}(Domain.objects.get(name='{domain}'))")
+    portal.manage("shell", "-c", serve.format("add"))
+    try:
+        def vouched() -> bool:  # the node re-reads the agent's domains within a second (embedded profile)
+            with signed_in(oidc, ad_testbed, "ivan") as web:
+                return all(claims["email_verified"] is True for claims in claims_for(oidc, web))
+
+        wait_for(vouched, timeout=20, message="the agent's answer to vouch for the mail")
+    finally:
+        portal.manage("shell", "-c", serve.format("remove"))
 
 
 # --- response modes and RFC 9207 -----------------------------------------------------------------------------

@@ -205,13 +205,17 @@ def expired_copy(oidc, id_token: str) -> str:
     return jwt.encode({"alg": "RS256", "kid": header["kid"]}, claims, pem).decode()
 
 
-def test_logout_without_a_session_revokes_nothing_and_returns_to_the_application(oidc, ad_testbed):
+def test_logout_without_a_session_revokes_nothing_and_never_redirects(oidc, ad_testbed):
+    """Second review, 5b: with nobody signed in, the end_session_endpoint sent the browser at once to any
+    application's registered address (a bounce off the portal for anyone's link). Now the portal's own page."""
     with signed_in(oidc, ad_testbed, "alice") as web:
         token = tokens(oidc, web)
     with browser(oidc) as stranger:  # no session: someone else's browser, or an attacker, holding the ID token
-        response = stranger.get(logout_url(id_token_hint=token["id_token"], post_logout_redirect_uri=REDIRECT_URI,
-                                           state="s-1"))
-    assert response.status_code == 302 and response.headers["location"] == f"{REDIRECT_URI}?state=s-1"
+        for params in ({"client_id": oidc["web"]["client_id"], "post_logout_redirect_uri": REDIRECT_URI},
+                       {"id_token_hint": token["id_token"], "post_logout_redirect_uri": REDIRECT_URI}):
+            response = stranger.get(logout_url(**params, state="s-1"))
+            assert signed_out_page(response) and "location" not in response.headers, (params, response.headers)
+            assert "could not be verified" not in response.text
     assert userinfo_status(oidc, token["access_token"]) == 200
     assert refresh_status(oidc, "web", token["refresh_token"]) == 200
 
@@ -223,8 +227,45 @@ def test_an_expired_hint_names_the_application_and_revokes_nothing(oidc, ad_test
     with browser(oidc) as stranger:
         response = stranger.get(logout_url(id_token_hint=expired, post_logout_redirect_uri=REDIRECT_URI,
                                            state="s-2"))
-    assert response.status_code == 302 and response.headers["location"] == f"{REDIRECT_URI}?state=s-2"
+    assert signed_out_page(response) and "location" not in response.headers
     assert userinfo_status(oidc, token["access_token"]) == 200
+    with signed_in(oidc, ad_testbed, "bob") as web:  # bob's own session: the expired hint still names his app
+        done = confirm_logout(web, logout_url(id_token_hint=expired, post_logout_redirect_uri=REDIRECT_URI,
+                                              state="s-2"))
+    assert done.status_code == 302 and done.headers["location"] == f"{REDIRECT_URI}?state=s-2"
+
+
+def test_logout_returns_only_for_the_signed_in_users_own_hint(oidc, ad_testbed):
+    """Second review, 5b: back to the application only when a signed-in session ends with that application's
+    id_token_hint for its own user; else (no hint, someone else's) the portal's page, after the sign-out."""
+    with signed_in(oidc, ad_testbed, "judy") as web:
+        judys = tokens(oidc, web)
+    for params in ({"client_id": oidc["web"]["client_id"]}, {"id_token_hint": judys["id_token"]}):
+        with signed_in(oidc, ad_testbed, "ivan") as web:
+            done = confirm_logout(web, logout_url(**params, post_logout_redirect_uri=REDIRECT_URI, state="s-7"))
+            assert signed_out_page(done) and "location" not in done.headers, (params, done.headers)
+            assert urlparse(web.get(code_flow_url(oidc)).headers["location"]).path == "/login/"  # signed out
+
+
+def test_app_register_names_where_the_sign_out_returns(oidc, ad_testbed):
+    """app_register --post-logout-redirect-uri (repeatable): those addresses, and then only those."""
+    portal = oidc["portal"]
+    after = ["http://127.0.0.1:9/signed-out", "http://127.0.0.1:9/goodbye"]
+    oidc["web3"] = {**kv(portal.manage("app_register", "--tenant", oidc["tenant"], "--name", "Third app",
+                                       "--redirect-uri", "http://127.0.0.1:9/third/callback",
+                                       "--post-logout-redirect-uri", after[0],
+                                       "--post-logout-redirect-uri", after[1]).stdout),
+                    "redirect_uri": "http://127.0.0.1:9/third/callback"}
+    for target in after:
+        with signed_in(oidc, ad_testbed, "alice") as web:
+            token = tokens(oidc, web, "web3")
+            done = confirm_logout(web, logout_url(id_token_hint=token["id_token"], post_logout_redirect_uri=target,
+                                                  state="s-8"))
+        assert done.status_code == 302 and done.headers["location"] == f"{target}?state=s-8"
+    with browser(oidc) as stranger:  # the redirect URI is not a post-logout one now
+        response = stranger.get(logout_url(client_id=oidc["web3"]["client_id"],
+                                           post_logout_redirect_uri=oidc["web3"]["redirect_uri"]))
+    assert signed_out_page(response) and "could not be verified" in response.text
 
 
 def test_logout_revokes_only_the_signed_in_users_tokens_at_the_asking_application(oidc, ad_testbed):
@@ -232,7 +273,7 @@ def test_logout_revokes_only_the_signed_in_users_tokens_at_the_asking_applicatio
         others = tokens(oidc, other_user)
     with signed_in(oidc, ad_testbed, "ivan") as web:
         at_web, at_second = tokens(oidc, web), tokens(oidc, web, "web2")
-        done = confirm_logout(web, logout_url(client_id=oidc["web"]["client_id"],
+        done = confirm_logout(web, logout_url(client_id=oidc["web"]["client_id"], id_token_hint=at_web["id_token"],
                                               post_logout_redirect_uri=REDIRECT_URI, state="s-3"))
         assert done.status_code == 302 and done.headers["location"] == f"{REDIRECT_URI}?state=s-3"
         # The session is over: authorize sends the browser to sign in again.
@@ -249,16 +290,17 @@ def code_flow_url(oidc) -> str:
     return url
 
 
-def test_logout_at_a_second_application_after_the_first_ends_on_its_page(oidc, ad_testbed):
+def test_logout_at_a_second_application_after_the_first_ends_on_the_portals_page(oidc, ad_testbed):
     with signed_in(oidc, ad_testbed, "alice") as web:
         first, second = tokens(oidc, web), tokens(oidc, web, "web2")
         done = confirm_logout(web, logout_url(id_token_hint=first["id_token"], post_logout_redirect_uri=REDIRECT_URI,
                                               state="s-4"))
         assert done.status_code == 302 and done.headers["location"] == f"{REDIRECT_URI}?state=s-4"
-        # The second application sends the same browser, now signed out, with its own hint.
+        # The second application sends the same browser, now signed out, with its own hint: nothing to end, and
+        # no way to tell that browser from anyone's (second review, 5b).
         response = web.get(logout_url(id_token_hint=second["id_token"],
                                       post_logout_redirect_uri=SECOND_REDIRECT_URI, state="s-5"))
-    assert response.status_code == 302 and response.headers["location"] == f"{SECOND_REDIRECT_URI}?state=s-5"
+    assert signed_out_page(response) and "location" not in response.headers
 
 
 def test_an_unverifiable_logout_request_ends_on_a_page_never_a_redirect(oidc, ad_testbed):
@@ -482,9 +524,9 @@ def test_a_retired_signing_key_stays_in_the_jwks_until_its_tokens_expire(oidc, a
             after = tokens(oidc, web)
         assert _kid(after["id_token"]) != _kid(before["id_token"]) and _verifies(oidc, after["id_token"])
         # An ID token signed with the retired key still names its application at logout.
-        with browser(oidc) as stranger:
-            response = stranger.get(logout_url(id_token_hint=before["id_token"],
-                                               post_logout_redirect_uri=REDIRECT_URI, state="s-6"))
+        with signed_in(oidc, ad_testbed, "bob") as web:
+            response = confirm_logout(web, logout_url(id_token_hint=before["id_token"],
+                                                      post_logout_redirect_uri=REDIRECT_URI, state="s-6"))
         assert response.status_code == 302 and response.headers["location"] == f"{REDIRECT_URI}?state=s-6"
     finally:
         for name in ("PTA_OIDC_RSA_PRIVATE_KEY", "PTA_OIDC_RSA_PRIVATE_KEYS_INACTIVE"):

@@ -17,7 +17,7 @@ from oauth2_provider.models import AccessToken, IDToken, RefreshToken
 from oauth2_provider.settings import oauth2_settings
 
 from applications.services import application_register
-from signin.services.logout import logout_application
+from signin.services.logout import logout_request, logout_return_allowed
 from signin.services.oauth_tokens import (
     _code_key,
     application_tokens_revoke,
@@ -46,14 +46,18 @@ def _pem() -> str:
                              serialization.NoEncryption()).decode()
 
 
-def id_token(pem: str, *, aud, iss: str = ISSUER, expired: bool = False) -> str:
+def id_token(pem: str, *, aud, iss: str = ISSUER, expired: bool = False, sub: str = "someone") -> str:
     key = jwk.JWK.from_pem(pem.encode())
     now = int(time.time())
     token = jwt.JWT(header={"alg": "RS256", "kid": key.thumbprint()},
-                    claims={"iss": iss, "aud": aud, "sub": "someone", "jti": str(uuid.uuid4()), "iat": now - 7200,
+                    claims={"iss": iss, "aud": aud, "sub": sub, "jti": str(uuid.uuid4()), "iat": now - 7200,
                             "exp": now - 3600 if expired else now + 3600})
     token.make_signed_token(key)
     return token.serialize()
+
+
+def logout_application(**request):
+    return logout_request(**request).application
 
 
 @pytest.fixture
@@ -100,6 +104,22 @@ def test_a_retired_key_still_published_names_the_application(web):
     with override_settings(OAUTH2_PROVIDER={**oauth2_settings.user_settings,
                                             "OIDC_RSA_PRIVATE_KEYS_INACTIVE": [retired]}):
         assert logout_application(id_token_hint=hint, client_id=None, issuer=ISSUER) == web
+
+
+@pytest.mark.django_db
+def test_the_browser_goes_back_only_from_a_session_with_a_hint_of_that_application_for_its_user(web, tenant_a):
+    user = User.objects.create_user("ann@alpha.example.test", tenant=tenant_a)
+    key = oauth2_settings.OIDC_RSA_PRIVATE_KEY
+    mine = id_token(key, aud=web.client_id, sub=str(user.subject), expired=True)
+
+    def back(*, user, **request) -> bool:
+        return logout_return_allowed(request=logout_request(issuer=ISSUER, **request), user=user)
+
+    assert back(user=user, id_token_hint=mine, client_id=web.client_id)
+    assert back(user=user, id_token_hint=mine, client_id=None)
+    assert not back(user=None, id_token_hint=mine, client_id=web.client_id)  # nobody signed in
+    assert not back(user=user, id_token_hint=None, client_id=web.client_id)  # no hint
+    assert not back(user=user, id_token_hint=id_token(key, aud=web.client_id), client_id=None)  # someone else's
 
 
 # --- what is revoked -----------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ from django.contrib.sessions.backends.cache import SessionStore
 from django_otp import DEVICE_ID_SESSION_KEY
 
 from signin.services.authentication import (
+    PENDING_REQUESTS_KEPT,
+    REAUTHENTICATE_KEY,
     session_authenticated,
     session_authentication,
     session_mfa_due,
@@ -21,12 +23,29 @@ def test_only_a_completed_sign_in_clears_a_requested_one():
     assert session_authentication(session=session).older_than(0)  # never signed in: older than anything
     session_authenticated(session=session)
     signed_in = session_authentication(session=session)
-    assert not signed_in.reauthentication_pending and not signed_in.older_than(60)
+    assert not signed_in.reauthentication_pending("request-1") and not signed_in.older_than(60)
     assert signed_in.at is not None and signed_in.older_than(0, now=signed_in.at + 1)
-    session_reauthentication_require(session=session)
-    assert session_authentication(session=session).reauthentication_pending
+    session_reauthentication_require(session=session, request_key="request-1")
+    assert session_authentication(session=session).reauthentication_pending("request-1")
     session_authenticated(session=session)
-    assert not session_authentication(session=session).reauthentication_pending
+    assert not session_authentication(session=session).reauthentication_pending("request-1")
+
+
+def test_a_requested_sign_in_holds_up_its_own_authorization_request_only_and_never_drops_a_mark():
+    session = SessionStore()
+    session_authenticated(session=session)
+    session_reauthentication_require(session=session, request_key="abandoned")
+    signed_in = session_authentication(session=session)
+    assert signed_in.reauthentication_pending("abandoned") and not signed_in.reauthentication_pending("another")
+    # Piling up other marks never frees the first: past the limit every request waits for the sign-in.
+    for n in range(PENDING_REQUESTS_KEPT):
+        session_reauthentication_require(session=session, request_key=f"other-{n}")
+    signed_in = session_authentication(session=session)
+    assert signed_in.reauthentication_pending("abandoned") and signed_in.reauthentication_pending("another")
+    session_authenticated(session=session)
+    assert not session_authentication(session=session).reauthentication_pending("abandoned")
+    session[REAUTHENTICATE_KEY] = True  # a session marked by the release before: every request waits
+    assert session_authentication(session=session).reauthentication_pending("any")
 
 
 @pytest.mark.django_db

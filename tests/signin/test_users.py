@@ -85,3 +85,31 @@ def test_cloud_accounts_and_other_tenants_users_are_never_signed_in(tenant):
     User(upn="squat@east.example.test", tenant=other).save()  # data from before UPNs were checked
     with pytest.raises(IdentityRejected):
         user_sync(tenant=tenant, upn="squat@east.example.test", directory=directory("squat@east.example.test"))
+
+
+def test_the_mail_is_vouched_for_only_in_a_domain_the_answering_agent_serves(tenant):
+    """Second review, finding 4: both forests' domains are the tenant's; the east agent's word is no proof of a
+    west address (end to end: tests/integration/test_oidc_conformance.py, email_verified)."""
+    from signin.oidc import _email_verified
+
+    guid, upn = str(uuid.uuid4()), "ann@east.example.test"
+
+    def sync(mail: str, served=("east.example.test",)) -> User:
+        return user_sync(tenant=tenant, upn=upn, directory=directory(upn, guid, mail=mail), served_domains=served)
+
+    user = sync("boss@west.example.test")
+    assert user.email == "boss@west.example.test" and _email_verified(user) is False  # another forest's address
+    user = sync("Ann.Smith@East.example.test", served=())  # not one the answering agent serves: only the UPN's
+    assert _email_verified(user) is True
+    user = sync("ann@mail.east.example.test", served=("east.example.test", "mail.east.example.test"))
+    assert user.directory_verified_email == "ann@mail.east.example.test"
+    assert _email_verified(user) is False  # served, but not a domain the tenant verified
+    user = sync("boss@west.example.test", served=("east.example.test", "west.example.test"))
+    assert _email_verified(user) is True  # this agent serves west too: one forest
+    user = sync("boss@west.example.test")  # AD's answer through an agent that does not: no longer vouched for
+    assert user.directory_verified_email == "" and _email_verified(user) is False
+    user = sync("", served=("east.example.test", "west.example.test"))  # no mail returned: what is known stays
+    assert user.email == "boss@west.example.test" and _email_verified(user) is False
+    User.objects.filter(pk=user.pk).update(email="")
+    user.refresh_from_db()
+    assert _email_verified(user) is None

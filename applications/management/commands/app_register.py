@@ -14,13 +14,17 @@ class Command(BaseCommand):
         parser.add_argument("--name", required=True)
         parser.add_argument("--redirect-uri", action="append", default=[], dest="redirect_uris",
                             help="an allowed redirect URI, exactly (repeat for several)")
+        parser.add_argument("--post-logout-redirect-uri", action="append", dest="post_logout_redirect_uris",
+                            help="where the application's sign-out (RP-initiated logout) may send the browser back, "
+                                 "exactly (repeat for several; default: the redirect URIs)")
         parser.add_argument("--public", action="store_true", help="a public client (no secret; PKCE only)")
         parser.add_argument("--grant", choices=sorted(GRANTS), default="authorization-code")
         parser.add_argument("--allowed-origin", action="append", default=[], dest="allowed_origins",
                             help="a browser origin (https://host[:port]) allowed to call /token/ and /userinfo/ "
                                  "(CORS), for browser-only clients; repeat for several")
 
-    def handle(self, *args, tenant, name, redirect_uris, public, grant, allowed_origins, **options):
+    def handle(self, *args, tenant, name, redirect_uris, post_logout_redirect_uris, public, grant, allowed_origins,
+               **options):
         owner = Tenant.objects.filter(slug=tenant).first()
         if owner is None:
             raise CommandError(f"No tenant with slug {tenant!r}.")
@@ -28,7 +32,8 @@ class Command(BaseCommand):
             raise CommandError("The authorization code grant needs at least one --redirect-uri.")
         try:
             application, secret = application_register(tenant=owner, name=name, redirect_uris=redirect_uris,
-                                                       public=public, grant=grant, allowed_origins=allowed_origins)
+                                                       public=public, grant=grant, allowed_origins=allowed_origins,
+                                                       post_logout_redirect_uris=post_logout_redirect_uris)
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
         self.stderr.write(f"Registered {application.name} for tenant {owner.slug} ({grant})")
