@@ -56,6 +56,7 @@ from signin.services.mfa import (
     totp_qr_svg,
     totp_secret_base32,
 )
+from signin.services.names import username_canonical
 from signin.services.oauth_tokens import application_tokens_revoke
 from signin.workers import in_worker, retrying_transient_errors
 from tenant.models import User
@@ -125,10 +126,11 @@ def username_page(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return _page(request, "signin/username.html", {"form": form, "next": next_url}, status=400)
     username = form.cleaned_data["username"]
-    tenant = tenant_for_username(username=username.lower())
+    upn = username_canonical(typed=username)  # the form checked it has one
+    tenant = tenant_for_username(username=upn)
     if tenant is not None and tenant.pass_through_enabled:
         organisation = tenant.name
-    elif (cloud := cloud_account(upn=username.lower())) is not None:  # platform and break-glass accounts
+    elif (cloud := cloud_account(upn=upn)) is not None:  # platform and break-glass accounts
         organisation = cloud.tenant.name if cloud.tenant is not None else settings.PTA_PLATFORM_NAME
     else:
         form.add_error("username", Outcome.UNKNOWN_DOMAIN.message)
@@ -279,7 +281,7 @@ def _change_unavailable(request: HttpRequest, state: dict) -> HttpResponse:
 
 async def _change_available(state: dict) -> bool:
     return await password_change_available(tenant_id=state["change"]["tenant_id"],
-                                           domain=state["username"].strip().lower().rpartition("@")[2])
+                                           domain=username_canonical(typed=state["username"]).rpartition("@")[2])
 
 
 @sensitive_variables()
