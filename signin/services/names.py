@@ -7,8 +7,8 @@ account's badPwdCount, so cloud lockout must count them as one. What AD treats a
 - Measured on the test bed's Samba AD DC (simple binds over LDAPS; badPwdCount read as Administrator):
   case is ignored (``BOB@CORP.EXAMPLE.TEST``); ASCII spaces around the name, before and after the ``@`` are
   ignored (``bob   @corp…``, ``bob@ corp…``, `` bob@corp… ``: they bind, and a wrong password counts on bob)
-  because Samba falls back to the implicit UPN sAMAccountName@domain and compares each part with its ends
-  stripped; so ``tsam  @corp…`` binds a user whose sAMAccountName is tsam even when its UPN is another name.
+  apparently because Samba falls back to the implicit UPN sAMAccountName@domain and compares each part
+  with its ends stripped: ``tsam  @corp…`` binds a user whose sAMAccountName is tsam, whatever its UPN.
   Not folded by Samba: spaces inside the name (``b ob``), tabs, no-break, ideographic, em and zero-width
   spaces, the soft hyphen, full-width letters and ``＠``, combining marks, a dot at the end of either part.
 - Windows AD (not measurable here): names are compared with CompareString(en-US, NORM_IGNORECASE |
