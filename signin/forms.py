@@ -2,19 +2,33 @@ from django import forms
 from django.views.decorators.debug import sensitive_variables
 
 from signin.services.attempt import MAX_PASSWORD_LENGTH
+from signin.services.names import MAX_USERNAME_LENGTH, UsernameRefused, username_canonical
 from signin.services.records import CONTROL_CHARACTERS
+
+USERNAME_FORMAT = "Enter your username as name@organisation, for example alice@contoso.com."
+# Why a name was refused (signin/services/names.py), in the words the username page shows.
+USERNAME_REFUSALS = {
+    "format": USERNAME_FORMAT,
+    "too_long": USERNAME_FORMAT,
+    "spaces": "A username has no spaces. Enter it without them, for example alice@contoso.com.",
+    "characters": "Your username contains a character a username can't have (an invisible or control "
+                  "character). Type it again, for example alice@contoso.com.",
+}
 
 
 class UsernameForm(forms.Form):
     # signin/username.html writes the input itself (autocomplete, autofocus, …): Django's widget templates cost
     # half of the page's rendering, and the first page of every sign-in is rendered most of all.
-    username = forms.CharField(max_length=320, label="Email or username")
+    username = forms.CharField(max_length=MAX_USERNAME_LENGTH, label="Email or username")
 
     def clean_username(self) -> str:
+        """The name as typed, its ends stripped (shown on the password page, kept in the record), once it is
+        known to have a canonical spelling: the sign-in uses that one (signin/services/names.py)."""
         username = self.cleaned_data["username"].strip()
-        local, at, domain = username.rpartition("@")
-        if not at or not local or not domain or any(ord(c) < 32 or ord(c) == 127 for c in username):
-            raise forms.ValidationError("Enter your username as name@organisation, for example alice@contoso.com.")
+        try:
+            username_canonical(typed=username)
+        except UsernameRefused as refused:
+            raise forms.ValidationError(USERNAME_REFUSALS[refused.reason]) from None
         return username
 
 

@@ -35,6 +35,7 @@ from signin.services.authentication import (
 )
 from signin.services.client import client_address
 from signin.services.id_token_hint import id_token_hint_read
+from signin.services.names import UsernameRefused, username_canonical
 from signin.services.oauth_tokens import (
     authorization_code_tokens_record,
     authorization_code_tokens_revoke,
@@ -168,8 +169,11 @@ class PortalOAuth2Validator(OAuth2Validator):
         if not client.tenant.password_grant_enabled:
             raise OutcomeError("unauthorized_client", "Your organisation does not allow the password grant.",
                                outcome=None, request=request)
-        upn = (username or "").strip().lower()
-        tenant = tenant_for_username(username=upn)
+        try:
+            upn = username_canonical(typed=username or "")
+        except UsernameRefused:
+            upn = ""  # whitespace or an invisible character inside: no account's name, no tenant's
+        tenant = tenant_for_username(username=upn) if upn else None
         if tenant is None or tenant.pk != client.tenant_id:
             raise OutcomeError("invalid_grant", Outcome.UNKNOWN_DOMAIN.message, outcome=Outcome.UNKNOWN_DOMAIN,
                                request=request)

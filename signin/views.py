@@ -57,6 +57,7 @@ from signin.services.mfa import (
     totp_qr_svg,
     totp_secret_base32,
 )
+from signin.services.names import username_canonical
 from signin.services.oauth_tokens import application_tokens_revoke
 from signin.workers import in_worker, retrying_transient_errors
 from tenant.models import User
@@ -128,7 +129,8 @@ def username_page(request: HttpRequest) -> HttpResponse:
     username = form.cleaned_data["username"]
     # Every name goes on to the password page, and what it shows depends on the domain alone: whether an account
     # of that name exists is told by nothing before a right password (the password step: services/attempt.py).
-    tenant = tenant_for_username(username=username.lower())
+    upn = username_canonical(typed=username)  # the form checked it has one
+    tenant = tenant_for_username(username=upn)
     organisation = tenant.name if tenant is not None else settings.PTA_PLATFORM_NAME
     request.session.cycle_key()  # a sign-in starts: the key the browser came with (perhaps planted) ends here
     request.session.pop(MFA_SESSION_KEY, None)
@@ -282,7 +284,7 @@ def _change_unavailable(request: HttpRequest, state: dict) -> HttpResponse:
 
 async def _change_available(state: dict) -> bool:
     return await password_change_available(tenant_id=state["change"]["tenant_id"],
-                                           domain=state["username"].strip().lower().rpartition("@")[2])
+                                           domain=username_canonical(typed=state["username"]).rpartition("@")[2])
 
 
 @sensitive_variables()

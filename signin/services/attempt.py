@@ -32,6 +32,7 @@ from signin.services.lockout import (
     place_remember,
 )
 from signin.services.mfa import MfaDecision, mfa_decide
+from signin.services.names import UsernameRefused, username_canonical
 from signin.services.records import CONTROL_CHARACTERS, signin_event_record
 from signin.services.users import (
     DIRECTORY_STATES,
@@ -105,6 +106,9 @@ class _Before:
 
 
 def _before(*, upn: str, ip: str, device: str) -> _Before:
+    if not upn:  # a name no account can have (whitespace or an invisible character inside): nothing to check
+        return _Before(route=Route.UNKNOWN, tenant=None, user=None, familiar=False, known_device=False,
+                       reservation=None)
     routed = tenant_for_username(username=upn)
     user = user_by_upn(upn=upn, tenant=routed)
     if user is not None and user.source == User.Source.CLOUD and (routed is None or user.tenant_id == routed.pk):
@@ -184,7 +188,7 @@ async def password_sign_in(*, username: str, password: str, ip: str = "", user_a
     if result.outcome in CHANGEABLE and result.tenant is not None:
         # Offered only where an agent that can make the change serves the domain now; else the helpdesk.
         available = await password_change_available(tenant_id=str(result.tenant.pk),
-                                                    domain=username.strip().lower().rpartition("@")[2])
+                                                    domain=username_canonical(typed=username).rpartition("@")[2])
         result = dataclasses.replace(result, can_change_password=available)
     return result
 
@@ -223,14 +227,21 @@ async def _attempt(*, username: str, ip: str, user_agent: str, channel: str, dev
                    check: Callable[[_Before, str], Awaitable[tuple[Outcome, Validation | None]]],
                    password_change: bool = False) -> SignInResult:
     started = time.monotonic()
-    upn = username.strip().lower()
+    try:
+        # One spelling per account for routing, the user, the agent's bind and lockout: AD binds "bob   @corp"
+        # as bob, so a spelling must never be a bucket of its own (signin/services/names.py).
+        upn = username_canonical(typed=username)
+    except UsernameRefused:
+        upn = ""
     until = started + settings.PTA_SIGNIN_DEADLINE_SECONDS / 2  # waits out a database or Redis restart
     before = await in_worker_retrying(_before, upn=upn, ip=ip, device=device, until=until)
     try:
         before = await _reserved(before, deadline=started + settings.PTA_SIGNIN_DEADLINE_SECONDS)
         tenant = before.tenant
         validation = None
-        if before.locked:
+        if not upn:
+            outcome = Outcome.UNKNOWN_DOMAIN  # a name no account can have, refused by its shape alone
+        elif before.locked:
             outcome = Outcome.CLOUD_LOCKED
         elif before.reservation is not None and before.reservation.hold is Hold.BUSY:
             outcome = Outcome.TOO_MANY_SIGNINS  # this account's guesses in flight never left room in time

@@ -26,7 +26,6 @@ import enum
 import hashlib
 import threading
 import time
-import unicodedata
 import uuid
 from dataclasses import dataclass
 from typing import Protocol
@@ -34,6 +33,7 @@ from typing import Protocol
 from django.conf import settings
 from django.core.cache import cache
 
+from signin.services.names import username_folded
 from tenant.models import Tenant, User
 
 MAX_LOCKOUT_SECONDS = 3600
@@ -47,11 +47,6 @@ RESERVATION_SECONDS = 120
 def _digest(*parts: str) -> str:
     # Usernames and addresses are hashed in keys: Redis holds no directory data in clear.
     return hashlib.sha256("\x00".join(parts).encode("utf-8", "replace")).hexdigest()[:32]
-
-
-def _folded(username: str) -> str:
-    # AD compares names ignoring case and width: "ＡＬＩＣＥ@…" is the same account as "alice@…".
-    return unicodedata.normalize("NFKC", username).strip().casefold()
 
 
 @dataclass(frozen=True)
@@ -68,10 +63,12 @@ def lockout_policy(*, tenant: Tenant | None) -> LockoutPolicy:
 
 
 def lockout_account(*, tenant: Tenant | None, user: User | None, username: str) -> str:
-    """The key of the account a guess is aimed at: the portal's user when it is known (whatever was typed to
-    reach it), else the typed name folded as AD folds it."""
+    """The key of the account a guess is aimed at: the portal's user's UPN when the user is known (whatever
+    name reached it: Alternate ID, a remembered alias), else the canonical name typed; either folded as AD
+    compares names (signin/services/names.py), so every spelling of one account is one bucket, whether or not
+    the portal has met the account yet."""
     scope = str(tenant.pk) if tenant is not None else "platform"
-    return _digest(scope, f"user:{user.pk}" if user is not None else f"name:{_folded(username)}")
+    return _digest(scope, f"name:{username_folded(upn=user.upn if user is not None else username)}")
 
 
 class Verdict(enum.Enum):
@@ -295,7 +292,7 @@ def _device_key(tenant: Tenant | None, username: str, device: str) -> str:
 
 
 def _alias_key(tenant: Tenant | None, typed: str) -> str:
-    return f"alias:{tenant.pk if tenant else '-'}:{_digest(_folded(typed))}"
+    return f"alias:{tenant.pk if tenant else '-'}:{_digest(username_folded(upn=typed))}"
 
 
 @dataclass(frozen=True)

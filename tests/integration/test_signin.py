@@ -99,7 +99,7 @@ def test_next_is_honoured_only_for_local_destinations(site, ad_testbed):
 HOSTILE_USERNAMES = [
     "*)(userPrincipalName=*", "alice*@corp.example.test", "*@corp.example.test", "alice)(|(a=*@corp.example.test",
     "al\x00ice@corp.example.test", "alice@corp.example.test\r\nX-Injected: 1", "a" * 65536 + "@corp.example.test",
-    "\\2a@corp.example.test", "alice@corp.example.test\x00", "ａｌｉｃｅ@corp.example.test", "@corp.example.test",
+    "\\2a@corp.example.test", "alice@corp.example.test\x00", "ａｌｉｃｅ\u200b@corp.example.test", "@corp.example.test",
     "alice@", "", " ", "<script>@corp.example.test", "alice@corp.example.test.",
 ]
 HOSTILE_PASSWORDS = ["", " ", "*", "\x00", "Wonder!Land-2024\x00", "a" * 65536, "\r\n", "\u202e" + "x" * 10,
@@ -113,6 +113,18 @@ def test_hostile_usernames_get_a_clear_answer(site, username):
     assert attempt.status < 500
     assert attempt.outcome != "success"
     assert attempt.status == 400 or attempt.outcome in {o.value for o in Outcome}
+
+
+def test_a_full_width_name_is_the_account_it_spells(site, ad_testbed):
+    # One spelling per account (signin/services/names.py): AD compares names ignoring width, and the agent is
+    # sent the canonical name, so the full-width spelling is alice, in alice's lockout bucket.
+    portal, node, _, _ = site
+    user = ad_testbed.user("alice")
+    typed = "ＡＬＩＣＥ＠corp.example.test"
+    assert sign_in(node.url, typed, user["password"]).outcome == Outcome.SUCCESS.value
+    rows = portal.sql("SELECT u.upn FROM signin_signinevent e JOIN tenant_user u ON u.id = e.user_id "
+                      "WHERE e.username = %s", (typed,))
+    assert rows == [(user["upn"].lower(),)]
 
 
 @pytest.mark.parametrize("password", HOSTILE_PASSWORDS, ids=range(len(HOSTILE_PASSWORDS)))
