@@ -1,7 +1,19 @@
 import pytest
 
 pytest_plugins = ["tests.fixtures.ad", "tests.fixtures.portal", "tests.fixtures.browser", "tests.fixtures.dns",
-                  "tests.fixtures.postgres", "tests.fixtures.receivers"]
+                  "tests.fixtures.postgres", "tests.fixtures.receivers", "tests.fixtures.budget"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def quick_password_hashing():
+    """Cloud accounts and administrators made in this process hash their password with a cheap hasher: PBKDF2's
+    million rounds cost about a second of CPU per user and per password sign-in, and what the tests check of a
+    local password (right, wrong, never stored in clear) does not depend on the rounds. Portals the tests start
+    as processes keep the real hashers."""
+    from django.test.utils import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
 
 
 @pytest.fixture
