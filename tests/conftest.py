@@ -1,7 +1,30 @@
 import pytest
 
 pytest_plugins = ["tests.fixtures.ad", "tests.fixtures.portal", "tests.fixtures.browser", "tests.fixtures.dns",
-                  "tests.fixtures.postgres", "tests.fixtures.receivers"]
+                  "tests.fixtures.postgres", "tests.fixtures.receivers", "tests.fixtures.budget"]
+
+# Tests that cannot see the profile, whatever DATABASE_URL and REDIS_URL say: the agent's (nothing under
+# agents/onprem imports Django, tests/agents/onprem/test_no_django.py), the shared protocol's, the benchmark's load
+# generator and the import graph (read from the files). scripts/test's production pass leaves them out.
+PROFILE_FREE = ("tests/agents/onprem/", "tests/agents/test_protocol.py", "tests/bench/", "tests/test_import_graph.py")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.nodeid.startswith(PROFILE_FREE):
+            item.add_marker(pytest.mark.profile_free)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def quick_password_hashing():
+    """Cloud accounts and administrators made in this process hash their password with a cheap hasher: PBKDF2's
+    million rounds cost about a second of CPU per user and per password sign-in, and what the tests check of a
+    local password (right, wrong, never stored in clear) does not depend on the rounds. Portals the tests start
+    as processes keep the real hashers."""
+    from django.test.utils import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
 
 
 @pytest.fixture
