@@ -1,12 +1,15 @@
 """A throwaway Active Directory (Samba AD DC) on loopback, with users in every bind state.
 
-    scripts/ad-testbed start --dir DIR [--json]   provision, start and populate a DC in DIR
+    scripts/ad-testbed start --dir DIR [--host 127.0.0.N] [--json]
+                                                  provision, start and populate a DC in DIR
     scripts/ad-testbed stop  --dir DIR            stop the DC whose pid is in DIR/run/samba.pid
     scripts/ad-testbed facts --dir DIR            print DIR/facts.json
 
-The DC listens on loopback only (LDAP 389, LDAPS 636, Kerberos 88). LDAPS presents a certificate issued
-by this script's own CA (DIR/tls/ca.pem) for 127.0.0.1, localhost and dc.corp.example.test. The ports
-are fixed, so one DC runs per network namespace. `start` on a DIR whose DC runs just prints its facts.
+The DC listens on one loopback address only (LDAP 389, LDAPS 636, Kerberos 88): 127.0.0.1, or another of
+127.0.0.0/8 given by `start --host` (the ports are fixed, so one DC runs per address and network namespace: a
+test run's parallel workers each start theirs on an address of its own). LDAPS presents a certificate issued
+by this script's own CA (DIR/tls/ca.pem) for that address, localhost and dc.corp.example.test. `start` on a DIR
+whose DC runs just prints its facts.
 
 Needs Python 3 with cryptography and ldap3, and Debian's samba packages (installed when missing).
 """
@@ -42,12 +45,20 @@ MAIL_DOMAIN = "mail.corp.example.test"
 BASE_DN = "DC=corp,DC=example,DC=test"
 USERS_DN = f"CN=Users,{BASE_DN}"
 DC_DNS_NAME = "dc.corp.example.test"
-HOST = "127.0.0.1"
+HOST = "127.0.0.1"  # start --host changes it (use_host)
 LDAP_PORT = 389
 LDAPS_PORT = 636
 KERBEROS_PORT = 88
 LDAP_URL = f"ldap://{HOST}:{LDAP_PORT}"
 LDAPS_URL = f"ldaps://{HOST}:{LDAPS_PORT}"
+
+
+def use_host(host):
+    """The loopback address the DC listens on, and so its URLs and its certificate's address."""
+    global HOST, LDAP_URL, LDAPS_URL
+    if not ipaddress.ip_address(host).is_loopback:
+        raise TestbedError(f"--host {host}: the DC listens on loopback only (127.0.0.0/8)")
+    HOST, LDAP_URL, LDAPS_URL = host, f"ldap://{host}:{LDAP_PORT}", f"ldaps://{host}:{LDAPS_PORT}"
 ADMIN_UPN = f"Administrator@{UPN_SUFFIX}"
 ADMIN_PASSWORD = "Adm1n!Testbed-Pa55"  # a throwaway DC on loopback
 
@@ -260,7 +271,7 @@ def _key_usage(*, cert_sign):
 
 
 def make_tls(paths):
-    """Our own CA and a server certificate for 127.0.0.1, so clients verify without /etc/hosts edits."""
+    """Our own CA and a server certificate for the DC's address, so clients verify without /etc/hosts edits."""
     paths.tls.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
     not_before, not_after = now - datetime.timedelta(days=1), now + datetime.timedelta(days=365)
@@ -282,7 +293,8 @@ def make_tls(paths):
     server_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     server_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, DC_DNS_NAME)])
     alt_names = [
-        x509.IPAddress(ipaddress.ip_address(HOST)),
+        # 127.0.0.1 as well: a test's relay on 127.0.0.1 reaches a DC that listens on another loopback address.
+        *{x509.IPAddress(ipaddress.ip_address(HOST)), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))},
         x509.DNSName("localhost"),
         x509.DNSName(DC_DNS_NAME),
     ]
@@ -334,7 +346,7 @@ def prepare_dir(paths):
 
 def provision(paths):
     options = {
-        "interfaces": "lo",
+        "interfaces": f"{HOST}/8",
         "bind interfaces only": "yes",
         "pid directory": paths.run,
         "log file": paths.log_file,
@@ -594,6 +606,7 @@ def build_facts(paths, pid):
     }
     return {
         "dir": str(paths.root),
+        "host": HOST,
         "ldaps_url": LDAPS_URL,
         "ldap_url": LDAP_URL,
         "ca_file": str(paths.ca_cert),
@@ -721,6 +734,7 @@ def main(argv=None):
     start = commands.add_parser("start", help="provision, start and populate a DC in DIR")
     start.add_argument("--dir", required=True)
     start.add_argument("--json", action="store_true", help="print the facts as one JSON line on stdout")
+    start.add_argument("--host", default=HOST, help="the loopback address to listen on (default %(default)s)")
     commands.add_parser("stop", help="stop the DC of DIR, by its pid file").add_argument("--dir", required=True)
     commands.add_parser("facts", help="print DIR/facts.json").add_argument("--dir", required=True)
     commands.add_parser("install", help="install the Debian packages the DC needs when they are missing (apt, "
@@ -731,8 +745,11 @@ def main(argv=None):
         if args.command == "install":
             ensure_packages()
         elif args.command == "start":
+            use_host(args.host)
             cmd_start(paths, args.json)
         elif args.command == "stop":
+            if paths.facts.exists():  # where that DC listens, to see its port close
+                use_host(read_facts(paths).get("host", HOST))
             print(stop_dc(paths))
         else:
             print(json.dumps(read_facts(paths), indent=2))

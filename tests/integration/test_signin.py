@@ -160,7 +160,7 @@ def test_cloud_lockout_comes_before_ad_lockout(site, ad_testbed):
 
 
 def test_directory_down_is_directory_unavailable_not_a_wrong_password(ad_testbed):
-    relay = TcpRelay(("127.0.0.1", 636))
+    relay = TcpRelay((ad_testbed.host, 636))
     portal = make_portal("embedded")
     try:
         node = portal.start_node("dc-down")
