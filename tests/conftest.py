@@ -9,11 +9,13 @@ pytest_plugins = ["tests.fixtures.ad", "tests.fixtures.portal", "tests.fixtures.
 PROFILE_FREE = ("tests/agents/onprem/", "tests/agents/test_protocol.py", "tests/bench/", "tests/test_import_graph.py")
 
 
+def pytest_itemcollected(item):
+    if item.nodeid.startswith(PROFILE_FREE):
+        item.add_marker(pytest.mark.profile_free)
+
+
 @pytest.hookimpl(trylast=True)  # after pytest-django's own order of the database tests, which this one keeps
 def pytest_collection_modifyitems(items):
-    for item in items:
-        if item.nodeid.startswith(PROFILE_FREE):
-            item.add_marker(pytest.mark.profile_free)
     # The integration tests that need no test database first: they are the long ones, and workers of a parallel
     # run (pytest-xdist) that start with them finish together, the short unit tests filling in at the end.
     items.sort(key=lambda item: not (item.get_closest_marker("integration") and not _uses_test_database(item)))
