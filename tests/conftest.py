@@ -37,6 +37,22 @@ def quick_password_hashing():
         yield
 
 
+@pytest.fixture(autouse=True)
+def connection_pool_per_transactional_test(request):
+    """Production profile: a transactional test that drives the ASGI application leaves pooled connections in
+    threads it no longer runs (asgiref's per-request threads), which the pool counts as taken until it closes:
+    a portal process has one application and returns them, the test process builds one per test. The next such
+    test starts with a fresh pool, so taken connections never pile up to its max_size."""
+    yield
+    marker = request.node.get_closest_marker("django_db")
+    if "transactional_db" in request.fixturenames or (marker and marker.kwargs.get("transaction")):
+        from django.db import connections
+
+        for connection in connections.all(initialized_only=True):
+            if hasattr(connection, "close_pool"):
+                connection.close_pool()
+
+
 @pytest.fixture
 def tenant_factory(db):
     from tenant.services import tenant_create
