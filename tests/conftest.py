@@ -1,3 +1,5 @@
+import collections
+
 import pytest
 
 pytest_plugins = ["tests.fixtures.ad", "tests.fixtures.portal", "tests.fixtures.browser", "tests.fixtures.dns",
@@ -16,9 +18,14 @@ def pytest_itemcollected(item):
 
 @pytest.hookimpl(trylast=True)  # after pytest-django's own order of the database tests, which this one keeps
 def pytest_collection_modifyitems(items):
-    # The integration tests that need no test database first: they are the long ones, and workers of a parallel
-    # run (pytest-xdist) that start with them finish together, the short unit tests filling in at the end.
-    items.sort(key=lambda item: not (item.get_closest_marker("integration") and not _uses_test_database(item)))
+    # The integration tests that need no test database first, the files with the most tests before the others:
+    # they are the long ones, and workers of a parallel run (pytest-xdist, a file to a worker) that start with them
+    # finish together, the short unit tests filling in at the end. Everything else keeps its order.
+    first = [item for item in items if item.get_closest_marker("integration") and not _uses_test_database(item)]
+    sizes = collections.Counter(item.path for item in first)
+    first.sort(key=lambda item: -sizes[item.path])  # stable: a file's tests stay together and in order
+    chosen = set(map(id, first))
+    items[:] = first + [item for item in items if id(item) not in chosen]
 
 
 def _uses_test_database(item) -> bool:

@@ -9,6 +9,7 @@ renewal from that column, and the certificate itself stays valid for the handsha
 import datetime
 import json
 import time
+from typing import Any
 
 import httpx
 import pta_protocol as protocol
@@ -29,7 +30,7 @@ DOMAIN = "corp.example.test"
 def module_portal():
     """One production portal for the module's tests (its database, tenant "Corp" and node "a"): each test registers
     agents of its own, so they need no portal of their own, only what they start stopped after them."""
-    portal = make_portal("production")
+    portal: Any = make_portal("production")  # with the module's tenant and node as attributes
     try:
         portal.tenant = portal.tenant_create("Corp", DOMAIN)
         portal.node = portal.start_node("a")
