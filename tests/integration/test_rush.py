@@ -44,9 +44,15 @@ def people(ad_testbed):
         conn.unbind()
 
 
+# The sign-in deadline of this portal: long enough for one agent to serve 500 binds on a busy two-core machine
+# (the suite's other workers share it), so that what is tested is the queue (none refused, all signed in within
+# their deadline), not how fast the machine is.
+DEADLINE_SECONDS = 30
+
+
 @pytest.fixture(scope="module")
 def site(ad_testbed, people):
-    portal = make_portal("embedded")
+    portal = make_portal("embedded", timings={"PTA_SIGNIN_DEADLINE_SECONDS": str(DEADLINE_SECONDS)})
     try:
         node = portal.start_node("web")
         tenant = portal.tenant_create("Contoso", ad_testbed.upn_suffix)
@@ -69,6 +75,6 @@ def test_a_rush_of_good_passwords_is_queued_and_all_signed_in(site, people, subm
         outcomes[answer.outcome] = outcomes.get(answer.outcome, 0) + 1
     assert outcomes == {"success": submissions}, outcomes
     slowest = max(took for _, took in answers)
-    assert slowest < 10 + 2, f"slowest answer {slowest:.1f} s"  # the sign-in deadline, plus HTTP
+    assert slowest < DEADLINE_SECONDS + 2, f"slowest answer {slowest:.1f} s"  # the sign-in deadline, plus HTTP
     waited = portal.sql("SELECT count(*), max(queued_ms) FROM signin_signinevent WHERE queued_ms > 0")[0]
     assert waited[0] > 0, "the agent was never full: the rush did not test the queue"
