@@ -123,6 +123,12 @@ def flood(limit: int = 20_000) -> int:
     return limit
 
 
+# A half-done sign-in's session takes about 300 bytes of Redis: 64 KB hold some 210 of them, and a flood of 800 is
+# several times the room, enough to evict everything that was there before it.
+ROOM_KB = 64
+EVICTING_FLOOD = 800
+
+
 def room_for(client: redis.Redis, kilobytes: int) -> None:
     client.config_set("maxmemory", int(client.info("memory")["used_memory"]) + kilobytes * 1024)
 
@@ -131,7 +137,7 @@ def room_for(client: redis.Redis, kilobytes: int) -> None:
 def test_a_flood_of_sessions_never_drops_a_lock_on_a_redis_that_does_not_evict(production_redis):
     assert signin_checks.lockout_store_never_evicts(None) == []  # redis-server's default: noeviction
     account = lock_nobody("target@nowhere.example.test")
-    room_for(production_redis, 256)
+    room_for(production_redis, ROOM_KB)
     sent = flood()
     assert 0 < sent < 20_000, "the flood never filled Redis"  # it refused new sessions, evicting nothing
     assert lockout.lockout_active(account=account, familiar=False)
@@ -145,7 +151,7 @@ def test_start_up_refuses_a_lockout_redis_that_evicts(production_redis, policy):
     assert [e.id for e in signin_checks.lockout_store_never_evicts(None)] == ["signin.E005"]
     if policy == "volatile-lru":
         account = lock_nobody("target@nowhere.example.test")
-        room_for(production_redis, 256)
-        sent = flood(limit=3000)
-        assert sent == 3000  # never refused: room was made by evicting
+        room_for(production_redis, ROOM_KB)
+        sent = flood(limit=EVICTING_FLOOD)
+        assert sent == EVICTING_FLOOD  # never refused: room was made by evicting
         assert not lockout.lockout_active(account=account, familiar=False)
