@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IS_POPUP_VAR
+from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.http import HttpResponseRedirect
@@ -142,16 +143,34 @@ class DomainAdmin(TenantScopedAdmin):
             self.message_user(request, result.message, level)
 
 
+DIRECTORY_PASSWORD = ("{upn} signs in with their Active Directory password, which the portal neither keeps nor "
+                      "sets: change it in Active Directory (or the user changes it at sign-in when it has expired).")
+
+
 class UserCreateForm(AdminUserCreationForm):
     class Meta:
         model = User
         fields = ["upn"]
+
+    def clean(self):
+        if self.cleaned_data.get("source") == User.Source.ON_PREMISES:
+            if self.cleaned_data.get("password1") or self.cleaned_data.get("password2"):
+                # A password typed for a directory user would be kept and never used: refused, not ignored.
+                self.add_error("password1", DIRECTORY_PASSWORD.format(upn="An on-premises user")
+                               + " Leave the password empty.")
+            self.cleaned_data["usable_password"] = "false"  # no password of the portal's for this user
+        return super().clean()
 
 
 class UserEditForm(UserChangeForm):
     class Meta:
         model = User
         fields = "__all__"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.source == User.Source.ON_PREMISES:
+            self.fields.pop("password", None)  # a declared field, there whatever the fieldsets say
 
 
 @admin.register(User)
@@ -185,8 +204,34 @@ class UserAdmin(TenantScopedAdmin, DjangoUserAdmin):
             mfa_reset(user=user)
         self.message_user(request, f"MFA reset for {len(users)} user(s).", messages.SUCCESS)
 
+    @staticmethod
+    def _from_directory(obj) -> bool:
+        return obj is not None and obj.source == User.Source.ON_PREMISES
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        # The directory owns a directory user's name and origin: sign-ins find the account by its UPN (and objectGUID).
+        return readonly + ["upn", "source", "directory_password"] if self._from_directory(obj) else readonly
+
+    @admin.display(description="Password")
+    def directory_password(self, obj) -> str:
+        return "In Active Directory: change it there. The portal neither keeps nor sets it."
+
+    def user_change_password(self, request, id, form_url=""):
+        user = self.get_object(request, unquote(id))
+        if self._from_directory(user) and self.has_change_permission(request, user):
+            # Django's form would say "Password changed successfully" and AD would keep the old password.
+            self.message_user(request, "No password was changed. " + DIRECTORY_PASSWORD.format(upn=user.upn),
+                              messages.ERROR)
+            return HttpResponseRedirect(reverse(f"{self.admin_site.name}:tenant_user_change", args=[user.pk]))
+        return super().user_change_password(request, id, form_url)
+
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
+        if self._from_directory(obj):
+            # No password control: the portal holds no password for a directory user, only a word on where it is.
+            fieldsets = [(name, {**opts, "fields": ["directory_password" if f == "password" else f
+                                                    for f in opts["fields"]]}) for name, opts in fieldsets]
         if self.is_platform_admin(request):
             return fieldsets
         # A tenant administrator cannot grant platform rights nor move a user to another tenant.
