@@ -1,5 +1,6 @@
 import secrets
 
+from asgiref.sync import async_to_sync
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
@@ -10,6 +11,7 @@ from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 
 from agents.models import Agent, RegistrationToken
+from agents.selectors import agent_statuses
 from agents.services.registration import DEFAULT_TOKEN_TTL_SECONDS, registration_token_issue
 from tenant.admin_scoping import TenantScopedAdmin, mask
 
@@ -19,10 +21,10 @@ class AgentAdmin(TenantScopedAdmin):
     list_display = ["name", "tenant", "hostname", "status_badge", "version", "certificate_not_after", "last_seen"]
     list_filter = ["tenant", "revoked_at"]
     search_fields = ["name", "hostname"]
-    readonly_fields = ["id", "tenant", "hostname", "version", "certificate_serial", "fingerprint",
+    readonly_fields = ["id", "status_badge", "tenant", "hostname", "version", "certificate_serial", "fingerprint",
                        "certificate_not_after", "registered_at", "last_seen", "revoked_at", "revoked_by"]
-    fields = ["id", "name", "tenant", "domains", "hostname", "version", "certificate_serial", "fingerprint",
-              "certificate_not_after", "registered_at", "last_seen", "revoked_at", "revoked_by"]
+    fields = ["id", "name", "status_badge", "tenant", "domains", "hostname", "version", "certificate_serial",
+              "fingerprint", "certificate_not_after", "registered_at", "last_seen", "revoked_at", "revoked_by"]
     actions = ["revoke_selected"]
     autocomplete_fields = ["domains"]
 
@@ -46,9 +48,21 @@ class AgentAdmin(TenantScopedAdmin):
         for agent in queryset:
             agent_delete(agent=agent, by=request.user)
 
+    def get_changelist_instance(self, request):
+        changelist = super().get_changelist_instance(request)
+        # The page's agents' statuses in one pass, as the health view reads them (not last_seen, which lags).
+        agents = list(changelist.result_list)
+        statuses = async_to_sync(agent_statuses)(agents=agents)
+        for agent in agents:
+            agent.live_status = statuses[str(agent.pk)]
+        return changelist
+
     @admin.display(description="status")
     def status_badge(self, obj: Agent) -> str:
-        return Agent.Status(obj.status).label
+        status = getattr(obj, "live_status", None)
+        if status is None:  # the change page: one agent
+            status = async_to_sync(agent_statuses)(agents=[obj])[str(obj.pk)]
+        return Agent.Status(status).label
 
     @admin.display(description="key fingerprint")
     def fingerprint(self, obj: Agent) -> str:

@@ -26,6 +26,7 @@ class TenantAuthority(models.Model):
 
 
 class Agent(models.Model):
+    # Computed, not stored: agents.selectors.agent_status (presence, revocation, certificate expiry).
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
         INACTIVE = "inactive", "Inactive"
@@ -56,16 +57,6 @@ class Agent(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-    @property
-    def status(self) -> str:
-        if self.revoked_at:
-            return self.Status.REVOKED
-        if self.certificate_not_after <= timezone.now():
-            return self.Status.EXPIRED
-        if self.last_seen and (timezone.now() - self.last_seen).total_seconds() < 120:
-            return self.Status.ACTIVE
-        return self.Status.INACTIVE
 
 
 class RegistrationToken(models.Model):
