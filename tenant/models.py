@@ -54,6 +54,9 @@ class Domain(models.Model):
     verified_at = models.DateTimeField(null=True, blank=True, editable=False)
     # The value the tenant publishes in DNS (tenant/domain_proof.py); random, so only this claim can prove it.
     verification_token = models.CharField(max_length=64, default=verification_token_new, editable=False)
+    # The last look-up of its TXT record (tenant.services.domain_verify): when, and what it found, for its page.
+    last_check_at = models.DateTimeField("last checked", null=True, blank=True, editable=False)
+    last_check_result = models.TextField("last check's result", blank=True, default="", editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
