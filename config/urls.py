@@ -14,7 +14,7 @@ admin.site.site_title = "PTA admin"
 admin.site.index_title = "Administration"
 # The console's "View site" link (named "Agent health" in templates/admin/base_site.html): the page administrators
 # keep open, rather than the portal's root, which signs people in.
-admin.site.site_url = reverse_lazy("agent-health-page")
+admin.site.site_url = reverse_lazy("agent-health-page")  # type: ignore[assignment]  # a str once rendered
 # The admin console signs in through the portal's own pages, second factor included. AdminSite has no setting for
 # its login view, so this one site's method is replaced; Django calls it with the request alone.
 admin.site.login = admin_login  # type: ignore[method-assign,assignment]

@@ -104,11 +104,10 @@ class DomainAdmin(TenantScopedAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         domain = self.get_object(request, unquote(object_id))
-        can_verify = domain is not None and not domain.verified and self.has_change_permission(request, domain)
-        return super().change_view(request, object_id, form_url, {
-            **(extra_context or {}),
-            "verify_url": reverse(f"{self.admin_site.name}:tenant_domain_verify", args=[domain.pk])
-            if can_verify else ""})
+        verify_url = ""
+        if domain is not None and not domain.verified and self.has_change_permission(request, domain):
+            verify_url = reverse(f"{self.admin_site.name}:tenant_domain_verify", args=[domain.pk])
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), "verify_url": verify_url})
 
     def verify_view(self, request, object_id):
         """POST …/verify/: look the domain's TXT record up now (the domain page's "Verify now" button) and say what
@@ -257,7 +256,7 @@ class UserAdmin(TenantScopedAdmin, DjangoUserAdmin):
 
     def user_change_password(self, request, id, form_url=""):
         user = self.get_object(request, unquote(id))
-        if self._from_directory(user) and self.has_change_permission(request, user):
+        if user is not None and self._from_directory(user) and self.has_change_permission(request, user):
             # Django's form would say "Password changed successfully" and AD would keep the old password.
             self.message_user(request, "No password was changed. " + DIRECTORY_PASSWORD.format(upn=user.upn),
                               messages.ERROR)

@@ -42,7 +42,7 @@ def test_the_reason_given_is_kept_on_the_line(admin):
     from config.logfilters import ForbiddenOnOneLine
 
     request = RequestFactory().post("/admin/agents/registrationtoken/add/")
-    request._cached_user = admin
+    request._cached_user = admin  # type: ignore[attr-defined]  # as AuthenticationMiddleware leaves it
     try:
         raise PermissionDenied("This form has already issued\nits token.")
     except PermissionDenied as exc:
