@@ -1,10 +1,17 @@
+import secrets
+
+from asgiref.sync import async_to_sync
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 
 from agents.models import Agent, RegistrationToken
+from agents.selectors import agent_statuses
 from agents.services.registration import DEFAULT_TOKEN_TTL_SECONDS, registration_token_issue
 from tenant.admin_scoping import TenantScopedAdmin, mask
 
@@ -14,10 +21,10 @@ class AgentAdmin(TenantScopedAdmin):
     list_display = ["name", "tenant", "hostname", "status_badge", "version", "certificate_not_after", "last_seen"]
     list_filter = ["tenant", "revoked_at"]
     search_fields = ["name", "hostname"]
-    readonly_fields = ["id", "tenant", "hostname", "version", "certificate_serial", "fingerprint",
+    readonly_fields = ["id", "status_badge", "tenant", "hostname", "version", "certificate_serial", "fingerprint",
                        "certificate_not_after", "registered_at", "last_seen", "revoked_at", "revoked_by"]
-    fields = ["id", "name", "tenant", "domains", "hostname", "version", "certificate_serial", "fingerprint",
-              "certificate_not_after", "registered_at", "last_seen", "revoked_at", "revoked_by"]
+    fields = ["id", "name", "status_badge", "tenant", "domains", "hostname", "version", "certificate_serial",
+              "fingerprint", "certificate_not_after", "registered_at", "last_seen", "revoked_at", "revoked_by"]
     actions = ["revoke_selected"]
     autocomplete_fields = ["domains"]
 
@@ -41,9 +48,21 @@ class AgentAdmin(TenantScopedAdmin):
         for agent in queryset:
             agent_delete(agent=agent, by=request.user)
 
+    def get_changelist_instance(self, request):
+        changelist = super().get_changelist_instance(request)
+        # The page's agents' statuses in one pass, as the health view reads them (not last_seen, which lags).
+        agents = list(changelist.result_list)
+        statuses = async_to_sync(agent_statuses)(agents=agents)
+        for agent in agents:
+            agent.live_status = statuses[str(agent.pk)]
+        return changelist
+
     @admin.display(description="status")
     def status_badge(self, obj: Agent) -> str:
-        return Agent.Status(obj.status).label
+        status = getattr(obj, "live_status", None)
+        if status is None:  # the change page: one agent
+            status = async_to_sync(agent_statuses)(agents=[obj])[str(obj.pk)]
+        return Agent.Status(status).label
 
     @admin.display(description="key fingerprint")
     def fingerprint(self, obj: Agent) -> str:
@@ -60,9 +79,17 @@ class AgentAdmin(TenantScopedAdmin):
         self.message_user(request, f"Revoked {count} agent(s).", messages.SUCCESS)
 
 
+# The add form's one-time keys that may still issue a token, in the administrator's session (newest last).
+ISSUE_KEYS_SESSION = "pta_token_issue_keys"
+ISSUE_KEYS_KEPT = 20
+
+
 class RegistrationTokenForm(forms.ModelForm):
     ttl_seconds = forms.IntegerField(initial=DEFAULT_TOKEN_TTL_SECONDS, min_value=60, max_value=7 * 24 * 3600,
                                      label="Valid for (seconds)")
+    # Each rendered add form may issue one token: a reload of the answer page (the browser posts the form again)
+    # finds its key spent and issues nothing.
+    issue_key = forms.CharField(widget=forms.HiddenInput, required=False)
 
     class Meta:
         model = RegistrationToken
@@ -85,11 +112,38 @@ class RegistrationTokenAdmin(TenantScopedAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ["domains", "ttl_seconds"] if not self.is_platform_admin(request) else [
-                "tenant", "domains", "ttl_seconds"]
+            return ["domains", "ttl_seconds", "issue_key"] if not self.is_platform_admin(request) else [
+                "tenant", "domains", "ttl_seconds", "issue_key"]
         return ["masked", "tenant", "domains", "created_at", "expires_at", "used_at", "used_by", "issued_by"]
 
+    def get_changeform_initial_data(self, request):
+        # A fresh key for each add form shown (GET only: a POST's form carries the key it was shown with).
+        key = secrets.token_urlsafe(16)
+        request.session[ISSUE_KEYS_SESSION] = [*request.session.get(ISSUE_KEYS_SESSION, []), key][-ISSUE_KEYS_KEPT:]
+        return {**super().get_changeform_initial_data(request), "issue_key": key}
+
+    @staticmethod
+    def _issue_key_spend(request, key: str) -> bool:
+        """Whether ``key`` was given out by a form shown to this session and not used yet; it is used now."""
+        keys = request.session.get(ISSUE_KEYS_SESSION, [])
+        if not key or key not in keys:
+            return False
+        request.session[ISSUE_KEYS_SESSION] = [k for k in keys if k != key]
+        return True
+
+    def add_view(self, request, form_url="", extra_context=None):
+        if request.method == "POST" and request.POST.get("issue_key", "") not in request.session.get(
+                ISSUE_KEYS_SESSION, []):
+            # A reload of the answer page posts the same form again: no second token, and the first is not shown
+            # again (the portal no longer has it).
+            self.message_user(request, "This form has already issued its token, which was shown once and is not "
+                                       "shown again. Issue a new token if it was not copied.", messages.WARNING)
+            return HttpResponseRedirect(reverse(f"{self.admin_site.name}:agents_registrationtoken_changelist"))
+        return super().add_view(request, form_url, extra_context)
+
     def save_model(self, request, obj, form, change):
+        if not self._issue_key_spend(request, form.cleaned_data.get("issue_key", "")):
+            raise PermissionDenied("This form has already issued its token.")  # two posts racing with one key
         tenant = obj.tenant if self.is_platform_admin(request) else request.user.tenant
         token, raw = registration_token_issue(
             tenant=tenant, domains=form.cleaned_data.get("domains") or [],
@@ -102,6 +156,9 @@ class RegistrationTokenAdmin(TenantScopedAdmin):
         obj.raw_token = raw  # in memory for response_add's page only: never a message (a readable cookie)
 
     def response_add(self, request, obj, post_url_continue=None):
+        # The notice names the token by its last characters only: a message may be kept in a readable cookie.
+        self.message_user(request, f"Registration token …{obj.hint} issued. Copy it now: it is shown on this page "
+                                   "only, and the portal keeps only its hash.", messages.SUCCESS)
         domains = [domain.name for domain in obj.domains.all()]
         context = {
             **self.admin_site.each_context(request), "title": "Registration token issued", "opts": self.opts,

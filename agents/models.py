@@ -26,23 +26,24 @@ class TenantAuthority(models.Model):
 
 
 class Agent(models.Model):
+    # Computed, not stored: agents.selectors.agent_status (presence, revocation, certificate expiry).
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
         INACTIVE = "inactive", "Inactive"
         REVOKED = "revoked", "Revoked"
         EXPIRED = "expired", "Expired"
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    id = models.UUIDField("ID", primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="agents")
     domains = models.ManyToManyField(Domain, related_name="agents")
     name = models.CharField(max_length=200)
     hostname = models.CharField(max_length=253, blank=True, default="")
     version = models.CharField(max_length=64, blank=True, default="")
-    certificate_pem = models.TextField(editable=False)
+    certificate_pem = models.TextField("certificate (PEM)", editable=False)
     certificate_serial = models.CharField(max_length=64, editable=False)
     # SHA-256 of the agent's public key (SubjectPublicKeyInfo DER): the key id in every sealed request.
     key_fingerprint = models.CharField(max_length=64, db_index=True, editable=False)
-    certificate_not_after = models.DateTimeField(editable=False)
+    certificate_not_after = models.DateTimeField("certificate valid until", editable=False)
     registered_at = models.DateTimeField(default=timezone.now, editable=False)
     last_seen = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -56,16 +57,6 @@ class Agent(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-    @property
-    def status(self) -> str:
-        if self.revoked_at:
-            return self.Status.REVOKED
-        if self.certificate_not_after <= timezone.now():
-            return self.Status.EXPIRED
-        if self.last_seen and (timezone.now() - self.last_seen).total_seconds() < 120:
-            return self.Status.ACTIVE
-        return self.Status.INACTIVE
 
 
 class RegistrationToken(models.Model):

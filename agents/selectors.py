@@ -1,13 +1,16 @@
-"""Reads about connected agents, for the sign-in path and the health view."""
+"""Reads about connected agents, for the sign-in path, the health view and the admin console."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pta_protocol as protocol
+from django.utils import timezone
 
 from agents.connections import local_agents, node_id
+from agents.models import Agent
 from agents.presence import PresenceRecord, presence_registry
 
 
@@ -71,3 +74,26 @@ async def password_change_available(*, tenant_id: str, domain: str) -> bool:
 async def agent_presence(*, agent_id: str) -> PresenceRecord | None:
     """The presence of one agent, or None when it is not connected anywhere."""
     return await presence_registry().for_agent(agent_id=str(agent_id))
+
+
+def agent_status(*, revoked: bool, expired: bool, connected: bool) -> Agent.Status:
+    """An agent's status, the one notion of it for the health view, its alerts and the admin console: active while
+    it is connected (its presence is refreshed by its node and expires within seconds of its loss), whatever
+    ``last_seen`` says (written at most every PTA_LAST_SEEN_SECONDS, so it lags behind)."""
+    if revoked:
+        return Agent.Status.REVOKED
+    if expired:
+        return Agent.Status.EXPIRED
+    return Agent.Status.ACTIVE if connected else Agent.Status.INACTIVE
+
+
+async def agent_statuses(*, agents: Iterable[Agent]) -> dict[str, Agent.Status]:
+    """agent_status of each agent (by id), its presence read as the health view reads it."""
+    now = timezone.now()
+    statuses = {}
+    for agent in agents:
+        revoked = agent.revoked_at is not None
+        presence = None if revoked else await agent_presence(agent_id=str(agent.pk))
+        statuses[str(agent.pk)] = agent_status(revoked=revoked, expired=agent.certificate_not_after <= now,
+                                               connected=presence is not None)
+    return statuses

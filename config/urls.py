@@ -1,6 +1,7 @@
 from django.contrib import admin
-from django.urls import include, path, re_path
+from django.urls import include, path, re_path, reverse_lazy
 from django.views.decorators.debug import sensitive_variables
+from django.views.generic import RedirectView
 from oauth2_provider import urls as oauth2_urls
 from oauth2_provider.views import RevokeTokenView
 
@@ -11,6 +12,9 @@ from signin.views import admin_login
 admin.site.site_header = "Pass-through authentication"
 admin.site.site_title = "PTA admin"
 admin.site.index_title = "Administration"
+# The console's "View site" link (named "Agent health" in templates/admin/base_site.html): the page administrators
+# keep open, rather than the portal's root, which signs people in.
+admin.site.site_url = reverse_lazy("agent-health-page")  # type: ignore[assignment]  # a str once rendered
 # The admin console signs in through the portal's own pages, second factor included. AdminSite has no setting for
 # its login view, so this one site's method is replaced; Django calls it with the request alone.
 admin.site.login = admin_login  # type: ignore[method-assign,assignment]
@@ -37,4 +41,6 @@ urlpatterns = [
     path("", include("agents.urls")),
     path("", include("signin.urls")),
     path("", include((oauth2_patterns, "oauth2_provider"), namespace="oauth2_provider")),
+    # The portal's root is the sign-in page (a bookmark of the bare host name, a user typing it), not a 404.
+    path("", RedirectView.as_view(pattern_name="signin:username", query_string=True), name="root"),
 ]

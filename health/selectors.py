@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from agents.models import Agent
 from agents.queue import slot_queues
-from agents.selectors import agent_presence
+from agents.selectors import agent_presence, agent_status
 from health.models import SignInRollup
 from health.services.rollups import percentile
 from signin.models import SignInEvent
@@ -146,8 +146,8 @@ async def agents_health(*, tenants: list[Tenant], hours: int = DEFAULT_HISTORY_H
     for row in rows:
         presence = None if row["revoked"] else await agent_presence(agent_id=row["id"])
         row["connected"] = presence is not None
-        row["status"] = ("revoked" if row["revoked"] else "expired" if row["expired"]
-                         else "active" if presence else "inactive")
+        row["status"] = agent_status(revoked=row["revoked"], expired=row["expired"],
+                                     connected=presence is not None).value
         row.update({"node": presence.node_id, "in_flight": presence.in_flight, "capacity": presence.capacity,
                     "dc_reachable": presence.dc_reachable,
                     "load": "queueing" if presence.in_flight >= presence.capacity else "serving"} if presence else

@@ -63,3 +63,19 @@ class RecoveryCodesAdmin(FactorAdmin):
     @admin.display(description="unused codes")
     def codes_left(self, obj: StaticDevice) -> int:
         return obj.unused_codes  # type: ignore[attr-defined]
+
+
+def _plain_names() -> None:
+    """The admin console names django-otp's models and apps in plain words ("Otp_Totp", "static devices" meant
+    nothing to an administrator). Set on the models' options at run time: a migration's state reads Meta's own
+    attributes (``original_attrs``), so this asks for no migration of the library."""
+    from django.apps import apps
+
+    for model, app_name, singular, plural in (
+            (TOTPDevice, "MFA authenticator apps", "authenticator app", "authenticator apps"),
+            (StaticDevice, "MFA recovery codes", "set of recovery codes", "recovery codes")):
+        model._meta.verbose_name, model._meta.verbose_name_plural = singular, plural
+        apps.get_app_config(model._meta.app_label).verbose_name = app_name
+
+
+_plain_names()

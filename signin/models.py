@@ -17,25 +17,26 @@ class SignInEvent(models.Model):
         NOT_REQUIRED = "not_required", "Not required"
         REQUIRED = "required", "Required"
 
-    id = models.BigAutoField(primary_key=True)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    id = models.BigAutoField("ID", primary_key=True)
+    created_at = models.DateTimeField("time", default=timezone.now, db_index=True)
     tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     username = models.CharField("username as typed", max_length=320)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                              related_name="sign_ins")
-    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    ip_address = models.GenericIPAddressField("IP address", null=True, blank=True)
     user_agent = models.CharField(max_length=512, blank=True, default="")
     agent = models.ForeignKey("agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    request_id = models.UUIDField(default=uuid.uuid4, editable=False, db_index=True)
+    request_id = models.UUIDField("request ID", default=uuid.uuid4, editable=False, db_index=True)
     outcome = models.CharField(max_length=32, choices=[(o.value, o.value) for o in Outcome], db_index=True)
     ad_subcode = models.CharField("AD sub-code", max_length=16, blank=True, default="")
     familiar = models.BooleanField(default=False, help_text="From an address that signed this user in before.")
-    total_ms = models.FloatField(null=True, blank=True)
-    agent_ms = models.FloatField(null=True, blank=True)
-    queued_ms = models.FloatField(null=True, blank=True, help_text="Waited for an agent slot (every agent busy).")
-    mfa_decision = models.CharField(max_length=16, choices=MfaDecision.choices, blank=True, default="")
-    mfa_reason = models.CharField(max_length=64, blank=True, default="")
-    mfa_result = models.CharField(max_length=32, blank=True, default="")
+    total_ms = models.FloatField("total time (ms)", null=True, blank=True)
+    agent_ms = models.FloatField("agent time (ms)", null=True, blank=True)
+    queued_ms = models.FloatField("queued (ms)", null=True, blank=True,
+                                  help_text="Waited for an agent slot (every agent busy).")
+    mfa_decision = models.CharField("MFA decision", max_length=16, choices=MfaDecision.choices, blank=True, default="")
+    mfa_reason = models.CharField("MFA reason", max_length=64, blank=True, default="")
+    mfa_result = models.CharField("MFA result", max_length=32, blank=True, default="")
     channel = models.CharField(max_length=16, default="web", help_text="web, admin or oauth")
     password_change = models.BooleanField(
         default=False, help_text="An attempt to change an expired or must-change password on the sign-in page "
@@ -44,6 +45,8 @@ class SignInEvent(models.Model):
                               help_text="Why the directory refused a new password (e.g. history, complexity).")
 
     class Meta:
+        verbose_name = "sign-in record"
+        verbose_name_plural = "sign-in records"
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["tenant", "-created_at"])]
 

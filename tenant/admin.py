@@ -1,10 +1,14 @@
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IS_POPUP_VAR
+from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
-from django.http import HttpResponseRedirect
-from django.urls import reverse
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
+from django.urls import path, reverse
+from django.utils.formats import date_format
+from django.utils.timezone import localtime
 
 from tenant.admin_scoping import TenantScopedAdmin
 from tenant.models import Domain, Tenant, User
@@ -77,11 +81,12 @@ class DomainAdmin(TenantScopedAdmin):
     list_filter = ["verified"]
     search_fields = ["name"]
     actions = ["verify"]
+    change_form_template = "admin/tenant/domain/change_form.html"
 
     def get_fields(self, request, obj=None):
         fields = ["name", "tenant", "verified"]
         if obj is not None:
-            fields += ["verified_at", "dns_record_name", "dns_record_value", "how_to_verify"]
+            fields += ["verified_at", "dns_record_name", "dns_record_value", "how_to_verify", "last_check"]
         return fields if self.is_platform_admin(request) else [f for f in fields if f != "tenant"]
 
     def get_readonly_fields(self, request, obj=None):
@@ -89,8 +94,40 @@ class DomainAdmin(TenantScopedAdmin):
         readonly = [] if self.is_platform_admin(request) else ["verified"]
         if obj is not None:
             # Renaming would carry the verification to a name nobody proved.
-            readonly += ["name", "verified_at", "dns_record_name", "dns_record_value", "how_to_verify"]
+            readonly += ["name", "verified_at", "dns_record_name", "dns_record_value", "how_to_verify", "last_check"]
         return readonly
+
+    def get_urls(self):
+        verify = path("<path:object_id>/verify/", self.admin_site.admin_view(self.verify_view),
+                      name="tenant_domain_verify")
+        return [verify, *super().get_urls()]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        domain = self.get_object(request, unquote(object_id))
+        verify_url = ""
+        if domain is not None and not domain.verified and self.has_change_permission(request, domain):
+            verify_url = reverse(f"{self.admin_site.name}:tenant_domain_verify", args=[domain.pk])
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), "verify_url": verify_url})
+
+    def verify_view(self, request, object_id):
+        """POST …/verify/: look the domain's TXT record up now (the domain page's "Verify now" button) and say what
+        was found; back to the domain's page."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])  # a GET (a prefetch, a crawler) looks nothing up
+        domain = self.get_object(request, unquote(object_id))  # scoped: another tenant's domain is a 404
+        if domain is None:
+            raise Http404
+        if not self.has_change_permission(request, domain):
+            raise PermissionDenied
+        self._verify_one(request, domain)
+        return HttpResponseRedirect(reverse(f"{self.admin_site.name}:tenant_domain_change", args=[domain.pk]))
+
+    def _verify_one(self, request, domain: Domain) -> None:
+        result = domain_verify(domain=domain)
+        if result.status is VerificationStatus.VERIFIED:
+            self.log_change(request, domain, "Verified by its DNS TXT record.")
+            _agents_follow(domain_ids=[domain.pk])
+        self.message_user(request, result.message, messages.SUCCESS if result.verified else messages.ERROR)
 
     def response_add(self, request, obj, post_url_continue=None):
         if obj.verified or "_addanother" in request.POST or IS_POPUP_VAR in request.POST:
@@ -127,19 +164,24 @@ class DomainAdmin(TenantScopedAdmin):
     def how_to_verify(self, obj):
         if obj.verified:
             return "Verified: sign-ins of this domain's users come to this tenant."
-        return ("Publish a DNS TXT record with the name and value above in this domain's zone, then select the "
-                "domain in the domain list and choose “Verify the selected domains”. Until then it routes no "
+        return ("Publish a DNS TXT record with the name and value above in this domain's zone, then press “Verify "
+                "now” below (or choose “Verify the selected domains” in the domain list). Until then it routes no "
                 "sign-in.")
+
+    @admin.display(description="Last check")
+    def last_check(self, obj):
+        if obj.last_check_at is None:
+            return "Not checked yet."
+        return f"{date_format(localtime(obj.last_check_at), 'DATETIME_FORMAT')}: {obj.last_check_result}"
 
     @admin.action(description="Verify the selected domains (look up their DNS TXT record)", permissions=["change"])
     def verify(self, request, queryset):
         for domain in queryset.select_related("tenant"):  # already scoped to the administrator's tenant
-            result = domain_verify(domain=domain)
-            if result.status is VerificationStatus.VERIFIED:
-                self.log_change(request, domain, "Verified by its DNS TXT record.")
-                _agents_follow(domain_ids=[domain.pk])
-            level = messages.SUCCESS if result.verified else messages.ERROR
-            self.message_user(request, result.message, level)
+            self._verify_one(request, domain)
+
+
+DIRECTORY_PASSWORD = ("{upn} signs in with their Active Directory password, which the portal neither keeps nor "
+                      "sets: change it in Active Directory (or the user changes it at sign-in when it has expired).")
 
 
 class UserCreateForm(AdminUserCreationForm):
@@ -147,11 +189,25 @@ class UserCreateForm(AdminUserCreationForm):
         model = User
         fields = ["upn"]
 
+    def clean(self):
+        if self.cleaned_data.get("source") == User.Source.ON_PREMISES:
+            if self.cleaned_data.get("password1") or self.cleaned_data.get("password2"):
+                # A password typed for a directory user would be kept and never used: refused, not ignored.
+                self.add_error("password1", DIRECTORY_PASSWORD.format(upn="An on-premises user")
+                               + " Leave the password empty.")
+            self.cleaned_data["usable_password"] = "false"  # no password of the portal's for this user
+        return super().clean()
+
 
 class UserEditForm(UserChangeForm):
     class Meta:
         model = User
         fields = "__all__"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.source == User.Source.ON_PREMISES:
+            self.fields.pop("password", None)  # a declared field, there whatever the fieldsets say
 
 
 @admin.register(User)
@@ -185,8 +241,34 @@ class UserAdmin(TenantScopedAdmin, DjangoUserAdmin):
             mfa_reset(user=user)
         self.message_user(request, f"MFA reset for {len(users)} user(s).", messages.SUCCESS)
 
+    @staticmethod
+    def _from_directory(obj) -> bool:
+        return obj is not None and obj.source == User.Source.ON_PREMISES
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        # The directory owns a directory user's name and origin: sign-ins find the account by its UPN (and objectGUID).
+        return readonly + ["upn", "source", "directory_password"] if self._from_directory(obj) else readonly
+
+    @admin.display(description="Password")
+    def directory_password(self, obj) -> str:
+        return "In Active Directory: change it there. The portal neither keeps nor sets it."
+
+    def user_change_password(self, request, id, form_url=""):
+        user = self.get_object(request, unquote(id))
+        if user is not None and self._from_directory(user) and self.has_change_permission(request, user):
+            # Django's form would say "Password changed successfully" and AD would keep the old password.
+            self.message_user(request, "No password was changed. " + DIRECTORY_PASSWORD.format(upn=user.upn),
+                              messages.ERROR)
+            return HttpResponseRedirect(reverse(f"{self.admin_site.name}:tenant_user_change", args=[user.pk]))
+        return super().user_change_password(request, id, form_url)
+
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
+        if self._from_directory(obj):
+            # No password control: the portal holds no password for a directory user, only a word on where it is.
+            fieldsets = [(name, {**opts, "fields": ["directory_password" if f == "password" else f
+                                                    for f in opts["fields"]]}) for name, opts in fieldsets]
         if self.is_platform_admin(request):
             return fieldsets
         # A tenant administrator cannot grant platform rights nor move a user to another tenant.

@@ -22,14 +22,14 @@ class Tenant(models.Model):
         PER_USER = "per-user", "Users with MFA enforced"
         UNFAMILIAR = "unfamiliar", "Unfamiliar sign-ins only"
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    id = models.UUIDField("ID", primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=63, unique=True)
-    pass_through_enabled = models.BooleanField(default=True)
+    pass_through_enabled = models.BooleanField("pass-through enabled", default=True)
     # Cloud smart lockout: below AD's threshold so attackers lock the cloud account, not the AD one.
     lockout_threshold = models.PositiveSmallIntegerField(default=5)
-    lockout_duration_seconds = models.PositiveIntegerField(default=60)
-    mfa_policy = models.CharField(max_length=16, choices=MfaPolicy.choices, default=MfaPolicy.OFF)
+    lockout_duration_seconds = models.PositiveIntegerField("lockout duration (seconds)", default=60)
+    mfa_policy = models.CharField("MFA policy", max_length=16, choices=MfaPolicy.choices, default=MfaPolicy.OFF)
     password_grant_enabled = models.BooleanField(default=False)
     # Each refresh of an OAuth token asks an agent whether the account is still enabled in AD (no password).
     refresh_checks_directory = models.BooleanField(
@@ -54,6 +54,9 @@ class Domain(models.Model):
     verified_at = models.DateTimeField(null=True, blank=True, editable=False)
     # The value the tenant publishes in DNS (tenant/domain_proof.py); random, so only this claim can prove it.
     verification_token = models.CharField(max_length=64, default=verification_token_new, editable=False)
+    # The last look-up of its TXT record (tenant.services.domain_verify): when, and what it found, for its page.
+    last_check_at = models.DateTimeField("last checked", null=True, blank=True, editable=False)
+    last_check_result = models.TextField("last check's result", blank=True, default="", editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -130,15 +133,16 @@ class User(AbstractBaseUser, PermissionsMixin):
     upn = models.CharField("user principal name", max_length=320, unique=True)
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.ON_PREMISES)
     # objectGUID from AD: the account's identity survives a rename of its UPN.
-    immutable_id = models.CharField(max_length=64, blank=True, default="", editable=False)
+    immutable_id = models.CharField("immutable ID (objectGUID)", max_length=64, blank=True, default="", editable=False)
     display_name = models.CharField(max_length=256, blank=True, default="")
     email = models.EmailField(blank=True, default="")
     # The mail as the directory gave it when the agent that answered serves its domain: OpenID Connect's
     # email_verified holds only while `email` is still this address (an administrator's edit is not vouched for).
-    directory_verified_email = models.EmailField(blank=True, default="", editable=False)
+    directory_verified_email = models.EmailField("e-mail as the directory gave it", blank=True, default="",
+                                                 editable=False)
     is_staff = models.BooleanField("tenant administrator", default=False)
-    is_active = models.BooleanField(default=True)
-    mfa_enforced = models.BooleanField(default=False)
+    is_active = models.BooleanField("active", default=True)
+    mfa_enforced = models.BooleanField("MFA enforced", default=False)
     date_joined = models.DateTimeField(default=timezone.now)
     # OpenID Connect's `sub`: opaque, never reused, never moved to another person (a new person is a new user).
     subject = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)

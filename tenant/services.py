@@ -110,6 +110,10 @@ def domain_verify(*, domain: Domain, timeout: float = DNS_LOOKUP_SECONDS) -> Dom
 def _verification_logged(result: DomainVerification) -> DomainVerification:
     log.info("domain verification of %s for tenant %s: %s", result.domain.name, result.domain.tenant.slug,
              result.status.value)
+    # Kept for the domain's page: what the last look-up found, whoever ran it (the admin console or a command).
+    now = timezone.now()
+    Domain.objects.filter(pk=result.domain.pk).update(last_check_at=now, last_check_result=result.message)
+    result.domain.last_check_at, result.domain.last_check_result = now, result.message
     return result
 
 

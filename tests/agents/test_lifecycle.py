@@ -2,10 +2,12 @@ import datetime
 import uuid
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from agents.models import Agent
+from agents.selectors import agent_statuses
 from agents.services.lifecycle import agent_last_seen_touch, agent_revoke, agents_current, renewal_due
 
 
@@ -14,7 +16,8 @@ def test_revoke_records_who_and_when(tenant_a, agent_factory, tenant_admin_facto
     admin = tenant_admin_factory(tenant_a)
     agent_revoke(agent=agent, by=admin)
     agent.refresh_from_db()
-    assert agent.revoked_at is not None and agent.revoked_by == admin and agent.status == Agent.Status.REVOKED
+    assert agent.revoked_at is not None and agent.revoked_by == admin and async_to_sync(agent_statuses)(
+        agents=[agent])[str(agent.pk)] == Agent.Status.REVOKED
     first = agent.revoked_at
     agent_revoke(agent=agent)  # again: the first revocation stands
     agent.refresh_from_db()

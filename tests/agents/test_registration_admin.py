@@ -1,5 +1,7 @@
 """The admin console shows a new registration token once, on the add view's answer page, and nowhere else:
-not in a message (Django keeps those in a signed but readable cookie), not in a cache, not on a later page."""
+not in a message (Django keeps those in a signed but readable cookie), not in a cache, not on a later page. Only
+a POST of a form the page showed issues one, once: a reload of the answer page (the browser posts the form again)
+issues nothing and shows nothing."""
 
 import re
 
@@ -22,10 +24,18 @@ def admin_client(client, tenant_a, tenant_admin_factory):
     return client
 
 
-def issue(client, tenant):
-    """POST the add form as the tenant administrator's browser does."""
+def add_form(client) -> dict:
+    """GET the add form, as the browser shows it: what its POST carries besides the fields typed."""
+    page = client.get(reverse("admin:agents_registrationtoken_add"))
+    assert page.status_code == 200
+    return {"issue_key": page.context["adminform"].form["issue_key"].value()}
+
+
+def issue(client, tenant, form: dict | None = None):
+    """POST the add form as the tenant administrator's browser does (shown first, unless ``form`` was)."""
     return client.post(reverse("admin:agents_registrationtoken_add"),
-                       {"domains": [tenant.domains.get().pk], "ttl_seconds": "7200"})
+                       {**(form if form is not None else add_form(client)),
+                        "domains": [tenant.domains.get().pk], "ttl_seconds": "7200"})
 
 
 def token_on_page(response) -> str:
@@ -86,3 +96,64 @@ def test_the_history_names_the_issued_token(admin_client, tenant_a):
     token_on_page(issue(admin_client, tenant_a))
     entry, stored = LogEntry.objects.get(), RegistrationToken.objects.get()
     assert entry.object_id == str(stored.pk) and entry.object_repr == f"token …{stored.hint}"
+
+
+def test_the_add_form_issues_nothing_until_posted(admin_client, tenant_a):
+    for _ in range(3):
+        page = admin_client.get(reverse("admin:agents_registrationtoken_add"))
+        assert page.status_code == 200 and TOKEN_LIKE.search(page.content.decode()) is None
+    assert RegistrationToken.objects.count() == 0
+
+
+def test_a_reload_of_the_answer_page_issues_no_second_token_and_shows_none(admin_client, tenant_a):
+    form = add_form(admin_client)
+    raw = token_on_page(issue(admin_client, tenant_a, form))
+    # The browser's reload posts the same form again.
+    again = issue(admin_client, tenant_a, form)
+    assert again.status_code == 302
+    assert again["Location"] == reverse("admin:agents_registrationtoken_changelist")
+    assert RegistrationToken.objects.count() == 1 and token_hash(raw) == RegistrationToken.objects.get().token_hash
+    followed = admin_client.get(again["Location"])
+    page = followed.content.decode()
+    assert TOKEN_LIKE.search(page) is None
+    assert "already issued its token" in page and 'class="warning"' in page
+
+
+def test_a_post_without_a_shown_form_issues_nothing(admin_client, tenant_a):
+    """A form posted from elsewhere (or a key made up) never got a key from this session's add page."""
+    for form in ({}, {"issue_key": "made-up"}):
+        response = issue(admin_client, tenant_a, form)
+        assert response.status_code == 302
+    assert RegistrationToken.objects.count() == 0
+
+
+def test_a_form_with_errors_keeps_its_key(admin_client, tenant_a):
+    form = add_form(admin_client)
+    invalid = admin_client.post(reverse("admin:agents_registrationtoken_add"),
+                                {**form, "domains": [tenant_a.domains.get().pk], "ttl_seconds": "5"})
+    assert invalid.status_code == 200 and RegistrationToken.objects.count() == 0
+    token_on_page(issue(admin_client, tenant_a, form))  # corrected, the same form issues its token
+    assert RegistrationToken.objects.count() == 1
+
+
+def test_the_notice_is_a_success_and_names_the_token_by_its_end_only(admin_client, tenant_a):
+    response = issue(admin_client, tenant_a)
+    raw = token_on_page(response)
+    page = response.content.decode()
+    assert 'class="errornote"' not in page
+    notices = re.findall(r'<li class="success">(.*?)</li>', page, re.S)
+    assert len(notices) == 1 and f"…{raw[-4:]}" in notices[0] and raw not in notices[0]
+
+
+def test_the_command_wraps_can_be_scrolled_by_keyboard_and_copied(admin_client, tenant_a):
+    from django.contrib.staticfiles import finders
+
+    response = issue(admin_client, tenant_a)
+    page = response.content.decode()
+    command = re.search(r'<pre id="register-command"([^>]*)>', page)
+    assert command and 'tabindex="0"' in command.group(1) and "aria-labelledby=" in command.group(1)
+    assert 'data-copy="register-command"' in page and 'data-copy="registration-token"' in page
+    assert "<script>" not in page  # the copy buttons' script is a static file (no inline script)
+    script, style = finders.find("agents/copy.js"), finders.find("agents/issued.css")
+    assert script and style and "/static/agents/copy.js" in page and "/static/agents/issued.css" in page
+    assert "pre-wrap" in open(style).read()

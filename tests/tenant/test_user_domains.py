@@ -23,7 +23,8 @@ def test_a_tenant_admin_cannot_create_a_user_outside_their_verified_domains(admi
 
 
 def test_a_tenant_admin_cannot_rename_a_user_into_another_tenants_domain(admin_b_client, tenant_b):
-    user = User.objects.create_user("someone@beta.example.test", tenant=tenant_b)
+    # A cloud user: a directory user's UPN is read-only (the directory owns it).
+    user = User.objects.create_user("someone@beta.example.test", tenant=tenant_b, source=User.Source.CLOUD)
     url = reverse("admin:tenant_user_change", args=[user.pk])
     page = admin_b_client.get(url)
     data = {**page.context["adminform"].form.initial, "upn": "someone@alpha.example.test",

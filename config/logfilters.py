@@ -1,0 +1,42 @@
+"""Logging filters of the portal (LOGGING in config/settings/base.py)."""
+
+import logging
+import re
+
+REASON_CHARS = 200
+# Django's own wording, "Forbidden (<reason>): <path>" (the CSRF check's reasons among them).
+DJANGO_FORBIDDEN = re.compile(r"^Forbidden \((?P<reason>.*)\): .*$", re.S)
+
+
+class ForbiddenOnOneLine(logging.Filter):
+    """A 403 is one line: method, path, user id and reason, no traceback. Django's request logger logs a
+    PermissionDenied as "Forbidden (Permission denied)" with the exception's traceback, which says nothing an
+    operator needs (the code that refused is the code meant to) and buries the line that does."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "status_code", None) != 403:
+            return True
+        request = getattr(record, "request", None)
+        exception = record.exc_info[1] if record.exc_info else None
+        if exception is not None:
+            reason = str(exception) or "permission denied"
+        else:
+            message = record.getMessage()
+            found = DJANGO_FORBIDDEN.match(message)
+            reason = found.group("reason") if found else message
+        # One line whatever the reason holds, and never long.
+        reason = " ".join(reason.split())[:REASON_CHARS] or "permission denied"
+        record.msg = "403 %s %s user=%s reason=%s"
+        record.args = (getattr(request, "method", "-"), getattr(request, "path", "-"), _user_id(request), reason)
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
+
+
+def _user_id(request) -> str:
+    """The signed-in user's id if the request already read it: never a database query from inside logging (nor
+    one from an event loop's thread)."""
+    for cached in ("_cached_user", "_acached_user"):
+        user = getattr(request, cached, None)
+        if user is not None:
+            return str(user.pk) if user.is_authenticated else "anonymous"
+    return "-"

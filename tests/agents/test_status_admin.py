@@ -1,0 +1,91 @@
+"""One notion of an agent's status: the admin console's agent list and page say what the health view says. The
+list once said "Active" for an agent whose last_seen was under two minutes old although its connection was gone,
+while the health view said inactive and an incident was open."""
+
+import datetime
+import re
+import time
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.urls import reverse
+from django.utils import timezone
+
+from agents.models import Agent
+from agents.presence import PresenceRecord, presence_registry
+
+
+@pytest.fixture
+def presence():
+    published: list[PresenceRecord] = []
+
+    def publish(agent) -> None:
+        record = PresenceRecord(agent_id=str(agent.pk), tenant_id=str(agent.tenant_id), domains=("alpha.example.test",),
+                                node_id="node-x", channel_name="chan", key_id=agent.key_fingerprint, capacity=8,
+                                connected_at=time.time(), last_beat=time.time())
+        async_to_sync(publish_record)(record)
+        published.append(record)
+
+    yield publish
+    for record in published:
+        async_to_sync(withdraw)(record.agent_id, record.tenant_id)
+
+
+async def publish_record(record: PresenceRecord) -> None:
+    await presence_registry().publish([record])  # the registry is had inside the event loop that uses it
+
+
+async def withdraw(agent_id: str, tenant_id: str) -> None:
+    await presence_registry().withdraw(agent_id=agent_id, tenant_id=tenant_id)
+
+
+@pytest.fixture
+def admin_client(client, tenant_a, tenant_admin_factory):
+    client.force_login(tenant_admin_factory(tenant_a))
+    return client
+
+
+def list_statuses(client) -> dict[str, str]:
+    page = client.get(reverse("admin:agents_agent_changelist")).content.decode()
+    rows = re.findall(r"<tr>.*?</tr>", page, re.S)
+    found = {}
+    for row in rows:
+        name = re.search(r'<th class="field-name"><a [^>]*>([^<]+)</a>', row)
+        status = re.search(r'<td class="field-status_badge">([^<]+)</td>', row)
+        if name and status:
+            found[name.group(1)] = status.group(1)
+    return found
+
+
+def health_statuses(client) -> dict[str, str]:
+    return {row["name"]: row["status"] for row in client.get(reverse("agent-health")).json()["agents"]}
+
+
+def test_the_list_the_page_and_the_health_view_agree(admin_client, tenant_a, agent_factory, presence):
+    gone, _ = agent_factory(tenant_a, name="stopped-80s-ago")
+    connected, _ = agent_factory(tenant_a, name="connected")
+    revoked, _ = agent_factory(tenant_a, name="revoked")
+    # Seen 80 s ago, its presence gone since (stopped): last_seen alone would call it active.
+    Agent.objects.filter(pk=gone.pk).update(last_seen=timezone.now() - datetime.timedelta(seconds=80))
+    Agent.objects.filter(pk=revoked.pk).update(revoked_at=timezone.now())
+    presence(connected)
+    presence(revoked)  # a revoked agent is revoked whatever its presence
+
+    assert health_statuses(admin_client) == {"stopped-80s-ago": "inactive", "connected": "active",
+                                             "revoked": "revoked"}
+    assert list_statuses(admin_client) == {"stopped-80s-ago": "Inactive", "connected": "Active",
+                                           "revoked": "Revoked"}
+    for agent, label in ((gone, "Inactive"), (connected, "Active")):
+        page = admin_client.get(reverse("admin:agents_agent_change", args=[agent.pk])).content.decode()
+        assert re.search(r'<div class="readonly">' + label + "</div>", page), label
+
+
+def test_an_agent_whose_presence_goes_turns_inactive_everywhere_at_once(admin_client, tenant_a, agent_factory,
+                                                                        presence):
+    agent, _ = agent_factory(tenant_a, name="flapping")
+    Agent.objects.filter(pk=agent.pk).update(last_seen=timezone.now())
+    presence(agent)
+    assert list_statuses(admin_client)["flapping"] == "Active" and health_statuses(admin_client)["flapping"] == "active"
+    async_to_sync(withdraw)(str(agent.pk), str(agent.tenant_id))
+    assert list_statuses(admin_client)["flapping"] == "Inactive"
+    assert health_statuses(admin_client)["flapping"] == "inactive"

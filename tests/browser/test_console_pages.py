@@ -1,0 +1,156 @@
+"""Every admin console page the project renders, in Chromium through a real portal, checked with axe-core
+(axe-playwright-python bundles it): no violation. A tenant administrator signs in through the portal's pages and
+visits them; a platform administrator (second factor waived for the test) the MFA pages. The pages this work
+changed are saved as screenshots: docs/screenshots/console-token.png, console-user.png, console-domain.png."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.fixtures.browser import screenshot
+from tests.fixtures.portal import RawAgent, make_portal
+
+pytestmark = pytest.mark.integration
+
+ADMIN_PASSWORD = "Cl0ud-Adm1n-pa55"
+ROOT_PASSWORD = "R00t-Adm1n-pa55"
+DOMAIN = "contoso.example.test"
+LAPTOP = {"width": 1280, "height": 800}
+
+SETUP = f"""
+import json
+from signin.models import SignInEvent
+from tenant.models import Domain, Tenant, User
+from tenant.services import domain_add, tenant_admin_create
+tenant = Tenant.objects.get(slug=TENANT)
+tenant_admin_create(tenant=tenant, upn='admin@{DOMAIN}', display_name='Ada Admin', password='{ADMIN_PASSWORD}')
+ad = User.objects.create_user('bob@{DOMAIN}', tenant=tenant, source=User.Source.ON_PREMISES, display_name='Bob',
+                              immutable_id='4f1c0c1e-0000-4000-8000-000000000001')
+cloud = User.objects.create_user('carol@{DOMAIN}', 'Carol-cl0ud-pa55', tenant=tenant, source=User.Source.CLOUD,
+                                 display_name='Carol')
+claim = domain_add(tenant=tenant, name='eu.{DOMAIN}')
+SignInEvent.objects.create(tenant=tenant, username='bob@{DOMAIN}', user=ad, outcome='success', ip_address='192.0.2.7',
+                           total_ms=41.0, agent_ms=30.0)
+User.objects.create_superuser('root@platform.example.test', '{ROOT_PASSWORD}')
+print(json.dumps({{"tenant": str(tenant.pk), "ad_user": ad.pk, "cloud_user": cloud.pk, "claim": claim.pk}}))
+"""
+
+
+@pytest.fixture(scope="module")
+def site():
+    portal = make_portal("embedded")
+    try:
+        # The platform administrator's second factor is waived: the MFA flow has its own tests.
+        node = portal.start_node("console", env={"PTA_PLATFORM_MFA": "off"})
+        tenant = portal.tenant_create("Contoso", DOMAIN)
+        ids = json.loads(portal.manage("shell", "-c", SETUP.replace("TENANT", repr(tenant))).stdout.splitlines()[-1])
+        agent = RawAgent.register(node, portal.agent_token(tenant), name="dc-east")
+        yield node, {**ids, "agent": agent.agent_id}
+    finally:
+        portal.close()
+
+
+def sign_in(page, node, username: str, password: str) -> None:
+    page.goto(f"{node.url}/admin/")
+    page.wait_for_url("**/login/**")  # the console signs in through the portal's own pages
+    page.get_by_label("Email or username").fill(username)
+    page.get_by_role("button", name="Next").click()
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/admin/")
+
+
+def axe_violations(page) -> list[str]:
+    from axe_playwright_python.sync_playwright import Axe
+
+    # Two frames drawn after a change of theme, so that axe reads the colours of the theme now in force.
+    page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+    results = Axe().run(page)
+    return [f"{v['id']} ({v['impact']}): {', '.join(str(n['target']) for n in v['nodes'])} "
+            f"[{v['nodes'][0].get('failureSummary', '')!r}]" for v in results.response["violations"]]
+
+
+def check(page, url: str, problems: list[str], *, name: str = "") -> None:
+    """Visit ``url`` and add what axe-core finds there, in the light and the dark theme, to ``problems``."""
+    response = page.goto(url)
+    assert response is not None and response.status == 200, f"{url}: {response and response.status}"
+    for theme in ("light", "dark"):
+        page.emulate_media(color_scheme=theme)
+        problems += [f"{url} ({theme}) {violation}" for violation in axe_violations(page)]
+    page.emulate_media(color_scheme="light")
+    if name:
+        screenshot(page, name)
+
+
+def test_every_page_of_the_tenant_administrator_has_no_axe_violation(page, site):
+    node, ids = site
+    page.set_viewport_size(LAPTOP)
+    sign_in(page, node, f"admin@{DOMAIN}", ADMIN_PASSWORD)
+    admin = f"{node.url}/admin"
+    problems: list[str] = []
+    check(page, f"{admin}/", problems)
+    check(page, f"{admin}/tenant/tenant/{ids['tenant']}/change/", problems)
+    check(page, f"{admin}/tenant/domain/", problems)
+    check(page, f"{admin}/tenant/domain/{ids['claim']}/change/", problems, name="console-domain")
+    check(page, f"{admin}/tenant/user/", problems)
+    check(page, f"{admin}/tenant/user/{ids['ad_user']}/change/", problems, name="console-user")
+    check(page, f"{admin}/tenant/user/{ids['cloud_user']}/change/", problems)
+    check(page, f"{admin}/tenant/user/add/", problems)
+    check(page, f"{admin}/agents/agent/", problems)
+    check(page, f"{admin}/agents/agent/{ids['agent']}/change/", problems)
+    check(page, f"{admin}/agents/registrationtoken/", problems)
+    check(page, f"{admin}/agents/registrationtoken/add/", problems)
+    check(page, f"{admin}/applications/application/", problems)
+    check(page, f"{admin}/applications/application/add/", problems)
+    check(page, f"{admin}/signin/signinevent/", problems)
+    check(page, f"{admin}/health/alertsettings/", problems)
+    check(page, f"{admin}/health/incident/", problems)
+    check(page, f"{admin}/agents/agent/health/", problems)
+    assert problems == [], "axe-core found:\n" + "\n".join(problems)
+
+
+def test_the_token_page_has_no_axe_violation_its_command_is_whole_and_copies(page, site):
+    node, _ = site
+    page.set_viewport_size({"width": 700, "height": 800})  # narrower than the command
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=node.url)
+    sign_in(page, node, f"admin@{DOMAIN}", ADMIN_PASSWORD)
+    page.goto(f"{node.url}/admin/agents/registrationtoken/add/")
+    page.get_by_role("button", name="Save", exact=True).click()
+    page.wait_for_selector("#registration-token")
+    assert page.locator(".messagelist .success").count() == 1 and page.locator(".errornote").count() == 0
+    command = page.locator("#register-command")
+    # Wrapped, not clipped: all of it is inside its box, and the box is no wider than the page.
+    assert command.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    command.focus()
+    assert page.evaluate("document.activeElement.id") == "register-command"
+    page.get_by_role("button", name="Copy the command").click()
+    page.wait_for_function("document.querySelector('.copy-status').textContent.length > 0")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied == command.inner_text().strip() and copied.startswith("pta-agent register --portal ")
+    for theme in ("light", "dark"):
+        page.emulate_media(color_scheme=theme)
+        violations = axe_violations(page)
+        assert violations == [], f"token page ({theme}):\n" + "\n".join(violations)
+    page.emulate_media(color_scheme="light")
+    screenshot(page, "console-token")
+    # A reload posts the form again: no token shown, a warning instead.
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.reload()
+    assert page.locator("#registration-token").count() == 0
+    assert page.locator(".messagelist .warning").count() == 1
+
+
+def test_the_mfa_pages_have_no_axe_violation(page, site):
+    node, _ = site
+    page.set_viewport_size(LAPTOP)
+    sign_in(page, node, "root@platform.example.test", ROOT_PASSWORD)
+    admin = f"{node.url}/admin"
+    problems: list[str] = []
+    check(page, f"{admin}/", problems)
+    check(page, f"{admin}/otp_totp/totpdevice/", problems)
+    check(page, f"{admin}/otp_static/staticdevice/", problems)
+    check(page, f"{admin}/tenant/tenant/", problems)
+    assert problems == [], "axe-core found:\n" + "\n".join(problems)
