@@ -35,6 +35,7 @@ urlpatterns = [
     path("", include("health.urls")),
     path("admin/", admin.site.urls),
     path("", include("agents.urls")),
+    path("", include("branding.urls")),
     path("", include("signin.urls")),
     path("", include((oauth2_patterns, "oauth2_provider"), namespace="oauth2_provider")),
 ]
