@@ -58,8 +58,8 @@ def logo_normalised(data: bytes) -> Logo:
         raise ValidationError("The logo could not be read: the file is damaged or incomplete.",
                               code="damaged") from None
     has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
-    image = image.convert("RGBA" if has_alpha else "RGB")
-    image.thumbnail(STORED_BOX, Image.Resampling.LANCZOS)
+    pixels = image.convert("RGBA" if has_alpha else "RGB")
+    pixels.thumbnail(STORED_BOX, Image.Resampling.LANCZOS)
     out = io.BytesIO()
-    image.save(out, format="PNG", optimize=True)
-    return Logo(png=out.getvalue(), width=image.width, height=image.height)
+    pixels.save(out, format="PNG", optimize=True)
+    return Logo(png=out.getvalue(), width=pixels.width, height=pixels.height)

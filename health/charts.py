@@ -226,6 +226,35 @@ def signins_chart(history: dict) -> SafeString:
     return _frame("Sign-ins per minute by outcome", history, top, "", "".join(bars))
 
 
+# Each agent's line has a marker shape of its own as well as a colour (at both ends of each stretch of its p50),
+# the same in the legend. LATENCY_SERIES (health/selectors.py) lines at most.
+MARKERS = ("circle", "square", "triangle", "diamond", "plus", "cross")
+OPEN_MARKERS = ("plus", "cross")  # drawn as strokes; the others are filled
+
+
+def _marker(n: int, x: float, y: float) -> str:
+    kind = MARKERS[n % len(MARKERS)]
+    d = {
+        "circle": f"M{x - 2.6:.2f},{y:.2f} a2.6,2.6 0 1,0 5.2,0 a2.6,2.6 0 1,0 -5.2,0",
+        "square": f"M{x - 2.3:.2f},{y - 2.3:.2f} h4.6 v4.6 h-4.6 Z",
+        "triangle": f"M{x:.2f},{y - 3.2:.2f} L{x + 3:.2f},{y + 2.2:.2f} L{x - 3:.2f},{y + 2.2:.2f} Z",
+        "diamond": f"M{x:.2f},{y - 3.2:.2f} L{x + 3.2:.2f},{y:.2f} L{x:.2f},{y + 3.2:.2f} L{x - 3.2:.2f},{y:.2f} Z",
+        "plus": f"M{x - 3.2:.2f},{y:.2f} H{x + 3.2:.2f} M{x:.2f},{y - 3.2:.2f} V{y + 3.2:.2f}",
+        "cross": f"M{x - 2.6:.2f},{y - 2.6:.2f} L{x + 2.6:.2f},{y + 2.6:.2f} M{x - 2.6:.2f},{y + 2.6:.2f} "
+                 f"L{x + 2.6:.2f},{y - 2.6:.2f}",
+    }[kind]
+    return f'<path class="marker m-{kind}{" open" if kind in OPEN_MARKERS else ""}" d="{d}"/>'
+
+
+def latency_legend(history: dict) -> SafeString:
+    """The legend of ``latency_chart``: each agent's colour, marker and name."""
+    items = [format_html('<li class="s-{}" data-agent="{}"><svg class="swatch line" viewBox="0 0 22 12" width="22" '
+                         'height="12" aria-hidden="true"><line x1="0" y1="6" x2="22" y2="6"/>{}</svg>{}</li>',
+                         n, series["agent"], mark_safe(_marker(n, 11, 6)), series["name"])  # noqa: S308 - ours
+             for n, series in enumerate(history["latency"])]
+    return format_html('<ul class="legend" aria-label="Agents">{}</ul>', mark_safe("".join(items)))  # noqa: S308
+
+
 def latency_chart(history: dict) -> SafeString:
     """One line per agent: its round trip's p50 (solid) and p95 (dashed), broken where it answered nothing."""
     index = {point["at"]: i for i, point in enumerate(history["signins"])}
@@ -250,6 +279,9 @@ def latency_chart(history: dict) -> SafeString:
             for segment in segments:
                 shape = (f'<polyline points="{" ".join(segment)}"/>' if len(segment) > 1 else
                          '<circle cx="{}" cy="{}" r="2.5"/>'.format(*segment[0].split(",")))
+                if key == "p50":
+                    ends = {segment[0], segment[-1]}
+                    shape += "".join(_marker(n, *(float(c) for c in end.split(","))) for end in sorted(ends))
                 lines.append(f'<g class="s-{n} {key}"><title>{escape(agent["name"])} {key}</title>{shape}</g>')
     if not lines:
         lines.append(f'<text class="empty" x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle">'

@@ -33,12 +33,14 @@ def time_text(value: datetime.datetime | str | None) -> str:
         return EMPTY
     if isinstance(value, str):
         try:
-            value = datetime.datetime.fromisoformat(value)
+            moment = datetime.datetime.fromisoformat(value)
         except ValueError:
             return value
-    if timezone.is_naive(value):
-        value = timezone.make_aware(value, datetime.UTC)
-    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S %Z")
+    else:
+        moment = value
+    if timezone.is_naive(moment):
+        moment = timezone.make_aware(moment, datetime.UTC)
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def _value_text(key: str, value, kind: str) -> str:

@@ -232,3 +232,19 @@ def test_the_signed_in_page_shows_the_user_s_tenant_s_branding(client, tenant_a)
     branding_set(tenant=tenant_a, signin_text="Welcome to Alpha")
     client.force_login(User.objects.create_user("u@alpha.example.test", tenant=tenant_a))
     assert "Welcome to Alpha" in client.get("/login/done/").content.decode()
+
+
+def test_the_second_factor_s_pages_show_the_user_s_tenant_s_branding(client, tenant_a):
+    import time
+
+    from signin.views import MFA_SESSION_KEY
+    from tenant.models import User
+
+    branding_set(tenant=tenant_a, signin_text="Alpha's second factor")
+    user = User.objects.create_user("mfa@alpha.example.test", tenant=tenant_a)
+    session = client.session
+    session[MFA_SESSION_KEY] = {"user_id": user.pk, "tenant_id": str(tenant_a.pk), "event_id": 0,
+                                "next": "/login/done/", "channel": "web", "started": time.time(), "failures": 0}
+    session.save()
+    page = client.get("/login/mfa/enrol/")  # no authenticator yet: its set-up page
+    assert page.status_code == 200 and "Alpha&#x27;s second factor" in page.content.decode()

@@ -81,6 +81,9 @@ def test_the_page_names_the_tenant_tells_outcomes_apart_fits_a_phone_and_passes_
     assert colours["success"] != colours["invalid_credentials"]
     assert page.locator(f"#{pattern_of['invalid_credentials']} .ink").count() == 1  # stripes over the colour
     assert page.locator(f"#{pattern_of['success']} .ink").count() == 0  # success alone is plain
+    # The agents' lines: a marker shape each, in the chart and the legend.
+    shapes = [m.get_attribute("class") for m in page.locator(".legend li[data-agent] .marker").all()]
+    assert len(shapes) == 2 and len(set(shapes)) == 2
     assert_accessible(page)
 
     page.set_viewport_size(PHONE)

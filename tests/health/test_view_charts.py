@@ -106,3 +106,23 @@ def test_an_outcome_the_table_does_not_know_is_grey_and_dashed_and_its_name_esca
     h = history([{"brand_new_outcome": 2, '"><img src=x>': 1}])
     assert "<img" not in str(signins_legend(h)) and "<img" not in str(signins_chart(h))
     assert f"--c: {OTHER_STYLE[0]}" in str(chart_styles(["brand_new_outcome"]))
+
+
+def test_each_agent_s_line_has_a_marker_of_its_own_in_the_chart_and_the_legend():
+    from health.charts import latency_legend
+
+    def at(i):
+        return f"2030-01-01T10:{i:02d}:00+00:00"
+
+    series = [{"agent": f"a{n}", "name": f"dc-{n}", "points": [{"at": at(0), "p50": 10.0 + n, "p95": 20.0},
+                                                              {"at": at(1), "p50": 11.0, "p95": 21.0}]}
+              for n in range(3)]
+    h = history([{}] * 2, series)
+    svg, legend = str(latency_chart(h)), str(latency_legend(h))
+    markers = {n: set(re.findall(rf'<g class="s-{n} p50">.*?</g>', svg)[0].split('class="marker m-')[1:])
+               for n in range(3)}
+    kinds = {n: {m.split('"')[0].split(" ")[0] for m in found} for n, found in markers.items()}
+    assert kinds == {0: {"circle"}, 1: {"square"}, 2: {"triangle"}}
+    assert svg.count('class="marker m-square"') == 2  # both ends of agent 1's stretch
+    assert re.findall(r'<li class="s-(\d)" data-agent="a\d"><svg [^>]*><line [^>]*/><path class="marker m-(\w+)"',
+                      legend) == [("0", "circle"), ("1", "square"), ("2", "triangle")]
