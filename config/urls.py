@@ -39,6 +39,7 @@ urlpatterns = [
     path("", include("health.urls")),
     path("admin/", admin.site.urls),
     path("", include("agents.urls")),
+    path("", include("branding.urls")),
     path("", include("signin.urls")),
     path("", include((oauth2_patterns, "oauth2_provider"), namespace="oauth2_provider")),
     # The portal's root is the sign-in page (a bookmark of the bare host name, a user typing it), not a 404.

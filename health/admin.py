@@ -5,6 +5,7 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from health.models import AlertSettings, Incident, Notification
+from health.readable import incident_details_html, time_text
 from health.services.alert_recipients import alert_emails_confirmed
 from health.services.alert_settings import alert_settings_set
 from tenant.admin_scoping import ReadOnlyAdmin, TenantScopedAdmin
@@ -74,8 +75,8 @@ class AlertSettingsAdmin(TenantScopedAdmin):
             setattr(obj, field.attname, getattr(saved, field.attname))
 
 
-NOTIFICATION_FIELDS = ("event", "channel", "state", "attempts", "sent_at", "failed_at", "last_error")
-INCIDENT_FIELDS = ("summary", "tenant", "kind", "subject", "state", "opened_at", "resolved_at", "details")
+NOTIFICATION_FIELDS = ("event", "channel", "state", "attempts", "sent", "failed", "last_error")
+INCIDENT_FIELDS = ("summary", "tenant", "kind", "subject", "state", "opened", "resolved", "details_readable")
 
 
 class NotificationInline(ReadOnlyAdmin, admin.TabularInline):
@@ -83,6 +84,14 @@ class NotificationInline(ReadOnlyAdmin, admin.TabularInline):
     fields = readonly_fields = NOTIFICATION_FIELDS
     extra = 0
     can_delete = False
+
+    @admin.display(description="sent at")
+    def sent(self, obj: Notification) -> str:
+        return time_text(obj.sent_at)
+
+    @admin.display(description="failed at")
+    def failed(self, obj: Notification) -> str:
+        return time_text(obj.failed_at)
 
 
 class OpenFilter(admin.SimpleListFilter):
@@ -104,7 +113,7 @@ class OpenFilter(admin.SimpleListFilter):
 class IncidentAdmin(ReadOnlyAdmin, TenantScopedAdmin):
     """Open and past incidents, read-only: the evaluation opens and resolves them."""
 
-    list_display = ["summary", "tenant", "kind", "state", "opened_at", "resolved_at"]
+    list_display = ["summary", "tenant", "kind", "state", "opened", "resolved"]
     list_filter = [OpenFilter, "kind", "tenant"]
     search_fields = ["summary"]
     date_hierarchy = "opened_at"
@@ -114,3 +123,16 @@ class IncidentAdmin(ReadOnlyAdmin, TenantScopedAdmin):
     @admin.display(description="state")
     def state(self, obj: Incident) -> str:
         return "open" if obj.is_open else "resolved"
+
+    # Times to the second with their zone (2026-12-07 03:41:35 UTC), not the admin's "Dec. 7, 2026, 3:41 a.m.".
+    @admin.display(description="opened at", ordering="opened_at")
+    def opened(self, obj: Incident) -> str:
+        return time_text(obj.opened_at)
+
+    @admin.display(description="resolved at", ordering="resolved_at")
+    def resolved(self, obj: Incident) -> str:
+        return time_text(obj.resolved_at) if obj.resolved_at else "open"
+
+    @admin.display(description="details")
+    def details_readable(self, obj: Incident):
+        return incident_details_html(obj)

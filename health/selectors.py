@@ -79,7 +79,8 @@ def _agent_rows(tenant_ids: list[str]) -> list[dict]:
         key = str(agent.pk)
         ms = latency.get(key, {"n": 0, "p50": None, "p95": None})
         rows.append({
-            "id": key, "name": agent.name, "tenant": agent.tenant.slug, "hostname": agent.hostname,
+            "id": key, "name": agent.name, "tenant": agent.tenant.slug, "tenant_name": agent.tenant.name,
+            "hostname": agent.hostname,
             "version": agent.version, "domains": [d.name for d in agent.domains.all()],
             "revoked": agent.revoked_at is not None, "expired": agent.certificate_not_after <= now,
             "last_seen": agent.last_seen.isoformat() if agent.last_seen else None,
@@ -154,7 +155,7 @@ async def agents_health(*, tenants: list[Tenant], hours: int = DEFAULT_HISTORY_H
                    {"node": None, "in_flight": None, "capacity": None, "dc_reachable": None, "load": None})
     waits = await sync_to_async(_queue_waits)(tenant_ids)
     summaries: dict[str, dict] = {t.slug: {
-        "active": 0, "agents": 0,
+        "name": t.name, "active": 0, "agents": 0,
         # Sign-ins waiting for an agent slot on the node that answers, and how long they waited in the last hour.
         "queued_here": slot_queues.length(str(t.pk)), "queued_last_hour": len(waits.get(str(t.pk), [])),
         "queue_wait_ms_p50": percentile(waits.get(str(t.pk), []), 0.5),

@@ -13,7 +13,14 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_http_methods, require_safe
 
 from agents.models import Agent
-from health.charts import latency_chart, outcome_totals, signins_chart
+from health.charts import (
+    chart_styles,
+    latency_chart,
+    latency_legend,
+    outcome_totals,
+    signins_chart,
+    signins_legend,
+)
 from health.selectors import (
     DEFAULT_HISTORY_HOURS,
     HISTORY_HOURS,
@@ -55,9 +62,13 @@ def health_page(request: HttpRequest) -> TemplateResponse:
     tenants = async_to_sync(health_tenants)(user=request.user, slug=request.GET.get("tenant", ""))
     hours = _hours(request)
     data = async_to_sync(agents_health)(tenants=tenants, hours=hours)
+    outcomes = outcome_totals(data["history"])
     context = {"health": data, "now": timezone.now(), "refresh_seconds": REFRESH_SECONDS,
                "signins_chart": signins_chart(data["history"]), "latency_chart": latency_chart(data["history"]),
-               "outcomes": outcome_totals(data["history"]), "several_tenants": len(tenants) > 1}
+               "signins_legend": signins_legend(data["history"]), "latency_legend": latency_legend(data["history"]),
+               "outcomes": outcomes,
+               "chart_styles": chart_styles([outcome for outcome, _ in outcomes]),
+               "several_tenants": len(tenants) > 1}
     if request.GET.get("live"):
         return TemplateResponse(request, "health/live.html", context)
     return TemplateResponse(request, "health/page.html", {

@@ -456,7 +456,8 @@ async def done_page(request: HttpRequest) -> HttpResponse:
     user = await request.auser()
     if not user.is_authenticated:
         return HttpResponseRedirect("/login/")
-    return _page(request, "signin/done.html", {"user": user}, outcome=Outcome.SUCCESS)
+    # In a worker thread: the page reads the database (the tenant's branding).
+    return await in_worker(_page)(request, "signin/done.html", {"user": user}, outcome=Outcome.SUCCESS)
 
 
 class LogoutView(RPInitiatedLogoutView):

@@ -136,6 +136,7 @@ def tenant_admin_permissions():
 
     models = {
         "tenant": ["tenant", "domain", "user"],
+        "branding": ["branding"],
         "agents": ["agent", "registrationtoken"],
         "signin": ["signinevent"],
         "applications": ["application"],

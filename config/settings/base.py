@@ -21,6 +21,7 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_static",
     "oauth2_provider",
     "tenant",
+    "branding",
     "agents",
     "signin",
     "applications",

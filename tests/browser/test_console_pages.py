@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from tests.fixtures.axe import axe_violations
 from tests.fixtures.browser import screenshot
 from tests.fixtures.portal import RawAgent, make_portal
 
@@ -60,16 +61,6 @@ def sign_in(page, node, username: str, password: str) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url("**/admin/")
-
-
-def axe_violations(page) -> list[str]:
-    from axe_playwright_python.sync_playwright import Axe
-
-    # Two frames drawn after a change of theme, so that axe reads the colours of the theme now in force.
-    page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
-    results = Axe().run(page)
-    return [f"{v['id']} ({v['impact']}): {', '.join(str(n['target']) for n in v['nodes'])} "
-            f"[{v['nodes'][0].get('failureSummary', '')!r}]" for v in results.response["violations"]]
 
 
 def check(page, url: str, problems: list[str], *, name: str = "") -> None:

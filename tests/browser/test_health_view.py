@@ -1,12 +1,14 @@
 """A tenant administrator keeps the agent health page open in Chromium while one of two real agents stops: the
-page shows it without a reload, where the administrator had scrolled to. Screenshots, light and dark, go to
-docs/screenshots/health-light.png and health-dark.png."""
+page shows it without a reload, where the administrator had scrolled to. The page names the tenant, tells the
+outcomes apart by colour and pattern with a legend, fits a phone's width and has no axe-core violation.
+Screenshots, light and dark, go to docs/screenshots/health-light.png and health-dark.png."""
 
 from __future__ import annotations
 
 import pta_protocol as protocol
 import pytest
 
+from tests.fixtures.axe import assert_accessible
 from tests.fixtures.browser import screenshot
 from tests.fixtures.http import sign_in
 from tests.fixtures.portal import local_agents, make_portal, start_agent, wait_for
@@ -15,6 +17,7 @@ pytestmark = pytest.mark.integration
 
 ADMIN_PASSWORD = "Cl0ud-Adm1n-pa55"
 LAPTOP = {"width": 1366, "height": 768}
+PHONE = {"width": 390, "height": 844}
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +47,7 @@ def site(ad_testbed):
         portal.close()
 
 
-def test_the_page_shows_a_stopped_agent_without_a_reload(page, site):
-    _, node, admin, (east, west) = site
-    page.set_viewport_size(LAPTOP)
+def open_health_page(page, node, admin) -> None:
     page.goto(f"{node.url}/admin/agents/agent/health/")
     page.wait_for_url("**/login/**")  # the admin console signs in through the portal's own pages
     page.get_by_label("Email or username").fill(admin)
@@ -54,6 +55,49 @@ def test_the_page_shows_a_stopped_agent_without_a_reload(page, site):
     page.get_by_label("Password").fill(ADMIN_PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url("**/admin/agents/agent/health/")
+
+
+def fill_of(page, selector: str) -> str:
+    return page.evaluate(f"getComputedStyle(document.querySelector('{selector}')).fill")
+
+
+def test_the_page_names_the_tenant_tells_outcomes_apart_fits_a_phone_and_passes_axe(page, site):
+    _, node, admin, _ = site
+    page.set_viewport_size(LAPTOP)
+    open_health_page(page, node, admin)
+    assert page.inner_text(".health-level strong") == "Contoso"  # its name, not its slug or id
+    legend = {li.get_attribute("data-outcome"): li.inner_text()
+              for li in page.locator(".legend li[data-outcome]").all()}
+    assert legend == {"success": "success 4", "invalid_credentials": "invalid credentials 1"}
+    # Each outcome's bars and legend swatch are filled with its own pattern, of its own colour.
+    success = page.get_attribute("svg.chart rect.o-success", "fill")
+    wrong = page.get_attribute("svg.chart rect.o-invalid_credentials", "fill")
+    assert success != wrong
+    for outcome, fill in (("success", success), ("invalid_credentials", wrong)):
+        assert page.get_attribute(f'.legend li[data-outcome="{outcome}"] rect', "fill") == fill
+    pattern_of = {o: f.removeprefix("url(#").removesuffix(")") for o, f in (("success", success),
+                                                                            ("invalid_credentials", wrong))}
+    colours = {o: fill_of(page, f"#{p} rect.bg") for o, p in pattern_of.items()}
+    assert colours["success"] != colours["invalid_credentials"]
+    assert page.locator(f"#{pattern_of['invalid_credentials']} .ink").count() == 1  # stripes over the colour
+    assert page.locator(f"#{pattern_of['success']} .ink").count() == 0  # success alone is plain
+    # The agents' lines: a marker shape each, in the chart and the legend.
+    shapes = [m.get_attribute("class") for m in page.locator(".legend li[data-agent] .marker").all()]
+    assert len(shapes) == 2 and len(set(shapes)) == 2
+    assert_accessible(page)
+
+    page.set_viewport_size(PHONE)
+    page.reload()
+    assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth"), \
+        page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert page.locator("svg.chart").first.bounding_box()["width"] <= PHONE["width"]
+    screenshot(page, "health-phone")
+
+
+def test_the_page_shows_a_stopped_agent_without_a_reload(page, site):
+    _, node, admin, (east, west) = site
+    page.set_viewport_size(LAPTOP)
+    open_health_page(page, node, admin)
     for agent in (east, west):
         assert page.get_attribute(f'tr[data-agent="{agent.agent_id}"]', "data-status") == "active"
     assert page.get_attribute(".health-level", "data-level") == "ok"

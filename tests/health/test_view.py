@@ -185,3 +185,21 @@ def test_the_tenants_queue_and_its_waiting_times_are_shown(client, setup, tenant
     assert (summary["queue_wait_ms_p50"], summary["queue_wait_ms_p95"]) == (50.0, 500.0)
     page = client.get(reverse("agent-health-page")).content.decode()
     assert "in the last hour 3 sign-in(s) waited" in page and "p95 500.0 ms" in page
+
+
+def test_the_page_names_tenants_by_name_for_a_platform_and_a_tenant_administrator(client, setup, tenant_a, tenant_b):
+    import re
+
+    Tenant = type(tenant_a)
+    Tenant.objects.filter(pk=tenant_b.pk).update(name="Beta <Corp> & Co")
+    client.force_login(setup["admin"])
+    own = client.get(reverse("agent-health-page")).content.decode()
+    assert re.findall(r"<strong>([^<]+)</strong>:", own) == ["Alpha Corp"]
+    assert tenant_a.slug not in re.sub(r'href="[^"]*"', "", own)  # the slug is in no text, only in links
+    client.force_login(User.objects.create_superuser("root@platform.test", "R00t-pa55-for-tests"))
+    every = client.get(reverse("agent-health-page")).content.decode()
+    assert re.findall(r"<strong>([^<]+)</strong>:", every) == ["Alpha Corp", "Beta &lt;Corp&gt; &amp; Co"]
+    assert "<td>Alpha Corp</td>" in every and "<td>Beta &lt;Corp&gt; &amp; Co</td>" in every  # the tenant column
+    data = client.get("/api/agents/health/").json()
+    assert {slug: t["name"] for slug, t in data["tenants"].items()} == {tenant_a.slug: "Alpha Corp",
+                                                                        tenant_b.slug: "Beta <Corp> & Co"}
