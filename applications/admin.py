@@ -44,6 +44,7 @@ class ApplicationForm(forms.ModelForm):
 @admin.register(Application)
 class ApplicationAdmin(TenantScopedAdmin):
     form = ApplicationForm
+    view_on_site = False  # the site has no page of its own for an application
     list_display = ["name", "tenant", "client_id", "client_type", "authorization_grant_type", "secret_rotated_at"]
     list_filter = ["client_type", "authorization_grant_type"]
     search_fields = ["name", "client_id"]
@@ -77,7 +78,8 @@ class ApplicationAdmin(TenantScopedAdmin):
 
     def get_changeform_initial_data(self, request):
         return {**super().get_changeform_initial_data(request), "algorithm": Application.RS256_ALGORITHM,
-                "skip_authorization": True, "authorization_grant_type": Application.GRANT_AUTHORIZATION_CODE}
+                "skip_authorization": True, "authorization_grant_type": Application.GRANT_AUTHORIZATION_CODE,
+                "client_type": Application.CLIENT_CONFIDENTIAL}
 
     def save_model(self, request, obj, form, change):
         if not change or "client_type" in form.changed_data:

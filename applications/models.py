@@ -1,5 +1,6 @@
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.urls import reverse
 from oauth2_provider.models import AbstractApplication
 
 from applications.uris import loopback_port_registered, redirect_uri_problem
@@ -55,6 +56,11 @@ class Application(AbstractApplication):
                 problems.setdefault(field, []).extend(errors)
         if problems:
             raise ValidationError(problems)
+
+    def get_absolute_url(self) -> str:
+        # DOT's names its own application-management views, which the portal does not serve: the admin's "view on
+        # site" shortcut answered 500. The console's page for the application instead.
+        return reverse("admin:applications_application_change", args=[self.pk])
 
     def redirect_uri_allowed(self, uri: str) -> bool:
         # A confidential client's loopback callback matches its registered port only (DOT allows any port).

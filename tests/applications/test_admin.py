@@ -66,3 +66,14 @@ def test_platform_admin_still_picks_the_tenant(client, tenant_a, tenant_b):
     response = client.post(reverse("admin:applications_application_add"), add_form(tenant=str(tenant_b.pk)))
     assert secret_page(response)
     assert Application.objects.get(name="Intranet").tenant == tenant_b
+
+
+def test_the_change_page_has_no_view_on_site_link_and_the_shortcut_is_no_500(admin_a_client, application_a):
+    from django.contrib.contenttypes.models import ContentType
+
+    change = admin_a_client.get(reverse("admin:applications_application_change", args=[application_a.pk]))
+    assert change.status_code == 200 and "viewsitelink" not in change.content.decode()
+    content_type = ContentType.objects.get_for_model(Application)
+    shortcut = admin_a_client.get(f"/admin/r/{content_type.pk}/{application_a.pk}/")
+    assert shortcut.status_code == 302  # was a 500: DOT's URL names views the portal does not serve
+    assert shortcut["Location"].endswith(reverse("admin:applications_application_change", args=[application_a.pk]))
