@@ -263,6 +263,9 @@ def test_another_tenants_application_cannot_be_rotated(client, wiki, tenant_b, t
     assert client.get(rotate_url(wiki)).status_code == 404
     assert client.post(rotate_url(wiki)).status_code == 404
     assert Application.objects.get(pk=wiki.pk).client_secret == before
+    for missing in ("999999", "not-a-number"):
+        url = reverse("admin:applications_application_rotate_secret", args=[missing])
+        assert client.get(url).status_code == 404 and client.post(url).status_code == 404
 
 
 def test_a_public_client_has_no_secret_to_rotate(admin_a, tenant_a):
