@@ -39,11 +39,14 @@ def admin_a(client, tenant_a, tenant_admin_factory):
 
 
 @pytest.fixture
-def wiki(tenant_a):
-    application, secret = application_register(tenant=tenant_a, name="Wiki",
-                                               redirect_uris=["https://wiki.alpha.example.test/cb"])
-    application.issued_secret = secret
-    return application
+def registered(tenant_a) -> tuple[Application, str]:
+    """A confidential application, as app_register makes it, and its secret in clear."""
+    return application_register(tenant=tenant_a, name="Wiki", redirect_uris=["https://wiki.alpha.example.test/cb"])
+
+
+@pytest.fixture
+def wiki(registered) -> Application:
+    return registered[0]
 
 
 def add_form(**overrides) -> dict:
@@ -226,8 +229,9 @@ def token_request(client_id: str, secret: str, refresh_token: str):
                          HTTP_AUTHORIZATION=f"Basic {basic}")
 
 
-def test_rotating_in_the_console_shows_a_new_secret_once_and_the_old_one_stops_working(admin_a, wiki, tenant_a):
-    old = wiki.issued_secret
+def test_rotating_in_the_console_shows_a_new_secret_once_and_the_old_one_stops_working(admin_a, registered,
+                                                                                       tenant_a):
+    wiki, old = registered
     assert token_request(wiki.client_id, old, refresh_token_for(wiki, tenant_a)).status_code == 200  # before
 
     change = admin_a.get(change_url(wiki))
@@ -291,8 +295,8 @@ def test_rotating_needs_a_post(admin_a, wiki):
 
 # --- the command -----------------------------------------------------------------------------------------------
 
-def test_app_rotate_secret_prints_the_new_secret_once(wiki, tenant_a, capsys):
-    old = wiki.issued_secret
+def test_app_rotate_secret_prints_the_new_secret_once(registered, tenant_a, capsys):
+    wiki, old = registered
     call_command("app_rotate_secret", wiki.client_id)
     out = capsys.readouterr()
     new = out.out.strip().removeprefix("client_secret=")
