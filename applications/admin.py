@@ -1,8 +1,21 @@
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.contrib.admin.exceptions import NotRegistered
+from django.contrib.admin.utils import quote, unquote
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
+from django.utils.formats import date_format
+from django.utils.html import format_html
+from django.utils.timezone import localtime
+from django.views.decorators.debug import sensitive_variables
 
 from applications.models import Application
-from tenant.admin_scoping import TenantScopedAdmin, mask
+from applications.services import application_secret_issue, application_secret_rotate
+from tenant.admin_scoping import TenantScopedAdmin
 
 try:  # DOT registers its own, unscoped admin for the application model
     admin.site.unregister(Application)
@@ -10,27 +23,123 @@ except NotRegistered:
     pass
 
 
+class ApplicationForm(forms.ModelForm):
+    """Only what the portal offers (docs/oidc.md): DOT's model lists implicit, hybrid, client credentials, the
+    device flow and HS256 too. A posted value outside these lists is a form error ("Select a valid choice")."""
+
+    authorization_grant_type = forms.ChoiceField(
+        label="Authorization grant type", choices=Application.OFFERED_GRANT_TYPES,
+        initial=Application.GRANT_AUTHORIZATION_CODE,
+        help_text="The password grant also needs the tenant's policy (tenant_policy SLUG --password-grant on) and a "
+                  "confidential client.")
+    algorithm = forms.ChoiceField(label="ID token signing algorithm", choices=Application.OFFERED_ALGORITHMS,
+                                  initial=Application.RS256_ALGORITHM)
+
+    class Meta:
+        model = Application
+        fields = ["name", "tenant", "client_type", "authorization_grant_type", "redirect_uris",
+                  "post_logout_redirect_uris", "allowed_origins", "algorithm", "skip_authorization"]
+
+
 @admin.register(Application)
 class ApplicationAdmin(TenantScopedAdmin):
-    list_display = ["name", "tenant", "client_id", "client_type", "authorization_grant_type", "algorithm"]
+    form = ApplicationForm
+    view_on_site = False  # the site has no page of its own for an application
+    list_display = ["name", "tenant", "client_id", "client_type", "authorization_grant_type", "secret_rotated_at"]
     list_filter = ["client_type", "authorization_grant_type"]
     search_fields = ["name", "client_id"]
-    readonly_fields = ["client_id", "secret_hint", "created", "updated"]
+    readonly_fields = ["client_id", "client_secret_status", "created", "updated"]
+    # No client_secret field: the portal generates it on save and shows it once on the next page (response_add).
+    # Not on the add page: an unsaved form would show a client id that the save replaces.
+    after_save_only = ("client_id", "created", "updated")
     fields = ["name", "tenant", "client_id", "client_type", "authorization_grant_type", "redirect_uris",
-              "post_logout_redirect_uris", "allowed_origins", "algorithm", "skip_authorization", "secret_hint",
-              "client_secret", "hash_client_secret", "created", "updated"]
+              "post_logout_redirect_uris", "allowed_origins", "algorithm", "skip_authorization",
+              "client_secret_status", "created", "updated"]
 
     @admin.display(description="client secret")
-    def secret_hint(self, obj):
-        # Only its hash is stored: this shows which hash, never the secret.
-        return mask(obj.client_secret) if obj and obj.client_secret else ""
+    def client_secret_status(self, obj):
+        """Whether a secret is set and when it was last replaced; never the secret nor any part of its hash."""
+        if obj is None or obj.pk is None:
+            return ("Generated when you save (confidential clients) and shown once, on the next page: copy it "
+                    "then. The portal keeps only its hash. A public client has none.")
+        if obj.client_type == Application.CLIENT_PUBLIC:
+            return "None: a public client has no secret (it uses PKCE alone)."
+        rotate = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_rotate_secret", args=[quote(obj.pk)])
+        if not obj.client_secret:
+            return format_html('None set. <a href="{}">Generate a client secret</a>', rotate)
+        when = (f"last rotated {date_format(localtime(obj.secret_rotated_at), 'DATETIME_FORMAT')}"
+                if obj.secret_rotated_at else "issued at registration, never rotated")
+        return format_html('Set ({}). Stored hashed: it cannot be shown. <a href="{}">Rotate the client secret</a>',
+                           when, rotate)
 
     def get_fields(self, request, obj=None):
-        fields = list(super().get_fields(request, obj))
-        if obj is not None:  # the secret is shown once, on creation
-            fields.remove("client_secret")
-        return fields
+        fields = super().get_fields(request, obj)
+        return [name for name in fields if name not in self.after_save_only] if obj is None else fields
 
     def get_changeform_initial_data(self, request):
         return {**super().get_changeform_initial_data(request), "algorithm": Application.RS256_ALGORITHM,
-                "skip_authorization": True, "authorization_grant_type": Application.GRANT_AUTHORIZATION_CODE}
+                "skip_authorization": True, "authorization_grant_type": Application.GRANT_AUTHORIZATION_CODE,
+                "client_type": Application.CLIENT_CONFIDENTIAL}
+
+    def save_model(self, request, obj, form, change):
+        if not change or "client_type" in form.changed_data:
+            # A public client's stored "secret" is the hash of "" (DOT hashes whatever is there): made confidential,
+            # it would accept an empty secret, so a client type change always issues a new one (none for public).
+            # In memory for the answer page only: never a message (a readable cookie), never the log.
+            obj.new_client_secret = application_secret_issue(application=obj)
+            if change and obj.new_client_secret:
+                obj.secret_rotated_at = timezone.now()
+        super().save_model(request, obj, form, change)
+
+    @sensitive_variables("secret")
+    def response_add(self, request, obj, post_url_continue=None):
+        secret = getattr(obj, "new_client_secret", "")
+        if not secret:
+            return super().response_add(request, obj, post_url_continue)
+        return self._secret_page(request, obj, secret, title="Application registered: copy its client secret")
+
+    @sensitive_variables("secret")
+    def response_change(self, request, obj):
+        secret = getattr(obj, "new_client_secret", "")
+        if not secret:
+            return super().response_change(request, obj)
+        return self._secret_page(request, obj, secret, title="Now a confidential client: copy its client secret")
+
+    def get_urls(self):
+        rotate = path("<path:object_id>/rotate-secret/", self.admin_site.admin_view(self.rotate_secret_view),
+                      name=f"{self.opts.app_label}_{self.opts.model_name}_rotate_secret")
+        return [rotate, *super().get_urls()]
+
+    @sensitive_variables("secret")
+    def rotate_secret_view(self, request, object_id):
+        """GET: what rotating does, and a button; POST: a new secret, shown once on the answer page."""
+        obj = self.get_object(request, unquote(object_id))  # tenant-scoped: another tenant's is None
+        if obj is None:
+            raise Http404
+        if not self.has_change_permission(request, obj):
+            raise PermissionDenied
+        change_url = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[quote(obj.pk)])
+        if request.method == "POST":
+            try:
+                secret = application_secret_rotate(application=obj, actor=request.user.get_username())
+            except ValidationError as exc:
+                self.message_user(request, " ".join(exc.messages), messages.ERROR)
+                return HttpResponseRedirect(change_url)
+            self.log_change(request, obj, [{"changed": {"fields": ["client secret (rotated)"]}}])
+            return self._secret_page(request, obj, secret, title="Client secret rotated: copy the new one")
+        if obj.client_type != Application.CLIENT_CONFIDENTIAL:
+            self.message_user(request, "A public client has no client secret to rotate.", messages.ERROR)
+            return HttpResponseRedirect(change_url)
+        context = {**self.admin_site.each_context(request), "title": "Rotate the client secret", "opts": self.opts,
+                   "application": obj, "change_url": change_url}
+        return TemplateResponse(request, "admin/applications/application/rotate_secret.html", context)
+
+    @sensitive_variables("secret")
+    def _secret_page(self, request, obj, secret: str, *, title: str):
+        context = {**self.admin_site.each_context(request), "title": title, "opts": self.opts, "application": obj,
+                   "secret": secret,
+                   "change_url": reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change",
+                                         args=[quote(obj.pk)])}
+        response = TemplateResponse(request, "admin/applications/application/secret.html", context)
+        add_never_cache_headers(response)  # no-store: no cache nor back button keeps the secret
+        return response

@@ -1,5 +1,6 @@
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.urls import reverse
 from oauth2_provider.models import AbstractApplication
 
 from applications.uris import loopback_port_registered, redirect_uri_problem
@@ -11,16 +12,34 @@ class Application(AbstractApplication):
     that tenant's users get codes or tokens for it. DOT's swappable OAUTH2_PROVIDER_APPLICATION_MODEL; it lives
     in an app of its own because DOT's migrations depend on this app's first migration."""
 
+    # What the portal offers (docs/oidc.md, discovery): the code flow, and the password grant for legacy clients
+    # (tenant-gated). Implicit, hybrid, client credentials and the device flow are not; nor HS256 ID tokens.
+    OFFERED_GRANT_TYPES = (
+        (AbstractApplication.GRANT_AUTHORIZATION_CODE, "Authorization code (with PKCE)"),
+        (AbstractApplication.GRANT_PASSWORD, "Resource owner password (legacy clients)"),
+    )
+    OFFERED_ALGORITHMS = ((AbstractApplication.RS256_ALGORITHM, "RS256 (RSA with SHA-256)"),)
+
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="applications")
+    # When an administrator or the operator last replaced the client secret (None: the one issued at creation).
+    secret_rotated_at = models.DateTimeField("client secret last rotated", null=True, blank=True, editable=False)
 
     class Meta(AbstractApplication.Meta):
         swappable = "OAUTH2_PROVIDER_APPLICATION_MODEL"
         ordering = ["name"]
 
     def clean(self) -> None:
-        """DOT's checks, and plain http only on loopback (``applications/uris.py``), per field, all at once. The
-        password grant is for confidential clients only, and ID tokens are signed with RS256 only (discovery)."""
+        """DOT's checks, and plain http only on loopback (``applications/uris.py``), per field, all at once. Only
+        the grants the portal offers; the password grant is for confidential clients only; ID tokens are signed
+        with RS256 only (discovery); a client secret is kept hashed only."""
         problems: dict[str, list[ValidationError]] = {}
+        offered = dict(self.OFFERED_GRANT_TYPES)
+        if self.authorization_grant_type not in offered:
+            problems["authorization_grant_type"] = [ValidationError(
+                f"Not offered by this portal: {self.authorization_grant_type or 'none'}. Choose one of: "
+                f"{', '.join(offered.values())}.")]
+        if not self.hash_client_secret:
+            problems["hash_client_secret"] = [ValidationError("Client secrets are stored hashed only.")]
         if self.authorization_grant_type == self.GRANT_PASSWORD and self.client_type == self.CLIENT_PUBLIC:
             problems["client_type"] = [ValidationError("The password grant is for confidential clients only: a public "
                                                        "client cannot keep a secret.")]
@@ -37,6 +56,11 @@ class Application(AbstractApplication):
                 problems.setdefault(field, []).extend(errors)
         if problems:
             raise ValidationError(problems)
+
+    def get_absolute_url(self) -> str:
+        # DOT's names its own application-management views, which the portal does not serve: the admin's "view on
+        # site" shortcut answered 500. The console's page for the application instead.
+        return reverse("admin:applications_application_change", args=[self.pk])
 
     def redirect_uri_allowed(self, uri: str) -> bool:
         # A confidential client's loopback callback matches its registered port only (DOT allows any port).

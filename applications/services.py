@@ -1,13 +1,21 @@
+import logging
 from collections.abc import Iterable
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
+from oauth2_provider.generators import generate_client_secret
 
 from applications.models import Application
 from tenant.models import Tenant
 
+logger = logging.getLogger(__name__)
+
 GRANTS = {"authorization-code": Application.GRANT_AUTHORIZATION_CODE, "password": Application.GRANT_PASSWORD}
 
 
+@sensitive_variables("secret")
 @transaction.atomic
 def application_register(*, tenant: Tenant, name: str, redirect_uris: Iterable[str] = (), public: bool = False,
                          grant: str = "authorization-code", allowed_origins: Iterable[str] = (),
@@ -27,9 +35,34 @@ def application_register(*, tenant: Tenant, name: str, redirect_uris: Iterable[s
         authorization_grant_type=GRANTS[grant], algorithm=Application.RS256_ALGORITHM, skip_authorization=True,
         allowed_origins=" ".join(allowed_origins),
     )
-    secret = "" if public else application.client_secret
-    if public:
-        application.client_secret = ""
+    secret = application_secret_issue(application=application)
     application.full_clean()
     application.save()
     return application, secret
+
+
+@sensitive_variables("secret")
+def application_secret_issue(*, application: Application) -> str:
+    """Gives an unsaved application its first client secret: returns it in clear (to be shown once; saving keeps
+    only its hash, DOT's ``ClientSecretField``), or "" for a public client, which has none."""
+    secret = "" if application.client_type == Application.CLIENT_PUBLIC else generate_client_secret()
+    application.client_secret, application.hash_client_secret = secret, True
+    return secret
+
+
+@sensitive_variables("secret")
+@transaction.atomic
+def application_secret_rotate(*, application: Application, actor: str) -> str:
+    """Replaces a confidential application's client secret with a new one and returns it in clear (shown once;
+    only its hash is saved). The old secret fails at the token endpoint from this commit on; tokens already
+    issued live on (refreshing one needs the client's secret, so the new one). ``actor`` names who asked, for
+    the log."""
+    if application.client_type != Application.CLIENT_CONFIDENTIAL:
+        raise ValidationError("A public client has no client secret to rotate: it signs in with PKCE alone.")
+    secret = generate_client_secret()
+    application.client_secret, application.hash_client_secret = secret, True
+    application.secret_rotated_at = timezone.now()
+    application.save(update_fields=["client_secret", "hash_client_secret", "secret_rotated_at", "updated"])
+    logger.info("client secret of application %s (%s, tenant %s) rotated by %s", application.client_id,
+                application.name, application.tenant_id, actor)
+    return secret

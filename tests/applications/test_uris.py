@@ -99,8 +99,7 @@ def test_the_admin_console_refuses_plain_http_off_loopback(client, tenant_a, ten
     form = {"name": "Intranet", "client_type": Application.CLIENT_CONFIDENTIAL,
             "authorization_grant_type": Application.GRANT_AUTHORIZATION_CODE,
             "redirect_uris": "http://intranet.alpha.test/callback", "post_logout_redirect_uris": "",
-            "allowed_origins": "", "algorithm": Application.RS256_ALGORITHM, "skip_authorization": "on",
-            "client_secret": "", "hash_client_secret": "on"}
+            "allowed_origins": "", "algorithm": Application.RS256_ALGORITHM, "skip_authorization": "on"}
     response = client.post(reverse("admin:applications_application_add"), form)
     assert response.status_code == 200
     assert "loopback" in " ".join(response.context["adminform"].form.errors["redirect_uris"])
