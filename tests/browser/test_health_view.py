@@ -49,7 +49,7 @@ def test_the_page_shows_a_stopped_agent_without_a_reload(page, site):
     page.set_viewport_size(LAPTOP)
     page.goto(f"{node.url}/admin/agents/agent/health/")
     page.wait_for_url("**/login/**")  # the admin console signs in through the portal's own pages
-    page.get_by_label("Email or username").fill(admin)
+    page.get_by_label("Username").fill(admin)
     page.get_by_role("button", name="Next").click()
     page.get_by_label("Password").fill(ADMIN_PASSWORD)
     page.get_by_role("button", name="Sign in").click()

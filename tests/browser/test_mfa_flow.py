@@ -77,7 +77,7 @@ def test_application_to_sign_in_to_totp_enrolment_and_back(page, demo, ad_testbe
     page.get_by_role("link", name="Sign in with your organisation").click()
 
     page.wait_for_url(lambda url: url.startswith(f"{demo['node'].url}/login/?next="))
-    page.get_by_label("Email or username").fill(user["upn"])
+    page.get_by_label("Username").fill(user["upn"])
     screenshot(page, "mfa-2-username")
     page.get_by_role("button", name="Next").click()
 
@@ -125,7 +125,7 @@ def test_a_planted_session_cookie_never_reaches_the_victims_second_factor(chromi
         mallory = attacker.new_page()
         mallory.set_default_timeout(15_000)
         mallory.goto(f"{node.url}/login/")
-        mallory.get_by_label("Email or username").fill(f"someone@{ad_testbed.upn_suffix}")
+        mallory.get_by_label("Username").fill(f"someone@{ad_testbed.upn_suffix}")
         mallory.get_by_role("button", name="Next").click()
         mallory.wait_for_url("**/login/password/")
         planted = next(c["value"] for c in attacker.cookies() if c["name"] == "sessionid")
@@ -134,7 +134,7 @@ def test_a_planted_session_cookie_never_reaches_the_victims_second_factor(chromi
         page = victim.new_page()
         page.set_default_timeout(15_000)
         page.goto(f"{node.url}/login/")
-        page.get_by_label("Email or username").fill(user["upn"])
+        page.get_by_label("Username").fill(user["upn"])
         page.get_by_role("button", name="Next").click()
         page.wait_for_url("**/login/password/")
         page.get_by_label("Password").fill(user["password"])

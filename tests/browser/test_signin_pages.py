@@ -18,7 +18,7 @@ def test_sign_in_through_the_two_pages(page, portal_with_agent, ad_testbed):
     node, user = portal_with_agent, ad_testbed.user("alice")
     page.goto(f"{node.url}/login/")
     assert page.evaluate("document.activeElement.name") == "username"  # focus is where typing starts
-    assert page.get_by_label("Email or username").is_visible()
+    assert page.get_by_label("Username").is_visible()
     page.keyboard.type(user["upn"])
     screenshot(page, "signin-1-username")
     page.keyboard.press("Enter")
@@ -37,7 +37,7 @@ def test_sign_in_through_the_two_pages(page, portal_with_agent, ad_testbed):
 def test_a_wrong_password_says_so_on_the_page(page, portal_with_agent, ad_testbed):
     node, user = portal_with_agent, ad_testbed.user("bob")
     page.goto(f"{node.url}/login/")
-    page.get_by_label("Email or username").fill(user["upn"])
+    page.get_by_label("Username").fill(user["upn"])
     page.get_by_role("button", name="Next").click()
     page.get_by_label("Password").fill("not the password")
     page.get_by_role("button", name="Sign in").click()
@@ -52,7 +52,7 @@ def test_a_wrong_password_says_so_on_the_page(page, portal_with_agent, ad_testbe
 def test_a_disabled_account_is_told_so(page, portal_with_agent, ad_testbed):
     node, user = portal_with_agent, ad_testbed.user("carol")
     page.goto(f"{node.url}/login/")
-    page.get_by_label("Email or username").fill(user["upn"])
+    page.get_by_label("Username").fill(user["upn"])
     page.get_by_role("button", name="Next").click()
     page.get_by_label("Password").fill(user["password"])
     page.get_by_role("button", name="Sign in").click()

@@ -150,7 +150,7 @@ def settled(page) -> str:
 
 def sign_in_at_portal(page, site, user: dict, *, shots: str = "") -> None:
     page.wait_for_url(lambda url: url.startswith(f"{site['node'].url}/login/?next="))
-    page.get_by_label("Email or username").fill(user["upn"])
+    page.get_by_label("Username").fill(user["upn"])
     if shots:
         screenshot(page, f"{shots}-2-username")
     page.get_by_role("button", name="Next").click()

@@ -160,7 +160,7 @@ def test_chromium_signs_in_over_https_with_secure_cookies_hsts_and_its_own_addre
             page.goto(site.app_url + "/")
             page.get_by_role("link", name="Sign in with your organisation").click()
             page.wait_for_url(lambda url: url.startswith(f"{site.public_url}/login/?next="))
-            page.get_by_label("Email or username").fill(user["upn"])
+            page.get_by_label("Username").fill(user["upn"])
             page.get_by_role("button", name="Next").click()
             page.wait_for_url("**/login/password/")
             page.get_by_label("Password").fill(user["password"])

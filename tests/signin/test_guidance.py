@@ -87,6 +87,39 @@ def test_ordinary_contacts_are_accepted(value):
     helpdesk_contact_validate(value)
 
 
+def test_the_tenant_administrator_sets_both_in_the_admin_console(admin_user):
+    client = Client()
+    password_step(client, admin_user.upn, next_url="/admin/")
+    url = f"/admin/tenant/tenant/{admin_user.tenant.pk}/change/"
+    page = client.get(url)
+    assert 'name="helpdesk_contact"' in page.content.decode() and 'name="help_text"' in page.content.decode()
+    form = {"csrfmiddlewaretoken": csrf(page), "name": admin_user.tenant.name, "pass_through_enabled": "on",
+            "lockout_threshold": "5", "lockout_duration_seconds": "60", "mfa_policy": "off",
+            "domains-TOTAL_FORMS": "0", "domains-INITIAL_FORMS": "0", "domains-MIN_NUM_FORMS": "0",
+            "domains-MAX_NUM_FORMS": "1000", "_save": "Save"}
+    refused = client.post(url, {**form, "helpdesk_contact": "javascript:alert(1)"})
+    assert refused.status_code == 200 and "starting with https://" in refused.content.decode()
+    saved = client.post(url, {**form, "helpdesk_contact": "+1 555 0100", "help_text": "Call us."})
+    assert saved.status_code == 302, saved.content.decode()[:2000]
+    admin_user.tenant.refresh_from_db()
+    assert (admin_user.tenant.helpdesk_contact, admin_user.tenant.help_text) == ("+1 555 0100", "Call us.")
+
+
+def test_the_policy_command_sets_and_clears_them(tenant_a):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    call_command("tenant_policy", tenant_a.slug, "--helpdesk-contact", "it@alpha.example.test", "--help-text", "Hi",
+                 stdout=open("/dev/null", "w"))  # noqa: SIM115
+    tenant_a.refresh_from_db()
+    assert (tenant_a.helpdesk_contact, tenant_a.help_text) == ("it@alpha.example.test", "Hi")
+    with pytest.raises(CommandError, match="helpdesk_contact"):
+        call_command("tenant_policy", tenant_a.slug, "--helpdesk-contact", "data:text/html,x")
+    call_command("tenant_policy", tenant_a.slug, "--helpdesk-contact", "", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    tenant_a.refresh_from_db()
+    assert tenant_a.helpdesk_contact == ""
+
+
 # --- what to do next ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("wire", "words"), [
