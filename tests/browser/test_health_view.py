@@ -51,7 +51,7 @@ def test_the_page_shows_a_stopped_agent_without_a_reload(page, site):
     page.wait_for_url("**/login/**")  # the admin console signs in through the portal's own pages
     page.get_by_label("Username").fill(admin)
     page.get_by_role("button", name="Next").click()
-    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_label("Password", exact=True).fill(ADMIN_PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url("**/admin/agents/agent/health/")
     for agent in (east, west):

@@ -82,7 +82,7 @@ def test_application_to_sign_in_to_totp_enrolment_and_back(page, demo, ad_testbe
     page.get_by_role("button", name="Next").click()
 
     page.wait_for_url("**/login/password/")
-    page.get_by_label("Password").fill(user["password"])
+    page.get_by_label("Password", exact=True).fill(user["password"])
     screenshot(page, "mfa-3-password")
     page.get_by_role("button", name="Sign in").click()
 
@@ -137,7 +137,7 @@ def test_a_planted_session_cookie_never_reaches_the_victims_second_factor(chromi
         page.get_by_label("Username").fill(user["upn"])
         page.get_by_role("button", name="Next").click()
         page.wait_for_url("**/login/password/")
-        page.get_by_label("Password").fill(user["password"])
+        page.get_by_label("Password", exact=True).fill(user["password"])
         page.get_by_role("button", name="Sign in").click()
         page.wait_for_url("**/login/mfa/enrol/")
         assert page.inner_text("#totp-secret").strip()  # the victim's own secret, on the victim's page

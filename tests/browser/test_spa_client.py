@@ -155,7 +155,7 @@ def sign_in_at_portal(page, site, user: dict, *, shots: str = "") -> None:
         screenshot(page, f"{shots}-2-username")
     page.get_by_role("button", name="Next").click()
     page.wait_for_url("**/login/password/")
-    page.get_by_label("Password").fill(user["password"])
+    page.get_by_label("Password", exact=True).fill(user["password"])
     if shots:
         screenshot(page, f"{shots}-3-password")
     page.get_by_role("button", name="Sign in").click()

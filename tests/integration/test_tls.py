@@ -163,7 +163,7 @@ def test_chromium_signs_in_over_https_with_secure_cookies_hsts_and_its_own_addre
             page.get_by_label("Username").fill(user["upn"])
             page.get_by_role("button", name="Next").click()
             page.wait_for_url("**/login/password/")
-            page.get_by_label("Password").fill(user["password"])
+            page.get_by_label("Password", exact=True).fill(user["password"])
             page.get_by_role("button", name="Sign in").click()
             page.wait_for_url(site.app_url + "/")
             assert page.inner_text("#claim-upn") == user["upn"].lower()
