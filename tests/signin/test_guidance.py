@@ -301,6 +301,7 @@ def test_a_throttled_try_says_how_long_to_wait_and_is_no_wrong_code(admin_user, 
     device = TOTPDevice.objects.get(user=admin_user)
     assert device.throttling_failure_count == 1
     event = SignInEvent.objects.filter(user=admin_user).order_by("-pk").first()
+    assert event is not None
     # More tries while throttled than a half-done sign-in allows wrong codes (5), the right code among them:
     # none is checked, none counts, and the sign-in is still there afterwards.
     for code in [totp_code(secret, step=1)] + ["123456"] * 6:
