@@ -173,7 +173,7 @@ def test_the_show_button_reveals_the_password_and_says_so(page, portal_with_agen
     page.keyboard.press("Enter")
     page.wait_for_url("**/login/password/")
     field, button = page.get_by_label("Password", exact=True), page.get_by_role("button", name="Show password")
-    page.keyboard.type("typed secret")
+    field.fill("typed secret")  # (fill focuses the field: typing may start before autofocus applied)
     assert field.get_attribute("type") == "password" and button.get_attribute("aria-pressed") == "false"
     page.keyboard.press("Tab")  # from the field to its button, by keyboard
     assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "Show password"
