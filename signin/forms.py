@@ -19,7 +19,9 @@ USERNAME_REFUSALS = {
 class UsernameForm(forms.Form):
     # signin/username.html writes the input itself (autocomplete, autofocus, …): Django's widget templates cost
     # half of the page's rendering, and the first page of every sign-in is rendered most of all.
-    username = forms.CharField(max_length=MAX_USERNAME_LENGTH, label="Email or username")
+    # What it takes is a UPN, name@domain (signin/services/names.py: no DOMAIN\user, no bare name), which is often
+    # but not always the person's e-mail address: the label says "Username", the hint under it says the form.
+    username = forms.CharField(max_length=MAX_USERNAME_LENGTH, label="Username")
 
     def clean_username(self) -> str:
         """The name as typed, its ends stripped (shown on the password page, kept in the record), once it is
@@ -39,11 +41,20 @@ class PasswordForm(forms.Form):
 
 
 class OtpForm(forms.Form):
-    # Six digits from the authenticator app, or a recovery code.
+    # Six digits from the authenticator app (enrolment: no recovery code exists yet, so a phone's digit pad).
     otp = forms.CharField(
         max_length=32, label="Code",
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "autofocus": True, "inputmode": "numeric",
                                       "autocapitalize": "none", "spellcheck": "false"}),
+    )
+
+
+class MfaCodeForm(OtpForm):
+    # Six digits, or a recovery code (letters and digits, "abcd-efgh-…"): a phone's full keyboard, no pattern.
+    otp = forms.CharField(
+        max_length=32, label="Code or recovery code",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "autofocus": True, "inputmode": "text",
+                                      "autocapitalize": "none", "autocorrect": "off", "spellcheck": "false"}),
     )
 
 

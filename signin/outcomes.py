@@ -71,3 +71,23 @@ OUTCOME_MESSAGES: dict[Outcome, str] = {
     Outcome.PASSWORD_CHANGED: "Your password has been changed.",
     Outcome.PASSWORD_REJECTED: "Your organisation's directory did not accept the new password. Choose another one.",
 }
+
+
+# What a person can do about an answer that another try with the same password will not change: said under it,
+# with the tenant's helpdesk contact (signin/helpdesk.py), on the page that replaces the password form.
+OUTCOME_NEXT_STEPS: dict[Outcome, str] = {
+    Outcome.LOGON_HOURS: "Your organisation lets this account sign in at certain hours only. Try again later, "
+                         "or ask your helpdesk to change your hours.",
+    Outcome.WORKSTATION_RESTRICTED: "Your organisation lets this account sign in from certain computers only. "
+                                    "Ask your helpdesk.",
+    Outcome.PASSWORD_EXPIRED: "Your password can't be changed here right now. To get a new password, contact "
+                              "your organisation's helpdesk.",
+    Outcome.PASSWORD_MUST_CHANGE: "Your password can't be changed here right now. To get a new password, contact "
+                                  "your organisation's helpdesk.",
+    Outcome.ACCOUNT_DISABLED: "Only your organisation can enable it again: contact your helpdesk.",
+    Outcome.ACCOUNT_EXPIRED: "Your organisation set an end date on this account. To have it extended, contact "
+                             "your helpdesk.",
+    Outcome.ACCOUNT_LOCKED: "Your organisation's directory locked it, usually after too many wrong passwords. It "
+                            "may unlock by itself after a while; your helpdesk can unlock it now.",
+    Outcome.CLOUD_LOCKED: "It unlocks by itself. If the wrong passwords were not yours, tell your helpdesk.",
+}

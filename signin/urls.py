@@ -4,6 +4,9 @@ from signin import views
 
 app_name = "signin"
 urlpatterns = [
+    path("", views.home_page, name="home"),
+    path("favicon.ico", views.favicon, name="favicon"),
+    path("login/help/", views.help_page, name="help"),
     path("login/", views.username_page, name="username"),
     path("login/password/", views.password_page, name="password"),
     path("login/password/change/", views.password_change_page, name="password-change"),

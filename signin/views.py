@@ -9,16 +9,19 @@ view (which checks only ``is_authenticated``) never issues a code after the pass
 from __future__ import annotations
 
 import hmac
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY as AUTH_SESSION_KEY
 from django.contrib.auth import login, logout
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect, HttpResponseRedirect
 from django.shortcuts import render
+from django.templatetags.static import static
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
@@ -31,9 +34,10 @@ from oauth2_provider.views import RPInitiatedLogoutView
 from oauthlib.common import add_params_to_uri
 
 from agents.selectors import password_change_available
-from signin.forms import OtpForm, PasswordChangeForm, PasswordForm, UsernameForm
+from signin.forms import MfaCodeForm, OtpForm, PasswordChangeForm, PasswordForm, UsernameForm
+from signin.helpdesk import help_context
 from signin.metrics import metrics_text, signins
-from signin.outcomes import Outcome
+from signin.outcomes import OUTCOME_NEXT_STEPS, Outcome
 from signin.services.attempt import (
     CHANGEABLE,
     SignInResult,
@@ -60,7 +64,7 @@ from signin.services.mfa import (
 from signin.services.names import username_canonical
 from signin.services.oauth_tokens import application_tokens_revoke
 from signin.workers import in_worker, retrying_transient_errors
-from tenant.models import User
+from tenant.models import Tenant, User
 from tenant.selectors import tenant_for_username
 
 SESSION_KEY = "pta_signin"
@@ -74,6 +78,12 @@ DEVICE_COOKIE_AGE = 90 * 24 * 3600
 # After an expired or must-change answer, the change page may be used this long.
 CHANGE_WINDOW_SECONDS = 600
 CHANGE_TEMPLATE = "signin/password_change.html"
+CANNOT_SIGN_IN_TEMPLATE = "signin/cannot_sign_in.html"
+# What the change page says first, after the password page sent the person there.
+CHANGE_REASONS = {
+    Outcome.PASSWORD_EXPIRED: "Your password has expired. Choose a new one to sign in.",
+    Outcome.PASSWORD_MUST_CHANGE: "Your organisation asks you to choose a new password before you sign in.",
+}
 # Why the directory refused a new password (the agent's reason code), for the change page.
 REFUSAL_MESSAGES = {
     "too_short": "It is too short.",
@@ -134,7 +144,8 @@ def username_page(request: HttpRequest) -> HttpResponse:
     organisation = tenant.name if tenant is not None else settings.PTA_PLATFORM_NAME
     request.session.cycle_key()  # a sign-in starts: the key the browser came with (perhaps planted) ends here
     request.session.pop(MFA_SESSION_KEY, None)
-    request.session[SESSION_KEY] = {"username": username, "organisation": organisation, "next": next_url}
+    request.session[SESSION_KEY] = {"username": username, "organisation": organisation, "next": next_url,
+                                    "tenant_id": str(tenant.pk) if tenant is not None else ""}
     if AUTH_SESSION_KEY not in request.session:  # nobody signed in: the sign-in's state lives minutes, not weeks
         request.session.set_expiry(settings.PTA_SIGNIN_SESSION_SECONDS)
     return HttpResponseRedirect("/login/password/")
@@ -196,14 +207,34 @@ def password_answer(request: HttpRequest, submission: PasswordSubmission, result
         request.session.cycle_key()  # the password was right: a new key before the change is allowed in it
         request.session[SESSION_KEY] = {**state, "change": {
             "outcome": result.outcome.value, "tenant_id": str(result.tenant.pk), "at": time.time()}}
+        if result.can_change_password:  # straight to the change form, as Entra ID and Okta do
+            response = HttpResponseRedirect("/login/password/change/")
+            response["PTA-Outcome"] = result.outcome.value
+            return response
+        return _cannot_sign_in(request, state, result.outcome, result.tenant)
+
+    def failed() -> HttpResponse:
+        if result.outcome in OUTCOME_NEXT_STEPS:  # another try will not help: what to do instead
+            return _cannot_sign_in(request, state, result.outcome, result.tenant, locked_until=result.locked_until)
         return _page(request, "signin/password.html", {
-            **_password_context(state), "form": PasswordForm(), "error": result.outcome.message,
-            "change_offer": result.can_change_password, "helpdesk_hint": not result.can_change_password,
-        }, outcome=result.outcome)
-    return _signed_in_answer(request, state, submission.device, result,
-                             failed=lambda: _page(request, "signin/password.html", {
-                                 **_password_context(state), "form": PasswordForm(),
-                                 "error": result.outcome.message}, outcome=result.outcome))
+            **_password_context(state), "form": PasswordForm(), "error": result.outcome.message},
+            outcome=result.outcome)
+
+    return _signed_in_answer(request, state, submission.device, result, failed=failed)
+
+
+def _cannot_sign_in(request: HttpRequest, state: dict, outcome: Outcome, tenant: Tenant | None, *,
+                    locked_until: float | None = None) -> HttpResponse:
+    """The answer the password form cannot change (disabled, locked, outside logon hours, a password that must
+    be changed where no agent can change it): what it means, what to do next, whom to ask, and for a cloud
+    lock when it ends. The password form is one link away (Try again), not the page's main action."""
+    context = {**_password_context(state), **help_context(tenant=tenant), "error": outcome.message,
+               "next_steps": OUTCOME_NEXT_STEPS[outcome]}
+    if locked_until is not None:  # said to the minute, rounded up: never earlier than the lock really ends
+        minute = math.ceil(locked_until / 60) * 60
+        context.update(lock_ends=datetime.fromtimestamp(minute, UTC),
+                       lock_minutes=max(1, math.ceil((minute - time.time()) / 60)))
+    return _page(request, CANNOT_SIGN_IN_TEMPLATE, context, outcome=outcome)
 
 
 def _signed_in_answer(request: HttpRequest, state: dict, device: str, result: SignInResult,
@@ -273,13 +304,13 @@ def _change_state(request: HttpRequest) -> dict | None:
 
 
 def _change_context(state: dict) -> dict:
-    return {**_password_context(state), "why": Outcome(state["change"]["outcome"]).message}
+    return {**_password_context(state), "why": CHANGE_REASONS[Outcome(state["change"]["outcome"])]}
 
 
 def _change_unavailable(request: HttpRequest, state: dict) -> HttpResponse:
     """No agent that can change passwords serves the domain: what the password page said, and the helpdesk."""
-    return _page(request, CHANGE_TEMPLATE, {**_change_context(state), "unavailable": True},
-                 outcome=Outcome(state["change"]["outcome"]))
+    tenant = Tenant.objects.filter(pk=state["change"]["tenant_id"]).first()
+    return _cannot_sign_in(request, state, Outcome(state["change"]["outcome"]), tenant)
 
 
 async def _change_available(state: dict) -> bool:
@@ -334,7 +365,8 @@ async def password_change_page(request: HttpRequest) -> HttpResponse:
         if not await _change_available(state):
             return await in_worker(_change_unavailable)(request, state)
         return await in_worker(_page)(request, CHANGE_TEMPLATE, {**_change_context(state),
-                                                                 "form": PasswordChangeForm()})
+                                                                 "form": PasswordChangeForm()},
+                                      outcome=Outcome(state["change"]["outcome"]))
     submission = await in_worker(password_change_submission)(request)
     if isinstance(submission, HttpResponse):
         return submission
@@ -373,8 +405,18 @@ def _mfa_complete(request: HttpRequest, pending: dict, user: User, device_id: st
     return device
 
 
-def _mfa_failed(request: HttpRequest, pending: dict, template: str, context: dict, *,
-                throttled: bool) -> HttpResponse:
+def _mfa_throttled(request: HttpRequest, template: str, context: dict, form_class: type[OtpForm],
+                   retry_after: int) -> HttpResponse:
+    """A try while django-otp throttles the device: the code was not checked, so it is no wrong code (neither
+    the sign-in's count nor the record change); the page says how long to wait."""
+    seconds = f"{retry_after} second{'s' if retry_after != 1 else ''}"
+    error = f"Too many wrong codes. Wait {seconds}, then enter a new code."
+    return _page(request, template, {**context, "form": form_class(), "error": error, "retry_after": retry_after},
+                 outcome=Outcome.MFA_FAILED)
+
+
+def _mfa_failed(request: HttpRequest, pending: dict, template: str, context: dict,
+                form_class: type[OtpForm]) -> HttpResponse:
     pending["failures"] += 1
     signin_event_mfa_result(event_id=pending["event_id"], outcome=Outcome.MFA_FAILED)
     signins.labels(Outcome.MFA_FAILED.value, pending["channel"]).inc()
@@ -382,9 +424,8 @@ def _mfa_failed(request: HttpRequest, pending: dict, template: str, context: dic
         request.session.pop(MFA_SESSION_KEY, None)
         return _page(request, "signin/mfa_ended.html", {"next": pending["next"]}, outcome=Outcome.MFA_FAILED)
     request.session[MFA_SESSION_KEY] = pending
-    error = ("Too many wrong codes. Wait a few seconds, then enter a new code." if throttled
-             else Outcome.MFA_FAILED.message)
-    return _page(request, template, {**context, "form": OtpForm(), "error": error}, outcome=Outcome.MFA_FAILED)
+    return _page(request, template, {**context, "form": form_class(), "error": Outcome.MFA_FAILED.message},
+                 outcome=Outcome.MFA_FAILED)
 
 
 @never_cache
@@ -400,11 +441,13 @@ def mfa_page(request: HttpRequest) -> HttpResponse:
         return HttpResponseRedirect("/login/mfa/enrol/")
     context = {"username": user.upn, "next": pending["next"]}
     if request.method == "GET":
-        return _page(request, "signin/mfa.html", {**context, "form": OtpForm()}, outcome=Outcome.MFA_REQUIRED)
-    form = OtpForm(request.POST)
+        return _page(request, "signin/mfa.html", {**context, "form": MfaCodeForm()}, outcome=Outcome.MFA_REQUIRED)
+    form = MfaCodeForm(request.POST)
     check = mfa_code_verify(user=user, token=form.data.get("otp", "")) if form.is_valid() else None
+    if check is not None and check.throttled:
+        return _mfa_throttled(request, "signin/mfa.html", context, MfaCodeForm, check.retry_after)
     if check is None or not check.ok:
-        return _mfa_failed(request, pending, "signin/mfa.html", context, throttled=bool(check and check.throttled))
+        return _mfa_failed(request, pending, "signin/mfa.html", context, MfaCodeForm)
     device = _mfa_complete(request, pending, user, check.device_id)
     return _signed_in_redirect(request, pending["next"], device)
 
@@ -437,9 +480,10 @@ def mfa_enrol_page(request: HttpRequest) -> HttpResponse:
     form = OtpForm(request.POST)
     check, codes = (totp_enrolment_confirm(user=user, device_id=device.pk, token=form.cleaned_data["otp"])
                     if form.is_valid() else (None, []))
+    if check is not None and check.throttled:
+        return _mfa_throttled(request, "signin/mfa_enrol.html", context, OtpForm, check.retry_after)
     if check is None or not check.ok:
-        return _mfa_failed(request, pending, "signin/mfa_enrol.html", context,
-                           throttled=bool(check and check.throttled))
+        return _mfa_failed(request, pending, "signin/mfa_enrol.html", context, OtpForm)
     device_cookie = _mfa_complete(request, pending, user, check.device_id)
     # The recovery codes are shown this once; the sign-in is complete.
     response = _page(request, "signin/recovery_codes.html", {"codes": codes, "next": pending["next"]},
@@ -447,6 +491,40 @@ def mfa_enrol_page(request: HttpRequest) -> HttpResponse:
     response.set_signed_cookie(DEVICE_COOKIE, device_cookie, salt=DEVICE_COOKIE_SALT, max_age=DEVICE_COOKIE_AGE,
                                httponly=True, samesite="Lax", secure=settings.SESSION_COOKIE_SECURE)
     return response
+
+
+# --- help, the portal's front page, its icon -----------------------------------------------------------------
+
+def _signin_tenant(request: HttpRequest) -> Tenant | None:
+    """The tenant of the sign-in this session is in (after its username step, or waiting for the second
+    factor), if any."""
+    tenant_id = ((request.session.get(SESSION_KEY) or {}).get("tenant_id")
+                 or (request.session.get(MFA_SESSION_KEY) or {}).get("tenant_id"))
+    return Tenant.objects.filter(pk=tenant_id).first() if tenant_id else None
+
+
+@never_cache
+@require_http_methods(["GET"])
+def help_page(request: HttpRequest) -> HttpResponse:
+    """"Can't access your account?": the tenant's help text (plain, escaped) and helpdesk contact once the sign-in
+    knows its tenant; before that, or without them, generic advice."""
+    tenant = _signin_tenant(request)
+    state = request.session.get(SESSION_KEY) or {}
+    back = "/login/password/" if state else "/login/"
+    return _page(request, "signin/help.html", {**help_context(tenant=tenant), "tenant": tenant, "back": back,
+                                               "organisation": tenant.name if tenant is not None else ""})
+
+
+@never_cache
+@require_http_methods(["GET"])
+def home_page(request: HttpRequest) -> HttpResponse:
+    """``/``: what this site is, and the way in (the applications send people to /login/ themselves)."""
+    return _page(request, "signin/home.html", {})
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico whatever the page links: the portal's own SVG icon, from static."""
+    return HttpResponsePermanentRedirect(static("signin/favicon.svg"))
 
 
 # --- after sign-in ---------------------------------------------------------------------------------------

@@ -1,3 +1,4 @@
+import re
 import uuid
 from typing import ClassVar
 
@@ -13,6 +14,20 @@ domain_name_validator = RegexValidator(
     r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
     "Enter a lower-case DNS domain name such as corp.example.com.",
 )
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# A URL's scheme: "Helpdesk: 555 0100" and "Phone:+1 555 0100" are labels, not schemes.
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(?![\s+\d(])")
+
+
+def helpdesk_contact_validate(value: str) -> None:
+    """One short line the sign-in pages show: a link only when it is an http(s) URL, an e-mail address or a phone
+    number (signin/helpdesk.py). Any other scheme (javascript:, data:, ftp:) is refused here, so the administrator
+    learns at once that it would never be a link."""
+    if _CONTROL.search(value):
+        raise ValidationError("Enter the contact on one line.")
+    scheme = _SCHEME.match(value.strip())
+    if scheme and scheme.group(1).lower() not in ("http", "https", "mailto", "tel"):
+        raise ValidationError("Enter a phone number, an e-mail address, or a web address starting with https://.")
 
 
 class Tenant(models.Model):
@@ -35,6 +50,16 @@ class Tenant(models.Model):
     refresh_checks_directory = models.BooleanField(
         "refresh asks the directory", default=False,
         help_text="Each token refresh asks an agent (with a service account) whether the account is still enabled.")
+    # What the sign-in pages tell a person who cannot sign in (disabled, locked, expired, …): set by the tenant's
+    # administrator, shown escaped (signin/helpdesk.py).
+    helpdesk_contact = models.CharField(
+        max_length=200, blank=True, validators=[helpdesk_contact_validate],
+        help_text="Shown on the sign-in pages when someone can't sign in: a phone number, an e-mail address or a "
+                  "web address (https://…).")
+    help_text = models.TextField(
+        "sign-in help text", max_length=2000, blank=True,
+        help_text="Plain text on the sign-in pages' \"Can't access your account?\" page. Empty: a generic text "
+                  "with the helpdesk contact.")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:

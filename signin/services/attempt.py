@@ -26,6 +26,7 @@ from signin.services.lockout import (
     alias_remember,
     alias_user_id,
     lockout_account,
+    lockout_ends,
     lockout_reserve,
     lockout_settle,
     place_recognised,
@@ -70,6 +71,8 @@ class SignInResult:
     can_change_password: bool = False
     # What the agent said beyond the outcome (PASSWORD_REJECTED: the directory's reason).
     detail: str = ""
+    # CLOUD_LOCKED: when the account's cloud lock ends (Unix time), if it is known.
+    locked_until: float | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -335,8 +338,11 @@ def _after(*, before: _Before, upn: str, ip: str, device: str, outcome: Outcome,
     event = signin_event_record(**record, user=user, outcome=outcome.value, familiar=familiar,
                                 total_ms=round((time.monotonic() - started) * 1000, 2))
     signed_in = outcome in (Outcome.SUCCESS, Outcome.MFA_REQUIRED)
+    locked_until = (lockout_ends(reservation=before.reservation)
+                    if outcome is Outcome.CLOUD_LOCKED and before.reservation is not None else None)
     return SignInResult(outcome=outcome, tenant=tenant, user=user if signed_in else None, event=event,
-                        familiar=familiar, mfa=mfa, detail=validation.detail if validation is not None else "")
+                        familiar=familiar, mfa=mfa, detail=validation.detail if validation is not None else "",
+                        locked_until=locked_until)
 
 
 def signin_completed(*, tenant: Tenant | None, user: User, ip: str, device: str) -> None:

@@ -108,6 +108,8 @@ class LockoutStore(Protocol):
 
     def locked(self, *, bucket: str) -> bool: ...
 
+    def locked_until(self, *, bucket: str) -> float | None: ...
+
     def clear(self) -> None: ...
 
 
@@ -163,6 +165,11 @@ class LocalLockoutStore:
     def locked(self, *, bucket: str) -> bool:
         with self._lock:
             return self._locked_until.get(bucket, 0.0) > time.time()
+
+    def locked_until(self, *, bucket: str) -> float | None:
+        with self._lock:
+            until = self._locked_until.get(bucket, 0.0)
+            return until if until > time.time() else None
 
     def clear(self) -> None:
         with self._lock:
@@ -232,6 +239,10 @@ class RedisLockoutStore:
     def locked(self, *, bucket: str) -> bool:
         return bool(self.client.exists(self._keys(bucket)[2]))
 
+    def locked_until(self, *, bucket: str) -> float | None:
+        remaining_ms = int(self.client.pttl(self._keys(bucket)[2]))  # -2: no lock, -1: never (not written so)
+        return time.time() + remaining_ms / 1000 if remaining_ms > 0 else None
+
     def clear(self) -> None:
         keys = list(self.client.scan_iter(match=f"{self.prefix}:*", count=1000))
         if keys:
@@ -275,6 +286,14 @@ def lockout_settle(*, reservation: Reservation, verdict: Verdict) -> Settled:
         return Settled()
     return lockout_store().settle(bucket=reservation.bucket, attempt_id=reservation.attempt_id, verdict=verdict,
                                   policy=reservation.policy)
+
+
+def lockout_ends(*, reservation: Reservation) -> float | None:
+    """When the lock that refused this guess (Hold.LOCKED) ends, as a Unix time; None if it is over already.
+    The sign-in page tells the person, as for any account name: unknown names have buckets too."""
+    if reservation.hold is not Hold.LOCKED:
+        return None
+    return lockout_store().locked_until(bucket=reservation.bucket)
 
 
 def lockout_active(*, account: str, familiar: bool) -> bool:

@@ -8,12 +8,14 @@ sign-in of this user before: completed, so a password alone never makes a place 
 
 from __future__ import annotations
 
+import math
 import secrets
 from dataclasses import dataclass
 
 import segno
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 from django_otp.models import VerifyNotAllowed
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -109,15 +111,23 @@ def totp_qr_svg(device: TOTPDevice) -> str:
 @dataclass(frozen=True)
 class CodeCheck:
     ok: bool
+    # Refused unchecked: the device is throttled after wrong codes (django-otp), for retry_after more seconds.
+    # The code was not looked at, so the try is not a wrong code (nor counted as one anywhere).
     throttled: bool = False
     device_id: str = ""
+    retry_after: int = 0
 
 
 def _refused(info) -> CodeCheck:
-    return CodeCheck(False, throttled=bool(info) and info.get("reason") == VerifyNotAllowed.N_FAILED_ATTEMPTS)
+    if not info or info.get("reason") != VerifyNotAllowed.N_FAILED_ATTEMPTS:
+        return CodeCheck(False)
+    until = info.get("locked_until")
+    wait = math.ceil((until - timezone.now()).total_seconds()) if until is not None else 1
+    return CodeCheck(False, throttled=True, retry_after=max(1, wait))
 
 
 def _check(device, token: str) -> CodeCheck:
+    # Asked first, so a throttled try never reaches verify_token (whose failure would count and double the wait).
     allowed, info = device.verify_is_allowed()
     if not allowed:
         return _refused(info)

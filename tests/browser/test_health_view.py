@@ -50,9 +50,9 @@ def site(ad_testbed):
 def open_health_page(page, node, admin) -> None:
     page.goto(f"{node.url}/admin/agents/agent/health/")
     page.wait_for_url("**/login/**")  # the admin console signs in through the portal's own pages
-    page.get_by_label("Email or username").fill(admin)
+    page.get_by_label("Username").fill(admin)
     page.get_by_role("button", name="Next").click()
-    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_label("Password", exact=True).fill(ADMIN_PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url("**/admin/agents/agent/health/")
 

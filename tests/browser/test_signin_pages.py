@@ -1,31 +1,66 @@
-"""A person signing in with a keyboard in Chromium: username, Next, password, Sign in."""
+"""A person signing in with a keyboard in Chromium: username, Next, password, Sign in; and the pages that guide
+when that is not enough (issue 22), each checked with axe-core: the change form for an expired password, what
+to do next (the helpdesk contact) for a disabled, expired, locked or out-of-hours account, when a cloud lock
+ends, "Can't access your account?", the Show button, the focus ring's contrast, the front page and the icon."""
+
+import re
 
 import pytest
 
-from tests.fixtures.browser import screenshot
-from tests.fixtures.portal import site_with_agent
+from tests.fixtures.browser import accessibility_violations, contrast_ratio, screenshot
+from tests.fixtures.portal import local_agents, make_portal, wait_for
 
 pytestmark = pytest.mark.integration
+HELPDESK = "https://help.contoso.example/it"
+HELP_TEXT = "Forgot your password? Call the Contoso service desk on 0100 (8:00-18:00).\nLocked out? Wait 30 minutes."
 
 
 @pytest.fixture(scope="module")
 def portal_with_agent(ad_testbed):
-    with site_with_agent(ad_testbed, node_name="browser") as (_, node, _, _):
+    """Tenant "Contoso" on the test bed's domain, its helpdesk contact and help text set, and an agent with a
+    service account (it can change passwords)."""
+    portal = make_portal("embedded")
+    try:
+        node = portal.start_node("browser")
+        tenant = portal.tenant_create("Contoso", ad_testbed.upn_suffix)
+        config, result = portal.agent_register(node, portal.agent_token(tenant), ldap_urls=(ad_testbed.ldaps_url,),
+                                               extra=portal.directory_options(ad_testbed, service_account=True))
+        assert result.returncode == 0, result.stderr
+        portal.agent_run(config)
+        wait_for(lambda: local_agents(node) == 1, timeout=10, message="the agent to connect")
+        portal.manage("tenant_policy", tenant, "--helpdesk-contact", HELPDESK, "--help-text", HELP_TEXT)
         yield node
+    finally:
+        portal.close()
+
+
+def accessible(page) -> None:
+    report = accessibility_violations(page)
+    assert not report, report
+
+
+def password_answer(page, node, upn: str, password: str) -> None:
+    page.goto(f"{node.url}/login/")
+    page.get_by_label("Username").fill(upn)
+    page.get_by_role("button", name="Next").click()
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Sign in").click()
 
 
 def test_sign_in_through_the_two_pages(page, portal_with_agent, ad_testbed):
     node, user = portal_with_agent, ad_testbed.user("alice")
     page.goto(f"{node.url}/login/")
     assert page.evaluate("document.activeElement.name") == "username"  # focus is where typing starts
-    assert page.get_by_label("Email or username").is_visible()
+    assert page.get_by_label("Username").is_visible()
+    accessible(page)
     page.keyboard.type(user["upn"])
     screenshot(page, "signin-1-username")
     page.keyboard.press("Enter")
     page.wait_for_url("**/login/password/")
     assert "Contoso" in page.inner_text("main")  # the organisation's name
     assert page.evaluate("document.activeElement.name") == "password"
-    page.get_by_label("Password").fill(user["password"])
+    page.get_by_label("Password", exact=True).fill(user["password"])
+    accessible(page)
     screenshot(page, "signin-2-password")
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url("**/login/done/")
@@ -37,24 +72,139 @@ def test_sign_in_through_the_two_pages(page, portal_with_agent, ad_testbed):
 def test_a_wrong_password_says_so_on_the_page(page, portal_with_agent, ad_testbed):
     node, user = portal_with_agent, ad_testbed.user("bob")
     page.goto(f"{node.url}/login/")
-    page.get_by_label("Email or username").fill(user["upn"])
+    page.get_by_label("Username").fill(user["upn"])
     page.get_by_role("button", name="Next").click()
-    page.get_by_label("Password").fill("not the password")
+    page.get_by_label("Password", exact=True).fill("not the password")
     page.get_by_role("button", name="Sign in").click()
     assert page.get_attribute("main", "data-outcome") == "invalid_credentials"
     assert page.get_by_role("alert").inner_text() == "Your account or password is incorrect."
+    accessible(page)
     screenshot(page, "signin-wrong-password")
-    page.get_by_label("Password").fill(user["password"])  # and the right one still works (AD not locked)
+    page.get_by_label("Password", exact=True).fill(user["password"])  # and the right one still works (AD not locked)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url("**/login/done/")
 
 
-def test_a_disabled_account_is_told_so(page, portal_with_agent, ad_testbed):
+def test_a_disabled_account_is_told_what_to_do_next(page, portal_with_agent, ad_testbed):
     node, user = portal_with_agent, ad_testbed.user("carol")
-    page.goto(f"{node.url}/login/")
-    page.get_by_label("Email or username").fill(user["upn"])
-    page.get_by_role("button", name="Next").click()
-    page.get_by_label("Password").fill(user["password"])
-    page.get_by_role("button", name="Sign in").click()
+    password_answer(page, node, user["upn"], user["password"])
     assert page.get_attribute("main", "data-outcome") == "account_disabled"
     assert "Your account has been disabled." in page.inner_text("main")
+    assert "Only your organisation can enable it again" in page.inner_text("#next-steps")
+    assert page.get_by_role("link", name=HELPDESK).get_attribute("href") == HELPDESK
+    assert page.get_by_label("Password", exact=True).count() == 0  # no password box with "Sign in" as its action
+    accessible(page)
+    screenshot(page, "signin-disabled-helpdesk")
+
+
+@pytest.mark.parametrize(("name", "outcome", "words"), [
+    ("dave", "account_expired", "end date"),
+    ("grace", "logon_hours", "certain hours only"),
+    ("heidi", "account_locked", "your helpdesk can unlock it now"),
+])
+def test_expired_out_of_hours_and_locked_accounts_say_what_to_do(page, portal_with_agent, ad_testbed, name,
+                                                                  outcome, words):
+    node, user = portal_with_agent, ad_testbed.user(name)
+    password_answer(page, node, user["upn"], user["password"])
+    assert page.get_attribute("main", "data-outcome") == outcome
+    assert words in page.inner_text("#next-steps") and HELPDESK in page.inner_text("#helpdesk-contact")
+    page.get_by_role("link", name="Try again").click()  # the password form is one link away
+    page.wait_for_url("**/login/password/")
+    assert page.get_by_label("Password", exact=True).is_visible()
+
+
+def test_an_expired_password_goes_straight_to_the_change_form(page, portal_with_agent, ad_testbed):
+    node, user = portal_with_agent, ad_testbed.user("frank")  # AD 532; the form is only shown, not sent
+    password_answer(page, node, user["upn"], user["password"])
+    page.wait_for_url("**/login/password/change/")
+    assert page.get_attribute("main", "data-outcome") == "password_expired"
+    assert "Your password has expired. Choose a new one to sign in." in page.inner_text("#change-why")
+    assert page.evaluate("document.activeElement.id") == "id_current_password"
+    page.get_by_label("Current password").fill(user["password"])
+    accessible(page)
+    screenshot(page, "password-expired-change")
+
+
+def test_a_must_change_password_goes_straight_to_the_change_form(page, portal_with_agent, ad_testbed):
+    node, user = portal_with_agent, ad_testbed.user("erin")  # AD 773
+    password_answer(page, node, user["upn"], user["password"])
+    page.wait_for_url("**/login/password/change/")
+    assert page.get_attribute("main", "data-outcome") == "password_must_change"
+    assert page.get_by_label("Confirm new password").is_visible()
+
+
+def test_a_cloud_lock_says_when_it_ends(page, portal_with_agent, ad_testbed):
+    node, upn = portal_with_agent, ad_testbed.unknown_user["upn"]  # nobody: AD's own counters stay untouched
+    for guess in range(5):  # the tenant's threshold
+        password_answer(page, node, upn, f"wrong-{guess}")
+        assert page.get_attribute("main", "data-outcome") == "invalid_credentials"
+    password_answer(page, node, upn, "wrong-5")
+    assert page.get_attribute("main", "data-outcome") == "cloud_locked"
+    assert re.fullmatch(r"You can try again after \d\d:\d\d UTC \(in about [12] minutes?\)\.",
+                        page.inner_text("#lock-ends"))
+    accessible(page)
+
+
+def test_cant_access_your_account_is_generic_then_the_tenants(page, portal_with_agent, ad_testbed):
+    node = portal_with_agent
+    page.goto(f"{node.url}/login/")
+    page.get_by_role("link", name="Can't access your account?").click()
+    page.wait_for_url("**/login/help/")
+    assert "contact your organisation's helpdesk" in page.inner_text("#help-text")
+    assert "Contoso service desk" not in page.inner_text("main")
+    accessible(page)
+    page.get_by_role("link", name="Back to sign-in").click()
+    page.get_by_label("Username").fill(ad_testbed.user("alice")["upn"])
+    page.get_by_role("button", name="Next").click()
+    page.get_by_role("link", name="Can't access your account?").click()
+    page.wait_for_url("**/login/help/")
+    assert page.inner_text("#help-text") == HELP_TEXT  # plain text, its line breaks kept
+    assert page.get_by_role("link", name=HELPDESK).is_visible()
+    accessible(page)
+    screenshot(page, "signin-help")
+    page.get_by_role("link", name="Back to sign-in").click()
+    page.wait_for_url("**/login/password/")
+
+
+def test_the_show_button_reveals_the_password_and_says_so(page, portal_with_agent, ad_testbed):
+    node, user = portal_with_agent, ad_testbed.user("alice")
+    page.goto(f"{node.url}/login/")
+    page.get_by_label("Username").fill(user["upn"])
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/login/password/")
+    field, button = page.get_by_label("Password", exact=True), page.get_by_role("button", name="Show password")
+    field.fill("typed secret")  # (fill focuses the field: typing may start before autofocus applied)
+    assert field.get_attribute("type") == "password" and button.get_attribute("aria-pressed") == "false"
+    page.keyboard.press("Tab")  # from the field to its button, by keyboard
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "Show password"
+    page.keyboard.press("Enter")
+    assert field.get_attribute("type") == "text" and button.get_attribute("aria-pressed") == "true"
+    assert field.input_value() == "typed secret"
+    button.click()
+    assert field.get_attribute("type") == "password" and button.get_attribute("aria-pressed") == "false"
+
+
+def test_the_focus_ring_has_3_to_1_against_what_is_around_it(page, portal_with_agent):
+    node = portal_with_agent
+    page.goto(f"{node.url}/login/")
+    card = page.evaluate("getComputedStyle(document.querySelector('main')).backgroundColor")
+    for _ in range(3):  # the username field (autofocus), then by keyboard: the Next button, the help link
+        ring = page.evaluate("""() => { const s = getComputedStyle(document.activeElement);
+                                        return [s.outlineStyle, s.outlineWidth, s.outlineColor]; }""")
+        assert ring[0] == "solid" and float(ring[1].removesuffix("px")) >= 2
+        assert contrast_ratio(ring[2], card) >= 3, (ring, card)
+        page.keyboard.press("Tab")
+
+
+def test_the_front_page_and_the_icon(page, portal_with_agent):
+    node = portal_with_agent
+    page.goto(f"{node.url}/")
+    assert "signs you in to your organisation's applications" in page.inner_text("main")
+    accessible(page)
+    page.get_by_role("link", name="Sign in").click()
+    page.wait_for_url("**/login/")
+    icon = page.request.get(f"{node.url}/favicon.ico")  # redirected to the SVG, served from static
+    assert icon.status == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+    assert icon.text().startswith("<svg")
+    linked = page.get_attribute("link[rel=icon]", "href")
+    assert page.request.get(f"{node.url}{linked}").status == 200

@@ -150,12 +150,12 @@ def settled(page) -> str:
 
 def sign_in_at_portal(page, site, user: dict, *, shots: str = "") -> None:
     page.wait_for_url(lambda url: url.startswith(f"{site['node'].url}/login/?next="))
-    page.get_by_label("Email or username").fill(user["upn"])
+    page.get_by_label("Username").fill(user["upn"])
     if shots:
         screenshot(page, f"{shots}-2-username")
     page.get_by_role("button", name="Next").click()
     page.wait_for_url("**/login/password/")
-    page.get_by_label("Password").fill(user["password"])
+    page.get_by_label("Password", exact=True).fill(user["password"])
     if shots:
         screenshot(page, f"{shots}-3-password")
     page.get_by_role("button", name="Sign in").click()

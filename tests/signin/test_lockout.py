@@ -134,3 +134,22 @@ def test_keys_hold_no_username_or_address(tenant):
     assert "secret.person" not in account(tenant, "secret.person@alpha.example.test")
     assert "198.51.100.7" not in lockout._familiar_key(tenant, "x@alpha.example.test", "198.51.100.7")
     assert "x@alpha" not in lockout._device_key(tenant, "x@alpha.example.test", "browser-1")
+
+
+def test_a_locked_guess_knows_when_the_lock_ends(tenant):
+    import time
+
+    tenant.lockout_duration_seconds = 120
+    acct = account(tenant)
+    granted = lockout.lockout_reserve(tenant=tenant, account=acct, familiar=False)
+    assert lockout.lockout_ends(reservation=granted) is None  # not locked: nothing to tell
+    lockout.lockout_settle(reservation=granted, verdict=Verdict.RELEASED)
+    before = time.time()
+    guess(tenant, acct, times=tenant.lockout_threshold)
+    refused = lockout.lockout_reserve(tenant=tenant, account=acct, familiar=False)
+    ends = lockout.lockout_ends(reservation=refused)
+    assert refused.hold is lockout.Hold.LOCKED and ends is not None
+    assert before + 118 <= ends <= time.time() + 121  # this profile's store: its clock or Redis's TTL
+    # The familiar bucket is not locked: nothing to tell there.
+    familiar = lockout.lockout_reserve(tenant=tenant, account=acct, familiar=True)
+    assert familiar.granted and lockout.lockout_ends(reservation=familiar) is None

@@ -158,14 +158,15 @@ def test_the_pages_write_their_inputs_with_every_attribute_and_tie_errors_to_the
     for attribute in ('autocomplete="username"', " autofocus", 'autocapitalize="none"', 'spellcheck="false"',
                       'maxlength="320"', " required", 'id="id_username"'):
         assert attribute in field
-    assert "value=" not in field and "aria-invalid" not in field
+    assert "value=" not in field and "aria-invalid" not in field and 'aria-describedby="username-hint"' in field
+    assert 'id="username-hint"' in html  # what the field takes: name@organisation
     token = found(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
 
     page = client.post("/login/", {"username": 'no-at-sign"><script>x</script>', "csrfmiddlewaretoken": token})
     field = found(r'(<input type="text" name="username"[^>]*>)', page.content.decode())
     assert page.status_code == 400 and "<script>" not in page.content.decode()
     assert 'value="no-at-sign&quot;&gt;&lt;script&gt;x&lt;/script&gt;"' in field
-    assert 'aria-invalid="true" aria-describedby="username-error"' in field
+    assert 'aria-describedby="username-hint username-error"' in field and 'aria-invalid="true"' in field
     assert 'id="username-error"' in page.content.decode()
 
     client.post("/login/", {"username": cloud_admin.upn, "csrfmiddlewaretoken": token})

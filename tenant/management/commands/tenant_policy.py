@@ -6,8 +6,8 @@ from tenant.services import tenant_policy_set
 
 
 class Command(BaseCommand):
-    help = ("Change a tenant's sign-in policies (MFA, password grant, cloud lockout, refresh checks) and print "
-            "them.")
+    help = ("Change a tenant's sign-in policies (MFA, password grant, cloud lockout, refresh checks) and what its "
+            "sign-in pages tell people who can't sign in (helpdesk contact, help text), and print them.")
 
     def add_arguments(self, parser):
         parser.add_argument("slug")
@@ -19,8 +19,13 @@ class Command(BaseCommand):
                             help="wrong passwords before the cloud account locks (keep it below AD's)")
         parser.add_argument("--refresh-check", choices=["on", "off"], dest="refresh_check",
                             help="each OAuth token refresh asks an agent whether the account is still enabled")
+        parser.add_argument("--helpdesk-contact", dest="helpdesk_contact",
+                            help="a phone number, an e-mail address or an https:// address (\"\" clears it)")
+        parser.add_argument("--help-text", dest="help_text",
+                            help="plain text for the \"Can't access your account?\" page (\"\" clears it)")
 
-    def handle(self, *args, slug, mfa, password_grant, lockout_threshold, refresh_check, **options):
+    def handle(self, *args, slug, mfa, password_grant, lockout_threshold, refresh_check, helpdesk_contact, help_text,
+               **options):
         tenant = Tenant.objects.filter(slug=slug).first()
         if tenant is None:
             raise CommandError(f"No tenant with slug {slug!r}.")
@@ -29,6 +34,7 @@ class Command(BaseCommand):
                 tenant=tenant, mfa_policy=mfa, lockout_threshold=lockout_threshold,
                 password_grant_enabled=None if password_grant is None else password_grant == "on",
                 refresh_checks_directory=None if refresh_check is None else refresh_check == "on",
+                helpdesk_contact=helpdesk_contact, help_text=help_text,
             )
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
@@ -37,3 +43,4 @@ class Command(BaseCommand):
         self.stdout.write(f"password_grant={'on' if tenant.password_grant_enabled else 'off'}")
         self.stdout.write(f"lockout_threshold={tenant.lockout_threshold}")
         self.stdout.write(f"refresh_check={'on' if tenant.refresh_checks_directory else 'off'}")
+        self.stdout.write(f"helpdesk_contact={tenant.helpdesk_contact}")
