@@ -1,7 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path, re_path, reverse_lazy
 from django.views.decorators.debug import sensitive_variables
-from django.views.generic import RedirectView
 from oauth2_provider import urls as oauth2_urls
 from oauth2_provider.views import RevokeTokenView
 
@@ -42,6 +41,4 @@ urlpatterns = [
     path("", include("branding.urls")),
     path("", include("signin.urls")),
     path("", include((oauth2_patterns, "oauth2_provider"), namespace="oauth2_provider")),
-    # The portal's root is the sign-in page (a bookmark of the bare host name, a user typing it), not a 404.
-    path("", RedirectView.as_view(pattern_name="signin:username", query_string=True), name="root"),
 ]

@@ -1,5 +1,5 @@
 """Where the console leads: its home page links to the agent health page, its "View site" link goes there too
-(named for it), and the portal's root is the sign-in page instead of a 404."""
+(named for it). The portal's root, a page leading to the sign-in: tests/signin/test_guidance.py."""
 
 import re
 
@@ -31,9 +31,3 @@ def test_a_staff_user_without_the_agents_right_gets_no_health_link(client, tenan
     client.force_login(staff)
     html = client.get(reverse("admin:index")).content.decode()
     assert reverse("agent-health-page") not in html
-
-
-def test_the_root_is_the_sign_in_page(client, db):
-    response = client.get("/")
-    assert response.status_code == 302 and response["Location"] == reverse("signin:username")
-    assert client.get(response["Location"]).status_code == 200

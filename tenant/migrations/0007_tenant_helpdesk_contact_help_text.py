@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tenant', '0005_user_directory_verified_email'),
+        ('tenant', '0006_domain_last_check_plain_names'),
     ]
 
     operations = [
