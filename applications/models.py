@@ -12,6 +12,11 @@ class Application(AbstractApplication):
     in an app of its own because DOT's migrations depend on this app's first migration."""
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="applications")
+    # A second factor for this application whatever the tenant's MFA policy (signin/services/mfa.py).
+    require_mfa = models.BooleanField(
+        "require MFA", default=False,
+        help_text="Users need a second factor in the sign-in that gets them into this application, whatever the "
+                  "organisation's MFA policy.")
 
     class Meta(AbstractApplication.Meta):
         swappable = "OAUTH2_PROVIDER_APPLICATION_MODEL"

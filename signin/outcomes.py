@@ -31,6 +31,8 @@ class Outcome(enum.StrEnum):
     DIRECTORY_UNAVAILABLE = _wire.DIRECTORY_UNAVAILABLE
     UNKNOWN_DOMAIN = "unknown_domain"  # no tenant has verified the UPN's domain
     CLOUD_LOCKED = "cloud_locked"  # the account's cloud lockout refused the guess before any agent
+    # The client's address is in one of the tenant's blocked locations: refused before any agent or lockout count.
+    LOCATION_BLOCKED = "location_blocked"
     NO_AGENT_AVAILABLE = HandoffOutcome.NO_AGENT_AVAILABLE
     AGENT_TIMEOUT = HandoffOutcome.AGENT_TIMEOUT
     AGENT_ERROR = HandoffOutcome.AGENT_ERROR
@@ -60,6 +62,9 @@ OUTCOME_MESSAGES: dict[Outcome, str] = {
     Outcome.DIRECTORY_UNAVAILABLE: "We can't reach your organisation's directory right now. Try again in a moment.",
     Outcome.UNKNOWN_DOMAIN: "We don't know that organisation. Check the part of your username after the @.",
     Outcome.CLOUD_LOCKED: "Your account is temporarily locked to prevent unauthorised use. Try again later.",
+    Outcome.LOCATION_BLOCKED: "Your organisation doesn't allow sign-ins from your network or location. Connect "
+                              "from a network your organisation allows (your office, or its VPN), or contact your "
+                              "organisation's helpdesk.",
     Outcome.NO_AGENT_AVAILABLE: "Your organisation's sign-in service is not available right now. Try again later.",
     Outcome.AGENT_TIMEOUT: "Your organisation's sign-in service did not answer in time. Try again.",
     Outcome.AGENT_ERROR: "Your organisation's sign-in service could not check your password. Try again later.",
