@@ -12,13 +12,14 @@ except NotRegistered:
 
 @admin.register(Application)
 class ApplicationAdmin(TenantScopedAdmin):
-    list_display = ["name", "tenant", "client_id", "client_type", "authorization_grant_type", "algorithm"]
-    list_filter = ["client_type", "authorization_grant_type"]
+    list_display = ["name", "tenant", "client_id", "client_type", "authorization_grant_type", "algorithm",
+                    "require_mfa"]
+    list_filter = ["client_type", "authorization_grant_type", "require_mfa"]
     search_fields = ["name", "client_id"]
     readonly_fields = ["client_id", "secret_hint", "created", "updated"]
     fields = ["name", "tenant", "client_id", "client_type", "authorization_grant_type", "redirect_uris",
-              "post_logout_redirect_uris", "allowed_origins", "algorithm", "skip_authorization", "secret_hint",
-              "client_secret", "hash_client_secret", "created", "updated"]
+              "post_logout_redirect_uris", "allowed_origins", "algorithm", "skip_authorization", "require_mfa",
+              "secret_hint", "client_secret", "hash_client_secret", "created", "updated"]
 
     @admin.display(description="client secret")
     def secret_hint(self, obj):
