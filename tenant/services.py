@@ -135,7 +135,7 @@ def tenant_admin_permissions():
     from django.contrib.auth.models import Permission
 
     models = {
-        "tenant": ["tenant", "domain", "user"],
+        "tenant": ["tenant", "domain", "user", "location"],
         "agents": ["agent", "registrationtoken"],
         "signin": ["signinevent"],
         "applications": ["application"],
