@@ -156,7 +156,7 @@ def application_of_next(next_url: str) -> Application | None:
     endpoint sends the browser here with itself as ``next``), else None. Its rule (require MFA) then applies to
     the sign-in itself, so that the code the way back asks for is not refused for want of a second factor."""
     parts = urlsplit(next_url)
-    if parts.path != reverse("authorize"):
+    if parts.path != reverse("oauth2_provider:authorize"):
         return None
     client_id = parse_qs(parts.query).get("client_id", [""])[0]
     return application_by_client_id(client_id=client_id)
