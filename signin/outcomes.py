@@ -31,8 +31,6 @@ class Outcome(enum.StrEnum):
     DIRECTORY_UNAVAILABLE = _wire.DIRECTORY_UNAVAILABLE
     UNKNOWN_DOMAIN = "unknown_domain"  # no tenant has verified the UPN's domain
     CLOUD_LOCKED = "cloud_locked"  # the account's cloud lockout refused the guess before any agent
-    # The client's address is in one of the tenant's blocked locations: refused before any agent or lockout count.
-    LOCATION_BLOCKED = "location_blocked"
     NO_AGENT_AVAILABLE = HandoffOutcome.NO_AGENT_AVAILABLE
     AGENT_TIMEOUT = HandoffOutcome.AGENT_TIMEOUT
     AGENT_ERROR = HandoffOutcome.AGENT_ERROR
@@ -43,6 +41,8 @@ class Outcome(enum.StrEnum):
     MFA_FAILED = "mfa_failed"
     PASSWORD_CHANGED = _wire.PASSWORD_CHANGED
     PASSWORD_REJECTED = _wire.PASSWORD_REJECTED
+    # The client's address is in one of the tenant's blocked locations: refused before any agent or lockout count.
+    LOCATION_BLOCKED = "location_blocked"
 
     @property
     def message(self) -> str:
