@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from django.core.management import call_command
@@ -188,3 +188,29 @@ def test_tenant_policy_command_takes_untrusted(admin_user):
     call_command("tenant_policy", admin_user.tenant.slug, "--mfa", "untrusted", stdout=open("/dev/null", "w"))  # noqa: SIM115
     admin_user.tenant.refresh_from_db()
     assert admin_user.tenant.mfa_policy == "untrusted"
+
+
+@pages
+def test_a_session_that_leaves_a_trusted_location_is_asked_again_and_gets_nothing_from_a_blocked_one(admin_user):
+    tenant_policy_set(tenant=admin_user.tenant, mfa_policy="untrusted")
+    location_set(tenant=admin_user.tenant, name="HQ", ranges=["192.0.2.0/24"], kind=Location.Kind.TRUSTED)
+    location_set(tenant=admin_user.tenant, name="Blocked", ranges=["198.51.100.0/24"], kind=Location.Kind.BLOCKED)
+    app, _ = application_register(tenant=admin_user.tenant, name="Wiki", public=True,
+                                  redirect_uris=["http://127.0.0.1/cb"])
+    authorize = "/authorize/?" + urlencode({
+        "response_type": "code", "client_id": app.client_id, "redirect_uri": "http://127.0.0.1/cb",
+        "scope": "openid", "state": "s1", "prompt": "none", "code_challenge": "A" * 43,
+        "code_challenge_method": "S256"})
+    client = Client(REMOTE_ADDR="192.0.2.90")
+    assert outcome(password_step(client, admin_user.upn)) == "success"
+
+    def answer(address: str) -> dict:
+        response = client.get(authorize, REMOTE_ADDR=address)
+        assert response.status_code == 302, response.content[:300]
+        return parse_qs(urlsplit(response["Location"]).query)
+
+    assert "code" in answer("192.0.2.91")  # still inside HQ
+    outside = answer("203.0.113.91")
+    assert outside["error"] == ["interaction_required"] and "code" not in outside
+    blocked = answer("198.51.100.91")
+    assert blocked["error"] == ["access_denied"] and "code" not in blocked
