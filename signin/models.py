@@ -6,7 +6,7 @@ from django.utils import timezone
 from oauth2_provider.settings import oauth2_settings
 
 from signin.outcomes import Outcome
-from tenant.models import Tenant
+from tenant.models import Location, Tenant
 
 
 class SignInEvent(models.Model):
@@ -41,7 +41,8 @@ class SignInEvent(models.Model):
     # Access by network: the tenant's named location the client's address was in, as it was then (blank: none).
     location = models.CharField(max_length=100, blank=True, default="",
                                 help_text="The tenant's named location the client's address was in.")
-    location_kind = models.CharField(max_length=16, blank=True, default="", help_text="trusted or blocked")
+    location_kind = models.CharField("location kind", max_length=16, choices=Location.Kind.choices, blank=True,
+                                     default="")
     # The application the sign-in was for (the authorize request it came from, or the password grant's client).
     application = models.ForeignKey("applications.Application", null=True, blank=True, on_delete=models.SET_NULL,
                                     related_name="+",
