@@ -45,15 +45,16 @@ class ApplicationForm(forms.ModelForm):
 class ApplicationAdmin(TenantScopedAdmin):
     form = ApplicationForm
     view_on_site = False  # the site has no page of its own for an application
-    list_display = ["name", "tenant", "client_id", "client_type", "authorization_grant_type", "secret_rotated_at"]
-    list_filter = ["client_type", "authorization_grant_type"]
+    list_display = ["name", "tenant", "client_id", "client_type", "authorization_grant_type", "require_mfa",
+                    "secret_rotated_at"]
+    list_filter = ["client_type", "authorization_grant_type", "require_mfa"]
     search_fields = ["name", "client_id"]
     readonly_fields = ["client_id", "client_secret_status", "created", "updated"]
     # No client_secret field: the portal generates it on save and shows it once on the next page (response_add).
     # Not on the add page: an unsaved form would show a client id that the save replaces.
     after_save_only = ("client_id", "created", "updated")
     fields = ["name", "tenant", "client_id", "client_type", "authorization_grant_type", "redirect_uris",
-              "post_logout_redirect_uris", "allowed_origins", "algorithm", "skip_authorization",
+              "post_logout_redirect_uris", "allowed_origins", "algorithm", "skip_authorization", "require_mfa",
               "client_secret_status", "created", "updated"]
 
     @admin.display(description="client secret")

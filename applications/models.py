@@ -23,6 +23,11 @@ class Application(AbstractApplication):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="applications")
     # When an administrator or the operator last replaced the client secret (None: the one issued at creation).
     secret_rotated_at = models.DateTimeField("client secret last rotated", null=True, blank=True, editable=False)
+    # A second factor for this application whatever the tenant's MFA policy (signin/services/mfa.py).
+    require_mfa = models.BooleanField(
+        "require MFA", default=False,
+        help_text="Users need a second factor in the sign-in that gets them into this application, whatever the "
+                  "organisation's MFA policy.")
 
     class Meta(AbstractApplication.Meta):
         swappable = "OAUTH2_PROVIDER_APPLICATION_MODEL"

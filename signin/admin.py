@@ -11,13 +11,13 @@ from tenant.admin_scoping import ReadOnlyAdmin, TenantScopedAdmin
 
 @admin.register(SignInEvent)
 class SignInEventAdmin(ReadOnlyAdmin, TenantScopedAdmin):
-    list_display = ["created_at", "username", "outcome", "ad_subcode", "agent", "ip_address", "total_ms",
-                    "mfa_decision", "mfa_result"]
-    list_filter = ["outcome", "agent", "user", "channel", "password_change", "mfa_decision",
+    list_display = ["created_at", "username", "outcome", "ad_subcode", "agent", "ip_address", "location",
+                    "application", "total_ms", "mfa_decision", "mfa_reason", "mfa_result"]
+    list_filter = ["outcome", "agent", "user", "channel", "password_change", "mfa_decision", "location_kind",
                    ("created_at", admin.DateFieldListFilter)]
-    search_fields = ["username", "user__upn", "ip_address"]
+    search_fields = ["username", "user__upn", "ip_address", "location"]
     date_hierarchy = "created_at"
-    list_select_related = ["agent", "user"]
+    list_select_related = ["agent", "user", "application"]
 
 
 # django-otp's own admin classes show and edit a factor's secret: the TOTP key (and its QR code page) and every

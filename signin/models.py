@@ -6,7 +6,7 @@ from django.utils import timezone
 from oauth2_provider.settings import oauth2_settings
 
 from signin.outcomes import Outcome
-from tenant.models import Tenant
+from tenant.models import Location, Tenant
 
 
 class SignInEvent(models.Model):
@@ -38,6 +38,15 @@ class SignInEvent(models.Model):
     mfa_reason = models.CharField("MFA reason", max_length=64, blank=True, default="")
     mfa_result = models.CharField("MFA result", max_length=32, blank=True, default="")
     channel = models.CharField(max_length=16, default="web", help_text="web, admin or oauth")
+    # Access by network: the tenant's named location the client's address was in, as it was then (blank: none).
+    location = models.CharField(max_length=100, blank=True, default="",
+                                help_text="The tenant's named location the client's address was in.")
+    location_kind = models.CharField("location kind", max_length=16, choices=Location.Kind.choices, blank=True,
+                                     default="")
+    # The application the sign-in was for (the authorize request it came from, or the password grant's client).
+    application = models.ForeignKey("applications.Application", null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+",
+                                    help_text="The application the sign-in was for, when known.")
     password_change = models.BooleanField(
         default=False, help_text="An attempt to change an expired or must-change password on the sign-in page "
         "(outcome success or mfa_required: it was changed).")

@@ -42,7 +42,7 @@ from signin.services.oauth_tokens import (
     pkce_value_well_formed,
 )
 from signin.views import DEVICE_COOKIE, DEVICE_COOKIE_SALT
-from tenant.selectors import tenant_for_username
+from tenant.selectors import location_for_address, tenant_for_username
 
 # Outcomes that say the portal or the directory could not answer: not the caller's fault, try again later.
 UNAVAILABLE = {Outcome.NO_AGENT_AVAILABLE, Outcome.AGENT_TIMEOUT, Outcome.AGENT_ERROR, Outcome.DIRECTORY_UNAVAILABLE}
@@ -180,12 +180,15 @@ class PortalOAuth2Validator(OAuth2Validator):
         headers = request.headers or {}
         result = async_to_sync(password_sign_in)(
             username=username, password=password or "", ip=client_address(headers),
-            user_agent=headers.get("HTTP_USER_AGENT", ""), channel="oauth",
+            user_agent=headers.get("HTTP_USER_AGENT", ""), channel="oauth", application=client,
         )
         if result.outcome is Outcome.MFA_REQUIRED:
             # As the commercial systems do: a legacy client cannot show a second factor.
             raise OutcomeError("interaction_required", "Your organisation requires a second factor: sign in "
                                "through the browser.", outcome=Outcome.MFA_REQUIRED, request=request)
+        if result.outcome is Outcome.LOCATION_BLOCKED:
+            raise OutcomeError("access_denied", result.outcome.message, outcome=result.outcome, status_code=403,
+                               request=request)
         if not result.succeeded:
             if result.outcome in UNAVAILABLE:
                 raise OutcomeError("temporarily_unavailable", result.outcome.message, outcome=result.outcome,
@@ -288,7 +291,8 @@ def _request_key(parameters) -> str:
 class TenantAuthorizationView(AuthorizationView):
     """DOT's authorize endpoint; unauthenticated users go through /login/ (LOGIN_URL) and back. Added: the
     application's own tenant only; prompt=none, prompt=login and max_age decided from this session's own sign-in
-    (signin/services/authentication.py), and the second factor the tenant's policy now asks; response_mode query
+    (signin/services/authentication.py), and the second factor the tenant's policy or the application (its
+    require_mfa) now asks; no code to a network the tenant blocks; response_mode query
     or form_post; RFC 9207's iss on every answer. Every way to a code (the GET, the consent form's POST) passes
     the same session checks (_session_answer) before DOT makes one."""
 
@@ -373,8 +377,15 @@ class TenantAuthorizationView(AuthorizationView):
         stale = "login" in prompt or signed_in.reauthentication_pending(key) or (max_age is not None
                                                                                    and signed_in.older_than(max_age))
         device = request.get_signed_cookie(DEVICE_COOKIE, default="", salt=DEVICE_COOKIE_SALT) or ""
-        mfa_due = session_mfa_due(signed_in=signed_in, user=request.user, ip=client_address(request.META),
-                                  device=device)
+        ip = client_address(request.META)
+        application = Application.objects.filter(client_id=credentials["client_id"]).only(
+            "tenant_id", "require_mfa").first()
+        location = location_for_address(tenant=request.user.tenant if request.user.tenant_id else None, ip=ip)
+        if location is not None and location.blocked:
+            # A session signed in elsewhere, now on a network its tenant blocks: no code from here.
+            return refuse(errors.AccessDeniedError(description=Outcome.LOCATION_BLOCKED.message, state=client_state))
+        mfa_due = session_mfa_due(signed_in=signed_in, user=request.user, ip=ip, device=device,
+                                  application_requires=application is not None and application.require_mfa)
         if "none" not in prompt:
             if stale or mfa_due:
                 return self._sign_in_again(key)
@@ -392,8 +403,8 @@ class TenantAuthorizationView(AuthorizationView):
             return refuse(errors.LoginRequired(description="A new sign-in is required.", state=client_state))
         if mfa_due:
             return refuse(errors.CustomOAuth2Error(
-                "interaction_required", description="Your organisation requires a second factor.",
-                state=client_state))
+                "interaction_required", description="Your organisation requires a second factor for this "
+                "application.", state=client_state))
         if not Application.objects.filter(client_id=credentials["client_id"], skip_authorization=True).exists():
             return refuse(errors.ConsentRequired(state=client_state))
         self.session_checked = True

@@ -41,6 +41,8 @@ class Outcome(enum.StrEnum):
     MFA_FAILED = "mfa_failed"
     PASSWORD_CHANGED = _wire.PASSWORD_CHANGED
     PASSWORD_REJECTED = _wire.PASSWORD_REJECTED
+    # The client's address is in one of the tenant's blocked locations: refused before any agent or lockout count.
+    LOCATION_BLOCKED = "location_blocked"
 
     @property
     def message(self) -> str:
@@ -60,6 +62,9 @@ OUTCOME_MESSAGES: dict[Outcome, str] = {
     Outcome.DIRECTORY_UNAVAILABLE: "We can't reach your organisation's directory right now. Try again in a moment.",
     Outcome.UNKNOWN_DOMAIN: "We don't know that organisation. Check the part of your username after the @.",
     Outcome.CLOUD_LOCKED: "Your account is temporarily locked to prevent unauthorised use. Try again later.",
+    Outcome.LOCATION_BLOCKED: "Your organisation doesn't allow sign-ins from your network or location. Connect "
+                              "from a network your organisation allows (your office, or its VPN), or contact your "
+                              "organisation's helpdesk.",
     Outcome.NO_AGENT_AVAILABLE: "Your organisation's sign-in service is not available right now. Try again later.",
     Outcome.AGENT_TIMEOUT: "Your organisation's sign-in service did not answer in time. Try again.",
     Outcome.AGENT_ERROR: "Your organisation's sign-in service could not check your password. Try again later.",

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY as AUTH_SESSION_KEY
@@ -22,6 +22,7 @@ from django.contrib.auth import login, logout
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect, HttpResponseRedirect
 from django.shortcuts import render
 from django.templatetags.static import static
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
@@ -34,6 +35,8 @@ from oauth2_provider.views import RPInitiatedLogoutView
 from oauthlib.common import add_params_to_uri
 
 from agents.selectors import password_change_available
+from applications.models import Application
+from applications.selectors import application_by_client_id
 from signin.forms import MfaCodeForm, OtpForm, PasswordChangeForm, PasswordForm, UsernameForm
 from signin.helpdesk import help_context
 from signin.metrics import metrics_text, signins
@@ -159,11 +162,23 @@ def _start_again() -> HttpResponse:
     return response
 
 
+def application_of_next(next_url: str) -> Application | None:
+    """The application a sign-in is for: the one its ``next`` authorization request names (the authorize
+    endpoint sends the browser here with itself as ``next``), else None. Its rule (require MFA) then applies to
+    the sign-in itself, so that the code the way back asks for is not refused for want of a second factor."""
+    parts = urlsplit(next_url)
+    if parts.path != reverse("oauth2_provider:authorize"):
+        return None
+    client_id = parse_qs(parts.query).get("client_id", [""])[0]
+    return application_by_client_id(client_id=client_id)
+
+
 @dataclass(frozen=True)
 class PasswordSubmission:
     state: dict
     password: str = field(repr=False)
     device: str
+    application: Application | None = None
 
 
 # Every local, here and in what it calls: the form and its cleaning hold the password under many names.
@@ -178,7 +193,8 @@ def password_submission(request: HttpRequest) -> PasswordSubmission | HttpRespon
         return _page(request, "signin/password.html", {**_password_context(state), "form": form}, status=400,
                      outcome=Outcome.INVALID_CREDENTIALS)
     return PasswordSubmission(state=state, password=form.cleaned_data["password"],
-                              device=_device(request) or device_id_new())
+                              device=_device(request) or device_id_new(),
+                              application=application_of_next(state["next"]))
 
 
 def password_form(request: HttpRequest) -> HttpResponse:
@@ -194,6 +210,7 @@ async def password_submit(request: HttpRequest, submission: PasswordSubmission) 
     return await password_sign_in(
         username=submission.state["username"], password=submission.password, device=submission.device,
         ip=client_address(request.META), user_agent=request.META.get("HTTP_USER_AGENT", ""),
+        application=submission.application,
     )
 
 
@@ -292,6 +309,7 @@ class ChangeSubmission:
     current_password: str = field(repr=False)
     new_password: str = field(repr=False)
     device: str
+    application: Application | None = None
 
 
 def _change_state(request: HttpRequest) -> dict | None:
@@ -329,7 +347,8 @@ def password_change_submission(request: HttpRequest) -> ChangeSubmission | HttpR
         return _page(request, CHANGE_TEMPLATE, {**_change_context(state), "form": form}, status=400)
     return ChangeSubmission(state=state, current_password=form.cleaned_data["current_password"],
                             new_password=form.cleaned_data["new_password"],
-                            device=_device(request) or device_id_new())
+                            device=_device(request) or device_id_new(),
+                            application=application_of_next(state["next"]))
 
 
 @sensitive_variables("submission")
@@ -375,7 +394,7 @@ async def password_change_page(request: HttpRequest) -> HttpResponse:
     result = await password_change_sign_in(
         username=submission.state["username"], current_password=submission.current_password,
         new_password=submission.new_password, device=submission.device, ip=client_address(request.META),
-        user_agent=request.META.get("HTTP_USER_AGENT", ""))
+        user_agent=request.META.get("HTTP_USER_AGENT", ""), application=submission.application)
     return await in_worker(password_change_answer)(request, submission, result)
 
 

@@ -11,7 +11,7 @@ from django.utils.formats import date_format
 from django.utils.timezone import localtime
 
 from tenant.admin_scoping import TenantScopedAdmin
-from tenant.models import Domain, Tenant, User
+from tenant.models import Domain, Location, Tenant, User
 from tenant.services import VerificationStatus, domain_verify
 
 
@@ -73,6 +73,21 @@ class TenantAdmin(TenantScopedAdmin):
         agents = _agents_serving(gone + changed)
         super().save_formset(request, form, formset, change)
         _agents_follow(agent_ids=agents)
+
+
+@admin.register(Location)
+class LocationAdmin(TenantScopedAdmin):
+    """Named locations (access by network): address ranges, trusted or blocked. The ranges are checked as the form
+    is saved (tenant/locations.py), each bad one named."""
+
+    list_display = ["name", "tenant", "kind", "ranges_shown"]
+    list_filter = ["kind"]
+    search_fields = ["name", "ranges"]
+    fields = ["name", "tenant", "kind", "ranges"]
+
+    @admin.display(description="ranges")
+    def ranges_shown(self, obj: Location) -> str:
+        return ", ".join(obj.ranges.split())
 
 
 @admin.register(Domain)

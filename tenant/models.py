@@ -9,6 +9,7 @@ from django.db import models
 from django.utils import timezone
 
 from tenant.domain_proof import record_name, record_value, verification_token_new
+from tenant.locations import RangeError, ranges_parse, ranges_split
 
 domain_name_validator = RegexValidator(
     r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
@@ -36,6 +37,7 @@ class Tenant(models.Model):
         ALL = "all", "All users"
         PER_USER = "per-user", "Users with MFA enforced"
         UNFAMILIAR = "unfamiliar", "Unfamiliar sign-ins only"
+        UNTRUSTED = "untrusted", "Outside trusted locations"
 
     id = models.UUIDField("ID", primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200)
@@ -126,6 +128,44 @@ class Domain(models.Model):
         if (self._state.adding or self.verified) and self.verified_elsewhere():
             raise ValidationError({NON_FIELD_ERRORS: f"{self.name} is already verified by another tenant; it "
                                                      "cannot be added or verified here."})
+
+
+class Location(models.Model):
+    """A named set of the tenant's networks (IPv4 and IPv6 ranges), trusted or blocked. A sign-in from a blocked
+    location is refused before any agent is asked or any guess counted; a trusted one needs no second factor under
+    the "untrusted" MFA policy and counts as familiar under "unfamiliar" (signin/services/attempt.py, mfa.py)."""
+
+    class Kind(models.TextChoices):
+        TRUSTED = "trusted", "Trusted"
+        BLOCKED = "blocked", "Blocked"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="locations")
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    ranges = models.TextField(help_text="IPv4 and IPv6 networks, one a line (203.0.113.0/24, 2001:db8:1::/48); "
+                                        "a single address is a /32 or /128.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="location_unique_name_per_tenant",
+                                    violation_error_message="This tenant already has a location of this name."),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        self.name = (self.name or "").strip()
+        try:
+            networks = ranges_parse(ranges_split(self.ranges or ""))
+        except RangeError as exc:
+            raise ValidationError({"ranges": str(exc)}) from None
+        self.ranges = "\n".join(str(network) for network in networks)  # one canonical form, one a line
+        if self.tenant_id is not None and \
+                Location.objects.filter(tenant_id=self.tenant_id, name=self.name).exclude(pk=self.pk).exists():
+            raise ValidationError({NON_FIELD_ERRORS: f"This tenant already has a location named {self.name}."})
 
 
 class UserManager(BaseUserManager["User"]):

@@ -1,6 +1,9 @@
+from dataclasses import dataclass
+
 from django.db import connection
 
-from tenant.models import Domain, Tenant, User
+from tenant.locations import RangeError, address_in_ranges, address_normalised, ranges_parse, ranges_split
+from tenant.models import Domain, Location, Tenant, User
 from tenant.routing import routes
 
 
@@ -42,3 +45,43 @@ def user_by_upn(*, upn: str, tenant: Tenant | None = None) -> User | None:
     else:
         user.tenant  # noqa: B018 - read now, in the caller's thread: later readers may be on the event loop
     return user
+
+
+@dataclass(frozen=True)
+class LocationMatch:
+    """The tenant's named location a client's address is in: its name and kind as they were at the sign-in."""
+
+    name: str
+    kind: str  # Location.Kind
+
+    @property
+    def blocked(self) -> bool:
+        return self.kind == Location.Kind.BLOCKED
+
+    @property
+    def trusted(self) -> bool:
+        return self.kind == Location.Kind.TRUSTED
+
+
+def location_for_address(*, tenant: Tenant | None, ip: str) -> LocationMatch | None:
+    """The tenant's location that holds ``ip`` (the client's address, as signin.services.client gives it), or
+    None. When locations overlap, a blocked one wins over a trusted one (the safer reading of a conflict), then
+    the first by name. No tenant (platform accounts) or no address: None."""
+    if tenant is None or not ip:
+        return None
+    address = address_normalised(ip)
+    if address is None:
+        return None
+    found: LocationMatch | None = None
+    for name, kind, ranges in Location.objects.filter(tenant=tenant).order_by("name").values_list(
+            "name", "kind", "ranges"):
+        try:
+            networks = ranges_parse(ranges_split(ranges))
+        except RangeError:  # stored before a rule tightened: a row that cannot be read matches nothing
+            continue
+        if not address_in_ranges(address, networks):
+            continue
+        if kind == Location.Kind.BLOCKED:
+            return LocationMatch(name=name, kind=kind)
+        found = found or LocationMatch(name=name, kind=kind)
+    return found

@@ -10,7 +10,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from tenant.domain_proof import DNS_LOOKUP_SECONDS, LookupStatus, txt_lookup
-from tenant.models import Domain, Tenant, User
+from tenant.models import Domain, Location, Tenant, User
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def tenant_admin_permissions():
     from django.contrib.auth.models import Permission
 
     models = {
-        "tenant": ["tenant", "domain", "user"],
+        "tenant": ["tenant", "domain", "user", "location"],
         "branding": ["branding"],
         "agents": ["agent", "registrationtoken"],
         "signin": ["signinevent"],
@@ -165,3 +165,22 @@ def tenant_policy_set(*, tenant: Tenant, mfa_policy: str | None = None, password
     tenant.full_clean()
     tenant.save(update_fields=list(changes) or None)
     return tenant
+
+
+@transaction.atomic
+def location_set(*, tenant: Tenant, name: str, ranges: Iterable[str], kind: str) -> Location:
+    """The tenant's named location ``name``: created, or its ranges and kind replaced. ``ValidationError`` for a
+    range that is not a network (every bad one named), an empty name or an unknown kind."""
+    location = (Location.objects.select_for_update().filter(tenant=tenant, name=name.strip()).first()
+                or Location(tenant=tenant, name=name.strip()))
+    location.kind = kind
+    location.ranges = "\n".join(ranges)
+    location.full_clean()
+    location.save()
+    return location
+
+
+def location_remove(*, tenant: Tenant, name: str) -> bool:
+    """Remove the tenant's location of that name; False when there was none."""
+    deleted, _ = Location.objects.filter(tenant=tenant, name=name.strip()).delete()
+    return deleted > 0

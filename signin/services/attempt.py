@@ -16,6 +16,7 @@ from django.views.decorators.debug import sensitive_variables
 from agents.queue import QueueFull, SlotQueues
 from agents.selectors import password_change_available
 from agents.services.dispatch import Validation, password_change, password_validate
+from applications.models import Application
 from signin.metrics import queue_seconds, signin_seconds, signins
 from signin.models import SignInEvent
 from signin.outcomes import Outcome
@@ -44,7 +45,7 @@ from signin.services.users import (
 )
 from signin.workers import in_worker, in_worker_retrying
 from tenant.models import Tenant, User
-from tenant.selectors import tenant_for_username, user_by_upn
+from tenant.selectors import LocationMatch, location_for_address, tenant_for_username, user_by_upn
 
 logger = logging.getLogger(__name__)
 # Guesses at one account waiting for the answers of those in flight (lockout BUSY), in line per account.
@@ -102,10 +103,15 @@ class _Before:
     known_device: bool
     reservation: Reservation | None  # this guess, reserved against the account's lockout
     account: str = ""  # the lockout account the reservation is for
+    location: LocationMatch | None = None  # the tenant's named location the client's address is in
 
     @property
     def locked(self) -> bool:
         return self.reservation is not None and self.reservation.hold is Hold.LOCKED
+
+    @property
+    def blocked(self) -> bool:
+        return self.location is not None and self.location.blocked
 
 
 def _before(*, upn: str, ip: str, device: str) -> _Before:
@@ -128,6 +134,12 @@ def _before(*, upn: str, ip: str, device: str) -> _Before:
         # as an account would be (its lockout bucket, a password's hashing), so nothing tells it from a cloud
         # account's wrong password; the domain's tenant, if any, for the record and the policy.
         route, tenant, user = Route.UNKNOWN, routed, None
+    location = location_for_address(tenant=tenant, ip=ip)
+    if location is not None and location.blocked:
+        # Refused by the network alone, whatever the account (so it tells nothing about one): no guess is
+        # reserved or counted, no password checked, no agent asked.
+        return _Before(route=route, tenant=tenant, user=None, familiar=False, known_device=False, reservation=None,
+                       location=location)
     place = place_recognised(tenant=tenant, username=user.upn if user is not None else upn, ip=ip, device=device)
     account = lockout_account(tenant=tenant, user=user, username=upn)
     if user is not None and user.upn != upn:
@@ -135,7 +147,7 @@ def _before(*, upn: str, ip: str, device: str) -> _Before:
     # Last: everything before it is a read, so this hop is safe to run again after a transient error.
     reservation = lockout_reserve(tenant=tenant, familiar=place.familiar_address, account=account)
     return _Before(route=route, tenant=tenant, user=user, familiar=place.familiar_address, reservation=reservation,
-                   account=account, known_device=place.known_device)
+                   account=account, known_device=place.known_device, location=location)
 
 
 async def _reserved(before: _Before, *, deadline: float) -> _Before:
@@ -163,10 +175,12 @@ async def _reserved(before: _Before, *, deadline: float) -> _Before:
 
 @sensitive_variables("password")
 async def password_sign_in(*, username: str, password: str, ip: str = "", user_agent: str = "",
-                           channel: str = "web", device: str = "") -> SignInResult:
+                           channel: str = "web", device: str = "", application: Application | None = None
+                           ) -> SignInResult:
     """Route, reserve the guess against cloud lockout, validate through an agent (or locally for cloud-only
     accounts), decide on the second factor, record. ``device`` is the browser's device id (a signed cookie), if
-    any; after a complete success it is remembered as a known device.
+    any; after a complete success it is remembered as a known device. ``application`` is the application the
+    sign-in is for, when known (its rule may ask for the second factor; the record names it).
 
     After a password success the outcome is SUCCESS, or MFA_REQUIRED with the user set: the caller asks for
     the second factor and must not log the user in before it. The database and cache work happens in two
@@ -187,7 +201,7 @@ async def password_sign_in(*, username: str, password: str, ip: str = "", user_a
         return Outcome(validation.outcome), validation
 
     result = await _attempt(username=username, ip=ip, user_agent=user_agent, channel=channel, device=device,
-                            check=check)
+                            check=check, application=application)
     if result.outcome in CHANGEABLE and result.tenant is not None:
         # Offered only where an agent that can make the change serves the domain now; else the helpdesk.
         available = await password_change_available(tenant_id=str(result.tenant.pk),
@@ -198,7 +212,8 @@ async def password_sign_in(*, username: str, password: str, ip: str = "", user_a
 
 @sensitive_variables("current_password", "new_password")
 async def password_change_sign_in(*, username: str, current_password: str, new_password: str, ip: str = "",
-                                  user_agent: str = "", channel: str = "web", device: str = "") -> SignInResult:
+                                  user_agent: str = "", channel: str = "web", device: str = "",
+                                  application: Application | None = None) -> SignInResult:
     """Change an expired or must-change password, then sign in with it: the same path as a password sign-in
     (route, lockout reservation: a wrong current password counts, an agent, the record), with an agent that
     announced it can change passwords. After PASSWORD_CHANGED the sign-in goes on as after a success (the user
@@ -223,12 +238,12 @@ async def password_change_sign_in(*, username: str, current_password: str, new_p
         return outcome, validation
 
     return await _attempt(username=username, ip=ip, user_agent=user_agent, channel=channel, device=device,
-                          check=check, password_change=True)
+                          check=check, password_change=True, application=application)
 
 
 async def _attempt(*, username: str, ip: str, user_agent: str, channel: str, device: str,
                    check: Callable[[_Before, str], Awaitable[tuple[Outcome, Validation | None]]],
-                   password_change: bool = False) -> SignInResult:
+                   password_change: bool = False, application: Application | None = None) -> SignInResult:
     started = time.monotonic()
     try:
         # One spelling per account for routing, the user, the agent's bind and lockout: AD binds "bob   @corp"
@@ -244,6 +259,8 @@ async def _attempt(*, username: str, ip: str, user_agent: str, channel: str, dev
         validation = None
         if not upn:
             outcome = Outcome.UNKNOWN_DOMAIN  # a name no account can have, refused by its shape alone
+        elif before.blocked:
+            outcome = Outcome.LOCATION_BLOCKED  # the tenant refuses this network: before lockout and any agent
         elif before.locked:
             outcome = Outcome.CLOUD_LOCKED
         elif before.reservation is not None and before.reservation.hold is Hold.BUSY:
@@ -254,11 +271,16 @@ async def _attempt(*, username: str, ip: str, user_agent: str, channel: str, dev
                                      "channel": channel, "tenant": tenant}
         if password_change:
             record["password_change"] = True
+        if before.location is not None:
+            record.update(location=before.location.name, location_kind=before.location.kind)
+        if application is not None:
+            record["application_id"] = application.pk
         if validation is not None and outcome is Outcome.PASSWORD_REJECTED:
             record["detail"] = refusal_reason_code(validation.detail)
         result = await in_worker_retrying(
             _after, before=before, upn=upn, ip=ip, device=device, outcome=outcome, validation=validation,
-            started=started, record=record, until=max(until, time.monotonic() + 2))
+            started=started, record=record, until=max(until, time.monotonic() + 2),
+            application_requires=application is not None and application.require_mfa)
     except BaseException:
         # Whatever broke (Redis or the database away, a cancelled request), this guess no longer counts: a
         # reservation left behind would hold the account's way for RESERVATION_SECONDS.
@@ -297,7 +319,7 @@ def _verdict(outcome: Outcome) -> Verdict:
 
 
 def _after(*, before: _Before, upn: str, ip: str, device: str, outcome: Outcome, validation, started: float,
-           record: dict) -> SignInResult:
+           record: dict, application_requires: bool = False) -> SignInResult:
     """Everything after the answer (one thread hop): lockout, the user, the MFA decision, the record."""
     tenant, user = before.tenant, before.user
     familiar, known_device = before.familiar, before.known_device
@@ -324,7 +346,8 @@ def _after(*, before: _Before, upn: str, ip: str, device: str, outcome: Outcome,
         outcome = Outcome.ACCOUNT_DISABLED
     mfa = None
     if outcome is Outcome.SUCCESS and user is not None:
-        mfa = mfa_decide(tenant=tenant, user=user, familiar_address=familiar, known_device=known_device)
+        mfa = mfa_decide(tenant=tenant, user=user, familiar_address=familiar, known_device=known_device,
+                         location=before.location, application_requires=application_requires)
         record.update(mfa_decision=mfa.decision, mfa_reason=mfa.reason)
         if mfa.required:
             outcome = Outcome.MFA_REQUIRED

@@ -19,6 +19,7 @@ from django_otp import DEVICE_ID_SESSION_KEY
 from signin.services.lockout import place_recognised
 from signin.services.mfa import mfa_decide
 from tenant.models import User
+from tenant.selectors import location_for_address
 
 AUTHENTICATED_AT_KEY = "pta_authenticated_at"
 REAUTHENTICATE_KEY = "pta_reauthenticate"
@@ -71,13 +72,16 @@ def session_authentication(*, session) -> SessionAuthentication:
                                  pending=frozenset(_pending_keys(session)))
 
 
-def session_mfa_due(*, signed_in: SessionAuthentication, user: User, ip: str, device: str) -> bool:
-    """Whether the tenant's MFA policy, as it stands now, would ask this browser's sign-in for the second factor
-    that this session never verified (the policy changed since, or the session was signed in by password alone
-    from a place that is no longer familiar)."""
+def session_mfa_due(*, signed_in: SessionAuthentication, user: User, ip: str, device: str,
+                    application_requires: bool = False) -> bool:
+    """Whether the tenant's MFA policy as it stands now (from the network the browser is on now), or the application
+    the code would be for (``application_requires``), asks this browser's sign-in for the second factor that this
+    session never verified (the policy changed since, the session was signed in by password alone from a place
+    that is no longer familiar or a trusted location it has left, or an application that requires MFA)."""
     if signed_in.mfa:
         return False
     tenant = user.tenant if user.tenant_id else None
     place = place_recognised(tenant=tenant, username=user.upn, ip=ip, device=device)
     return mfa_decide(tenant=tenant, user=user, familiar_address=place.familiar_address,
-                      known_device=place.known_device).required
+                      known_device=place.known_device, location=location_for_address(tenant=tenant, ip=ip),
+                      application_requires=application_requires).required

@@ -29,6 +29,7 @@ from signin.recovery_codes import (
     recovery_code_normalised,
 )
 from tenant.models import Tenant, User
+from tenant.selectors import LocationMatch
 
 RECOVERY_CODE_COUNT = 10
 # Wrong codes allowed in one half-done sign-in before it is dropped and the password is asked again.
@@ -47,8 +48,20 @@ class MfaDecision:
         return SignInEvent.MfaDecision.REQUIRED if self.required else SignInEvent.MfaDecision.NOT_REQUIRED
 
 
-def mfa_decide(*, tenant: Tenant | None, user: User, familiar_address: bool, known_device: bool) -> MfaDecision:
-    """The tenant's policy applied to one password success. Pure: no database, no cache."""
+def mfa_decide(*, tenant: Tenant | None, user: User, familiar_address: bool, known_device: bool,
+               location: LocationMatch | None = None, application_requires: bool = False) -> MfaDecision:
+    """The tenant's policy applied to one password success, then the application's own rule: an application that
+    requires MFA asks for it whatever the policy said. ``location`` is the tenant's named location the client's
+    address is in. Pure: no database, no cache."""
+    policy = _policy_decide(tenant=tenant, user=user, familiar_address=familiar_address, known_device=known_device,
+                            trusted_location=location is not None and location.trusted)
+    if application_requires and not policy.required:
+        return MfaDecision(True, "application_requires_mfa")
+    return policy
+
+
+def _policy_decide(*, tenant: Tenant | None, user: User, familiar_address: bool, known_device: bool,
+                   trusted_location: bool) -> MfaDecision:
     if tenant is None:  # platform administrators: no tenant policy; the second factor unless the platform waives it
         required = user.mfa_enforced or settings.PTA_PLATFORM_MFA
         return MfaDecision(required, "platform_account" if required else "platform_mfa_off")
@@ -62,7 +75,11 @@ def mfa_decide(*, tenant: Tenant | None, user: User, familiar_address: bool, kno
             return MfaDecision(False, "known_device")
         if familiar_address:
             return MfaDecision(False, "familiar_address")
+        if trusted_location:  # the organisation's own networks are familiar ground
+            return MfaDecision(False, "trusted_location")
         return MfaDecision(True, "unfamiliar_sign_in")
+    if policy == Tenant.MfaPolicy.UNTRUSTED:
+        return MfaDecision(False, "trusted_location") if trusted_location else MfaDecision(True, "untrusted_location")
     return MfaDecision(False, "policy_off")
 
 

@@ -24,11 +24,12 @@ def signin_event_record(**fields) -> SignInEvent:
     try:
         event.save()
     except IntegrityError:
-        if not event.agent_id:
+        if not event.agent_id and not event.application_id:
             raise
-        # The agent was deleted while its answer was on the way: the attempt is recorded all the same.
-        logger.warning("sign-in %s answered by agent %s, deleted since; recorded without it", event.request_id,
-                       event.agent_id)
+        # The agent (or the application) was deleted while the sign-in was under way: recorded all the same.
+        logger.warning("sign-in %s answered by agent %s for application %s, one deleted since; recorded without "
+                       "them", event.request_id, event.agent_id, event.application_id)
         event.agent_id = None
+        event.application_id = None
         event.save()
     return event

@@ -21,7 +21,8 @@ def test_every_outcome_has_a_message():
 def test_the_portal_decides_only_what_nobody_else_does():
     others = {o.value for o in (*protocol.Outcome, *HandoffOutcome)}
     assert {o.value for o in Outcome} - others == {
-        "unknown_domain", "cloud_locked", "identity_conflict", "session_expired", "mfa_required", "mfa_failed"}
+        "unknown_domain", "cloud_locked", "identity_conflict", "session_expired", "mfa_required", "mfa_failed",
+        "location_blocked"}
 
 
 def test_the_codes_are_a_stable_interface():
@@ -30,4 +31,5 @@ def test_the_codes_are_a_stable_interface():
         "success", "invalid_credentials", "logon_hours", "workstation_restricted", "password_expired",
         "account_disabled", "account_expired", "password_must_change", "account_locked", "directory_unavailable",
         "unknown_domain", "cloud_locked", "no_agent_available", "agent_timeout", "agent_error", "identity_conflict",
-        "too_many_signins", "session_expired", "mfa_required", "mfa_failed", "password_changed", "password_rejected"]
+        "too_many_signins", "session_expired", "mfa_required", "mfa_failed", "password_changed", "password_rejected",
+        "location_blocked"]

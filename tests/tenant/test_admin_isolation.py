@@ -6,7 +6,8 @@ from django.urls import reverse
 from agents.services.registration import registration_token_issue
 from health.models import Incident
 from health.services.alert_settings import alert_settings_set
-from tenant.models import User
+from tenant.models import Location, User
+from tenant.services import location_set
 
 
 @pytest.fixture
@@ -22,12 +23,14 @@ def two_tenants(tenant_a, tenant_b, tenant_admin_factory, agent_factory):
             "alertsettings": alert_settings_set(tenant=tenant, emails=[f"ops@{tenant.domains.first().name}"]),
             "incident": Incident.objects.create(tenant=tenant, kind=Incident.Kind.FAILOVER_LOST,
                                                 summary=f"{tenant.name} lost failover"),
+            "location": location_set(tenant=tenant, name=f"office-{label}", ranges=["192.0.2.0/24"],
+                                     kind=Location.Kind.TRUSTED),
         }
     objects["admin_a"] = tenant_admin_factory(tenant_a)
     return objects
 
 
-MODELS = [("tenant", "tenant"), ("tenant", "domain"), ("tenant", "user"), ("agents", "agent"),
+MODELS = [("tenant", "tenant"), ("tenant", "domain"), ("tenant", "user"), ("tenant", "location"), ("agents", "agent"),
           ("agents", "registrationtoken"), ("health", "alertsettings"), ("health", "incident")]
 
 

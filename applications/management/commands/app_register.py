@@ -22,9 +22,11 @@ class Command(BaseCommand):
         parser.add_argument("--allowed-origin", action="append", default=[], dest="allowed_origins",
                             help="a browser origin (https://host[:port]) allowed to call /token/ and /userinfo/ "
                                  "(CORS), for browser-only clients; repeat for several")
+        parser.add_argument("--require-mfa", choices=["on", "off"], default="off", dest="require_mfa",
+                            help="a second factor for this application whatever the tenant's MFA policy")
 
     def handle(self, *args, tenant, name, redirect_uris, post_logout_redirect_uris, public, grant, allowed_origins,
-               **options):
+               require_mfa, **options):
         owner = Tenant.objects.filter(slug=tenant).first()
         if owner is None:
             raise CommandError(f"No tenant with slug {tenant!r}.")
@@ -33,7 +35,8 @@ class Command(BaseCommand):
         try:
             application, secret = application_register(tenant=owner, name=name, redirect_uris=redirect_uris,
                                                        public=public, grant=grant, allowed_origins=allowed_origins,
-                                                       post_logout_redirect_uris=post_logout_redirect_uris)
+                                                       post_logout_redirect_uris=post_logout_redirect_uris,
+                                                       require_mfa=require_mfa == "on")
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
         self.stderr.write(f"Registered {application.name} for tenant {owner.slug} ({grant})")
