@@ -18,7 +18,8 @@ class ApplicationAdmin(TenantScopedAdmin):
     readonly_fields = ["client_id", "secret_hint", "created", "updated"]
     fields = ["name", "tenant", "client_id", "client_type", "authorization_grant_type", "redirect_uris",
               "post_logout_redirect_uris", "allowed_origins", "algorithm", "skip_authorization", "secret_hint",
-              "client_secret", "hash_client_secret", "created", "updated"]
+              "client_secret", "hash_client_secret", "groups_claim", "groups_claim_format", "groups_claim_limit",
+              "created", "updated"]
 
     @admin.display(description="client secret")
     def secret_hint(self, obj):
