@@ -25,7 +25,8 @@ def add_form(**overrides) -> dict:
             "authorization_grant_type": Application.GRANT_AUTHORIZATION_CODE,
             "redirect_uris": "https://intranet.alpha.test/callback", "post_logout_redirect_uris": "",
             "algorithm": Application.RS256_ALGORITHM, "skip_authorization": "on", "client_secret": "",
-            "hash_client_secret": "on", **overrides}
+            "hash_client_secret": "on", "groups_claim": "all", "groups_claim_format": "name",
+            "groups_claim_limit": "200", **overrides}
 
 
 def test_tenant_admin_opens_the_add_and_change_pages(admin_a_client, application_a):
@@ -63,3 +64,11 @@ def test_platform_admin_still_picks_the_tenant(client, tenant_a, tenant_b):
     response = client.post(reverse("admin:applications_application_add"), add_form(tenant=str(tenant_b.pk)))
     assert response.status_code == 302
     assert Application.objects.get(name="Intranet").tenant == tenant_b
+
+
+@pytest.mark.parametrize("field, value", [("groups_claim_limit", "0"), ("groups_claim_limit", "5000"),
+                                          ("groups_claim_format", "sid"), ("groups_claim", "some")])
+def test_the_groups_claim_settings_refuse_what_they_cannot_do(admin_a_client, field, value):
+    answer = admin_a_client.post(reverse("admin:applications_application_add"), add_form(**{field: value}))
+    assert answer.status_code == 200 and field in answer.context["adminform"].form.errors
+    assert not Application.objects.filter(name="Intranet").exists()
