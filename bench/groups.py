@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 import ldap3
@@ -33,11 +34,6 @@ from tests.fixtures.directory_admin import DirectoryAdmin  # noqa: E402
 
 PASSWORD = "Bench!Gr0ups-9"
 IN_CHAIN = "1.2.840.113556.1.4.1941"
-
-
-class Facts:
-    def __init__(self, raw: dict) -> None:
-        self.__dict__.update(raw)
 
 
 def p95(values: list[float]) -> float:
@@ -64,7 +60,7 @@ def main(argv: list[str]) -> int:
     directory = args.ad_dir or tempfile.mkdtemp(prefix="bench-groups-ad-")
     started = subprocess.run([sys.executable, str(ROOT / "scripts" / "ad_testbed.py"), "start", "--dir", directory,
                               "--json"], capture_output=True, text=True, check=True)
-    facts = Facts(json.loads(started.stdout.strip().splitlines()[-1]))
+    facts = types.SimpleNamespace(**json.loads(started.stdout.strip().splitlines()[-1]))
     admin = DirectoryAdmin(facts)
     validator = DirectoryValidator(DirectoryOptions(ldap_urls=[facts.ldaps_url], ca_file=facts.ca_file,
                                                     base_dn=facts.base_dn, pool_size=1, workers=1))

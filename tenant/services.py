@@ -172,6 +172,8 @@ def user_groups_record(*, user: User, state: str, groups: Iterable[dict] = ()) -
     """Replace the user's stored groups with what the directory reported at this sign-in (``groups``: the agent's
     entries, ``{"id", "name", "dn"}``) when ``state`` is CURRENT or TRUNCATED; any other state stores none (a
     group the agent did not report is never kept from an earlier sign-in). Costs one query when nothing changed."""
+    if user.tenant_id is None:  # a platform administrator: no directory
+        return
     wanted: dict[str, tuple[str, str]] = {}
     if state in HOLDS_GROUPS:
         for entry in groups:

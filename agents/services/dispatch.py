@@ -261,7 +261,8 @@ def _validation_from(result: protocol.Result, *, request_id: str, agent: Connect
                       agent_id=agent.agent_id, agent_ms=agent_ms,
                       user=result.user if signed_in else {}, detail=result.detail[:200],
                       domains=tuple(agent.record.domains), groups_asked=groups_asked,
-                      groups=list(result.groups) if signed_in and groups_asked and result.groups is not None else None,
+                      groups=([dict(g) for g in result.groups]
+                              if signed_in and groups_asked and result.groups is not None else None),
                       groups_truncated=signed_in and groups_asked and result.groups_truncated)
 
 

@@ -235,7 +235,7 @@ def test_change_outcomes_answer_only_a_change_and_a_change_is_never_answered_suc
 
 # --- groups (docs/architecture.md, "Groups"): asked for only from an agent that announced them ----------------
 
-GROUP = {"id": "8c1f0a4e-0d4e-4a52-9b1e-3f1b3c8f6a10", "name": "Sales", "dn": "CN=Sales,CN=Users,DC=corp,DC=test"}
+GROUP = protocol.Group(id="8c1f0a4e-0d4e-4a52-9b1e-3f1b3c8f6a10", name="Sales", dn="CN=Sales,CN=Users,DC=corp,DC=test")
 
 
 def test_a_request_that_asks_no_groups_keeps_the_wire_form_an_older_agent_verifies(agent_key, portal_key):
@@ -263,8 +263,8 @@ def test_a_result_without_groups_is_the_frame_an_older_portal_knows_and_one_with
                                                       "user", "detail"}
     full = protocol.Result(request_id="r", outcome="success", groups=[GROUP], groups_truncated=True)
     assert protocol.decode(protocol.encode(full)) == full
-    empty = protocol.Result(request_id="r", outcome="success", groups=[])
-    assert protocol.decode(protocol.encode(empty)).groups == [], "no groups is not the same as not read"
+    empty = protocol.decode(protocol.encode(protocol.Result(request_id="r", outcome="success", groups=[])))
+    assert isinstance(empty, protocol.Result) and empty.groups == [], "no groups is not the same as not read"
 
 
 @pytest.mark.parametrize("groups, named", [
@@ -282,11 +282,12 @@ def test_malformed_groups_are_refused_and_named(groups, named):
 def test_a_later_agents_extra_group_key_is_ignored():
     extra = json.dumps({**GROUP, "sid": "S-1"})
     text = '{"type":"result","request_id":"r","outcome":"success","groups":[' + extra + "]}"
-    assert protocol.decode(text).groups == [GROUP]
+    read = protocol.decode(text)
+    assert isinstance(read, protocol.Result) and read.groups == [GROUP]
 
 
 def test_groups_beyond_the_frames_budget_are_cut_and_marked():
-    many = [{**GROUP, "name": f"group-{i:04d}", "dn": f"CN=group-{i:04d},OU=Groups,DC=corp,DC=test"}
+    many = [protocol.Group(id=GROUP["id"], name=f"group-{i:04d}", dn=f"CN=group-{i:04d},OU=Groups,DC=corp,DC=test")
             for i in range(1000)]
     kept, truncated = protocol.groups_within_budget(many)
     assert truncated and 0 < len(kept) < len(many) and kept == many[:len(kept)]

@@ -34,7 +34,7 @@ def nested(directory):
 
 
 def names(verdict) -> set[str]:
-    return {group["name"] for group in verdict.groups}
+    return {group["name"] for group in verdict.groups or []}
 
 
 def test_nested_groups_count_and_a_removal_shows_at_the_next_sign_in(ad_testbed, directory, nested):
@@ -43,7 +43,7 @@ def test_nested_groups_count_and_a_removal_shows_at_the_next_sign_in(ad_testbed,
         verdict = validator.validate(nested["upn"], PASSWORD, groups=True)
         assert verdict.outcome is Outcome.SUCCESS and not verdict.groups_truncated
         assert {nested["inner"], nested["outer"], "Domain Users"} <= names(verdict)
-        outer = next(group for group in verdict.groups if group["name"] == nested["outer"])
+        outer = next(group for group in verdict.groups or [] if group["name"] == nested["outer"])
         assert outer["dn"] == directory.dn(nested["outer"]) and len(outer["id"]) == 36
         directory.remove_member(nested["inner"], nested["user"])
         again = validator.validate(nested["upn"], PASSWORD, groups=True)
@@ -107,6 +107,8 @@ def test_a_user_in_two_hundred_groups_gets_them_all_within_one_result_frame(ad_t
         verdict = validator.validate(upn, PASSWORD, groups=True)
         assert set(many) <= names(verdict) and not verdict.groups_truncated
         frame = protocol.encode(protocol.Result(request_id="r", outcome="success", groups=verdict.groups))
-        assert len(frame) < protocol.MAX_FRAME_BYTES and protocol.decode(frame).groups == verdict.groups
+        read = protocol.decode(frame)
+        assert len(frame) < protocol.MAX_FRAME_BYTES and isinstance(read, protocol.Result)
+        assert read.groups == verdict.groups
     finally:
         validator.close()

@@ -3,6 +3,7 @@ sign-in, kept by objectGUID per tenant, none kept when the agent gave none (and 
 the claims an application gets from them (signin/services/group_claims.py)."""
 
 import uuid
+from typing import cast
 
 import pytest
 from django.urls import reverse
@@ -105,7 +106,7 @@ def test_each_application_chooses_names_or_ids_all_or_assigned(ada, tenant_a):
     app, _ = application_register(tenant=tenant_a, name="App", redirect_uris=["https://app.example.test/cb"])
     assert groups_claims(user=ada, application=app) == {"groups": ["Sales", "Staff"]}
     app.groups_claim_format = Application.GroupsFormat.ID
-    assert sales["id"] in groups_claims(user=ada, application=app)["groups"]
+    assert sales["id"] in cast(list, groups_claims(user=ada, application=app)["groups"])
     app.groups_claim_limit = 1
     assert groups_claims(user=ada, application=app) == {"groups_overage": True}
     app.groups_claim = Application.GroupsClaim.ASSIGNED  # no assignments yet: nothing
