@@ -55,7 +55,7 @@ MAX_BAD_FRAMES_BEFORE_HELLO = 3
 DEFAULT_CAPACITY = 64
 MAX_CAPACITY = 1000
 # What an agent may announce in its hello; anything else (a newer agent's) is ignored.
-KNOWN_CAPABILITIES = frozenset({protocol.CAPABILITY_PASSWORD_CHANGE})
+KNOWN_CAPABILITIES = frozenset({protocol.CAPABILITY_PASSWORD_CHANGE, protocol.CAPABILITY_GROUPS})
 # Request kinds only an agent that announced the capability is sent.
 KIND_CAPABILITIES = {protocol.REQUEST_PASSWORD_CHANGE: protocol.CAPABILITY_PASSWORD_CHANGE}
 
@@ -270,6 +270,8 @@ class AgentConsumer(AsyncWebsocketConsumer):
             raise ValueError("The request was sealed for another key.")
         if (needed := KIND_CAPABILITIES.get(request.kind)) and needed not in self.capabilities:
             raise ValueError(f"This agent did not announce {needed}.")
+        if request.groups and protocol.CAPABILITY_GROUPS not in self.capabilities:
+            raise ValueError("This agent did not announce groups: it would refuse the request.")
         if self.in_flight >= self.capacity:
             raise AgentBusy(f"{self.in_flight} requests in flight")
         if request.request_id in self.pending:

@@ -1,4 +1,5 @@
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
 from oauth2_provider.models import AbstractApplication
@@ -28,6 +29,24 @@ class Application(AbstractApplication):
         "require MFA", default=False,
         help_text="Users need a second factor in the sign-in that gets them into this application, whatever the "
                   "organisation's MFA policy.")
+
+    # The `groups` claim (scope "groups"; docs/oidc.md, "Groups"): which of the user's directory groups, named how,
+    # and how many at most before the claim gives way to the overage marker.
+    class GroupsClaim(models.TextChoices):
+        ALL = "all", "All the user's groups"
+        ASSIGNED = "assigned", "Only groups assigned to the application (none until assignments exist)"
+
+    class GroupsFormat(models.TextChoices):
+        NAME = "name", "Names (sAMAccountName)"
+        ID = "id", "objectGUIDs"
+
+    groups_claim = models.CharField("groups in tokens", max_length=16, choices=GroupsClaim.choices,
+                                    default=GroupsClaim.ALL)
+    groups_claim_format = models.CharField("groups named by", max_length=8, choices=GroupsFormat.choices,
+                                           default=GroupsFormat.NAME)
+    groups_claim_limit = models.PositiveSmallIntegerField(
+        "most groups in a token", default=200, validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="A user in more groups gets groups_overage: true instead of the list (tokens must fit a header).")
 
     class Meta(AbstractApplication.Meta):
         swappable = "OAUTH2_PROVIDER_APPLICATION_MODEL"

@@ -34,6 +34,7 @@ from signin.services.authentication import (
     session_reauthentication_require,
 )
 from signin.services.client import client_address
+from signin.services.group_claims import OVERAGE_CLAIM, groups_claims
 from signin.services.id_token_hint import id_token_hint_read
 from signin.services.names import UsernameRefused, username_canonical
 from signin.services.oauth_tokens import (
@@ -101,7 +102,8 @@ class PortalOAuth2Validator(OAuth2Validator):
     # DOT keeps only the claims whose scope was granted (ID token and userinfo alike): the tenant and the account
     # with "openid" itself, the person's names with "profile", the mail with "email".
     oidc_claim_scope = {**OAuth2Validator.oidc_claim_scope, "tid": "openid", "upn": "openid", "name": "profile",
-                        "preferred_username": "profile", "email": "email", "email_verified": "email"}
+                        "preferred_username": "profile", "email": "email", "email_verified": "email",
+                        "groups": "groups", OVERAGE_CLAIM: "groups"}
 
     def get_additional_claims(self):  # type: ignore[override]  # DOT reads the signature: no request, see below
         # The request-agnostic form (callables): DOT then also lists these claims in discovery.
@@ -112,6 +114,9 @@ class PortalOAuth2Validator(OAuth2Validator):
             "preferred_username": lambda request: request.user.upn,
             "email": lambda request: request.user.email,
             "email_verified": lambda request: _email_verified(request.user),
+            # The directory groups, per the application's settings (signin/services/group_claims.py).
+            "groups": lambda request: _group_claims(request).get("groups"),
+            OVERAGE_CLAIM: lambda request: _group_claims(request).get(OVERAGE_CLAIM),
         }
 
     def get_oidc_claims(self, token, token_handler, request):
@@ -249,6 +254,13 @@ def _email_verified(user) -> bool | None:
     vouched = mail == user.directory_verified_email.strip().lower() or domain == user.upn.rpartition("@")[2]
     owner = tenant_for_username(username=mail) if vouched else None
     return owner is not None and owner.pk == user.tenant_id
+
+
+def _group_claims(request) -> dict:
+    """Read once per token request (two claims come from it)."""
+    if not hasattr(request, "pta_group_claims"):
+        request.pta_group_claims = groups_claims(user=request.user, application=request.client)
+    return request.pta_group_claims
 
 
 def _auth_time(request) -> int | None:

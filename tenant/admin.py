@@ -8,10 +8,12 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.formats import date_format
+from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
 
 from tenant.admin_scoping import TenantScopedAdmin
 from tenant.models import Domain, Location, Tenant, User
+from tenant.selectors import user_directory_groups
 from tenant.services import VerificationStatus, domain_verify
 
 
@@ -263,11 +265,22 @@ class UserAdmin(TenantScopedAdmin, DjangoUserAdmin):
     def get_readonly_fields(self, request, obj=None):
         readonly = list(super().get_readonly_fields(request, obj))
         # The directory owns a directory user's name and origin: sign-ins find the account by its UPN (and objectGUID).
-        return readonly + ["upn", "source", "directory_password"] if self._from_directory(obj) else readonly
+        if self._from_directory(obj):
+            return [*readonly, "upn", "source", "directory_password", "groups_state", "directory_groups"]
+        return readonly
 
     @admin.display(description="Password")
     def directory_password(self, obj) -> str:
         return "In Active Directory: change it there. The portal neither keeps nor sets it."
+
+    @admin.display(description="Groups")
+    def directory_groups(self, obj) -> str:
+        # Read-only: AD owns them; each sign-in replaces them (tenant/services.py, user_groups_record).
+        groups = user_directory_groups(user=obj) if obj is not None and obj.pk else []
+        if not groups:
+            return "None"
+        return format_html("<ul class=\"pta-directory-groups\">{}</ul>", format_html_join(
+            "", "<li>{} <small>({})</small></li>", ((group.name, group.dn) for group in groups)))
 
     def user_change_password(self, request, id, form_url=""):
         user = self.get_object(request, unquote(id))
@@ -284,6 +297,8 @@ class UserAdmin(TenantScopedAdmin, DjangoUserAdmin):
             # No password control: the portal holds no password for a directory user, only a word on where it is.
             fieldsets = [(name, {**opts, "fields": ["directory_password" if f == "password" else f
                                                     for f in opts["fields"]]}) for name, opts in fieldsets]
+            # The groups AD gave at the last sign-in, and why there are none when the agent gave none.
+            fieldsets = [*fieldsets, ("Directory groups", {"fields": ["groups_state", "directory_groups"]})]
         if self.is_platform_admin(request):
             return fieldsets
         # A tenant administrator cannot grant platform rights nor move a user to another tenant.

@@ -168,6 +168,18 @@ class Location(models.Model):
             raise ValidationError({NON_FIELD_ERRORS: f"This tenant already has a location named {self.name}."})
 
 
+class GroupsState(models.TextChoices):
+    """Where a user's stored directory groups come from. Only CURRENT and TRUNCATED hold groups (TRUNCATED: the
+    agent sent those that fit its frame, so the list is incomplete); the others hold none, and say why."""
+
+    NOT_READ = "not_read", "Not read yet: the user has not signed in since groups are read"
+    CURRENT = "current", "As the directory gave them at the user's last sign-in"
+    TRUNCATED = "truncated", "Incomplete: the user is in more groups than an agent's answer can carry"
+    AGENT_UNSUPPORTED = "unsupported", ("Absent: the agent that answered the last sign-in does not read groups "
+                                        "(an older pta-agent, or directory.groups = false)")
+    FAILED = "failed", "Absent: the agent could not read them at the last sign-in (see the agent's log)"
+
+
 class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
 
@@ -214,6 +226,10 @@ class User(AbstractBaseUser, PermissionsMixin):
     # Why the directory made this user inactive (account_disabled, account_expired, account_locked), or
     # "departed" (AD names another person by the UPN now); empty when active or deactivated by an administrator.
     directory_state = models.CharField(max_length=32, blank=True, default="", editable=False)
+    # Whether the stored directory groups (DirectoryGroupMembership) are the user's current ones: see
+    # GroupsState. Set at each sign-in (and account-state refresh) from what the answering agent reported.
+    groups_state = models.CharField("directory groups", max_length=16, choices=GroupsState.choices,
+                                    default=GroupsState.NOT_READ, editable=False)
 
     objects = UserManager()
 
@@ -250,3 +266,35 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def get_short_name(self) -> str:
         return self.display_name or self.upn.split("@")[0]
+
+
+class DirectoryGroup(models.Model):
+    """A group of a tenant's Active Directory, as an agent last reported it: known by its objectGUID (a rename or a
+    move keeps it), with its sAMAccountName and distinguished name of the last report."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="directory_groups")
+    object_guid = models.CharField("objectGUID", max_length=64)
+    name = models.CharField("sAMAccountName", max_length=256)
+    dn = models.CharField("distinguished name", max_length=2048)
+    updated_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "object_guid"], name="directory_group_unique_guid")]
+
+    def __str__(self) -> str:
+        return self.name or self.object_guid
+
+
+class DirectoryGroupMembership(models.Model):
+    """User U is in group G, directly or through nested groups (AD's tokenGroups, as of U's last sign-in): one
+    row per (user, group), so "is U a member of G" is one indexed lookup."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="group_memberships")
+    group = models.ForeignKey(DirectoryGroup, on_delete=models.CASCADE, related_name="memberships")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "group"], name="directory_group_membership_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.group}"

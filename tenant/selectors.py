@@ -3,7 +3,7 @@ from dataclasses import dataclass
 from django.db import connection
 
 from tenant.locations import RangeError, address_in_ranges, address_normalised, ranges_parse, ranges_split
-from tenant.models import Domain, Location, Tenant, User
+from tenant.models import DirectoryGroup, DirectoryGroupMembership, Domain, GroupsState, Location, Tenant, User
 from tenant.routing import routes
 
 
@@ -85,3 +85,23 @@ def location_for_address(*, tenant: Tenant | None, ip: str) -> LocationMatch | N
             return LocationMatch(name=name, kind=kind)
         found = found or LocationMatch(name=name, kind=kind)
     return found
+
+
+def user_directory_groups(*, user: User) -> list[DirectoryGroup]:
+    """The user's transitive directory groups as of their last sign-in, by name."""
+    return list(DirectoryGroup.objects.filter(memberships__user=user).order_by("name", "object_guid"))
+
+
+def user_group_names(*, user: User) -> list[str]:
+    """The sAMAccountNames of the user's groups (for tokens and assertions: OpenID Connect, SAML)."""
+    return [group.name for group in user_directory_groups(user=user)]
+
+
+def user_in_group(*, user: User, group: DirectoryGroup) -> bool:
+    """Whether the user is a member of the group, directly or through nested groups (one indexed lookup)."""
+    return DirectoryGroupMembership.objects.filter(user=user, group=group).exists()
+
+
+def user_groups_complete(*, user: User) -> bool:
+    """Whether the stored groups are all of the user's (not truncated, not absent)."""
+    return user.groups_state == GroupsState.CURRENT

@@ -10,7 +10,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from tenant.domain_proof import DNS_LOOKUP_SECONDS, LookupStatus, txt_lookup
-from tenant.models import Domain, Location, Tenant, User
+from tenant.models import DirectoryGroup, DirectoryGroupMembership, Domain, GroupsState, Location, Tenant, User
 
 log = logging.getLogger(__name__)
 
@@ -184,3 +184,50 @@ def location_remove(*, tenant: Tenant, name: str) -> bool:
     """Remove the tenant's location of that name; False when there was none."""
     deleted, _ = Location.objects.filter(tenant=tenant, name=name.strip()).delete()
     return deleted > 0
+
+
+# --- a user's directory groups ----------------------------------------------------------------------------
+
+HOLDS_GROUPS = (GroupsState.CURRENT, GroupsState.TRUNCATED)
+
+
+def user_groups_record(*, user: User, state: str, groups: Iterable[dict] = ()) -> None:
+    """Replace the user's stored groups with what the directory reported at this sign-in (``groups``: the agent's
+    entries, ``{"id", "name", "dn"}``) when ``state`` is CURRENT or TRUNCATED; any other state stores none (a
+    group the agent did not report is never kept from an earlier sign-in). Costs one query when nothing changed."""
+    if user.tenant_id is None:  # a platform administrator: no directory
+        return
+    wanted: dict[str, tuple[str, str]] = {}
+    if state in HOLDS_GROUPS:
+        for entry in groups:
+            guid = str(entry.get("id") or "").strip().lower()[:64]
+            if guid:
+                wanted[guid] = (str(entry.get("name") or "")[:256], str(entry.get("dn") or "")[:2048])
+    held = {m.group.object_guid: (m.group.name, m.group.dn) for m in
+            DirectoryGroupMembership.objects.filter(user=user).select_related("group")}
+    if held == wanted and user.groups_state == state:
+        return
+    with transaction.atomic():
+        _groups_upsert(tenant_id=user.tenant_id, wanted=wanted)
+        ids = dict(DirectoryGroup.objects.filter(tenant_id=user.tenant_id, object_guid__in=wanted)
+                   .values_list("object_guid", "pk"))
+        DirectoryGroupMembership.objects.filter(user=user).exclude(group_id__in=ids.values()).delete()
+        DirectoryGroupMembership.objects.bulk_create(
+            [DirectoryGroupMembership(user=user, group_id=pk) for pk in ids.values()], ignore_conflicts=True)
+        if user.groups_state != state:
+            User.objects.filter(pk=user.pk).update(groups_state=state)
+            user.groups_state = state
+
+
+def _groups_upsert(*, tenant_id, wanted: dict[str, tuple[str, str]]) -> None:
+    """The tenant's groups by objectGUID, created or renamed as reported (names and DNs change, GUIDs do not)."""
+    known = {g.object_guid: g for g in DirectoryGroup.objects.filter(tenant_id=tenant_id, object_guid__in=wanted)}
+    now = timezone.now()
+    DirectoryGroup.objects.bulk_create(
+        [DirectoryGroup(tenant_id=tenant_id, object_guid=guid, name=name, dn=dn, updated_at=now)
+         for guid, (name, dn) in wanted.items() if guid not in known], ignore_conflicts=True)
+    for guid, group in known.items():
+        if (group.name, group.dn) != wanted[guid]:
+            group.name, group.dn = wanted[guid]
+            group.updated_at = now
+            group.save(update_fields=["name", "dn", "updated_at"])

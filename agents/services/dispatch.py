@@ -57,6 +57,11 @@ class Validation:
     domains: tuple[str, ...] = ()
     # How long the sign-in waited for an agent slot (every agent busy), in milliseconds.
     queued_ms: float = 0.0
+    # The user's transitive groups (the agent's entries: id, name, dn) with a signed-in answer: None when the agent
+    # was not asked (it did not announce CAPABILITY_GROUPS: groups_asked False) or did not send them.
+    groups: list[dict] | None = None
+    groups_truncated: bool = False
+    groups_asked: bool = False
 
 
 # --- keys, loaded once per process --------------------------------------------------------------------
@@ -210,9 +215,10 @@ async def _ask(agent: ConnectedAgent, *, tenant_id: str, domain: str, username: 
         sealed = protocol.seal_password_change(public_key=public_key, current=password, new=new_password,
                                                request_id=request_id, tenant=tenant_id, key_id=key_id,
                                                expires_at=expires_at)
+    groups = protocol.CAPABILITY_GROUPS in agent.record.capabilities  # an older agent would refuse the field
     request = protocol.sign_request(protocol.Request(
         request_id=request_id, tenant=tenant_id, domain=domain, username=username, key_id=key_id,
-        expires_at=expires_at, sealed=sealed, kind=kind,
+        expires_at=expires_at, sealed=sealed, kind=kind, groups=groups,
     ), signing_key)
     started = time.monotonic()
     remaining = deadline - started  # sealing and signing took some of it
@@ -236,11 +242,12 @@ async def _ask(agent: ConnectedAgent, *, tenant_id: str, domain: str, username: 
     except AgentUnavailable as exc:
         logger.info("agent %s unavailable for %s (%s); trying the next one", agent.agent_id, request_id, exc)
         return Validation(outcome=HandoffOutcome.NO_AGENT_AVAILABLE, request_id="")
-    return _validation_from(result, request_id=request_id, agent=agent, agent_ms=_ms_since(started), kind=kind)
+    return _validation_from(result, request_id=request_id, agent=agent, agent_ms=_ms_since(started), kind=kind,
+                            groups_asked=groups)
 
 
 def _validation_from(result: protocol.Result, *, request_id: str, agent: ConnectedAgent, agent_ms: float,
-                     kind: str = protocol.REQUEST_PASSWORD) -> Validation:
+                     kind: str = protocol.REQUEST_PASSWORD, groups_asked: bool = False) -> Validation:
     # Only directory answers may come from an agent, and only those that answer this kind of request (a
     # change is PASSWORD_CHANGED, never SUCCESS): anything else it says (its own agent_error or agent_timeout
     # included) is an agent error.
@@ -253,7 +260,10 @@ def _validation_from(result: protocol.Result, *, request_id: str, agent: Connect
     return Validation(outcome=outcome, request_id=request_id, ad_subcode=result.ad_subcode[:16],
                       agent_id=agent.agent_id, agent_ms=agent_ms,
                       user=result.user if signed_in else {}, detail=result.detail[:200],
-                      domains=tuple(agent.record.domains))
+                      domains=tuple(agent.record.domains), groups_asked=groups_asked,
+                      groups=([dict(g) for g in result.groups]
+                              if signed_in and groups_asked and result.groups is not None else None),
+                      groups_truncated=signed_in and groups_asked and result.groups_truncated)
 
 
 def _ms_since(started: float) -> float:

@@ -7,8 +7,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent.parent
 STATE_DIR = Path(env("PTA_STATE_DIR", str(BASE_DIR / "var")))
 STATE_DIR.mkdir(parents=True, exist_ok=True)
 
+# Not "daphne": its app only lends `runserver` an ASGI server, and it imports Twisted's reactor into every manage.py
+# command (a fifth of a command's start-up). The portal runs under `daphne config.asgi:application`.
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

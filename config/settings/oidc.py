@@ -36,7 +36,8 @@ OAUTH2_PROVIDER = {
     "OIDC_RP_INITIATED_LOGOUT_ENABLED": True,
     "OIDC_RP_INITIATED_LOGOUT_ALWAYS_PROMPT": True,
     "OAUTH2_VALIDATOR_CLASS": "signin.oidc.PortalOAuth2Validator",
-    "SCOPES": {"openid": "Sign you in", "profile": "Your name", "email": "Your email address"},
+    "SCOPES": {"openid": "Sign you in", "profile": "Your name", "email": "Your email address",
+               "groups": "Your groups in your organisation's directory"},
     "DEFAULT_SCOPES": ["openid"],
     "PKCE_REQUIRED": True,
     # RFC 9700: S256 only, "plain" is refused.

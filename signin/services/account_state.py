@@ -13,7 +13,7 @@ from asgiref.sync import async_to_sync
 
 from agents.services.dispatch import account_state_check
 from signin.outcomes import Outcome
-from signin.services.users import DEPARTED, DIRECTORY_STATES, user_directory_state_record
+from signin.services.users import DEPARTED, DIRECTORY_STATES, user_directory_state_record, user_groups_sync
 from tenant.models import User
 
 logger = logging.getLogger(__name__)
@@ -28,6 +28,9 @@ def account_still_enabled(*, user: User) -> bool:
     found = str(validation.user.get("object_guid") or "")
     outcome = Outcome(validation.outcome)
     if outcome is Outcome.SUCCESS and (not user.immutable_id or found == user.immutable_id):
+        # The refreshed tokens carry the groups AD gives now.
+        user_groups_sync(user=user, groups=validation.groups, truncated=validation.groups_truncated,
+                         asked=validation.groups_asked)
         return True
     if outcome.value in DIRECTORY_STATES:
         user_directory_state_record(user=user, state=outcome.value)

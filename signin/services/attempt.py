@@ -41,6 +41,7 @@ from signin.services.users import (
     IdentityRejected,
     directory_upn,
     user_directory_state_record,
+    user_groups_sync,
     user_sync,
 )
 from signin.workers import in_worker, in_worker_retrying
@@ -336,6 +337,8 @@ def _after(*, before: _Before, upn: str, ip: str, device: str, outcome: Outcome,
                            validation.agent_id, exc)
             outcome, user = Outcome.IDENTITY_CONFLICT, None
         else:
+            user_groups_sync(user=user, groups=validation.groups, truncated=validation.groups_truncated,
+                             asked=validation.groups_asked)
             if user.upn != upn:  # Alternate ID: the place, the device and the lockout are the account's
                 place = place_recognised(tenant=tenant, username=user.upn, ip=ip, device=device)
                 familiar, known_device = place.familiar_address, place.known_device

@@ -14,7 +14,8 @@ from collections.abc import Collection
 
 from django.db import IntegrityError, transaction
 
-from tenant.models import Tenant, User
+from tenant.models import GroupsState, Tenant, User
+from tenant.services import user_groups_record
 
 logger = logging.getLogger(__name__)
 
@@ -132,3 +133,16 @@ def user_directory_state_record(*, user: User, state: str) -> None:
     if user.is_active or user.directory_state:
         User.objects.filter(pk=user.pk, directory_state__in=["", *DIRECTORY_STATES]).update(
             is_active=False, directory_state=state)
+
+
+def user_groups_sync(*, user: User, groups: list[dict] | None, truncated: bool, asked: bool) -> None:
+    """The user's groups from a signed-in answer (a sign-in, a password change, an account-state refresh): what the
+    agent reported replaces what was stored; an agent that was not asked (it does not read groups) or did not
+    answer them leaves none stored, and the state says why (the admin console shows it)."""
+    if not asked:
+        state = GroupsState.AGENT_UNSUPPORTED
+    elif groups is None:
+        state = GroupsState.FAILED
+    else:
+        state = GroupsState.TRUNCATED if truncated else GroupsState.CURRENT
+    user_groups_record(user=user, state=state, groups=groups or ())

@@ -506,3 +506,22 @@ async def test_a_password_change_goes_only_to_an_agent_that_announced_it(agent, 
     await consumer.send_request(change)
     assert (await able.frame()).kind == protocol.REQUEST_PASSWORD_CHANGE
     await able.close()
+
+
+async def test_groups_are_asked_only_of_an_agent_that_announced_them(agent, fake, tenant_a):
+    # An older agent refuses unknown fields: a request asking for groups never reaches one that did not announce them.
+    welcome = await fake.welcomed()
+    asking = dataclasses.replace(make_request(agent[0]), groups=True)
+    with pytest.raises(ValueError):
+        await connection_of(welcome.agent_id).send_request(asking)
+    await fake.close()
+
+    able = FakeAgent(agent[0].certificate_pem, agent[1])
+    nonce = await able.open()
+    await able.send(protocol.Hello(certificate=able.certificate_pem, signature=protocol.sign_challenge(able.key, nonce),
+                                   version="t", hostname="h", capacity=4, capabilities=[protocol.CAPABILITY_GROUPS]))
+    assert isinstance(await able.frame(), protocol.Welcome)
+    consumer = connection_of(welcome.agent_id)
+    await consumer.send_request(asking)
+    assert (await able.frame()).groups is True
+    await able.close()

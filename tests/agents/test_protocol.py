@@ -231,3 +231,66 @@ def test_change_outcomes_answer_only_a_change_and_a_change_is_never_answered_suc
         assert outcome.answers(change) and outcome.answers(password)
     for outcome in (Outcome.AGENT_ERROR, Outcome.AGENT_TIMEOUT):  # the agent's own failures answer nothing
         assert not outcome.answers(change) and not outcome.answers(password)
+
+
+# --- groups (docs/architecture.md, "Groups"): asked for only from an agent that announced them ----------------
+
+GROUP = protocol.Group(id="8c1f0a4e-0d4e-4a52-9b1e-3f1b3c8f6a10", name="Sales", dn="CN=Sales,CN=Users,DC=corp,DC=test")
+
+
+def test_a_request_that_asks_no_groups_keeps_the_wire_form_an_older_agent_verifies(agent_key, portal_key):
+    plain = protocol.Request(request_id="r", tenant="t", domain="d", username="u", key_id="k", expires_at=1.0,
+                             sealed={})
+    assert "groups" not in json.loads(protocol.encode(plain)), "an older agent refuses unknown fields"
+    asking = protocol.sign_request(dataclasses.replace(plain, groups=True), portal_key)
+    read = protocol.decode(protocol.encode(asking))
+    assert isinstance(read, protocol.Request) and read.groups is True
+    protocol.verify_request(read, portal_key.public_key(), now=0.5)
+    # The flag is signed: a relay cannot add or drop it.
+    with pytest.raises(ProtocolError):
+        protocol.verify_request(dataclasses.replace(read, groups=False), portal_key.public_key(), now=0.5)
+
+
+def test_an_older_agents_result_without_groups_reads_as_not_read():
+    old = '{"type":"result","request_id":"r","outcome":"success","user":{"upn":"a@b"}}'
+    read = protocol.decode(old)
+    assert isinstance(read, protocol.Result) and read.groups is None and read.groups_truncated is False
+
+
+def test_a_result_without_groups_is_the_frame_an_older_portal_knows_and_one_with_them_round_trips():
+    bare = protocol.Result(request_id="r", outcome="success")
+    assert set(json.loads(protocol.encode(bare))) == {"type", "request_id", "outcome", "ad_subcode", "latency_ms",
+                                                      "user", "detail"}
+    full = protocol.Result(request_id="r", outcome="success", groups=[GROUP], groups_truncated=True)
+    assert protocol.decode(protocol.encode(full)) == full
+    empty = protocol.decode(protocol.encode(protocol.Result(request_id="r", outcome="success", groups=[])))
+    assert isinstance(empty, protocol.Result) and empty.groups == [], "no groups is not the same as not read"
+
+
+@pytest.mark.parametrize("groups, named", [
+    ('[{"id": "x", "name": "n"}]', "`dn`"),
+    ('[{"id": 1, "name": "n", "dn": "d"}]', "`$.groups[0].id`"),
+    ('{"id": "x"}', "`$.groups`"),
+    ('[{"id": "x", "name": "n", "dn": "' + "d" * 3000 + '"}]', "`$.groups[0].dn`"),
+])
+def test_malformed_groups_are_refused_and_named(groups, named):
+    with pytest.raises(ProtocolError) as refused:
+        protocol.decode('{"type":"result","request_id":"r","outcome":"success","groups":' + groups + "}")
+    assert named in refused.value.message and refused.value.request_id == "r"
+
+
+def test_a_later_agents_extra_group_key_is_ignored():
+    extra = json.dumps({**GROUP, "sid": "S-1"})
+    text = '{"type":"result","request_id":"r","outcome":"success","groups":[' + extra + "]}"
+    read = protocol.decode(text)
+    assert isinstance(read, protocol.Result) and read.groups == [GROUP]
+
+
+def test_groups_beyond_the_frames_budget_are_cut_and_marked():
+    many = [protocol.Group(id=GROUP["id"], name=f"group-{i:04d}", dn=f"CN=group-{i:04d},OU=Groups,DC=corp,DC=test")
+            for i in range(1000)]
+    kept, truncated = protocol.groups_within_budget(many)
+    assert truncated and 0 < len(kept) < len(many) and kept == many[:len(kept)]
+    frame = protocol.encode(protocol.Result(request_id="r", outcome="success", groups=kept, groups_truncated=True))
+    assert len(frame.encode()) < protocol.MAX_FRAME_BYTES
+    assert protocol.groups_within_budget(many[:200]) == (many[:200], False)

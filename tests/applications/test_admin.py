@@ -24,7 +24,8 @@ def add_form(**overrides) -> dict:
     return {"name": "Intranet", "client_type": Application.CLIENT_CONFIDENTIAL,
             "authorization_grant_type": Application.GRANT_AUTHORIZATION_CODE,
             "redirect_uris": "https://intranet.alpha.test/callback", "post_logout_redirect_uris": "",
-            "algorithm": Application.RS256_ALGORITHM, "skip_authorization": "on", **overrides}
+            "algorithm": Application.RS256_ALGORITHM, "skip_authorization": "on", "groups_claim": "all",
+            "groups_claim_format": "name", "groups_claim_limit": "200", **overrides}
 
 
 def secret_page(response) -> bool:
@@ -77,3 +78,11 @@ def test_the_change_page_has_no_view_on_site_link_and_the_shortcut_is_no_500(adm
     shortcut = admin_a_client.get(f"/admin/r/{content_type.pk}/{application_a.pk}/")
     assert shortcut.status_code == 302  # was a 500: DOT's URL names views the portal does not serve
     assert shortcut["Location"].endswith(reverse("admin:applications_application_change", args=[application_a.pk]))
+
+
+@pytest.mark.parametrize("field, value", [("groups_claim_limit", "0"), ("groups_claim_limit", "5000"),
+                                          ("groups_claim_format", "sid"), ("groups_claim", "some")])
+def test_the_groups_claim_settings_refuse_what_they_cannot_do(admin_a_client, field, value):
+    answer = admin_a_client.post(reverse("admin:applications_application_add"), add_form(**{field: value}))
+    assert answer.status_code == 200 and field in answer.context["adminform"].form.errors
+    assert not Application.objects.filter(name="Intranet").exists()

@@ -122,6 +122,7 @@ def directory_options(config: AgentConfig, *, with_secret: bool = True) -> Direc
         base_dn=directory.base_dn, service_account=directory.service_account, service_password=secret,
         pool_size=directory.pool_size, connect_timeout_seconds=directory.connect_timeout_seconds,
         receive_timeout_seconds=directory.receive_timeout_seconds, workers=config.agent.capacity,
+        read_groups=directory.groups,
     )
 
 

@@ -62,6 +62,9 @@ class DirectorySettings(_Settings, frozen=True):
     pool_size: AtLeastOne = DEFAULT_POOL_SIZE
     connect_timeout_seconds: float = DEFAULT_LDAP_TIMEOUT_SECONDS
     receive_timeout_seconds: float = DEFAULT_LDAP_TIMEOUT_SECONDS
+    # Read each signed-in user's transitive groups for the portal (tokenGroups: docs/agent.md, "Groups"). False:
+    # the agent announces no "groups" capability, as an older agent, and the portal says so.
+    groups: bool = True
 
     @property
     def uses_alternate_id(self) -> bool:

@@ -8,12 +8,19 @@ With a service account the agent also changes expired (532) and must-change (773
 states cannot bind, so the change is a modify of unicodePwd (delete the current value, add the new one) on a
 connection bound as the service account (AD gives every account the Change Password right; anonymous is
 refused). It is a change, never an administrative reset: without the current password nothing is sent.
+
+When the portal asks (Request.groups), a success also carries the user's transitive groups, read on the same
+connection: AD's tokenGroups (the SIDs of every group the user is in, nested ones and the primary group included,
+computed by the DC) on the user's entry, then one search that names them (objectGUID, sAMAccountName, DN). The
+in-chain matching rule (1.2.840.113556.1.4.1941) gives the same groups but walks the directory's groups on every
+sign-in (docs/agent.md, "Groups", has both measured).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import functools
 import logging
 import math
@@ -31,7 +38,7 @@ from typing import TypeVar
 import ldap3
 from ldap3.core import exceptions as ldap_exceptions
 from ldap3.utils.conv import escape_filter_chars
-from pta_protocol import Outcome, outcome_for_ad_subcode
+from pta_protocol import Group, Outcome, groups_within_budget, outcome_for_ad_subcode
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +51,8 @@ STATE_ATTRIBUTES = ["objectGUID", "userPrincipalName", "userAccountControl", "ac
 UF_ACCOUNTDISABLE = 0x0002
 UF_LOCKOUT = 0x0010
 NEVER_EXPIRES = 0x7FFFFFFFFFFFFFFF
+GROUP_ATTRIBUTES = ["objectGUID", "sAMAccountName", "objectSid"]
+SIDS_PER_SEARCH = 200  # an OR of this many objectSid terms stays a modest filter; more groups take more searches
 FILETIME_EPOCH_OFFSET = 116444736000000000  # 100 ns intervals from 1601-01-01 to 1970-01-01
 AD_DATA_CODE = re.compile(r"\bdata ([0-9a-fA-F]+)\b")
 # A refused modify starts with AD's Win32 error: "0000052D: Constraint violation - …".
@@ -80,6 +89,7 @@ class DirectoryUser:
     display_name: str = ""
     mail: str = ""
     upn: str = ""
+    dn: str = ""  # where the groups are read; not sent to the portal
 
     def as_dict(self) -> dict[str, str]:
         return {"object_guid": self.object_guid, "display_name": self.display_name, "mail": self.mail,
@@ -95,6 +105,9 @@ class Verdict:
     user: DirectoryUser | None = None
     detail: str = ""
     dc: str = ""
+    # The user's transitive groups when asked for and read; None: not asked, or could not be read.
+    groups: list[Group] | None = None
+    groups_truncated: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,6 +122,7 @@ class DirectoryOptions:
     connect_timeout_seconds: float = 5.0
     receive_timeout_seconds: float = 5.0
     workers: int = 32
+    read_groups: bool = True  # false: the agent announces no "groups" capability and reads none
 
     @property
     def uses_alternate_id(self) -> bool:
@@ -240,17 +254,24 @@ class DirectoryValidator:
                                                                thread_name_prefix="ldap")
 
     @property
+    def can_read_groups(self) -> bool:
+        """Groups are named by a search under the base DN."""
+        return bool(self.options.read_groups and self.options.base_dn)
+
+    @property
     def can_change_passwords(self) -> bool:
         """A service account (with its password) and a search base: what a password change needs."""
         return bool(self.options.service_account and self.options.service_password and self.options.base_dn)
 
     # --- entry points -------------------------------------------------------------------------------------
 
-    async def validate_async(self, username: str, password: str, *, deadline: float) -> Verdict:
+    async def validate_async(self, username: str, password: str, *, deadline: float, groups: bool = False) -> Verdict:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.validate, username, password, deadline)
+        return await loop.run_in_executor(
+            self._executor, functools.partial(self.validate, username, password, deadline, groups=groups))
 
-    def validate(self, username: str, password: str, deadline: float | None = None) -> Verdict:
+    def validate(self, username: str, password: str, deadline: float | None = None, *,
+                 groups: bool = False) -> Verdict:
         deadline = time.monotonic() + 30.0 if deadline is None else deadline
         refusal = input_refusal(username, password)
         if refusal:
@@ -261,17 +282,19 @@ class DirectoryValidator:
             if time.monotonic() >= deadline:
                 return Verdict(Outcome.AGENT_TIMEOUT, detail="deadline passed before a DC answered")
             try:
-                return self._validate_on(url, username, password_bytes, deadline)
+                return self._validate_on(url, username, password_bytes, deadline,
+                                         groups=groups and self.can_read_groups)
             except DirectoryUnreachable as exc:
                 logger.warning("DC %s unavailable: %s", url, exc)
                 failures.append(str(exc))
         return Verdict(Outcome.DIRECTORY_UNAVAILABLE, detail="; ".join(failures)[:500])
 
-    async def account_state_async(self, upn: str, *, deadline: float) -> Verdict:
+    async def account_state_async(self, upn: str, *, deadline: float, groups: bool = False) -> Verdict:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.account_state, upn, deadline)
+        return await loop.run_in_executor(self._executor,
+                                          functools.partial(self.account_state, upn, deadline, groups=groups))
 
-    def account_state(self, upn: str, deadline: float | None = None) -> Verdict:
+    def account_state(self, upn: str, deadline: float | None = None, *, groups: bool = False) -> Verdict:
         """Whether the account may sign in now, without its password: read with the service account (disabled,
         expired, locked), failing over like a bind. SUCCESS carries the account's objectGUID and UPN."""
         deadline = time.monotonic() + 30.0 if deadline is None else deadline
@@ -284,18 +307,22 @@ class DirectoryValidator:
             if time.monotonic() >= deadline:
                 return Verdict(Outcome.AGENT_TIMEOUT, detail="deadline passed before a DC answered")
             try:
-                return self._service_pools[url].run(functools.partial(self._read_state, url=url, upn=upn),
-                                                    deadline=deadline)
+                return self._service_pools[url].run(
+                    functools.partial(self._read_state, url=url, upn=upn, groups=groups and self.can_read_groups),
+                    deadline=deadline)
             except DirectoryUnreachable as exc:
                 logger.warning("DC %s unavailable: %s", url, exc)
                 failures.append(str(exc))
         return Verdict(Outcome.DIRECTORY_UNAVAILABLE, detail="; ".join(failures)[:500])
 
-    async def change_password_async(self, username: str, current: str, new: str, *, deadline: float) -> Verdict:
+    async def change_password_async(self, username: str, current: str, new: str, *, deadline: float,
+                                    groups: bool = False) -> Verdict:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.change_password, username, current, new, deadline)
+        return await loop.run_in_executor(
+            self._executor, functools.partial(self.change_password, username, current, new, deadline, groups=groups))
 
-    def change_password(self, username: str, current: str, new: str, deadline: float | None = None) -> Verdict:
+    def change_password(self, username: str, current: str, new: str, deadline: float | None = None, *,
+                        groups: bool = False) -> Verdict:
         """Change an expired or must-change password: PASSWORD_CHANGED (with the user, read after a bind with
         the new password), INVALID_CREDENTIALS (the current password is wrong: AD 56), PASSWORD_REJECTED (AD's
         policy, 52D, with its reason in ``detail``), or DIRECTORY_UNAVAILABLE. A DC is failed over only before
@@ -323,7 +350,7 @@ class DirectoryValidator:
                 logger.warning("DC %s did not answer a password change: %s", url, exc)
                 return Verdict(Outcome.DIRECTORY_UNAVAILABLE, detail="change_unanswered", dc=url)
             if verdict.outcome is Outcome.PASSWORD_CHANGED:
-                return self._signed_in_after_change(url, dn, new, deadline)
+                return self._signed_in_after_change(url, dn, new, deadline, groups=groups and self.can_read_groups)
             return verdict
         return Verdict(Outcome.DIRECTORY_UNAVAILABLE, detail="; ".join(failures)[:500])
 
@@ -341,22 +368,23 @@ class DirectoryValidator:
             raise _ChangeUnanswered(str(exc) or type(exc).__name__) from exc
         return change_verdict(dict(connection.result or {}), url=url), dn
 
-    def _signed_in_after_change(self, url: str, dn: str, new: str, deadline: float) -> Verdict:
+    def _signed_in_after_change(self, url: str, dn: str, new: str, deadline: float, *, groups: bool) -> Verdict:
         """The user cannot be read as themselves before the change: bind with the new password on the DC that
         changed it (no replication to wait for), which also proves the change, and read the user as a
         sign-in does."""
         try:
             verdict = self._user_pools[url].run(
-                lambda connection: self._bind_and_read(connection, url, dn, new.encode("utf-8"), by_dn=True),
+                lambda connection: self._bind_and_read(connection, url, dn, new.encode("utf-8"), by_dn=True,
+                                                       groups=groups),
                 deadline=deadline)
         except DirectoryUnreachable as exc:
             logger.warning("password changed on %s, but the bind with the new one failed: %s", url, exc)
             return Verdict(Outcome.DIRECTORY_UNAVAILABLE, detail="changed; the sign-in that follows failed", dc=url)
         if verdict.outcome is Outcome.SUCCESS:
-            return Verdict(Outcome.PASSWORD_CHANGED, user=verdict.user, dc=url)
+            return dataclasses.replace(verdict, outcome=Outcome.PASSWORD_CHANGED)
         return Verdict(verdict.outcome, ad_subcode=verdict.ad_subcode, detail="changed", dc=url)
 
-    def _read_state(self, connection: ldap3.Connection, url: str, upn: str) -> Verdict:
+    def _read_state(self, connection: ldap3.Connection, url: str, upn: str, groups: bool = False) -> Verdict:
         search_filter = f"(&(objectCategory=person)(objectClass=user)(userPrincipalName={escape_filter_chars(upn)}))"
         connection.search(self.options.base_dn, search_filter, search_scope=ldap3.SUBTREE,
                           attributes=STATE_ATTRIBUTES, size_limit=2)
@@ -376,7 +404,9 @@ class DirectoryValidator:
         else:
             outcome = Outcome.SUCCESS
         user = DirectoryUser(object_guid=guid_from_bytes(_first(raw, "objectGUID")),
-                             upn=_text(_first(raw, "userPrincipalName")))
+                             upn=_text(_first(raw, "userPrincipalName")), dn=entries[0]["dn"])
+        if groups and outcome is Outcome.SUCCESS:
+            return self._with_groups(connection, Verdict(outcome, user=user, dc=url))
         return Verdict(outcome, user=user, dc=url)
 
     def reachable(self) -> dict[str, bool]:
@@ -393,10 +423,11 @@ class DirectoryValidator:
 
     # --- one DC -------------------------------------------------------------------------------------------
 
-    def _validate_on(self, url: str, username: str, password: bytes, deadline: float) -> Verdict:
+    def _validate_on(self, url: str, username: str, password: bytes, deadline: float, *, groups: bool) -> Verdict:
         if not self.options.uses_alternate_id:
             return self._user_pools[url].run(
-                lambda connection: self._bind_and_read(connection, url, username, password, by_dn=False),
+                lambda connection: self._bind_and_read(connection, url, username, password, by_dn=False,
+                                                       groups=groups),
                 deadline=deadline)
         found = self._service_pools[url].run(lambda connection: self._find_dn(connection, username),
                                              deadline=deadline)
@@ -405,16 +436,17 @@ class DirectoryValidator:
                                       deadline=deadline)
             return Verdict(Outcome.INVALID_CREDENTIALS, detail="no_account", dc=url)
         return self._user_pools[url].run(
-            lambda connection: self._bind_and_read(connection, url, found, password, by_dn=True),
+            lambda connection: self._bind_and_read(connection, url, found, password, by_dn=True, groups=groups),
             deadline=deadline)
 
     def _bind_and_read(self, connection: ldap3.Connection, url: str, name: str, password: bytes, *,
-                       by_dn: bool) -> Verdict:
+                       by_dn: bool, groups: bool = False) -> Verdict:
         result = self._bind(connection, name, password)
         code = result.get("result")
         if code == 0:
             user = self._read_user_by_dn(connection, name) if by_dn else self._read_user_by_upn(connection, name)
-            return Verdict(Outcome.SUCCESS, user=user or DirectoryUser(upn=name), dc=url)
+            verdict = Verdict(Outcome.SUCCESS, user=user or DirectoryUser(upn=name), dc=url)
+            return self._with_groups(connection, verdict) if groups else verdict
         if code == INVALID_CREDENTIALS_RESULT:
             subcode = ad_subcode(result.get("message", ""))
             return Verdict(outcome_for_ad_subcode(subcode), ad_subcode=subcode, dc=url)
@@ -440,6 +472,46 @@ class DirectoryValidator:
                 logger.warning("%s matches more than one account; refusing (fix the directory)", attribute)
             return None
         return entries[0]["dn"]
+
+    def _with_groups(self, connection: ldap3.Connection, verdict: Verdict) -> Verdict:
+        """The verdict with the user's groups, read on this connection (as the user after their bind, or as the
+        service account). Groups that cannot be read leave the verdict as it was (groups None): the sign-in
+        stands, and the portal says the groups are unknown rather than empty."""
+        dn = verdict.user.dn if verdict.user else ""
+        if not dn:
+            return verdict
+        found = self.read_groups(connection, dn)
+        if found is None:
+            return verdict
+        kept, truncated = groups_within_budget(found)
+        return dataclasses.replace(verdict, groups=kept, groups_truncated=truncated)
+
+    def read_groups(self, connection: ldap3.Connection, dn: str) -> list[Group] | None:
+        """Every group the account at ``dn`` is in, transitively: tokenGroups (one base read: the DC expands the
+        nesting and adds the primary group), then the groups of those SIDs by objectSid under the base DN (SIDs
+        outside it, e.g. another forest's, are left out). Sorted by name; None when the DC did not give them."""
+        connection.search(dn, "(objectClass=*)", search_scope=ldap3.BASE, attributes=["tokenGroups"])
+        entries = _entries(connection)
+        if not entries:
+            logger.warning("tokenGroups of %s could not be read: %s", dn, (connection.result or {}).get("description"))
+            return None
+        sids = [bytes(sid) for key, values in entries[0].get("raw_attributes", {}).items()
+                if key.lower() == "tokengroups" for sid in values]
+        groups: dict[str, Group] = {}
+        for start in range(0, len(sids), SIDS_PER_SEARCH):
+            terms = "".join(f"(objectSid={escape_filter_chars(sid)})" for sid in sids[start:start + SIDS_PER_SEARCH])
+            connection.search(self.options.base_dn, f"(&(objectClass=group)(|{terms}))", search_scope=ldap3.SUBTREE,
+                              attributes=GROUP_ATTRIBUTES)
+            if (connection.result or {}).get("result") not in (0, None):
+                logger.warning("the groups of %s could not be named: %s", dn,
+                               (connection.result or {}).get("description"))
+                return None
+            for entry in _entries(connection):
+                raw = entry.get("raw_attributes", {})
+                guid = guid_from_bytes(_first(raw, "objectGUID"))
+                if guid:
+                    groups[guid] = Group(id=guid, name=_text(_first(raw, "sAMAccountName")), dn=entry["dn"])
+        return sorted(groups.values(), key=lambda group: (group["name"].lower(), group["id"]))
 
     def _read_user_by_upn(self, connection: ldap3.Connection, upn: str) -> DirectoryUser | None:
         search_filter = f"(userPrincipalName={escape_filter_chars(upn)})"
@@ -470,6 +542,7 @@ class DirectoryValidator:
             display_name=_text(_first(raw, "displayName")),
             mail=_text(_first(raw, "mail")),
             upn=_text(_first(raw, "userPrincipalName")),
+            dn=entries[0].get("dn", ""),
         )
 
     def _no_such_dn(self) -> str:

@@ -250,7 +250,10 @@ class AgentRunner:
 
     def capabilities(self) -> list[str]:
         """Announced in the hello: the portal sends a password change only to an agent that can make it."""
-        return [protocol.CAPABILITY_PASSWORD_CHANGE] if self.validator.can_change_passwords else []
+        capabilities = [protocol.CAPABILITY_PASSWORD_CHANGE] if self.validator.can_change_passwords else []
+        if self.validator.can_read_groups:  # the portal then asks for the groups with each request
+            capabilities.append(protocol.CAPABILITY_GROUPS)
+        return capabilities
 
     async def _send_heartbeats(self, ws: ClientConnection, interval: float) -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -347,13 +350,17 @@ class AgentRunner:
             latency_ms=round((time.monotonic() - started) * 1000, 2),
             user=verdict.user.as_dict() if verdict.user and verdict.outcome in SIGNED_IN else {},
             detail=verdict.detail[:200],
+            # Only to a request that asked (an older portal refuses the field), and only with a signed-in user.
+            groups=verdict.groups if request.groups and verdict.outcome in SIGNED_IN else None,
+            groups_truncated=verdict.groups_truncated and request.groups and verdict.outcome in SIGNED_IN,
         )
         await self._deliver(PendingResult(result, request.expires_at))
 
     async def _validate(self, request: protocol.Request, identity: AgentIdentity, started: float) -> Verdict:
         remaining = min(self.config.agent.request_deadline_seconds, request.expires_at - time.time())
         if request.kind == protocol.REQUEST_ACCOUNT_STATE:
-            return await self.validator.account_state_async(request.username, deadline=started + remaining)
+            return await self.validator.account_state_async(request.username, deadline=started + remaining,
+                                                            groups=request.groups)
         if request.kind == protocol.REQUEST_PASSWORD_CHANGE:
             logger.debug("request %s: password change", request.request_id)
             try:
@@ -362,7 +369,7 @@ class AgentRunner:
                 logger.warning("request %s: %s", request.request_id, exc.message)
                 return Verdict(Outcome.AGENT_ERROR, detail=exc.code)
             return await self.validator.change_password_async(request.username, current, new,
-                                                              deadline=started + remaining)
+                                                              deadline=started + remaining, groups=request.groups)
         if request.kind != protocol.REQUEST_PASSWORD:
             return Verdict(Outcome.AGENT_ERROR, detail="unknown_request_kind")
         try:
@@ -370,7 +377,8 @@ class AgentRunner:
         except ProtocolError as exc:
             logger.warning("request %s: %s", request.request_id, exc.message)
             return Verdict(Outcome.AGENT_ERROR, detail=exc.code)  # acked: a result ends the attempt at once
-        return await self.validator.validate_async(request.username, password, deadline=started + remaining)
+        return await self.validator.validate_async(request.username, password, deadline=started + remaining,
+                                                   groups=request.groups)
 
     async def _deliver(self, pending: PendingResult) -> None:
         """Send now, or keep it for the next connection while the request has not expired."""

@@ -12,6 +12,8 @@ Frames are JSON text messages with a ``type`` tag. A connection goes:
     portal → agent   request {sealed password, signed}  → agent: ack at once, then result
                      (kind "password_change": old and new password sealed together, only to an agent whose
                      hello announced the "password_change" capability)
+                     (groups: true, only to an agent that announced "groups": the result carries the user's
+                     transitive groups, or none at all when not asked)
     portal → agent   renew {}  → agent: renewal {csr signed with the old key} → portal: renewed {certificate}
     either side      error {code, message}                                for a frame it cannot use
 """
@@ -145,6 +147,8 @@ class Challenge:
 
 # The agent has a service account and changes expired and must-change passwords (request kind PASSWORD_CHANGE).
 CAPABILITY_PASSWORD_CHANGE = "password_change"
+# The agent reads the user's transitive groups (AD's tokenGroups) when a request asks (Request.groups).
+CAPABILITY_GROUPS = "groups"
 MAX_CAPABILITIES = 16
 # A short list of short names, nothing nested.
 Capabilities = typing.Annotated[list[typing.Annotated[str, msgspec.Meta(max_length=64)]],
@@ -200,6 +204,9 @@ class Request:
     # together (seal_password_change); change it with the service account's connection. Left off the wire when
     # PASSWORD, so older agents still understand (and verify the signature of) every password request.
     kind: str = "password"
+    # Also read the user's transitive groups (Result.groups). Sent only to an agent that announced
+    # CAPABILITY_GROUPS, and left off the wire when False: older agents refuse unknown fields.
+    groups: bool = False
 
 
 REQUEST_PASSWORD = "password"
@@ -213,6 +220,22 @@ class Ack:
     request_id: str
 
 
+class Group(typing.TypedDict):
+    """One of the user's groups: its objectGUID (canonical form), sAMAccountName and distinguished name. A key a
+    later agent adds is ignored (msgspec ignores a TypedDict's unknown keys), a missing one refuses the frame."""
+
+    id: typing.Annotated[str, msgspec.Meta(max_length=64)]
+    name: typing.Annotated[str, msgspec.Meta(max_length=256)]
+    dn: typing.Annotated[str, msgspec.Meta(max_length=2048)]
+
+
+# What a result's groups may take of a frame (MAX_FRAME_BYTES): a user in more groups gets the first that fit and
+# groups_truncated (the portal then treats the list as incomplete: an overage in tokens).
+MAX_GROUPS = 2000
+GROUPS_BUDGET_BYTES = 48 * 1024
+Groups = typing.Annotated[list[Group], msgspec.Meta(max_length=MAX_GROUPS)]
+
+
 @dataclass(frozen=True)
 class Result:
     type: typing.ClassVar[str] = "result"
@@ -222,6 +245,11 @@ class Result:
     latency_ms: float = 0.0
     user: dict[str, str] = field(default_factory=dict)
     detail: str = ""
+    # The user's transitive groups, when the request asked (Request.groups) and the user signed in; None: not
+    # read. Both left off the wire when unset, so that a portal that did not ask (an older one) gets the frame
+    # it knows.
+    groups: Groups | None = None
+    groups_truncated: bool = False
 
 
 @dataclass(frozen=True)
@@ -287,9 +315,29 @@ def _wire_fields(frame: Frame) -> dict:
     data = dataclasses.asdict(frame)
     if isinstance(frame, Request) and frame.kind == REQUEST_PASSWORD:
         del data["kind"]
+    if isinstance(frame, Request) and not frame.groups:
+        del data["groups"]
     if isinstance(frame, Hello) and not frame.capabilities:
         del data["capabilities"]
+    if isinstance(frame, Result):
+        if frame.groups is None:
+            del data["groups"]
+        if not frame.groups_truncated:
+            del data["groups_truncated"]
     return data
+
+
+def groups_within_budget(groups: list[Group]) -> tuple[list[Group], bool]:
+    """The groups that fit a result frame (GROUPS_BUDGET_BYTES, MAX_GROUPS), in the order given, and whether any
+    was left out."""
+    kept: list[Group] = []
+    size = 0
+    for group in groups:
+        size += len(json.dumps(group, separators=(",", ":")).encode()) + 1
+        if size > GROUPS_BUDGET_BYTES or len(kept) >= MAX_GROUPS:
+            return kept, True
+        kept.append(group)
+    return kept, False
 
 
 def encode(frame: Frame) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import stat
@@ -30,6 +31,7 @@ FRAME_TIMEOUT = 5
 
 class FakeValidator:
     can_change_passwords = False
+    can_read_groups = False
 
     def __init__(self, verdict: Verdict | None = None, delay: float = 0.0):
         self.verdict = verdict or Verdict(Outcome.SUCCESS, user=DirectoryUser(
@@ -38,8 +40,10 @@ class FakeValidator:
         self.delay = delay
         self.calls: list[tuple[str, str]] = []
 
-    async def validate_async(self, username: str, password: str, *, deadline: float) -> Verdict:
+    async def validate_async(self, username: str, password: str, *, deadline: float,
+                             groups: bool = False) -> Verdict:
         self.calls.append((username, password))
+        self.groups_asked = groups
         await asyncio.sleep(self.delay)
         return self.verdict
 
@@ -361,7 +365,8 @@ class ChangingValidator(FakeValidator):
             object_guid="2f1c7a1e-8d6b-4c1a-9d55-0a4e1c7b9e01", upn="erin@corp.example.test")))
         self.changes: list[tuple[str, str, str]] = []
 
-    async def change_password_async(self, username: str, current: str, new: str, *, deadline: float) -> Verdict:
+    async def change_password_async(self, username: str, current: str, new: str, *, deadline: float,
+                                    groups: bool = False) -> Verdict:
         self.changes.append((username, current, new))
         return self.verdict
 
@@ -397,3 +402,38 @@ async def test_an_agent_without_a_service_account_announces_nothing_and_refuses_
         await send(ws, change_request(identity, portal_signing_key, current="0ld!Pa55", new="New!Pa55"))
         error = await receive(ws, protocol.Error)  # no ack: the portal may ask another agent
         assert (error.code, error.request_id) == ("unsupported", "c" * 32)
+
+
+class GroupsValidator(FakeValidator):
+    """A validator that reads groups (a base DN, groups not turned off)."""
+
+    can_read_groups = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.verdict = dataclasses.replace(self.verdict, groups=[
+            {"id": "5b0c2a8e-1111-4c1a-9d55-0a4e1c7b9e01", "name": "Sales", "dn": "CN=Sales,DC=corp"}])
+
+    async def validate_async(self, username: str, password: str, *, deadline: float,
+                             groups: bool = False) -> Verdict:
+        verdict = await super().validate_async(username, password, deadline=deadline, groups=groups)
+        return verdict if groups else dataclasses.replace(verdict, groups=None)
+
+
+async def test_an_agent_that_reads_groups_announces_them_and_sends_them_only_when_asked(
+        agent_config, identity, make_request):
+    validator = GroupsValidator()
+    async with running_agent(agent_config, identity, validator) as (portal, _, _):
+        ws, hello = await portal.accept()
+        assert hello.capabilities == [protocol.CAPABILITY_GROUPS]
+        asked = make_request(groups=True)
+        await send(ws, asked)
+        await receive(ws, protocol.Ack)
+        result = await receive(ws, protocol.Result)
+        assert validator.groups_asked is True and [g["name"] for g in result.groups] == ["Sales"]
+        # A request that does not ask (an older portal's) gets the result frame that portal knows.
+        plain = make_request()
+        await send(ws, plain)
+        await receive(ws, protocol.Ack)
+        result = await receive(ws, protocol.Result)
+        assert validator.groups_asked is False and result.groups is None
