@@ -54,6 +54,7 @@ def add_form(**overrides) -> dict:
             "authorization_grant_type": Application.GRANT_AUTHORIZATION_CODE,
             "redirect_uris": "https://intranet.alpha.example.test/callback", "post_logout_redirect_uris": "",
             "allowed_origins": "", "algorithm": Application.RS256_ALGORITHM, "skip_authorization": "on",
+            "groups_claim": "all", "groups_claim_format": "name", "groups_claim_limit": "200",
             **overrides}
 
 
