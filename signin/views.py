@@ -251,10 +251,16 @@ def _cannot_sign_in(request: HttpRequest, state: dict, outcome: Outcome, *,
     tenant = _tenant(state.get("tenant_id"))
     context = {**_password_context(state), **help_context(tenant=tenant), "error": outcome.message,
                "next_steps": OUTCOME_NEXT_STEPS[outcome]}
-    if locked_until is not None:  # said to the minute, rounded up: never earlier than the lock really ends
+    if locked_until is not None and tenant is not None:
+        # Said to the minute, rounded up: never earlier than the lock really ends. A domain that routes to a tenant
+        # locks every name in it by that tenant's policy, so the time tells nothing about the account.
         minute = math.ceil(locked_until / 60) * 60
         context.update(lock_ends=datetime.fromtimestamp(minute, UTC),
                        lock_minutes=max(1, math.ceil((minute - time.time()) / 60)))
+    elif locked_until is not None:
+        # A domain no tenant verified: a platform administrator and a name nobody has lock for the platform's
+        # time, a tenant's break-glass account for its tenant's. When would tell them apart: not said.
+        context["lock_later"] = True
     return _page(request, CANNOT_SIGN_IN_TEMPLATE, context, outcome=outcome)
 
 
