@@ -28,7 +28,7 @@ def add_form(client) -> dict:
     """GET the add form, as the browser shows it: what its POST carries besides the fields typed."""
     page = client.get(reverse("admin:agents_registrationtoken_add"))
     assert page.status_code == 200
-    return {"issue_key": page.context["adminform"].form["issue_key"].value()}
+    return {"once_key": page.context["adminform"].form["once_key"].value()}
 
 
 def issue(client, tenant, form: dict | None = None):
@@ -121,7 +121,7 @@ def test_a_reload_of_the_answer_page_issues_no_second_token_and_shows_none(admin
 
 def test_a_post_without_a_shown_form_issues_nothing(admin_client, tenant_a):
     """A form posted from elsewhere (or a key made up) never got a key from this session's add page."""
-    for form in ({}, {"issue_key": "made-up"}):
+    for form in ({}, {"once_key": "made-up"}):
         response = issue(admin_client, tenant_a, form)
         assert response.status_code == 302
     assert RegistrationToken.objects.count() == 0
