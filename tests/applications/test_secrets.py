@@ -228,7 +228,35 @@ def test_the_model_refuses_a_secret_kept_in_clear(tenant_a):
                               hash_client_secret=False)
     with pytest.raises(ValidationError) as refused:
         application.full_clean()
-    assert "hash_client_secret" in refused.value.message_dict
+    assert "stored in clear" in " ".join(refused.value.messages)
+
+
+def test_a_legacy_application_with_a_secret_in_clear_is_a_form_error_not_a_500(admin_a, wiki):
+    """Kept in clear (DOT's hash_client_secret=False, saved after migration 0004 hashed those before it): its
+    change page says to rotate the secret, and rotation stores it hashed; the page then saves."""
+    Application.objects.filter(pk=wiki.pk).update(client_secret="legacy-secret-in-clear", hash_client_secret=False)
+    response = admin_a.post(change_url(wiki), add_form(name="Wiki 2", redirect_uris="https://wiki.alpha.example.test/cb"))
+    assert response.status_code == 200
+    assert "stored in clear" in text(response) and "Rotate the client secret" in text(response)
+    assert Application.objects.get(pk=wiki.pk).name == "Wiki"
+    admin_a.post(rotate_url(wiki), shown_form(admin_a, rotate_url(wiki)))
+    saved = admin_a.post(change_url(wiki), add_form(name="Wiki 2", redirect_uris="https://wiki.alpha.example.test/cb"))
+    assert saved.status_code == 302 and Application.objects.get(pk=wiki.pk).name == "Wiki 2"
+
+
+def test_migration_0004_hashes_a_secret_kept_in_clear_and_it_still_works(wiki, tenant_a):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("applications.migrations.0004_hash_clear_client_secrets")
+    Application.objects.filter(pk=wiki.pk).update(client_secret="legacy-secret-in-clear", hash_client_secret=False)
+    migration.hash_clear_client_secrets(apps, None)
+    wiki.refresh_from_db()
+    assert wiki.hash_client_secret and identify_hasher(wiki.client_secret)
+    wiki.full_clean()
+    pending = refresh_token_for(wiki, tenant_a)
+    assert token_request(wiki.client_id, "legacy-secret-in-clear", pending).status_code == 200
 
 
 # --- rotation --------------------------------------------------------------------------------------------------
