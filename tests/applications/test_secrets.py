@@ -129,7 +129,7 @@ def test_saving_a_new_application_shows_its_secret_once_and_keeps_only_the_hash(
     assert "Copy this client secret now" in text(response) and "only time it is shown" in text(response)
     copy = [b for b in page.buttons if b.get("data-copy") == "client-secret"]
     assert copy and copy[0].get("type") == "button"
-    assert any(src.endswith("applications/copy.js") for src in page.scripts)
+    assert any(src.endswith("tenant/console.js") for src in page.scripts)  # the console's one copy script
     assert "<script>" not in response.content.decode()  # no inline script: a script-src 'self' policy holds
     assert "no-store" in response["Cache-Control"]
     # The change page never shows it (nor any part of its hash) again.
@@ -160,7 +160,7 @@ def test_a_reload_of_the_add_answer_registers_no_second_application(admin_a, ten
 def test_the_copy_script_is_served_from_the_portal(admin_a, tenant_a):
     from django.contrib.staticfiles import finders
 
-    found = finders.find("applications/copy.js")
+    found = finders.find("tenant/console.js")
     assert found and "navigator.clipboard" in open(found).read()
 
 
