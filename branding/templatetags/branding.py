@@ -4,6 +4,7 @@ step has said which (branding/templates/branding/signin.html, included by the si
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from django import template
 from django.urls import reverse
@@ -14,12 +15,22 @@ from signin.selectors import signin_tenant_id
 register = template.Library()
 
 
+# The sign-in's steps after the username (and the page it ends on): the only pages that know whose sign-in this is.
+BRANDED_PAGES = ("signin:password", "signin:password-change", "signin:mfa", "signin:mfa-enrol", "signin:done")
+
+
+@functools.cache
+def _branded_paths() -> frozenset[str]:
+    return frozenset(reverse(name) for name in BRANDED_PAGES)
+
+
 def _signin_tenant_id(request) -> str | None:
     """The tenant of the sign-in under way (as the username step routed its domain: kept in the session, no read),
-    or the signed-in user's. None on the username page: there the tenant is not known yet (and a sign-in begun
-    earlier in this browser must not brand the page of the next)."""
+    or the signed-in user's, on the steps after the username only. Not on the username page, the front page or
+    the help page: there the tenant is not known yet, and a sign-in begun (and perhaps abandoned) earlier in this
+    browser must not brand them."""
     # By path, not by resolver_match: signin.consumers serves the sign-in pages without resolving a URL.
-    if request.path_info == reverse("signin:username"):
+    if request.path_info not in _branded_paths():
         return None
     if tenant_id := signin_tenant_id(session=request.session):
         return tenant_id

@@ -309,3 +309,27 @@ def test_the_password_page_reads_nothing_and_an_edit_shows_at_once(client, tenan
         assert "--accent: #5a2d82" in password_page_drawn(client)
     Branding.objects.get(tenant=tenant_a).delete()
     assert "Now branded" not in client.get("/login/password/").content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_abandoned_sign_in_does_not_brand_the_front_page_or_the_help_page(client, tenant_a):
+    branding_set(tenant=tenant_a, accent_colour="#5a2d82", signin_text="Alpha only")
+    client.get("/login/")
+    _, password = sign_in_pages(client, "someone@alpha.example.test")
+    assert "Alpha only" in password
+    for path in ("/", "/login/help/", "/login/"):  # the sign-in left at its password page
+        page = client.get(path).content.decode()
+        assert "Alpha only" not in page and "#5a2d82" not in page, path
+
+
+def test_a_platform_administrator_cannot_move_a_branding_to_another_tenant(client, tenant_a, tenant_b):
+    from tenant.models import User
+
+    branding = branding_set(tenant=tenant_a, signin_text="Alpha's", logo=logo_normalised(png()))
+    client.force_login(User.objects.create_superuser("root@platform.test", "R00t-pa55-for-tests"))
+    url = f"/admin/branding/branding/{branding.pk}/change/"
+    assert "tenant" not in client.get(url).context["adminform"].form.fields  # shown, not editable
+    assert client.post(url, form(tenant=str(tenant_b.pk), signin_text="Alpha's still")).status_code == 302
+    assert Branding.objects.count() == 1
+    branding.refresh_from_db()
+    assert branding.tenant == tenant_a and branding.signin_text == "Alpha's still" and branding.logo_sha256
