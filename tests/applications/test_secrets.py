@@ -353,7 +353,11 @@ def test_two_rotations_racing_with_one_form_rotate_once(admin_a, wiki):
         request.user = User.objects.get(upn__startswith="admin@alpha")
         request._messages = FallbackStorage(request)  # type: ignore[attr-defined]
         requests.append(request)
-    view = admin.site._registry[Application].rotate_secret_view
+    from applications.admin import ApplicationAdmin
+
+    model_admin = admin.site._registry[Application]
+    assert isinstance(model_admin, ApplicationAdmin)
+    view = model_admin.rotate_secret_view
     answers = []
     for request in requests:
         try:
