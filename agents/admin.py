@@ -1,11 +1,8 @@
-import secrets
-
 from asgiref.sync import async_to_sync
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
@@ -13,6 +10,8 @@ from django.utils.cache import add_never_cache_headers
 from agents.models import Agent, RegistrationToken
 from agents.selectors import agent_statuses
 from agents.services.registration import DEFAULT_TOKEN_TTL_SECONDS, registration_token_issue
+from tenant.admin_once import FIELD as ONCE_KEY
+from tenant.admin_once import once_key_field, once_key_issue, once_key_refused, once_key_spend
 from tenant.admin_scoping import TenantScopedAdmin, mask
 
 
@@ -79,9 +78,8 @@ class AgentAdmin(TenantScopedAdmin):
         self.message_user(request, f"Revoked {count} agent(s).", messages.SUCCESS)
 
 
-# The add form's one-time keys that may still issue a token, in the administrator's session (newest last).
-ISSUE_KEYS_SESSION = "pta_token_issue_keys"
-ISSUE_KEYS_KEPT = 20
+# What a registration token add form's one-time key is for (tenant/admin_once.py).
+TOKEN_ADD = "token-add"
 
 
 class RegistrationTokenForm(forms.ModelForm):
@@ -89,7 +87,7 @@ class RegistrationTokenForm(forms.ModelForm):
                                      label="Valid for (seconds)")
     # Each rendered add form may issue one token: a reload of the answer page (the browser posts the form again)
     # finds its key spent and issues nothing.
-    issue_key = forms.CharField(widget=forms.HiddenInput, required=False)
+    once_key = once_key_field()
 
     class Meta:
         model = RegistrationToken
@@ -112,37 +110,27 @@ class RegistrationTokenAdmin(TenantScopedAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ["domains", "ttl_seconds", "issue_key"] if not self.is_platform_admin(request) else [
-                "tenant", "domains", "ttl_seconds", "issue_key"]
+            return ["domains", "ttl_seconds", ONCE_KEY] if not self.is_platform_admin(request) else [
+                "tenant", "domains", "ttl_seconds", ONCE_KEY]
         return ["masked", "tenant", "domains", "created_at", "expires_at", "used_at", "used_by", "issued_by"]
 
     def get_changeform_initial_data(self, request):
         # A fresh key for each add form shown (GET only: a POST's form carries the key it was shown with).
-        key = secrets.token_urlsafe(16)
-        request.session[ISSUE_KEYS_SESSION] = [*request.session.get(ISSUE_KEYS_SESSION, []), key][-ISSUE_KEYS_KEPT:]
-        return {**super().get_changeform_initial_data(request), "issue_key": key}
-
-    @staticmethod
-    def _issue_key_spend(request, key: str) -> bool:
-        """Whether ``key`` was given out by a form shown to this session and not used yet; it is used now."""
-        keys = request.session.get(ISSUE_KEYS_SESSION, [])
-        if not key or key not in keys:
-            return False
-        request.session[ISSUE_KEYS_SESSION] = [k for k in keys if k != key]
-        return True
+        return {**super().get_changeform_initial_data(request), ONCE_KEY: once_key_issue(request, purpose=TOKEN_ADD)}
 
     def add_view(self, request, form_url="", extra_context=None):
-        if request.method == "POST" and request.POST.get("issue_key", "") not in request.session.get(
-                ISSUE_KEYS_SESSION, []):
+        changelist = reverse(f"{self.admin_site.name}:agents_registrationtoken_changelist")
+        if request.method == "POST" and (refused := once_key_refused(
+                request, purpose=TOKEN_ADD, go_to=changelist,
+                done="This form has already issued its token, which was shown once and is not shown again. Issue a "
+                     "new token if it was not copied.")):
             # A reload of the answer page posts the same form again: no second token, and the first is not shown
             # again (the portal no longer has it).
-            self.message_user(request, "This form has already issued its token, which was shown once and is not "
-                                       "shown again. Issue a new token if it was not copied.", messages.WARNING)
-            return HttpResponseRedirect(reverse(f"{self.admin_site.name}:agents_registrationtoken_changelist"))
+            return refused
         return super().add_view(request, form_url, extra_context)
 
     def save_model(self, request, obj, form, change):
-        if not self._issue_key_spend(request, form.cleaned_data.get("issue_key", "")):
+        if not once_key_spend(request, purpose=TOKEN_ADD, key=form.cleaned_data.get(ONCE_KEY, "")):
             raise PermissionDenied("This form has already issued its token.")  # two posts racing with one key
         tenant = obj.tenant if self.is_platform_admin(request) else request.user.tenant
         token, raw = registration_token_issue(

@@ -76,6 +76,10 @@ class PresenceRegistry(Protocol):
 
     async def for_agent(self, *, agent_id: str) -> PresenceRecord | None: ...
 
+    async def for_agents(self, *, agent_ids: Sequence[str]) -> dict[str, PresenceRecord | None]:
+        """Each agent's presence (None: not connected), in one round trip."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -117,6 +121,10 @@ class InProcessPresence:
 
     async def for_agent(self, *, agent_id: str) -> PresenceRecord | None:
         return self._live(agent_id, time.time())
+
+    async def for_agents(self, *, agent_ids: Sequence[str]) -> dict[str, PresenceRecord | None]:
+        now = time.time()
+        return {agent_id: self._live(agent_id, now) for agent_id in agent_ids}
 
     async def aclose(self) -> None:
         pass
@@ -209,6 +217,12 @@ class RedisPresence:
     async def for_agent(self, *, agent_id: str) -> PresenceRecord | None:
         value = await self.client.get(self.agent_key(agent_id))
         return PresenceRecord.from_json(value) if value else None
+
+    async def for_agents(self, *, agent_ids: Sequence[str]) -> dict[str, PresenceRecord | None]:
+        if not agent_ids:
+            return {}
+        values = await self.client.mget([self.agent_key(a) for a in agent_ids])  # one round trip for the page
+        return {a: PresenceRecord.from_json(v) if v else None for a, v in zip(agent_ids, values, strict=True)}
 
     async def aclose(self) -> None:
         await self.client.aclose()

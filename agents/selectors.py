@@ -88,12 +88,15 @@ def agent_status(*, revoked: bool, expired: bool, connected: bool) -> Agent.Stat
 
 
 async def agent_statuses(*, agents: Iterable[Agent]) -> dict[str, Agent.Status]:
-    """agent_status of each agent (by id), its presence read as the health view reads it."""
+    """agent_status of each agent (by id), its presence read as the health view reads it: all of them in one read
+    (a Redis MGET in production, not a round trip per agent of the console's page)."""
     now = timezone.now()
+    agents = list(agents)
+    present = await presence_registry().for_agents(
+        agent_ids=[str(agent.pk) for agent in agents if agent.revoked_at is None])
     statuses = {}
     for agent in agents:
         revoked = agent.revoked_at is not None
-        presence = None if revoked else await agent_presence(agent_id=str(agent.pk))
         statuses[str(agent.pk)] = agent_status(revoked=revoked, expired=agent.certificate_not_after <= now,
-                                               connected=presence is not None)
+                                               connected=not revoked and present.get(str(agent.pk)) is not None)
     return statuses

@@ -15,7 +15,16 @@ from django.views.decorators.debug import sensitive_variables
 
 from applications.models import Application
 from applications.services import application_secret_issue, application_secret_rotate
+from tenant.admin_once import FIELD as ONCE_KEY
+from tenant.admin_once import once_key_field, once_key_issue, once_key_refused, once_key_spend
 from tenant.admin_scoping import TenantScopedAdmin
+
+# What a form's one-time key is for (tenant/admin_once.py): each form shown registers, or rotates, once.
+APPLICATION_ADD = "application-add"
+
+
+def _rotation(application_pk) -> str:
+    return f"application-rotate:{application_pk}"
 
 try:  # DOT registers its own, unscoped admin for the application model
     admin.site.unregister(Application)
@@ -34,6 +43,8 @@ class ApplicationForm(forms.ModelForm):
                   "confidential client.")
     algorithm = forms.ChoiceField(label="ID token signing algorithm", choices=Application.OFFERED_ALGORITHMS,
                                   initial=Application.RS256_ALGORITHM)
+    # The add form only: its answer page shows the secret, and a reload (the form posted again) registers nothing.
+    once_key = once_key_field()
 
     class Meta:
         model = Application
@@ -76,14 +87,29 @@ class ApplicationAdmin(TenantScopedAdmin):
 
     def get_fields(self, request, obj=None):
         fields = super().get_fields(request, obj)
-        return [name for name in fields if name not in self.after_save_only] if obj is None else fields
+        if obj is None:
+            return [*(name for name in fields if name not in self.after_save_only), ONCE_KEY]
+        return fields
 
     def get_changeform_initial_data(self, request):
         return {**super().get_changeform_initial_data(request), "algorithm": Application.RS256_ALGORITHM,
                 "skip_authorization": True, "authorization_grant_type": Application.GRANT_AUTHORIZATION_CODE,
-                "client_type": Application.CLIENT_CONFIDENTIAL}
+                "client_type": Application.CLIENT_CONFIDENTIAL,
+                ONCE_KEY: once_key_issue(request, purpose=APPLICATION_ADD)}
+
+    def add_view(self, request, form_url="", extra_context=None):
+        changelist = reverse(f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_changelist")
+        if request.method == "POST" and (refused := once_key_refused(
+                request, purpose=APPLICATION_ADD, go_to=changelist,
+                done="This form has already registered its application, whose client secret was shown once and is "
+                     "not shown again. If it was not copied, rotate the application's client secret.")):
+            return refused  # a reload of the answer page: no second application
+        return super().add_view(request, form_url, extra_context)
 
     def save_model(self, request, obj, form, change):
+        if not change and not once_key_spend(request, purpose=APPLICATION_ADD, key=form.cleaned_data.get(ONCE_KEY)
+                                             or ""):
+            raise PermissionDenied("This form has already registered its application.")  # two posts racing
         if not change or "client_type" in form.changed_data:
             # A public client's stored "secret" is the hash of "" (DOT hashes whatever is there): made confidential,
             # it would accept an empty secret, so a client type change always issues a new one (none for public).
@@ -121,7 +147,19 @@ class ApplicationAdmin(TenantScopedAdmin):
         if not self.has_change_permission(request, obj):
             raise PermissionDenied
         change_url = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[quote(obj.pk)])
+        if obj.client_type != Application.CLIENT_CONFIDENTIAL:
+            self.message_user(request, "A public client has no client secret to rotate.", messages.ERROR)
+            return HttpResponseRedirect(change_url)
         if request.method == "POST":
+            # Each confirmation page shown rotates once: a reload of the answer page (the form posted again) would
+            # otherwise rotate again, and the secret just copied would stop working.
+            if refused := once_key_refused(
+                    request, purpose=_rotation(obj.pk), go_to=change_url,
+                    done="This form has already rotated the client secret; the new one was shown once and is not "
+                         "shown again. Rotate the client secret again if it was not copied."):
+                return refused
+            if not once_key_spend(request, purpose=_rotation(obj.pk), key=request.POST.get(ONCE_KEY, "")):
+                raise PermissionDenied("This form has already rotated the client secret.")  # two posts racing
             try:
                 secret = application_secret_rotate(application=obj, actor=request.user.get_username())
             except ValidationError as exc:
@@ -129,11 +167,9 @@ class ApplicationAdmin(TenantScopedAdmin):
                 return HttpResponseRedirect(change_url)
             self.log_change(request, obj, [{"changed": {"fields": ["client secret (rotated)"]}}])
             return self._secret_page(request, obj, secret, title="Client secret rotated: copy the new one")
-        if obj.client_type != Application.CLIENT_CONFIDENTIAL:
-            self.message_user(request, "A public client has no client secret to rotate.", messages.ERROR)
-            return HttpResponseRedirect(change_url)
         context = {**self.admin_site.each_context(request), "title": "Rotate the client secret", "opts": self.opts,
-                   "application": obj, "change_url": change_url}
+                   "application": obj, "change_url": change_url,
+                   "once_key": once_key_issue(request, purpose=_rotation(obj.pk))}
         return TemplateResponse(request, "admin/applications/application/rotate_secret.html", context)
 
     @sensitive_variables("secret")

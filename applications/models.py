@@ -1,4 +1,4 @@
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
@@ -63,7 +63,11 @@ class Application(AbstractApplication):
                 f"Not offered by this portal: {self.authorization_grant_type or 'none'}. Choose one of: "
                 f"{', '.join(offered.values())}.")]
         if not self.hash_client_secret:
-            problems["hash_client_secret"] = [ValidationError("Client secrets are stored hashed only.")]
+            # Not under the field: the console's form has no such field (a field's error there was a 500). Only an
+            # application saved in clear since migration 0004 (which hashed those before it) can be one.
+            problems[NON_FIELD_ERRORS] = [ValidationError(
+                "This application's client secret is stored in clear, and the portal keeps client secrets hashed "
+                "only. Rotate the client secret (the link under Client secret), then save again.", code="clear")]
         if self.authorization_grant_type == self.GRANT_PASSWORD and self.client_type == self.CLIENT_PUBLIC:
             problems["client_type"] = [ValidationError("The password grant is for confidential clients only: a public "
                                                        "client cannot keep a secret.")]

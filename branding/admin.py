@@ -79,6 +79,12 @@ class BrandingAdmin(TenantScopedAdmin):
             return HttpResponseRedirect(reverse("admin:branding_branding_add"))
         return super().changelist_view(request, extra_context)
 
+    def get_readonly_fields(self, request, obj=None):
+        # A branding stays its tenant's: the tenant is chosen on the add page only (changed, the save made a second
+        # row for the other tenant and left the logo with the first).
+        fields = list(super().get_readonly_fields(request, obj))
+        return [*fields, "tenant"] if obj is not None and "tenant" not in fields else fields
+
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
         saved = branding_set(tenant=obj.tenant, accent_colour=data.get("accent_colour") or "",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django.urls import reverse
 
 from branding.models import Branding
+from tenant.routing import routes
 
 
 @dataclass(frozen=True)
@@ -21,9 +22,15 @@ class SigninBranding:
 
 def signin_branding(*, tenant_id) -> SigninBranding | None:
     """The tenant's branding as the sign-in pages show it, or None (no tenant, nothing set: the portal's look).
-    One indexed read without the logo's bytes (the page names the logo; the browser fetches it once)."""
+    Every sign-in page asks: a portal node remembers each tenant's answer as it remembers routes, and forgets it
+    when any branding, tenant or domain is saved or deleted, on every node (tenant/routing.py; branding/signals.py).
+    Elsewhere one indexed read without the logo's bytes (the page names the logo; the browser fetches it once)."""
     if not tenant_id:
         return None
+    return routes.remembered(("branding", str(tenant_id)), lambda: _signin_branding_read(tenant_id))
+
+
+def _signin_branding_read(tenant_id) -> SigninBranding | None:
     row = (Branding.objects.filter(tenant_id=tenant_id)
            .values("tenant__name", "accent_colour", "signin_text", "logo_sha256", "logo_width", "logo_height")
            .first())

@@ -27,9 +27,18 @@ class ForbiddenOnOneLine(logging.Filter):
         # One line whatever the reason holds, and never long.
         reason = " ".join(reason.split())[:REASON_CHARS] or "permission denied"
         record.msg = "403 %s %s user=%s reason=%s"
-        record.args = (getattr(request, "method", "-"), getattr(request, "path", "-"), _user_id(request), reason)
+        # The path is the client's, decoded (%0d%0a is a line break, %1b a terminal's escape): escaped as Django
+        # escapes it in its own line (CVE-2025-48432), so that nobody can write a forged line into the log or
+        # drive the terminal of whoever reads it. The reason too: an exception's text may quote the request.
+        record.args = (_escaped(getattr(request, "method", "-")), _escaped(getattr(request, "path", "-")),
+                       _user_id(request), _escaped(reason))
         record.exc_info, record.exc_text, record.stack_info = None, None, None
         return True
+
+
+def _escaped(text: str) -> str:
+    """Control characters (CR, LF, ESC among them) and anything not ASCII as Python escapes: printable, one line."""
+    return str(text).encode("unicode_escape").decode("ascii")
 
 
 def _user_id(request) -> str:

@@ -41,6 +41,7 @@ from signin.forms import MfaCodeForm, OtpForm, PasswordChangeForm, PasswordForm,
 from signin.helpdesk import help_context
 from signin.metrics import metrics_text, signins
 from signin.outcomes import OUTCOME_NEXT_STEPS, Outcome
+from signin.selectors import MFA_SESSION_KEY, SESSION_KEY, signin_tenant_id
 from signin.services.attempt import (
     CHANGEABLE,
     SignInResult,
@@ -70,8 +71,6 @@ from signin.workers import in_worker, retrying_transient_errors
 from tenant.models import Tenant, User
 from tenant.selectors import tenant_for_username
 
-SESSION_KEY = "pta_signin"
-MFA_SESSION_KEY = "pta_mfa"
 BACKEND = "signin.backends.PassThroughBackend"
 # A half-done sign-in waits this long for its second factor.
 MFA_PENDING_SECONDS = 600
@@ -228,11 +227,11 @@ def password_answer(request: HttpRequest, submission: PasswordSubmission, result
             response = HttpResponseRedirect("/login/password/change/")
             response["PTA-Outcome"] = result.outcome.value
             return response
-        return _cannot_sign_in(request, state, result.outcome, result.tenant)
+        return _cannot_sign_in(request, state, result.outcome)
 
     def failed() -> HttpResponse:
         if result.outcome in OUTCOME_NEXT_STEPS:  # another try will not help: what to do instead
-            return _cannot_sign_in(request, state, result.outcome, result.tenant, locked_until=result.locked_until)
+            return _cannot_sign_in(request, state, result.outcome, locked_until=result.locked_until)
         return _page(request, "signin/password.html", {
             **_password_context(state), "form": PasswordForm(), "error": result.outcome.message},
             outcome=result.outcome)
@@ -240,17 +239,28 @@ def password_answer(request: HttpRequest, submission: PasswordSubmission, result
     return _signed_in_answer(request, state, submission.device, result, failed=failed)
 
 
-def _cannot_sign_in(request: HttpRequest, state: dict, outcome: Outcome, tenant: Tenant | None, *,
+def _cannot_sign_in(request: HttpRequest, state: dict, outcome: Outcome, *,
                     locked_until: float | None = None) -> HttpResponse:
     """The answer the password form cannot change (disabled, locked, outside logon hours, a password that must
     be changed where no agent can change it): what it means, what to do next, whom to ask, and for a cloud
-    lock when it ends. The password form is one link away (Try again), not the page's main action."""
+    lock when it ends. The password form is one link away (Try again), not the page's main action.
+
+    Whom to ask is the tenant the typed name's domain routes to (the username step's), never the account's: a
+    cloud account in a domain no tenant verified belongs to a tenant all the same, and its helpdesk on a
+    ``cloud_locked`` page would tell that the account exists, and whose it is (docs/SECURITY.md, 5a)."""
+    tenant = _tenant(state.get("tenant_id"))
     context = {**_password_context(state), **help_context(tenant=tenant), "error": outcome.message,
                "next_steps": OUTCOME_NEXT_STEPS[outcome]}
-    if locked_until is not None:  # said to the minute, rounded up: never earlier than the lock really ends
+    if locked_until is not None and tenant is not None:
+        # Said to the minute, rounded up: never earlier than the lock really ends. A domain that routes to a tenant
+        # locks every name in it by that tenant's policy, so the time tells nothing about the account.
         minute = math.ceil(locked_until / 60) * 60
         context.update(lock_ends=datetime.fromtimestamp(minute, UTC),
                        lock_minutes=max(1, math.ceil((minute - time.time()) / 60)))
+    elif locked_until is not None:
+        # A domain no tenant verified: a platform administrator and a name nobody has lock for the platform's
+        # time, a tenant's break-glass account for its tenant's. When would tell them apart: not said.
+        context["lock_later"] = True
     return _page(request, CANNOT_SIGN_IN_TEMPLATE, context, outcome=outcome)
 
 
@@ -327,8 +337,7 @@ def _change_context(state: dict) -> dict:
 
 def _change_unavailable(request: HttpRequest, state: dict) -> HttpResponse:
     """No agent that can change passwords serves the domain: what the password page said, and the helpdesk."""
-    tenant = Tenant.objects.filter(pk=state["change"]["tenant_id"]).first()
-    return _cannot_sign_in(request, state, Outcome(state["change"]["outcome"]), tenant)
+    return _cannot_sign_in(request, state, Outcome(state["change"]["outcome"]))
 
 
 async def _change_available(state: dict) -> bool:
@@ -514,12 +523,14 @@ def mfa_enrol_page(request: HttpRequest) -> HttpResponse:
 
 # --- help, the portal's front page, its icon -----------------------------------------------------------------
 
+def _tenant(tenant_id: str | None) -> Tenant | None:
+    return Tenant.objects.filter(pk=tenant_id).first() if tenant_id else None
+
+
 def _signin_tenant(request: HttpRequest) -> Tenant | None:
     """The tenant of the sign-in this session is in (after its username step, or waiting for the second
     factor), if any."""
-    tenant_id = ((request.session.get(SESSION_KEY) or {}).get("tenant_id")
-                 or (request.session.get(MFA_SESSION_KEY) or {}).get("tenant_id"))
-    return Tenant.objects.filter(pk=tenant_id).first() if tenant_id else None
+    return _tenant(signin_tenant_id(session=request.session))
 
 
 @never_cache

@@ -1,8 +1,9 @@
-"""Which tenant a domain routes to, remembered by each portal process (docs/architecture.md, "A sign-in").
+"""Which tenant a domain routes to, remembered by each portal process (docs/architecture.md, "A sign-in"), and
+with it what the sign-in pages read per tenant on every page (its company branding: branding/selectors.py).
 
 Every sign-in step asks (the username page, then the password POST), and the answer changes only when a domain
-or a tenant is saved or deleted. So a process that serves sign-ins keeps the routes it has read, and forgets all
-of them whenever any domain or tenant changes, wherever the change was made:
+or a tenant (or a branding) is saved or deleted. So a process that serves sign-ins keeps the routes it has read, and
+forgets all of them whenever any domain, tenant or branding changes, wherever the change was made:
 
 - in the process that made it: its signal (tenant/signals.py), once the transaction commits;
 - on every node, in production: a message on the Redis channel ``<PTA_REDIS_PREFIX>:routing``, which each node's
@@ -26,8 +27,9 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from django.conf import settings
 
@@ -37,6 +39,7 @@ logger = logging.getLogger(__name__)
 # Unknown domains are remembered too (any name can be typed): past this many routes, all are forgotten.
 MAX_ROUTES = 10_000
 LISTENER_RETRY_SECONDS = 1.0
+T = TypeVar("T")
 
 
 class Routes:
@@ -44,7 +47,8 @@ class Routes:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._routes: dict[str, tuple[Tenant | None, float]] = {}
+        # ("domain", name) → its tenant; (another kind, key) → what ``kept`` read for it.
+        self._routes: dict[Hashable, tuple[Any, float]] = {}
         self._generation = 0  # moves on with every change: a read that began before it is not kept
         self.kept = False  # whether this process keeps routes now (started, and in production subscribed)
         self._stamp: Path | None = None  # the embedded profile's stamp file, and what it was when last looked at
@@ -53,22 +57,28 @@ class Routes:
     def tenant(self, domain: str, read: Callable[[str], Tenant | None]) -> Tenant | None:
         """The tenant ``domain`` routes to: remembered, or ``read(domain)`` from the database. Each caller gets its
         own copy of the tenant: one that changes an attribute changes nothing for the others."""
+        return self.remembered(("domain", domain), lambda: read(domain))
+
+    def remembered(self, key: Hashable, read: Callable[[], T]) -> T:
+        """What ``read()`` answers for ``key``, remembered like a route (and forgotten with the routes): for a
+        read that changes only when a domain, a tenant or a branding is saved or deleted. Each caller gets its own
+        (shallow) copy."""
         if not self.kept:
-            return read(domain)
+            return read()
         if self._stamp is not None:
             self._stamp_check()
         now = time.monotonic()
-        route = self._routes.get(domain)
+        route = self._routes.get(key)
         if route is not None and route[1] > now:
             return copy.copy(route[0])
         generation = self._generation
-        tenant = read(domain)
+        value = read()
         with self._lock:
             if self.kept and generation == self._generation:  # no change since the read began
                 if len(self._routes) >= MAX_ROUTES:
                     self._routes.clear()
-                self._routes[domain] = (copy.copy(tenant), now + settings.PTA_ROUTING_CACHE_SECONDS)
-        return tenant
+                self._routes[key] = (copy.copy(value), now + settings.PTA_ROUTING_CACHE_SECONDS)
+        return value
 
     def forget(self) -> None:
         with self._lock:
@@ -183,8 +193,8 @@ def routes_start() -> None:
 
 
 def routes_changed() -> None:
-    """A domain or a tenant changed (committed): this process forgets its routes now, every other one as soon as
-    it hears (production: the channel; embedded: the stamp file)."""
+    """A domain, a tenant or a branding changed (committed): this process forgets its routes now, every other one
+    as soon as it hears (production: the channel; embedded: the stamp file)."""
     routes.forget()
     try:
         if settings.PTA_REDIS_URL:

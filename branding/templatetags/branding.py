@@ -4,36 +4,36 @@ step has said which (branding/templates/branding/signin.html, included by the si
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from django import template
 from django.urls import reverse
 
 from branding.selectors import SigninBranding, signin_branding
-from signin.services.names import UsernameRefused, username_canonical
-from signin.views import MFA_SESSION_KEY, SESSION_KEY
-from tenant.selectors import tenant_for_username
+from signin.selectors import signin_tenant_id
 
 register = template.Library()
 
 
+# The sign-in's steps after the username (and the page it ends on): the only pages that know whose sign-in this is.
+BRANDED_PAGES = ("signin:password", "signin:password-change", "signin:mfa", "signin:mfa-enrol", "signin:done")
+
+
+@functools.cache
+def _branded_paths() -> frozenset[str]:
+    return frozenset(reverse(name) for name in BRANDED_PAGES)
+
+
 def _signin_tenant_id(request) -> str | None:
-    """The tenant of the sign-in under way: the half-done one waiting for its second factor, the one past its
-    username step, or the signed-in user's. None on the username page: there the tenant is not known yet (and
-    a sign-in begun earlier in this browser must not brand the page of the next)."""
+    """The tenant of the sign-in under way (as the username step routed its domain: kept in the session, no read),
+    or the signed-in user's, on the steps after the username only. Not on the username page, the front page or
+    the help page: there the tenant is not known yet, and a sign-in begun (and perhaps abandoned) earlier in this
+    browser must not brand them."""
     # By path, not by resolver_match: signin.consumers serves the sign-in pages without resolving a URL.
-    if request.path_info == reverse("signin:username"):
+    if request.path_info not in _branded_paths():
         return None
-    session = request.session
-    pending = session.get(MFA_SESSION_KEY)
-    if pending and pending.get("tenant_id"):
-        return pending["tenant_id"]
-    state = session.get(SESSION_KEY)
-    if state and state.get("username"):
-        try:
-            tenant = tenant_for_username(username=username_canonical(typed=state["username"]))
-        except UsernameRefused:  # the username step refuses such a name; nothing to brand
-            return None
-        return str(tenant.pk) if tenant is not None else None
+    if tenant_id := signin_tenant_id(session=request.session):
+        return tenant_id
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated and user.tenant_id:
         return str(user.tenant_id)

@@ -14,7 +14,7 @@ from django.urls import reverse
 from agents.models import RegistrationToken
 from agents.services.registration import token_hash
 
-ON_PAGE = re.compile(r'<code id="registration-token">(pta_[A-Za-z0-9_-]+)</code>')
+ON_PAGE = re.compile(r'id="registration-token" value="(pta_[A-Za-z0-9_-]+)"')
 TOKEN_LIKE = re.compile(r"pta_[A-Za-z0-9_-]{20,}")
 
 
@@ -28,7 +28,7 @@ def add_form(client) -> dict:
     """GET the add form, as the browser shows it: what its POST carries besides the fields typed."""
     page = client.get(reverse("admin:agents_registrationtoken_add"))
     assert page.status_code == 200
-    return {"issue_key": page.context["adminform"].form["issue_key"].value()}
+    return {"once_key": page.context["adminform"].form["once_key"].value()}
 
 
 def issue(client, tenant, form: dict | None = None):
@@ -121,7 +121,7 @@ def test_a_reload_of_the_answer_page_issues_no_second_token_and_shows_none(admin
 
 def test_a_post_without_a_shown_form_issues_nothing(admin_client, tenant_a):
     """A form posted from elsewhere (or a key made up) never got a key from this session's add page."""
-    for form in ({}, {"issue_key": "made-up"}):
+    for form in ({}, {"once_key": "made-up"}):
         response = issue(admin_client, tenant_a, form)
         assert response.status_code == 302
     assert RegistrationToken.objects.count() == 0
@@ -154,6 +154,8 @@ def test_the_command_wraps_can_be_scrolled_by_keyboard_and_copied(admin_client, 
     assert command and 'tabindex="0"' in command.group(1) and "aria-labelledby=" in command.group(1)
     assert 'data-copy="register-command"' in page and 'data-copy="registration-token"' in page
     assert "<script>" not in page  # the copy buttons' script is a static file (no inline script)
-    script, style = finders.find("agents/copy.js"), finders.find("agents/issued.css")
-    assert script and style and "/static/agents/copy.js" in page and "/static/agents/issued.css" in page
+    # One copy script for the console's pages that show a secret once (the token's, the client secret's).
+    script, style = finders.find("tenant/console.js"), finders.find("agents/issued.css")
+    assert script and style and "/static/tenant/console.js" in page and "/static/agents/issued.css" in page
+    assert "navigator.clipboard" in open(script).read()
     assert "pre-wrap" in open(style).read()

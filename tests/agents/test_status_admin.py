@@ -89,3 +89,27 @@ def test_an_agent_whose_presence_goes_turns_inactive_everywhere_at_once(admin_cl
     async_to_sync(withdraw)(str(agent.pk), str(agent.tenant_id))
     assert list_statuses(admin_client)["flapping"] == "Inactive"
     assert health_statuses(admin_client)["flapping"] == "inactive"
+
+
+def test_the_list_reads_every_agent_s_presence_at_once(admin_client, tenant_a, agent_factory, presence, monkeypatch):
+    """One read of presence for the page (a Redis MGET in production), not a round trip per agent."""
+    from agents import presence as registry_module
+
+    agents = [agent_factory(tenant_a, name=f"agent-{n}")[0] for n in range(4)]
+    presence(agents[0])
+    reads: list[list[str]] = []
+    for registry in (registry_module.InProcessPresence, registry_module.RedisPresence):
+        real = registry.for_agents
+
+        async def for_agents(self, *, agent_ids, real=real):
+            reads.append(list(agent_ids))
+            return await real(self, agent_ids=agent_ids)
+
+        async def for_agent(self, *, agent_id):
+            raise AssertionError("one agent's presence read alone")
+
+        monkeypatch.setattr(registry, "for_agents", for_agents)
+        monkeypatch.setattr(registry, "for_agent", for_agent)
+    assert list_statuses(admin_client) == {"agent-0": "Active", "agent-1": "Inactive", "agent-2": "Inactive",
+                                           "agent-3": "Inactive"}
+    assert len(reads) == 1 and sorted(reads[0]) == sorted(str(a.pk) for a in agents)

@@ -12,6 +12,7 @@ from django.urls import reverse
 from applications.models import Application
 from signin.models import SignInEvent
 from tests.applications.test_admin import add_form
+from tests.fixtures.http import shown_form
 
 
 def run(command: str, *args) -> dict[str, str]:
@@ -50,7 +51,8 @@ def admin_a_client(client, tenant_a, tenant_admin_factory):
 
 
 def test_the_application_page_shows_and_saves_require_mfa(admin_a_client, tenant_a):
-    response = admin_a_client.post(reverse("admin:applications_application_add"), add_form(require_mfa="on"))
+    response = admin_a_client.post(reverse("admin:applications_application_add"), {
+        **add_form(require_mfa="on"), **shown_form(admin_a_client, reverse("admin:applications_application_add"))})
     # Saved: the answer is the page that shows the new client secret once (tests/applications/test_secrets.py).
     assert response.status_code == 200 and "copy its client secret" in response.content.decode()
     application = Application.objects.get(name="Intranet")

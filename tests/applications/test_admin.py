@@ -4,6 +4,7 @@ import pytest
 from django.urls import reverse
 
 from applications.models import Application
+from tests.fixtures.http import shown_form
 
 
 @pytest.fixture
@@ -43,7 +44,8 @@ def test_tenant_admin_opens_the_add_and_change_pages(admin_a_client, application
 
 
 def test_an_application_added_by_a_tenant_admin_lands_in_their_tenant(admin_a_client, tenant_a, tenant_b):
-    response = admin_a_client.post(reverse("admin:applications_application_add"), add_form(tenant=str(tenant_b.pk)))
+    add = reverse("admin:applications_application_add")
+    response = admin_a_client.post(add, {**add_form(tenant=str(tenant_b.pk)), **shown_form(admin_a_client, add)})
     assert secret_page(response), response.context["adminform"].form.errors if response.context else ""
     created = Application.objects.get(name="Intranet")
     assert created.tenant == tenant_a  # the posted tenant of another organisation is ignored
@@ -64,7 +66,8 @@ def test_platform_admin_still_picks_the_tenant(client, tenant_a, tenant_b):
     client.force_login(User.objects.create_superuser("root@platform.test", "R00t-pa55-for-tests"))
     add = client.get(reverse("admin:applications_application_add"))
     assert add.status_code == 200 and "tenant" in add.context["adminform"].form.fields
-    response = client.post(reverse("admin:applications_application_add"), add_form(tenant=str(tenant_b.pk)))
+    response = client.post(reverse("admin:applications_application_add"), {
+        **add_form(tenant=str(tenant_b.pk)), **shown_form(client, reverse("admin:applications_application_add"))})
     assert secret_page(response)
     assert Application.objects.get(name="Intranet").tenant == tenant_b
 

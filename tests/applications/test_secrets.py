@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.hashers import check_password, identify_hasher
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import timezone
@@ -20,6 +20,7 @@ from oauth2_provider.models import AccessToken, RefreshToken
 from applications.models import Application
 from applications.services import application_register
 from tenant.models import User
+from tests.fixtures.http import shown_form
 
 ADD = "admin:applications_application_add"
 
@@ -114,7 +115,8 @@ def test_the_add_page_has_one_secret_row_that_says_it_is_generated_and_shown_onc
 
 
 def test_saving_a_new_application_shows_its_secret_once_and_keeps_only_the_hash(admin_a, tenant_a):
-    response = admin_a.post(reverse(ADD), add_form(client_secret="chosen-by-the-poster", hash_client_secret=""))
+    response = admin_a.post(reverse(ADD), {**add_form(client_secret="chosen-by-the-poster", hash_client_secret=""),
+                                                **shown_form(admin_a, reverse(ADD))})
     assert response.status_code == 200, response.context["adminform"].form.errors if response.context else ""
     assert response.templates[0].name == "admin/applications/application/secret.html"
     created = Application.objects.get(name="Intranet")
@@ -128,7 +130,7 @@ def test_saving_a_new_application_shows_its_secret_once_and_keeps_only_the_hash(
     assert "Copy this client secret now" in text(response) and "only time it is shown" in text(response)
     copy = [b for b in page.buttons if b.get("data-copy") == "client-secret"]
     assert copy and copy[0].get("type") == "button"
-    assert any(src.endswith("applications/copy.js") for src in page.scripts)
+    assert any(src.endswith("tenant/console.js") for src in page.scripts)  # the console's one copy script
     assert "<script>" not in response.content.decode()  # no inline script: a script-src 'self' policy holds
     assert "no-store" in response["Cache-Control"]
     # The change page never shows it (nor any part of its hash) again.
@@ -137,15 +139,35 @@ def test_saving_a_new_application_shows_its_secret_once_and_keeps_only_the_hash(
     assert "Stored hashed: it cannot be shown" in text(again) and "never rotated" in text(again)
 
 
+def test_a_reload_of_the_add_answer_registers_no_second_application(admin_a, tenant_a):
+    """The browser's reload posts the add form again: one application, whose secret (shown once) is not shown
+    again."""
+    form = {**add_form(), **shown_form(admin_a, reverse(ADD))}
+    secret = Page(admin_a.post(reverse(ADD), form).content.decode()).inputs["client-secret"]["value"]
+    again = admin_a.post(reverse(ADD), form)
+    assert again.status_code == 302 and again["Location"] == reverse("admin:applications_application_changelist")
+    assert Application.objects.filter(name="Intranet").count() == 1
+    assert check_password(secret, Application.objects.get(name="Intranet").client_secret)
+    page = text(admin_a.get(again["Location"]))
+    assert "already registered its application" in page and secret not in page
+    # A key the page never gave (made up, another form's, none) registers nothing either.
+    token_form = admin_a.get(reverse("admin:agents_registrationtoken_add"))
+    token_key = token_form.context["adminform"].form["once_key"].value()
+    for made_up in ({}, {"once_key": "made-up"}, {"once_key": token_key}):
+        assert admin_a.post(reverse(ADD), {**add_form(name="Other"), **made_up}).status_code == 302
+    assert not Application.objects.filter(name="Other").exists()
+
+
 def test_the_copy_script_is_served_from_the_portal(admin_a, tenant_a):
     from django.contrib.staticfiles import finders
 
-    found = finders.find("applications/copy.js")
+    found = finders.find("tenant/console.js")
     assert found and "navigator.clipboard" in open(found).read()
 
 
 def test_a_public_client_added_in_the_console_has_no_secret(admin_a):
-    response = admin_a.post(reverse(ADD), add_form(name="SPA", client_type=Application.CLIENT_PUBLIC))
+    response = admin_a.post(reverse(ADD), {**add_form(name="SPA", client_type=Application.CLIENT_PUBLIC),
+                                                **shown_form(admin_a, reverse(ADD))})
     assert response.status_code == 302
     spa = Application.objects.get(name="SPA")
     assert "a public client has no secret" in text(admin_a.get(change_url(spa)))
@@ -175,7 +197,7 @@ def test_a_public_client_made_confidential_gets_a_new_secret_shown_once(admin_a,
     ("algorithm", Application.NO_ALGORITHM),
 ])
 def test_a_crafted_post_with_what_the_portal_does_not_offer_is_a_form_error(admin_a, field, value):
-    response = admin_a.post(reverse(ADD), add_form(**{field: value}))
+    response = admin_a.post(reverse(ADD), {**add_form(**{field: value}), **shown_form(admin_a, reverse(ADD))})
     assert response.status_code == 200
     errors = response.context["adminform"].form.errors
     assert field in errors, errors
@@ -207,7 +229,35 @@ def test_the_model_refuses_a_secret_kept_in_clear(tenant_a):
                               hash_client_secret=False)
     with pytest.raises(ValidationError) as refused:
         application.full_clean()
-    assert "hash_client_secret" in refused.value.message_dict
+    assert "stored in clear" in " ".join(refused.value.messages)
+
+
+def test_a_legacy_application_with_a_secret_in_clear_is_a_form_error_not_a_500(admin_a, wiki):
+    """Kept in clear (DOT's hash_client_secret=False, saved after migration 0005 hashed those before it): its
+    change page says to rotate the secret, and rotation stores it hashed; the page then saves."""
+    Application.objects.filter(pk=wiki.pk).update(client_secret="legacy-secret-in-clear", hash_client_secret=False)
+    response = admin_a.post(change_url(wiki), add_form(name="Wiki 2", redirect_uris="https://wiki.alpha.example.test/cb"))
+    assert response.status_code == 200
+    assert "stored in clear" in text(response) and "Rotate the client secret" in text(response)
+    assert Application.objects.get(pk=wiki.pk).name == "Wiki"
+    admin_a.post(rotate_url(wiki), shown_form(admin_a, rotate_url(wiki)))
+    saved = admin_a.post(change_url(wiki), add_form(name="Wiki 2", redirect_uris="https://wiki.alpha.example.test/cb"))
+    assert saved.status_code == 302 and Application.objects.get(pk=wiki.pk).name == "Wiki 2"
+
+
+def test_migration_0005_hashes_a_secret_kept_in_clear_and_it_still_works(wiki, tenant_a):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("applications.migrations.0005_hash_clear_client_secrets")
+    Application.objects.filter(pk=wiki.pk).update(client_secret="legacy-secret-in-clear", hash_client_secret=False)
+    migration.hash_clear_client_secrets(apps, None)
+    wiki.refresh_from_db()
+    assert wiki.hash_client_secret and identify_hasher(wiki.client_secret)
+    wiki.full_clean()
+    pending = refresh_token_for(wiki, tenant_a)
+    assert token_request(wiki.client_id, "legacy-secret-in-clear", pending).status_code == 200
 
 
 # --- rotation --------------------------------------------------------------------------------------------------
@@ -242,7 +292,7 @@ def test_rotating_in_the_console_shows_a_new_secret_once_and_the_old_one_stops_w
     wiki.refresh_from_db()
     assert check_password(old, wiki.client_secret)  # a GET changes nothing
 
-    response = admin_a.post(rotate_url(wiki))
+    response = admin_a.post(rotate_url(wiki), shown_form(admin_a, rotate_url(wiki)))
     assert response.status_code == 200 and "no-store" in response["Cache-Control"]
     new = Page(response.content.decode()).inputs["client-secret"]["value"]
     assert new and new != old
@@ -260,6 +310,82 @@ def test_rotating_in_the_console_shows_a_new_secret_once_and_the_old_one_stops_w
     assert "client secret (rotated)" in entry.get_change_message() and new not in entry.change_message
     after = admin_a.get(change_url(wiki))
     assert "last rotated" in text(after) and new not in after.content.decode()
+
+
+def test_a_reload_of_the_rotation_answer_rotates_nothing(admin_a, wiki, tenant_a):
+    """The browser's reload posts the confirmation form again: the secret just shown (and copied) keeps working."""
+    form = shown_form(admin_a, rotate_url(wiki))
+    first = admin_a.post(rotate_url(wiki), form)
+    shown = Page(first.content.decode()).inputs["client-secret"]["value"]
+    again = admin_a.post(rotate_url(wiki), form)
+    assert again.status_code == 302 and again["Location"] == change_url(wiki)
+    wiki.refresh_from_db()
+    assert check_password(shown, wiki.client_secret)
+    assert token_request(wiki.client_id, shown, refresh_token_for(wiki, tenant_a)).status_code == 200
+    page = text(admin_a.get(again["Location"]))
+    assert "already rotated the client secret" in page and shown not in page
+    # Nor a POST of a form this session was never shown (made up, or none).
+    for made_up in ({}, {"once_key": "made-up"}):
+        assert admin_a.post(rotate_url(wiki), made_up).status_code == 302
+    wiki.refresh_from_db()
+    assert check_password(shown, wiki.client_secret)
+
+
+def test_two_rotations_racing_with_one_form_rotate_once(admin_a, wiki):
+    """A double click: both POSTs loaded the session, which lists the form's key, before either answered (the
+    session is not locked). Played with the console's own view, the second request's session loaded before the
+    first one's was saved."""
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.contrib import admin
+    from django.contrib.messages.storage.fallback import FallbackStorage
+    from django.test import RequestFactory
+
+    from tenant.admin_once import ONCE_KEYS_SESSION
+
+    form = shown_form(admin_a, rotate_url(wiki))
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    requests = []
+    for _ in range(2):
+        request = RequestFactory().post(rotate_url(wiki), form)
+        request.session = store(admin_a.cookies[settings.SESSION_COOKIE_NAME].value)
+        assert f"application-rotate:{wiki.pk}:{form['once_key']}" in request.session[ONCE_KEYS_SESSION]
+        request.user = User.objects.get(upn__startswith="admin@alpha")
+        request._messages = FallbackStorage(request)  # type: ignore[attr-defined]
+        requests.append(request)
+    from applications.admin import ApplicationAdmin
+
+    model_admin = admin.site._registry[Application]
+    assert isinstance(model_admin, ApplicationAdmin)
+    view = model_admin.rotate_secret_view
+    answers = []
+    for request in requests:
+        try:
+            answers.append(view(request, str(wiki.pk)).status_code)
+        except PermissionDenied:
+            answers.append(403)
+        request.session.save()
+    assert answers[0] == 200 and answers[1] in (302, 403)  # the second: refused, whichever check saw it first
+    assert LogEntry.objects.filter(object_id=str(wiki.pk), change_message__contains="rotated").count() == 1
+
+
+def test_a_one_time_key_is_spent_once_even_while_a_session_still_lists_it(admin_a, wiki):
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.test import RequestFactory
+
+    from tenant.admin_once import once_key_spend
+
+    key = shown_form(admin_a, rotate_url(wiki))["once_key"]
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    spent = []
+    for _ in range(2):  # each with the session as it was before either spent the key
+        request = RequestFactory().post("/")
+        request.session = store(admin_a.cookies[settings.SESSION_COOKIE_NAME].value)
+        spent.append(once_key_spend(request, purpose=f"application-rotate:{wiki.pk}", key=key))
+    assert spent == [True, False]
 
 
 def test_another_tenants_application_cannot_be_rotated(client, wiki, tenant_b, tenant_admin_factory):

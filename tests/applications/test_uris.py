@@ -10,6 +10,7 @@ from django.urls import reverse
 from applications.models import Application
 from applications.services import application_register
 from applications.uris import loopback_port_registered, origin_registered, redirect_uri_problem
+from tests.fixtures.http import shown_form
 
 
 @pytest.mark.parametrize("uri", ["https://wiki.contoso.test/cb", "http://localhost:8080/cb", "http://127.0.0.1/cb",
@@ -100,7 +101,8 @@ def test_the_admin_console_refuses_plain_http_off_loopback(client, tenant_a, ten
             "authorization_grant_type": Application.GRANT_AUTHORIZATION_CODE,
             "redirect_uris": "http://intranet.alpha.test/callback", "post_logout_redirect_uris": "",
             "allowed_origins": "", "algorithm": Application.RS256_ALGORITHM, "skip_authorization": "on"}
-    response = client.post(reverse("admin:applications_application_add"), form)
+    response = client.post(reverse("admin:applications_application_add"),
+                           {**form, **shown_form(client, reverse("admin:applications_application_add"))})
     assert response.status_code == 200
     assert "loopback" in " ".join(response.context["adminform"].form.errors["redirect_uris"])
     assert not Application.objects.filter(name="Intranet").exists()

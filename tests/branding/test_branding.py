@@ -248,3 +248,88 @@ def test_the_second_factor_s_pages_show_the_user_s_tenant_s_branding(client, ten
     session.save()
     page = client.get("/login/mfa/enrol/")  # no authenticator yet: its set-up page
     assert page.status_code == 200 and "Alpha&#x27;s second factor" in page.content.decode()
+
+
+# --- the hot path: what the password page reads -----------------------------------------------------------
+
+@pytest.fixture
+def routes_kept(settings, tmp_path):
+    """This process remembers routes and brandings, as a portal node does (the embedded profile's way: the stamp
+    file; production's channel is the same routes_changed(): tests/integration/test_routing.py)."""
+    from tenant.routing import routes
+
+    settings.STATE_DIR, settings.PTA_REDIS_URL = tmp_path, ""
+    routes.stamp_follow(tmp_path / "routing.stamp")
+    routes.keep(True)
+    yield tmp_path / "routing.stamp"
+    routes.keep(False)
+    routes.stamp_follow(None)
+
+
+def password_page_drawn(client) -> str:
+    """The password page as its view draws it (signin.views.password_form), here in the test's thread, for the
+    session the client's browser holds: the queries it makes are the test's to count (the served page draws it in
+    a worker thread, on a connection of its own)."""
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.contrib.auth.models import AnonymousUser
+    from django.test import RequestFactory
+
+    from signin.views import password_form
+
+    request = RequestFactory().get("/login/password/")
+    request.session = import_module(settings.SESSION_ENGINE).SessionStore(
+        client.cookies[settings.SESSION_COOKIE_NAME].value)
+    request.user = AnonymousUser()
+    response = password_form(request)
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_password_page_reads_nothing_and_an_edit_shows_at_once(client, tenant_a, routes_kept,
+                                                                     django_assert_num_queries):
+    from tenant.routing import _stamp_state
+
+    client.get("/login/")
+    sign_in_pages(client, "someone@alpha.example.test")  # a node that has served Alpha's page once
+    # The tenant comes from the session (the username step's), its branding (none) from what the node remembers:
+    # no query, as before there was branding.
+    with django_assert_num_queries(0):
+        page = password_page_drawn(client)
+    assert 'class="brand"' not in page
+    # An edit shows at once, on this node (its signal) and on the others (the stamp file, or production's channel).
+    stamp = _stamp_state(routes_kept)
+    branding_set(tenant=tenant_a, accent_colour="#5a2d82", signin_text="Now branded")
+    assert _stamp_state(routes_kept) != stamp
+    assert "Now branded" in password_page_drawn(client)
+    assert "Now branded" in client.get("/login/password/").content.decode()
+    with django_assert_num_queries(0):
+        assert "--accent: #5a2d82" in password_page_drawn(client)
+    Branding.objects.get(tenant=tenant_a).delete()
+    assert "Now branded" not in client.get("/login/password/").content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_abandoned_sign_in_does_not_brand_the_front_page_or_the_help_page(client, tenant_a):
+    branding_set(tenant=tenant_a, accent_colour="#5a2d82", signin_text="Alpha only")
+    client.get("/login/")
+    _, password = sign_in_pages(client, "someone@alpha.example.test")
+    assert "Alpha only" in password
+    for path in ("/", "/login/help/", "/login/"):  # the sign-in left at its password page
+        page = client.get(path).content.decode()
+        assert "Alpha only" not in page and "#5a2d82" not in page, path
+
+
+def test_a_platform_administrator_cannot_move_a_branding_to_another_tenant(client, tenant_a, tenant_b):
+    from tenant.models import User
+
+    branding = branding_set(tenant=tenant_a, signin_text="Alpha's", logo=logo_normalised(png()))
+    client.force_login(User.objects.create_superuser("root@platform.test", "R00t-pa55-for-tests"))
+    url = f"/admin/branding/branding/{branding.pk}/change/"
+    assert "tenant" not in client.get(url).context["adminform"].form.fields  # shown, not editable
+    assert client.post(url, form(tenant=str(tenant_b.pk), signin_text="Alpha's still")).status_code == 302
+    assert Branding.objects.count() == 1
+    branding.refresh_from_db()
+    assert branding.tenant == tenant_a and branding.signin_text == "Alpha's still" and branding.logo_sha256

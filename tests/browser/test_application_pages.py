@@ -42,9 +42,9 @@ def test_the_secret_is_shown_once_copied_and_rotated(chromium, site):
     try:
         page.goto(f"{node.url}/admin/applications/application/add/")
         page.wait_for_url("**/login/**")
-        page.get_by_label("Email or username").fill(admin)
+        page.get_by_label("Username").fill(admin)
         page.get_by_role("button", name="Next").click()
-        page.get_by_label("Password").fill(ADMIN_PASSWORD)
+        page.get_by_label("Password", exact=True).fill(ADMIN_PASSWORD)
         page.get_by_role("button", name="Sign in").click()
         page.wait_for_url("**/admin/applications/application/add/")
 

@@ -46,7 +46,7 @@ def site(ad_testbed):
 
 
 def sign_in_steps(page, node, upn: str) -> None:
-    page.get_by_label("Email or username").fill(upn)
+    page.get_by_label("Username").fill(upn)
     page.get_by_role("button", name="Next").click()
     page.wait_for_url("**/login/password/")
 
@@ -62,7 +62,7 @@ def test_the_tenant_s_branding_shows_once_the_username_names_the_tenant(page, si
     page.wait_for_url("**/login/**")
     sign_in_steps(page, node, admin)
     assert page.locator(".brand").count() == 0
-    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_label("Password", exact=True).fill(ADMIN_PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url("**/admin/branding/branding/add/")  # none yet: straight to its form
     logo = tmp_path / "logo.png"
@@ -93,7 +93,7 @@ def test_the_tenant_s_branding_shows_once_the_username_names_the_tenant(page, si
     assert button_colour(page) == ACCENT_RGB
     assert page.inner_text("#brand-text") == TEXT  # shown as typed, the markup as text
     assert page.locator("main script").count() == 0
-    page.get_by_label("Password").fill(user["password"])
+    page.get_by_label("Password", exact=True).fill(user["password"])
     screenshot(page, "signin-branded")
     assert_accessible(page)
     page.get_by_role("button", name="Sign in").click()

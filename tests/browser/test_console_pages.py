@@ -56,9 +56,9 @@ def site():
 def sign_in(page, node, username: str, password: str) -> None:
     page.goto(f"{node.url}/admin/")
     page.wait_for_url("**/login/**")  # the console signs in through the portal's own pages
-    page.get_by_label("Email or username").fill(username)
+    page.get_by_label("Username").fill(username)
     page.get_by_role("button", name="Next").click()
-    page.get_by_label("Password").fill(password)
+    page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url("**/admin/")
 

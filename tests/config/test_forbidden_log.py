@@ -66,6 +66,41 @@ def test_an_anonymous_csrf_failure_is_one_line(db, caplog):
     assert message.startswith("403 POST /login/ user=") and "CSRF" in message and "\n" not in message
 
 
+def test_a_path_cannot_forge_a_log_line_nor_drive_the_terminal(db, caplog):
+    """A POST without the CSRF cookie to a path holding CR LF, a forged line and an ANSI escape (CVE-2025-48432:
+    Django escapes the path in its own line; the one-line filter put the raw path back)."""
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    path = "/alerts/confirm/x%0d%0a2026-12-07%2004:00:00%20INFO%20forged%1b[2J/"
+    with caplog.at_level(logging.WARNING):
+        assert browser.post(path).status_code == 403
+    [record] = forbidden_records(caplog)
+    message = record.getMessage()
+    assert not any(c in message for c in "\r\n\x1b"), repr(message)
+    assert message.startswith("403 POST /alerts/confirm/x\\r\\n2026-12-07 04:00:00 INFO forged\\x1b[2J/ user=")
+    [console] = [h for h in logging.getLogger().handlers if type(h) is logging.StreamHandler]
+    written = console.format(record)
+    assert "\n" not in written and "\r" not in written and "\x1b" not in written
+
+
+def test_the_reason_is_escaped_too(admin):
+    from django.core.exceptions import PermissionDenied
+    from django.test import RequestFactory
+
+    from config.logfilters import ForbiddenOnOneLine
+
+    request = RequestFactory().get("/admin/")
+    try:
+        raise PermissionDenied("no\x1b[31m entry")
+    except PermissionDenied as exc:
+        record = logging.LogRecord("django.request", logging.WARNING, __file__, 1, "Forbidden (Permission denied): %s",
+                                   (request.path,), (type(exc), exc, exc.__traceback__))
+    record.status_code, record.request = 403, request
+    assert ForbiddenOnOneLine().filter(record)
+    assert record.getMessage() == "403 GET /admin/ user=- reason=no\\x1b[31m entry"
+
+
 def test_other_errors_keep_their_traceback():
     from config.logfilters import ForbiddenOnOneLine
 

@@ -18,3 +18,41 @@
       .observe(document.body, {childList: true, subtree: true});
   });
 })();
+
+// Copy buttons (a secret shown once, the agent's register command): <button data-copy="ID"
+// data-copy-status="ID2"> copies the value of the field (or the text of the element) with id ID and says so in the
+// element ID2 (role status). Selected first, so that Ctrl+C still works where the clipboard API is not allowed
+// (plain http off loopback). Here, a file, not an inline script: a script-src 'self' policy keeps it working.
+(function () {
+  const BY_HAND = "Selected: press Ctrl+C (\u2318C on a Mac) to copy it.";
+
+  function select(source) {
+    if ("value" in source && typeof source.select === "function") {
+      source.focus();
+      source.select();
+      return;
+    }
+    const range = document.createRange();
+    range.selectNodeContents(source);
+    const selection = window.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+  }
+
+  document.addEventListener("click", function (event) {
+    const button = event.target.closest("button[data-copy]");
+    if (!button) return;
+    const source = document.getElementById(button.dataset.copy);
+    if (!source) return;
+    const status = document.getElementById(button.dataset.copyStatus || "");
+    const say = function (text) { if (status) status.textContent = text; };
+    const text = ("value" in source ? source.value : source.textContent).trim();
+    select(source);
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(function () { say("Copied to the clipboard."); },
+                                               function () { say(BY_HAND); });
+    } else {
+      say(document.execCommand && document.execCommand("copy") ? "Copied to the clipboard." : BY_HAND);
+    }
+  });
+})();
