@@ -143,6 +143,16 @@ def application_pending_groups_resolve(*, user: User) -> int:
     return resolved
 
 
+def application_pending_groups_settle(*, application: Application) -> None:
+    """Pending names of the application that name a group its tenant knows already become that group's assignment
+    (the admin console, after an administrator typed names)."""
+    for entry in list(application.pending_groups.all()):
+        groups = _tenant_groups_named(tenant_id=application.tenant_id, name=entry.name)
+        if groups:
+            application.assigned_groups.add(*groups)
+            entry.delete()
+
+
 def application_users_check(*, application: Application, users: Iterable[User]) -> None:
     """Directly assigned users must be the application's tenant's (the admin form's choices are; this holds for
     every way in)."""
