@@ -74,6 +74,24 @@ class PendingGroupInline(admin.TabularInline):
     verbose_name = "group not seen at a sign-in yet"
     verbose_name_plural = "Groups assigned by name, not seen at a sign-in yet"
 
+    # Part of the application's access settings: whoever may change the application may change these (tenant
+    # administrators hold no permission of this model of its own; the parent admin is tenant-scoped).
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm("applications.view_application") or self._may_change(request)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return self._may_change(request)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return self._may_change(request)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return self._may_change(request)
+
+    @staticmethod
+    def _may_change(request) -> bool:
+        return request.user.has_perm("applications.change_application")
+
 
 @admin.register(Application)
 class ApplicationAdmin(TenantScopedAdmin):
