@@ -47,7 +47,7 @@ class ApplicationForm(forms.ModelForm):
                   "post_logout_redirect_uris", "allowed_origins", "algorithm", "skip_authorization"]
 
     def clean(self):
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         # Only the application's own tenant's groups and users: a tenant administrator is offered no others (the
         # admin's scoped choices); a platform administrator picks the tenant and the assignments on one form.
         tenant = cleaned.get("tenant") if "tenant" in self.fields else None

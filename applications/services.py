@@ -126,7 +126,7 @@ def application_pending_groups_resolve(*, user: User) -> int:
                    .select_related("application"))
     if not pending:
         return 0
-    groups = {}
+    groups: dict[str, list[DirectoryGroup]] = {}
     for group in DirectoryGroup.objects.filter(tenant_id=user.tenant_id, memberships__user=user):
         groups.setdefault(group.name.lower(), []).append(group)
     resolved = 0

@@ -406,11 +406,12 @@ class TenantAuthorizationView(AuthorizationView):
                                   application_requires=application is not None and application.require_mfa)
         # Who may use the application (its assignment): decided on the stored groups of this session's sign-in. A
         # sign-in due anyway (stale) comes first: it reads the groups again, and may be another account's.
-        assigned = application is None or application_user_assigned(application=application, user=request.user)
+        refused = application is not None and not application_user_assigned(application=application,
+                                                                            user=request.user)
         if "none" not in prompt:
             if stale:
                 return self._sign_in_again(key)
-            if not assigned:
+            if application is not None and refused:
                 return self._not_assigned(request, application, credentials, mode)
             if mfa_due:
                 return self._sign_in_again(key)
@@ -426,7 +427,7 @@ class TenantAuthorizationView(AuthorizationView):
             stale = stale or hinted.subject != str(request.user.subject)
         if stale:
             return refuse(errors.LoginRequired(description="A new sign-in is required.", state=client_state))
-        if not assigned:
+        if application is not None and refused:
             _not_assigned_record(request, application)
             return refuse(errors.AccessDeniedError(description=Outcome.APP_NOT_ASSIGNED.message, state=client_state))
         if mfa_due:

@@ -96,7 +96,9 @@ def test_a_nested_member_gets_a_code_and_a_stranger_a_page_and_access_denied_wit
     assert page.status_code == 403 and page.headers["PTA-Outcome"] == "app_not_assigned"
     assert "access to this application" in page.text and "help@contoso.test" in page.text
     assert people["outer"] not in page.text and people["inner"] not in page.text
-    back = html.unescape(re.search(r'id="back-to-application" href="([^"]+)"', page.text).group(1))
+    link = re.search(r'id="back-to-application" href="([^"]+)"', page.text)
+    assert link, page.text[:500]
+    back = html.unescape(link.group(1))
     assert back.startswith(REDIRECT_URI + "?")
     answer = parse_qs(urlparse(back).query)
     assert answer["error"] == ["access_denied"] and "code" not in answer
