@@ -13,8 +13,14 @@ from django.utils.html import format_html
 from django.utils.timezone import localtime
 from django.views.decorators.debug import sensitive_variables
 
-from applications.models import Application
-from applications.services import application_secret_issue, application_secret_rotate
+from applications.models import Application, PendingGroupAssignment
+from applications.services import (
+    application_groups_check,
+    application_pending_groups_settle,
+    application_secret_issue,
+    application_secret_rotate,
+    application_users_check,
+)
 from tenant.admin_once import FIELD as ONCE_KEY
 from tenant.admin_once import once_key_field, once_key_issue, once_key_refused, once_key_spend
 from tenant.admin_scoping import TenantScopedAdmin
@@ -51,14 +57,66 @@ class ApplicationForm(forms.ModelForm):
         fields = ["name", "tenant", "client_type", "authorization_grant_type", "redirect_uris",
                   "post_logout_redirect_uris", "allowed_origins", "algorithm", "skip_authorization"]
 
+    def clean(self):
+        cleaned = super().clean() or {}
+        # Only the application's own tenant's groups and users: a tenant administrator is offered no others (the
+        # admin's scoped choices); a platform administrator picks the tenant and the assignments on one form.
+        tenant = cleaned.get("tenant") if "tenant" in self.fields else None
+        owner = Application(tenant_id=tenant.pk if tenant is not None else self.instance.tenant_id)
+        checks = (("assigned_groups", application_groups_check), ("assigned_users", application_users_check))
+        for field, check in checks:
+            chosen = cleaned.get(field)
+            if chosen is None or owner.tenant_id is None:
+                continue
+            try:
+                check(application=owner, **{field.removeprefix("assigned_"): chosen})
+            except ValidationError as exc:
+                self.add_error(field, exc)
+        return cleaned
+
+
+class PendingGroupInline(admin.TabularInline):
+    """Group names typed before any sign-in reported the group: matched (case-insensitively) at the next sign-in
+    that does, then listed with the assigned groups."""
+
+    model = PendingGroupAssignment
+    fields = ["name"]
+    extra = 1
+    verbose_name = "group not seen at a sign-in yet"
+    verbose_name_plural = "Groups assigned by name, not seen at a sign-in yet"
+
+    # Part of the application's access settings: whoever may change the application may change these (tenant
+    # administrators hold no permission of this model of its own; the parent admin is tenant-scoped).
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm("applications.view_application") or self._may_change(request)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return self._may_change(request)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return self._may_change(request)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return self._may_change(request)
+
+    @staticmethod
+    def _may_change(request) -> bool:
+        return request.user.has_perm("applications.change_application")
+
 
 @admin.register(Application)
 class ApplicationAdmin(TenantScopedAdmin):
     form = ApplicationForm
     view_on_site = False  # the site has no page of its own for an application
     list_display = ["name", "tenant", "client_id", "client_type", "authorization_grant_type", "require_mfa",
-                    "secret_rotated_at"]
-    list_filter = ["client_type", "authorization_grant_type", "require_mfa"]
+                    "assignment_required", "secret_rotated_at"]
+    list_filter = ["client_type", "authorization_grant_type", "require_mfa", "assignment_required"]
+    # Groups: the tenant's, known from sign-ins, picked by name (the picker filters as you type); users by UPN
+    # through the user admin's search. Both tenant-scoped (TenantScopedAdmin: choices, and the user admin's
+    # queryset behind the autocomplete endpoint).
+    filter_horizontal = ["assigned_groups"]
+    autocomplete_fields = ["assigned_users"]
+    inlines = [PendingGroupInline]
     search_fields = ["name", "client_id"]
     readonly_fields = ["client_id", "client_secret_status", "created", "updated"]
     # No client_secret field: the portal generates it on save and shows it once on the next page (response_add).
@@ -66,8 +124,8 @@ class ApplicationAdmin(TenantScopedAdmin):
     after_save_only = ("client_id", "created", "updated")
     fields = ["name", "tenant", "client_id", "client_type", "authorization_grant_type", "redirect_uris",
               "post_logout_redirect_uris", "allowed_origins", "algorithm", "skip_authorization", "require_mfa",
-              "groups_claim", "groups_claim_format", "groups_claim_limit", "client_secret_status", "created",
-              "updated"]
+              "assignment_required", "assigned_groups", "assigned_users", "groups_claim", "groups_claim_format",
+              "groups_claim_limit", "client_secret_status", "created", "updated"]
 
     @admin.display(description="client secret")
     def client_secret_status(self, obj):
@@ -118,6 +176,11 @@ class ApplicationAdmin(TenantScopedAdmin):
             if change and obj.new_client_secret:
                 obj.secret_rotated_at = timezone.now()
         super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        # A typed name of a group a sign-in has reported already is that group: assigned now.
+        application_pending_groups_settle(application=form.instance)
 
     @sensitive_variables("secret")
     def response_add(self, request, obj, post_url_continue=None):

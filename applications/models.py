@@ -1,11 +1,12 @@
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models.functions import Lower
 from django.urls import reverse
 from oauth2_provider.models import AbstractApplication
 
 from applications.uris import loopback_port_registered, redirect_uri_problem
-from tenant.models import Tenant
+from tenant.models import DirectoryGroup, Tenant, User
 
 
 class Application(AbstractApplication):
@@ -30,11 +31,25 @@ class Application(AbstractApplication):
         help_text="Users need a second factor in the sign-in that gets them into this application, whatever the "
                   "organisation's MFA policy.")
 
+    # Who may use it (docs/oidc.md, "Who may use an application"): with assignment required, only the users
+    # assigned directly and the members (transitive, as of their last sign-in) of its assigned groups get a code or
+    # tokens for it; anyone else gets app_not_assigned. Groups and users are the application's tenant's only
+    # (applications/services.py checks; the admin lists no others).
+    assignment_required = models.BooleanField(
+        "assignment required", default=False,
+        help_text="Only the users and members of the groups assigned below may sign in to this application.")
+    assigned_groups = models.ManyToManyField(
+        DirectoryGroup, blank=True, related_name="applications", verbose_name="assigned groups",
+        help_text="Directory groups seen at sign-ins; their members, directly or through nested groups, may use it.")
+    assigned_users = models.ManyToManyField(
+        User, blank=True, related_name="assigned_applications", verbose_name="assigned users",
+        help_text="Users who may use it whatever their groups.")
+
     # The `groups` claim (scope "groups"; docs/oidc.md, "Groups"): which of the user's directory groups, named how,
     # and how many at most before the claim gives way to the overage marker.
     class GroupsClaim(models.TextChoices):
         ALL = "all", "All the user's groups"
-        ASSIGNED = "assigned", "Only groups assigned to the application (none until assignments exist)"
+        ASSIGNED = "assigned", "Only the user's groups assigned to the application"
 
     class GroupsFormat(models.TextChoices):
         NAME = "name", "Names (sAMAccountName)"
@@ -99,3 +114,21 @@ class Application(AbstractApplication):
         return super().post_logout_redirect_uri_allowed(uri) and (
             self.client_type != self.CLIENT_CONFIDENTIAL
             or loopback_port_registered(uri, self.post_logout_redirect_uris.split()))
+
+
+class PendingGroupAssignment(models.Model):
+    """A group an administrator assigned by name (sAMAccountName) before any sign-in reported it: the first sign-in
+    in the application's tenant that reports a group of that name (AD compares it case-insensitively) turns this
+    into an assigned group (applications/services.py, application_pending_groups_resolve)."""
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="pending_groups")
+    name = models.CharField("group name (sAMAccountName)", max_length=256,
+                            help_text="Matched at the next sign-in that reports a group of this name.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(Lower("name"), "application", name="pending_group_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} (pending)"

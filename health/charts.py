@@ -51,6 +51,7 @@ OUTCOME_STYLES: dict[str, tuple[str, tuple[str, int]]] = {
     "agent_timeout": ("#e53935", ("checker", 10)),
     "directory_unavailable": ("#f08c00", ("zigzag", 10)),
     "location_blocked": ("#4e342e", ("dots", 14)),
+    "app_not_assigned": ("#455a64", ("diag", 14)),
 }
 # An outcome this table does not know yet (a newer agent's): grey, short dashes.
 OTHER_STYLE = ("#9e9e9e", ("hdash", 10))

@@ -24,8 +24,10 @@ from oauthlib.oauth2.rfc6749 import errors
 from oauthlib.oauth2.rfc6749.grant_types.authorization_code import code_challenge_method_s256
 
 from applications.models import Application
+from applications.selectors import application_user_assigned
+from signin.helpdesk import help_context
 from signin.models import IdTokenAuthTime
-from signin.outcomes import Outcome
+from signin.outcomes import OUTCOME_NEXT_STEPS, Outcome
 from signin.services.account_state import account_still_enabled
 from signin.services.attempt import password_sign_in
 from signin.services.authentication import (
@@ -42,6 +44,7 @@ from signin.services.oauth_tokens import (
     authorization_code_tokens_revoke,
     pkce_value_well_formed,
 )
+from signin.services.records import signin_event_record
 from signin.views import DEVICE_COOKIE, DEVICE_COOKIE_SALT
 from tenant.selectors import location_for_address, tenant_for_username
 
@@ -91,7 +94,10 @@ class PortalOAuth2Validator(OAuth2Validator):
         user = request.user
         if not user.is_active:
             return False
-        return account_still_enabled(user=user)
+        if not account_still_enabled(user=user):  # also reads the groups again, when the tenant checks AD
+            return False
+        # Unassigned since (the user, or a group of theirs, or left the group): no new tokens for the application.
+        return application_user_assigned(application=client, user=user)
 
     def save_bearer_token(self, token, request, *args, **kwargs):
         # A public client cannot keep a refresh token secret: it renews with prompt=none instead.
@@ -191,7 +197,7 @@ class PortalOAuth2Validator(OAuth2Validator):
             # As the commercial systems do: a legacy client cannot show a second factor.
             raise OutcomeError("interaction_required", "Your organisation requires a second factor: sign in "
                                "through the browser.", outcome=Outcome.MFA_REQUIRED, request=request)
-        if result.outcome is Outcome.LOCATION_BLOCKED:
+        if result.outcome in (Outcome.LOCATION_BLOCKED, Outcome.APP_NOT_ASSIGNED):
             raise OutcomeError("access_denied", result.outcome.message, outcome=result.outcome, status_code=403,
                                request=request)
         if not result.succeeded:
@@ -391,15 +397,23 @@ class TenantAuthorizationView(AuthorizationView):
         device = request.get_signed_cookie(DEVICE_COOKIE, default="", salt=DEVICE_COOKIE_SALT) or ""
         ip = client_address(request.META)
         application = Application.objects.filter(client_id=credentials["client_id"]).only(
-            "tenant_id", "require_mfa").first()
+            "tenant_id", "require_mfa", "assignment_required", "name").first()
         location = location_for_address(tenant=request.user.tenant if request.user.tenant_id else None, ip=ip)
         if location is not None and location.blocked:
             # A session signed in elsewhere, now on a network its tenant blocks: no code from here.
             return refuse(errors.AccessDeniedError(description=Outcome.LOCATION_BLOCKED.message, state=client_state))
         mfa_due = session_mfa_due(signed_in=signed_in, user=request.user, ip=ip, device=device,
                                   application_requires=application is not None and application.require_mfa)
+        # Who may use the application (its assignment): decided on the stored groups of this session's sign-in. A
+        # sign-in due anyway (stale) comes first: it reads the groups again, and may be another account's.
+        refused = application is not None and not application_user_assigned(application=application,
+                                                                            user=request.user)
         if "none" not in prompt:
-            if stale or mfa_due:
+            if stale:
+                return self._sign_in_again(key)
+            if application is not None and refused:
+                return self._not_assigned(request, application, credentials, mode)
+            if mfa_due:
                 return self._sign_in_again(key)
             self.session_checked = True
             return None
@@ -413,6 +427,9 @@ class TenantAuthorizationView(AuthorizationView):
             stale = stale or hinted.subject != str(request.user.subject)
         if stale:
             return refuse(errors.LoginRequired(description="A new sign-in is required.", state=client_state))
+        if application is not None and refused:
+            _not_assigned_record(request, application)
+            return refuse(errors.AccessDeniedError(description=Outcome.APP_NOT_ASSIGNED.message, state=client_state))
         if mfa_due:
             return refuse(errors.CustomOAuth2Error(
                 "interaction_required", description="Your organisation requires a second factor for this "
@@ -421,6 +438,33 @@ class TenantAuthorizationView(AuthorizationView):
             return refuse(errors.ConsentRequired(state=client_state))
         self.session_checked = True
         return None
+
+    def _not_assigned(self, request, application: Application, credentials: dict, mode: str):
+        """The signed-in user may not use this application: a page that says so (naming no group: which groups
+        admit is the organisation's business, not a hint to whoever holds the account), whom to ask, and the way
+        back to the application, which gets access_denied (with iss) on its redirect URI. Recorded."""
+        _not_assigned_record(request, application)
+        issuer = oauth2_settings.oidc_issuer(request)
+        error = errors.AccessDeniedError(description=Outcome.APP_NOT_ASSIGNED.message, state=credentials.get("state"))
+        redirect_uri = credentials["redirect_uri"]
+        if mode == "form_post":
+            back = {"method": "post", "action": redirect_uri, "fields": [*error.twotuples, ("iss", issuer)]}
+        else:
+            back = {"method": "get", "href": _with_issuer(error.in_uri(redirect_uri), issuer)}
+        query = [(k, v) for k, v in parse_qsl(request.META.get("QUERY_STRING", ""), keep_blank_values=True)
+                 if k != "prompt"]
+        user = request.user
+        context = {
+            **help_context(tenant=user.tenant), "outcome": Outcome.APP_NOT_ASSIGNED, "back": back,
+            "error": Outcome.APP_NOT_ASSIGNED.message, "next_steps": OUTCOME_NEXT_STEPS[Outcome.APP_NOT_ASSIGNED],
+            "application_name": application.name, "username": user.upn,
+            "organisation": user.tenant.name if user.tenant_id else "",
+            "sign_in_again": f"{request.path}?{urlencode([*query, ('prompt', 'login')])}",
+        }
+        response = render(request, "signin/app_not_assigned.html", context, status=403)
+        response["PTA-Outcome"] = Outcome.APP_NOT_ASSIGNED.value
+        add_never_cache_headers(response)
+        return response
 
     def _sign_in_again(self, key: str):
         """Through the sign-in pages, then back. This authorization request (``key``) is marked first, and only a
@@ -432,6 +476,14 @@ class TenantAuthorizationView(AuthorizationView):
                  if k not in ("prompt", "max_age")]
         return redirect_to_login(f"{self.request.path}?{urlencode(query)}", resolve_url(self.get_login_url()),
                                  self.get_redirect_field_name())
+
+
+def _not_assigned_record(request, application: Application) -> None:
+    """The refusal in the sign-in records: who, from where, for which application."""
+    user = request.user
+    signin_event_record(username=user.upn, user=user, tenant=user.tenant, outcome=Outcome.APP_NOT_ASSIGNED.value,
+                        channel="web", ip_address=client_address(request.META) or None,
+                        user_agent=request.META.get("HTTP_USER_AGENT", ""), application_id=application.pk)
 
 
 def _max_age(raw: str | None) -> int | None:

@@ -43,6 +43,9 @@ class Outcome(enum.StrEnum):
     PASSWORD_REJECTED = _wire.PASSWORD_REJECTED
     # The client's address is in one of the tenant's blocked locations: refused before any agent or lockout count.
     LOCATION_BLOCKED = "location_blocked"
+    # The application requires assignment and this user is neither assigned nor in an assigned group: the sign-in
+    # may succeed (the portal session), but the application gets no code or token (applications/selectors.py).
+    APP_NOT_ASSIGNED = "app_not_assigned"
 
     @property
     def message(self) -> str:
@@ -65,6 +68,7 @@ OUTCOME_MESSAGES: dict[Outcome, str] = {
     Outcome.LOCATION_BLOCKED: "Your organisation doesn't allow sign-ins from your network or location. Connect "
                               "from a network your organisation allows (your office, or its VPN), or contact your "
                               "organisation's helpdesk.",
+    Outcome.APP_NOT_ASSIGNED: "You don't have access to this application.",
     Outcome.NO_AGENT_AVAILABLE: "Your organisation's sign-in service is not available right now. Try again later.",
     Outcome.AGENT_TIMEOUT: "Your organisation's sign-in service did not answer in time. Try again.",
     Outcome.AGENT_ERROR: "Your organisation's sign-in service could not check your password. Try again later.",
@@ -95,4 +99,7 @@ OUTCOME_NEXT_STEPS: dict[Outcome, str] = {
     Outcome.ACCOUNT_LOCKED: "Your organisation's directory locked it, usually after too many wrong passwords. It "
                             "may unlock by itself after a while; your helpdesk can unlock it now.",
     Outcome.CLOUD_LOCKED: "It unlocks by itself. If the wrong passwords were not yours, tell your helpdesk.",
+    Outcome.APP_NOT_ASSIGNED: "Your organisation decides who may use each application, and has not given this "
+                              "account access to this one. If you need it, ask your helpdesk for access. If you "
+                              "were given access just now, sign in again.",
 }

@@ -17,6 +17,7 @@ from agents.queue import QueueFull, SlotQueues
 from agents.selectors import password_change_available
 from agents.services.dispatch import Validation, password_change, password_validate
 from applications.models import Application
+from applications.selectors import application_user_assigned
 from signin.metrics import queue_seconds, signin_seconds, signins
 from signin.models import SignInEvent
 from signin.outcomes import Outcome
@@ -281,7 +282,10 @@ async def _attempt(*, username: str, ip: str, user_agent: str, channel: str, dev
         result = await in_worker_retrying(
             _after, before=before, upn=upn, ip=ip, device=device, outcome=outcome, validation=validation,
             started=started, record=record, until=max(until, time.monotonic() + 2),
-            application_requires=application is not None and application.require_mfa)
+            application_requires=application is not None and application.require_mfa,
+            # The password grant gives tokens at once: the assignment is checked here, with the groups just read.
+            # A browser sign-in is the portal's own; the authorize endpoint checks the application's.
+            assignment_of=application if channel == "oauth" else None)
     except BaseException:
         # Whatever broke (Redis or the database away, a cancelled request), this guess no longer counts: a
         # reservation left behind would hold the account's way for RESERVATION_SECONDS.
@@ -320,7 +324,8 @@ def _verdict(outcome: Outcome) -> Verdict:
 
 
 def _after(*, before: _Before, upn: str, ip: str, device: str, outcome: Outcome, validation, started: float,
-           record: dict, application_requires: bool = False) -> SignInResult:
+           record: dict, application_requires: bool = False,
+           assignment_of: Application | None = None) -> SignInResult:
     """Everything after the answer (one thread hop): lockout, the user, the MFA decision, the record."""
     tenant, user = before.tenant, before.user
     familiar, known_device = before.familiar, before.known_device
@@ -347,6 +352,9 @@ def _after(*, before: _Before, upn: str, ip: str, device: str, outcome: Outcome,
         user_directory_state_record(user=user, state=outcome.value)  # its tokens die with the account
     if outcome is Outcome.SUCCESS and user is not None and not user.is_active:
         outcome = Outcome.ACCOUNT_DISABLED
+    if outcome is Outcome.SUCCESS and user is not None and assignment_of is not None \
+            and not application_user_assigned(application=assignment_of, user=user):
+        outcome = Outcome.APP_NOT_ASSIGNED  # no second factor asked for an application it gets no token for
     mfa = None
     if outcome is Outcome.SUCCESS and user is not None:
         mfa = mfa_decide(tenant=tenant, user=user, familiar_address=familiar, known_device=known_device,

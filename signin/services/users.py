@@ -14,6 +14,7 @@ from collections.abc import Collection
 
 from django.db import IntegrityError, transaction
 
+from applications.services import application_pending_groups_resolve
 from tenant.models import GroupsState, Tenant, User
 from tenant.services import user_groups_record
 
@@ -146,3 +147,5 @@ def user_groups_sync(*, user: User, groups: list[dict] | None, truncated: bool, 
     else:
         state = GroupsState.TRUNCATED if truncated else GroupsState.CURRENT
     user_groups_record(user=user, state=state, groups=groups or ())
+    if groups:  # a group assigned by name before any sign-in reported it becomes that group's assignment
+        application_pending_groups_resolve(user=user)

@@ -26,7 +26,12 @@ def add_form(**overrides) -> dict:
             "authorization_grant_type": Application.GRANT_AUTHORIZATION_CODE,
             "redirect_uris": "https://intranet.alpha.test/callback", "post_logout_redirect_uris": "",
             "algorithm": Application.RS256_ALGORITHM, "skip_authorization": "on", "groups_claim": "all",
-            "groups_claim_format": "name", "groups_claim_limit": "200", **overrides}
+            "groups_claim_format": "name", "groups_claim_limit": "200", **PENDING_GROUPS_NONE, **overrides}
+
+
+# The inline of group names typed before a sign-in reported them (applications/admin.py): its management form.
+PENDING_GROUPS_NONE = {"pending_groups-TOTAL_FORMS": "0", "pending_groups-INITIAL_FORMS": "0",
+                       "pending_groups-MIN_NUM_FORMS": "0", "pending_groups-MAX_NUM_FORMS": "1000"}
 
 
 def secret_page(response) -> bool:

@@ -20,6 +20,7 @@ from oauth2_provider.models import AccessToken, RefreshToken
 from applications.models import Application
 from applications.services import application_register
 from tenant.models import User
+from tests.applications.test_admin import PENDING_GROUPS_NONE
 from tests.fixtures.http import shown_form
 
 ADD = "admin:applications_application_add"
@@ -56,7 +57,7 @@ def add_form(**overrides) -> dict:
             "redirect_uris": "https://intranet.alpha.example.test/callback", "post_logout_redirect_uris": "",
             "allowed_origins": "", "algorithm": Application.RS256_ALGORITHM, "skip_authorization": "on",
             "groups_claim": "all", "groups_claim_format": "name", "groups_claim_limit": "200",
-            **overrides}
+            **PENDING_GROUPS_NONE, **overrides}
 
 
 class Page(HTMLParser):

@@ -22,7 +22,7 @@ def test_the_portal_decides_only_what_nobody_else_does():
     others = {o.value for o in (*protocol.Outcome, *HandoffOutcome)}
     assert {o.value for o in Outcome} - others == {
         "unknown_domain", "cloud_locked", "identity_conflict", "session_expired", "mfa_required", "mfa_failed",
-        "location_blocked"}
+        "location_blocked", "app_not_assigned"}
 
 
 def test_the_codes_are_a_stable_interface():
@@ -32,4 +32,4 @@ def test_the_codes_are_a_stable_interface():
         "account_disabled", "account_expired", "password_must_change", "account_locked", "directory_unavailable",
         "unknown_domain", "cloud_locked", "no_agent_available", "agent_timeout", "agent_error", "identity_conflict",
         "too_many_signins", "session_expired", "mfa_required", "mfa_failed", "password_changed", "password_rejected",
-        "location_blocked"]
+        "location_blocked", "app_not_assigned"]

@@ -24,9 +24,12 @@ class Command(BaseCommand):
                                  "(CORS), for browser-only clients; repeat for several")
         parser.add_argument("--require-mfa", choices=["on", "off"], default="off", dest="require_mfa",
                             help="a second factor for this application whatever the tenant's MFA policy")
+        parser.add_argument("--assign-group", action="append", default=[], dest="assign_groups", metavar="NAME",
+                            help="only members of this directory group (sAMAccountName; nested membership counts) "
+                                 "may use it: turns assignment on (repeat for several)")
 
     def handle(self, *args, tenant, name, redirect_uris, post_logout_redirect_uris, public, grant, allowed_origins,
-               require_mfa, **options):
+               require_mfa, assign_groups, **options):
         owner = Tenant.objects.filter(slug=tenant).first()
         if owner is None:
             raise CommandError(f"No tenant with slug {tenant!r}.")
@@ -36,8 +39,10 @@ class Command(BaseCommand):
             application, secret = application_register(tenant=owner, name=name, redirect_uris=redirect_uris,
                                                        public=public, grant=grant, allowed_origins=allowed_origins,
                                                        post_logout_redirect_uris=post_logout_redirect_uris,
-                                                       require_mfa=require_mfa == "on")
+                                                       require_mfa=require_mfa == "on", assign_groups=assign_groups)
         except ValidationError as exc:
+            if not hasattr(exc, "error_dict"):
+                raise CommandError(" ".join(exc.messages)) from None
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
         self.stderr.write(f"Registered {application.name} for tenant {owner.slug} ({grant})")
         self.stdout.write(f"client_id={application.client_id}")
