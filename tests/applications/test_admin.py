@@ -91,6 +91,7 @@ def test_the_change_page_has_no_view_on_site_link_and_the_shortcut_is_no_500(adm
 @pytest.mark.parametrize("field, value", [("groups_claim_limit", "0"), ("groups_claim_limit", "5000"),
                                           ("groups_claim_format", "sid"), ("groups_claim", "some")])
 def test_the_groups_claim_settings_refuse_what_they_cannot_do(admin_a_client, field, value):
-    answer = admin_a_client.post(reverse("admin:applications_application_add"), add_form(**{field: value}))
+    add = reverse("admin:applications_application_add")
+    answer = admin_a_client.post(add, {**add_form(**{field: value}), **shown_form(admin_a_client, add)})
     assert answer.status_code == 200 and field in answer.context["adminform"].form.errors
     assert not Application.objects.filter(name="Intranet").exists()
