@@ -679,6 +679,7 @@ def cmd_start(paths, as_json):
     pid = running_pid(paths)
     if pid is not None and paths.facts.exists():
         progress(f"a testbed is already running in {paths.root} (pid {pid})")
+        use_host(read_facts(paths).get("host", HOST))  # where it listens, whatever --host said
         lock_out(paths, user_in_state("locked_out"))  # its 30-minute lockout may have lapsed since
         print_facts(read_facts(paths), as_json)
         return
