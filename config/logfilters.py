@@ -14,8 +14,12 @@ class ForbiddenOnOneLine(logging.Filter):
     operator needs (the code that refused is the code meant to) and buries the line that does."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, "status_code", None) != 403:
+        # Once per record: logging.config adds a logger's filters again each time the configuration is applied
+        # (it removes the old handlers, never the old filters), so a process that configured logging twice
+        # holds two of these, and the second would take the first one's line for a reason.
+        if getattr(record, "status_code", None) != 403 or getattr(record, "forbidden_on_one_line", False):
             return True
+        record.forbidden_on_one_line = True
         request = getattr(record, "request", None)
         exception = record.exc_info[1] if record.exc_info else None
         if exception is not None:

@@ -112,3 +112,24 @@ def test_other_errors_keep_their_traceback():
     record.status_code = 500
     assert ForbiddenOnOneLine().filter(record) and record.exc_info is not None
     assert "Traceback" in logging.Formatter().format(record)
+
+
+def test_logging_configured_twice_still_writes_one_line(client, admin, settings):
+    """logging.config adds a logger's filters again at each configuration (a process that set Django up twice):
+    the line stays the one line, not the first filter's line taken for a reason by the second."""
+    from django.utils.log import configure_logging
+
+    configure_logging(settings.LOGGING_CONFIG, settings.LOGGING)
+    logger = logging.getLogger("django.request")
+    assert len(logger.filters) >= 2
+    seen: list[logging.LogRecord] = []
+    collect = logging.Handler()
+    collect.emit = seen.append  # type: ignore[method-assign]
+    logger.addHandler(collect)
+    try:
+        client.force_login(admin)
+        url = reverse("admin:tenant_tenant_add")
+        assert client.get(url).status_code == 403
+    finally:
+        logger.removeHandler(collect)
+    assert [r.getMessage() for r in seen] == [f"403 GET {url} user={admin.pk} reason=permission denied"]
