@@ -65,9 +65,7 @@ OUTCOME_MESSAGES: dict[Outcome, str] = {
     Outcome.DIRECTORY_UNAVAILABLE: "We can't reach your organisation's directory right now. Try again in a moment.",
     Outcome.UNKNOWN_DOMAIN: "We don't know that organisation. Check the part of your username after the @.",
     Outcome.CLOUD_LOCKED: "Your account is temporarily locked to prevent unauthorised use. Try again later.",
-    Outcome.LOCATION_BLOCKED: "Your organisation doesn't allow sign-ins from your network or location. Connect "
-                              "from a network your organisation allows (your office, or its VPN), or contact your "
-                              "organisation's helpdesk.",
+    Outcome.LOCATION_BLOCKED: "Your organisation doesn't allow sign-ins from your network or location.",
     Outcome.APP_NOT_ASSIGNED: "You don't have access to this application.",
     Outcome.NO_AGENT_AVAILABLE: "Your organisation's sign-in service is not available right now. Try again later.",
     Outcome.AGENT_TIMEOUT: "Your organisation's sign-in service did not answer in time. Try again.",
@@ -99,6 +97,9 @@ OUTCOME_NEXT_STEPS: dict[Outcome, str] = {
     Outcome.ACCOUNT_LOCKED: "Your organisation's directory locked it, usually after too many wrong passwords. It "
                             "may unlock by itself after a while; your helpdesk can unlock it now.",
     Outcome.CLOUD_LOCKED: "It unlocks by itself. If the wrong passwords were not yours, tell your helpdesk.",
+    # Any password from this network gets the same answer: no password box, what to do instead.
+    Outcome.LOCATION_BLOCKED: "Connect from a network your organisation allows (your office, or its VPN), then try "
+                              "again. If you need to sign in from here, ask your helpdesk.",
     Outcome.APP_NOT_ASSIGNED: "Your organisation decides who may use each application, and has not given this "
                               "account access to this one. If you need it, ask your helpdesk for access. If you "
                               "were given access just now, sign in again.",

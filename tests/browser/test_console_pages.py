@@ -22,9 +22,13 @@ LAPTOP = {"width": 1280, "height": 800}
 
 SETUP = f"""
 import json
+from django.db import transaction
+from applications.services import application_register
+from branding.services import branding_set
+from health.models import Incident
 from signin.models import SignInEvent
-from tenant.models import Domain, Tenant, User
-from tenant.services import domain_add, tenant_admin_create
+from tenant.models import Domain, GroupsState, Location, Tenant, User
+from tenant.services import domain_add, location_set, tenant_admin_create, user_groups_record
 tenant = Tenant.objects.get(slug=TENANT)
 tenant_admin_create(tenant=tenant, upn='admin@{DOMAIN}', display_name='Ada Admin', password='{ADMIN_PASSWORD}')
 ad = User.objects.create_user('bob@{DOMAIN}', tenant=tenant, source=User.Source.ON_PREMISES, display_name='Bob',
@@ -34,8 +38,24 @@ cloud = User.objects.create_user('carol@{DOMAIN}', 'Carol-cl0ud-pa55', tenant=te
 claim = domain_add(tenant=tenant, name='eu.{DOMAIN}')
 SignInEvent.objects.create(tenant=tenant, username='bob@{DOMAIN}', user=ad, outcome='success', ip_address='192.0.2.7',
                            total_ms=41.0, agent_ms=30.0)
+event = SignInEvent.objects.latest('pk')
 User.objects.create_superuser('root@platform.example.test', '{ROOT_PASSWORD}')
-print(json.dumps({{"tenant": str(tenant.pk), "ad_user": ad.pk, "cloud_user": cloud.pk, "claim": claim.pk}}))
+# What the pages of issues 22 and 23 show: an AD user's groups, an application that requires assignment (a group and
+# a name not seen yet), a location, an incident, the tenant's branding.
+user_groups_record(user=ad, state=GroupsState.CURRENT, groups=[
+    {{"id": "9a1c0c1e-0000-4000-8000-00000000000a", "name": "Wiki-Editors",
+      "dn": "CN=Wiki-Editors,OU=Groups,DC=contoso,DC=example,DC=test"}}])
+app, _ = application_register(tenant=tenant, name='Wiki', redirect_uris=['https://wiki.{DOMAIN}/callback'],
+                              assign_groups=['Wiki-Editors', 'Wiki-Readers'])
+with transaction.atomic():
+    location = location_set(tenant=tenant, name='Head office', ranges=['203.0.113.0/24', '2001:db8:1::/48'],
+                            kind=Location.Kind.TRUSTED)
+incident = Incident.objects.create(tenant=tenant, kind=Incident.Kind.FAILOVER_LOST, summary='Failover lost: one agent',
+                                   details={{"active": 1, "threshold": 2}})
+with transaction.atomic():
+    branding_set(tenant=tenant, accent_colour='#0b5cad', signin_text='Contoso staff only.')
+print(json.dumps({{"tenant": str(tenant.pk), "ad_user": ad.pk, "cloud_user": cloud.pk, "claim": claim.pk,
+                  "event": event.pk, "application": app.pk, "location": location.pk, "incident": incident.pk}}))
 """
 
 
@@ -67,9 +87,15 @@ def check(page, url: str, problems: list[str], *, name: str = "") -> None:
     """Visit ``url`` and add what axe-core finds there, in the light and the dark theme, to ``problems``."""
     response = page.goto(url)
     assert response is not None and response.status == 200, f"{url}: {response and response.status}"
+    check_here(page, url, problems, name=name)
+
+
+def check_here(page, what: str, problems: list[str], *, name: str = "") -> None:
+    """Add what axe-core finds on the page as it is now (an answer to a form: no URL to visit) to ``problems``."""
+    page.wait_for_load_state("load")  # the admin's widgets (SelectFilter2.js) draw themselves at the load event
     for theme in ("light", "dark"):
         page.emulate_media(color_scheme=theme)
-        problems += [f"{url} ({theme}) {violation}" for violation in axe_violations(page)]
+        problems += [f"{what} ({theme}) {violation}" for violation in axe_violations(page)]
     page.emulate_media(color_scheme="light")
     if name:
         screenshot(page, name)
@@ -97,10 +123,23 @@ def test_every_page_of_the_tenant_administrator_has_no_axe_violation(page, site)
     check(page, f"{admin}/agents/registrationtoken/add/", problems)
     check(page, f"{admin}/applications/application/", problems)
     check(page, f"{admin}/applications/application/add/", problems)
+    check(page, f"{admin}/applications/application/{ids['application']}/change/", problems)
+    check(page, f"{admin}/applications/application/{ids['application']}/rotate-secret/", problems)
+    check(page, f"{admin}/branding/branding/", problems)  # a tenant administrator's goes straight to its form
+    check(page, f"{admin}/tenant/location/{ids['location']}/change/", problems)
     check(page, f"{admin}/signin/signinevent/", problems)
+    check(page, f"{admin}/signin/signinevent/{ids['event']}/change/", problems)
     check(page, f"{admin}/health/alertsettings/", problems)
     check(page, f"{admin}/health/incident/", problems)
+    check(page, f"{admin}/health/incident/{ids['incident']}/change/", problems)
     check(page, f"{admin}/agents/agent/health/", problems)
+    # The page that shows a new application's client secret once: the answer to the add form.
+    page.goto(f"{admin}/applications/application/add/")
+    page.get_by_role("textbox", name="Name:", exact=True).fill("Intranet")
+    page.locator("#id_redirect_uris").fill(f"https://intranet.{DOMAIN}/callback")
+    page.locator("input[name=_save]").click()
+    page.get_by_role("button", name="Copy").wait_for()
+    check_here(page, "the add form's answer (the secret shown once)", problems)
     assert problems == [], "axe-core found:\n" + "\n".join(problems)
 
 

@@ -1,9 +1,13 @@
 """A person signing in with a keyboard in Chromium: username, Next, password, Sign in; and the pages that guide
 when that is not enough (issue 22), each checked with axe-core: the change form for an expired password, what
 to do next (the helpdesk contact) for a disabled, expired, locked or out-of-hours account, when a cloud lock
-ends, "Can't access your account?", the Show button, the focus ring's contrast, the front page and the icon."""
+ends, a network the organisation blocks, an application the user is not assigned to (issue 23), "Can't access
+your account?", the Show button, the focus ring's contrast, the front page and the icon."""
 
+import base64
+import hashlib
 import re
+from urllib.parse import urlencode
 
 import pytest
 
@@ -16,9 +20,9 @@ HELP_TEXT = "Forgot your password? Call the Contoso service desk on 0100 (8:00-1
 
 
 @pytest.fixture(scope="module")
-def portal_with_agent(ad_testbed):
+def site(ad_testbed):
     """Tenant "Contoso" on the test bed's domain, its helpdesk contact and help text set, and an agent with a
-    service account (it can change passwords)."""
+    service account (it can change passwords): the portal, its node and the tenant's slug."""
     portal = make_portal("embedded")
     try:
         node = portal.start_node("browser")
@@ -29,9 +33,14 @@ def portal_with_agent(ad_testbed):
         portal.agent_run(config)
         wait_for(lambda: local_agents(node) == 1, timeout=10, message="the agent to connect")
         portal.manage("tenant_policy", tenant, "--helpdesk-contact", HELPDESK, "--help-text", HELP_TEXT)
-        yield node
+        yield portal, node, tenant
     finally:
         portal.close()
+
+
+@pytest.fixture(scope="module")
+def portal_with_agent(site):
+    return site[1]
 
 
 def accessible(page) -> None:
@@ -143,6 +152,52 @@ def test_a_cloud_lock_says_when_it_ends(page, portal_with_agent, ad_testbed):
     assert re.fullmatch(r"You can try again after \d\d:\d\d UTC \(in about [12] minutes?\)\.",
                         page.inner_text("#lock-ends"))
     accessible(page)
+
+
+def test_a_blocked_network_is_told_so_with_a_next_step(page, site, ad_testbed):
+    portal, node, tenant = site
+    user = ad_testbed.user("alice")
+    # The browser's own address (loopback here) in a location the tenant blocks, for this test only.
+    portal.manage("tenant_location", tenant, "--name", "Blocked here", "--range", "127.0.0.0/8", "--range",
+                  "::1/128", "--blocked")
+    try:
+        password_answer(page, node, user["upn"], user["password"])
+        assert page.get_attribute("main", "data-outcome") == "location_blocked"
+        assert "network or location" in page.get_by_role("alert").inner_text()
+        assert "127.0.0" not in page.inner_text("main")  # the ranges are the tenant's business
+        assert page.get_by_label("Password", exact=True).count() == 0
+        accessible(page)
+        screenshot(page, "signin-location-blocked")
+        assert page.request.get(f"{node.url}/login/done/", max_redirects=0).status == 302  # nobody signed in
+    finally:
+        portal.manage("tenant_location", tenant, "--remove", "Blocked here")
+
+
+def test_an_application_the_user_is_not_assigned_to_says_so_after_the_sign_in(page, site, ad_testbed):
+    portal, node, tenant = site
+    user = ad_testbed.user("alice")
+    redirect_uri = "http://127.0.0.1:9/callback"  # nothing listens: the browser never gets there
+    # Assigned to a group nobody is in (a name no sign-in has reported: it waits, and admits nobody meanwhile).
+    printed = portal.manage("app_register", "--tenant", tenant, "--name", "Payroll", "--redirect-uri", redirect_uri,
+                            "--assign-group", "Payroll-Clerks").stdout
+    app = dict(line.split("=", 1) for line in printed.splitlines() if "=" in line)
+    verifier = "v" * 50
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    page.goto(f"{node.url}/authorize/?" + urlencode({
+        "response_type": "code", "client_id": app["client_id"], "redirect_uri": redirect_uri, "scope": "openid",
+        "state": "s1", "nonce": "n1", "code_challenge": challenge, "code_challenge_method": "S256"}))
+    page.wait_for_url("**/login/**")
+    page.get_by_label("Username").fill(user["upn"])
+    page.get_by_role("button", name="Next").click()
+    page.get_by_label("Password", exact=True).fill(user["password"])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/authorize/**")
+    assert page.get_by_role("heading", level=1).inner_text() == "You don't have access to this application"
+    assert "Payroll" in page.inner_text("#application-name") and "Payroll-Clerks" not in page.inner_text("main")
+    assert HELPDESK in page.inner_text("main")
+    assert page.get_by_role("link", name="Sign in again").is_visible()
+    accessible(page)
+    screenshot(page, "signin-app-not-assigned")
 
 
 def test_cant_access_your_account_is_generic_then_the_tenants(page, portal_with_agent, ad_testbed):

@@ -1,6 +1,6 @@
 // The admin console's own script (templates/admin/base_site.html). Select2's search box (the autocomplete of a
 // many-to-many field, e.g. an agent's domains) comes without a label: each gets the name of the field it
-// searches, also when Select2 draws it again after a change.
+// searches, also when Select2 draws it again after a change. Likewise the two-list picker's filter icons.
 "use strict";
 (function () {
   function labelSearchBoxes(root) {
@@ -12,9 +12,20 @@
     });
   }
 
+  // The filter boxes of a two-list picker (filter_horizontal: SelectFilter2.js, drawn at the window's load) are
+  // labelled by a magnifier icon, a <span> with an aria-label and no role: ARIA prohibits a name on a generic
+  // element (axe: aria-prohibited-attr). Made what it is, an image with a text alternative, its label still names
+  // the box.
+  function roleIcons(root) {
+    root.querySelectorAll(".selector-filter .search-label-icon[aria-label]:not([role])").forEach(function (icon) {
+      icon.setAttribute("role", "img");
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     labelSearchBoxes(document);
-    new MutationObserver(function () { labelSearchBoxes(document); })
+    roleIcons(document);
+    new MutationObserver(function () { labelSearchBoxes(document); roleIcons(document); })
       .observe(document.body, {childList: true, subtree: true});
   });
 })();
