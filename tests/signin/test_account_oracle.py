@@ -69,16 +69,18 @@ async def test_a_cloud_account_and_nobody_are_answered_alike(account):
         pages[name].append(seen(await browser.get("/login/password/"), name))
     for guess in range(4):  # interleaved, so both see the same load; under the platform's threshold (5)
         for name, browser in browsers.items():
-            started = time.perf_counter()
+            started = time.process_time()
             answer = await browser.password(f"wrong-{guess}")
-            times[name].append(time.perf_counter() - started)
+            times[name].append(time.process_time() - started)
             pages[name].append(seen(answer, name))
     assert pages[ACCOUNT] == pages[NOBODY]
     assert 'data-outcome="invalid_credentials"' in pages[NOBODY][-1]["body"]
 
-    # The same work: the password is hashed for nobody too (PBKDF2 is most of a cloud account's guess).
+    # The same work: the password is hashed for nobody too (PBKDF2 is most of a cloud account's guess). Measured as
+    # this process's CPU time (the application runs in it), which is what an idle server's answer time is made of
+    # and which other processes on a busy machine do not stretch.
     account, nobody = statistics.median(times[ACCOUNT]), statistics.median(times[NOBODY])
-    assert nobody > 0.6 * account, f"nobody answered in {nobody:.3f} s, the account in {account:.3f} s"
+    assert nobody > 0.6 * account, f"nobody's guess took {nobody:.3f} s of CPU, the account's {account:.3f} s"
 
     # The same lockout: the threshold's guess locks both, and the right password no longer tells either.
     for name, browser in browsers.items():
