@@ -123,8 +123,12 @@ def test_logging_configured_twice_still_writes_one_line(client, admin, settings)
     logger = logging.getLogger("django.request")
     assert len(logger.filters) >= 2
     seen: list[logging.LogRecord] = []
-    collect = logging.Handler()
-    collect.emit = seen.append  # type: ignore[method-assign]
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    collect = Collect()
     logger.addHandler(collect)
     try:
         client.force_login(admin)
