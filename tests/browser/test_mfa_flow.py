@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from django_otp.oath import TOTP
 
-from tests.fixtures.browser import accessibility_violations, screenshot
+from tests.fixtures.axe import assert_accessible
+from tests.fixtures.browser import screenshot
 from tests.fixtures.portal import (
     REPO_ROOT,
     free_port,
@@ -124,8 +125,7 @@ def test_application_to_sign_in_to_totp_enrolment_and_back(page, demo, ad_testbe
     page.wait_for_url("**/login/mfa/")
     field = page.get_by_label("Code or recovery code")
     assert field.get_attribute("inputmode") == "text" and field.get_attribute("pattern") is None
-    report = accessibility_violations(page)
-    assert not report, report
+    assert_accessible(page)
     field.fill(recovery_code.upper())  # as a phone's keyboard may capitalise it
     page.get_by_role("button", name="Verify").click()
     page.wait_for_url(app_url + "/")

@@ -11,7 +11,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.fixtures.browser import accessibility_violations, contrast_ratio, screenshot
+from tests.fixtures.axe import assert_accessible
+from tests.fixtures.browser import contrast_ratio, screenshot
 from tests.fixtures.portal import local_agents, make_portal, wait_for
 
 pytestmark = pytest.mark.integration
@@ -43,11 +44,6 @@ def portal_with_agent(site):
     return site[1]
 
 
-def accessible(page) -> None:
-    report = accessibility_violations(page)
-    assert not report, report
-
-
 def password_answer(page, node, upn: str, password: str) -> None:
     page.goto(f"{node.url}/login/")
     page.get_by_label("Username").fill(upn)
@@ -61,7 +57,7 @@ def test_sign_in_through_the_two_pages(page, portal_with_agent, ad_testbed):
     page.goto(f"{node.url}/login/")
     assert page.evaluate("document.activeElement.name") == "username"  # focus is where typing starts
     assert page.get_by_label("Username").is_visible()
-    accessible(page)
+    assert_accessible(page)
     page.keyboard.type(user["upn"])
     screenshot(page, "signin-1-username")
     page.keyboard.press("Enter")
@@ -69,7 +65,7 @@ def test_sign_in_through_the_two_pages(page, portal_with_agent, ad_testbed):
     assert "Contoso" in page.inner_text("main")  # the organisation's name
     assert page.evaluate("document.activeElement.name") == "password"
     page.get_by_label("Password", exact=True).fill(user["password"])
-    accessible(page)
+    assert_accessible(page)
     screenshot(page, "signin-2-password")
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url("**/login/done/")
@@ -87,7 +83,7 @@ def test_a_wrong_password_says_so_on_the_page(page, portal_with_agent, ad_testbe
     page.get_by_role("button", name="Sign in").click()
     assert page.get_attribute("main", "data-outcome") == "invalid_credentials"
     assert page.get_by_role("alert").inner_text() == "Your account or password is incorrect."
-    accessible(page)
+    assert_accessible(page)
     screenshot(page, "signin-wrong-password")
     page.get_by_label("Password", exact=True).fill(user["password"])  # and the right one still works (AD not locked)
     page.get_by_role("button", name="Sign in").click()
@@ -102,7 +98,7 @@ def test_a_disabled_account_is_told_what_to_do_next(page, portal_with_agent, ad_
     assert "Only your organisation can enable it again" in page.inner_text("#next-steps")
     assert page.get_by_role("link", name=HELPDESK).get_attribute("href") == HELPDESK
     assert page.get_by_label("Password", exact=True).count() == 0  # no password box with "Sign in" as its action
-    accessible(page)
+    assert_accessible(page)
     screenshot(page, "signin-disabled-helpdesk")
 
 
@@ -130,7 +126,7 @@ def test_an_expired_password_goes_straight_to_the_change_form(page, portal_with_
     assert "Your password has expired. Choose a new one to sign in." in page.inner_text("#change-why")
     assert page.evaluate("document.activeElement.id") == "id_current_password"
     page.get_by_label("Current password").fill(user["password"])
-    accessible(page)
+    assert_accessible(page)
     screenshot(page, "password-expired-change")
 
 
@@ -151,7 +147,7 @@ def test_a_cloud_lock_says_when_it_ends(page, portal_with_agent, ad_testbed):
     assert page.get_attribute("main", "data-outcome") == "cloud_locked"
     assert re.fullmatch(r"You can try again after \d\d:\d\d UTC \(in about [12] minutes?\)\.",
                         page.inner_text("#lock-ends"))
-    accessible(page)
+    assert_accessible(page)
 
 
 def test_a_blocked_network_is_told_so_with_a_next_step(page, site, ad_testbed):
@@ -166,7 +162,7 @@ def test_a_blocked_network_is_told_so_with_a_next_step(page, site, ad_testbed):
         assert "network or location" in page.get_by_role("alert").inner_text()
         assert "127.0.0" not in page.inner_text("main")  # the ranges are the tenant's business
         assert page.get_by_label("Password", exact=True).count() == 0
-        accessible(page)
+        assert_accessible(page)
         screenshot(page, "signin-location-blocked")
         assert page.request.get(f"{node.url}/login/done/", max_redirects=0).status == 302  # nobody signed in
     finally:
@@ -196,7 +192,7 @@ def test_an_application_the_user_is_not_assigned_to_says_so_after_the_sign_in(pa
     assert "Payroll" in page.inner_text("#application-name") and "Payroll-Clerks" not in page.inner_text("main")
     assert HELPDESK in page.inner_text("main")
     assert page.get_by_role("link", name="Sign in again").is_visible()
-    accessible(page)
+    assert_accessible(page)
     screenshot(page, "signin-app-not-assigned")
 
 
@@ -207,7 +203,7 @@ def test_cant_access_your_account_is_generic_then_the_tenants(page, portal_with_
     page.wait_for_url("**/login/help/")
     assert "contact your organisation's helpdesk" in page.inner_text("#help-text")
     assert "Contoso service desk" not in page.inner_text("main")
-    accessible(page)
+    assert_accessible(page)
     page.get_by_role("link", name="Back to sign-in").click()
     page.get_by_label("Username").fill(ad_testbed.user("alice")["upn"])
     page.get_by_role("button", name="Next").click()
@@ -215,7 +211,7 @@ def test_cant_access_your_account_is_generic_then_the_tenants(page, portal_with_
     page.wait_for_url("**/login/help/")
     assert page.inner_text("#help-text") == HELP_TEXT  # plain text, its line breaks kept
     assert page.get_by_role("link", name=HELPDESK).is_visible()
-    accessible(page)
+    assert_accessible(page)
     screenshot(page, "signin-help")
     page.get_by_role("link", name="Back to sign-in").click()
     page.wait_for_url("**/login/password/")
@@ -255,7 +251,7 @@ def test_the_front_page_and_the_icon(page, portal_with_agent):
     node = portal_with_agent
     page.goto(f"{node.url}/")
     assert "signs you in to your organisation's applications" in page.inner_text("main")
-    accessible(page)
+    assert_accessible(page)
     page.get_by_role("link", name="Sign in").click()
     page.wait_for_url("**/login/")
     icon = page.request.get(f"{node.url}/favicon.ico")  # redirected to the SVG, served from static
