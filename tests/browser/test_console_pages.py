@@ -153,8 +153,10 @@ def test_the_token_page_has_no_axe_violation_its_command_is_whole_and_copies(pag
     page.wait_for_selector("#registration-token")
     assert page.locator(".messagelist .success").count() == 1 and page.locator(".errornote").count() == 0
     command = page.locator("#register-command")
-    # Wrapped, not clipped: all of it is inside its box, and the box is no wider than the page.
-    assert command.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
+    # Wrapped, not clipped: all of it is inside its box, and the box is no wider than the page (once the page's
+    # stylesheets apply: on a busy machine the answer's first layout can come before them).
+    page.wait_for_function("() => { const e = document.getElementById('register-command');"
+                           " return e.scrollWidth <= e.clientWidth + 1; }", timeout=10_000)
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     command.focus()
     assert page.evaluate("document.activeElement.id") == "register-command"
