@@ -44,8 +44,11 @@ def demo(ad_testbed, tmp_path_factory):
     env.update(PTA_DEMO_STATE_DIR=str(state), PTA_DEMO_AD_DIR=ad_testbed.dir, PTA_DEMO_PORT=str(port),
                PTA_DEMO_APP_PORT=str(app_port))
     out = (state / "demo.out").open("w")
+    # Ctrl-C's SIGINT as a terminal delivers it: by default. The test process may ignore SIGINT (a worker of
+    # pytest-xdist, a library before this test), and a signal ignored when bash starts cannot be trapped.
     process = subprocess.Popen([str(REPO_ROOT / "scripts" / "demo")], cwd=REPO_ROOT, env=env, stdout=out,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+                               stderr=subprocess.STDOUT, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     printed = state / "demo.out"
     try:
         wait_for(lambda: "MFA policy" in printed.read_text() or process.poll() is not None, timeout=180,
