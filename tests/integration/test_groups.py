@@ -11,22 +11,16 @@ a live Daphne and Authlib as the relying party.
 
 from __future__ import annotations
 
-import base64
-import json
-from urllib.parse import parse_qs, urlparse
-
 import httpx
 import pytest
-from authlib.common.security import generate_token
-from authlib.integrations.httpx_client import OAuth2Client
 
 from tests.fixtures.directory_admin import DirectoryAdmin
-from tests.fixtures.http import sign_in
 from tests.fixtures.portal import free_port, local_agents, make_portal, wait_for
+from tests.integration.test_oidc_identity import REDIRECT_URI, id_token_claims
+from tests.integration.test_oidc_identity import tokens_for as code_flow_tokens
 
 pytestmark = pytest.mark.integration
 
-REDIRECT_URI = "http://127.0.0.1:9/callback"  # nothing listens: the test reads the redirect itself
 PASSWORD = "Gr0ups!Pa55-word"
 
 
@@ -65,26 +59,7 @@ def site(ad_testbed):
 
 
 def tokens_for(site, upn: str, *, scope: str = "openid groups") -> dict:
-    node, app = site["node"], site["app"]
-    meta = httpx.get(f"{node.url}/.well-known/openid-configuration", timeout=10).json()
-    client = OAuth2Client(app["client_id"], app["client_secret"], redirect_uri=REDIRECT_URI, scope=scope,
-                          code_challenge_method="S256", timeout=20)
-    verifier = generate_token(48)
-    url, _ = client.create_authorization_url(meta["authorization_endpoint"], code_verifier=verifier,
-                                             nonce=generate_token(20))
-    with httpx.Client(base_url=node.url, follow_redirects=False, timeout=20) as browser:
-        login = urlparse(browser.get(url).headers["location"])
-        next_url = parse_qs(login.query)["next"][0]
-        attempt = sign_in(node.url, upn, PASSWORD, next_url=next_url, client=browser)
-        assert attempt.outcome == "success", attempt.text[:300]
-        location = browser.get(next_url).headers["location"]
-    assert location.startswith(REDIRECT_URI + "?code="), location
-    return client.fetch_token(meta["token_endpoint"], authorization_response=location, code_verifier=verifier)
-
-
-def claims(token: dict) -> dict:
-    payload = token["id_token"].split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return code_flow_tokens(site, upn, PASSWORD, scope=scope)
 
 
 def userinfo(site, token: dict) -> dict:
@@ -111,17 +86,17 @@ def nested(site):
 
 def test_nested_groups_reach_the_token_and_a_removal_drops_both_at_the_next_sign_in(site, nested):
     token = tokens_for(site, nested["upn"])
-    assert {nested["inner"], nested["outer"], "Domain Users"} <= set(claims(token)["groups"])
-    assert set(userinfo(site, token)["groups"]) == set(claims(token)["groups"])
+    assert {nested["inner"], nested["outer"], "Domain Users"} <= set(id_token_claims(token)["groups"])
+    assert set(userinfo(site, token)["groups"]) == set(id_token_claims(token)["groups"])
     assert groups_state(site, nested["upn"]) == "current"
     site["directory"].remove_member(nested["inner"], nested["user"])
-    again = claims(tokens_for(site, nested["upn"]))
+    again = id_token_claims(tokens_for(site, nested["upn"]))
     assert not {nested["inner"], nested["outer"]} & set(again["groups"]) and "Domain Users" in again["groups"]
 
 
 def test_the_claim_comes_with_the_scope_only_and_discovery_lists_both(site, nested):
     token = tokens_for(site, nested["upn"], scope="openid profile")
-    assert "groups" not in claims(token) and "groups" not in userinfo(site, token)
+    assert "groups" not in id_token_claims(token) and "groups" not in userinfo(site, token)
     meta = httpx.get(f"{site['node'].url}/.well-known/openid-configuration", timeout=10).json()
     assert "groups" in meta["scopes_supported"]
     assert {"groups", "groups_overage"} <= set(meta["claims_supported"])
@@ -132,14 +107,14 @@ def test_a_refresh_with_the_directory_check_carries_the_current_groups(site, nes
     portal.manage("tenant_policy", site["tenant"], "--refresh-check", "on")
     try:
         token = tokens_for(site, nested["upn"])
-        assert nested["outer"] in claims(token)["groups"]
+        assert nested["outer"] in id_token_claims(token)["groups"]
         site["directory"].remove_member(nested["inner"], nested["user"])
         answer = httpx.post(f"{site['node'].url}/token/", timeout=20,
                             auth=(site["app"]["client_id"], site["app"]["client_secret"]),
                             data={"grant_type": "refresh_token", "refresh_token": token["refresh_token"]})
         assert answer.status_code == 200, answer.text
         refreshed = answer.json()
-        assert not {nested["inner"], nested["outer"]} & set(claims(refreshed)["groups"])
+        assert not {nested["inner"], nested["outer"]} & set(id_token_claims(refreshed)["groups"])
         assert not {nested["inner"], nested["outer"]} & set(userinfo(site, refreshed)["groups"])
     finally:
         portal.manage("tenant_policy", site["tenant"], "--refresh-check", "off")
@@ -152,7 +127,7 @@ def test_two_hundred_groups_fit_a_header_and_past_the_limit_the_overage_marker_s
     for i in range(198):  # and Domain Users, and the builtin Users: 200
         directory.add_group(directory.unique(f"Team-{i:03d}-"), user)
     token = tokens_for(site, upn)
-    assert len(claims(token)["groups"]) == 200
+    assert len(id_token_claims(token)["groups"]) == 200
     size = len(token["id_token"])
     record_property("id_token_bytes_200_groups", size)
     print(f"ID token with 200 groups (names of 17 characters): {size} bytes")
@@ -161,7 +136,7 @@ def test_two_hundred_groups_fit_a_header_and_past_the_limit_the_overage_marker_s
                (site["app"]["client_id"],))
     try:
         over = tokens_for(site, upn)
-        assert claims(over)["groups_overage"] is True and "groups" not in claims(over)
+        assert id_token_claims(over)["groups_overage"] is True and "groups" not in id_token_claims(over)
         assert userinfo(site, over)["groups_overage"] is True
     finally:
         portal.sql("UPDATE applications_application SET groups_claim_limit = 200 WHERE client_id = %s",
@@ -170,7 +145,7 @@ def test_two_hundred_groups_fit_a_header_and_past_the_limit_the_overage_marker_s
 
 def test_an_agent_that_does_not_read_groups_still_signs_in_and_the_groups_are_absent_with_the_reason(site, nested):
     portal, node = site["portal"], site["node"]
-    assert nested["outer"] in claims(tokens_for(site, nested["upn"]))["groups"]
+    assert nested["outer"] in id_token_claims(tokens_for(site, nested["upn"]))["groups"]
     site["agent"].stop()
     wait_for(lambda: local_agents(node) == 0, timeout=15, message="the agent to go")
     older = register_agent(portal, node, site["tenant"], site["ad"], groups=False)
@@ -181,7 +156,7 @@ def test_an_agent_that_does_not_read_groups_still_signs_in_and_the_groups_are_ab
             print(older.log())
             raise
         token = tokens_for(site, nested["upn"])
-        assert "groups" not in claims(token) and "groups_overage" not in claims(token)
+        assert "groups" not in id_token_claims(token) and "groups_overage" not in id_token_claims(token)
         assert groups_state(site, nested["upn"]) == "unsupported"
         assert portal.sql("SELECT COUNT(*) FROM tenant_directorygroupmembership m JOIN tenant_user u "
                           "ON u.id = m.user_id WHERE u.upn = %s", (nested["upn"],))[0][0] == 0

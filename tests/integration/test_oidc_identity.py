@@ -84,11 +84,11 @@ def site(ad_testbed):
         portal.close()
 
 
-def tokens_for(site, upn: str, password: str) -> dict:
+def tokens_for(site, upn: str, password: str, *, scope: str = "openid profile") -> dict:
     """The code flow with PKCE as a browser and a server-side application would run it."""
     node, app = site["node"], site["app"]
     meta = httpx.get(f"{node.url}/.well-known/openid-configuration", timeout=10).json()
-    client = OAuth2Client(app["client_id"], app["client_secret"], redirect_uri=REDIRECT_URI, scope="openid profile",
+    client = OAuth2Client(app["client_id"], app["client_secret"], redirect_uri=REDIRECT_URI, scope=scope,
                           code_challenge_method="S256", timeout=20)
     verifier = generate_token(48)
     url, _ = client.create_authorization_url(meta["authorization_endpoint"], code_verifier=verifier,
@@ -103,9 +103,15 @@ def tokens_for(site, upn: str, password: str) -> dict:
     return client.fetch_token(meta["token_endpoint"], authorization_response=location, code_verifier=verifier)
 
 
-def subject(token: dict) -> str:
+def id_token_claims(token: dict) -> dict:
+    """The ID token's payload, as the application that received it reads it (its signature is the client's to check:
+    authlib's conformance tests do)."""
     payload = token["id_token"].split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def subject(token: dict) -> str:
+    return id_token_claims(token)["sub"]
 
 
 def userinfo(site, token: dict) -> httpx.Response:
