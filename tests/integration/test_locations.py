@@ -14,7 +14,6 @@ import httpx
 import pytest
 from authlib.integrations.httpx_client import OAuth2Client
 
-from tests.fixtures.directory_admin import DirectoryAdmin
 from tests.fixtures.http import found, sign_in
 from tests.fixtures.portal import free_port, local_agents, make_portal, start_agent, wait_for
 from tests.integration.test_lockout_burst import bad_password_count
@@ -61,25 +60,12 @@ def location(site, *args: str) -> str:
     return site["portal"].manage("tenant_location", site["tenant"], *args).stdout
 
 
-@pytest.fixture
-def own_user(ad_testbed):
-    """A user of this test's own: AD's count of wrong passwords is a witness here, and the test bed's users get wrong
-    passwords from other tests on the same DC within its observation window."""
-    directory = DirectoryAdmin(ad_testbed)
-    try:
-        sam, password = directory.unique("roamer"), "Roamer-Pa55-" + DirectoryAdmin.unique("")
-        upn = directory.add_user(sam, password)
-        yield {"upn": upn, "dn": directory.dn(sam), "password": password}
-    finally:
-        directory.close()
-
-
-def test_a_blocked_location_is_refused_before_any_agent_and_before_lockout(site, ad_testbed, own_user):
+def test_a_blocked_location_is_refused_before_any_agent_and_before_lockout(site, ad_testbed, own_ad_user):
     """The agent logs no line per request (it silences its WebSocket library's frame log on purpose), so the
     witnesses are the sign-in records (no agent, no agent time) and the DC itself: every wrong password an agent
     is given is a failed bind, which AD counts (badPwdCount); the blocked ones leave that count alone."""
     portal, node = site["portal"], site["node"]
-    user = own_user
+    user = own_ad_user
     with browser(site, "192.0.2.10") as web:  # a sign-in the agent serves: the DC's count starts at zero
         assert sign_in(node.url, user["upn"], user["password"], client=web).outcome == "success"
     assert bad_password_count(ad_testbed, user["dn"]) == 0

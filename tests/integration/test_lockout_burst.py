@@ -9,7 +9,6 @@ import ssl
 import ldap3
 import pytest
 
-from tests.fixtures.directory_admin import DirectoryAdmin
 from tests.fixtures.http import password_page, submit_at_once
 from tests.fixtures.portal import local_agents, make_portal, node_metric, start_agent, wait_for
 
@@ -45,21 +44,9 @@ def two_nodes(ad_testbed):
         portal.close()
 
 
-@pytest.fixture
-def victim(ad_testbed):
-    """A user of this test's own: AD's count of wrong passwords is the witness, and the test bed's users get wrong
-    passwords from other tests on the same DC within its observation window."""
-    directory = DirectoryAdmin(ad_testbed)
-    try:
-        sam, password = directory.unique("burst"), "Burst-Pa55-" + DirectoryAdmin.unique("")
-        upn = directory.add_user(sam, password)
-        yield {"upn": upn, "dn": directory.dn(sam), "password": password}
-    finally:
-        directory.close()
-
-
-def test_a_burst_of_wrong_guesses_cannot_lock_the_ad_account(two_nodes, ad_testbed, victim):
+def test_a_burst_of_wrong_guesses_cannot_lock_the_ad_account(two_nodes, ad_testbed, own_ad_user):
     portal, first, second = two_nodes
+    victim = own_ad_user
     # A right password first: AD's count starts at zero, and the agent's connection to the DC is warm.
     with directory_connection(ad_testbed, victim["upn"], victim["password"]) as conn:
         assert conn.bound
