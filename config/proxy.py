@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from signin.services.client import IPNetwork, address_parse, address_trusted
+from signin.services.client import address_parse
+from tenant.locations import IPNetwork, address_in_ranges
 
 FORWARDED_HEADERS = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
                                b"x-forwarded-prefix", b"x-real-ip", b"forwarded"})
@@ -20,7 +21,7 @@ def scope_from_trusted_proxy(scope: dict, trusted: Iterable[IPNetwork]) -> bool:
     client = scope.get("client")
     if not client:
         return False
-    return address_trusted(address_parse(str(client[0])), trusted)
+    return address_in_ranges(address_parse(str(client[0])), trusted)
 
 
 class TrustedProxyHeaders:

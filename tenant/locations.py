@@ -71,8 +71,9 @@ def ranges_split(text: str) -> list[str]:
 
 
 def address_normalised(address: str) -> IPAddress | None:
+    """An address as written (no port), or None; an IPv4-mapped IPv6 address is its IPv4 address."""
     try:
-        parsed = ipaddress.ip_address(address.strip().split("%", 1)[0])
+        parsed = ipaddress.ip_address(address.strip().split("%", 1)[0])  # no zone index: it names our interface
     except ValueError:
         return None
     if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:

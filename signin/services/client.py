@@ -6,17 +6,16 @@ direct peer is one of ``PTA_TRUSTED_PROXIES``, and then only as far as the chain
 answer is the right-most address that is not a trusted proxy (the left-most value is whatever the client
 sent). config/proxy.py also strips the forwarded headers from untrusted peers before Django sees them.
 
-The core (``client_address_from``, ``address_trusted``) is plain Python: no Django, tested on its own.
+The core (``client_address_from``, ``address_parse``) is plain Python: no Django, tested on its own.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# One reading of an address and of "in these networks" for proxies and named locations alike.
+from tenant.locations import IPAddress, IPNetwork, address_in_ranges, address_normalised
 
 
 def address_parse(value: str) -> IPAddress | None:
@@ -28,17 +27,7 @@ def address_parse(value: str) -> IPAddress | None:
         value = value[1:].split("]", 1)[0]
     elif value.count(":") == 1:  # v4:port (a bare v6 address has at least two colons)
         value = value.split(":", 1)[0]
-    try:
-        address = ipaddress.ip_address(value.split("%", 1)[0])  # no zone index: it names our interface
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
-def address_trusted(address: IPAddress | None, trusted: Iterable[IPNetwork]) -> bool:
-    return address is not None and any(address.version == net.version and address in net for net in trusted)
+    return address_normalised(value)
 
 
 def client_address_from(*, peer: str, forwarded_for: str, trusted: Iterable[IPNetwork]) -> str:
@@ -50,14 +39,14 @@ def client_address_from(*, peer: str, forwarded_for: str, trusted: Iterable[IPNe
     nearest = address_parse(peer) if peer else None
     if nearest is None:
         return ""
-    if not address_trusted(nearest, trusted) or not forwarded_for:
+    if not address_in_ranges(nearest, trusted) or not forwarded_for:
         return str(nearest)
     for hop in reversed([part for part in forwarded_for.split(",") if part.strip()]):
         address = address_parse(hop)
         if address is None:
             break
         nearest = address
-        if not address_trusted(address, trusted):
+        if not address_in_ranges(address, trusted):
             break
     return str(nearest)
 
