@@ -1,9 +1,11 @@
 """Which tenant a domain routes to, remembered by each portal process (docs/architecture.md, "A sign-in"), and
-with it what the sign-in pages read per tenant on every page (its company branding: branding/selectors.py).
+with it what the sign-in reads per tenant at every step (its company branding: branding/selectors.py; its named
+locations, parsed: tenant/selectors.py).
 
 Every sign-in step asks (the username page, then the password POST), and the answer changes only when a domain
-or a tenant (or a branding) is saved or deleted. So a process that serves sign-ins keeps the routes it has read, and
-forgets all of them whenever any domain, tenant or branding changes, wherever the change was made:
+or a tenant (or a branding, or a location) is saved or deleted. So a process that serves sign-ins keeps the routes it
+has read, and forgets all of them whenever any domain, tenant, branding or location changes, wherever the change was
+made:
 
 - in the process that made it: its signal (tenant/signals.py), once the transaction commits;
 - on every node, in production: a message on the Redis channel ``<PTA_REDIS_PREFIX>:routing``, which each node's
@@ -61,8 +63,8 @@ class Routes:
 
     def remembered(self, key: Hashable, read: Callable[[], T]) -> T:
         """What ``read()`` answers for ``key``, remembered like a route (and forgotten with the routes): for a
-        read that changes only when a domain, a tenant or a branding is saved or deleted. Each caller gets its own
-        (shallow) copy."""
+        read that changes only when a domain, a tenant, a branding or a location is saved or deleted. Each caller
+        gets its own (shallow) copy."""
         if not self.kept:
             return read()
         if self._stamp is not None:

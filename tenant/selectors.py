@@ -2,7 +2,14 @@ from dataclasses import dataclass
 
 from django.db import connection
 
-from tenant.locations import RangeError, address_in_ranges, address_normalised, ranges_parse, ranges_split
+from tenant.locations import (
+    IPNetwork,
+    RangeError,
+    address_in_ranges,
+    address_normalised,
+    ranges_parse,
+    ranges_split,
+)
 from tenant.models import DirectoryGroup, DirectoryGroupMembership, Domain, GroupsState, Location, Tenant, User
 from tenant.routing import routes
 
@@ -73,18 +80,26 @@ def location_for_address(*, tenant: Tenant | None, ip: str) -> LocationMatch | N
     if address is None:
         return None
     found: LocationMatch | None = None
-    for name, kind, ranges in Location.objects.filter(tenant=tenant).order_by("name").values_list(
-            "name", "kind", "ranges"):
-        try:
-            networks = ranges_parse(ranges_split(ranges))
-        except RangeError:  # stored before a rule tightened: a row that cannot be read matches nothing
-            continue
+    for name, kind, networks in routes.remembered(("locations", tenant.pk), lambda: _locations_read(tenant)):
         if not address_in_ranges(address, networks):
             continue
         if kind == Location.Kind.BLOCKED:
             return LocationMatch(name=name, kind=kind)
         found = found or LocationMatch(name=name, kind=kind)
     return found
+
+
+def _locations_read(tenant: Tenant) -> tuple[tuple[str, str, tuple[IPNetwork, ...]], ...]:
+    """The tenant's locations by name, their ranges parsed: what every sign-in of the tenant matches its address
+    against, remembered with the routes (tenant/signals.py forgets them when a location changes)."""
+    read = []
+    for name, kind, ranges in Location.objects.filter(tenant=tenant).order_by("name").values_list(
+            "name", "kind", "ranges"):
+        try:
+            read.append((name, kind, tuple(ranges_parse(ranges_split(ranges)))))
+        except RangeError:  # stored before a rule tightened: a row that cannot be read matches nothing
+            continue
+    return tuple(read)
 
 
 def user_directory_groups(*, user: User) -> list[DirectoryGroup]:

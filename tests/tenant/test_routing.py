@@ -3,10 +3,10 @@ real processes and nodes: tests/integration/test_routing.py."""
 
 import pytest
 
-from tenant.models import Domain, Tenant
+from tenant.models import Domain, Location, Tenant
 from tenant.routing import _stamp_replace, routes
-from tenant.selectors import tenant_for_username
-from tenant.services import domain_add, tenant_create, tenant_policy_set
+from tenant.selectors import LocationMatch, location_for_address, tenant_for_username
+from tenant.services import domain_add, location_remove, location_set, tenant_create, tenant_policy_set
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the word of a change goes out when it commits
 
@@ -78,3 +78,16 @@ def test_a_process_that_did_not_start_routing_reads_every_time(tenant_a, django_
     with django_assert_num_queries(2):
         tenant_for_username(username="alice@alpha.example.test")
         tenant_for_username(username="alice@alpha.example.test")
+
+
+def test_a_tenants_locations_are_read_once_and_follow_every_change(kept, tenant_a, django_assert_num_queries):
+    location_set(tenant=tenant_a, name="HQ", ranges=["192.0.2.0/24"], kind=Location.Kind.TRUSTED)
+    assert location_for_address(tenant=tenant_a, ip="192.0.2.7") == LocationMatch(name="HQ", kind="trusted")
+    with django_assert_num_queries(0):  # every later sign-in of the tenant: parsed once, remembered
+        assert location_for_address(tenant=tenant_a, ip="192.0.2.8") == LocationMatch(name="HQ", kind="trusted")
+        assert location_for_address(tenant=tenant_a, ip="198.51.100.1") is None
+    location_set(tenant=tenant_a, name="Guest wifi", ranges=["198.51.100.0/24"], kind=Location.Kind.BLOCKED)
+    assert location_for_address(tenant=tenant_a, ip="198.51.100.1") == LocationMatch(name="Guest wifi",
+                                                                                      kind="blocked")
+    location_remove(tenant=tenant_a, name="Guest wifi")
+    assert location_for_address(tenant=tenant_a, ip="198.51.100.1") is None
