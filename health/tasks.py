@@ -11,7 +11,7 @@ from django.conf import settings
 from health.confirmations import send_alert_confirmation  # noqa: F401
 from health.delivery import deliver_due_notifications, deliver_notification  # noqa: F401
 from health.services.availability import agents_availability_mark
-from health.services.incidents import alerts_evaluate, certificates_sweep
+from health.services.incidents import alerts_evaluate, certificates_sweep, incidents_purge
 from health.services.rollups import signin_rollups_compute, signin_rollups_purge
 
 logger = logging.getLogger(__name__)
@@ -42,3 +42,10 @@ def evaluate_alerts() -> dict[str, int]:
 @shared_task
 def sweep_certificates() -> dict[str, int]:
     return certificates_sweep()
+
+
+@shared_task
+def purge_resolved_incidents() -> int:
+    deleted = incidents_purge(older_than_days=settings.PTA_INCIDENT_RETENTION_DAYS)
+    logger.info("purged %d incident(s) resolved more than %d days ago", deleted, settings.PTA_INCIDENT_RETENTION_DAYS)
+    return deleted

@@ -141,6 +141,7 @@ def tenant_admin_permissions():
         "signin": ["signinevent"],
         "applications": ["application"],
         "health": ["alertsettings", "incident", "notification"],
+        "trail": ["auditevent"],  # view only: no other permission of the trail exists
     }
     query = Permission.objects.none()
     for app, names in models.items():

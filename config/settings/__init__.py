@@ -1,6 +1,7 @@
 """Settings, split by concern. With no environment set this is the embedded default profile
 (SQLite, in-memory channel layer, eager Celery); DATABASE_URL and REDIS_URL switch to production."""
 
+from .audit import *  # noqa: F403
 from .base import *  # noqa: F403
 from .cache import *  # noqa: F403
 from .celery import *  # noqa: F403

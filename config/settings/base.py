@@ -10,7 +10,8 @@ STATE_DIR.mkdir(parents=True, exist_ok=True)
 # Not "daphne": its app only lends `runserver` an ASGI server, and it imports Twisted's reactor into every manage.py
 # command (a fifth of a command's start-up). The portal runs under `daphne config.asgi:application`.
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The admin console's site records who changes what (trail/console.py); the app of the same label.
+    "trail.apps.ConsoleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -27,6 +28,7 @@ INSTALLED_APPS = [
     "signin",
     "applications",
     "health",
+    "trail",
 ]
 
 MIDDLEWARE = [

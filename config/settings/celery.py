@@ -25,6 +25,8 @@ CELERY_BEAT_SCHEDULE = {
     "purge-signin-events": {"task": "signin.tasks.purge_signin_events", "schedule": 3600.0},
     "purge-signin-rollups": {"task": "health.tasks.purge_signin_rollups", "schedule": 3600.0},
     "purge-registration-tokens": {"task": "agents.tasks.purge_registration_tokens", "schedule": 3600.0},
+    "purge-audit-events": {"task": "trail.tasks.purge_audit_events", "schedule": 3600.0},
+    "purge-resolved-incidents": {"task": "health.tasks.purge_resolved_incidents", "schedule": 3600.0},
 }
 # Sign-in records are kept this long (days), then purged.
 PTA_SIGNIN_RETENTION_DAYS = env_int("PTA_SIGNIN_RETENTION_DAYS", 90, minimum=1)

@@ -193,3 +193,13 @@ def certificates_sweep(*, now: datetime.datetime | None = None) -> dict[str, int
             {"agent": agent.name, "agent_id": str(agent.pk),
              "certificate_not_after": agent.certificate_not_after.isoformat()}))
     return incidents_reconcile(kinds=(Incident.Kind.CERTIFICATE_EXPIRING,), conditions=conditions, now=now)
+
+
+def incidents_purge(*, older_than_days: int, now: datetime.datetime | None = None) -> int:
+    """Delete the incidents resolved more than ``older_than_days`` ago, with their notifications; an open incident
+    stays however old. Returns how many incidents went."""
+    cutoff = (now or timezone.now()) - datetime.timedelta(days=older_than_days)
+    stale = Incident.objects.filter(resolved_at__lt=cutoff)
+    count = stale.count()
+    stale.delete()
+    return count

@@ -30,6 +30,7 @@ from signin.recovery_codes import (
 )
 from tenant.models import Tenant, User
 from tenant.selectors import LocationMatch
+from trail.stream import stream_on, stream_signin
 
 RECOVERY_CODE_COUNT = 10
 # Wrong codes allowed in one half-done sign-in before it is dropped and the password is asked again.
@@ -231,3 +232,5 @@ def mfa_reset(*, user: User) -> int:
 def signin_event_mfa_result(*, event_id: int, outcome: Outcome) -> None:
     """The second factor's result goes on the same record as the password step: one attempt, one record."""
     SignInEvent.objects.filter(pk=event_id).update(outcome=outcome.value, mfa_result=outcome.value)
+    if stream_on() and (event := SignInEvent.objects.filter(pk=event_id).first()) is not None:
+        stream_signin(event)  # the record's final state, a second line of the same id

@@ -4,6 +4,7 @@ import re
 from django.db import IntegrityError
 
 from signin.models import SignInEvent
+from trail.stream import stream_on, stream_signin
 
 logger = logging.getLogger(__name__)
 
@@ -32,4 +33,6 @@ def signin_event_record(**fields) -> SignInEvent:
         event.agent_id = None
         event.application_id = None
         event.save()
+    if stream_on():  # PTA_AUDIT_STREAM: the record also goes out as a JSON line
+        stream_signin(event)
     return event

@@ -1,12 +1,13 @@
 import uuid
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from agents.models import Agent
 from agents.services.lifecycle import agent_revoke
+from trail.commands import AuditedCommand
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = "Revoke an agent: its live connection is closed and it can no longer connect."
 
     def add_arguments(self, parser):

@@ -1,10 +1,11 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from agents.services.registration import DEFAULT_TOKEN_TTL_SECONDS, registration_token_issue
 from tenant.models import Tenant
+from trail.commands import AuditedCommand
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = "Issue a one-time agent registration token; prints it on the last line."
 
     def add_arguments(self, parser):

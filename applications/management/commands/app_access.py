@@ -1,5 +1,5 @@
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from applications.selectors import (
     application_assigned_groups,
@@ -8,9 +8,10 @@ from applications.selectors import (
     application_pending_group_names,
 )
 from applications.services import application_access_set
+from trail.commands import AuditedCommand
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = ("Change who may use an application and how, then print its access settings, one `key=value` a line. "
             "Without options it only prints them.")
 

@@ -1,11 +1,12 @@
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from applications.services import GRANTS, application_register
 from tenant.models import Tenant
+from trail.commands import AuditedCommand
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = ("Register a tenant's application (OpenID Connect, authorization code with PKCE by default); prints "
             "client_id=… and, for a confidential client, client_secret=…, each on its own line.")
 

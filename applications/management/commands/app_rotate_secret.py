@@ -1,11 +1,12 @@
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from applications.selectors import application_by_client_id
 from applications.services import application_secret_rotate
+from trail.commands import AuditedCommand
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = ("Replace a confidential application's client secret; prints client_secret=… once (only its hash is "
             "kept). The old secret stops working at once.")
 

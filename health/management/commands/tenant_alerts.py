@@ -1,14 +1,15 @@
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from health.services.alert_recipients import alert_emails_confirmed
 from health.services.alert_settings import alert_settings_get, alert_settings_set
 from tenant.models import Tenant
+from trail.commands import AuditedCommand
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = ("Set where a tenant's health alerts go (e-mail addresses, a signed webhook) and print the settings. "
             "Without options it only prints them. Each new e-mail address is mailed a confirmation link first and "
             "gets alerts only once someone confirmed it there (unconfirmed ones: email_unconfirmed=).")

@@ -1,13 +1,12 @@
 import json
 import secrets
 
-from django.core.management.base import BaseCommand
-
 from tenant.models import Tenant, User
 from tenant.services import tenant_admin_create, tenant_create
+from trail.commands import AuditedCommand
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = "Create (once) the demo tenant and its cloud administrator; prints their facts as JSON on the last line."
 
     def add_arguments(self, parser):

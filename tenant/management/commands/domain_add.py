@@ -1,11 +1,12 @@
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from tenant.models import Tenant
 from tenant.services import domain_add
+from trail.commands import AuditedCommand
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = ("Add an unverified domain to a tenant and print the DNS TXT record that proves ownership "
             "(then run domain_verify).")
 

@@ -1,11 +1,12 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from tenant.models import Tenant
 from tenant.selectors import tenant_domain
 from tenant.services import domain_verify
+from trail.commands import AuditedCommand
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = ("Look up a domain's DNS TXT record and verify the domain when it matches; exits 0 once the domain is "
             "verified (also when it already was).")
 

@@ -1,10 +1,11 @@
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from tenant.services import tenant_create
+from trail.commands import AuditedCommand
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = "Create a tenant with its verified domains; prints the tenant's slug on the last line."
 
     def add_arguments(self, parser):

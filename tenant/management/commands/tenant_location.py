@@ -1,11 +1,12 @@
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from tenant.models import Location, Tenant
 from tenant.services import location_remove, location_set
+from trail.commands import AuditedCommand
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = ("Add or change a tenant's named location (address ranges, trusted or blocked), or remove one; then "
             "print the tenant's locations, one a line: name, kind, ranges.")
 

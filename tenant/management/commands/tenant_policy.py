@@ -1,11 +1,12 @@
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from tenant.models import Tenant
 from tenant.services import tenant_policy_set
+from trail.commands import AuditedCommand
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = ("Change a tenant's sign-in policies (MFA, password grant, cloud lockout, refresh checks) and what its "
             "sign-in pages tell people who can't sign in (helpdesk contact, help text), and print them.")
 
