@@ -91,6 +91,7 @@ def test_a_restored_dump_on_a_fresh_node_serves_as_before(ad_testbed):
         assert issued.status_code == 200, issued.text
         refresh_token = issued.json()["refresh_token"]
         ca_pem = source.sql("SELECT ca_certificate_pem FROM agents_tenantauthority")[0][0]
+        spare_token = source.agent_token(tenant)  # issued before the backup, used after the restore
 
         restored = restored_from(source, backup(source))
         before.stop()  # the old node (its machine) is gone; the new one takes its address
@@ -107,10 +108,10 @@ def test_a_restored_dump_on_a_fresh_node_serves_as_before(ad_testbed):
         assert refreshed.status_code == 200, refreshed.text
         assert refreshed.json()["access_token"] != issued.json()["access_token"]
         # The tenant's CA still issues: its key, encrypted in the database, opens with the environment's key.
-        newcomer = RawAgent.register(after, restored.agent_token(tenant), name="after-restore")
+        newcomer = RawAgent.register(after, spare_token, name="after-restore")
         certificate = x509.load_pem_x509_certificate(newcomer.certificate_pem.encode())
         certificate.verify_directly_issued_by(x509.load_pem_x509_certificate(ca_pem.encode()))
-        # And the audit trail came along: who made the tenant, and who issued the new token.
+        # And the audit trail came along: who made the tenant, who issued the tokens.
         actions = [row[0] for row in restored.sql("SELECT action FROM trail_auditevent ORDER BY id")]
         assert actions[0] == "tenant.created" and actions.count("registration_token.issued") == 2
     finally:
