@@ -7,6 +7,7 @@ from django.views.decorators.http import require_POST
 
 from agents.services.authority import CertificateRequestError
 from agents.services.registration import RegistrationError, agent_register
+from trail.context import Actor, Through, actor_set
 
 logger = logging.getLogger(__name__)
 MAX_REGISTRATION_BYTES = 64 * 1024
@@ -25,9 +26,13 @@ def register(request: HttpRequest) -> JsonResponse:
             raise ValueError
     except (ValueError, AttributeError):
         return JsonResponse({"error": "malformed", "message": "Expected a JSON object of strings."}, status=400)
+    # The new agent is an administrative change, made by whoever holds the token (named by its last characters,
+    # as the console names tokens): recorded in the audit trail.
+    actor = Actor(name=f"agent registration (token …{fields['token'][-4:]})", through=Through.REGISTRATION)
     try:
-        registration = agent_register(token=fields["token"], csr_pem=fields["csr"], name=fields["name"],
-                                      hostname=fields["hostname"], version=fields["version"])
+        with actor_set(actor):
+            registration = agent_register(token=fields["token"], csr_pem=fields["csr"], name=fields["name"],
+                                          hostname=fields["hostname"], version=fields["version"])
     except CertificateRequestError as exc:
         return JsonResponse({"error": "bad_csr", "message": str(exc)}, status=400)
     except RegistrationError as exc:

@@ -349,3 +349,25 @@ def test_old_events_and_long_resolved_incidents_are_purged(two_trails, tenant_a,
                                      opened_at=long_ago, resolved_at=timezone.now() - datetime.timedelta(days=2))
     assert purge_resolved_incidents.apply().get() == 1
     assert set(Incident.objects.all()) == {still_open, recent} and not Incident.objects.filter(pk=gone.pk).exists()
+
+
+def test_an_agents_registration_is_recorded_as_its_tokens(client, tenant_a):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dc-side")])).sign(key, hashes.SHA256()))
+    token, raw = registration_token_issue(tenant=tenant_a, domains=list(tenant_a.domains.all()))
+    answer = client.post("/agent/register/", json.dumps({
+        "token": raw, "csr": csr.public_bytes(serialization.Encoding.PEM).decode(), "name": "dc-side"}),
+        content_type="application/json")
+    assert answer.status_code == 201
+    created = AuditEvent.objects.get(action="agent.created")
+    assert created.actor == f"agent registration (token …{token.hint})" and created.through == "registration"
+    assert created.tenant_id == tenant_a.pk and created.object_id == answer.json()["agent_id"]
+    domains = AuditEvent.objects.get(action="agent.changed", object_id=answer.json()["agent_id"])
+    assert domains.changes == {"domains": {"before": [], "after": ["alpha.example.test"]}}
+    assert raw not in trail_text()
