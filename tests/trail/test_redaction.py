@@ -27,6 +27,7 @@ def test_secret_values_are_redacted_whatever_their_field():
     assert value_redacted("notes", "pta_" + "A" * 40) == REDACTED  # a registration token's shape
     assert value_redacted("logo", b"\x89PNG") == REDACTED
     assert value_redacted("names", ["a", pem]) == ["a", REDACTED]
-    assert value_redacted("notes", "x" * 600).endswith("…") and len(value_redacted("notes", "x" * 600)) == 501
+    long = str(value_redacted("notes", "x" * 600))
+    assert long.endswith("…") and len(long) == 501
     when = datetime.datetime(2026, 12, 7, 14, 0, tzinfo=datetime.UTC)
     assert value_redacted("created_at", when) == "2026-12-07T14:00:00+00:00"
