@@ -68,7 +68,9 @@ def site():
         tenant = portal.tenant_create("Contoso", DOMAIN)
         ids = json.loads(portal.manage("shell", "-c", SETUP.replace("TENANT", repr(tenant))).stdout.splitlines()[-1])
         agent = RawAgent.register(node, portal.agent_token(tenant), name="dc-east")
-        yield node, {**ids, "agent": agent.agent_id}
+        # The audit trail's page of an event with before and after (the agent's domains, set at registration).
+        change = portal.sql("SELECT id FROM trail_auditevent WHERE action = 'agent.changed'")[0][0]
+        yield node, {**ids, "agent": agent.agent_id, "audit_event": change}
     finally:
         portal.close()
 
@@ -133,6 +135,8 @@ def test_every_page_of_the_tenant_administrator_has_no_axe_violation(page, site)
     check(page, f"{admin}/health/incident/", problems)
     check(page, f"{admin}/health/incident/{ids['incident']}/change/", problems)
     check(page, f"{admin}/agents/agent/health/", problems)
+    check(page, f"{admin}/trail/auditevent/", problems)
+    check(page, f"{admin}/trail/auditevent/{ids['audit_event']}/change/", problems)
     # The page that shows a new application's client secret once: the answer to the add form.
     page.goto(f"{admin}/applications/application/add/")
     page.get_by_role("textbox", name="Name:", exact=True).fill("Intranet")
