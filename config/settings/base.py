@@ -12,6 +12,8 @@ STATE_DIR.mkdir(parents=True, exist_ok=True)
 INSTALLED_APPS = [
     # The admin console's site records who changes what (trail/console.py); the app of the same label.
     "trail.apps.ConsoleAdminConfig",
+    # Before django.contrib.auth: its createsuperuser and changepassword (recorded in the trail) are found first.
+    "trail",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -28,7 +30,6 @@ INSTALLED_APPS = [
     "signin",
     "applications",
     "health",
-    "trail",
 ]
 
 MIDDLEWARE = [

@@ -371,3 +371,14 @@ def test_an_agents_registration_is_recorded_as_its_tokens(client, tenant_a):
     domains = AuditEvent.objects.get(action="agent.changed", object_id=answer.json()["agent_id"])
     assert domains.changes == {"domains": {"before": [], "after": ["alpha.example.test"]}}
     assert raw not in trail_text()
+
+
+def test_a_platform_administrator_made_by_createsuperuser_is_recorded_without_the_password(db, monkeypatch):
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "Sup3r-secret-never-kept")
+    call_command("createsuperuser", "--noinput", "--upn", "root@platform.test", stdout=io.StringIO())
+    created = AuditEvent.objects.get(action="user.created", object_repr="root@platform.test")
+    assert created.actor == "manage.py createsuperuser" and created.tenant_id is None
+    assert created.changes["is_superuser"] == {"before": None, "after": True}
+    assert created.changes["password"] == {"before": "[redacted]", "after": "[redacted]"}
+    assert "Sup3r-secret-never-kept" not in trail_text()
+    assert User.objects.get(upn="root@platform.test").password.split("$")[-1] not in trail_text()
