@@ -10,11 +10,14 @@ from django.urls import reverse
 
 from tenant.models import Domain
 from tenant.services import domain_add
+from trail.models import AuditEvent
 
 
 @pytest.fixture
 def admin_client(client, tenant_a, tenant_admin_factory):
-    client.force_login(tenant_admin_factory(tenant_a))
+    admin = tenant_admin_factory(tenant_a)
+    client.force_login(admin)
+    client.admin_upn = admin.upn
     return client
 
 
@@ -75,6 +78,11 @@ def test_verify_now_says_what_dns_holds_and_verifies_once_the_record_is_there(dn
     html = done.content.decode()
     assert "is verified" in last_check_of(html)
     assert "Verify now" not in html  # nothing left to verify
+    # The audit trail has the verification, by this administrator from the console; the failed look-ups changed
+    # nothing an administrator owns and are no event.
+    [event] = AuditEvent.objects.filter(object_type="domain", object_id=str(claim.pk))
+    assert (event.action, event.through, event.actor) == ("domain.verified", "console", admin_client.admin_upn)
+    assert event.changes["verified"] == {"before": False, "after": True} and "/verify/" in event.detail
     # It routes: the sign-in page sends its users to this tenant.
     browser = Client()
     browser.post("/login/", {"username": "someone@alpha-eu.example.test"})
