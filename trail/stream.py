@@ -53,10 +53,14 @@ class FileSink:
             os.write(self._open(), data)
 
 
+class _SysLogHandler(logging.handlers.SysLogHandler):
+    def handleError(self, record) -> None:
+        raise  # called inside emit's except: the failure goes to _write, one line in the log
+
+
 class SyslogSink:
     def __init__(self, address: str | tuple[str, int]) -> None:
-        self.handler = logging.handlers.SysLogHandler(address=address,
-                                                      facility=logging.handlers.SysLogHandler.LOG_AUTH)
+        self.handler = _SysLogHandler(address=address, facility=logging.handlers.SysLogHandler.LOG_AUTH)
         self.handler.ident = "pta-audit: "
 
     def write(self, text: str) -> None:
@@ -100,12 +104,11 @@ def stream_on() -> bool:
 
 
 def _write(line: dict) -> None:
-    sink = _current_sink()
-    if sink is None:
-        return
     try:
-        sink.write(line_text(line))
-    except OSError as exc:
+        sink = _current_sink()  # opening a syslog socket may fail too
+        if sink is not None:
+            sink.write(line_text(line))
+    except Exception as exc:  # never the sign-in's nor the change's failure
         logger.error("audit stream %s: a line was lost (%s); audit_export has it", settings.PTA_AUDIT_STREAM, exc)
 
 

@@ -387,3 +387,10 @@ def test_a_platform_administrator_made_by_createsuperuser_is_recorded_without_th
     assert created.changes["password"] == {"before": "[redacted]", "after": "[redacted]"}
     assert "Sup3r-secret-never-kept" not in trail_text()
     assert User.objects.get(upn="root@platform.test").password.split("$")[-1] not in trail_text()
+
+
+def test_a_sink_that_cannot_be_reached_loses_the_line_never_the_sign_in(tenant_a, settings, tmp_path, caplog):
+    settings.PTA_AUDIT_STREAM = f"syslog:{tmp_path}/no-such-socket"
+    event = signin_event_record(username="dan@alpha.example.test", tenant=tenant_a, outcome="success")
+    assert event.pk is not None
+    assert "a line was lost" in caplog.text
