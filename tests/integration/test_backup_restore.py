@@ -98,8 +98,10 @@ def test_a_restored_dump_on_a_fresh_node_serves_as_before(ad_testbed):
         after = restored.start_node("after", port=port, env=public)
 
         # The agent reconnects, with the key and certificate it registered with, to the restored portal.
-        wait_for(lambda: local_agents(after) == 1, timeout=20, message="the agent to reconnect to the new node")
-        assert restored.presence(agent.agent_id) is not None
+        # (Its reconnection backs off up to 30 s apart: it is usually back within a second or two of the node.)
+        wait_for(lambda: local_agents(after) == 1, timeout=45, message="the agent to reconnect to the new node")
+        wait_for(lambda: restored.presence(agent.agent_id) is not None, timeout=10,
+                 message="the agent's presence in the new portal's Redis")
         # A user signs in through it, against the DC.
         attempt = sign_in(after.url, user["upn"], user["password"])
         assert attempt.outcome == "success", (attempt.status, attempt.outcome, attempt.text[:300])
