@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import math
 import threading
 import time
 import uuid
@@ -38,6 +39,9 @@ from tenant.models import Tenant, User
 
 MAX_LOCKOUT_SECONDS = 3600
 FAMILIAR_TTL_SECONDS = 90 * 24 * 3600
+# An account's familiar addresses and devices kept, each (the newest): a person's browsers and networks, not every
+# cookie-less script's.
+FAMILIAR_PLACES_KEPT = 20
 # Failures older than this no longer count towards a lockout.
 FAILURE_WINDOW_SECONDS = 15 * 60
 # A reservation whose answer never came (its node died) stops counting after this.
@@ -302,11 +306,17 @@ def lockout_active(*, account: str, familiar: bool) -> bool:
 
 # --- familiar places (addresses, devices), and the names an account was reached by --------------------------
 
+def _places_key(tenant: Tenant | None, username: str) -> str:
+    return f"places:{tenant.pk if tenant else '-'}:{_digest(username.lower())}"
+
+
 def _familiar_key(tenant: Tenant | None, username: str, ip: str) -> str:
+    """Before the per-account record (FAMILIAR_TTL_SECONDS after 2026-12-07 none is left): one key per address."""
     return f"familiar:{tenant.pk if tenant else '-'}:{_digest(username.lower(), ip)}"
 
 
 def _device_key(tenant: Tenant | None, username: str, device: str) -> str:
+    """Before the per-account record, as _familiar_key: one key per device."""
     return f"familiar-device:{tenant.pk if tenant else '-'}:{_digest(username.lower(), device)}"
 
 
@@ -323,24 +333,76 @@ class Place:
     known_device: bool
 
 
-def _place_keys(tenant: Tenant | None, username: str, ip: str, device: str) -> tuple[str, str]:
-    """The address's key and the device's ("" for what the sign-in did not give)."""
-    return (_familiar_key(tenant, username, ip) if ip else "",
-            _device_key(tenant, username, device) if device else "")
+@dataclass(frozen=True)
+class Places:
+    """An account's familiar places, one cache entry per account (``places:…``): the digests of its addresses and
+    of its devices, each with when it last completed a sign-in, at most FAMILIAR_PLACES_KEPT of each (the newest).
+    One key per address and per device, as before, left every new browser's sign-in a key for 90 days: a user
+    who clears cookies daily, or a script signing in, grew the store without bound."""
+
+    addresses: dict[str, float]
+    devices: dict[str, float]
+
+    @classmethod
+    def of(cls, value: object) -> Places:
+        if isinstance(value, dict):
+            addresses, devices = value.get("a"), value.get("d")
+            if isinstance(addresses, dict) and isinstance(devices, dict):
+                return cls(addresses, devices)
+        return cls({}, {})
+
+    def stored(self) -> dict[str, dict[str, float]]:
+        return {"a": self.addresses, "d": self.devices}
+
+    def with_place(self, *, address: str, device: str, now: float) -> Places:
+        """This address and device seen now; older than FAMILIAR_TTL_SECONDS forgotten, the newest kept."""
+        return Places(_newest(self.addresses, address, now), _newest(self.devices, device, now))
+
+
+def _newest(marks: dict[str, float], mark: str, now: float) -> dict[str, float]:
+    kept = {key: seen for key, seen in marks.items() if key != mark and now - seen < FAMILIAR_TTL_SECONDS}
+    if mark:
+        kept[mark] = now
+    newest = sorted(kept.items(), key=lambda item: item[1])[-FAMILIAR_PLACES_KEPT:]
+    return dict(newest)
+
+
+def _place_marks(username: str, ip: str, device: str) -> tuple[str, str]:
+    """The address's and the device's digests within the account's record ("" for what the sign-in did not give):
+    salted with the name, so that a record's addresses cannot be found by hashing every address."""
+    name = username.lower()
+    return (_digest(name, "ip", ip)[:20] if ip else "", _digest(name, "device", device)[:20] if device else "")
 
 
 def place_recognised(*, tenant: Tenant | None, username: str, ip: str, device: str) -> Place:
-    """Whether this address and this device completed a sign-in of this account before: one cache round trip."""
-    address, known = _place_keys(tenant, username, ip, device)
-    found = cache.get_many([key for key in (address, known) if key]) if address or known else {}
-    return Place(familiar_address=bool(address and found.get(address)), known_device=bool(known and found.get(known)))
+    """Whether this address and this device completed a sign-in of this account before: one cache round trip
+    (the account's record, and the keys of before it, in one read)."""
+    if not ip and not device:
+        return Place(familiar_address=False, known_device=False)
+    record, legacy_address, legacy_device = (_places_key(tenant, username),
+                                             _familiar_key(tenant, username, ip) if ip else "",
+                                             _device_key(tenant, username, device) if device else "")
+    found = cache.get_many([key for key in (record, legacy_address, legacy_device) if key])
+    places = Places.of(found.get(record))
+    address, known = _place_marks(username, ip, device)
+    now = time.time()
+    return Place(
+        familiar_address=bool(address and (now - places.addresses.get(address, -math.inf) < FAMILIAR_TTL_SECONDS
+                                           or found.get(legacy_address))),
+        known_device=bool(known and (now - places.devices.get(known, -math.inf) < FAMILIAR_TTL_SECONDS
+                                     or found.get(legacy_device))))
 
 
 def place_remember(*, tenant: Tenant | None, username: str, ip: str, device: str) -> None:
     """This address and this device completed a sign-in of this user (second factor included, when one was
-    asked): one cache round trip."""
-    if keys := [key for key in _place_keys(tenant, username, ip, device) if key]:
-        cache.set_many(dict.fromkeys(keys, 1), timeout=FAMILIAR_TTL_SECONDS)
+    asked): a read and a write of the account's record. Two sign-ins of one account at the same instant may keep
+    one of their places only: the other is asked for its second factor once more, nothing worse."""
+    address, known = _place_marks(username, ip, device)
+    if not address and not known:
+        return
+    key = _places_key(tenant, username)
+    places = Places.of(cache.get(key)).with_place(address=address, device=known, now=time.time())
+    cache.set(key, places.stored(), timeout=FAMILIAR_TTL_SECONDS)
 
 
 def alias_user_id(*, tenant: Tenant | None, typed: str) -> int | None:

@@ -130,6 +130,56 @@ def test_familiar_address_and_device_are_remembered(tenant):
         familiar_address=False, known_device=False)
 
 
+def test_an_account_keeps_its_newest_devices_only(tenant, monkeypatch):
+    """A script signing in without cookies (a new device each time) leaves one record of bounded size, not a key
+    per sign-in for 90 days: the newest FAMILIAR_PLACES_KEPT devices are known, the older ones forgotten."""
+    from django.core.cache import cache
+
+    username, kept = "a@alpha.example.test", lockout.FAMILIAR_PLACES_KEPT
+    clock = [1_800_000_000.0]
+    monkeypatch.setattr(lockout.time, "time", lambda: clock[0])
+    for n in range(kept + 5):
+        clock[0] += 1
+        lockout.place_remember(tenant=tenant, username=username, ip="198.51.100.7", device=f"browser-{n}")
+    known = [lockout.place_recognised(tenant=tenant, username=username, ip="", device=f"browser-{n}").known_device
+             for n in range(kept + 5)]
+    assert known == [False] * 5 + [True] * kept
+    record = cache.get(lockout._places_key(tenant, username))
+    assert len(record["d"]) == kept and len(record["a"]) == 1
+    assert "browser-9" not in repr(record) and "198.51.100.7" not in repr(record)  # digests only
+    # A device seen again becomes the newest: it outlives the ones remembered after its first sign-in.
+    clock[0] += 1
+    lockout.place_remember(tenant=tenant, username=username, ip="", device="browser-5")
+    clock[0] += 1
+    lockout.place_remember(tenant=tenant, username=username, ip="", device="browser-new")
+    assert lockout.place_recognised(tenant=tenant, username=username, ip="", device="browser-5").known_device
+    assert not lockout.place_recognised(tenant=tenant, username=username, ip="", device="browser-6").known_device
+
+
+def test_a_place_older_than_its_time_is_unfamiliar(tenant, monkeypatch):
+    username, clock = "a@alpha.example.test", [1_800_000_000.0]
+    monkeypatch.setattr(lockout.time, "time", lambda: clock[0])
+    lockout.place_remember(tenant=tenant, username=username, ip="198.51.100.7", device="browser-1")
+    clock[0] += lockout.FAMILIAR_TTL_SECONDS - 1
+    assert lockout.place_recognised(tenant=tenant, username=username, ip="198.51.100.7", device="browser-1") == \
+        lockout.Place(familiar_address=True, known_device=True)
+    clock[0] += 2  # the record itself lives on (another place refreshed it); this mark has expired
+    lockout.place_remember(tenant=tenant, username=username, ip="203.0.113.9", device="")
+    assert lockout.place_recognised(tenant=tenant, username=username, ip="198.51.100.7", device="browser-1") == \
+        lockout.Place(familiar_address=False, known_device=False)
+
+
+def test_marks_of_before_the_record_are_still_familiar(tenant):
+    """Keys written one per place before the per-account record stay familiar until they expire."""
+    from django.core.cache import cache
+
+    username = "a@alpha.example.test"
+    cache.set(lockout._familiar_key(tenant, username, "198.51.100.7"), 1)
+    cache.set(lockout._device_key(tenant, username, "browser-1"), 1)
+    assert lockout.place_recognised(tenant=tenant, username=username, ip="198.51.100.7", device="browser-1") == \
+        lockout.Place(familiar_address=True, known_device=True)
+
+
 def test_keys_hold_no_username_or_address(tenant):
     assert "secret.person" not in account(tenant, "secret.person@alpha.example.test")
     assert "198.51.100.7" not in lockout._familiar_key(tenant, "x@alpha.example.test", "198.51.100.7")
