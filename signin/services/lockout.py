@@ -28,7 +28,7 @@ import math
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from django.conf import settings
@@ -42,6 +42,8 @@ FAMILIAR_TTL_SECONDS = 90 * 24 * 3600
 # An account's familiar addresses and devices kept, each (the newest): a person's browsers and networks, not every
 # cookie-less script's.
 FAMILIAR_PLACES_KEPT = 20
+# A place marked this recently is not written again at the next sign-in from it: its 90 days hardly move.
+PLACE_REFRESH_SECONDS = 24 * 3600
 # Failures older than this no longer count towards a lockout.
 FAILURE_WINDOW_SECONDS = 15 * 60
 # A reservation whose answer never came (its node died) stops counting after this.
@@ -327,10 +329,14 @@ def _alias_key(tenant: Tenant | None, typed: str) -> str:
 @dataclass(frozen=True)
 class Place:
     """Where a sign-in comes from, as the account knows it: an address (a familiar one has its own lockout bucket)
-    and a device (the browser's cookie), each remembered for FAMILIAR_TTL_SECONDS after a complete sign-in."""
+    and a device (the browser's cookie), each remembered for FAMILIAR_TTL_SECONDS after a complete sign-in.
+    ``record`` is the account's record as read (for ``record_of``, the name it was read under), so that the same
+    request's place_remember need not read it again."""
 
     familiar_address: bool
     known_device: bool
+    record: Places | None = field(default=None, compare=False, repr=False)
+    record_of: str = field(default="", compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -353,6 +359,11 @@ class Places:
 
     def stored(self) -> dict[str, dict[str, float]]:
         return {"a": self.addresses, "d": self.devices}
+
+    def fresh(self, *, address: str, device: str, now: float) -> bool:
+        """Whether each of these (the ones given) was marked within PLACE_REFRESH_SECONDS."""
+        return all(now - marks.get(mark, -math.inf) < PLACE_REFRESH_SECONDS
+                   for marks, mark in ((self.addresses, address), (self.devices, device)) if mark)
 
     def with_place(self, *, address: str, device: str, now: float) -> Places:
         """This address and device seen now; older than FAMILIAR_TTL_SECONDS forgotten, the newest kept."""
@@ -390,19 +401,28 @@ def place_recognised(*, tenant: Tenant | None, username: str, ip: str, device: s
         familiar_address=bool(address and (now - places.addresses.get(address, -math.inf) < FAMILIAR_TTL_SECONDS
                                            or found.get(legacy_address))),
         known_device=bool(known and (now - places.devices.get(known, -math.inf) < FAMILIAR_TTL_SECONDS
-                                     or found.get(legacy_device))))
+                                     or found.get(legacy_device))),
+        record=places, record_of=username.lower())
 
 
-def place_remember(*, tenant: Tenant | None, username: str, ip: str, device: str) -> None:
+def place_remember(*, tenant: Tenant | None, username: str, ip: str, device: str, seen: Place | None = None
+                   ) -> None:
     """This address and this device completed a sign-in of this user (second factor included, when one was
-    asked): a read and a write of the account's record. Two sign-ins of one account at the same instant may keep
-    one of their places only: the other is asked for its second factor once more, nothing worse."""
+    asked): the account's record read (unless ``seen``, this request's place_recognised of the same name, read
+    it already) and written, unless both were marked within PLACE_REFRESH_SECONDS (a person signing in from their
+    usual browser and network writes nothing). Two sign-ins of one account at the same instant may keep one of
+    their places only: the other is asked for its second factor once more, nothing worse."""
     address, known = _place_marks(username, ip, device)
     if not address and not known:
         return
-    key = _places_key(tenant, username)
-    places = Places.of(cache.get(key)).with_place(address=address, device=known, now=time.time())
-    cache.set(key, places.stored(), timeout=FAMILIAR_TTL_SECONDS)
+    key, now = _places_key(tenant, username), time.time()
+    if seen is not None and seen.record is not None and seen.record_of == username.lower():
+        places = seen.record
+    else:
+        places = Places.of(cache.get(key))
+    if places.fresh(address=address, device=known, now=now):
+        return
+    cache.set(key, places.with_place(address=address, device=known, now=now).stored(), timeout=FAMILIAR_TTL_SECONDS)
 
 
 def alias_user_id(*, tenant: Tenant | None, typed: str) -> int | None:

@@ -147,8 +147,9 @@ def test_an_account_keeps_its_newest_devices_only(tenant, monkeypatch):
     record = cache.get(lockout._places_key(tenant, username))
     assert len(record["d"]) == kept and len(record["a"]) == 1
     assert "browser-9" not in repr(record) and "198.51.100.7" not in repr(record)  # digests only
-    # A device seen again becomes the newest: it outlives the ones remembered after its first sign-in.
-    clock[0] += 1
+    # A device seen again (a day later: sooner, its mark is left as it is) becomes the newest: it outlives the
+    # ones remembered after its first sign-in.
+    clock[0] += lockout.PLACE_REFRESH_SECONDS
     lockout.place_remember(tenant=tenant, username=username, ip="", device="browser-5")
     clock[0] += 1
     lockout.place_remember(tenant=tenant, username=username, ip="", device="browser-new")
@@ -167,6 +168,34 @@ def test_a_place_older_than_its_time_is_unfamiliar(tenant, monkeypatch):
     lockout.place_remember(tenant=tenant, username=username, ip="203.0.113.9", device="")
     assert lockout.place_recognised(tenant=tenant, username=username, ip="198.51.100.7", device="browser-1") == \
         lockout.Place(familiar_address=False, known_device=False)
+
+
+def test_a_usual_place_is_written_once_a_day_at_most(tenant, monkeypatch):
+    """Signing in again from the usual browser and network writes nothing for a day (one cache write less per
+    sign-in); the mark is refreshed after that, so it never runs out while the place is used."""
+    from django.core.cache import cache
+
+    username, clock = "a@alpha.example.test", [1_800_000_000.0]
+    monkeypatch.setattr(lockout.time, "time", lambda: clock[0])
+    key = lockout._places_key(tenant, username)
+
+    def sign_in() -> None:
+        seen = lockout.place_recognised(tenant=tenant, username=username, ip="198.51.100.7", device="browser-1")
+        lockout.place_remember(tenant=tenant, username=username, ip="198.51.100.7", device="browser-1", seen=seen)
+
+    sign_in()
+    first = cache.get(key)
+    clock[0] += lockout.PLACE_REFRESH_SECONDS - 1
+    sign_in()
+    assert cache.get(key) == first
+    clock[0] += 2
+    sign_in()
+    assert set(cache.get(key)["d"].values()) == {clock[0]}
+    # A record read under another name is not taken for this one's.
+    other = lockout.place_recognised(tenant=tenant, username="b@alpha.example.test", ip="198.51.100.7", device="")
+    lockout.place_remember(tenant=tenant, username="c@alpha.example.test", ip="198.51.100.7", device="", seen=other)
+    assert lockout.place_recognised(tenant=tenant, username="c@alpha.example.test", ip="198.51.100.7",
+                                    device="").familiar_address
 
 
 def test_marks_of_before_the_record_are_still_familiar(tenant):
