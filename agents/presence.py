@@ -224,10 +224,10 @@ class RedisPresence:
     async def for_tenant(self, *, tenant_id: str) -> list[PresenceRecord]:
         # Expired members are left out by the range and removed by the nodes' flushes (_PUBLISH), not here: one
         # command less on every sign-in.
-        agent_ids: list[str] = await self.client.zrangebyscore(self.tenant_key(tenant_id), time.time(), "+inf")
+        agent_ids = await self.client.zrangebyscore(self.tenant_key(tenant_id), time.time(), "+inf")
         if not agent_ids:
             return []
-        values = await self.client.mget([self.agent_key(a) for a in agent_ids])
+        values = await self.client.mget([self.agent_key(str(a)) for a in agent_ids])  # decoded: str
         records = [PresenceRecord.from_json(v) for v in values if v]
         return [r for r in records if r is not None and r.tenant_id == tenant_id]
 
