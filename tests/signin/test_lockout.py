@@ -3,6 +3,7 @@ the embedded profile, Redis for the production one). The tenant need not be save
 read."""
 
 import threading
+import time
 import uuid
 
 import pytest
@@ -104,6 +105,19 @@ def wait_until_unlocked(acct, timeout=5.0):
     while lockout.lockout_active(account=acct, familiar=False):
         assert time.monotonic() < deadline, "the lockout did not end"
         time.sleep(0.1)
+
+
+def test_a_reservation_whose_answer_never_came_stops_counting(tenant, monkeypatch):
+    """A node that died between reserving and settling leaves its reservations behind: they hold the account's
+    way for RESERVATION_SECONDS, then no longer count (on Redis: left out by their expiry, not swept)."""
+    acct, clock = account(tenant), [time.time()]
+    monkeypatch.setattr(lockout.time, "time", lambda: clock[0])
+    held = [lockout.lockout_reserve(tenant=tenant, account=acct, familiar=False)
+            for _ in range(tenant.lockout_threshold)]
+    assert all(r.granted for r in held)
+    assert lockout.lockout_reserve(tenant=tenant, account=acct, familiar=False).hold is lockout.Hold.BUSY
+    clock[0] += lockout.RESERVATION_SECONDS + 1
+    assert lockout.lockout_reserve(tenant=tenant, account=acct, familiar=False).granted
 
 
 def test_platform_accounts_have_a_policy(settings):
