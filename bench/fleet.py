@@ -517,11 +517,12 @@ def fleet_markdown(report: dict) -> str:
                      f"{row['presence']['keys']} / {row['presence']['bytes']} | {row['handoff_p50_ms']} / "
                      f"{row['handoff_p99_ms']} | {row['rate']['per_second']} | {row['rate_vs_one_agent']} | "
                      f"{row['reconnect_seconds']} |")
-    lines.append("")
-    for row in report["fleet"]:
-        lines.append(f"fleet {row['agents']} agents: hand-off p50 {row['handoff_p50_ms']:g} ms p99 "
-                     f"{row['handoff_p99_ms']:g} ms, portal memory per agent {row['portal_kib_per_agent']:g} KiB, "
-                     f"reconnect all {row['reconnect_seconds']} s" + (f" ({row['tenants']} tenants)"))
+    for tenants in dict.fromkeys(row["tenants"] for row in report["fleet"]):
+        lines += ["", f"{tenants} tenant(s):"]
+        for row in (r for r in report["fleet"] if r["tenants"] == tenants):
+            lines.append(f"fleet {row['agents']} agents: hand-off p50 {row['handoff_p50_ms']:g} ms p99 "
+                         f"{row['handoff_p99_ms']:g} ms, portal memory per agent {row['portal_kib_per_agent']:g} KiB, "
+                         f"reconnect all {row['reconnect_seconds']} s")
     return "\n".join(lines) + "\n"
 
 
