@@ -161,6 +161,18 @@ def new_portal(profile: str, nodes: int):
     return portal, started
 
 
+def keep_errors(portal, report: dict) -> None:
+    """Before the portal's directory goes: every node's lines around its first tracebacks, into the report."""
+    for node in portal.nodes:
+        lines = node.log().splitlines()
+        starts = [i for i, line in enumerate(lines) if "Traceback" in line][:3]
+        if starts:
+            report.setdefault("portal_log_errors", {})[node.name] = [
+                "\n".join(lines[max(0, i - 3):i + 40]) for i in starts]
+            log(f"{node.name} logged {sum('Traceback' in line for line in lines)} traceback(s); the first ones are "
+                "in the JSON (portal_log_errors)")
+
+
 # --- --costs: Redis commands and SQL statements per sign-in ------------------------------------------------
 
 def statement_lines(log_path: Path, offset: int) -> tuple[list[str], int]:
@@ -278,6 +290,7 @@ def run_costs(args, services, report: dict) -> None:
         report["failed"] = any(set(row["outcomes"]) != {"success"} for row in rows)
     finally:
         fleet.stop()
+        keep_errors(portal, report)
         portal.close()
 
 
@@ -355,6 +368,7 @@ def run_soak(args, services, report: dict) -> None:
         report["failed"] = outcomes.get("unexpected", 0) > 0
     finally:
         fleet.stop()
+        keep_errors(portal, report)
         portal.close()
 
 
@@ -502,6 +516,7 @@ def run_fleet(args, services, report: dict) -> None:
                 report["fleet"].append(row)
         finally:
             fleet.stop()
+            keep_errors(portal, report)
             portal.close()
     report["failed"] = failed
 
