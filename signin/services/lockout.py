@@ -122,12 +122,32 @@ class LockoutStore(Protocol):
 class LocalLockoutStore:
     """The embedded profile's store: one process, so dicts under a lock do."""
 
+    # Every this many reservations the tables drop what has run out (expired windows, locks and reservations):
+    # a guess at a new name each time (a spray of usernames) must not leave a bucket behind for the process's life.
+    SWEEP_EVERY = 1000
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._failures: dict[str, tuple[int, float]] = {}  # bucket → (count, window end)
         self._in_flight: dict[str, dict[str, float]] = {}  # bucket → attempt id → expiry
         self._locked_until: dict[str, float] = {}
         self._lockouts: dict[str, tuple[int, float]] = {}  # bucket → (count, forgotten at)
+        self._reservations = 0
+
+    @property
+    def buckets_held(self) -> int:
+        with self._lock:
+            return len(set(self._failures) | set(self._in_flight) | set(self._locked_until) | set(self._lockouts))
+
+    def _sweep(self, now: float) -> None:  # under the lock
+        self._failures = {b: entry for b, entry in self._failures.items() if entry[1] > now}
+        self._locked_until = {b: until for b, until in self._locked_until.items() if until > now}
+        self._lockouts = {b: entry for b, entry in self._lockouts.items() if entry[1] > now}
+        in_flight = {}
+        for bucket, flying in self._in_flight.items():
+            if live := {a: exp for a, exp in flying.items() if exp > now}:
+                in_flight[bucket] = live
+        self._in_flight = in_flight
 
     def _live_failures(self, bucket: str, now: float) -> int:
         count, until = self._failures.get(bucket, (0, 0.0))
@@ -136,6 +156,9 @@ class LocalLockoutStore:
     def reserve(self, *, bucket: str, attempt_id: str, threshold: int) -> Hold:
         now = time.time()
         with self._lock:
+            self._reservations += 1
+            if self._reservations % self.SWEEP_EVERY == 0:
+                self._sweep(now)
             if self._locked_until.get(bucket, 0.0) > now:
                 return Hold.LOCKED
             flying = {a: exp for a, exp in self._in_flight.get(bucket, {}).items() if exp > now}
@@ -148,7 +171,10 @@ class LocalLockoutStore:
     def settle(self, *, bucket: str, attempt_id: str, verdict: Verdict, policy: LockoutPolicy) -> Settled:
         now = time.time()
         with self._lock:
-            was_in_flight = self._in_flight.get(bucket, {}).pop(attempt_id, None) is not None
+            flying = self._in_flight.get(bucket, {})
+            was_in_flight = flying.pop(attempt_id, None) is not None
+            if not flying:
+                self._in_flight.pop(bucket, None)
             if verdict is Verdict.SUCCEEDED:
                 self._failures.pop(bucket, None)
                 self._lockouts.pop(bucket, None)

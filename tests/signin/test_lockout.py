@@ -120,6 +120,21 @@ def test_a_reservation_whose_answer_never_came_stops_counting(tenant, monkeypatc
     assert lockout.lockout_reserve(tenant=tenant, account=acct, familiar=False).granted
 
 
+def test_a_spray_of_names_leaves_no_bucket_behind_in_the_process(tenant, monkeypatch):
+    """The embedded store: a guess at a new name each time (an attacker spraying usernames) keeps its bucket only
+    while it counts (its failure window), not for the process's life."""
+    store = lockout.LocalLockoutStore()
+    policy, clock = lockout.lockout_policy(tenant=tenant), [1_800_000_000.0]
+    monkeypatch.setattr(lockout.time, "time", lambda: clock[0])
+    for n in range(3 * store.SWEEP_EVERY):
+        bucket = f"sprayed-{n}:u"
+        store.reserve(bucket=bucket, attempt_id="a", threshold=policy.threshold)
+        store.settle(bucket=bucket, attempt_id="a", verdict=Verdict.FAILED, policy=policy)
+        clock[0] += lockout.FAILURE_WINDOW_SECONDS / store.SWEEP_EVERY
+    assert store.buckets_held <= 2 * store.SWEEP_EVERY  # the last window's, never all 3,000
+    assert store._live_failures(f"sprayed-{3 * store.SWEEP_EVERY - 1}:u", clock[0]) == 1  # a live one still counts
+
+
 def test_platform_accounts_have_a_policy(settings):
     settings.PTA_PLATFORM_LOCKOUT_THRESHOLD = 3
     acct = lockout.lockout_account(tenant=None, user=User(pk=7, upn="root@platform.test"), username="root@x")
