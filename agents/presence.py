@@ -94,30 +94,45 @@ class InProcessPresence:
     def __init__(self, ttl_seconds: float = protocol.PRESENCE_TTL_SECONDS) -> None:
         self.ttl_seconds = ttl_seconds
         self._records: dict[str, tuple[PresenceRecord, float]] = {}
+        # Each tenant's agents: a sign-in reads its tenant's, not every agent's of the process.
+        self._by_tenant: dict[str, set[str]] = {}
 
     def _live(self, agent_id: str, now: float) -> PresenceRecord | None:
         entry = self._records.get(agent_id)
         if entry is None:
             return None
         if entry[1] <= now:
-            del self._records[agent_id]
+            self._forget(agent_id)
             return None
         return entry[0]
+
+    def _forget(self, agent_id: str) -> None:
+        record, _ = self._records.pop(agent_id)
+        members = self._by_tenant.get(record.tenant_id)
+        if members is not None:
+            members.discard(agent_id)
+            if not members:
+                del self._by_tenant[record.tenant_id]
 
     async def publish(self, records: Sequence[PresenceRecord]) -> None:
         now = time.time()
         for record in records:
-            if _newer_wins(self._live(record.agent_id, now), record):
+            current = self._live(record.agent_id, now)
+            if _newer_wins(current, record):
+                if current is not None:
+                    self._forget(record.agent_id)  # its tenant may have changed with it
                 self._records[record.agent_id] = (record, now + self.ttl_seconds)
+                self._by_tenant.setdefault(record.tenant_id, set()).add(record.agent_id)
 
     async def withdraw(self, *, agent_id: str, tenant_id: str, channel_name: str | None = None) -> None:
         current = self._live(agent_id, time.time())
         if current is not None and (channel_name is None or current.channel_name == channel_name):
-            del self._records[agent_id]
+            self._forget(agent_id)
 
     async def for_tenant(self, *, tenant_id: str) -> list[PresenceRecord]:
         now = time.time()
-        return [r for r in (self._live(a, now) for a in list(self._records)) if r and r.tenant_id == tenant_id]
+        found = (self._live(a, now) for a in list(self._by_tenant.get(tenant_id, ())))
+        return [r for r in found if r is not None and r.tenant_id == tenant_id]
 
     async def for_agent(self, *, agent_id: str) -> PresenceRecord | None:
         return self._live(agent_id, time.time())
@@ -134,7 +149,12 @@ class InProcessPresence:
 _PUBLISH = """
 local ttl = tonumber(ARGV[1])
 local now = tonumber(ARGV[2])
+local swept = {}
 for i = 1, #KEYS, 2 do
+  if not swept[KEYS[i + 1]] then  -- each tenant's expired members, once per flush: readers need not
+    redis.call('ZREMRANGEBYSCORE', KEYS[i + 1], '-inf', now)
+    swept[KEYS[i + 1]] = true
+  end
   local mine = ARGV[2 + (i + 1) / 2]
   local candidate = cjson.decode(mine)
   local write = true
@@ -202,15 +222,12 @@ class RedisPresence:
                              args=[agent_id, channel_name or ""])
 
     async def for_tenant(self, *, tenant_id: str) -> list[PresenceRecord]:
-        key = self.tenant_key(tenant_id)
-        now = time.time()
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.zremrangebyscore(key, "-inf", now)
-            pipe.zrangebyscore(key, now, "+inf")
-            _, agent_ids = await pipe.execute()
+        # Expired members are left out by the range and removed by the nodes' flushes (_PUBLISH), not here: one
+        # command less on every sign-in.
+        agent_ids = await self.client.zrangebyscore(self.tenant_key(tenant_id), time.time(), "+inf")
         if not agent_ids:
             return []
-        values = await self.client.mget([self.agent_key(a) for a in agent_ids])
+        values = await self.client.mget([self.agent_key(str(a)) for a in agent_ids])  # decoded: str
         records = [PresenceRecord.from_json(v) for v in values if v]
         return [r for r in records if r is not None and r.tenant_id == tenant_id]
 

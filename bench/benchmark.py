@@ -89,7 +89,9 @@ class PrivateServices:
         self.redis: subprocess.Popen | None = None
         self.pg_started = False
 
-    def start(self) -> None:
+    redis_url = PRIVATE_REDIS_URL
+
+    def start(self, *, log_statements: bool = False) -> None:
         self.redis = subprocess.Popen(["redis-server", "--port", "6379", "--bind", "127.0.0.1", "--save", "",
                                        "--appendonly", "no", "--dir", str(self.directory)],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -102,7 +104,8 @@ class PrivateServices:
                         "-A", "trust", "-U", "postgres", "--no-sync"], check=True, capture_output=True, timeout=120)
         subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(self.pg_dir), "-w",
                         "-l", str(self.pg_dir / "log"), "-o",
-                        f"-c listen_addresses=127.0.0.1 -p 5432 -k {self.pg_dir}",
+                        f"-c listen_addresses=127.0.0.1 -p 5432 -k {self.pg_dir}"
+                        + (" -c log_statement=all" if log_statements else ""),
                         "start"], check=True, capture_output=True, timeout=120)
         self.pg_started = True
         log("private PostgreSQL and Redis started in this namespace")
@@ -597,8 +600,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out", default=str(REPO / "bench" / "results"))
     parser.add_argument("--no-docs-plot", action="store_true",
                         help="write the latency plot beside the results only, not to docs/")
+    # Modes with simulated agents and no directory (bench/fleet.py); one of them per run.
+    parser.add_argument("--costs", action="store_true",
+                        help="Redis commands and SQL statements per whole sign-in, local and relayed (production)")
+    parser.add_argument("--signins", type=int, default=40, help="--costs: whole sign-ins per placement (max 1000)")
+    parser.add_argument("--soak", type=int, default=0, metavar="N",
+                        help="N whole sign-ins (80%% good, 10%% wrong, 10%% unknown); memory every 1,000")
+    parser.add_argument("--fleet", default="", metavar="N,N,...",
+                        help="simulated agent fleets of these sizes on two nodes (production)")
+    parser.add_argument("--tenants", default="1", help="--fleet: comma-separated tenant counts, a portal each")
+    parser.add_argument("--cost-ms", type=float, default=5.0, help="the simulated directory's time per answer")
     parser.add_argument(INNER_FLAG, action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.signins = min(max(1, args.signins), 1000)
+    if sum(map(bool, (args.costs, args.soak, args.fleet))) > 1:
+        parser.error("--costs, --soak and --fleet are separate runs: give one")
+    if args.costs or args.fleet:
+        args.profile = "production"  # Redis and two nodes are what they measure
     args.duration = min(max(1.0, args.duration), 120.0)
     args.scaling_duration = min(max(1.0, args.scaling_duration), 30.0)
     if not levels(args.concurrency) or not levels(args.direct_connections):
@@ -721,6 +739,21 @@ def main(argv: list[str]) -> int:
                                 "kernel": platform.release()},
                     "loadgen": "bench/loadgen.py, one keep-alive HTTP/1.1 connection per client, in the bench process"}
     failed = False
+    if args.costs or args.soak or args.fleet:  # simulated agents, no directory: bench/fleet.py
+        from bench import fleet
+
+        try:
+            if services:
+                (work / "services").mkdir()
+                services.start(log_statements=args.costs)
+            elif args.profile == "production":
+                raise SystemExit("--costs, --fleet and a production --soak need the private namespace (--netns)")
+            return fleet.main(args, services, out, name + ("-costs" if args.costs else "-soak" if args.soak
+                                                           else "-fleet"))
+        finally:
+            if services:
+                services.stop()
+            shutil.rmtree(work, ignore_errors=True)
     try:
         if services:
             (work / "services").mkdir()

@@ -1,6 +1,6 @@
 from config.redis import redis_retry_options
 
-from .env import REDIS_URL, env
+from .env import REDIS_URL, env, env_int
 
 # Smart lockout and familiar addresses are read on every sign-in: a cache, shared by all nodes in production.
 if REDIS_URL:
@@ -16,6 +16,8 @@ if REDIS_URL:
     }
 else:
     # Sessions and familiar places live here (lockout counters in the process: signin/services/lockout.py): LocMem's
-    # default of 300 entries would evict sign-ins in progress.
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "pta",
-                          "OPTIONS": {"MAX_ENTRIES": 200_000}}}
+    # default of 300 entries would evict sign-ins in progress. Bounded by its bytes too (config/locmem.py): the
+    # expired sessions of unfinished sign-ins go first, then the least recently used entries.
+    CACHES = {"default": {"BACKEND": "config.locmem.BoundedLocMemCache", "LOCATION": "pta",
+                          "OPTIONS": {"MAX_ENTRIES": 200_000,
+                                      "MAX_BYTES": env_int("PTA_EMBEDDED_CACHE_MIB", 64, minimum=4) * 1024 * 1024}}}

@@ -23,6 +23,7 @@ from signin.models import SignInEvent
 from signin.outcomes import Outcome
 from signin.services.lockout import (
     Hold,
+    Place,
     Reservation,
     Verdict,
     alias_remember,
@@ -106,6 +107,7 @@ class _Before:
     reservation: Reservation | None  # this guess, reserved against the account's lockout
     account: str = ""  # the lockout account the reservation is for
     location: LocationMatch | None = None  # the tenant's named location the client's address is in
+    place: Place | None = None  # as place_recognised read it (its record saves place_remember a read)
 
     @property
     def locked(self) -> bool:
@@ -149,7 +151,7 @@ def _before(*, upn: str, ip: str, device: str) -> _Before:
     # Last: everything before it is a read, so this hop is safe to run again after a transient error.
     reservation = lockout_reserve(tenant=tenant, familiar=place.familiar_address, account=account)
     return _Before(route=route, tenant=tenant, user=user, familiar=place.familiar_address, reservation=reservation,
-                   account=account, known_device=place.known_device, location=location)
+                   account=account, known_device=place.known_device, location=location, place=place)
 
 
 async def _reserved(before: _Before, *, deadline: float) -> _Before:
@@ -328,7 +330,7 @@ def _after(*, before: _Before, upn: str, ip: str, device: str, outcome: Outcome,
            assignment_of: Application | None = None) -> SignInResult:
     """Everything after the answer (one thread hop): lockout, the user, the MFA decision, the record."""
     tenant, user = before.tenant, before.user
-    familiar, known_device = before.familiar, before.known_device
+    familiar, known_device, place = before.familiar, before.known_device, before.place
     if before.reservation is not None:
         lockout_settle(reservation=before.reservation, verdict=_verdict(outcome))
     if validation is not None and outcome is Outcome.SUCCESS:
@@ -363,7 +365,7 @@ def _after(*, before: _Before, upn: str, ip: str, device: str, outcome: Outcome,
         if mfa.required:
             outcome = Outcome.MFA_REQUIRED
         else:
-            signin_completed(tenant=tenant, user=user, ip=ip, device=device)
+            signin_completed(tenant=tenant, user=user, ip=ip, device=device, seen=place)
     if validation is not None:
         record.update(agent_id=validation.agent_id, ad_subcode=validation.ad_subcode, agent_ms=validation.agent_ms,
                       queued_ms=validation.queued_ms or None)
@@ -379,9 +381,10 @@ def _after(*, before: _Before, upn: str, ip: str, device: str, outcome: Outcome,
                         locked_until=locked_until)
 
 
-def signin_completed(*, tenant: Tenant | None, user: User, ip: str, device: str) -> None:
-    """A whole sign-in is done (second factor included): remember the place, and when (ID tokens' auth_time)."""
-    place_remember(tenant=tenant, username=user.upn, ip=ip, device=device)
+def signin_completed(*, tenant: Tenant | None, user: User, ip: str, device: str, seen: Place | None = None) -> None:
+    """A whole sign-in is done (second factor included): remember the place, and when (ID tokens' auth_time).
+    ``seen``: the place as this request read it, if it did."""
+    place_remember(tenant=tenant, username=user.upn, ip=ip, device=device, seen=seen)
     user.last_login = timezone.now()
     User.objects.filter(pk=user.pk).update(last_login=user.last_login)
 

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import math
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from django.conf import settings
@@ -38,6 +39,11 @@ from tenant.models import Tenant, User
 
 MAX_LOCKOUT_SECONDS = 3600
 FAMILIAR_TTL_SECONDS = 90 * 24 * 3600
+# An account's familiar addresses and devices kept, each (the newest): a person's browsers and networks, not every
+# cookie-less script's.
+FAMILIAR_PLACES_KEPT = 20
+# A place marked this recently is not written again at the next sign-in from it: its 90 days hardly move.
+PLACE_REFRESH_SECONDS = 24 * 3600
 # Failures older than this no longer count towards a lockout.
 FAILURE_WINDOW_SECONDS = 15 * 60
 # A reservation whose answer never came (its node died) stops counting after this.
@@ -116,12 +122,32 @@ class LockoutStore(Protocol):
 class LocalLockoutStore:
     """The embedded profile's store: one process, so dicts under a lock do."""
 
+    # Every this many reservations the tables drop what has run out (expired windows, locks and reservations):
+    # a guess at a new name each time (a spray of usernames) must not leave a bucket behind for the process's life.
+    SWEEP_EVERY = 1000
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._failures: dict[str, tuple[int, float]] = {}  # bucket → (count, window end)
         self._in_flight: dict[str, dict[str, float]] = {}  # bucket → attempt id → expiry
         self._locked_until: dict[str, float] = {}
         self._lockouts: dict[str, tuple[int, float]] = {}  # bucket → (count, forgotten at)
+        self._reservations = 0
+
+    @property
+    def buckets_held(self) -> int:
+        with self._lock:
+            return len(set(self._failures) | set(self._in_flight) | set(self._locked_until) | set(self._lockouts))
+
+    def _sweep(self, now: float) -> None:  # under the lock
+        self._failures = {b: entry for b, entry in self._failures.items() if entry[1] > now}
+        self._locked_until = {b: until for b, until in self._locked_until.items() if until > now}
+        self._lockouts = {b: entry for b, entry in self._lockouts.items() if entry[1] > now}
+        in_flight = {}
+        for bucket, flying in self._in_flight.items():
+            if live := {a: exp for a, exp in flying.items() if exp > now}:
+                in_flight[bucket] = live
+        self._in_flight = in_flight
 
     def _live_failures(self, bucket: str, now: float) -> int:
         count, until = self._failures.get(bucket, (0, 0.0))
@@ -130,6 +156,9 @@ class LocalLockoutStore:
     def reserve(self, *, bucket: str, attempt_id: str, threshold: int) -> Hold:
         now = time.time()
         with self._lock:
+            self._reservations += 1
+            if self._reservations % self.SWEEP_EVERY == 0:
+                self._sweep(now)
             if self._locked_until.get(bucket, 0.0) > now:
                 return Hold.LOCKED
             flying = {a: exp for a, exp in self._in_flight.get(bucket, {}).items() if exp > now}
@@ -142,7 +171,10 @@ class LocalLockoutStore:
     def settle(self, *, bucket: str, attempt_id: str, verdict: Verdict, policy: LockoutPolicy) -> Settled:
         now = time.time()
         with self._lock:
-            was_in_flight = self._in_flight.get(bucket, {}).pop(attempt_id, None) is not None
+            flying = self._in_flight.get(bucket, {})
+            was_in_flight = flying.pop(attempt_id, None) is not None
+            if not flying:
+                self._in_flight.pop(bucket, None)
             if verdict is Verdict.SUCCEEDED:
                 self._failures.pop(bucket, None)
                 self._lockouts.pop(bucket, None)
@@ -178,11 +210,14 @@ class LocalLockoutStore:
 
 
 # KEYS: failures, in flight, locked.  ARGV: now, threshold, attempt id, reservation expiry, reservation ttl
+# The lock and the failures are read together (MGET); reservations whose answer never came (their node died) are
+# left out by their expiry (ZCOUNT from now) rather than removed (they go with the key, RESERVATION_SECONDS after
+# the last reservation): four commands, not six, on every sign-in.
 _RESERVE = """
-if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
-local failures = tonumber(redis.call('GET', KEYS[1]) or '0')
-if failures + redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then return 2 end
+local state = redis.call('MGET', KEYS[3], KEYS[1])
+if state[1] then return 0 end
+local failures = tonumber(state[2] or '0')
+if failures + redis.call('ZCOUNT', KEYS[2], '(' .. ARGV[1], '+inf') >= tonumber(ARGV[2]) then return 2 end
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
 return 1
@@ -302,11 +337,17 @@ def lockout_active(*, account: str, familiar: bool) -> bool:
 
 # --- familiar places (addresses, devices), and the names an account was reached by --------------------------
 
+def _places_key(tenant: Tenant | None, username: str) -> str:
+    return f"places:{tenant.pk if tenant else '-'}:{_digest(username.lower())}"
+
+
 def _familiar_key(tenant: Tenant | None, username: str, ip: str) -> str:
+    """Before the per-account record (FAMILIAR_TTL_SECONDS after 2026-12-07 none is left): one key per address."""
     return f"familiar:{tenant.pk if tenant else '-'}:{_digest(username.lower(), ip)}"
 
 
 def _device_key(tenant: Tenant | None, username: str, device: str) -> str:
+    """Before the per-account record, as _familiar_key: one key per device."""
     return f"familiar-device:{tenant.pk if tenant else '-'}:{_digest(username.lower(), device)}"
 
 
@@ -317,30 +358,100 @@ def _alias_key(tenant: Tenant | None, typed: str) -> str:
 @dataclass(frozen=True)
 class Place:
     """Where a sign-in comes from, as the account knows it: an address (a familiar one has its own lockout bucket)
-    and a device (the browser's cookie), each remembered for FAMILIAR_TTL_SECONDS after a complete sign-in."""
+    and a device (the browser's cookie), each remembered for FAMILIAR_TTL_SECONDS after a complete sign-in.
+    ``record`` is the account's record as read (for ``record_of``, the name it was read under), so that the same
+    request's place_remember need not read it again."""
 
     familiar_address: bool
     known_device: bool
+    record: Places | None = field(default=None, compare=False, repr=False)
+    record_of: str = field(default="", compare=False, repr=False)
 
 
-def _place_keys(tenant: Tenant | None, username: str, ip: str, device: str) -> tuple[str, str]:
-    """The address's key and the device's ("" for what the sign-in did not give)."""
-    return (_familiar_key(tenant, username, ip) if ip else "",
-            _device_key(tenant, username, device) if device else "")
+@dataclass(frozen=True)
+class Places:
+    """An account's familiar places, one cache entry per account (``places:…``): the digests of its addresses and
+    of its devices, each with when it last completed a sign-in, at most FAMILIAR_PLACES_KEPT of each (the newest).
+    One key per address and per device, as before, left every new browser's sign-in a key for 90 days: a user
+    who clears cookies daily, or a script signing in, grew the store without bound."""
+
+    addresses: dict[str, float]
+    devices: dict[str, float]
+
+    @classmethod
+    def of(cls, value: object) -> Places:
+        if isinstance(value, dict):
+            addresses, devices = value.get("a"), value.get("d")
+            if isinstance(addresses, dict) and isinstance(devices, dict):
+                return cls(addresses, devices)
+        return cls({}, {})
+
+    def stored(self) -> dict[str, dict[str, float]]:
+        return {"a": self.addresses, "d": self.devices}
+
+    def fresh(self, *, address: str, device: str, now: float) -> bool:
+        """Whether each of these (the ones given) was marked within PLACE_REFRESH_SECONDS."""
+        return all(now - marks.get(mark, -math.inf) < PLACE_REFRESH_SECONDS
+                   for marks, mark in ((self.addresses, address), (self.devices, device)) if mark)
+
+    def with_place(self, *, address: str, device: str, now: float) -> Places:
+        """This address and device seen now; older than FAMILIAR_TTL_SECONDS forgotten, the newest kept."""
+        return Places(_newest(self.addresses, address, now), _newest(self.devices, device, now))
+
+
+def _newest(marks: dict[str, float], mark: str, now: float) -> dict[str, float]:
+    kept = {key: seen for key, seen in marks.items() if key != mark and now - seen < FAMILIAR_TTL_SECONDS}
+    if mark:
+        kept[mark] = now
+    newest = sorted(kept.items(), key=lambda item: item[1])[-FAMILIAR_PLACES_KEPT:]
+    return dict(newest)
+
+
+def _place_marks(username: str, ip: str, device: str) -> tuple[str, str]:
+    """The address's and the device's digests within the account's record ("" for what the sign-in did not give):
+    salted with the name, so that a record's addresses cannot be found by hashing every address."""
+    name = username.lower()
+    return (_digest(name, "ip", ip)[:20] if ip else "", _digest(name, "device", device)[:20] if device else "")
 
 
 def place_recognised(*, tenant: Tenant | None, username: str, ip: str, device: str) -> Place:
-    """Whether this address and this device completed a sign-in of this account before: one cache round trip."""
-    address, known = _place_keys(tenant, username, ip, device)
-    found = cache.get_many([key for key in (address, known) if key]) if address or known else {}
-    return Place(familiar_address=bool(address and found.get(address)), known_device=bool(known and found.get(known)))
+    """Whether this address and this device completed a sign-in of this account before: one cache round trip
+    (the account's record, and the keys of before it, in one read)."""
+    if not ip and not device:
+        return Place(familiar_address=False, known_device=False)
+    record, legacy_address, legacy_device = (_places_key(tenant, username),
+                                             _familiar_key(tenant, username, ip) if ip else "",
+                                             _device_key(tenant, username, device) if device else "")
+    found = cache.get_many([key for key in (record, legacy_address, legacy_device) if key])
+    places = Places.of(found.get(record))
+    address, known = _place_marks(username, ip, device)
+    now = time.time()
+    return Place(
+        familiar_address=bool(address and (now - places.addresses.get(address, -math.inf) < FAMILIAR_TTL_SECONDS
+                                           or found.get(legacy_address))),
+        known_device=bool(known and (now - places.devices.get(known, -math.inf) < FAMILIAR_TTL_SECONDS
+                                     or found.get(legacy_device))),
+        record=places, record_of=username.lower())
 
 
-def place_remember(*, tenant: Tenant | None, username: str, ip: str, device: str) -> None:
+def place_remember(*, tenant: Tenant | None, username: str, ip: str, device: str, seen: Place | None = None
+                   ) -> None:
     """This address and this device completed a sign-in of this user (second factor included, when one was
-    asked): one cache round trip."""
-    if keys := [key for key in _place_keys(tenant, username, ip, device) if key]:
-        cache.set_many(dict.fromkeys(keys, 1), timeout=FAMILIAR_TTL_SECONDS)
+    asked): the account's record read (unless ``seen``, this request's place_recognised of the same name, read
+    it already) and written, unless both were marked within PLACE_REFRESH_SECONDS (a person signing in from their
+    usual browser and network writes nothing). Two sign-ins of one account at the same instant may keep one of
+    their places only: the other is asked for its second factor once more, nothing worse."""
+    address, known = _place_marks(username, ip, device)
+    if not address and not known:
+        return
+    key, now = _places_key(tenant, username), time.time()
+    if seen is not None and seen.record is not None and seen.record_of == username.lower():
+        places = seen.record
+    else:
+        places = Places.of(cache.get(key))
+    if places.fresh(address=address, device=known, now=now):
+        return
+    cache.set(key, places.with_place(address=address, device=known, now=now).stored(), timeout=FAMILIAR_TTL_SECONDS)
 
 
 def alias_user_id(*, tenant: Tenant | None, typed: str) -> int | None:

@@ -69,6 +69,27 @@ async def test_unconditional_withdraw(registry):
     assert await registry.for_tenant(tenant_id="t1") == []
 
 
+async def test_expired_agents_leave_the_tenants_set_at_the_next_flush(registry):
+    """Readers no longer sweep a tenant's set (one Redis command less per sign-in): a node's flush does, so a tenant
+    whose agents come and go keeps only the live ones."""
+    await registry.publish([record("gone-1"), record("gone-2"), record("other", "t2")])
+    time.sleep(1.1)
+    await registry.publish([record("live")])
+    assert [r.agent_id for r in await registry.for_tenant(tenant_id="t1")] == ["live"]
+    assert await registry.for_tenant(tenant_id="t2") == []
+    if isinstance(registry, RedisPresence):
+        assert await registry.client.zrange(registry.tenant_key("t1"), 0, -1) == ["live"]
+    else:
+        assert registry._by_tenant == {"t1": {"live"}}  # the expired ones went with the reads
+
+
+async def test_an_agent_that_changes_tenant_is_read_under_its_new_one_only(registry):
+    await registry.publish([record("a1", "t1", channel="c1", connected_at=1.0)])
+    await registry.publish([record("a1", "t2", channel="c2", connected_at=2.0)])
+    assert await registry.for_tenant(tenant_id="t1") == []
+    assert [r.agent_id for r in await registry.for_tenant(tenant_id="t2")] == ["a1"]
+
+
 def test_capabilities_survive_the_registry_and_an_older_nodes_record_has_none():
     record = PresenceRecord(agent_id="a", tenant_id="t", domains=("d.test",), node_id="n", channel_name="c",
                             capabilities=("password_change",))

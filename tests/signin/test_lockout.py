@@ -3,6 +3,7 @@ the embedded profile, Redis for the production one). The tenant need not be save
 read."""
 
 import threading
+import time
 import uuid
 
 import pytest
@@ -106,6 +107,34 @@ def wait_until_unlocked(acct, timeout=5.0):
         time.sleep(0.1)
 
 
+def test_a_reservation_whose_answer_never_came_stops_counting(tenant, monkeypatch):
+    """A node that died between reserving and settling leaves its reservations behind: they hold the account's
+    way for RESERVATION_SECONDS, then no longer count (on Redis: left out by their expiry, not swept)."""
+    acct, clock = account(tenant), [time.time()]
+    monkeypatch.setattr(lockout.time, "time", lambda: clock[0])
+    held = [lockout.lockout_reserve(tenant=tenant, account=acct, familiar=False)
+            for _ in range(tenant.lockout_threshold)]
+    assert all(r.granted for r in held)
+    assert lockout.lockout_reserve(tenant=tenant, account=acct, familiar=False).hold is lockout.Hold.BUSY
+    clock[0] += lockout.RESERVATION_SECONDS + 1
+    assert lockout.lockout_reserve(tenant=tenant, account=acct, familiar=False).granted
+
+
+def test_a_spray_of_names_leaves_no_bucket_behind_in_the_process(tenant, monkeypatch):
+    """The embedded store: a guess at a new name each time (an attacker spraying usernames) keeps its bucket only
+    while it counts (its failure window), not for the process's life."""
+    store = lockout.LocalLockoutStore()
+    policy, clock = lockout.lockout_policy(tenant=tenant), [1_800_000_000.0]
+    monkeypatch.setattr(lockout.time, "time", lambda: clock[0])
+    for n in range(3 * store.SWEEP_EVERY):
+        bucket = f"sprayed-{n}:u"
+        store.reserve(bucket=bucket, attempt_id="a", threshold=policy.threshold)
+        store.settle(bucket=bucket, attempt_id="a", verdict=Verdict.FAILED, policy=policy)
+        clock[0] += lockout.FAILURE_WINDOW_SECONDS / store.SWEEP_EVERY
+    assert store.buckets_held <= 2 * store.SWEEP_EVERY  # the last window's, never all 3,000
+    assert store._live_failures(f"sprayed-{3 * store.SWEEP_EVERY - 1}:u", clock[0]) == 1  # a live one still counts
+
+
 def test_platform_accounts_have_a_policy(settings):
     settings.PTA_PLATFORM_LOCKOUT_THRESHOLD = 3
     acct = lockout.lockout_account(tenant=None, user=User(pk=7, upn="root@platform.test"), username="root@x")
@@ -128,6 +157,85 @@ def test_familiar_address_and_device_are_remembered(tenant):
     lockout.place_remember(tenant=tenant, username=username, ip="", device="")  # nothing to remember
     assert lockout.place_recognised(tenant=tenant, username=username, ip="", device="") == lockout.Place(
         familiar_address=False, known_device=False)
+
+
+def test_an_account_keeps_its_newest_devices_only(tenant, monkeypatch):
+    """A script signing in without cookies (a new device each time) leaves one record of bounded size, not a key
+    per sign-in for 90 days: the newest FAMILIAR_PLACES_KEPT devices are known, the older ones forgotten."""
+    from django.core.cache import cache
+
+    username, kept = "a@alpha.example.test", lockout.FAMILIAR_PLACES_KEPT
+    clock = [1_800_000_000.0]
+    monkeypatch.setattr(lockout.time, "time", lambda: clock[0])
+    for n in range(kept + 5):
+        clock[0] += 1
+        lockout.place_remember(tenant=tenant, username=username, ip="198.51.100.7", device=f"browser-{n}")
+    known = [lockout.place_recognised(tenant=tenant, username=username, ip="", device=f"browser-{n}").known_device
+             for n in range(kept + 5)]
+    assert known == [False] * 5 + [True] * kept
+    record = cache.get(lockout._places_key(tenant, username))
+    assert len(record["d"]) == kept and len(record["a"]) == 1
+    assert "browser-9" not in repr(record) and "198.51.100.7" not in repr(record)  # digests only
+    # A device seen again (a day later: sooner, its mark is left as it is) becomes the newest: it outlives the
+    # ones remembered after its first sign-in.
+    clock[0] += lockout.PLACE_REFRESH_SECONDS
+    lockout.place_remember(tenant=tenant, username=username, ip="", device="browser-5")
+    clock[0] += 1
+    lockout.place_remember(tenant=tenant, username=username, ip="", device="browser-new")
+    assert lockout.place_recognised(tenant=tenant, username=username, ip="", device="browser-5").known_device
+    assert not lockout.place_recognised(tenant=tenant, username=username, ip="", device="browser-6").known_device
+
+
+def test_a_place_older_than_its_time_is_unfamiliar(tenant, monkeypatch):
+    username, clock = "a@alpha.example.test", [1_800_000_000.0]
+    monkeypatch.setattr(lockout.time, "time", lambda: clock[0])
+    lockout.place_remember(tenant=tenant, username=username, ip="198.51.100.7", device="browser-1")
+    clock[0] += lockout.FAMILIAR_TTL_SECONDS - 1
+    assert lockout.place_recognised(tenant=tenant, username=username, ip="198.51.100.7", device="browser-1") == \
+        lockout.Place(familiar_address=True, known_device=True)
+    clock[0] += 2  # the record itself lives on (another place refreshed it); this mark has expired
+    lockout.place_remember(tenant=tenant, username=username, ip="203.0.113.9", device="")
+    assert lockout.place_recognised(tenant=tenant, username=username, ip="198.51.100.7", device="browser-1") == \
+        lockout.Place(familiar_address=False, known_device=False)
+
+
+def test_a_usual_place_is_written_once_a_day_at_most(tenant, monkeypatch):
+    """Signing in again from the usual browser and network writes nothing for a day (one cache write less per
+    sign-in); the mark is refreshed after that, so it never runs out while the place is used."""
+    from django.core.cache import cache
+
+    username, clock = "a@alpha.example.test", [1_800_000_000.0]
+    monkeypatch.setattr(lockout.time, "time", lambda: clock[0])
+    key = lockout._places_key(tenant, username)
+
+    def sign_in() -> None:
+        seen = lockout.place_recognised(tenant=tenant, username=username, ip="198.51.100.7", device="browser-1")
+        lockout.place_remember(tenant=tenant, username=username, ip="198.51.100.7", device="browser-1", seen=seen)
+
+    sign_in()
+    first = cache.get(key)
+    clock[0] += lockout.PLACE_REFRESH_SECONDS - 1
+    sign_in()
+    assert cache.get(key) == first
+    clock[0] += 2
+    sign_in()
+    assert set(cache.get(key)["d"].values()) == {clock[0]}
+    # A record read under another name is not taken for this one's.
+    other = lockout.place_recognised(tenant=tenant, username="b@alpha.example.test", ip="198.51.100.7", device="")
+    lockout.place_remember(tenant=tenant, username="c@alpha.example.test", ip="198.51.100.7", device="", seen=other)
+    assert lockout.place_recognised(tenant=tenant, username="c@alpha.example.test", ip="198.51.100.7",
+                                    device="").familiar_address
+
+
+def test_marks_of_before_the_record_are_still_familiar(tenant):
+    """Keys written one per place before the per-account record stay familiar until they expire."""
+    from django.core.cache import cache
+
+    username = "a@alpha.example.test"
+    cache.set(lockout._familiar_key(tenant, username, "198.51.100.7"), 1)
+    cache.set(lockout._device_key(tenant, username, "browser-1"), 1)
+    assert lockout.place_recognised(tenant=tenant, username=username, ip="198.51.100.7", device="browser-1") == \
+        lockout.Place(familiar_address=True, known_device=True)
 
 
 def test_keys_hold_no_username_or_address(tenant):

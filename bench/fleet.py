@@ -1,0 +1,562 @@
+"""The benchmark's modes without a directory: simulated agents (bench/simagents.py) in place of pta-agent + AD.
+
+    bench/run --costs [--signins 40]                 Redis commands and SQL statements per whole sign-in, local
+                                                     and relayed, each command listed (production profile)
+    bench/run --soak N [--profile production]        N whole sign-ins (80 % good over 200 accounts, 10 % wrong
+                                                     password, 10 % unknown name); memory every 1,000
+    bench/run --fleet 1,10,100,1000 [--tenants 1,100] agent fleets on two nodes: memory per agent, hand-off time,
+                                                     reconnect after a node restart, sign-in rate with the fleet
+
+Everything runs in the benchmark's private network namespace with its own PostgreSQL and Redis (bench/README.md).
+The simulated directory answers after --cost-ms (5 ms): times are reported with that cost taken out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import components, direct
+from bench.fleet_seed import tenant_domain
+from bench.loadgen import Client, HTTPError
+from bench.simagents import FLEET_PASSWORD
+
+REPO = Path(__file__).resolve().parents[1]
+SOAK_ACCOUNTS = 200
+SOAK_SAMPLE_EVERY = 1000
+SOAK_CLIENTS = 8
+MAX_SOAK_SIGNINS = 200_000
+MAX_FLEET_AGENTS = 10_000
+HANDOFF_WINDOW_SECONDS = 3.0
+RATE_WINDOW_SECONDS = 5.0
+RATE_CONCURRENCY = 16
+RECONNECT_LIMIT_SECONDS = 180.0
+FLEET_USERS = 40  # signed in once on each node before a level's windows, then over and over in them
+
+
+def log(*args) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}]", *args, file=sys.stderr, flush=True)
+
+
+# --- pieces shared by the modes ---------------------------------------------------------------------------
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def redis_used_memory(url: str) -> int:
+    import redis
+
+    with redis.Redis.from_url(url) as client:
+        return int(client.info("memory")["used_memory"])
+
+
+@dataclass
+class Fleet:
+    """The simulated agents' processes and their configs."""
+
+    portal: object
+    state: Path
+    cost_ms: float
+    configs: list[str] = field(default_factory=list)
+    procs: list[subprocess.Popen] = field(default_factory=list)
+
+    def grow(self, node, *, total: int, tenants: int) -> float:
+        """Register agents up to ``total`` (agent j to tenant j mod ``tenants``) and run the new ones in one more
+        process. Returns the seconds registration took."""
+        first, count = len(self.configs), total - len(self.configs)
+        if count <= 0:
+            return 0.0
+        started = time.monotonic()
+        tokens = seed(self.portal, tenants=tenants, agents=count, first=first)
+        tokens_file = self.state / f"tokens-{first}.json"
+        tokens_file.write_text(json.dumps(tokens))
+        tokens_file.chmod(0o600)
+        result = subprocess.run([sys.executable, str(REPO / "bench" / "simagents.py"), "register", "--portal",
+                                 node.url, "--tokens", str(tokens_file), "--out", str(self.state / "agents"),
+                                 "--first", str(first)], capture_output=True, text=True, timeout=3600, check=False)
+        tokens_file.unlink()
+        if result.returncode != 0:
+            raise SystemExit(f"registering simulated agents failed:\n{result.stderr[-3000:]}")
+        new = json.loads(result.stdout.strip().splitlines()[-1])
+        seconds = time.monotonic() - started
+        self.configs += new
+        configs_file = self.state / f"configs-{first}.json"
+        configs_file.write_text(json.dumps(new))
+        log_file = (self.state / f"simagents-{first}.log").open("ab")
+        self.procs.append(subprocess.Popen([sys.executable, str(REPO / "bench" / "simagents.py"), "run", "--configs",
+                                            str(configs_file), "--cost-ms", str(self.cost_ms)],
+                                           stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True))
+        return seconds
+
+    @property
+    def pids(self) -> list[int]:
+        return [proc.pid for proc in self.procs]
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def seed(portal, *, tenants: int, agents: int, first: int = 0) -> list[str]:
+    result = subprocess.run([sys.executable, str(REPO / "bench" / "fleet_seed.py"), "--tenants", str(tenants),
+                             "--agents", str(agents), "--first", str(first)], cwd=REPO, env=portal.env,
+                            capture_output=True, text=True, timeout=3600, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"bench/fleet_seed.py failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def fleet_users(tenants_with_agents: int, per_tenant: int = 20, *, total: int = 0) -> list[dict]:
+    """Users of the tenants that have agents: ``per_tenant`` each, or ``total`` spread over them in turn."""
+    if total:
+        return [{"upn": f"user{i // tenants_with_agents}@{tenant_domain(i % tenants_with_agents)}",
+                 "password": FLEET_PASSWORD} for i in range(total)]
+    return [{"upn": f"user{k}@{tenant_domain(t)}", "password": FLEET_PASSWORD}
+            for k in range(per_tenant) for t in range(tenants_with_agents)]
+
+
+def wait_connected(node, count: int, limit: float) -> float | None:
+    """Seconds until ``count`` agents are connected to ``node`` (its /metrics), None past ``limit``."""
+    from tests.fixtures.portal import local_agents
+
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        try:
+            if local_agents(node) >= count:
+                return time.monotonic() - started
+        except Exception:  # noqa: BLE001, S110 - a node starting answers nothing yet
+            pass
+        time.sleep(0.2)
+    return None
+
+
+def new_portal(profile: str, nodes: int):
+    from bench.benchmark import start_daphne
+    from tests.fixtures.portal import make_portal
+
+    timings = {"PTA_AGENT_HEARTBEAT_SECONDS": "10", "PTA_PRESENCE_FLUSH_SECONDS": "2",
+               "PTA_LAST_SEEN_SECONDS": "30", "PTA_LOG_LEVEL": "WARNING"}
+    portal = make_portal(profile, timings=timings)
+    started = [start_daphne(portal, f"web{i + 1}") for i in range(nodes)]
+    return portal, started
+
+
+def keep_errors(portal, report: dict) -> None:
+    """Before the portal's directory goes: every node's lines around its first tracebacks, into the report."""
+    for node in portal.nodes:
+        lines = node.log().splitlines()
+        starts = [i for i, line in enumerate(lines) if "Traceback" in line][:3]
+        if starts:
+            report.setdefault("portal_log_errors", {})[node.name] = [
+                "\n".join(lines[max(0, i - 3):i + 40]) for i in starts]
+            log(f"{node.name} logged {sum('Traceback' in line for line in lines)} traceback(s); the first ones are "
+                "in the JSON (portal_log_errors)")
+
+
+# --- --costs: Redis commands and SQL statements per sign-in ------------------------------------------------
+
+def statement_lines(log_path: Path, offset: int) -> tuple[list[str], int]:
+    """PostgreSQL's log_statement=all lines written since ``offset``: the statements, and the new offset."""
+    with log_path.open("rb") as handle:
+        handle.seek(offset)
+        text = handle.read()
+    statements = []
+    for line in text.decode("utf-8", "replace").splitlines():
+        if match := re.search(r"LOG:\s+(?:statement|execute [^:]*):\s*(.*)", line):
+            statements.append(match.group(1))
+    return statements, offset + len(text)
+
+
+def statement_kind(sql: str) -> str:
+    """A statement's verb and table: `SELECT tenant_user`, `INSERT signin_signinevent`."""
+    words = sql.split()
+    verb = words[0].upper() if words else "?"
+    table = re.search(r'(?:FROM|INTO|UPDATE)\s+"?([a-z_]+)"?', sql, re.IGNORECASE)
+    return f"{verb} {table.group(1)}" if table and verb not in ("BEGIN", "COMMIT") else verb
+
+
+async def sequential_signins(node, users: list[dict], count: int) -> Counter:
+    from bench.benchmark import Failure, post_password, walk_username
+
+    outcomes: Counter = Counter()
+    async with Client(node.url) as client:
+        for i in range(count):
+            user = users[i % len(users)]
+            try:
+                session = await walk_username(client, user["upn"])
+                outcome, _ = await post_password(client, session, user["password"])
+            except (Failure, HTTPError) as exc:
+                outcome = f"error:{type(exc).__name__}"
+            outcomes[outcome] += 1
+    return outcomes
+
+
+def monitored_commands(redis_url: str, action) -> list[str]:
+    """Every Redis command run while ``action()`` runs (MONITOR), the command names with their first key."""
+    import redis
+
+    lines: list[str] = []
+    client = redis.Redis.from_url(redis_url)
+    monitor = client.monitor()
+    with monitor as stream:
+        stream.connection.send_command("MONITOR")
+        stream.connection.read_response()
+        action()
+        client.ping()  # the marker: everything before it was the action's
+        for item in stream.listen():
+            command = item["command"]
+            if command.upper() == "PING":
+                break
+            lines.append(command)
+    client.close()
+    while lines and lines[-1].split()[0].upper() in ("HELLO", "SELECT", "CLIENT"):
+        lines.pop()  # the marker's connection being opened
+    return lines
+
+
+def command_shape(command: str, prefix: str) -> str:
+    """`GET pta:cache:…` → `GET cache:<key>`: the name and what its first key is, without the key's secret part."""
+    parts = command.split()
+    name = parts[0].upper() if parts else "?"
+    key = parts[1].strip('"') if len(parts) > 1 else ""
+    if key.startswith(prefix):
+        key = key[len(prefix):].lstrip(":")
+        key = re.sub(r"[0-9a-f]{16,}|[0-9a-z]{32}|[0-9a-f-]{36}", "…", key)
+    elif name in ("EVALSHA", "EVAL"):
+        key = ""
+    return f"{name} {key}".strip()
+
+
+def run_costs(args, services, report: dict) -> None:
+    """Production, two nodes, one simulated agent on web1: whole sign-ins one at a time on web1 (local), then on
+    web2 (relayed); INFO commandstats and PostgreSQL's statement log around each; MONITOR around one of each."""
+    portal, nodes = new_portal("production", 2)
+    fleet = Fleet(portal, Path(portal.directory), args.cost_ms)
+    try:
+        fleet.grow(nodes[0], total=1, tenants=1)
+        if wait_connected(nodes[0], 1, 30) is None:
+            raise SystemExit("the simulated agent did not connect")
+        users = fleet_users(1, per_tenant=10)
+        for node in nodes:  # users exist, keys and routes are cached, connections open
+            asyncio.run(sequential_signins(node, users, len(users)))
+        import redis
+
+        pg_log = services.pg_dir / "log"
+        rows: list[dict] = []
+        for placement, node in (("local", nodes[0]), ("relayed", nodes[1])):
+            with redis.Redis.from_url(services.redis_url) as client:
+                before = components.redis_command_calls(client)
+                _, offset = statement_lines(pg_log, 0)
+                outcomes = asyncio.run(sequential_signins(node, users, args.signins))
+                after = components.redis_command_calls(client)
+            statements, _ = statement_lines(pg_log, offset)
+            ok = outcomes.get("success", 0)
+            commands = after - before
+            commands.pop("info", None)
+            trace = monitored_commands(services.redis_url,
+                                       lambda n=node: asyncio.run(sequential_signins(n, users[:1], 1)))
+            rows.append({
+                "placement": placement, "signins": sum(outcomes.values()), "outcomes": dict(outcomes),
+                "redis_commands_per_signin": round(commands.total() / max(1, ok), 2),
+                "redis_by_command": {k: round(v / max(1, ok), 2) for k, v in commands.most_common()},
+                "sql_per_signin": round(len(statements) / max(1, ok), 2),
+                "sql_by_kind": {k: round(v / max(1, ok), 2)
+                                for k, v in Counter(map(statement_kind, statements)).most_common()},
+                "one_signin_redis": [command_shape(c, portal.redis_prefix) for c in trace],
+            })
+            log(f"{placement}: {rows[-1]['redis_commands_per_signin']} Redis commands and "
+                f"{rows[-1]['sql_per_signin']} SQL statements per whole sign-in, outcomes {dict(outcomes)}")
+        report["costs"] = rows
+        report["failed"] = any(set(row["outcomes"]) != {"success"} for row in rows)
+    finally:
+        fleet.stop()
+        keep_errors(portal, report)
+        portal.close()
+
+
+def costs_markdown(report: dict) -> str:
+    lines = ["### Redis commands and SQL statements per whole sign-in", "",
+             "| placement | sign-ins | Redis commands | SQL statements | Redis by command | SQL by kind |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for row in report["costs"]:
+        lines.append(f"| {row['placement']} | {row['signins']} | {row['redis_commands_per_signin']} | "
+                     f"{row['sql_per_signin']} | "
+                     + ", ".join(f"{k} {v:g}" for k, v in row["redis_by_command"].items()) + " | "
+                     + ", ".join(f"{k} {v:g}" for k, v in row["sql_by_kind"].items()) + " |")
+    for row in report["costs"]:
+        lines += ["", f"One whole sign-in, {row['placement']}, every Redis command in order (MONITOR):", ""]
+        lines += [f"{i + 1}. `{c}`" for i, c in enumerate(row["one_signin_redis"])]
+    lines += ["", f"redis commands per sign-in local {report['costs'][0]['redis_commands_per_signin']:g} relayed "
+              f"{report['costs'][-1]['redis_commands_per_signin']:g}; sql statements per sign-in local "
+              f"{report['costs'][0]['sql_per_signin']:g} relayed {report['costs'][-1]['sql_per_signin']:g}"]
+    return "\n".join(lines) + "\n"
+
+
+# --- --soak N ---------------------------------------------------------------------------------------------
+
+def soak_mix(index: int, rng: random.Random, domain: str) -> dict:
+    """80 % a good password of one of SOAK_ACCOUNTS accounts, 10 % a wrong one, 10 % an unknown name."""
+    draw = rng.random()
+    if draw < 0.8:
+        return {"upn": f"user{rng.randrange(SOAK_ACCOUNTS)}@{domain}", "password": FLEET_PASSWORD, "want": "success"}
+    if draw < 0.9:
+        return {"upn": f"user{rng.randrange(SOAK_ACCOUNTS)}@{domain}", "password": "wrong-" + FLEET_PASSWORD,
+                "want": "invalid_credentials"}
+    return {"upn": f"nobody{index}@{domain}", "password": FLEET_PASSWORD, "want": "invalid_credentials"}
+
+
+def growth_per_10k(samples: list[dict], key: str) -> float:
+    """The least-squares slope of ``key`` (KiB) over sign-ins, per 10,000 sign-ins, after the first sample."""
+    points = [(s["signins"], s[key]) for s in samples[1:] if s.get(key) is not None]
+    if len(points) < 2:
+        return float("nan")
+    xs, ys = zip(*points, strict=True)
+    slope = statistics.linear_regression(xs, ys).slope
+    return round(slope * 10_000 / 1024, 2)  # MiB per 10k
+
+
+def run_soak(args, services, report: dict) -> None:
+    portal, nodes = new_portal(args.profile, 1)
+    node = nodes[0]
+    fleet = Fleet(portal, Path(portal.directory), args.cost_ms)
+    redis_url = services.redis_url if (services and args.profile == "production") else ""
+    try:
+        fleet.grow(node, total=1, tenants=1)
+        if wait_connected(node, 1, 30) is None:
+            raise SystemExit("the simulated agent did not connect")
+        total = min(args.soak, MAX_SOAK_SIGNINS)
+        rng = random.Random(20261207)  # noqa: S311 - a reproducible mix, not a secret
+        plan = [soak_mix(i, rng, tenant_domain(0)) for i in range(total)]
+        samples: list[dict] = []
+
+        def sample(done: int) -> None:
+            row = {"signins": done, "portal_kib": rss_kib(node.proc.pid), "agent_kib": rss_kib(fleet.pids[0])}
+            if redis_url:
+                row["redis_kib"] = redis_used_memory(redis_url) // 1024
+            samples.append(row)
+            log(f"soak: {done} sign-ins, portal {row['portal_kib'] / 1024:.1f} MiB, agent "
+                f"{row['agent_kib'] / 1024:.1f} MiB" + (f", Redis {row['redis_kib'] / 1024:.1f} MiB"
+                                                          if redis_url else ""))
+
+        outcomes = asyncio.run(soak_drive(node, plan, sample))
+        report["soak"] = {
+            "profile": args.profile, "signins": total, "outcomes": dict(outcomes), "samples": samples,
+            "portal_mib_per_10k": growth_per_10k(samples, "portal_kib"),
+            "agent_mib_per_10k": growth_per_10k(samples, "agent_kib"),
+            "redis_mib_per_10k": growth_per_10k(samples, "redis_kib") if redis_url else None,
+        }
+        report["failed"] = outcomes.get("unexpected", 0) > 0
+    finally:
+        fleet.stop()
+        keep_errors(portal, report)
+        portal.close()
+
+
+async def soak_drive(node, plan: list[dict], sample) -> Counter:
+    from bench.benchmark import Failure, post_password, walk_username
+
+    outcomes: Counter = Counter()
+    position = [0]
+    sample(0)
+
+    async def client_loop() -> None:
+        async with Client(node.url) as client:
+            while position[0] < len(plan):
+                attempt = plan[position[0]]
+                position[0] += 1
+                try:
+                    session = await walk_username(client, attempt["upn"])
+                    outcome, _ = await post_password(client, session, attempt["password"])
+                except (Failure, HTTPError) as exc:
+                    outcome = f"error:{type(exc).__name__}"
+                outcomes[outcome] += 1
+                if outcome != attempt["want"]:
+                    outcomes["unexpected"] += 1
+                done = sum(v for k, v in outcomes.items() if k != "unexpected")
+                if done % SOAK_SAMPLE_EVERY == 0:
+                    await asyncio.to_thread(sample, done)
+
+    await asyncio.gather(*(client_loop() for _ in range(SOAK_CLIENTS)))
+    return outcomes
+
+
+def soak_markdown(report: dict) -> str:
+    soak = report["soak"]
+    lines = [f"### Soak: {soak['signins']} whole sign-ins, {soak['profile']} profile, one node, one simulated agent",
+             "", f"Outcomes: {soak['outcomes']}", "", "| sign-ins | portal MiB | agent MiB | Redis MiB |",
+             "| --- | --- | --- | --- |"]
+    for s in soak["samples"]:
+        redis_mib = f"{s['redis_kib'] / 1024:.1f}" if "redis_kib" in s else "–"
+        lines.append(f"| {s['signins']} | {s['portal_kib'] / 1024:.1f} | {s['agent_kib'] / 1024:.1f} | {redis_mib} |")
+    redis_part = (f" redis {soak['redis_mib_per_10k']:g} MiB" if soak["redis_mib_per_10k"] is not None else "")
+    lines += ["", f"memory per 10k sign-ins: portal {soak['portal_mib_per_10k']:g} MiB agent "
+                  f"{soak['agent_mib_per_10k']:g} MiB{redis_part}"]
+    return "\n".join(lines) + "\n"
+
+
+# --- --fleet 1,10,100,1000 --------------------------------------------------------------------------------
+
+async def handoff_window(nodes, users: list[dict], *, concurrency: int, duration: float) -> dict:
+    """Closed-loop whole sign-ins on every node in turn: the password POST's latency and the rate."""
+    from bench.benchmark import Failure, post_password, walk_username
+
+    latencies: list[float] = []
+    outcomes: Counter = Counter()
+    stop_at = time.monotonic() + duration
+
+    async def loop(i: int) -> None:
+        async with Client(nodes[i % len(nodes)].url) as client:
+            n = i
+            while time.monotonic() < stop_at:
+                user = users[n % len(users)]
+                n += concurrency
+                try:
+                    session = await walk_username(client, user["upn"])
+                    outcome, elapsed = await post_password(client, session, user["password"])
+                except (Failure, HTTPError) as exc:
+                    outcome, elapsed = f"error:{type(exc).__name__}", float("nan")
+                outcomes[outcome] += 1
+                if outcome == "success":
+                    latencies.append(elapsed)
+
+    started = time.monotonic()
+    await asyncio.gather(*(loop(i) for i in range(concurrency)))
+    wall = time.monotonic() - started
+    return {"outcomes": dict(outcomes), "per_second": round(outcomes.get("success", 0) / wall, 1),
+            **direct.latency_fields(latencies)}
+
+
+def presence_bytes(redis_url: str, prefix: str) -> dict:
+    """Presence keys in Redis and their bytes (MEMORY USAGE of every agent record and tenant set)."""
+    import redis
+
+    with redis.Redis.from_url(redis_url) as client:
+        keys = list(client.scan_iter(match=f"{prefix}:presence:*", count=1000))
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.memory_usage(key, samples=0)
+        sizes = pipe.execute() if keys else []
+    agents = sum(1 for k in keys if b":presence:agent:" in k)
+    return {"keys": len(keys), "agent_records": agents, "bytes": int(sum(s or 0 for s in sizes))}
+
+
+def run_fleet(args, services, report: dict) -> None:
+    sizes = sorted({min(MAX_FLEET_AGENTS, max(1, int(n))) for n in args.fleet.split(",") if n.strip()})
+    tenant_counts = [max(1, int(t)) for t in args.tenants.split(",") if t.strip()]
+    report["fleet"] = []
+    failed = False
+    for tenants in tenant_counts:
+        portal, nodes = new_portal("production", 2)
+        fleet = Fleet(portal, Path(portal.directory), args.cost_ms)
+        try:
+            seed_started = time.monotonic()
+            seed(portal, tenants=tenants, agents=0)
+            log(f"fleet: {tenants} tenant(s) made in {time.monotonic() - seed_started:.1f} s")
+            baseline_rss = rss_kib(nodes[0].proc.pid)
+            one_agent_rate = None
+            for size in sizes:
+                before_rss = rss_kib(nodes[0].proc.pid)
+                before_redis = redis_used_memory(services.redis_url)
+                added = size - len(fleet.configs)
+                registered = fleet.grow(nodes[0], total=size, tenants=tenants)
+                connect = wait_connected(nodes[0], size, RECONNECT_LIMIT_SECONDS)
+                time.sleep(3)  # a presence flush and a heartbeat round after the last hello
+                row: dict = {"tenants": tenants, "agents": size, "register_seconds": round(registered, 1),
+                             "connect_seconds": round(connect, 1) if connect is not None else None}
+                after_rss = rss_kib(nodes[0].proc.pid)
+                row["portal_kib_per_agent"] = round((after_rss - before_rss) / max(1, added), 1)
+                row["portal_kib_over_baseline_per_agent"] = round((after_rss - baseline_rss) / size, 1)
+                row["redis_bytes_per_agent"] = round((redis_used_memory(services.redis_url) - before_redis)
+                                                     / max(1, added))
+                row["presence"] = presence_bytes(portal.redis_url, portal.redis_prefix)
+                users = fleet_users(min(size, tenants), total=FLEET_USERS)
+                for node in nodes:  # the users exist and every route is known before anything is timed
+                    asyncio.run(sequential_signins(node, users, len(users)))
+                handoff = asyncio.run(handoff_window(nodes, users, concurrency=2, duration=HANDOFF_WINDOW_SECONDS))
+                row["handoff"] = handoff
+                row["handoff_p50_ms"] = round(handoff["p50_ms"] - args.cost_ms, 2)
+                row["handoff_p99_ms"] = round(handoff["p99_ms"] - args.cost_ms, 2)
+                rate = asyncio.run(handoff_window(nodes, users, concurrency=RATE_CONCURRENCY,
+                                                  duration=RATE_WINDOW_SECONDS))
+                row["rate"] = rate
+                one_agent_rate = one_agent_rate or rate["per_second"]
+                row["rate_vs_one_agent"] = round(rate["per_second"] / one_agent_rate, 2) if one_agent_rate else None
+                nodes[0].restart()
+                reconnect = wait_connected(nodes[0], size, RECONNECT_LIMIT_SECONDS)
+                row["reconnect_seconds"] = round(reconnect, 1) if reconnect is not None else None
+                row["reconnect_portal_cpu_seconds"] = round(
+                    components.group_cpu_seconds({"web1": [nodes[0].proc.pid]})["web1"], 2)
+                row["simulator_kib"] = sum(rss_kib(pid) for pid in fleet.pids)
+                bad = {k: v for k, v in [*handoff["outcomes"].items(), *rate["outcomes"].items()] if k != "success"}
+                failed = failed or bool(bad) or connect is None or reconnect is None
+                log(f"fleet: {tenants} tenant(s), {size} agents: connect {row['connect_seconds']} s, hand-off p50 "
+                    f"{row['handoff_p50_ms']} p99 {row['handoff_p99_ms']} ms, portal {row['portal_kib_per_agent']} "
+                    f"KiB/agent, Redis {row['redis_bytes_per_agent']} B/agent, rate {rate['per_second']}/s, "
+                    f"reconnect {row['reconnect_seconds']} s" + (f", NOT ALL SUCCESS {bad}" if bad else ""))
+                report["fleet"].append(row)
+        finally:
+            fleet.stop()
+            keep_errors(portal, report)
+            portal.close()
+    report["failed"] = failed
+
+
+def fleet_markdown(report: dict) -> str:
+    lines = ["### Agent fleets (simulated agents, two nodes, every agent on web1)", "",
+             "| tenants | agents | connect s | portal KiB / agent | Redis B / agent | presence keys / bytes | "
+             "hand-off p50 / p99 ms | sign-ins / s (c=16) | ÷ one agent | reconnect after restart s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in report["fleet"]:
+        lines.append(f"| {row['tenants']} | {row['agents']} | {row['connect_seconds']} | "
+                     f"{row['portal_kib_per_agent']} | {row['redis_bytes_per_agent']} | "
+                     f"{row['presence']['keys']} / {row['presence']['bytes']} | {row['handoff_p50_ms']} / "
+                     f"{row['handoff_p99_ms']} | {row['rate']['per_second']} | {row['rate_vs_one_agent']} | "
+                     f"{row['reconnect_seconds']} |")
+    for tenants in dict.fromkeys(row["tenants"] for row in report["fleet"]):
+        lines += ["", f"{tenants} tenant(s):"]
+        for row in (r for r in report["fleet"] if r["tenants"] == tenants):
+            lines.append(f"fleet {row['agents']} agents: hand-off p50 {row['handoff_p50_ms']:g} ms p99 "
+                         f"{row['handoff_p99_ms']:g} ms, portal memory per agent {row['portal_kib_per_agent']:g} KiB, "
+                         f"reconnect all {row['reconnect_seconds']} s")
+    return "\n".join(lines) + "\n"
+
+
+def main(args, services, out: Path, name: str) -> int:
+    report: dict = {"started": name, "cost_ms": args.cost_ms, "machine": {"cpus": os.cpu_count()},
+                    "load": os.getloadavg()}
+    if args.costs:
+        run_costs(args, services, report)
+        text = costs_markdown(report)
+    elif args.soak:
+        run_soak(args, services, report)
+        text = soak_markdown(report)
+    else:
+        run_fleet(args, services, report)
+        text = fleet_markdown(report)
+    report["load_after"] = os.getloadavg()
+    (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / f"{name}.md").write_text(text)
+    print(text)
+    log(f"results: {out / name}.json and .md; machine load average before {report['load']}, after "
+        f"{report['load_after']}")
+    return 1 if report.get("failed") else 0
