@@ -2,9 +2,15 @@
 
     SIGTERM ─▶ stop listening (nginx's new connections are refused and go to another node, even a POST's:
                nothing was sent yet)
+            ─▶ requests in flight answered, each with ``Connection: close`` (nginx stops reusing its connections);
+               the agents connected here still serve them, and every other node's sign-ins too
             ─▶ each agent connected here: no new request, presence withdrawn, its requests answered, then closed
-               with NODE_LEAVING (it reconnects at once, through nginx, to another node)
-            ─▶ requests in flight answered, each with ``Connection: close`` (nginx stops reusing its connections)
+               with NODE_LEAVING (it reconnects at once, through nginx, to another node; sign-ins that looked for
+               it meanwhile wait for its new presence: agents/services/dispatch.py)
+            ─▶ until the clients have closed their idle keep-alive connections (nginx's upstream
+               keepalive_timeout, 2 s in deploy/nginx/pta-portal.conf), at most PTA_DRAIN_LINGER_SECONDS: a
+               request written on one just as the node closed it would be lost (a POST is not retried); one that
+               still comes is served, with Connection: close
             ─▶ the reactor stops: Daphne's own shutdown (what is left is cancelled), exit 0
     a second SIGTERM, or PTA_DRAIN_SECONDS passed ─▶ the reactor stops at once
 
@@ -105,37 +111,44 @@ _tasks: set[asyncio.Task[None]] = set()
 
 async def _drain_then_stop(reactor: Any) -> None:
     try:
-        await drain(stop_listening=lambda: _stop_listening(reactor))
+        await drain(stop_listening=lambda: _stop_listening(reactor),
+                    open_connections=lambda: _open_connections(reactor))
     except Exception:
         logger.exception("draining failed; stopping")
     if reactor.running:
         reactor.stop()
 
 
-async def drain(*, stop_listening: Callable[[], int], state: NodeState = node_state,
-                seconds: float | None = None) -> bool:
-    """Stop taking connections, let the agents move and the requests in flight finish; True when everything
-    finished within ``seconds`` (PTA_DRAIN_SECONDS)."""
+async def drain(*, stop_listening: Callable[[], int], open_connections: Callable[[], int] = lambda: 0,
+                state: NodeState = node_state, seconds: float | None = None) -> bool:
+    """Stop taking connections, let the requests in flight finish and the agents move, let the clients close
+    their connections; True when everything finished within ``seconds`` (PTA_DRAIN_SECONDS)."""
     from agents.connections import local_agents_leave
 
     seconds = settings.PTA_DRAIN_SECONDS if seconds is None else seconds
     deadline = time.monotonic() + seconds
     state.draining = True
     ports = stop_listening()
-    leaving = local_agents_leave(drain_seconds=seconds)
-    logger.info("draining: stopped listening on %d port(s); %d agent(s) told to move, %d request(s) in flight",
-                ports, len(leaving), state.http_in_flight)
+    logger.info("draining: stopped listening on %d port(s); %d request(s) in flight", ports, state.http_in_flight)
+    while state.http_in_flight and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    leaving = local_agents_leave(drain_seconds=max(0.0, deadline - time.monotonic()))
+    logger.info("draining: requests answered; %d agent(s) told to move", len(leaving))
     if leaving:
         await asyncio.wait(leaving, timeout=max(0.0, deadline - time.monotonic()))
-    while state.http_in_flight and time.monotonic() < deadline:
+    linger = min(deadline, time.monotonic() + settings.PTA_DRAIN_LINGER_SECONDS)
+    while (open_connections() or state.http_in_flight) and time.monotonic() < linger:
         await asyncio.sleep(0.05)
     finished = not state.http_in_flight and all(task.done() for task in leaving)
-    if finished:
-        # A response just written with Connection: close: nginx reads it and closes before the node does.
-        await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
     logger.info("drained in %.1f s%s", seconds - max(0.0, deadline - time.monotonic()),
                 "" if finished else f"; {state.http_in_flight} request(s) still in flight are cut")
     return finished
+
+
+def _open_connections(reactor: Any) -> int:
+    from twisted.internet.tcp import Server
+
+    return sum(isinstance(reader, Server) for reader in reactor.getReaders())
 
 
 def _stop_listening(reactor: Any) -> int:

@@ -36,3 +36,5 @@ if not REDIS_URL:
 # to be answered before it stops anyway. Longer than a sign-in's deadline plus its wait in line; shorter than the
 # unit's TimeoutStopSec (30 s).
 PTA_DRAIN_SECONDS = env_float("PTA_DRAIN_SECONDS", 20.0, minimum=0.0)
+# Then at most this long for the clients (nginx) to close their idle keep-alive connections to the node.
+PTA_DRAIN_LINGER_SECONDS = env_float("PTA_DRAIN_LINGER_SECONDS", 3.0, minimum=0.0)
