@@ -24,12 +24,12 @@ routes_start()  # this process remembers domain → tenant, and forgets on any c
 
 # No AllowedHostsOriginValidator on the agent route: agents send no Origin; they prove their key instead.
 # X-Forwarded-* reach the portal from PTA_TRUSTED_PROXIES only: stripped from every other peer, first.
-application = TrustedProxyHeaders(ProtocolTypeRouter({
+# SIGTERM lets the requests in flight finish and sends new agents on: DrainAware counts them (config/drain.py).
+application = DrainAware(TrustedProxyHeaders(ProtocolTypeRouter({
     # The sign-in's pages, the hot path, go to their consumers (signin.consumers.PAGES); everything else to Django.
-    # Counted, so that SIGTERM lets the requests in flight finish (config/drain.py).
-    "http": DrainAware(SignInRouter(django_http)),
+    "http": SignInRouter(django_http),
     "websocket": URLRouter(websocket_urlpatterns),
-}), trusted=settings.PTA_TRUSTED_PROXIES)
+}), trusted=settings.PTA_TRUSTED_PROXIES))
 
 drain_install()  # SIGTERM: stop taking connections, let the agents move and the requests finish, then exit
 

@@ -54,17 +54,22 @@ node_state = NodeState()
 
 
 class DrainAware:
-    """ASGI wrapper: counts HTTP requests in flight; while draining, answers each with ``Connection: close``."""
+    """ASGI wrapper: counts HTTP requests in flight; while draining, answers each with ``Connection: close``, and
+    sends an agent that connects anyway (nginx reuses its idle keep-alive connections to this node for the
+    WebSocket upgrade too) on at once with NODE_LEAVING."""
 
     def __init__(self, app: ASGIApp, state: NodeState = node_state) -> None:
         self.app = app
         self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = self.state
+        if scope["type"] == "websocket" and state.draining:
+            await _send_on(receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        state = self.state
 
         async def send_closing(message: dict) -> None:
             if state.draining and message["type"] == "http.response.start":
@@ -77,6 +82,16 @@ class DrainAware:
             await self.app(scope, receive, send_closing)
         finally:
             state.http_in_flight -= 1
+
+
+async def _send_on(receive: Receive, send: Send) -> None:
+    import pta_protocol as protocol
+
+    if (await receive())["type"] != "websocket.connect":
+        return
+    # Accepted first: a refusal before it is an HTTP 403 to the agent, which would then back off.
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.close", "code": int(protocol.CloseCode.NODE_LEAVING)})
 
 
 def drain_install() -> None:

@@ -316,13 +316,16 @@ def test_a_newer_portals_request_field_is_kept_and_its_signature_still_verifies(
     request = sealed_request(agent_key, portal_key)
     newer = protocol.sign_request(dataclasses.replace(request, extensions={"priority": "high"}), portal_key)
     received = protocol.decode(protocol.encode(newer))
+    assert isinstance(received, protocol.Request)
     assert received.extensions == {"priority": "high"} and received.username == request.username
     protocol.verify_request(received, portal_key.public_key())
     assert protocol.open_envelope(private_key=agent_key, request=received) == "Pa55 wörd\u00a0!"
     tampered = json.loads(protocol.encode(request))
     tampered["priority"] = "high"  # added on the way, without the portal's key
+    forged = protocol.decode(json.dumps(tampered))
+    assert isinstance(forged, protocol.Request)
     with pytest.raises(ProtocolError) as raised:
-        protocol.verify_request(protocol.decode(json.dumps(tampered)), portal_key.public_key())
+        protocol.verify_request(forged, portal_key.public_key())
     assert raised.value.code == "bad_signature"
 
 
@@ -330,7 +333,8 @@ def test_an_extension_never_replaces_a_field_of_the_request(agent_key, portal_ke
     request = sealed_request(agent_key, portal_key)
     shadow = dataclasses.replace(request, extensions={"username": "mallory@x", "type": "ack"})
     assert json.loads(protocol.encode(shadow))["username"] == request.username
-    assert protocol.decode(protocol.encode(shadow)).extensions == {}
+    decoded = protocol.decode(protocol.encode(shadow))
+    assert isinstance(decoded, protocol.Request) and decoded.extensions == {}
 
 
 def test_an_unknown_frame_type_is_an_error_code_the_sender_understands():
@@ -345,9 +349,11 @@ def test_the_hello_carries_the_agents_version_only_to_a_portal_that_reads_it():
     assert "protocol" not in json.loads(protocol.encode(old))
     new = dataclasses.replace(old, protocol=protocol.PROTOCOL_VERSION)
     assert json.loads(protocol.encode(new))["protocol"] == protocol.PROTOCOL_VERSION
-    assert protocol.decode(protocol.encode(new)).protocol == protocol.PROTOCOL_VERSION
-    assert protocol.decode(protocol.encode(old)).protocol == 1
-    assert protocol.decode(protocol.encode(protocol.Challenge(nonce="n"))).protocol == protocol.PROTOCOL_VERSION
+    for hello, version in ((new, protocol.PROTOCOL_VERSION), (old, 1)):
+        decoded = protocol.decode(protocol.encode(hello))
+        assert isinstance(decoded, protocol.Hello) and decoded.protocol == version
+    challenge = protocol.decode(protocol.encode(protocol.Challenge(nonce="n")))
+    assert isinstance(challenge, protocol.Challenge) and challenge.protocol == protocol.PROTOCOL_VERSION
 
 
 def test_node_leaving_means_reconnect_not_stop():

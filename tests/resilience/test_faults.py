@@ -52,7 +52,7 @@ def drive(site: Site, mix: SignInMix, fault: Callable[[Timeline, LoadRun], list[
     """Load, then the fault (in this thread, marking the timeline), then load until the tail has passed."""
     timeline = Timeline()
     load = LoadRun(site.urls, mix, timeline, workers=WORKERS, min_signins=MIN_SIGNINS,
-                   tail_seconds=tail_seconds).start()
+                   tail_seconds=tail_seconds, verify=site.verify).start()
     extra: list[SignInRecord] = []
     try:
         load.wait_answered(WARM_UP_SIGNINS)
