@@ -135,10 +135,11 @@ def site_build(ad, *, nodes: tuple[str, ...] = ("web",), agent_nodes: tuple[int,
 
 
 def site_behind_nginx(ad, directory: Path, *, previous: Release | None = None, old_nodes: tuple[int, ...] = (),
-                      old_agents: tuple[int, ...] = ()) -> Site:
+                      old_agents: tuple[int, ...] = (), old_nginx: bool = False) -> Site:
     """What an operator runs (docs/deploy.md): nginx with deploy/nginx/pta-portal.conf in front of two production
     nodes, and two agents registered and connected through it (https, wss, the proxy's CA given to them). With
-    ``previous``, the nodes and agents of the indexes given run that release (tests/resilience/releases.py)."""
+    ``previous``, the nodes and agents of the indexes given run that release (tests/resilience/releases.py), and
+    with ``old_nginx`` nginx runs its file, as its docs wrote the servers (nginx's default failure marking)."""
     portal = make_portal("production")
     proxy = None
     try:
@@ -150,7 +151,10 @@ def site_behind_nginx(ad, directory: Path, *, previous: Release | None = None, o
             nodes.append(portal.start_node(name, program=previous.program("daphne") if previous and old else "",
                                            cwd=previous.source if previous and old else None))
         proxy = Nginx(directory / "nginx", "127.0.0.1", [f"127.0.0.1:{node.port}" for node in nodes],
-                      static_root=Path(portal.env["PTA_STATE_DIR"]) / "static", tls=tls).start()
+                      static_root=Path(portal.env["PTA_STATE_DIR"]) / "static", tls=tls)
+        if previous is not None and old_nginx:
+            proxy.template, proxy.server_options = previous.source / "deploy/nginx/pta-portal.conf", ""
+        proxy.start()
         tenant = portal.tenant_create("Contoso", ad.upn_suffix)
         agents, configs = [], []
         for index in range(2):

@@ -13,6 +13,7 @@ None of them may lose a good sign-in: no allowance at all (the other promises of
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 
@@ -28,6 +29,19 @@ from tests.resilience.test_faults import AGENT_GRACE_SECONDS, conclude, drive
 pytestmark = [pytest.mark.integration, pytest.mark.resilience]
 
 DRAIN_SECONDS = 20.0 + 3.0  # PTA_DRAIN_SECONDS and PTA_DRAIN_LINGER_SECONDS, the defaults
+# A release to run the two rolling restarts on instead, entirely (its nodes, agents and nginx file): the figures
+# before a change, e.g. PTA_RESILIENCE_BASELINE=d17879f scripts/resilience -k rolling. Such a run is reported
+# under its own names and never written to docs/RELIABILITY.md.
+BASELINE = os.environ.get("PTA_RESILIENCE_BASELINE", "")
+
+
+def rolling_site(ad, directory) -> tuple[Site, str, str]:
+    """The site, the key suffix of its figures, and the pta-agent to restart agents with."""
+    if not BASELINE:
+        return site_behind_nginx(ad, directory), "", ""
+    release = previous_release(BASELINE)
+    site = site_behind_nginx(ad, directory, previous=release, old_nodes=(0, 1), old_agents=(0, 1), old_nginx=True)
+    return site, f" (baseline: release {release.short})", release.program("pta-agent")
 
 
 def describe(site: Site, versions: str = "") -> str:
@@ -72,7 +86,7 @@ def agent_restart(site: Site, index: int, timeline: Timeline, *, first: bool, pr
 
 
 def test_rolling_restart_of_the_nodes_loses_no_sign_in(ad_testbed, reliability, tmp_path):
-    site = site_behind_nginx(ad_testbed, tmp_path)
+    site, baseline, _ = rolling_site(ad_testbed, tmp_path)
     mix = SignInMix(ad_testbed)
 
     def rolling(timeline: Timeline, load: LoadRun) -> None:
@@ -84,7 +98,7 @@ def test_rolling_restart_of_the_nodes_loses_no_sign_in(ad_testbed, reliability, 
         records, timeline = drive(site, mix, rolling)
     finally:
         site.close()
-    conclude(reliability, "rolling_nodes", site, describe(site), records, timeline, [], recovery_bound=5.0,
+    conclude(reliability, "rolling_nodes" + baseline, site, describe(site), records, timeline, [], recovery_bound=5.0,
              notes="As `systemctl restart pta-portal@…` one node after the other, the next once the first answers "
                    "/healthz (docs/deploy.md). SIGTERM drains a node: it stops listening (nginx takes new "
                    "connections to the other node, `max_fails=0` keeps both in its list), answers what it is "
@@ -93,19 +107,19 @@ def test_rolling_restart_of_the_nodes_loses_no_sign_in(ad_testbed, reliability, 
 
 
 def test_rolling_restart_of_the_agents_loses_no_sign_in(ad_testbed, reliability, tmp_path):
-    site = site_behind_nginx(ad_testbed, tmp_path)
+    site, baseline, program = rolling_site(ad_testbed, tmp_path)
     mix = SignInMix(ad_testbed)
 
     def rolling(timeline: Timeline, load: LoadRun) -> None:
         for index in range(len(site.agents)):
-            agent_restart(site, index, timeline, first=index == 0)
+            agent_restart(site, index, timeline, first=index == 0, program=program)
         timeline.fault_ends("both agents restarted")
 
     try:
         records, timeline = drive(site, mix, rolling)
     finally:
         site.close()
-    conclude(reliability, "rolling_agents", site, describe(site), records, timeline, [], recovery_bound=5.0,
+    conclude(reliability, "rolling_agents" + baseline, site, describe(site), records, timeline, [], recovery_bound=5.0,
              notes="As `systemctl restart pta-agent` on one agent's machine, then the other's once the first is "
                    "connected again. A stopping agent answers what it acknowledged and refuses new requests as "
                    "`shutting_down`: the portal asks the other agent. Nothing may be lost.")
