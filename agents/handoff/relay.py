@@ -19,7 +19,7 @@ import pta_protocol as protocol
 from channels.layers import BaseChannelLayer, get_channel_layer
 
 from agents.connections import LocalConnection, in_background, local_agents
-from agents.handoff import AgentDisconnected, AgentRequestError, AgentUnavailable
+from agents.handoff import AgentDisconnected, AgentRequestError, AgentUnavailable, LayerUnavailable
 from agents.handoff.messages import (
     NodeMessage,
     NodeMessageError,
@@ -138,7 +138,7 @@ class ReplyChannel:
                                                                         version=node_protocol).to_message())
         except Exception as exc:  # Redis away or stalled: no ack can come in time, so the sign-in may go elsewhere
             pending.give_up()
-            raise AgentUnavailable(f"channel layer: {exc!r}") from None
+            raise LayerUnavailable(f"channel layer: {exc!r}") from None
         except BaseException:  # the sign-in was cancelled: nobody waits for an answer any more
             pending.give_up()
             raise
@@ -187,12 +187,13 @@ async def _forward(pending: PendingRequest, *, reply_to: str, expires_at: float,
         async with asyncio.timeout(max(0.0, expires_at - time.time())):
             try:
                 await asyncio.shield(pending.acked)
-                await _answer(reply_to, RelayedAck(request_id=pending.request_id, version=version_for(version)))
+                await _answer(reply_to, RelayedAck(request_id=pending.request_id, version=version_for(version)),
+                              until=expires_at)
                 result = await asyncio.shield(pending.result)
             except Exception as exc:  # an error frame, or the agent disconnected: the asker decides what it means
-                await _answer(reply_to, RelayedFailure.of(pending.request_id, exc, version=version))
+                await _answer(reply_to, RelayedFailure.of(pending.request_id, exc, version=version), until=expires_at)
                 return
-            await _answer(reply_to, RelayedResult.of(result, version=version))
+            await _answer(reply_to, RelayedResult.of(result, version=version), until=expires_at)
     except TimeoutError:
         pending.give_up()
 
@@ -203,8 +204,18 @@ def _layer() -> BaseChannelLayer:
     return layer
 
 
-async def _answer(reply_to: str, message: NodeMessage) -> None:
-    try:
-        await _layer().send(reply_to, message.to_message())
-    except Exception:
-        logger.exception("could not send the agent's answer back to %s", reply_to)
+ANSWER_RETRY_SECONDS = 0.25
+
+
+async def _answer(reply_to: str, message: NodeMessage, *, until: float = 0.0) -> None:
+    """Send ``message`` to the asking node; while the layer fails (Redis restarting), again every
+    ANSWER_RETRY_SECONDS until ``until`` (epoch seconds: the request's expiry), as the asker still waits."""
+    while True:
+        try:
+            await _layer().send(reply_to, message.to_message())
+            return
+        except Exception:
+            if time.time() + ANSWER_RETRY_SECONDS >= until:
+                logger.exception("could not send the agent's answer back to %s", reply_to)
+                return
+        await asyncio.sleep(ANSWER_RETRY_SECONDS)

@@ -35,6 +35,7 @@ from agents.handoff import (
     AgentTimeout,
     AgentUnavailable,
     HandoffOutcome,
+    LayerUnavailable,
 )
 from agents.handoff.relay import hand_over
 from agents.queue import QueueFull, Ticket, slot_queues
@@ -136,6 +137,7 @@ async def _through_agents(*, tenant_id: str, domain: str, username: str, passwor
     tried: set[str] = set()  # agents that answered, or failed this sign-in: not asked again
     # Connections that could not take it (gone, no ack): the agent may be asked again once it is elsewhere.
     tried_connections: set[tuple[str, str]] = set()
+    waiting_since = 0.0  # when it began waiting for its tenant's agents to be present again
     answered_busy: set[str] = set()  # agents whose own count said busy: asked again only when no other is free
     ticket: Ticket | None = None
     last = Validation(outcome=HandoffOutcome.NO_AGENT_AVAILABLE, request_id="")
@@ -159,8 +161,13 @@ async def _through_agents(*, tenant_id: str, domain: str, username: str, passwor
                     break
                 # Agents of the tenant were here moments ago: a node left (they are reconnecting elsewhere) or
                 # Redis restarted (each node republishes its agents within PTA_PRESENCE_FLUSH_SECONDS). Wait for
-                # them within the deadline rather than answer no_agent_available.
-                await asyncio.sleep(min(PRESENCE_POLL_SECONDS, max(0.0, deadline - time.monotonic() - 0.05)))
+                # them, PTA_PRESENCE_WAIT_SECONDS at most and within the deadline, rather than answer
+                # no_agent_available at once.
+                waiting_since = waiting_since or time.monotonic()
+                wait_ends = min(deadline - 0.05, waiting_since + settings.PTA_PRESENCE_WAIT_SECONDS)
+                if time.monotonic() >= wait_ends:
+                    break
+                await asyncio.sleep(min(PRESENCE_POLL_SECONDS, max(0.0, wait_ends - time.monotonic())))
                 continue
             free = [a for a in eligible if not a.full]
             if not free or (ticket is None and slot_queues.length(tenant_id)):  # nobody jumps the line
@@ -184,6 +191,8 @@ async def _through_agents(*, tenant_id: str, domain: str, username: str, passwor
             if validation.outcome is HandoffOutcome.NO_AGENT_AVAILABLE:  # gone, or no ack: no bind happened
                 if validation.detail == MOVED:
                     tried_connections.add((agent.agent_id, agent.channel_name))
+                elif validation.detail == LAYER_AWAY:  # Redis, not the agent: the same agent, a moment later
+                    await asyncio.sleep(min(PRESENCE_POLL_SECONDS, max(0.0, deadline - time.monotonic() - 0.05)))
                 else:
                     tried.add(agent.agent_id)
                 continue
@@ -199,8 +208,8 @@ async def _through_agents(*, tenant_id: str, domain: str, username: str, passwor
         logger.warning("sign-in for tenant %s: the presence registry or the database overran the deadline", tenant_id)
     finally:
         _leave(ticket)
-    if time.monotonic() >= deadline - 0.05 and (tried or tried_connections or ticket is not None
-                                                or last.request_id):
+    # A connection that went away before its ack took no bind: that alone is no agent_timeout.
+    if time.monotonic() >= deadline - 0.05 and (tried or ticket is not None or last.request_id):
         return dataclasses.replace(last, outcome=HandoffOutcome.AGENT_TIMEOUT)
     return last
 
@@ -211,6 +220,7 @@ async def _through_agents(*, tenant_id: str, domain: str, username: str, passwor
 _presence_seen: dict[str, float] = {}
 PRESENCE_POLL_SECONDS = 0.2
 MOVED = "moved"  # Validation.detail of a NO_AGENT_AVAILABLE whose connection went away: the agent may come back
+LAYER_AWAY = "layer_away"  # … of one that could not be relayed (Redis away): the agent is not to blame
 
 
 def _presence_expected(tenant_id: str) -> bool:
@@ -281,7 +291,8 @@ async def _ask(agent: ConnectedAgent, *, tenant_id: str, domain: str, username: 
         logger.info("agent %s unavailable for %s (%s); trying the next one", agent.agent_id, request_id, exc)
         # Gone before its ack (its node left, or the connection closed): the agent itself may take it once back.
         return Validation(outcome=HandoffOutcome.NO_AGENT_AVAILABLE, request_id="",
-                          detail=MOVED if isinstance(exc, AgentDisconnected) else "")
+                          detail=MOVED if isinstance(exc, AgentDisconnected)
+                          else LAYER_AWAY if isinstance(exc, LayerUnavailable) else "")
     return _validation_from(result, request_id=request_id, agent=agent, agent_ms=_ms_since(started), kind=kind,
                             groups_asked=groups)
 
