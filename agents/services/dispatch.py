@@ -10,6 +10,12 @@ by its deadline (PTA_SIGNIN_DEADLINE_SECONDS), with agent_timeout when an agent 
 
 When every agent that could take the sign-in is busy, it waits for a slot (agents/queue.py: first come, first
 served per tenant, bounded) within its deadline: a rush is queued, never refused while an agent is connected.
+
+Restarts (docs/deploy.md, "Upgrades"): a connection that went away before its ack (its node left, the agent is
+stopping) excludes that connection, not the agent, which is asked again once its presence names a new one; a
+relayed request whose ack is late is given up as soon as the agent's presence no longer names the connection it
+was sent to; and when none of the tenant's agents is present though one was moments ago, the sign-in waits for
+one (PTA_PRESENCE_WAIT_SECONDS) rather than answer no_agent_available at once.
 """
 
 from __future__ import annotations
