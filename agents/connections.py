@@ -101,6 +101,15 @@ class LocalAgents:
 local_agents = LocalAgents()
 
 
+def local_agents_leave(*, drain_seconds: float) -> list[asyncio.Task[Any]]:
+    """This node is stopping (config/drain.py): each local agent gets no new request, its presence goes, and once
+    its requests here are answered its connection closes with NODE_LEAVING, so it reconnects to another node at
+    once. The closing tasks, to wait for."""
+    return [in_background(connection.close_for(protocol.CloseCode.NODE_LEAVING, "this node is stopping",
+                                               drain_seconds=drain_seconds))
+            for connection in local_agents.all()]
+
+
 class PresenceKeeper:
     """Runs while this loop has local agents; exits when the last one leaves (a new one restarts it)."""
 

@@ -33,10 +33,10 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from agents.connections import in_background, keeper_ensure_running, local_agents, node_id
-from agents.handoff import AgentBusy, AgentDisconnected, AgentRequestError, AgentUnavailable
-from agents.handoff.messages import CloseConnection, NodeMessageError, RefreshRights, agent_group
+from agents.handoff import AgentBusy, AgentDisconnected, AgentRequestError
+from agents.handoff.messages import NODE_PROTOCOL, CloseConnection, NodeMessageError, RefreshRights, agent_group
 from agents.handoff.pending import PendingRequest
-from agents.handoff.relay import serve_relayed
+from agents.handoff.relay import answer_unknown, serve_relayed
 from agents.presence import PresenceRecord, presence_registry
 from agents.queue import slot_queues
 from agents.services.lifecycle import (
@@ -72,6 +72,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         self.pending: dict[str, PendingRequest] = {}
         self.capacity = DEFAULT_CAPACITY
         self.version = ""
+        self.protocol = 1  # the agent's protocol version (its hello)
         self.capabilities: tuple[str, ...] = ()
         self.dc_reachable = True
         self.connected_at = time.time()
@@ -89,8 +90,9 @@ class AgentConsumer(AsyncWebsocketConsumer):
         # Channels runs close_old_connections() in a thread before every message (about 1 ms): the hot
         # path has no database access, and the handshake and renewal use database_sync_to_async.
         handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
+        if handler is None:  # a newer node's kind: answered, never by closing the agent's connection
+            answer_unknown(message)
+            return
         await handler(message)
 
     async def disconnect(self, code: int) -> None:
@@ -194,6 +196,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
         self.handshake_deadline.cancel()
         self.identity = identity
         self.version = hello.version
+        self.protocol = hello.protocol
         self.capabilities = tuple(sorted(set(hello.capabilities) & KNOWN_CAPABILITIES))
         self.capacity = self._bounded_capacity(hello.capacity)
         self.last_beat = time.time()
@@ -263,7 +266,7 @@ class AgentConsumer(AsyncWebsocketConsumer):
     async def send_request(self, request: protocol.Request) -> PendingRequest:
         """Send a signed, sealed request to this agent; what it answers settles the returned pending request."""
         if self.identity is None or self.closing:
-            raise AgentUnavailable("not connected")
+            raise AgentDisconnected("not connected")  # closing: the agent comes back on another connection
         if request.tenant != self.identity.tenant_id or request.domain not in self.identity.domains:
             raise ValueError("This agent does not serve that tenant and domain.")  # never sent, whatever the caller
         if request.key_id != self.identity.key_fingerprint:
@@ -365,7 +368,8 @@ class AgentConsumer(AsyncWebsocketConsumer):
             node_id=node_id(), channel_name=self.channel_name, key_id=self.identity.key_fingerprint,
             in_flight=self.in_flight, capacity=self.capacity,
             version=self.version, dc_reachable=self.dc_reachable, connected_at=self.connected_at,
-            last_beat=self.last_beat, capabilities=self.capabilities,
+            last_beat=self.last_beat, capabilities=self.capabilities, protocol=self.protocol,
+            node_protocol=NODE_PROTOCOL,
         )
 
     @staticmethod

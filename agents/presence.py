@@ -49,6 +49,11 @@ class PresenceRecord:
     last_beat: float = 0.0
     # What the agent announced in its hello beyond validating passwords (protocol.CAPABILITY_*).
     capabilities: tuple[str, ...] = ()
+    # The agent's protocol version (its hello), and what the node holding the connection reads of the messages
+    # between nodes (agents.handoff.messages.NODE_PROTOCOL). Absent from an older node's record: 1. Readers
+    # ignore keys they do not know, so an older node reads a newer node's record.
+    protocol: int = 1
+    node_protocol: int = 1
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), separators=(",", ":"))

@@ -14,6 +14,7 @@ django_http = ASGIStaticFilesHandler(get_asgi_application())  # sets Django up b
 from django.conf import settings  # noqa: E402
 
 from agents.routing import websocket_urlpatterns  # noqa: E402
+from config.drain import DrainAware, drain_install  # noqa: E402
 from config.proxy import TrustedProxyHeaders  # noqa: E402
 from health.timer import embedded_timer_start  # noqa: E402
 from signin.consumers import SignInRouter  # noqa: E402
@@ -23,11 +24,14 @@ routes_start()  # this process remembers domain → tenant, and forgets on any c
 
 # No AllowedHostsOriginValidator on the agent route: agents send no Origin; they prove their key instead.
 # X-Forwarded-* reach the portal from PTA_TRUSTED_PROXIES only: stripped from every other peer, first.
-application = TrustedProxyHeaders(ProtocolTypeRouter({
+# SIGTERM lets the requests in flight finish and sends new agents on: DrainAware counts them (config/drain.py).
+application = DrainAware(TrustedProxyHeaders(ProtocolTypeRouter({
     # The sign-in's pages, the hot path, go to their consumers (signin.consumers.PAGES); everything else to Django.
     "http": SignInRouter(django_http),
     "websocket": URLRouter(websocket_urlpatterns),
-}), trusted=settings.PTA_TRUSTED_PROXIES)
+}), trusted=settings.PTA_TRUSTED_PROXIES))
+
+drain_install()  # SIGTERM: stop taking connections, let the agents move and the requests finish, then exit
 
 # The embedded profile has no Celery worker nor beat: its periodic work (alerts included) runs in this process.
 embedded_timer_start()

@@ -47,6 +47,10 @@ class AgentDisconnected(AgentUnavailable):
     """The connection closed while the request was pending. Before the ack it is safe to try another agent."""
 
 
+class LayerUnavailable(AgentUnavailable):
+    """The request could not be relayed: the channel layer (Redis) failed, not the agent. Nothing was sent."""
+
+
 class AgentAckTimeout(AgentUnavailable):
     """No ack within the ack deadline: no bind happened, so another agent may be tried."""
 

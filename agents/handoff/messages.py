@@ -1,9 +1,16 @@
 """The messages nodes send each other over the channel layer about an agent's live connection.
 
 Each kind is a msgspec Struct tagged by the channel layer's ``type``; ``to_message()`` gives the dict the layer
-carries and ``from_message()`` reads one back, refusing an unknown type, an unknown or missing field and a field
-of the wrong type with NodeMessageError. A frame for the agent (or from it) travels as its encoded wire text, so
-the node that holds the connection checks it with the protocol's own decoder.
+carries and ``from_message()`` reads one back, refusing an unknown type, a missing field and a field of the wrong
+type with NodeMessageError, and ignoring a field it does not know (a newer node's). A frame for the agent (or from
+it) travels as its encoded wire text, so the node that holds the connection checks it with the protocol's own
+decoder.
+
+Versions: a message carries ``version``, the sender's NODE_PROTOCOL, but only to a node that reads it (version 2
+on): version 1 refused unknown fields, so ``version`` 1 is left off the wire. The asking node learns what the
+agent's node reads from its presence record (``node_protocol``); the serving node answers in the asker's version.
+A connection answers a kind it does not know, when it names a ``reply_to``, with RelayedFailure ``unsupported``
+(AgentConsumer.dispatch): the asker turns to another agent, and the agent's connection stays.
 
     to the agent's connection (its channel, or its group on every node):
         agent.request   a request from another node's hand-off, and where to answer   RelayedRequest
@@ -37,7 +44,20 @@ def agent_group(agent_id: str | uuid.UUID) -> str:
     return f"agent.{uuid.UUID(str(agent_id)).hex}"
 
 
-class NodeMessage(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type"):
+# 1: the first (unknown fields refused, no version). 2: unknown fields ignored, version carried, unknown kinds
+# answered.
+NODE_PROTOCOL = 2
+
+
+def version_for(peer: int) -> int:
+    """The version to speak to a node that reads ``peer``."""
+    return max(1, min(NODE_PROTOCOL, peer))
+
+
+class NodeMessage(msgspec.Struct, frozen=True, tag_field="type", omit_defaults=True, kw_only=True):
+    # Omitted at 1 (and every other field at its default): a version-1 node gets the message it knows.
+    version: int = 1
+
     def to_message(self) -> dict[str, Any]:
         return msgspec.to_builtins(self)
 
@@ -60,8 +80,9 @@ class RelayedRequest(NodeMessage, frozen=True, tag="agent.request"):
     reply_to: str
 
     @classmethod
-    def of(cls, request: protocol.Request, *, reply_to: str) -> RelayedRequest:
-        return cls(request_id=request.request_id, request=protocol.encode(request), reply_to=reply_to)
+    def of(cls, request: protocol.Request, *, reply_to: str, version: int = NODE_PROTOCOL) -> RelayedRequest:
+        return cls(request_id=request.request_id, request=protocol.encode(request), reply_to=reply_to,
+                   version=version_for(version))
 
     def frame(self) -> protocol.Request:
         frame = protocol.decode(self.request)
@@ -87,8 +108,8 @@ class RelayedResult(NodeMessage, frozen=True, tag="agent.result"):
     result: str  # the Result frame, encoded
 
     @classmethod
-    def of(cls, result: protocol.Result) -> RelayedResult:
-        return cls(request_id=result.request_id, result=protocol.encode(result))
+    def of(cls, result: protocol.Result, *, version: int = NODE_PROTOCOL) -> RelayedResult:
+        return cls(request_id=result.request_id, result=protocol.encode(result), version=version_for(version))
 
     def frame(self) -> protocol.Result:
         frame = protocol.decode(self.result)
@@ -101,18 +122,20 @@ class RelayedResult(NodeMessage, frozen=True, tag="agent.result"):
 class RelayedFailure(NodeMessage, frozen=True, tag="agent.failure"):
     request_id: str
     # error: the agent's error frame (code, message). busy, disconnected, unavailable: the connection's refusal.
-    reason: Literal["error", "busy", "disconnected", "unavailable"]
+    # A reason this version does not know (a newer node's) reads as unavailable: no bind happened.
+    reason: str
     code: str = ""
     message: str = ""
 
     @classmethod
-    def of(cls, request_id: str, exc: Exception) -> RelayedFailure:
+    def of(cls, request_id: str, exc: Exception, *, version: int = NODE_PROTOCOL) -> RelayedFailure:
         if isinstance(exc, AgentRequestError):
-            return cls(request_id=request_id, reason="error", code=exc.code, message=exc.message[:500])
+            return cls(request_id=request_id, reason="error", code=exc.code, message=exc.message[:500],
+                       version=version_for(version))
         reason: Literal["busy", "disconnected", "unavailable"] = (
             "busy" if isinstance(exc, AgentBusy) else "disconnected" if isinstance(exc, AgentDisconnected)
             else "unavailable")
-        return cls(request_id=request_id, reason=reason, message=str(exc)[:200])
+        return cls(request_id=request_id, reason=reason, message=str(exc)[:200], version=version_for(version))
 
     def exception(self) -> Exception:
         """The same exception the local path raises for this failure."""

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import pta_protocol as protocol
 
 from agents.handoff import AgentAckTimeout, AgentDisconnected, AgentRequestError, AgentTimeout
+
+# While an ack is late, how often ``moved`` is asked whether the agent's connection is still where it was sent.
+MOVED_CHECK_SECONDS = 0.25
 
 
 @dataclass(eq=False)
@@ -51,15 +55,15 @@ class PendingRequest:
             elif not future.cancelled():
                 future.exception()  # a late failure is not an "exception never retrieved"
 
-    async def wait(self, *, ack_timeout: float, result_timeout: float) -> protocol.Result:
+    async def wait(self, *, ack_timeout: float, result_timeout: float,
+                   moved: Callable[[], Awaitable[bool]] | None = None) -> protocol.Result:
         """The agent's Result. Before the ack: AgentAckTimeout, or how the request failed (AgentUnavailable and
-        its kinds, AgentRequestError). After it: AgentTimeout when no result came by ``result_timeout`` or the
-        agent disconnected, AgentRequestError for an error frame. Both timeouts count from the send."""
+        its kinds, AgentRequestError), or AgentDisconnected as soon as ``moved()`` says the connection it was
+        sent to is gone (asked every MOVED_CHECK_SECONDS while the ack is late: a node that left takes its
+        requests with it). After it: AgentTimeout when no result came by ``result_timeout`` or the agent
+        disconnected, AgentRequestError for an error frame. Both timeouts count from the send."""
         try:
-            try:
-                await asyncio.wait_for(asyncio.shield(self.acked), max(0.0, ack_timeout - self._elapsed()))
-            except TimeoutError:
-                raise AgentAckTimeout(f"no ack within {ack_timeout:.2f} s") from None
+            await self._wait_ack(ack_timeout, moved)
             try:
                 return await asyncio.wait_for(asyncio.shield(self.result), max(0.0, result_timeout - self._elapsed()))
             except TimeoutError:
@@ -71,6 +75,19 @@ class PendingRequest:
                 raise
         finally:
             self.give_up()
+
+    async def _wait_ack(self, ack_timeout: float, moved: Callable[[], Awaitable[bool]] | None) -> None:
+        while True:
+            left = ack_timeout - self._elapsed()
+            try:
+                await asyncio.wait_for(asyncio.shield(self.acked),
+                                       max(0.0, left if moved is None else min(left, MOVED_CHECK_SECONDS)))
+                return
+            except TimeoutError:
+                if self._elapsed() >= ack_timeout:
+                    raise AgentAckTimeout(f"no ack within {ack_timeout:.2f} s") from None
+            if moved is not None and not self.acked.done() and await moved():
+                raise AgentDisconnected("no ack, and the agent's connection is no longer there")
 
     def _elapsed(self) -> float:
         return time.monotonic() - self.sent_at

@@ -19,7 +19,7 @@ import pta_protocol as protocol
 from channels.layers import BaseChannelLayer, get_channel_layer
 
 from agents.connections import LocalConnection, in_background, local_agents
-from agents.handoff import AgentRequestError, AgentUnavailable
+from agents.handoff import AgentDisconnected, AgentRequestError, AgentUnavailable, LayerUnavailable
 from agents.handoff.messages import (
     NodeMessage,
     NodeMessageError,
@@ -28,28 +28,41 @@ from agents.handoff.messages import (
     RelayedRequest,
     RelayedResult,
     reply_from_message,
+    version_for,
 )
-from agents.handoff.pending import PendingRequest
+from agents.handoff.pending import MOVED_CHECK_SECONDS, PendingRequest
+from agents.presence import presence_registry
 
 logger = logging.getLogger(__name__)
 
 
 async def hand_over(request: protocol.Request, *, agent_id: str, channel_name: str, local: bool,
-                    ack_timeout: float, result_timeout: float) -> protocol.Result:
+                    ack_timeout: float, result_timeout: float, node_protocol: int = 1) -> protocol.Result:
     """Give ``request`` to the agent (on this node when ``local``, else at ``channel_name``) and wait for its ack,
     then its result: PendingRequest.wait's exceptions, and AgentUnavailable when it could not be sent (within
-    ``ack_timeout``, for the relayed path)."""
+    ``ack_timeout``, for the relayed path). A relayed request whose ack is late is given up as soon as the agent's
+    presence no longer names ``channel_name`` (its node left: the agent is elsewhere, or not yet back).
+    ``node_protocol``: what the agent's node reads (its presence says), so the message is one it knows."""
     if local:
         connection = local_agents.get(agent_id)
         if connection is None:
-            raise AgentUnavailable("gone")
+            raise AgentDisconnected("gone")
         try:
             pending = await connection.send_request(request)
         except ValueError as exc:  # sealed for a key the agent no longer has (it renewed meanwhile), or its rights
             raise AgentUnavailable(str(exc)) from None  # changed: nothing was sent
-    else:
-        pending = await reply_channel.send(channel_name, request, timeout=ack_timeout)
-    return await pending.wait(ack_timeout=ack_timeout, result_timeout=result_timeout)
+        return await pending.wait(ack_timeout=ack_timeout, result_timeout=result_timeout)
+    pending = await reply_channel.send(channel_name, request, timeout=ack_timeout, node_protocol=node_protocol)
+
+    async def moved() -> bool:
+        try:
+            async with asyncio.timeout(MOVED_CHECK_SECONDS):
+                record = await presence_registry().for_agent(agent_id=agent_id)
+        except Exception:  # Redis away or slow: no word either way; the ack's own timeout still holds
+            return False
+        return record is None or record.channel_name != channel_name
+
+    return await pending.wait(ack_timeout=ack_timeout, result_timeout=result_timeout, moved=moved)
 
 
 class ReplyChannel:
@@ -109,7 +122,8 @@ class ReplyChannel:
             case RelayedFailure():
                 pending.fail(reply.exception())
 
-    async def send(self, channel_name: str, request: protocol.Request, *, timeout: float) -> PendingRequest:
+    async def send(self, channel_name: str, request: protocol.Request, *, timeout: float,
+                   node_protocol: int = 1) -> PendingRequest:
         """Send ``request`` to the connection at ``channel_name`` on another node; its answers settle the pending
         request returned. AgentUnavailable when the layer could not take it within ``timeout`` (the layer's Redis
         connection has no socket timeout: a Redis that stops answering would hold the sign-in past its deadline).
@@ -120,10 +134,11 @@ class ReplyChannel:
         try:
             async with asyncio.timeout(timeout):
                 reply_to = await self.ensure_listening()
-                await _layer().send(channel_name, RelayedRequest.of(request, reply_to=reply_to).to_message())
+                await _layer().send(channel_name, RelayedRequest.of(request, reply_to=reply_to,
+                                                                        version=node_protocol).to_message())
         except Exception as exc:  # Redis away or stalled: no ack can come in time, so the sign-in may go elsewhere
             pending.give_up()
-            raise AgentUnavailable(f"channel layer: {exc!r}") from None
+            raise LayerUnavailable(f"channel layer: {exc!r}") from None
         except BaseException:  # the sign-in was cancelled: nobody waits for an answer any more
             pending.give_up()
             raise
@@ -145,24 +160,40 @@ async def serve_relayed(connection: LocalConnection, message: object) -> None:
         pending = await connection.send_request(request)
     except (AgentUnavailable, ValueError, protocol.ProtocolError) as exc:
         # Not awaited here: the connection handles nothing else (the agent's frames included) until this returns.
-        in_background(_answer(relayed.reply_to, RelayedFailure.of(relayed.request_id, exc)))
+        in_background(_answer(relayed.reply_to, RelayedFailure.of(relayed.request_id, exc,
+                                                                  version=relayed.version)))
         return
-    in_background(_forward(pending, reply_to=relayed.reply_to, expires_at=request.expires_at))
+    in_background(_forward(pending, reply_to=relayed.reply_to, expires_at=request.expires_at,
+                           version=relayed.version))
 
 
-async def _forward(pending: PendingRequest, *, reply_to: str, expires_at: float) -> None:
+def answer_unknown(message: dict) -> None:
+    """A message of a kind this node does not know, for an agent's connection (a newer node's): when it says
+    where to answer, the asker hears ``unsupported`` (it then asks another agent; no bind happened here)."""
+    reply_to, request_id = message.get("reply_to"), message.get("request_id")
+    logger.warning("ignored a message of unknown type %r", str(message.get("type"))[:60])
+    if isinstance(reply_to, str) and isinstance(request_id, str):
+        version = message.get("version")
+        failure = RelayedFailure(request_id=request_id, reason="error", code="unsupported",
+                                 message="This node does not know that kind of message.",
+                                 version=version_for(version if isinstance(version, int) else 1))
+        in_background(_answer(reply_to, failure))
+
+
+async def _forward(pending: PendingRequest, *, reply_to: str, expires_at: float, version: int) -> None:
     """The agent's ack, then its result (or how the request failed), to the asking node. The asker has given up
     by the request's expiry: then the request is given up here too, which frees the agent's slot."""
     try:
         async with asyncio.timeout(max(0.0, expires_at - time.time())):
             try:
                 await asyncio.shield(pending.acked)
-                await _answer(reply_to, RelayedAck(request_id=pending.request_id))
+                await _answer(reply_to, RelayedAck(request_id=pending.request_id, version=version_for(version)),
+                              until=expires_at)
                 result = await asyncio.shield(pending.result)
             except Exception as exc:  # an error frame, or the agent disconnected: the asker decides what it means
-                await _answer(reply_to, RelayedFailure.of(pending.request_id, exc))
+                await _answer(reply_to, RelayedFailure.of(pending.request_id, exc, version=version), until=expires_at)
                 return
-            await _answer(reply_to, RelayedResult.of(result))
+            await _answer(reply_to, RelayedResult.of(result, version=version), until=expires_at)
     except TimeoutError:
         pending.give_up()
 
@@ -173,8 +204,18 @@ def _layer() -> BaseChannelLayer:
     return layer
 
 
-async def _answer(reply_to: str, message: NodeMessage) -> None:
-    try:
-        await _layer().send(reply_to, message.to_message())
-    except Exception:
-        logger.exception("could not send the agent's answer back to %s", reply_to)
+ANSWER_RETRY_SECONDS = 0.25
+
+
+async def _answer(reply_to: str, message: NodeMessage, *, until: float = 0.0) -> None:
+    """Send ``message`` to the asking node; while the layer fails (Redis restarting), again every
+    ANSWER_RETRY_SECONDS until ``until`` (epoch seconds: the request's expiry), as the asker still waits."""
+    while True:
+        try:
+            await _layer().send(reply_to, message.to_message())
+            return
+        except Exception:
+            if time.time() + ANSWER_RETRY_SECONDS >= until:
+                logger.exception("could not send the agent's answer back to %s", reply_to)
+                return
+        await asyncio.sleep(ANSWER_RETRY_SECONDS)

@@ -10,6 +10,12 @@ by its deadline (PTA_SIGNIN_DEADLINE_SECONDS), with agent_timeout when an agent 
 
 When every agent that could take the sign-in is busy, it waits for a slot (agents/queue.py: first come, first
 served per tenant, bounded) within its deadline: a rush is queued, never refused while an agent is connected.
+
+Restarts (docs/deploy.md, "Upgrades"): a connection that went away before its ack (its node left, the agent is
+stopping) excludes that connection, not the agent, which is asked again once its presence names a new one; a
+relayed request whose ack is late is given up as soon as the agent's presence no longer names the connection it
+was sent to; and when none of the tenant's agents is present though one was moments ago, the sign-in waits for
+one (PTA_PRESENCE_WAIT_SECONDS) rather than answer no_agent_available at once.
 """
 
 from __future__ import annotations
@@ -28,7 +34,15 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 
-from agents.handoff import AgentBusy, AgentRequestError, AgentTimeout, AgentUnavailable, HandoffOutcome
+from agents.handoff import (
+    AgentBusy,
+    AgentDisconnected,
+    AgentRequestError,
+    AgentTimeout,
+    AgentUnavailable,
+    HandoffOutcome,
+    LayerUnavailable,
+)
 from agents.handoff.relay import hand_over
 from agents.queue import QueueFull, Ticket, slot_queues
 from agents.selectors import ConnectedAgent, agents_connected
@@ -38,6 +52,7 @@ logger = logging.getLogger(__name__)
 
 # Agent errors that mean "this agent could not take it, no bind happened": try the next agent.
 RETRYABLE_AGENT_ERRORS = {"unavailable", "shutting_down", "unsupported"}
+SHUTTING_DOWN = "shutting_down"
 BUSY = "busy"  # no bind happened either: back in line, and another free agent is asked first
 
 
@@ -125,7 +140,10 @@ async def _through_agents(*, tenant_id: str, domain: str, username: str, passwor
                           new_password: str | None = None) -> Validation:
     deadline = time.monotonic() + settings.PTA_SIGNIN_DEADLINE_SECONDS
     tenant_id = str(tenant_id)
-    tried: set[str] = set()  # agents that failed this sign-in without a bind: not asked again
+    tried: set[str] = set()  # agents that answered, or failed this sign-in: not asked again
+    # Connections that could not take it (gone, no ack): the agent may be asked again once it is elsewhere.
+    tried_connections: set[tuple[str, str]] = set()
+    waiting_since = 0.0  # when it began waiting for its tenant's agents to be present again
     answered_busy: set[str] = set()  # agents whose own count said busy: asked again only when no other is free
     ticket: Ticket | None = None
     last = Validation(outcome=HandoffOutcome.NO_AGENT_AVAILABLE, request_id="")
@@ -139,10 +157,24 @@ async def _through_agents(*, tenant_id: str, domain: str, username: str, passwor
         while (remaining := deadline - time.monotonic()) > 0.05:
             async with asyncio.timeout(remaining):  # the presence registry may stall (Redis away); not past this
                 connected = await agents_connected(tenant_id=tenant_id, domain=domain, capability=capability)
-            eligible = [a for a in connected
-                        if a.agent_id not in tried and domain in a.record.domains and a.record.tenant_id == tenant_id]
+            serving = [a for a in connected if domain in a.record.domains and a.record.tenant_id == tenant_id]
+            if serving:
+                _presence_seen[tenant_id] = time.monotonic()
+            eligible = [a for a in serving
+                        if a.agent_id not in tried and (a.agent_id, a.channel_name) not in tried_connections]
             if not eligible:
-                break
+                if any(a.agent_id in tried for a in serving) or not _presence_expected(tenant_id):
+                    break
+                # Agents of the tenant were here moments ago: a node left (they are reconnecting elsewhere) or
+                # Redis restarted (each node republishes its agents within PTA_PRESENCE_FLUSH_SECONDS). Wait for
+                # them, PTA_PRESENCE_WAIT_SECONDS at most and within the deadline, rather than answer
+                # no_agent_available at once.
+                waiting_since = waiting_since or time.monotonic()
+                wait_ends = min(deadline - 0.05, waiting_since + settings.PTA_PRESENCE_WAIT_SECONDS)
+                if time.monotonic() >= wait_ends:
+                    break
+                await asyncio.sleep(min(PRESENCE_POLL_SECONDS, max(0.0, wait_ends - time.monotonic())))
+                continue
             free = [a for a in eligible if not a.full]
             if not free or (ticket is None and slot_queues.length(tenant_id)):  # nobody jumps the line
                 if ticket is None:
@@ -163,7 +195,12 @@ async def _through_agents(*, tenant_id: str, domain: str, username: str, passwor
                 await slot_queues.wait(ticket, timeout=deadline - time.monotonic())
                 continue
             if validation.outcome is HandoffOutcome.NO_AGENT_AVAILABLE:  # gone, or no ack: no bind happened
-                tried.add(agent.agent_id)
+                if validation.detail == MOVED:
+                    tried_connections.add((agent.agent_id, agent.channel_name))
+                elif validation.detail == LAYER_AWAY:  # Redis, not the agent: the same agent, a moment later
+                    await asyncio.sleep(min(PRESENCE_POLL_SECONDS, max(0.0, deadline - time.monotonic() - 0.05)))
+                else:
+                    tried.add(agent.agent_id)
                 continue
             validation = dataclasses.replace(validation, queued_ms=queued_ms)
             if validation.outcome not in move_on:
@@ -177,9 +214,24 @@ async def _through_agents(*, tenant_id: str, domain: str, username: str, passwor
         logger.warning("sign-in for tenant %s: the presence registry or the database overran the deadline", tenant_id)
     finally:
         _leave(ticket)
+    # A connection that went away before its ack took no bind: that alone is no agent_timeout.
     if time.monotonic() >= deadline - 0.05 and (tried or ticket is not None or last.request_id):
         return dataclasses.replace(last, outcome=HandoffOutcome.AGENT_TIMEOUT)
     return last
+
+
+# Tenant → when this process last saw one of its agents present (monotonic). A sign-in that finds none waits for
+# them while that was less than a presence record's life ago; otherwise (no agent for a while, a node just
+# started) it answers no_agent_available at once.
+_presence_seen: dict[str, float] = {}
+PRESENCE_POLL_SECONDS = 0.2
+MOVED = "moved"  # Validation.detail of a NO_AGENT_AVAILABLE whose connection went away: the agent may come back
+LAYER_AWAY = "layer_away"  # … of one that could not be relayed (Redis away): the agent is not to blame
+
+
+def _presence_expected(tenant_id: str) -> bool:
+    seen = _presence_seen.get(tenant_id)
+    return seen is not None and time.monotonic() - seen < protocol.PRESENCE_TTL_SECONDS
 
 
 def _leave(ticket: Ticket | None) -> float:
@@ -225,7 +277,7 @@ async def _ask(agent: ConnectedAgent, *, tenant_id: str, domain: str, username: 
     try:
         result = await hand_over(request, agent_id=agent.agent_id, channel_name=agent.channel_name,
                                  local=agent.local, ack_timeout=min(ack_seconds or remaining, remaining),
-                                 result_timeout=remaining)
+                                 result_timeout=remaining, node_protocol=agent.record.node_protocol)
     except AgentTimeout:
         return Validation(outcome=HandoffOutcome.AGENT_TIMEOUT, request_id=request_id, agent_id=agent.agent_id,
                           agent_ms=_ms_since(started))
@@ -235,13 +287,18 @@ async def _ask(agent: ConnectedAgent, *, tenant_id: str, domain: str, username: 
         if exc.code == BUSY and not exc.acked:
             return None
         if exc.code in RETRYABLE_AGENT_ERRORS and not exc.acked:
-            return Validation(outcome=HandoffOutcome.NO_AGENT_AVAILABLE, request_id="")
+            # A stopping agent comes back on a new connection (a restart, an upgrade): it may be asked there.
+            return Validation(outcome=HandoffOutcome.NO_AGENT_AVAILABLE, request_id="",
+                              detail=MOVED if exc.code == SHUTTING_DOWN else "")
         logger.warning("agent %s refused request %s: %s", agent.agent_id, request_id, exc.code)
         return Validation(outcome=HandoffOutcome.AGENT_ERROR, request_id=request_id, agent_id=agent.agent_id,
                           agent_ms=_ms_since(started), detail=exc.code)
     except AgentUnavailable as exc:
         logger.info("agent %s unavailable for %s (%s); trying the next one", agent.agent_id, request_id, exc)
-        return Validation(outcome=HandoffOutcome.NO_AGENT_AVAILABLE, request_id="")
+        # Gone before its ack (its node left, or the connection closed): the agent itself may take it once back.
+        return Validation(outcome=HandoffOutcome.NO_AGENT_AVAILABLE, request_id="",
+                          detail=MOVED if isinstance(exc, AgentDisconnected)
+                          else LAYER_AWAY if isinstance(exc, LayerUnavailable) else "")
     return _validation_from(result, request_id=request_id, agent=agent, agent_ms=_ms_since(started), kind=kind,
                             groups_asked=groups)
 

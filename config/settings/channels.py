@@ -31,3 +31,10 @@ PTA_LAST_SEEN_SECONDS = env_float("PTA_LAST_SEEN_SECONDS", 30.0, minimum=0.1)
 PTA_REVOCATION_CHECK_SECONDS = env_float("PTA_REVOCATION_CHECK_SECONDS", 30.0 if REDIS_URL else 1.0, minimum=0.1)
 if not REDIS_URL:
     PTA_PRESENCE_FLUSH_SECONDS = min(PTA_PRESENCE_FLUSH_SECONDS, PTA_REVOCATION_CHECK_SECONDS)
+
+# SIGTERM drains a node (config/drain.py): at most this long for its requests in flight and its agents' requests
+# to be answered before it stops anyway. Longer than a sign-in's deadline plus its wait in line; shorter than the
+# unit's TimeoutStopSec (30 s).
+PTA_DRAIN_SECONDS = env_float("PTA_DRAIN_SECONDS", 20.0, minimum=0.0)
+# Then at most this long for the clients (nginx) to close their idle keep-alive connections to the node.
+PTA_DRAIN_LINGER_SECONDS = env_float("PTA_DRAIN_LINGER_SECONDS", 3.0, minimum=0.0)

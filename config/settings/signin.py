@@ -12,6 +12,10 @@ LOGIN_REDIRECT_URL = "/login/done/"
 PTA_SIGNIN_DEADLINE_SECONDS = env_float("PTA_SIGNIN_DEADLINE_SECONDS", 10.0, minimum=0.1)
 # No ack within this time and the next agent is tried (safe: no bind happened).
 PTA_AGENT_ACK_SECONDS = env_float("PTA_AGENT_ACK_SECONDS", 1.0, minimum=0.01)
+# A sign-in that finds none of its tenant's agents present, when one was moments ago (a node left and its agents
+# are reconnecting elsewhere, Redis restarted and the nodes republish them, agents restarted), waits this long
+# at most for one (within the deadline) before it answers no_agent_available.
+PTA_PRESENCE_WAIT_SECONDS = env_float("PTA_PRESENCE_WAIT_SECONDS", 5.0, minimum=0.0)
 # Who answers the domain-verification TXT lookups ("host" or "host:port", "[v6]:port"); empty: the system resolver.
 PTA_DNS_NAMESERVERS = env_list("PTA_DNS_NAMESERVERS")
 # Each portal process remembers which tenant a domain routes to, and forgets it when any domain or tenant changes

@@ -21,7 +21,14 @@ from django.utils import timezone
 from agents.connections import LocalConnection, local_agents
 from agents.consumers import AgentConsumer
 from agents.handoff import AgentBusy, AgentDisconnected, AgentRequestError, AgentTimeout, AgentUnavailable
-from agents.handoff.messages import RelayedAck, RelayedRequest, RelayedResult, reply_from_message
+from agents.handoff.messages import (
+    NODE_PROTOCOL,
+    RelayedAck,
+    RelayedFailure,
+    RelayedRequest,
+    RelayedResult,
+    reply_from_message,
+)
 from agents.handoff.relay import hand_over
 from agents.models import Agent
 from agents.presence import presence_close, presence_registry
@@ -235,10 +242,9 @@ async def test_three_bad_frames_before_hello_close_with_protocol_error(fake):
     ("garbage", "malformed"),
     ('{"type": "teleport"}', "unknown_type"),
     ('{"type": "heartbeat", "in_flight": "many"}', "malformed"),
-    ('{"type": "heartbeat", "extra": 1}', "malformed"),
     ('{"type": "welcome", "agent_id": "x"}', "out_of_order"),
     ("x" * (protocol.MAX_FRAME_BYTES + 1), "too_large"),
-], ids=["garbage", "unknown-type", "wrong-field-type", "extra-field", "portal-frame", "over-max-frame"])
+], ids=["garbage", "unknown-type", "wrong-field-type", "portal-frame", "over-max-frame"])
 async def test_bad_frames_after_hello_get_errors_and_the_connection_stays(fake, payload, code):
     await fake.welcomed()
     for _ in range(5):
@@ -456,7 +462,9 @@ async def test_request_from_another_node_is_answered_on_its_reply_channel(agent,
     sent = await fake.frame()
     assert sent == request
     await fake.send(protocol.Ack(request_id=sent.request_id))
-    assert reply_from_message(await asyncio.wait_for(layer.receive(reply_to), 1)) == RelayedAck(request.request_id)
+    # Answered in the asker's version (RelayedRequest.of speaks this node's own).
+    assert reply_from_message(await asyncio.wait_for(layer.receive(reply_to), 1)) == RelayedAck(
+        request_id=request.request_id, version=NODE_PROTOCOL)
     await fake.send(protocol.Result(request_id=sent.request_id, outcome="invalid_credentials", ad_subcode="52e"))
     reply = reply_from_message(await asyncio.wait_for(layer.receive(reply_to), 1))
     assert isinstance(reply, RelayedResult) and reply.frame().outcome == "invalid_credentials"
@@ -525,3 +533,21 @@ async def test_groups_are_asked_only_of_an_agent_that_announced_them(agent, fake
     await consumer.send_request(asking)
     assert (await able.frame()).groups is True
     await able.close()
+
+
+async def test_a_message_of_a_kind_this_node_does_not_know_is_answered_and_the_connection_stays(agent, fake):
+    """A newer node's message kind (nodes N and N+1 during an upgrade): the asker hears ``unsupported`` and turns
+    to another agent; the agent's connection, which any unknown type used to end, goes on serving."""
+    welcome = await fake.welcomed()
+    consumer = connection_of(welcome.agent_id)
+    layer = get_channel_layer()
+    assert layer is not None
+    reply_to = await layer.new_channel()
+    await layer.send(consumer.channel_name, {"type": "agent.handover", "request_id": "r-9", "reply_to": reply_to,
+                                             "version": NODE_PROTOCOL + 1, "to": "node-3"})
+    reply = reply_from_message(await asyncio.wait_for(layer.receive(reply_to), 1))
+    assert isinstance(reply, RelayedFailure) and (reply.request_id, reply.code) == ("r-9", "unsupported")
+    request = make_request(agent[0])
+    await layer.send(consumer.channel_name, RelayedRequest.of(request, reply_to=reply_to).to_message())
+    assert await fake.frame() == request
+    await fake.close()

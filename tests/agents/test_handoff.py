@@ -367,3 +367,48 @@ async def test_when_every_slot_is_taken_sign_ins_wait_in_line_and_a_full_line_is
     assert [v.outcome for v in done] == [protocol.Outcome.SUCCESS] * 2
     assert done[0].queued_ms == 0 and done[1].queued_ms > 0
     assert agent.asked == [PASSWORD, "an0ther"] and slot_queues.length(str(tenant_a.pk)) == 0
+
+
+# --- a node that leaves, agents that come back ---------------------------------------------------------------
+
+
+async def test_a_request_relayed_to_a_node_that_left_follows_the_agent_to_its_new_node(connect, tenant_a):
+    """The only agent was on a node that left: nothing there will ever ack. Its presence names its new connection
+    (it reconnected elsewhere) a moment later, and the sign-in goes there, long before the deadline; it used to
+    wait for an ack until the deadline (the only agent gets it all) and end agent_timeout."""
+    gone = await connect(0, never_acks, relayed=True)
+
+    async def reconnects_elsewhere() -> None:
+        await asyncio.sleep(0.3)
+        await connect(0, answers("success"))  # the same agent, on this node now: a newer presence record
+
+    moving = asyncio.create_task(reconnects_elsewhere())
+    started = time.monotonic()
+    validation = await validate(tenant_a)
+    await moving
+    assert validation.outcome is protocol.Outcome.SUCCESS and validation.agent_id == gone.agent_id
+    assert time.monotonic() - started < 1.5  # the deadline is 3 s
+    assert gone.asked == [PASSWORD]  # once: its node never acked, so no bind happened there
+
+
+async def test_a_sign_in_that_finds_its_agents_just_gone_waits_for_them_to_be_back(connect, tenant_a, settings):
+    """As after a Redis restart (every record gone until the nodes republish) or while agents restart: the
+    tenant's agents were present moments ago, so the sign-in waits for them within PTA_PRESENCE_WAIT_SECONDS
+    instead of answering no_agent_available at once."""
+    first = await connect(0, answers("success"))
+    assert (await validate(tenant_a)).outcome is protocol.Outcome.SUCCESS
+    await presence_registry().withdraw(agent_id=first.agent_id, tenant_id=first.tenant_id)  # Redis emptied
+
+    async def republished() -> None:
+        await asyncio.sleep(0.4)
+        await presence_registry().publish([first.presence_record()])
+
+    back = asyncio.create_task(republished())
+    validation = await validate(tenant_a)
+    await back
+    assert validation.outcome is protocol.Outcome.SUCCESS and first.asked == [PASSWORD, PASSWORD]
+    settings.PTA_PRESENCE_WAIT_SECONDS = 0.3
+    await presence_registry().withdraw(agent_id=first.agent_id, tenant_id=first.tenant_id)
+    started = time.monotonic()
+    assert (await validate(tenant_a)).outcome is HandoffOutcome.NO_AGENT_AVAILABLE  # none came back in time
+    assert 0.3 <= time.monotonic() - started < 1.0

@@ -223,9 +223,10 @@ class Walker:
     """One browser's clients (per node and per source address) and the four-request walk."""
 
     def __init__(self, *, timeout: float = CLIENT_TIMEOUT_SECONDS,
-                 on_response: Callable[[httpx.Response], None] | None = None) -> None:
+                 on_response: Callable[[httpx.Response], None] | None = None, verify: str | bool = True) -> None:
         self.timeout = timeout
         self.on_response = on_response
+        self.verify = verify  # the CA of an nginx in front (https), as a browser would trust it
         self._clients: dict[tuple[str, str], httpx.Client] = {}
 
     def client(self, base_url: str, address: str) -> httpx.Client:
@@ -233,7 +234,9 @@ class Walker:
         if key not in self._clients:
             self._clients[key] = httpx.Client(
                 base_url=base_url, follow_redirects=False, timeout=self.timeout,
-                transport=httpx.HTTPTransport(local_address=address), headers={"User-Agent": "pta-resilience"})
+                transport=httpx.HTTPTransport(local_address=address, verify=self.verify),
+                # A browser's Referer: Django's CSRF check asks for one on https.
+                headers={"User-Agent": "pta-resilience", "Referer": f"{base_url}/login/"})
         client = self._clients[key]
         client.cookies.clear()  # a new browser session for every sign-in
         return client
@@ -329,7 +332,8 @@ class LoadRun:
 
     def __init__(self, node_urls: list[str], mix: SignInMix, timeline: Timeline, *, workers: int = 16,
                  min_signins: int = 500, max_signins: int = 2000, tail_seconds: float = 12.0,
-                 max_seconds: float = 150.0, on_response: Callable[[httpx.Response], None] | None = None) -> None:
+                 max_seconds: float = 150.0, on_response: Callable[[httpx.Response], None] | None = None,
+                 verify: str | bool = True) -> None:
         self.node_urls = list(node_urls)
         self.mix = mix
         self.timeline = timeline
@@ -339,6 +343,7 @@ class LoadRun:
         self.tail_seconds = tail_seconds
         self.max_seconds = max_seconds
         self.on_response = on_response
+        self.verify = verify
         self.records: list[SignInRecord] = []
         self._next = 0
         self._lock = threading.Condition()
@@ -367,7 +372,7 @@ class LoadRun:
     # --- the workers ---
 
     def _work(self, number: int) -> None:
-        walker = Walker(on_response=self.on_response)
+        walker = Walker(on_response=self.on_response, verify=self.verify)
         # Workers are spread over the nodes; each keeps its own order (a node that failed it goes last).
         nodes = self.node_urls[number % len(self.node_urls):] + self.node_urls[:number % len(self.node_urls)]
         try:

@@ -34,6 +34,9 @@ SCENARIOS = {
     "dc_restart": "The DC stopped, then started",
     "dc_freeze": "The DC frozen (SIGSTOP) for 5 s",
     "agents_restart": "Every agent stopped, then started",
+    "rolling_nodes": "Rolling restart of the nodes behind nginx",
+    "rolling_agents": "Rolling restart of the agents",
+    "mixed_versions": "Nodes and agents of two releases",
 }
 
 

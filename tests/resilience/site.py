@@ -14,8 +14,10 @@ import httpx
 import tomli_w
 
 from tests.fixtures.http import sign_in
+from tests.fixtures.nginx import Nginx, TestCA
 from tests.fixtures.portal import AgentProcess, DaphneNode, Portal, local_agents, make_portal, wait_for
 from tests.resilience.load import GOOD_ADDRESS, SignInMix
+from tests.resilience.releases import Release
 
 
 @dataclass
@@ -27,13 +29,16 @@ class Site:
     capacity: int
     configs: list[Path] = field(default_factory=list)
     closed_logs: str | None = None
+    proxy: Nginx | None = None  # in front of the nodes: then the sign-ins go through it
+    verify: str | bool = True  # the proxy's CA
 
     def __repr__(self) -> str:  # the nodes' and portal's env hold the portal's secrets: never in a failure's output
         return f"Site({', '.join(node.url for node in self.nodes)}; {len(self.agents)} agents; tenant {self.tenant})"
 
     @property
     def urls(self) -> list[str]:
-        return [node.url for node in self.nodes]
+        """Where the sign-ins go: the proxy, or each node (the load spreads its workers over them)."""
+        return [self.proxy.url] if self.proxy is not None else [node.url for node in self.nodes]
 
     def connected(self) -> int:
         total = 0
@@ -56,6 +61,9 @@ class Site:
             parts.append(f"--- {node.name}: error lines {sum(n for _, n in summary)}, most common:\n"
                          + "\n".join(f"{n}× {line[:300]}" for line, n in summary) + f"\n--- tail\n{text[-2000:]}")
         parts += [f"--- agent {agent.agent_id}\n{_read(agent.log_path)[-1500:]}" for agent in self.agents]
+        if self.proxy is not None:
+            errors = [line for line in _read(self.proxy.log_path).splitlines() if "[error]" in line]
+            parts.append(f"--- nginx: {len(errors)} error lines, the last:\n" + "\n".join(errors[-8:]))
         return "\n".join(parts)
 
     def records(self) -> str:
@@ -73,6 +81,8 @@ class Site:
     def close(self) -> None:
         # The portal's directory (its logs) and its database go with it: what a failure message needs, first.
         self.closed_logs = self.logs() + "\n--- sign-in records, unusual outcomes\n" + self.records()
+        if self.proxy is not None:
+            self.proxy.stop()
         self.portal.close()
 
 
@@ -120,6 +130,49 @@ def site_build(ad, *, nodes: tuple[str, ...] = ("web",), agent_nodes: tuple[int,
         site_warm_up(site, ad)
         return site
     except BaseException:
+        portal.close()
+        raise
+
+
+def site_behind_nginx(ad, directory: Path, *, previous: Release | None = None, old_nodes: tuple[int, ...] = (),
+                      old_agents: tuple[int, ...] = (), old_nginx: bool = False) -> Site:
+    """What an operator runs (docs/deploy.md): nginx with deploy/nginx/pta-portal.conf in front of two production
+    nodes, and two agents registered and connected through it (https, wss, the proxy's CA given to them). With
+    ``previous``, the nodes and agents of the indexes given run that release (tests/resilience/releases.py), and
+    with ``old_nginx`` nginx runs its file, as its docs wrote the servers (nginx's default failure marking)."""
+    portal = make_portal("production")
+    proxy = None
+    try:
+        portal.env.update(PTA_TRUSTED_PROXIES="127.0.0.1")  # nginx connects to the nodes from there
+        tls = TestCA.make(directory / "tls", ["127.0.0.1"])
+        nodes = []
+        for index, name in enumerate(("a", "b")):
+            old = previous is not None and index in old_nodes
+            nodes.append(portal.start_node(name, program=previous.program("daphne") if previous and old else "",
+                                           cwd=previous.source if previous and old else None))
+        proxy = Nginx(directory / "nginx", "127.0.0.1", [f"127.0.0.1:{node.port}" for node in nodes],
+                      static_root=Path(portal.env["PTA_STATE_DIR"]) / "static", tls=tls)
+        if previous is not None and old_nginx:
+            proxy.template, proxy.server_options = previous.source / "deploy/nginx/pta-portal.conf", ""
+        proxy.start()
+        tenant = portal.tenant_create("Contoso", ad.upn_suffix)
+        agents, configs = [], []
+        for index in range(2):
+            config, result = portal.agent_register(
+                proxy, portal.agent_token(tenant), name=f"agent{index + 1}", ldap_urls=(ad.ldaps_url,),
+                extra=("--ca-file", ad.ca_file, "--portal-ca-file", str(tls.ca_path)))
+            assert result.returncode == 0, result.stderr
+            configs.append(config)
+            old = previous is not None and index in old_agents
+            agents.append(portal.agent_run(config, program=previous.program("pta-agent") if previous and old else ""))
+        site = Site(portal, nodes, tenant, agents, 32, configs, proxy=proxy, verify=str(tls.ca_path))
+        wait_for(lambda: site.connected() == len(agents), timeout=30,
+                 message=lambda: f"{len(agents)} agents to connect through nginx:\n{site.logs()}")
+        site_warm_up(site, ad)
+        return site
+    except BaseException:
+        if proxy is not None:
+            proxy.stop()
         portal.close()
         raise
 

@@ -163,6 +163,11 @@ class AgentRunner:
                 logger.info("reconnecting with the renewed certificate")
                 self.backoff.reset()
                 continue
+            if end.close_code == CloseCode.NODE_LEAVING:
+                # That node answered what it owed and takes no new connection: another node takes this one now.
+                logger.info("the portal node is leaving; reconnecting at once")
+                self.backoff.reset()
+                continue
             if end.welcomed:
                 self.backoff.reset()  # the connection worked: start again from short delays
             delay = self.backoff.next_delay()
@@ -234,6 +239,8 @@ class AgentRunner:
             signature=protocol.sign_challenge(self.identity.private_key, challenge.nonce),
             version=AGENT_VERSION, hostname=self.hostname, capacity=self.config.agent.capacity,
             capabilities=self.capabilities(),
+            # A version-1 portal refuses the field: it is sent only to a portal whose challenge says it reads it.
+            protocol=protocol.PROTOCOL_VERSION if challenge.protocol >= 2 else 1,
         )))
         welcome = await self._receive(ws, protocol.Welcome)
         if welcome.agent_id != self.config.agent.id:
@@ -316,6 +323,10 @@ class AgentRunner:
         """Checks, then ack at once; the bind runs in a task. Refusals are error frames without an ack."""
         identity = self.identity  # a renewal may swap it while this request is served
         self.admission.check(request)
+        if request.kind not in protocol.REQUEST_KINDS:
+            # A newer portal's kind: refused before the ack, so it may ask an agent that knows it.
+            raise ProtocolError("unsupported", f"This agent does not know requests of kind {request.kind[:40]!r}.",
+                                request.request_id)
         if request.kind == protocol.REQUEST_PASSWORD_CHANGE and not self.validator.can_change_passwords:
             # Before the ack: nothing happened here, so the portal may ask another agent.
             raise ProtocolError("unsupported", "This agent has no service account to change passwords with.",
@@ -399,9 +410,18 @@ class AgentRunner:
                 await ws.send(protocol.encode(pending.result))
 
     async def _finish_in_flight(self) -> None:
-        if self._tasks:
-            logger.info("waiting for %d in-flight sign-in(s)", len(self._tasks))
-            await asyncio.wait(set(self._tasks), timeout=self.config.agent.shutdown_grace_seconds)
+        """Until every request acknowledged has its result sent (or the grace has passed). ``in_flight`` counts a
+        request from before its ack is sent, its task only from after: a stop that came while an ack was being
+        sent found no task yet, closed the connection, and that request's result (the bind done) was lost, its
+        sign-in ending agent_timeout."""
+        deadline = time.monotonic() + self.config.agent.shutdown_grace_seconds
+        if self._tasks or self.in_flight:
+            logger.info("waiting for %d in-flight sign-in(s)", max(len(self._tasks), self.in_flight))
+        while (self._tasks or self.in_flight) and (left := deadline - time.monotonic()) > 0:
+            if self._tasks:
+                await asyncio.wait(set(self._tasks), timeout=left)
+            else:
+                await asyncio.sleep(min(0.01, left))  # an ack being sent: its task starts right after
 
     # --- renewal ------------------------------------------------------------------------------------------
 

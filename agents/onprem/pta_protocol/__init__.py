@@ -16,6 +16,14 @@ Frames are JSON text messages with a ``type`` tag. A connection goes:
                      transitive groups, or none at all when not asked)
     portal → agent   renew {}  → agent: renewal {csr signed with the old key} → portal: renewed {certificate}
     either side      error {code, message}                                for a frame it cannot use
+    portal → agent   close NODE_LEAVING (4007) once the node's requests on it are answered: reconnect at once
+
+Versions (PROTOCOL_VERSION): the challenge carries the portal's, the hello the agent's (left off the wire at 1, the
+value of an agent that does not send it), so each side knows what the other reads. From version 2 on, a reader
+ignores fields it does not know (a request keeps them, as its signature covers them: ``Request.extensions``)
+and answers a frame type it does not know with an ``unknown_type`` error frame, never by closing. A sender sends
+a field or frame only to a peer whose version (or announced capability) reads it: version 1 refused unknown
+fields. docs/agent.md ("Versions") says which versions work together.
 """
 
 from __future__ import annotations
@@ -36,7 +44,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-PROTOCOL_VERSION = 1
+# 1: the first (unknown fields refused). 2: unknown fields ignored, hello.protocol, CloseCode.NODE_LEAVING, a request
+# of an unknown kind refused before the ack with "unsupported".
+PROTOCOL_VERSION = 2
 WEBSOCKET_PATH = "/agent/ws/"
 REGISTER_PATH = "/agent/register/"
 HEARTBEAT_SECONDS = 10
@@ -118,6 +128,10 @@ class CloseCode(enum.IntEnum):
     CERTIFICATE_EXPIRED = 4004
     HANDSHAKE_TIMEOUT = 4005
     RENEWED = 4006  # the agent renewed: reconnect with the new key
+    # The portal node is stopping (a restart or an upgrade): it has answered what it owed on this connection and
+    # takes no new connection, so reconnecting at once reaches another node. An agent of version 1 does not know
+    # the code and reconnects after its first backoff delay (at most 1 s).
+    NODE_LEAVING = 4007
 
     @property
     def is_final(self) -> bool:
@@ -166,6 +180,9 @@ class Hello:
     # What this agent can do beyond validating passwords (CAPABILITY_*). Left off the wire when empty: an
     # older portal refuses unknown fields, and an agent without a service account announces nothing.
     capabilities: Capabilities = field(default_factory=list)
+    # The agent's PROTOCOL_VERSION; sent only to a portal whose challenge says it reads it (version 2 on): left off
+    # the wire at 1, so a version-1 portal, which refuses unknown fields, gets the hello it knows.
+    protocol: int = 1
 
 
 @dataclass(frozen=True)
@@ -207,11 +224,15 @@ class Request:
     # Also read the user's transitive groups (Result.groups). Sent only to an agent that announced
     # CAPABILITY_GROUPS, and left off the wire when False: older agents refuse unknown fields.
     groups: bool = False
+    # Fields of a newer portal that this version does not know, as received: never acted upon, but kept, because
+    # the signature covers them and a node relaying the request passes them on. Not a field on the wire itself.
+    extensions: dict[str, typing.Any] = field(default_factory=dict, metadata={"wire": False})
 
 
 REQUEST_PASSWORD = "password"
 REQUEST_ACCOUNT_STATE = "account_state"
 REQUEST_PASSWORD_CHANGE = "password_change"
+REQUEST_KINDS = frozenset({REQUEST_PASSWORD, REQUEST_ACCOUNT_STATE, REQUEST_PASSWORD_CHANGE})
 
 
 @dataclass(frozen=True)
@@ -283,19 +304,26 @@ FRAME_TYPES: dict[str, type] = {cls.type: cls for cls in typing.get_args(Frame)}
 
 
 def _wire_struct(tag: str, frame_class: type) -> type[msgspec.Struct]:
-    """The msgspec Struct that decodes one frame class: its fields, types and defaults, tagged by its ``type``
-    and refusing unknown fields. Derived, so that the dataclass stays the one declaration of a frame (and
-    callers keep dataclasses.replace and asdict on frames)."""
+    """The msgspec Struct that decodes one frame class: its fields, types and defaults, tagged by its ``type``;
+    fields it does not know are ignored (a newer peer's). Derived, so that the dataclass stays the one declaration
+    of a frame (and callers keep dataclasses.replace and asdict on frames)."""
     hints = typing.get_type_hints(frame_class, include_extras=True)
     fields: list[tuple[str, typing.Any] | tuple[str, typing.Any, typing.Any]] = []
-    for spec in dataclasses.fields(frame_class):
+    for spec in _on_wire(frame_class):
         if spec.default is not dataclasses.MISSING:
             fields.append((spec.name, hints[spec.name], spec.default))
         elif spec.default_factory is not dataclasses.MISSING:
             fields.append((spec.name, hints[spec.name], msgspec.field(default_factory=spec.default_factory)))
         else:
             fields.append((spec.name, hints[spec.name]))
-    return msgspec.defstruct(frame_class.__name__, fields, tag_field="type", tag=tag, forbid_unknown_fields=True)
+    return msgspec.defstruct(frame_class.__name__, fields, tag_field="type", tag=tag)
+
+
+def _on_wire(frame_class: type) -> list[dataclasses.Field]:
+    return [spec for spec in dataclasses.fields(frame_class) if spec.metadata.get("wire", True)]
+
+
+_REQUEST_WIRE_FIELDS = frozenset(spec.name for spec in _on_wire(Request)) | {"type"}
 
 
 _FRAME_OF_STRUCT = {_wire_struct(tag, cls): cls for tag, cls in FRAME_TYPES.items()}
@@ -313,6 +341,11 @@ class _Envelope(msgspec.Struct):
 
 def _wire_fields(frame: Frame) -> dict:
     data = dataclasses.asdict(frame)
+    if isinstance(frame, Request):
+        extensions = data.pop("extensions")
+        data = {**{k: v for k, v in extensions.items() if k not in _REQUEST_WIRE_FIELDS}, **data}
+    if isinstance(frame, Hello) and frame.protocol == 1:
+        del data["protocol"]
     if isinstance(frame, Request) and frame.kind == REQUEST_PASSWORD:
         del data["kind"]
     if isinstance(frame, Request) and not frame.groups:
@@ -346,7 +379,8 @@ def encode(frame: Frame) -> str:
 
 def decode(text: str | bytes) -> Frame:
     """Parse and validate one frame; anything else raises ProtocolError, never another exception. A field of
-    the wrong type, a missing or an unknown one is named in the error's message (msgspec's ``$.field``)."""
+    the wrong type or a missing one is named in the error's message (msgspec's ``$.field``); a field this version
+    does not know is ignored (kept in a request's ``extensions``)."""
     if isinstance(text, bytes):
         raise ProtocolError("malformed", "Frames are JSON text, not binary.")
     if len(text) > MAX_FRAME_BYTES:
@@ -357,7 +391,14 @@ def decode(text: str | bytes) -> Frame:
         raise _invalid_frame(text, exc) from None
     except (msgspec.DecodeError, RecursionError, UnicodeEncodeError):
         raise ProtocolError("malformed", "Frame is not valid JSON.") from None
-    return _FRAME_OF_STRUCT[type(wire)](**msgspec.structs.asdict(wire))
+    frame_class = _FRAME_OF_STRUCT[type(wire)]
+    values = msgspec.structs.asdict(wire)
+    if frame_class is Request:
+        raw = msgspec.json.decode(text)  # an object: the decoder above took it as one
+        extensions = {k: v for k, v in raw.items() if k not in _REQUEST_WIRE_FIELDS}
+        if extensions:
+            values["extensions"] = extensions
+    return frame_class(**values)
 
 
 def _invalid_frame(text: str, exc: msgspec.ValidationError) -> ProtocolError:

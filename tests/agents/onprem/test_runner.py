@@ -437,3 +437,48 @@ async def test_an_agent_that_reads_groups_announces_them_and_sends_them_only_whe
         await receive(ws, protocol.Ack)
         result = await receive(ws, protocol.Result)
         assert validator.groups_asked is False and result.groups is None
+
+
+async def test_a_node_that_leaves_is_left_at_once_for_another(agent_config, identity, caplog):
+    """NODE_LEAVING: the portal node is stopping and takes no new connection; the agent reconnects with no
+    backoff delay, so its sign-ins find it on another node within a round trip."""
+    caplog.set_level(logging.INFO)
+    async with running_agent(agent_config, identity) as (portal, runner, task):
+        runner.backoff = Backoff(base=5.0, cap=5.0)  # a delay would show: the next accept would time out
+        ws, hello = await portal.accept()
+        assert hello.protocol == protocol.PROTOCOL_VERSION  # the challenge said the portal reads it
+        await ws.close(code=int(CloseCode.NODE_LEAVING), reason="this node is stopping")
+        await portal.accept()
+        assert not task.done()
+    assert "node is leaving; reconnecting at once" in caplog.text
+    assert "reconnecting in" not in caplog.text
+
+
+async def test_a_stop_while_an_ack_is_being_sent_still_answers_that_request(agent_config, identity, make_request):
+    """The stop's wait for in-flight sign-ins began before the acked request's task existed: it found nothing,
+    closed, and the bind's result was lost (the portal, acked, then answered agent_timeout)."""
+    async with running_agent(agent_config, identity, FakeValidator(delay=0.2)) as (portal, runner, task):
+        connect = runner.connector
+
+        @contextlib.asynccontextmanager
+        async def stop_during_the_ack(*args, **kwargs):
+            async with connect(*args, **kwargs) as ws:
+                send = ws.send
+
+                async def send_and_stop(message, *more, **options):
+                    if json.loads(message)["type"] == "ack":  # SIGTERM lands while the ack is on its way
+                        runner.request_stop()
+                        await asyncio.sleep(0.05)
+                    await send(message, *more, **options)
+
+                ws.send = send_and_stop
+                yield ws
+
+        runner.connector = stop_during_the_ack
+        ws, _ = await portal.accept()
+        request = make_request()
+        await send(ws, request)
+        await receive(ws, protocol.Ack)
+        result = await receive(ws, protocol.Result)
+        assert (result.request_id, result.outcome) == (request.request_id, "success")
+        assert await asyncio.wait_for(task, FRAME_TIMEOUT) == EXIT_OK
