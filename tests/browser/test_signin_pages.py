@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 import pytest
 
 from tests.fixtures.axe import assert_accessible
-from tests.fixtures.browser import contrast_ratio, screenshot
+from tests.fixtures.browser import contrast_ratio, screenshot, sealed_submit
 from tests.fixtures.portal import local_agents, make_portal, wait_for
 
 pytestmark = pytest.mark.integration
@@ -49,7 +49,7 @@ def password_answer(page, node, upn: str, password: str) -> None:
     page.get_by_label("Username").fill(upn)
     page.get_by_role("button", name="Next").click()
     page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Sign in").click()
+    sealed_submit(page)
 
 
 def test_sign_in_through_the_two_pages(page, portal_with_agent, ad_testbed):
@@ -67,7 +67,7 @@ def test_sign_in_through_the_two_pages(page, portal_with_agent, ad_testbed):
     page.get_by_label("Password", exact=True).fill(user["password"])
     assert_accessible(page)
     screenshot(page, "signin-2-password")
-    page.get_by_role("button", name="Sign in").click()
+    sealed_submit(page)
     page.wait_for_url("**/login/done/")
     assert page.get_attribute("main", "data-outcome") == "success"
     assert user["display_name"] in page.inner_text("main")
@@ -80,13 +80,13 @@ def test_a_wrong_password_says_so_on_the_page(page, portal_with_agent, ad_testbe
     page.get_by_label("Username").fill(user["upn"])
     page.get_by_role("button", name="Next").click()
     page.get_by_label("Password", exact=True).fill("not the password")
-    page.get_by_role("button", name="Sign in").click()
+    sealed_submit(page)
     assert page.get_attribute("main", "data-outcome") == "invalid_credentials"
     assert page.get_by_role("alert").inner_text() == "Your account or password is incorrect."
     assert_accessible(page)
     screenshot(page, "signin-wrong-password")
     page.get_by_label("Password", exact=True).fill(user["password"])  # and the right one still works (AD not locked)
-    page.get_by_role("button", name="Sign in").click()
+    sealed_submit(page)
     page.wait_for_url("**/login/done/")
 
 
@@ -186,7 +186,7 @@ def test_an_application_the_user_is_not_assigned_to_says_so_after_the_sign_in(pa
     page.get_by_label("Username").fill(user["upn"])
     page.get_by_role("button", name="Next").click()
     page.get_by_label("Password", exact=True).fill(user["password"])
-    page.get_by_role("button", name="Sign in").click()
+    sealed_submit(page)
     page.wait_for_url("**/authorize/**")
     assert page.get_by_role("heading", level=1).inner_text() == "You don't have access to this application"
     assert "Payroll" in page.inner_text("#application-name") and "Payroll-Clerks" not in page.inner_text("main")
