@@ -47,6 +47,20 @@ async def agent_public_key(key_id: str) -> rsa.RSAPublicKey | None:
     return _public_keys[key_id]
 
 
+_spki: dict[str, str] = {}
+
+
+async def _agent_spki(key_id: str) -> str | None:
+    """An agent's public key as the browser imports it (SubjectPublicKeyInfo, base64), made once per process."""
+    if key_id not in _spki:
+        public_key = await agent_public_key(key_id)
+        if public_key is None:
+            return None
+        _spki[key_id] = protocol.b64e(public_key.public_bytes(serialization.Encoding.DER,
+                                                              serialization.PublicFormat.SubjectPublicKeyInfo))
+    return _spki[key_id]
+
+
 # Enough for failover: the first asked, and two more should it not take the request.
 CANDIDATES = 3
 # The agent refuses a request whose expiry is further off than MAX_REQUEST_AGE_SECONDS (+5): the ticket lives that
@@ -90,13 +104,12 @@ async def sealing_ticket_issue(*, tenant_id: str, domain: str, kind: str = proto
     for agent in connected:
         if len(candidates) >= CANDIDATES:
             break
-        public_key = await agent_public_key(agent.record.key_id)
-        if public_key is None:
+        spki = await _agent_spki(agent.record.key_id)
+        if spki is None:
             continue
-        spki = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         aad = protocol.associated_data(request_id=request_id, tenant=str(tenant_id), key_id=agent.record.key_id,
                                        expires_at=expires_at, kind=kind)
-        candidates.append({"key_id": agent.record.key_id, "spki": protocol.b64e(spki), "aad": protocol.b64e(aad)})
+        candidates.append({"key_id": agent.record.key_id, "spki": spki, "aad": protocol.b64e(aad)})
     if not candidates:
         return None
     return {"request_id": request_id, "expires_at": expires_at, "kind": kind, "tenant": str(tenant_id),
