@@ -89,7 +89,7 @@ from signin.services.names import username_canonical
 from signin.services.oauth_tokens import application_tokens_revoke
 from signin.workers import in_worker, retrying_transient_errors
 from tenant.models import Tenant, User
-from tenant.selectors import tenant_for_username
+from tenant.selectors import tenant_for_username, user_by_upn
 
 logger = logging.getLogger(__name__)
 BACKEND = "signin.backends.PassThroughBackend"
@@ -172,13 +172,24 @@ def username_page(request: HttpRequest) -> HttpResponse:
     request.session.pop(MFA_SESSION_KEY, None)
     request.session[SESSION_KEY] = {"username": username, "organisation": organisation, "next": next_url,
                                     "tenant_id": str(tenant.pk) if tenant is not None else ""}
-    if tenant is not None and tenant.pass_through_enabled:
-        # The domain's agents' keys, for the password page to seal to (every name of the domain alike).
+    if tenant is not None and _sealable(tenant, upn):
+        # The domain's agents' keys, for the password page to seal to.
         request.session[SESSION_KEY]["seal"] = sealing_ticket_for(tenant_id=str(tenant.pk),
                                                                   domain=upn.rpartition("@")[2])
     if AUTH_SESSION_KEY not in request.session:  # nobody signed in: the sign-in's state lives minutes, not weeks
         request.session.set_expiry(settings.PTA_SIGNIN_SESSION_SECONDS)
     return HttpResponseRedirect("/login/password/")
+
+
+def _sealable(tenant: Tenant | None, upn: str) -> bool:
+    """Whether the password of ``upn`` goes to agents, and so may be sealed in the browser: a name in a domain of
+    a pass-through tenant, unless it is one of that tenant's cloud accounts (a break-glass administrator), whose
+    password the portal checks itself (docs/SECURITY.md, "The portal never holds the password": what this
+    tells, time already told)."""
+    if tenant is None or not tenant.pass_through_enabled:
+        return False
+    user = user_by_upn(upn=upn, tenant=tenant)
+    return not (user is not None and user.source == User.Source.CLOUD and user.tenant_id == tenant.pk)
 
 
 def sealing_ticket_for(*, tenant_id: str, domain: str, kind: str = protocol.REQUEST_PASSWORD) -> dict | None:
@@ -435,7 +446,11 @@ def _seal_ticket_kept(request: HttpRequest, kind: str) -> tuple[dict, str, str] 
         state = _change_state(request)
         return (state, state["change"]["tenant_id"], _domain(state)) if state else None
     state = request.session.get(SESSION_KEY)
-    return (state, state["tenant_id"], _domain(state)) if state and state.get("tenant_id") else None
+    if not state or not state.get("tenant_id"):
+        return None
+    if "seal" not in state and not _sealable(_tenant(state["tenant_id"]), username_canonical(typed=state["username"])):
+        return state, "", ""  # no agent checks this password: the portal does, as without JavaScript
+    return state, state["tenant_id"], _domain(state)
 
 
 def _seal_ticket_store(request: HttpRequest, kind: str, ticket: dict | None) -> None:
@@ -460,6 +475,8 @@ async def seal_ticket_page(request: HttpRequest) -> JsonResponse:
     if found is None:
         return JsonResponse({"error": "session_expired", "outcome": Outcome.SESSION_EXPIRED.value}, status=409)
     state, tenant_id, domain = found
+    if not tenant_id:
+        return JsonResponse({"candidates": []})
     ticket = await sealing_ticket_current(ticket=state.get("seal"), tenant_id=tenant_id, domain=domain, kind=kind)
     await in_worker(_seal_ticket_store)(request, kind, ticket)
     return JsonResponse(ticket_for_page(ticket) if ticket else {"candidates": []})

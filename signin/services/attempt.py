@@ -192,9 +192,9 @@ async def password_sign_in(*, username: str, password: str | None = None, ip: st
     thread hops, one before and one after the agent: each hop costs more than the work in it.
 
     ``sealed``: the password never reached the portal, sealed in the browser for the agents the page was given
-    (their envelopes, checked against the sign-in's ticket). It goes to those agents whatever the account: every
-    name of the domain alike (a cloud account of that domain signs in with its local password without JavaScript,
-    or while no agent is connected), and the agent checks what password_acceptable checks here."""
+    (their envelopes, checked against the sign-in's ticket). It goes to those agents, which check what
+    password_acceptable checks here. A cloud account's page is given no agents (signin/views.py ``_sealable``):
+    its password comes as typed and is checked here."""
 
     @sensitive_variables()
     async def check(before: _Before, upn: str) -> tuple[Outcome, Validation | None]:

@@ -356,6 +356,41 @@ def test_a_password_change_is_sealed_in_the_browser_too(page, site, second_agent
                       (upn,))[-1] == (1, "browser")
 
 
+def test_a_script_changed_on_its_way_is_not_run(page, site):
+    """A cache or a proxy in front of the portal serves a script that also sends the password elsewhere: its hash
+    is not the one in the page's integrity attribute, so the browser never runs it (the page then works as without
+    JavaScript), and an inline script slipped into a page would not run either (the CSP)."""
+    _, node, _ = site
+    page.route("**/static/signin/signin.js", lambda route: route.fulfill(
+        content_type="text/javascript",
+        body="document.addEventListener('submit', () => fetch('/stolen/?p=' + "
+             "document.querySelector('input[type=password]').value));"))
+
+    def with_inline_script(route) -> None:
+        if route.request.method != "GET":
+            route.continue_()
+            return
+        served = route.fetch()
+        route.fulfill(response=served, body=served.text().replace(
+            "</main>", "<script>document.title = 'inline ran';</script></main>"))
+
+    page.route("**/login/", with_inline_script)
+    refused: list[str] = []
+    page.on("console", lambda message: refused.append(message.text))
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(f"{node.url}/login/")
+    assert page.title() != "inline ran"
+    page.get_by_label("Username").fill("someone@nowhere.example.test")
+    page.get_by_role("button", name="Next").click()
+    page.wait_for_url("**/login/password/")
+    assert page.evaluate("document.getElementById('id_password').name") == "password"  # the script never ran
+    page.get_by_label("Password", exact=True).fill("Seal-Marker-tampered")
+    page.get_by_role("button", name="Sign in").click()
+    assert not any("/stolen/" in url for url in requests)
+    assert any("integrity" in text for text in refused), refused
+
+
 def test_sealed_failover_after_an_agent_was_killed_between_the_two_steps(page, site, second_agent, directory):
     portal, node, _ = site
     upn, password = marker_user(directory)

@@ -62,3 +62,17 @@ def test_with_no_agent_to_seal_for_the_page_is_told_to_post_the_password(client,
     answer = client.post("/login/password/seal/", {"kind": "password", "csrfmiddlewaretoken": token})
     assert answer.status_code == 200 and answer.json() == {"candidates": []}
     assert client.post("/login/password/seal/", {"kind": "other", "csrfmiddlewaretoken": token}).status_code == 400
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cloud_account_of_the_domain_is_given_nothing_to_seal_to(client, tenant_a, tenant_admin_factory):
+    """Its local password is the portal's to check: its page posts it (the seal endpoint says so); a directory name
+    of the same domain gets its ticket at the username step (none here: no agent is connected)."""
+    admin = tenant_admin_factory(tenant_a)
+    client.get("/login/")
+    token = client.cookies["csrftoken"].value
+    for upn, ticketed in ((admin.upn, False), ("someone@alpha.example.test", True)):
+        client.post("/login/", {"username": upn, "csrfmiddlewaretoken": token})
+        assert ("seal" in client.session["pta_signin"]) is ticketed
+        answer = client.post("/login/password/seal/", {"kind": "password", "csrfmiddlewaretoken": token})
+        assert answer.json() == {"candidates": []}
