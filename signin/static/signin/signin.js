@@ -88,6 +88,12 @@ function sealing(form) {
     form.submit();
   };
   let busy = false;
+  // Back to this page from the browser's cache (the back button): ready to seal again, for a new ticket.
+  window.addEventListener("pageshow", (event) => {
+    if (!event.persisted) return;
+    busy = false;
+    form.querySelector("input[name=sealed]")?.remove();
+  });
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     if (busy) return;
