@@ -446,8 +446,10 @@ def _seal_ticket_kept(request: HttpRequest, kind: str) -> tuple[dict, str, str] 
         state = _change_state(request)
         return (state, state["change"]["tenant_id"], _domain(state)) if state else None
     state = request.session.get(SESSION_KEY)
-    if not state or not state.get("tenant_id"):
+    if not state:
         return None
+    if not state.get("tenant_id"):
+        return state, "", ""  # a domain no tenant verified: a cloud account or nobody, checked by the portal
     if "seal" not in state and not _sealable(_tenant(state["tenant_id"]), username_canonical(typed=state["username"])):
         return state, "", ""  # no agent checks this password: the portal does, as without JavaScript
     return state, state["tenant_id"], _domain(state)

@@ -76,3 +76,13 @@ def test_a_cloud_account_of_the_domain_is_given_nothing_to_seal_to(client, tenan
         assert ("seal" in client.session["pta_signin"]) is ticketed
         answer = client.post("/login/password/seal/", {"kind": "password", "csrfmiddlewaretoken": token})
         assert answer.json() == {"candidates": []}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_name_in_a_domain_no_tenant_verified_posts_its_password(client):
+    """A platform administrator or nobody: the portal checks the password, so the page is told to post it."""
+    client.get("/login/")
+    token = client.cookies["csrftoken"].value
+    client.post("/login/", {"username": "root@nowhere.example.test", "csrfmiddlewaretoken": token})
+    answer = client.post("/login/password/seal/", {"kind": "password", "csrfmiddlewaretoken": token})
+    assert answer.status_code == 200 and answer.json() == {"candidates": []}
