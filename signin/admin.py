@@ -13,8 +13,8 @@ from tenant.admin_scoping import ReadOnlyAdmin, TenantScopedAdmin
 class SignInEventAdmin(ReadOnlyAdmin, TenantScopedAdmin):
     list_display = ["created_at", "username", "outcome", "ad_subcode", "agent", "ip_address", "location",
                     "application", "total_ms", "mfa_decision", "mfa_reason", "mfa_result"]
-    list_filter = ["outcome", "agent", "user", "channel", "password_change", "mfa_decision", "location_kind",
-                   ("created_at", admin.DateFieldListFilter)]
+    list_filter = ["outcome", "agent", "user", "channel", "password_change", "sealed_by", "mfa_decision",
+                   "location_kind", ("created_at", admin.DateFieldListFilter)]
     search_fields = ["username", "user__upn", "ip_address", "location"]
     date_hierarchy = "created_at"
     list_select_related = ["agent", "user", "application"]

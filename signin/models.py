@@ -17,6 +17,11 @@ class SignInEvent(models.Model):
         NOT_REQUIRED = "not_required", "Not required"
         REQUIRED = "required", "Required"
 
+    class SealedBy(models.TextChoices):
+        NONE = "", "Not sealed (no agent asked)"
+        BROWSER = "browser", "The browser (the portal never held the password)"
+        PORTAL = "portal", "The portal (no JavaScript, or the password grant)"
+
     id = models.BigAutoField("ID", primary_key=True)
     created_at = models.DateTimeField("time", default=timezone.now, db_index=True)
     tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
@@ -52,6 +57,9 @@ class SignInEvent(models.Model):
         "(outcome success or mfa_required: it was changed).")
     detail = models.CharField(max_length=32, blank=True, default="",
                               help_text="Why the directory refused a new password (e.g. history, complexity).")
+    sealed_by = models.CharField("password sealed by", max_length=8, choices=SealedBy.choices, blank=True,
+                                 default="", help_text="Who sealed the password for the agent: the browser or the "
+                                 "portal.")
 
     class Meta:
         verbose_name = "sign-in record"

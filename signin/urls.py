@@ -9,6 +9,7 @@ urlpatterns = [
     path("login/help/", views.help_page, name="help"),
     path("login/", views.username_page, name="username"),
     path("login/password/", views.password_page, name="password"),
+    path("login/password/seal/", views.seal_ticket_page, name="password-seal"),
     path("login/password/change/", views.password_change_page, name="password-change"),
     path("login/mfa/", views.mfa_page, name="mfa"),
     path("login/mfa/enrol/", views.mfa_enrol_page, name="mfa-enrol"),

@@ -9,6 +9,7 @@ view (which checks only ``is_authenticated``) never issues a code after the pass
 from __future__ import annotations
 
 import hmac
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -16,10 +17,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import pta_protocol as protocol
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY as AUTH_SESSION_KEY
 from django.contrib.auth import login, logout
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect, HttpResponseRedirect
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponsePermanentRedirect,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.shortcuts import render
 from django.templatetags.static import static
 from django.urls import reverse
@@ -35,12 +45,22 @@ from oauth2_provider.views import RPInitiatedLogoutView
 from oauthlib.common import add_params_to_uri
 
 from agents.selectors import password_change_available
+from agents.services.sealing import (
+    KINDS,
+    BrowserSealed,
+    SealingRefused,
+    browser_sealed_parse,
+    sealing_ticket_current,
+    sealing_ticket_issue,
+    ticket_for_page,
+)
 from applications.models import Application
 from applications.selectors import application_by_client_id
 from signin.forms import MfaCodeForm, OtpForm, PasswordChangeForm, PasswordForm, UsernameForm
 from signin.helpdesk import help_context
 from signin.metrics import metrics_text, signins
 from signin.outcomes import OUTCOME_NEXT_STEPS, Outcome
+from signin.script import CONTENT_SECURITY_POLICY, SCRIPT_HASH_HEADER, script_integrity
 from signin.selectors import MFA_SESSION_KEY, SESSION_KEY, signin_tenant_id
 from signin.services.attempt import (
     CHANGEABLE,
@@ -69,8 +89,9 @@ from signin.services.names import username_canonical
 from signin.services.oauth_tokens import application_tokens_revoke
 from signin.workers import in_worker, retrying_transient_errors
 from tenant.models import Tenant, User
-from tenant.selectors import tenant_for_username
+from tenant.selectors import tenant_for_username, user_by_upn
 
+logger = logging.getLogger(__name__)
 BACKEND = "signin.backends.PassThroughBackend"
 # A half-done sign-in waits this long for its second factor.
 MFA_PENDING_SECONDS = 600
@@ -110,6 +131,9 @@ def safe_next(request: HttpRequest, candidate: str | None) -> str:
 def _page(request: HttpRequest, template: str, context: dict, *, outcome: Outcome | None = None,
           status: int = 200) -> HttpResponse:
     response = render(request, template, {**context, "outcome": outcome}, status=status)
+    # The script that seals the password runs only as published (its hash: signin/script.py).
+    response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response[SCRIPT_HASH_HEADER] = script_integrity()
     if outcome is not None:
         response["PTA-Outcome"] = outcome.value
     return response
@@ -148,9 +172,35 @@ def username_page(request: HttpRequest) -> HttpResponse:
     request.session.pop(MFA_SESSION_KEY, None)
     request.session[SESSION_KEY] = {"username": username, "organisation": organisation, "next": next_url,
                                     "tenant_id": str(tenant.pk) if tenant is not None else ""}
+    if tenant is not None and _sealable(tenant, upn):
+        # The domain's agents' keys, for the password page to seal to.
+        request.session[SESSION_KEY]["seal"] = sealing_ticket_for(tenant_id=str(tenant.pk),
+                                                                  domain=upn.rpartition("@")[2])
     if AUTH_SESSION_KEY not in request.session:  # nobody signed in: the sign-in's state lives minutes, not weeks
         request.session.set_expiry(settings.PTA_SIGNIN_SESSION_SECONDS)
     return HttpResponseRedirect("/login/password/")
+
+
+def _sealable(tenant: Tenant | None, upn: str) -> bool:
+    """Whether the password of ``upn`` goes to agents, and so may be sealed in the browser: a name in a domain of
+    a pass-through tenant, unless it is one of that tenant's cloud accounts (a break-glass administrator), whose
+    password the portal checks itself (docs/SECURITY.md, "The portal never holds the password": what this
+    tells, time already told)."""
+    if tenant is None or not tenant.pass_through_enabled:
+        return False
+    user = user_by_upn(upn=upn, tenant=tenant)
+    return not (user is not None and user.source == User.Source.CLOUD and user.tenant_id == tenant.pk)
+
+
+def sealing_ticket_for(*, tenant_id: str, domain: str, kind: str = protocol.REQUEST_PASSWORD) -> dict | None:
+    """A sealing ticket from a synchronous step (the username page runs in a worker thread: the presence read
+    runs on the event loop that started it). None, and the page posts the password as without JavaScript, when
+    no agent is connected or the registry cannot be read."""
+    try:
+        return async_to_sync(sealing_ticket_issue)(tenant_id=tenant_id, domain=domain, kind=kind)
+    except Exception:  # noqa: BLE001 - the sign-in goes on, sealed by the portal
+        logger.warning("no sealing ticket for tenant %s: the page will post the password", tenant_id, exc_info=True)
+        return None
 
 
 def _start_again() -> HttpResponse:
@@ -175,9 +225,28 @@ def application_of_next(next_url: str) -> Application | None:
 @dataclass(frozen=True)
 class PasswordSubmission:
     state: dict
-    password: str = field(repr=False)
+    password: str | None = field(repr=False)
     device: str
     application: Application | None = None
+    sealed: BrowserSealed | None = None  # the password sealed in the browser: then ``password`` is None
+
+
+SEALED_FIELD = "sealed"
+
+
+def _browser_sealed(request: HttpRequest, state: dict, kind: str) -> BrowserSealed:
+    """The envelopes the page posted, checked against the sign-in's ticket, which they use up (a replayed post
+    finds none). SealingRefused when they do not fit it."""
+    ticket = state.pop("seal", None)
+    request.session.modified = True
+    return browser_sealed_parse(ticket=ticket, posted=request.POST[SEALED_FIELD], kind=kind)
+
+
+def _seal_again(request: HttpRequest, template: str, context: dict) -> HttpResponse:
+    """Envelopes that do not fit the ticket (too old, another sign-in's, tampered with): nothing was asked of an
+    agent nor counted; the person types the password again and the page seals it for a fresh ticket."""
+    return _page(request, template, {**context, "error": Outcome.SESSION_EXPIRED.message}, status=400,
+                 outcome=Outcome.SESSION_EXPIRED)
 
 
 # Every local, here and in what it calls: the form and its cleaning hold the password under many names.
@@ -187,6 +256,15 @@ def password_submission(request: HttpRequest) -> PasswordSubmission | HttpRespon
     state = request.session.get(SESSION_KEY)
     if not state:
         return _start_again()
+    if SEALED_FIELD in request.POST:
+        try:
+            sealed = _browser_sealed(request, state, protocol.REQUEST_PASSWORD)
+        except SealingRefused as refused:
+            logger.info("sealed password refused before any agent: %s", refused.reason)
+            return _seal_again(request, "signin/password.html", {**_password_context(state), "form": PasswordForm()})
+        return PasswordSubmission(state=state, password=None, sealed=sealed,
+                                  device=_device(request) or device_id_new(),
+                                  application=application_of_next(state["next"]))
     form = PasswordForm(request.POST)
     if not form.is_valid():
         return _page(request, "signin/password.html", {**_password_context(state), "form": form}, status=400,
@@ -209,7 +287,7 @@ async def password_submit(request: HttpRequest, submission: PasswordSubmission) 
     return await password_sign_in(
         username=submission.state["username"], password=submission.password, device=submission.device,
         ip=client_address(request.META), user_agent=request.META.get("HTTP_USER_AGENT", ""),
-        application=submission.application,
+        application=submission.application, sealed=submission.sealed,
     )
 
 
@@ -290,7 +368,9 @@ def _signed_in_answer(request: HttpRequest, state: dict, device: str, result: Si
 
 
 def _password_context(state: dict) -> dict:
-    return {"username": state["username"], "organisation": state["organisation"], "next": state["next"]}
+    seal = state.get("seal")
+    return {"username": state["username"], "organisation": state["organisation"], "next": state["next"],
+            "seal": ticket_for_page(seal) if seal else None}
 
 
 @never_cache
@@ -316,10 +396,11 @@ async def password_page(request: HttpRequest) -> HttpResponse:
 @dataclass(frozen=True)
 class ChangeSubmission:
     state: dict
-    current_password: str = field(repr=False)
-    new_password: str = field(repr=False)
+    current_password: str | None = field(repr=False)
+    new_password: str | None = field(repr=False)
     device: str
     application: Application | None = None
+    sealed: BrowserSealed | None = None  # the three passwords sealed together in the browser
 
 
 def _change_state(request: HttpRequest) -> dict | None:
@@ -341,8 +422,66 @@ def _change_unavailable(request: HttpRequest, state: dict) -> HttpResponse:
 
 
 async def _change_available(state: dict) -> bool:
-    return await password_change_available(tenant_id=state["change"]["tenant_id"],
-                                           domain=username_canonical(typed=state["username"]).rpartition("@")[2])
+    return await password_change_available(tenant_id=state["change"]["tenant_id"], domain=_domain(state))
+
+
+def _domain(state: dict) -> str:
+    return username_canonical(typed=state["username"]).rpartition("@")[2]
+
+
+def _change_form(request: HttpRequest, ticket: dict | None) -> HttpResponse:
+    """The change form, with the ticket its script seals the three passwords to (kept in the session)."""
+    state = _change_state(request)
+    if state is None:
+        return HttpResponseRedirect("/login/")
+    state["seal"] = ticket
+    request.session.modified = True
+    return _page(request, CHANGE_TEMPLATE, {**_change_context(state), "form": PasswordChangeForm()},
+                 outcome=Outcome(state["change"]["outcome"]))
+
+
+def _seal_ticket_kept(request: HttpRequest, kind: str) -> tuple[dict, str, str] | None:
+    """The sign-in's state, its tenant and domain for a ticket of ``kind`` (None: no sign-in is at that step)."""
+    if kind == protocol.REQUEST_PASSWORD_CHANGE:
+        state = _change_state(request)
+        return (state, state["change"]["tenant_id"], _domain(state)) if state else None
+    state = request.session.get(SESSION_KEY)
+    if not state:
+        return None
+    if not state.get("tenant_id"):
+        return state, "", ""  # a domain no tenant verified: a cloud account or nobody, checked by the portal
+    if "seal" not in state and not _sealable(_tenant(state["tenant_id"]), username_canonical(typed=state["username"])):
+        return state, "", ""  # no agent checks this password: the portal does, as without JavaScript
+    return state, state["tenant_id"], _domain(state)
+
+
+def _seal_ticket_store(request: HttpRequest, kind: str, ticket: dict | None) -> None:
+    found = _seal_ticket_kept(request, kind)
+    if found is not None and found[0].get("seal") is not ticket:
+        found[0]["seal"] = ticket
+        request.session.modified = True
+
+
+@never_cache
+@csrf_protect
+@require_http_methods(["POST"])
+async def seal_ticket_page(request: HttpRequest) -> JsonResponse:
+    """What the page's script seals to, asked for just before it seals: the ticket of the username step (or of
+    the change page) while it is fresh and its agents are all still connected, else a new one for those connected
+    now (so that a page left open, or whose agents went away, seals again without asking the person anything).
+    ``candidates`` empty: no agent is connected; the page posts the password as without JavaScript."""
+    kind = request.POST.get("kind", "")
+    if kind not in KINDS:
+        return JsonResponse({"error": "kind"}, status=400)
+    found = await in_worker(_seal_ticket_kept)(request, kind)
+    if found is None:
+        return JsonResponse({"error": "session_expired", "outcome": Outcome.SESSION_EXPIRED.value}, status=409)
+    state, tenant_id, domain = found
+    if not tenant_id:
+        return JsonResponse({"candidates": []})
+    ticket = await sealing_ticket_current(ticket=state.get("seal"), tenant_id=tenant_id, domain=domain, kind=kind)
+    await in_worker(_seal_ticket_store)(request, kind, ticket)
+    return JsonResponse(ticket_for_page(ticket) if ticket else {"candidates": []})
 
 
 @sensitive_variables()
@@ -351,6 +490,15 @@ def password_change_submission(request: HttpRequest) -> ChangeSubmission | HttpR
     state = _change_state(request)
     if state is None:
         return HttpResponseRedirect("/login/")
+    if SEALED_FIELD in request.POST:
+        try:
+            sealed = _browser_sealed(request, state, protocol.REQUEST_PASSWORD_CHANGE)
+        except SealingRefused as refused:
+            logger.info("sealed password change refused before any agent: %s", refused.reason)
+            return _seal_again(request, CHANGE_TEMPLATE, {**_change_context(state), "form": PasswordChangeForm()})
+        return ChangeSubmission(state=state, current_password=None, new_password=None, sealed=sealed,
+                                device=_device(request) or device_id_new(),
+                                application=application_of_next(state["next"]))
     form = PasswordChangeForm(request.POST)
     if not form.is_valid():
         return _page(request, CHANGE_TEMPLATE, {**_change_context(state), "form": form}, status=400)
@@ -392,9 +540,9 @@ async def password_change_page(request: HttpRequest) -> HttpResponse:
             return HttpResponseRedirect("/login/")
         if not await _change_available(state):
             return await in_worker(_change_unavailable)(request, state)
-        return await in_worker(_page)(request, CHANGE_TEMPLATE, {**_change_context(state),
-                                                                 "form": PasswordChangeForm()},
-                                      outcome=Outcome(state["change"]["outcome"]))
+        ticket = await sealing_ticket_issue(tenant_id=state["change"]["tenant_id"], domain=_domain(state),
+                                            kind=protocol.REQUEST_PASSWORD_CHANGE)
+        return await in_worker(_change_form)(request, ticket)
     submission = await in_worker(password_change_submission)(request)
     if isinstance(submission, HttpResponse):
         return submission
@@ -403,7 +551,8 @@ async def password_change_page(request: HttpRequest) -> HttpResponse:
     result = await password_change_sign_in(
         username=submission.state["username"], current_password=submission.current_password,
         new_password=submission.new_password, device=submission.device, ip=client_address(request.META),
-        user_agent=request.META.get("HTTP_USER_AGENT", ""), application=submission.application)
+        user_agent=request.META.get("HTTP_USER_AGENT", ""), application=submission.application,
+        sealed=submission.sealed)
     return await in_worker(password_change_answer)(request, submission, result)
 
 

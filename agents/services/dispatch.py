@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 
 import pta_protocol as protocol
 from channels.db import database_sync_to_async
-from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
@@ -47,6 +46,7 @@ from agents.handoff.relay import hand_over
 from agents.queue import QueueFull, Ticket, slot_queues
 from agents.selectors import ConnectedAgent, agents_connected
 from agents.services.authority import signing_key_for_tenant
+from agents.services.sealing import BrowserSealed, agent_public_key
 
 logger = logging.getLogger(__name__)
 
@@ -81,27 +81,7 @@ class Validation:
 
 # --- keys, loaded once per process --------------------------------------------------------------------
 
-_public_keys: dict[str, rsa.RSAPublicKey] = {}
 _signing_keys: dict[str, ed25519.Ed25519PrivateKey] = {}
-
-
-def _load_agent_key(key_id: str) -> rsa.RSAPublicKey | None:
-    from agents.models import Agent
-
-    agent = Agent.objects.filter(key_fingerprint=key_id, revoked_at__isnull=True).only("certificate_pem").first()
-    if agent is None:
-        return None
-    key = x509.load_pem_x509_certificate(agent.certificate_pem.encode()).public_key()
-    return key if isinstance(key, rsa.RSAPublicKey) else None  # the tenants' CAs certify RSA keys only
-
-
-async def _agent_public_key(key_id: str) -> rsa.RSAPublicKey | None:
-    if key_id not in _public_keys:
-        key = await database_sync_to_async(_load_agent_key)(key_id)
-        if key is None:
-            return None
-        _public_keys[key_id] = key
-    return _public_keys[key_id]
 
 
 async def _signing_key(tenant_id: str) -> ed25519.Ed25519PrivateKey:
@@ -113,9 +93,13 @@ async def _signing_key(tenant_id: str) -> ed25519.Ed25519PrivateKey:
 # --- the hand-off ---------------------------------------------------------------------------------------
 
 
-async def password_validate(*, tenant_id: str, domain: str, username: str, password: str) -> Validation:
-    """Validate a password through the tenant's agents; every call ends within the sign-in deadline."""
-    return await _through_agents(tenant_id=tenant_id, domain=domain, username=username, password=password)
+async def password_validate(*, tenant_id: str, domain: str, username: str, password: str | None = None,
+                            sealed: BrowserSealed | None = None) -> Validation:
+    """Validate a password through the tenant's agents; every call ends within the sign-in deadline. The
+    password comes as it was typed (sealed here for each agent asked), or ``sealed`` in the browser: then only
+    the agents it holds an envelope for are asked, each with its own."""
+    return await _through_agents(tenant_id=tenant_id, domain=domain, username=username, password=password,
+                                 sealed=sealed)
 
 
 async def account_state_check(*, tenant_id: str, domain: str, username: str) -> Validation:
@@ -125,19 +109,19 @@ async def account_state_check(*, tenant_id: str, domain: str, username: str) -> 
 
 
 @sensitive_variables("current_password", "new_password")
-async def password_change(*, tenant_id: str, domain: str, username: str, current_password: str,
-                          new_password: str) -> Validation:
+async def password_change(*, tenant_id: str, domain: str, username: str, current_password: str | None = None,
+                          new_password: str | None = None, sealed: BrowserSealed | None = None) -> Validation:
     """Change an expired or must-change password through an agent that announced it can (its service account
     makes the change): PASSWORD_CHANGED with the user, INVALID_CREDENTIALS, PASSWORD_REJECTED (AD's reason in
     ``detail``), … Only agents that could not take it (no ack) are passed over: once one has acked, its
     answer is final, a directory_unavailable included (the change may have reached AD)."""
     return await _through_agents(tenant_id=tenant_id, domain=domain, username=username, password=current_password,
-                                 new_password=new_password)
+                                 new_password=new_password, sealed=sealed)
 
 
 @sensitive_variables("password", "new_password")
 async def _through_agents(*, tenant_id: str, domain: str, username: str, password: str | None,
-                          new_password: str | None = None) -> Validation:
+                          new_password: str | None = None, sealed: BrowserSealed | None = None) -> Validation:
     deadline = time.monotonic() + settings.PTA_SIGNIN_DEADLINE_SECONDS
     tenant_id = str(tenant_id)
     tried: set[str] = set()  # agents that answered, or failed this sign-in: not asked again
@@ -147,12 +131,13 @@ async def _through_agents(*, tenant_id: str, domain: str, username: str, passwor
     answered_busy: set[str] = set()  # agents whose own count said busy: asked again only when no other is free
     ticket: Ticket | None = None
     last = Validation(outcome=HandoffOutcome.NO_AGENT_AVAILABLE, request_id="")
-    changing = new_password is not None
+    changing = new_password is not None or (sealed is not None and sealed.kind == protocol.REQUEST_PASSWORD_CHANGE)
+    state_check = password is None and sealed is None
     capability = protocol.CAPABILITY_PASSWORD_CHANGE if changing else ""
     # Another agent may reach a DC this one cannot; a state check binds nothing, so any refusal may move on.
     # A change is never sent twice.
     move_on: set[protocol.Outcome | HandoffOutcome] = (set() if changing else
-               {protocol.Outcome.DIRECTORY_UNAVAILABLE} | ({HandoffOutcome.AGENT_ERROR} if password is None else set()))
+               {protocol.Outcome.DIRECTORY_UNAVAILABLE} | ({HandoffOutcome.AGENT_ERROR} if state_check else set()))
     try:
         while (remaining := deadline - time.monotonic()) > 0.05:
             async with asyncio.timeout(remaining):  # the presence registry may stall (Redis away); not past this
@@ -161,7 +146,8 @@ async def _through_agents(*, tenant_id: str, domain: str, username: str, passwor
             if serving:
                 _presence_seen[tenant_id] = time.monotonic()
             eligible = [a for a in serving
-                        if a.agent_id not in tried and (a.agent_id, a.channel_name) not in tried_connections]
+                        if a.agent_id not in tried and (a.agent_id, a.channel_name) not in tried_connections
+                        and (sealed is None or a.record.key_id in sealed.envelopes)]  # an envelope it can open
             if not eligible:
                 if any(a.agent_id in tried for a in serving) or not _presence_expected(tenant_id):
                     break
@@ -188,7 +174,8 @@ async def _through_agents(*, tenant_id: str, domain: str, username: str, passwor
             # Waiting for an ack only makes sense with another agent to turn to: the only one gets the deadline.
             ack_seconds = settings.PTA_AGENT_ACK_SECONDS if len(eligible) > 1 else None
             validation = await _ask(agent, tenant_id=tenant_id, domain=domain, username=username, password=password,
-                                    new_password=new_password, deadline=deadline, ack_seconds=ack_seconds)
+                                    new_password=new_password, deadline=deadline, ack_seconds=ack_seconds,
+                                    sealed=sealed)
             if validation is None:  # busy after all (its presence was behind): back in line, to wait there
                 answered_busy.add(agent.agent_id)
                 ticket = slot_queues.join(tenant_id, limit=settings.PTA_SIGNIN_QUEUE_LENGTH)
@@ -242,20 +229,42 @@ def _leave(ticket: Ticket | None) -> float:
     return round(ticket.waited * 1000, 2)
 
 
-@sensitive_variables("password", "new_password", "sealed")
+@sensitive_variables("password", "new_password", "sealed_for")
 async def _ask(agent: ConnectedAgent, *, tenant_id: str, domain: str, username: str, password: str | None,
-               deadline: float, ack_seconds: float | None, new_password: str | None = None) -> Validation | None:
+               deadline: float, ack_seconds: float | None, new_password: str | None = None,
+               sealed: BrowserSealed | None = None) -> Validation | None:
     """One agent, once. None: it was busy. NO_AGENT_AVAILABLE: it could not take it (no bind happened).
     TimeoutError: the database did not give the keys by the deadline."""
     async with asyncio.timeout(deadline - time.monotonic()):  # read from the database on their first use
-        public_key = await _agent_public_key(agent.record.key_id)
+        public_key = await agent_public_key(agent.record.key_id) if sealed is None else None
         signing_key = await _signing_key(tenant_id)
-    if public_key is None:
-        return Validation(outcome=HandoffOutcome.NO_AGENT_AVAILABLE, request_id="")
-    request_id = uuid.uuid4().hex
-    remaining = deadline - time.monotonic()
-    expires_at = time.time() + min(remaining, protocol.MAX_REQUEST_AGE_SECONDS)
     key_id = agent.record.key_id
+    if sealed is not None:
+        # Sealed in the browser for this agent's key, bound to the request id and expiry the portal issued (the
+        # sign-in's ticket): the request carries them as they are, failover included (each agent its envelope).
+        request_id, expires_at, kind = sealed.request_id, sealed.expires_at, sealed.kind
+        sealed_for = sealed.envelopes[key_id]
+    elif public_key is None:
+        return Validation(outcome=HandoffOutcome.NO_AGENT_AVAILABLE, request_id="")
+    else:
+        request_id = uuid.uuid4().hex
+        remaining = deadline - time.monotonic()
+        expires_at = time.time() + min(remaining, protocol.MAX_REQUEST_AGE_SECONDS)
+        kind, sealed_for = _sealed_here(public_key, key_id=key_id, tenant_id=tenant_id, request_id=request_id,
+                                        expires_at=expires_at, password=password, new_password=new_password)
+    groups = protocol.CAPABILITY_GROUPS in agent.record.capabilities  # an older agent would refuse the field
+    request = protocol.sign_request(protocol.Request(
+        request_id=request_id, tenant=tenant_id, domain=domain, username=username, key_id=key_id,
+        expires_at=expires_at, sealed=sealed_for, kind=kind, groups=groups,
+    ), signing_key)
+    return await _hand_over(agent, request, deadline=deadline, ack_seconds=ack_seconds, groups=groups)
+
+
+@sensitive_variables("password", "new_password")
+def _sealed_here(public_key: rsa.RSAPublicKey, *, key_id: str, tenant_id: str, request_id: str, expires_at: float,
+                 password: str | None, new_password: str | None) -> tuple[str, dict]:
+    """The request kind and its envelope, sealed by the portal (the password reached it: no JavaScript, or the
+    password grant)."""
     if password is None:
         kind, sealed = protocol.REQUEST_ACCOUNT_STATE, {}
     elif new_password is None:
@@ -267,11 +276,12 @@ async def _ask(agent: ConnectedAgent, *, tenant_id: str, domain: str, username: 
         sealed = protocol.seal_password_change(public_key=public_key, current=password, new=new_password,
                                                request_id=request_id, tenant=tenant_id, key_id=key_id,
                                                expires_at=expires_at)
-    groups = protocol.CAPABILITY_GROUPS in agent.record.capabilities  # an older agent would refuse the field
-    request = protocol.sign_request(protocol.Request(
-        request_id=request_id, tenant=tenant_id, domain=domain, username=username, key_id=key_id,
-        expires_at=expires_at, sealed=sealed, kind=kind, groups=groups,
-    ), signing_key)
+    return kind, sealed
+
+
+async def _hand_over(agent: ConnectedAgent, request: protocol.Request, *, deadline: float,
+                     ack_seconds: float | None, groups: bool) -> Validation | None:
+    request_id, kind = request.request_id, request.kind
     started = time.monotonic()
     remaining = deadline - started  # sealing and signing took some of it
     try:

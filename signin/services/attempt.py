@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import pta_protocol as protocol
 from django.conf import settings
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
@@ -16,6 +17,7 @@ from django.views.decorators.debug import sensitive_variables
 from agents.queue import QueueFull, SlotQueues
 from agents.selectors import password_change_available
 from agents.services.dispatch import Validation, password_change, password_validate
+from agents.services.sealing import BrowserSealed
 from applications.models import Application
 from applications.selectors import application_user_assigned
 from signin.metrics import queue_seconds, signin_seconds, signins
@@ -53,13 +55,13 @@ from tenant.selectors import LocationMatch, location_for_address, tenant_for_use
 logger = logging.getLogger(__name__)
 # Guesses at one account waiting for the answers of those in flight (lockout BUSY), in line per account.
 lockout_lines = SlotQueues()
-MAX_PASSWORD_LENGTH = 512
+MAX_PASSWORD_LENGTH = protocol.MAX_PASSWORD_LENGTH
 # Outcomes that are a wrong guess at the password: they count towards cloud smart lockout.
 COUNTED_FAILURES = {Outcome.INVALID_CREDENTIALS}
 # The directory states a user may leave by changing their password on the sign-in page.
 CHANGEABLE = (Outcome.PASSWORD_EXPIRED, Outcome.PASSWORD_MUST_CHANGE)
 # Why AD refused a new password, as the agent reports it (agents/onprem/pta_agent/directory.py: REFUSAL_REASONS).
-REFUSAL_REASONS = {"too_short", "complexity", "history", "too_young", "policy"}
+REFUSAL_REASONS = {"too_short", "complexity", "history", "too_young", "policy", "mismatch"}
 
 
 @dataclass(frozen=True)
@@ -85,8 +87,9 @@ class SignInResult:
 
 
 def password_acceptable(password: str) -> bool:
-    # AD never matches a control character in a password: refuse before any agent or bind.
-    return 0 < len(password) <= MAX_PASSWORD_LENGTH and not CONTROL_CHARACTERS.search(password)
+    # AD never matches a control character in a password: refuse before any agent or bind. The agent checks the
+    # same (pta_protocol.password_refusal), for a password sealed in the browser, which never reaches here.
+    return not protocol.password_refusal(password) and not CONTROL_CHARACTERS.search(password)
 
 
 class Route(enum.Enum):
@@ -178,9 +181,9 @@ async def _reserved(before: _Before, *, deadline: float) -> _Before:
 
 
 @sensitive_variables("password")
-async def password_sign_in(*, username: str, password: str, ip: str = "", user_agent: str = "",
-                           channel: str = "web", device: str = "", application: Application | None = None
-                           ) -> SignInResult:
+async def password_sign_in(*, username: str, password: str | None = None, ip: str = "", user_agent: str = "",
+                           channel: str = "web", device: str = "", application: Application | None = None,
+                           sealed: BrowserSealed | None = None) -> SignInResult:
     """Route, reserve the guess against cloud lockout, validate through an agent (or locally for cloud-only
     accounts), decide on the second factor, record. ``device`` is the browser's device id (a signed cookie), if
     any; after a complete success it is remembered as a known device. ``application`` is the application the
@@ -188,10 +191,22 @@ async def password_sign_in(*, username: str, password: str, ip: str = "", user_a
 
     After a password success the outcome is SUCCESS, or MFA_REQUIRED with the user set: the caller asks for
     the second factor and must not log the user in before it. The database and cache work happens in two
-    thread hops, one before and one after the agent: each hop costs more than the work in it."""
+    thread hops, one before and one after the agent: each hop costs more than the work in it.
+
+    ``sealed``: the password never reached the portal, sealed in the browser for the agents the page was given
+    (their envelopes, checked against the sign-in's ticket). It goes to those agents, which check what
+    password_acceptable checks here. A cloud account's page is given no agents (signin/views.py ``_sealable``):
+    its password comes as typed and is checked here."""
 
     @sensitive_variables()
     async def check(before: _Before, upn: str) -> tuple[Outcome, Validation | None]:
+        if sealed is not None:
+            if before.route is Route.UNKNOWN or before.tenant is None:
+                return Outcome.INVALID_CREDENTIALS, None  # its tenant stopped passing through since the ticket
+            validation = await password_validate(tenant_id=str(before.tenant.pk), domain=upn.rpartition("@")[2],
+                                                 username=upn, sealed=sealed)
+            return Outcome(validation.outcome), validation
+        assert password is not None  # either the password or its envelopes
         if not password_acceptable(password):
             return Outcome.INVALID_CREDENTIALS, None
         if before.route is Route.CLOUD:
@@ -205,7 +220,7 @@ async def password_sign_in(*, username: str, password: str, ip: str = "", user_a
         return Outcome(validation.outcome), validation
 
     result = await _attempt(username=username, ip=ip, user_agent=user_agent, channel=channel, device=device,
-                            check=check, application=application)
+                            check=check, application=application, sealed_in_browser=sealed is not None)
     if result.outcome in CHANGEABLE and result.tenant is not None:
         # Offered only where an agent that can make the change serves the domain now; else the helpdesk.
         available = await password_change_available(tenant_id=str(result.tenant.pk),
@@ -215,9 +230,10 @@ async def password_sign_in(*, username: str, password: str, ip: str = "", user_a
 
 
 @sensitive_variables("current_password", "new_password")
-async def password_change_sign_in(*, username: str, current_password: str, new_password: str, ip: str = "",
-                                  user_agent: str = "", channel: str = "web", device: str = "",
-                                  application: Application | None = None) -> SignInResult:
+async def password_change_sign_in(*, username: str, current_password: str | None = None,
+                                  new_password: str | None = None, ip: str = "", user_agent: str = "",
+                                  channel: str = "web", device: str = "", application: Application | None = None,
+                                  sealed: BrowserSealed | None = None) -> SignInResult:
     """Change an expired or must-change password, then sign in with it: the same path as a password sign-in
     (route, lockout reservation: a wrong current password counts, an agent, the record), with an agent that
     announced it can change passwords. After PASSWORD_CHANGED the sign-in goes on as after a success (the user
@@ -228,6 +244,13 @@ async def password_change_sign_in(*, username: str, current_password: str, new_p
     async def check(before: _Before, upn: str) -> tuple[Outcome, Validation | None]:
         if before.route is not Route.PASS_THROUGH:
             return Outcome.NO_AGENT_AVAILABLE, None  # cloud accounts never expire in AD: nothing to change
+        assert before.tenant is not None  # the pass-through route has the routing tenant
+        if sealed is not None:  # the three passwords sealed together in the browser: the agent checks them
+            validation = await password_change(tenant_id=str(before.tenant.pk), domain=upn.rpartition("@")[2],
+                                               username=upn, sealed=sealed)
+            outcome = Outcome(validation.outcome)
+            return (Outcome.SUCCESS if outcome is Outcome.PASSWORD_CHANGED else outcome), validation
+        assert current_password is not None and new_password is not None
         if not password_acceptable(current_password):
             return Outcome.INVALID_CREDENTIALS, None
         if not password_acceptable(new_password):
@@ -242,12 +265,14 @@ async def password_change_sign_in(*, username: str, current_password: str, new_p
         return outcome, validation
 
     return await _attempt(username=username, ip=ip, user_agent=user_agent, channel=channel, device=device,
-                          check=check, password_change=True, application=application)
+                          check=check, password_change=True, application=application,
+                          sealed_in_browser=sealed is not None)
 
 
 async def _attempt(*, username: str, ip: str, user_agent: str, channel: str, device: str,
                    check: Callable[[_Before, str], Awaitable[tuple[Outcome, Validation | None]]],
-                   password_change: bool = False, application: Application | None = None) -> SignInResult:
+                   password_change: bool = False, application: Application | None = None,
+                   sealed_in_browser: bool = False) -> SignInResult:
     started = time.monotonic()
     try:
         # One spelling per account for routing, the user, the agent's bind and lockout: AD binds "bob   @corp"
@@ -279,6 +304,10 @@ async def _attempt(*, username: str, ip: str, user_agent: str, channel: str, dev
             record.update(location=before.location.name, location_kind=before.location.kind)
         if application is not None:
             record["application_id"] = application.pk
+        if validation is not None and validation.request_id:
+            # Which side sealed what the agent opened: the page's script, or the portal (no JavaScript, the
+            # password grant). The feature's reason: on the second path the portal held the plaintext.
+            record["sealed_by"] = SignInEvent.SealedBy.BROWSER if sealed_in_browser else SignInEvent.SealedBy.PORTAL
         if validation is not None and outcome is Outcome.PASSWORD_REJECTED:
             record["detail"] = refusal_reason_code(validation.detail)
         result = await in_worker_retrying(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fixtures.browser import screenshot
+from tests.fixtures.browser import screenshot, sealed_submit
 from tests.fixtures.portal import make_portal
 
 pytestmark = pytest.mark.integration
@@ -45,7 +45,7 @@ def test_the_secret_is_shown_once_copied_and_rotated(chromium, site):
         page.get_by_label("Username").fill(admin)
         page.get_by_role("button", name="Next").click()
         page.get_by_label("Password", exact=True).fill(ADMIN_PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
+        sealed_submit(page)
         page.wait_for_url("**/admin/applications/application/add/")
 
         assert page.locator("input[name=client_secret]").count() == 0

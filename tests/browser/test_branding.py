@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from tests.fixtures.axe import assert_accessible
-from tests.fixtures.browser import screenshot
+from tests.fixtures.browser import screenshot, sealed_submit
 from tests.fixtures.portal import site_with_agent
 
 pytestmark = pytest.mark.integration
@@ -63,7 +63,7 @@ def test_the_tenant_s_branding_shows_once_the_username_names_the_tenant(page, si
     sign_in_steps(page, node, admin)
     assert page.locator(".brand").count() == 0
     page.get_by_label("Password", exact=True).fill(ADMIN_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    sealed_submit(page)
     page.wait_for_url("**/admin/branding/branding/add/")  # none yet: straight to its form
     logo = tmp_path / "logo.png"
     logo.write_bytes(logo_png())
@@ -96,7 +96,7 @@ def test_the_tenant_s_branding_shows_once_the_username_names_the_tenant(page, si
     page.get_by_label("Password", exact=True).fill(user["password"])
     screenshot(page, "signin-branded")
     assert_accessible(page)
-    page.get_by_role("button", name="Sign in").click()
+    sealed_submit(page)
     page.wait_for_url("**/login/done/")
     assert page.locator("#brand-logo").count() == 1  # the result page too
 

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from tests.fixtures.axe import axe_violations
-from tests.fixtures.browser import screenshot
+from tests.fixtures.browser import screenshot, sealed_submit
 from tests.fixtures.portal import RawAgent, make_portal
 
 pytestmark = pytest.mark.integration
@@ -81,7 +81,7 @@ def sign_in(page, node, username: str, password: str) -> None:
     page.get_by_label("Username").fill(username)
     page.get_by_role("button", name="Next").click()
     page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Sign in").click()
+    sealed_submit(page)
     page.wait_for_url("**/admin/")
 
 

@@ -12,7 +12,7 @@ import pta_protocol as protocol
 import pytest
 
 from tests.fixtures.axe import assert_accessible
-from tests.fixtures.browser import screenshot
+from tests.fixtures.browser import screenshot, sealed_submit
 from tests.fixtures.http import sign_in
 from tests.fixtures.portal import local_agents, make_portal, start_agent, wait_for
 
@@ -75,7 +75,7 @@ def open_health_page(page, node, admin) -> None:
     page.get_by_label("Username").fill(admin)
     page.get_by_role("button", name="Next").click()
     page.get_by_label("Password", exact=True).fill(ADMIN_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    sealed_submit(page)
     page.wait_for_url("**/admin/agents/agent/health/")
 
 

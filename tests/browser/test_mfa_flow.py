@@ -15,7 +15,7 @@ import pytest
 from django_otp.oath import TOTP
 
 from tests.fixtures.axe import assert_accessible
-from tests.fixtures.browser import screenshot
+from tests.fixtures.browser import screenshot, sealed_submit
 from tests.fixtures.portal import (
     REPO_ROOT,
     free_port,
@@ -85,7 +85,7 @@ def test_application_to_sign_in_to_totp_enrolment_and_back(page, demo, ad_testbe
     page.wait_for_url("**/login/password/")
     page.get_by_label("Password", exact=True).fill(user["password"])
     screenshot(page, "mfa-3-password")
-    page.get_by_role("button", name="Sign in").click()
+    sealed_submit(page)
 
     page.wait_for_url("**/login/mfa/enrol/")
     assert page.get_attribute("main", "data-outcome") == "mfa_required"
@@ -121,7 +121,7 @@ def test_application_to_sign_in_to_totp_enrolment_and_back(page, demo, ad_testbe
     page.get_by_label("Username").fill(user["upn"])
     page.get_by_role("button", name="Next").click()
     page.get_by_label("Password", exact=True).fill(user["password"])
-    page.get_by_role("button", name="Sign in").click()
+    sealed_submit(page)
     page.wait_for_url("**/login/mfa/")
     field = page.get_by_label("Code or recovery code")
     assert field.get_attribute("inputmode") == "text" and field.get_attribute("pattern") is None
@@ -156,7 +156,7 @@ def test_a_planted_session_cookie_never_reaches_the_victims_second_factor(chromi
         page.get_by_role("button", name="Next").click()
         page.wait_for_url("**/login/password/")
         page.get_by_label("Password", exact=True).fill(user["password"])
-        page.get_by_role("button", name="Sign in").click()
+        sealed_submit(page)
         page.wait_for_url("**/login/mfa/enrol/")
         assert page.inner_text("#totp-secret").strip()  # the victim's own secret, on the victim's page
 

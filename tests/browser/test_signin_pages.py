@@ -2,17 +2,21 @@
 when that is not enough (issue 22), each checked with axe-core: the change form for an expired password, what
 to do next (the helpdesk contact) for a disabled, expired, locked or out-of-hours account, when a cloud lock
 ends, a network the organisation blocks, an application the user is not assigned to (issue 23), "Can't access
-your account?", the Show button, the focus ring's contrast, the front page and the icon."""
+your account?", the Show button, the focus ring's contrast, the front page and the icon. Last, the password
+sealed in the browser (issue 28): no request body holds a password, in a sign-in, a password change and a
+failover after an agent was killed between the two steps, and the path without JavaScript still works."""
 
 import base64
 import hashlib
+import json
 import re
 from urllib.parse import urlencode
 
 import pytest
 
 from tests.fixtures.axe import assert_accessible
-from tests.fixtures.browser import contrast_ratio, screenshot
+from tests.fixtures.browser import contrast_ratio, holds_marker, request_bodies, screenshot, sealed_submit
+from tests.fixtures.directory_admin import DirectoryAdmin
 from tests.fixtures.portal import local_agents, make_portal, wait_for
 
 pytestmark = pytest.mark.integration
@@ -49,7 +53,7 @@ def password_answer(page, node, upn: str, password: str) -> None:
     page.get_by_label("Username").fill(upn)
     page.get_by_role("button", name="Next").click()
     page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Sign in").click()
+    sealed_submit(page)
 
 
 def test_sign_in_through_the_two_pages(page, portal_with_agent, ad_testbed):
@@ -63,11 +67,11 @@ def test_sign_in_through_the_two_pages(page, portal_with_agent, ad_testbed):
     page.keyboard.press("Enter")
     page.wait_for_url("**/login/password/")
     assert "Contoso" in page.inner_text("main")  # the organisation's name
-    assert page.evaluate("document.activeElement.name") == "password"
+    assert page.evaluate("document.activeElement.id") == "id_password"  # no name: sealed in the browser (issue 28)
     page.get_by_label("Password", exact=True).fill(user["password"])
     assert_accessible(page)
     screenshot(page, "signin-2-password")
-    page.get_by_role("button", name="Sign in").click()
+    sealed_submit(page)
     page.wait_for_url("**/login/done/")
     assert page.get_attribute("main", "data-outcome") == "success"
     assert user["display_name"] in page.inner_text("main")
@@ -80,13 +84,13 @@ def test_a_wrong_password_says_so_on_the_page(page, portal_with_agent, ad_testbe
     page.get_by_label("Username").fill(user["upn"])
     page.get_by_role("button", name="Next").click()
     page.get_by_label("Password", exact=True).fill("not the password")
-    page.get_by_role("button", name="Sign in").click()
+    sealed_submit(page)
     assert page.get_attribute("main", "data-outcome") == "invalid_credentials"
     assert page.get_by_role("alert").inner_text() == "Your account or password is incorrect."
     assert_accessible(page)
     screenshot(page, "signin-wrong-password")
     page.get_by_label("Password", exact=True).fill(user["password"])  # and the right one still works (AD not locked)
-    page.get_by_role("button", name="Sign in").click()
+    sealed_submit(page)
     page.wait_for_url("**/login/done/")
 
 
@@ -186,7 +190,7 @@ def test_an_application_the_user_is_not_assigned_to_says_so_after_the_sign_in(pa
     page.get_by_label("Username").fill(user["upn"])
     page.get_by_role("button", name="Next").click()
     page.get_by_label("Password", exact=True).fill(user["password"])
-    page.get_by_role("button", name="Sign in").click()
+    sealed_submit(page)
     page.wait_for_url("**/authorize/**")
     assert page.get_by_role("heading", level=1).inner_text() == "You don't have access to this application"
     assert "Payroll" in page.inner_text("#application-name") and "Payroll-Clerks" not in page.inner_text("main")
@@ -259,3 +263,148 @@ def test_the_front_page_and_the_icon(page, portal_with_agent):
     assert icon.text().startswith("<svg")
     linked = page.get_attribute("link[rel=icon]", "href")
     assert page.request.get(f"{node.url}{linked}").status == 200
+
+
+# --- sealed in the browser (issue 28) ----------------------------------------------------------------------
+# Passwords are markers; every request body the browser sends is captured in the browser. The heavier variant (a
+# core dump of every portal process, the production profile's Redis MONITOR) is tests/resilience/test_sealing.py.
+
+@pytest.fixture(scope="module")
+def second_agent(site, ad_testbed):
+    """A second agent that can change passwords, for failover; started for the tests below only."""
+    portal, node, tenant = site
+    config, result = portal.agent_register(node, portal.agent_token(tenant), name="second",
+                                           ldap_urls=(ad_testbed.ldaps_url,),
+                                           extra=portal.directory_options(ad_testbed, service_account=True))
+    assert result.returncode == 0, result.stderr
+    agent = portal.agent_run(config)
+    wait_for(lambda: local_agents(node) == 2, timeout=10, message="the second agent to connect")
+    yield agent
+    agent.stop()
+
+
+@pytest.fixture
+def directory(ad_testbed):
+    admin = DirectoryAdmin(ad_testbed)
+    yield admin
+    admin.close()
+
+
+def marker_user(directory: DirectoryAdmin, *, must_change: bool = False) -> tuple[str, str]:
+    """An AD user of the calling test's own, whose password is a marker nobody else types."""
+    password = "Seal-Marker-" + DirectoryAdmin.unique("")
+    return directory.add_user(directory.unique("seal"), password, must_change=must_change), password
+
+
+def sealed_posts(bodies: list[bytes]) -> list[bytes]:
+    return [body for body in bodies if b"csrfmiddlewaretoken" in body and b"sealed=" in body]
+
+
+def test_sealed_in_the_browser_no_request_holds_the_password(page, chromium, site, second_agent, directory):
+    portal, node, _ = site
+    upn, password = marker_user(directory)
+    wrong = "Seal-Marker-wrong-" + DirectoryAdmin.unique("")
+    bodies = request_bodies(page)
+    password_answer(page, node, upn, wrong)
+    assert page.get_attribute("main", "data-outcome") == "invalid_credentials"
+    assert page.evaluate("document.getElementById('id_password').name") == ""  # never posted
+    assert_accessible(page)
+    page.get_by_label("Password", exact=True).fill(password)
+    sealed_submit(page)
+    page.wait_for_url("**/login/done/")
+    assert page.get_attribute("main", "data-outcome") == "success"
+    assert len(sealed_posts(bodies)) == 2
+    assert not any(holds_marker(body, marker) for body in bodies for marker in (password, wrong))
+    assert portal.sql("SELECT outcome, sealed_by FROM signin_signinevent WHERE username = %s ORDER BY id",
+                      (upn,)) == [("invalid_credentials", "browser"), ("success", "browser")]
+    # The control: JavaScript off, the form posts the password and the portal seals it, as before.
+    context = chromium.new_context(java_script_enabled=False)
+    try:
+        off = context.new_page()
+        off_bodies = request_bodies(off)
+        off.goto(f"{node.url}/login/")
+        off.get_by_label("Username").fill(upn)
+        off.get_by_role("button", name="Next").click()
+        off.get_by_label("Password", exact=True).fill(wrong)
+        off.get_by_role("button", name="Sign in").click()
+        assert off.get_attribute("main", "data-outcome") == "invalid_credentials"  # usable without JavaScript
+        assert any(holds_marker(body, wrong) for body in off_bodies)  # what the feature keeps off the wire
+    finally:
+        context.close()
+    assert portal.sql("SELECT sealed_by FROM signin_signinevent WHERE username = %s ORDER BY id DESC LIMIT 1",
+                      (upn,)) == [("portal",)]
+
+
+def test_a_password_change_is_sealed_in_the_browser_too(page, site, second_agent, directory):
+    portal, node, _ = site
+    upn, current = marker_user(directory, must_change=True)
+    new = "Seal-Marker-new-" + DirectoryAdmin.unique("") + "!Aa1"
+    bodies = request_bodies(page)
+    password_answer(page, node, upn, current)
+    page.wait_for_url("**/login/password/change/")
+    page.get_by_label("Current password").fill(current)
+    page.get_by_label("New password", exact=True).fill(new)
+    page.get_by_label("Confirm new password").fill(new + "x")
+    page.get_by_role("button", name="Change password").click()
+    assert page.get_by_text("The new passwords don't match.").is_visible()  # the script compares them
+    page.get_by_label("Confirm new password").fill(new)
+    sealed_submit(page, "Change password")
+    page.wait_for_url("**/login/done/")
+    assert page.get_attribute("main", "data-outcome") == "success"
+    assert not any(holds_marker(body, marker) for body in bodies for marker in (current, new))
+    assert portal.sql("SELECT password_change, sealed_by FROM signin_signinevent WHERE username = %s ORDER BY id",
+                      (upn,))[-1] == (1, "browser")
+
+
+def test_a_script_changed_on_its_way_is_not_run(page, site):
+    """A cache or a proxy in front of the portal serves a script that also sends the password elsewhere: its hash
+    is not the one in the page's integrity attribute, so the browser never runs it (the page then works as without
+    JavaScript), and an inline script slipped into a page would not run either (the CSP)."""
+    _, node, _ = site
+    page.route("**/static/signin/signin.js", lambda route: route.fulfill(
+        content_type="text/javascript",
+        body="document.addEventListener('submit', () => fetch('/stolen/?p=' + "
+             "document.querySelector('input[type=password]').value));"))
+
+    def with_inline_script(route) -> None:
+        if route.request.method != "GET":
+            route.continue_()
+            return
+        served = route.fetch()
+        route.fulfill(response=served, body=served.text().replace(
+            "</main>", "<script>document.title = 'inline ran';</script></main>"))
+
+    page.route("**/login/", with_inline_script)
+    refused: list[str] = []
+    page.on("console", lambda message: refused.append(message.text))
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(f"{node.url}/login/")
+    assert page.title() != "inline ran"
+    page.get_by_label("Username").fill("someone@nowhere.example.test")
+    page.get_by_role("button", name="Next").click()
+    page.wait_for_url("**/login/password/")
+    assert page.evaluate("document.getElementById('id_password').name") == "password"  # the script never ran
+    page.get_by_label("Password", exact=True).fill("Seal-Marker-tampered")
+    page.get_by_role("button", name="Sign in").click()
+    assert not any("/stolen/" in url for url in requests)
+    assert any("integrity" in text for text in refused), refused
+
+
+def test_sealed_failover_after_an_agent_was_killed_between_the_two_steps(page, site, second_agent, directory):
+    portal, node, _ = site
+    upn, password = marker_user(directory)
+    bodies = request_bodies(page)
+    page.goto(f"{node.url}/login/")
+    page.get_by_label("Username").fill(upn)
+    page.get_by_role("button", name="Next").click()
+    page.wait_for_url("**/login/password/")
+    assert len(json.loads(page.inner_text("#pta-seal"))["candidates"]) == 2  # both agents' keys, from the username step
+    second_agent.stop(kill=True)
+    wait_for(lambda: local_agents(node) == 1, timeout=10, message="the portal to see the agent gone")
+    page.get_by_label("Password", exact=True).fill(password)
+    sealed_submit(page)
+    page.wait_for_url("**/login/done/")
+    assert page.get_attribute("main", "data-outcome") == "success"
+    assert len(sealed_posts(bodies)) == 1 and not any(holds_marker(body, password) for body in bodies)
+    assert portal.sql("SELECT sealed_by FROM signin_signinevent WHERE username = %s", (upn,)) == [("browser",)]

@@ -19,7 +19,7 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 
-from tests.fixtures.browser import screenshot
+from tests.fixtures.browser import screenshot, sealed_submit
 from tests.fixtures.portal import (
     REPO_ROOT,
     free_port,
@@ -158,7 +158,7 @@ def sign_in_at_portal(page, site, user: dict, *, shots: str = "") -> None:
     page.get_by_label("Password", exact=True).fill(user["password"])
     if shots:
         screenshot(page, f"{shots}-3-password")
-    page.get_by_role("button", name="Sign in").click()
+    sealed_submit(page)
 
 
 def back_at(page, url: str) -> None:

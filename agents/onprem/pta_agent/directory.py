@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import ldap3
+import pta_protocol as protocol
 from ldap3.core import exceptions as ldap_exceptions
 from ldap3.utils.conv import escape_filter_chars
 from pta_protocol import Group, Outcome, groups_within_budget, outcome_for_ad_subcode
@@ -145,11 +146,12 @@ def input_refusal(username: str, password: str) -> str:
     """Why a username/password pair must not reach a bind at all ("" when it may)."""
     if not username.strip():
         return "empty_username"  # rebind(user="") would keep the previous user bound
-    if not password:
-        return "empty_password"  # AD treats a simple bind without a password as unauthenticated: a "success"
-    if len(username) > MAX_INPUT_CHARS or len(password) > MAX_INPUT_CHARS:
+    if refusal := protocol.password_refusal(password):
+        # What the portal checked too when the password reached it; sealed in the browser, only this agent can.
+        return refusal
+    if len(username) > MAX_INPUT_CHARS:
         return "too_long"
-    if any(unicodedata.category(ch) == "Cc" for ch in username + password):
+    if any(unicodedata.category(ch) == "Cc" for ch in username):
         return "control_characters"  # NUL and friends: truncation and injection tricks
     return ""
 

@@ -375,10 +375,15 @@ class AgentRunner:
         if request.kind == protocol.REQUEST_PASSWORD_CHANGE:
             logger.debug("request %s: password change", request.request_id)
             try:
-                current, new = protocol.open_password_change(private_key=identity.private_key, request=request)
+                current, new, confirm = protocol.open_password_change_confirmed(
+                    private_key=identity.private_key, request=request)
             except ProtocolError as exc:
                 logger.warning("request %s: %s", request.request_id, exc.message)
                 return Verdict(Outcome.AGENT_ERROR, detail=exc.code)
+            if confirm is not None and confirm != new:
+                # Sealed in the browser, the two new passwords were compared by nobody before: never a change to
+                # a value the person may not have meant.
+                return Verdict(Outcome.PASSWORD_REJECTED, detail="mismatch: the new passwords differ")
             return await self.validator.change_password_async(request.username, current, new,
                                                               deadline=started + remaining, groups=request.groups)
         if request.kind != protocol.REQUEST_PASSWORD:

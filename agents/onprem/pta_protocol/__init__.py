@@ -36,6 +36,7 @@ import json
 import os
 import time
 import typing
+import unicodedata
 from dataclasses import dataclass, field
 
 import msgspec
@@ -469,12 +470,55 @@ def new_nonce() -> str:
 # --- the sealed password and the signed request -------------------------------------------------------
 
 
-def _associated_data(*, request_id: str, tenant: str, key_id: str, expires_at: float,
-                     kind: str = REQUEST_PASSWORD) -> bytes:
+def associated_data(*, request_id: str, tenant: str, key_id: str, expires_at: float,
+                    kind: str = REQUEST_PASSWORD) -> bytes:
+    """What an envelope is bound to, as the agent computes it from the request it receives: the portal gives
+    these very bytes to a browser that seals (the sign-in page's script), so both seal to the agent's view."""
     # A password request keeps the original form (agents of every version open it); any other kind is bound
     # too, so that an envelope sealed for one kind never opens as another.
     suffix = "" if kind == REQUEST_PASSWORD else f"\x00{kind}"
     return f"pta-seal-v1\x00{request_id}\x00{tenant}\x00{key_id}\x00{expires_at!r}{suffix}".encode()
+
+SEAL_ALGORITHM = "RSA-OAEP-256+A256GCM"
+# An envelope's parts, decoded: RSA-OAEP of a 256-bit key with an agent's key (AGENT_KEY_BITS), GCM's 96-bit
+# nonce, the ciphertext with its 16-byte tag. Bounds for a check of an envelope's form by whoever cannot open it.
+SEALED_KEY_BYTES = AGENT_KEY_BITS // 8
+SEALED_NONCE_BYTES = 12
+GCM_TAG_BYTES = 16
+MAX_PASSWORD_LENGTH = 512
+# The largest plaintext: a password change's JSON (three passwords of MAX_PASSWORD_LENGTH characters, each up to
+# 4 bytes in UTF-8, or 6 characters as a JSON \\u escape).
+MAX_SEALED_PLAIN_BYTES = 3 * 6 * MAX_PASSWORD_LENGTH + 64
+
+
+def envelope_well_formed(sealed: object) -> bool:
+    """Whether ``sealed`` has an envelope's form (SEAL_ALGORITHM, base64 parts of the right sizes): what a portal
+    that cannot open it (sealed in the browser) can check. Says nothing about whom it opens for."""
+    if not isinstance(sealed, dict) or set(sealed) != {"alg", "key", "nonce", "data"}:
+        return False
+    if sealed["alg"] != SEAL_ALGORITHM or not all(isinstance(v, str) for v in sealed.values()):
+        return False
+    if len(sealed["data"]) > 4 * (MAX_SEALED_PLAIN_BYTES + GCM_TAG_BYTES) // 3 + 4:
+        return False
+    try:
+        key, nonce, data = (b64d(sealed[part]) for part in ("key", "nonce", "data"))
+    except ProtocolError:
+        return False
+    return len(key) == SEALED_KEY_BYTES and len(nonce) == SEALED_NONCE_BYTES and len(data) > GCM_TAG_BYTES
+
+
+def password_refusal(password: str) -> str:
+    """Why a password must reach no bind ("" when it may): empty (AD takes a simple bind without a password as
+    an unauthenticated one, a "success"), over MAX_PASSWORD_LENGTH, or with a control character (AD matches
+    none; NUL and friends are truncation tricks). The agent checks it whoever sealed the password; the portal
+    too, when the password reaches it (no JavaScript)."""
+    if not password:
+        return "empty_password"
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return "too_long"
+    if any(unicodedata.category(ch) == "Cc" for ch in password):
+        return "control_characters"
+    return ""
 
 
 def _seal(*, public_key: rsa.RSAPublicKey, plain: bytes, aad: bytes) -> dict:
@@ -482,14 +526,14 @@ def _seal(*, public_key: rsa.RSAPublicKey, plain: bytes, aad: bytes) -> dict:
     nonce = os.urandom(12)
     ciphertext = AESGCM(content_key).encrypt(nonce, plain, aad)
     wrapped = public_key.encrypt(content_key, _OAEP)
-    return {"alg": "RSA-OAEP-256+A256GCM", "key": b64e(wrapped), "nonce": b64e(nonce), "data": b64e(ciphertext)}
+    return {"alg": SEAL_ALGORITHM, "key": b64e(wrapped), "nonce": b64e(nonce), "data": b64e(ciphertext)}
 
 
 def seal_password(
     *, public_key: rsa.RSAPublicKey, password: str, request_id: str, tenant: str, key_id: str, expires_at: float
 ) -> dict:
     """RSA-OAEP-SHA256 wraps a fresh AES-256-GCM key; the associated data binds the request to its context."""
-    aad = _associated_data(request_id=request_id, tenant=tenant, key_id=key_id, expires_at=expires_at)
+    aad = associated_data(request_id=request_id, tenant=tenant, key_id=key_id, expires_at=expires_at)
     return _seal(public_key=public_key, plain=password.encode("utf-8"), aad=aad)
 
 
@@ -499,7 +543,7 @@ def seal_password_change(
 ) -> dict:
     """The current and the new password in one envelope (a JSON object), bound like a sign-in's and to the
     request kind PASSWORD_CHANGE."""
-    aad = _associated_data(request_id=request_id, tenant=tenant, key_id=key_id, expires_at=expires_at,
+    aad = associated_data(request_id=request_id, tenant=tenant, key_id=key_id, expires_at=expires_at,
                            kind=REQUEST_PASSWORD_CHANGE)
     plain = json.dumps({"current": current, "new": new}, ensure_ascii=False).encode("utf-8")
     return _seal(public_key=public_key, plain=plain, aad=aad)
@@ -512,7 +556,7 @@ def _open(*, private_key: rsa.RSAPrivateKey, request: Request, kind: str) -> str
     sealed = request.sealed
     if not all(isinstance(sealed.get(k), str) for k in ("key", "nonce", "data")):
         raise ProtocolError("malformed", "Sealed password is incomplete.", request.request_id)
-    aad = _associated_data(request_id=request.request_id, tenant=request.tenant, key_id=request.key_id,
+    aad = associated_data(request_id=request.request_id, tenant=request.tenant, key_id=request.key_id,
                            expires_at=request.expires_at, kind=kind)
     try:
         content_key = private_key.decrypt(b64d(sealed["key"]), _OAEP)
@@ -530,14 +574,24 @@ def open_envelope(*, private_key: rsa.RSAPrivateKey, request: Request) -> str:
 
 def open_password_change(*, private_key: rsa.RSAPrivateKey, request: Request) -> tuple[str, str]:
     """(current, new) of a PASSWORD_CHANGE request sealed for this key; ProtocolError otherwise."""
+    current, new, _confirm = open_password_change_confirmed(private_key=private_key, request=request)
+    return current, new
+
+
+def open_password_change_confirmed(*, private_key: rsa.RSAPrivateKey, request: Request
+                                   ) -> tuple[str, str, str | None]:
+    """(current, new, confirm) of a PASSWORD_CHANGE request sealed for this key; ``confirm`` is the new password
+    typed a second time when the sealer sent it (a browser does: the portal, which cannot read them, cannot
+    compare them), else None. ProtocolError when it was not sealed for this key, or is malformed."""
     plain = _open(private_key=private_key, request=request, kind=REQUEST_PASSWORD_CHANGE)
     try:
         data = json.loads(plain)
     except ValueError:
         data = None
-    if not (isinstance(data, dict) and isinstance(data.get("current"), str) and isinstance(data.get("new"), str)):
+    if not (isinstance(data, dict) and isinstance(data.get("current"), str) and isinstance(data.get("new"), str)
+            and isinstance(data.get("confirm", ""), str)):
         raise ProtocolError("malformed", "The sealed password change is malformed.", request.request_id)
-    return data["current"], data["new"]
+    return data["current"], data["new"], data.get("confirm")
 
 
 def _request_signing_bytes(request: Request) -> bytes:
