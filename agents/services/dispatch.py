@@ -151,6 +151,8 @@ async def _through_agents(*, tenant_id: str, domain: str, username: str, passwor
             if not eligible:
                 if any(a.agent_id in tried for a in serving) or not _presence_expected(tenant_id):
                     break
+                if sealed is not None and serving and not any(a.record.key_id in sealed.envelopes for a in serving):
+                    break  # present, but none of them is one the browser sealed for: the page seals again
                 # Agents of the tenant were here moments ago: a node left (they are reconnecting elsewhere) or
                 # Redis restarted (each node republishes its agents within PTA_PRESENCE_FLUSH_SECONDS). Wait for
                 # them, PTA_PRESENCE_WAIT_SECONDS at most and within the deadline, rather than answer
