@@ -54,7 +54,7 @@ from signin.services.attempt import (
     refusal_reason_code,
     signin_completed,
 )
-from signin.services.authentication import session_authenticated
+from signin.services.authentication import session_authenticated, session_factor_given
 from signin.services.client import client_address
 from signin.services.logout import LogoutRequest, logout_request, logout_return_allowed
 from signin.services.mfa import (
@@ -453,6 +453,7 @@ def _mfa_complete(request: HttpRequest, pending: dict, user: User, device_id: st
     login(request, user, backend=BACKEND)
     request.session[DEVICE_ID_SESSION_KEY] = device_id  # django-otp's marker: this session is verified
     session_authenticated(session=request.session, amr=amr_values(factor=factor, device=passkey))
+    session_factor_given(session=request.session)
     signin_event_mfa_result(event_id=pending["event_id"], outcome=Outcome.SUCCESS, factor=factor)
     signins.labels(Outcome.SUCCESS.value, pending["channel"]).inc()
     device = _device(request) or device_id_new()

@@ -24,6 +24,8 @@ from tenant.selectors import location_for_address
 AUTHENTICATED_AT_KEY = "pta_authenticated_at"
 # How the session's sign-in was made (RFC 8176 amr values: signin/services/passkeys.py amr_values).
 AMR_KEY = "pta_amr"
+# When this session last gave a second factor (epoch seconds): the self-service page's changes need a recent one.
+FACTOR_AT_KEY = "pta_factor_at"
 REAUTHENTICATE_KEY = "pta_reauthenticate"
 # A browser abandons few sign-ins in a row. Beyond this many, every request waits for the new sign-in (ALL): a mark
 # is never dropped, or piling up new ones would free the one an application is waiting on.
@@ -60,6 +62,11 @@ def session_authenticated(*, session, amr: list[str] | None = None) -> None:
     session[AUTHENTICATED_AT_KEY] = time.time()
     session[AMR_KEY] = list(amr or ["pwd"])
     session.pop(REAUTHENTICATE_KEY, None)
+
+
+def session_factor_given(*, session) -> None:
+    """A second factor was verified in this session just now."""
+    session[FACTOR_AT_KEY] = time.time()
 
 
 def session_reauthentication_require(*, session, request_key: str) -> None:

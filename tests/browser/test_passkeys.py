@@ -1,0 +1,177 @@
+"""Passkeys in Chromium, through the real pages, a Samba DC and an agent, with the DevTools virtual authenticator
+(CTAP2, resident keys, user verification): enrolment, a sign-in with the passkey and the ID token's ``amr``; a
+relayed ceremony from another origin, a cloned authenticator (its counter behind) and a code under the
+phishing-resistant rule, each refused; the page without JavaScript. One portal, one agent, one browser."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from urllib.parse import parse_qs, quote, urlsplit
+
+import pytest
+from authlib.common.security import generate_token
+from authlib.integrations.httpx_client import OAuth2Client
+from django_otp.oath import TOTP
+
+from tests.fixtures.portal import free_port, local_agents, make_portal, start_agent, wait_for
+
+pytestmark = pytest.mark.integration
+
+TOTP_KEY = "3132333435363738393031323334353637383930"  # hex, RFC 6238's test key
+
+# Like any page script would: navigator.credentials.get() with the portal's options, the answer as JSON.
+RELAY_ASSERTION = """async (options) => {
+  const b = (t) => Uint8Array.from(atob(t.replace(/-/g, '+').replace(/_/g, '/') + '==='.slice((t.length + 3) % 4)),
+                                   (c) => c.charCodeAt(0));
+  const s = (buf) => btoa(String.fromCharCode(...new Uint8Array(buf))).replace(/\\+/g, '-').replace(/\\//g, '_')
+                       .replace(/=+$/, '');
+  const cred = await navigator.credentials.get({publicKey: {...options, challenge: b(options.challenge),
+      allowCredentials: options.allowCredentials.map((c) => ({...c, id: b(c.id)}))}});
+  return JSON.stringify({id: cred.id, rawId: s(cred.rawId), type: cred.type, clientExtensionResults: {},
+      response: {clientDataJSON: s(cred.response.clientDataJSON), authenticatorData: s(cred.response.authenticatorData),
+                 signature: s(cred.response.signature)}});
+}"""
+
+
+def totp_now() -> str:
+    totp = TOTP(bytes.fromhex(TOTP_KEY))
+    totp.time = time.time()
+    return f"{totp.token():06d}"
+
+
+@pytest.fixture(scope="module")
+def site(ad_testbed):
+    """A portal reached as http://localhost:PORT (a WebAuthn RP ID is a host name, never an address), MFA for all,
+    an agent on the DC, and an OpenID Connect application (nothing listens at its redirect URI: the test reads the
+    code from the browser's request)."""
+    portal = make_portal("embedded")
+    try:
+        port = free_port()
+        public = f"http://localhost:{port}"
+        node = portal.start_node("browser-passkeys", port=port, env={"PTA_PUBLIC_URL": public})
+        tenant = portal.tenant_create("Contoso", ad_testbed.upn_suffix)
+        start_agent(portal, node, tenant, ad_testbed)
+        wait_for(lambda: local_agents(node) == 1, timeout=10, message="the agent to connect")
+        portal.manage("tenant_policy", tenant, "--mfa", "all")
+        redirect_uri = f"http://127.0.0.1:{free_port()}/callback"
+        registered = portal.manage("app_register", "--tenant", tenant, "--name", "Wiki",
+                                   "--redirect-uri", redirect_uri).stdout
+        app = dict(line.split("=", 1) for line in registered.splitlines() if "=" in line)
+        yield {"portal": portal, "node": node, "url": public, "tenant": tenant, "app": app,
+               "redirect_uri": redirect_uri}
+    finally:
+        portal.close()
+
+
+def virtual_authenticator(page):
+    """A platform authenticator with resident keys and user verification, answering without a touch."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable", {"enableUI": False})
+    authenticator = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
+        "protocol": "ctap2", "transport": "internal", "hasResidentKey": True, "hasUserVerification": True,
+        "isUserVerified": True, "automaticPresenceSimulation": True}})["authenticatorId"]
+    return cdp, authenticator
+
+
+@pytest.fixture(scope="module")
+def holder(chromium, site):
+    """The passkey holder's browser (alice's, then ivan's passkeys live in its authenticator)."""
+    context = chromium.new_context(locale="en-GB")
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    cdp, authenticator = virtual_authenticator(page)
+    yield {"context": context, "page": page, "cdp": cdp, "authenticator": authenticator}
+    context.close()
+
+
+def to_factor(page, site, user: dict, *, next_url: str = "") -> None:
+    """Username and password through the pages, to the second factor's page (or its enrolment)."""
+    page.goto(f"{site['url']}/login/" + (f"?next={quote(next_url)}" if next_url else ""))
+    page.get_by_label("Username").fill(user["upn"])
+    page.get_by_role("button", name="Next").click()
+    page.wait_for_url("**/login/password/")
+    page.get_by_label("Password", exact=True).fill(user["password"])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/login/mfa/**")
+
+
+def signed_in(page, site) -> bool:
+    page.goto(f"{site['url']}/login/done/")
+    return "/login/done/" in page.url
+
+
+def sign_out(page, site) -> None:
+    page.context.clear_cookies()
+
+
+def record(site, upn: str) -> tuple[str, str]:
+    """The latest sign-in record of upn: (outcome, factor)."""
+    return tuple(site["portal"].sql(
+        "SELECT outcome, mfa_factor FROM signin_signinevent WHERE username = %s ORDER BY id DESC LIMIT 1",
+        (upn,))[0])
+
+
+def shell(site, code: str) -> str:
+    return site["portal"].manage("shell", "-c", code).stdout
+
+
+def give_totp(site, upn: str) -> None:
+    shell(site, "from django_otp.plugins.otp_totp.models import TOTPDevice\n"
+                "from tenant.models import User\n"
+                f"TOTPDevice.objects.create(user=User.objects.get(upn={upn.lower()!r}), name='app', confirmed=True, "
+                f"key={TOTP_KEY!r})")
+
+
+def authorize_url(site) -> tuple[OAuth2Client, str, str]:
+    client = OAuth2Client(site["app"]["client_id"], site["app"]["client_secret"], redirect_uri=site["redirect_uri"],
+                          scope="openid profile", code_challenge_method="S256", timeout=20)
+    verifier = generate_token(48)
+    url, _ = client.create_authorization_url(f"{site['url']}/authorize/", code_verifier=verifier,
+                                             nonce=generate_token(20))
+    return client, url, verifier
+
+
+def id_token_claims(site, client: OAuth2Client, location: str, verifier: str) -> dict:
+    token_url = f"{site['node'].url}/token/"  # the same node, by address (the test's own HTTP client)
+    token = client.fetch_token(token_url, authorization_response=location, code_verifier=verifier)
+    payload = token["id_token"].split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def test_enrol_a_passkey_then_sign_in_with_it_and_the_id_token_says_hwk(holder, site, ad_testbed):
+    page, alice = holder["page"], ad_testbed.user("alice")
+    client, url, verifier = authorize_url(site)
+    page.goto(url)
+    page.wait_for_url("**/login/?next=**")
+    next_url = parse_qs(urlsplit(page.url).query)["next"][0]
+    to_factor(page, site, alice, next_url=next_url)
+    # No factor yet: the enrolment page offers a passkey first, and the authenticator app.
+    assert page.url.endswith("/login/mfa/enrol/")
+    starters = page.locator("[data-factor]")
+    assert [starters.nth(i).get_attribute("data-factor") for i in range(starters.count())] == ["passkey", "totp"]
+    page.get_by_label("Name for this passkey").fill("Work laptop")
+    page.locator("[data-factor='passkey']").click()
+    # Stored, then used at once: the sign-in completes with an assertion of the new passkey.
+    page.wait_for_url("**/login/mfa/")
+    assert page.locator("[data-factor='passkey']").is_visible()
+    page.locator("[data-factor='passkey']").click()
+    # First factor of this account: its recovery codes, then on to the application.
+    page.locator("#recovery-codes").wait_for()
+    assert page.locator("#recovery-codes li").count() == 10
+    with page.expect_request(lambda request: request.url.startswith(site["redirect_uri"])) as back:
+        page.get_by_role("link", name="Continue").click()
+    claims = id_token_claims(site, client, back.value.url, verifier)
+    assert claims["amr"] == ["pwd", "hwk", "mfa"]
+    assert record(site, alice["upn"]) == ("success", "passkey")
+    name, last_used = site["portal"].sql("SELECT name, last_used_at FROM signin_passkeydevice")[0]
+    assert name == "Work laptop" and last_used is not None
+
+    # Next time: the passkey is offered first and is all it takes.
+    sign_out(page, site)
+    to_factor(page, site, alice)
+    assert page.url.endswith("/login/mfa/")
+    page.locator("[data-factor='passkey']").click()
+    page.wait_for_url("**/login/done/")
+    assert record(site, alice["upn"]) == ("success", "passkey")
