@@ -175,3 +175,127 @@ def test_enrol_a_passkey_then_sign_in_with_it_and_the_id_token_says_hwk(holder, 
     page.locator("[data-factor='passkey']").click()
     page.wait_for_url("**/login/done/")
     assert record(site, alice["upn"]) == ("success", "passkey")
+
+
+def test_a_ceremony_relayed_from_another_origin_is_refused(chromium, holder, site, ad_testbed):
+    """Real-time phishing: the attacker has alice's password and starts the sign-in at the portal; a page of their
+    own (another origin, same host: the RP ID matches, so the browser signs) asks alice's authenticator to answer
+    the portal's challenge, and the attacker hands that answer to the portal. Its clientDataJSON names the
+    attacker's origin: refused, and the attacker is not signed in."""
+    alice = ad_testbed.user("alice")
+    attacker = chromium.new_context(locale="en-GB")
+    try:
+        mallory = attacker.new_page()
+        mallory.set_default_timeout(15_000)
+        to_factor(mallory, site, alice)
+        options = mallory.evaluate("JSON.parse(document.getElementById('passkey-options').textContent)")
+
+        lure = f"http://localhost:{free_port()}/sign-in"
+        victim = holder["page"]
+        holder["context"].route(lure, lambda route: route.fulfill(status=200, content_type="text/html",
+                                                                  body="<!doctype html><title>Sign in</title>"))
+        victim.goto(lure)
+        relayed = victim.evaluate(RELAY_ASSERTION, options)
+        origin = json.loads(base64.urlsafe_b64decode(json.loads(relayed)["response"]["clientDataJSON"] + "=="))
+        assert origin["origin"] == lure.rsplit("/", 1)[0] and origin["challenge"] == options["challenge"]
+
+        mallory.evaluate("(answer) => { const form = document.getElementById('passkey-form');"
+                         " form.elements.credential.value = answer; form.submit(); }", relayed)
+        mallory.wait_for_load_state()
+        assert mallory.get_attribute("main", "data-outcome") == "mfa_failed"
+        assert not signed_in(mallory, site)
+        assert "Unexpected client data origin" in site["node"].log()
+        assert record(site, alice["upn"]) == ("mfa_failed", "")
+    finally:
+        attacker.close()
+
+
+def test_a_cloned_authenticator_whose_counter_is_behind_is_refused(chromium, holder, site, ad_testbed):
+    """alice's key copied out of her authenticator (WebAuthn.getCredentials) into another one with a lower
+    signature counter: its assertion is well signed, by the right key, for the right origin, and refused."""
+    alice = ad_testbed.user("alice")
+    credential = holder["cdp"].send("WebAuthn.getCredentials", {"authenticatorId": holder["authenticator"]})[
+        "credentials"][0]
+    stored = site["portal"].sql("SELECT sign_count FROM signin_passkeydevice")[0][0]
+    assert credential["signCount"] >= stored >= 1
+    copy = chromium.new_context(locale="en-GB")
+    try:
+        page = copy.new_page()
+        page.set_default_timeout(15_000)
+        cdp, authenticator = virtual_authenticator(page)
+        cdp.send("WebAuthn.addCredential", {"authenticatorId": authenticator,
+                                            "credential": {**credential, "signCount": 0}})
+        to_factor(page, site, alice)
+        page.locator("[data-factor='passkey']").click()
+        page.wait_for_load_state()
+        page.locator("main[data-outcome='mfa_failed']").wait_for()
+        assert not signed_in(page, site)
+        assert f"not greater than current count of {stored}" in site["node"].log()
+        assert site["portal"].sql("SELECT sign_count FROM signin_passkeydevice")[0][0] == stored
+    finally:
+        copy.close()
+
+
+def test_the_phishing_resistant_rule_refuses_codes_and_enrols_a_passkey_after_the_existing_factor(
+        chromium, holder, site, ad_testbed):
+    page, alice, ivan = holder["page"], ad_testbed.user("alice"), ad_testbed.user("ivan")
+    give_totp(site, alice["upn"])
+    site["portal"].manage("tenant_policy", site["tenant"], "--phishing-resistant", "on")
+    try:
+        # alice has a passkey and an authenticator app: no code field, and a right code sent anyway is refused.
+        sign_out(page, site)
+        to_factor(page, site, alice)
+        assert page.locator("[data-factor='totp']").count() == 0
+        assert page.locator("#passkey-required").is_visible()
+        page.evaluate("(code) => { const form = document.createElement('form'); form.method = 'post';"
+                      " form.action = '/login/mfa/'; form.innerHTML = '<input name=otp>'; form.elements.otp.value ="
+                      " code; form.append(document.querySelector('[name=csrfmiddlewaretoken]').cloneNode());"
+                      " document.body.append(form); form.submit(); }", totp_now())
+        page.wait_for_load_state()
+        assert page.get_attribute("main", "data-outcome") == "mfa_failed"
+        assert "requires a passkey" in page.inner_text("#otp-error")
+        assert not signed_in(page, site)
+        # Her passkey does it.
+        to_factor(page, site, alice)
+        page.locator("[data-factor='passkey']").click()
+        page.wait_for_url("**/login/done/")
+        assert record(site, alice["upn"]) == ("success", "passkey")
+
+        # ivan's first sign-in here (his account is made): no factor, so a passkey is all he may enrol.
+        sign_out(page, site)
+        to_factor(page, site, ivan)
+        assert page.url.endswith("/login/mfa/enrol/") and page.locator("#totp-secret").count() == 0
+        # Say he had an authenticator app: his code first, then a passkey is enrolled (no app offered) and used.
+        give_totp(site, ivan["upn"])
+        to_factor(page, site, ivan)
+        assert page.url.endswith("/login/mfa/")
+        page.locator("[data-factor='totp']").wait_for()
+        page.get_by_label("Code or recovery code").fill(totp_now())
+        page.locator("[data-factor='totp']").click()
+        page.wait_for_url("**/login/mfa/enrol/")
+        assert page.locator("#totp-secret").count() == 0 and page.locator("[data-factor='totp']").count() == 0
+        page.locator("[data-factor='passkey']").click()
+        page.wait_for_url("**/login/mfa/")
+        page.locator("[data-factor='passkey']").click()
+        page.wait_for_url("**/login/done/")
+        assert record(site, ivan["upn"]) == ("success", "passkey")
+    finally:
+        site["portal"].manage("tenant_policy", site["tenant"], "--phishing-resistant", "off")
+        sign_out(page, site)
+
+
+def test_without_javascript_the_page_says_so_and_offers_the_code(chromium, site, ad_testbed):
+    alice = ad_testbed.user("alice")  # a passkey and an authenticator app (the test above)
+    context = chromium.new_context(locale="en-GB", java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        to_factor(page, site, alice)
+        assert "A passkey needs JavaScript" in page.inner_text("main")
+        assert not page.locator("[data-factor='passkey']").is_visible()
+        page.get_by_label("Code or recovery code").fill(totp_now())
+        page.locator("[data-factor='totp']").click()
+        page.wait_for_url("**/login/done/")
+        assert record(site, alice["upn"]) == ("success", "totp")
+    finally:
+        context.close()
