@@ -138,7 +138,10 @@ def tenant_admin_permissions():
         "tenant": ["tenant", "domain", "user", "location"],
         "branding": ["branding"],
         "agents": ["agent", "registrationtoken"],
-        "signin": ["signinevent"],
+        "signin": ["signinevent", "passkeydevice"],
+        # Their users' second factors: listed and removed (signin/admin.py FactorAdmin), never added nor edited.
+        "otp_totp": ["totpdevice"],
+        "otp_static": ["staticdevice"],
         "applications": ["application"],
         "health": ["alertsettings", "incident", "notification"],
     }

@@ -199,9 +199,9 @@ def test_a_ceremony_relayed_from_another_origin_is_refused(chromium, holder, sit
         origin = json.loads(base64.urlsafe_b64decode(json.loads(relayed)["response"]["clientDataJSON"] + "=="))
         assert origin["origin"] == lure.rsplit("/", 1)[0] and origin["challenge"] == options["challenge"]
 
-        mallory.evaluate("(answer) => { const form = document.getElementById('passkey-form');"
-                         " form.elements.credential.value = answer; form.submit(); }", relayed)
-        mallory.wait_for_load_state()
+        with mallory.expect_navigation():
+            mallory.evaluate("(answer) => { const form = document.getElementById('passkey-form');"
+                             " form.elements.credential.value = answer; form.submit(); }", relayed)
         assert mallory.get_attribute("main", "data-outcome") == "mfa_failed"
         assert not signed_in(mallory, site)
         assert "Unexpected client data origin" in site["node"].log()
@@ -227,7 +227,6 @@ def test_a_cloned_authenticator_whose_counter_is_behind_is_refused(chromium, hol
                                             "credential": {**credential, "signCount": 0}})
         to_factor(page, site, alice)
         page.locator("[data-factor='passkey']").click()
-        page.wait_for_load_state()
         page.locator("main[data-outcome='mfa_failed']").wait_for()
         assert not signed_in(page, site)
         assert f"not greater than current count of {stored}" in site["node"].log()
@@ -247,11 +246,12 @@ def test_the_phishing_resistant_rule_refuses_codes_and_enrols_a_passkey_after_th
         to_factor(page, site, alice)
         assert page.locator("[data-factor='totp']").count() == 0
         assert page.locator("#passkey-required").is_visible()
-        page.evaluate("(code) => { const form = document.createElement('form'); form.method = 'post';"
-                      " form.action = '/login/mfa/'; form.innerHTML = '<input name=otp>'; form.elements.otp.value ="
-                      " code; form.append(document.querySelector('[name=csrfmiddlewaretoken]').cloneNode());"
-                      " document.body.append(form); form.submit(); }", totp_now())
-        page.wait_for_load_state()
+        with page.expect_navigation():
+            page.evaluate("(code) => { const form = document.createElement('form'); form.method = 'post';"
+                          " form.action = '/login/mfa/'; form.innerHTML = '<input name=otp>';"
+                          " form.elements.otp.value = code;"
+                          " form.append(document.querySelector('[name=csrfmiddlewaretoken]').cloneNode());"
+                          " document.body.append(form); form.submit(); }", totp_now())
         assert page.get_attribute("main", "data-outcome") == "mfa_failed"
         assert "requires a passkey" in page.inner_text("#otp-error")
         assert not signed_in(page, site)
@@ -297,5 +297,58 @@ def test_without_javascript_the_page_says_so_and_offers_the_code(chromium, site,
         page.locator("[data-factor='totp']").click()
         page.wait_for_url("**/login/done/")
         assert record(site, alice["upn"]) == ("success", "totp")
+    finally:
+        context.close()
+
+
+def test_the_security_page_shows_last_use_and_renames_and_removes_a_passkey(holder, site, ad_testbed):
+    page, ivan = holder["page"], ad_testbed.user("ivan")  # his passkey from the rule's test
+    sign_out(page, site)
+    to_factor(page, site, ivan, next_url="/login/security/")
+    page.locator("[data-factor='passkey']").click()
+    page.wait_for_url("**/login/security/")
+    row = page.locator("#passkeys tbody tr")
+    assert row.count() == 1 and row.locator(".last-used").inner_text() != "Never"
+    row.get_by_label("Name of passkey 1").fill("Blue key")
+    row.get_by_role("button", name="Rename").click()
+    page.locator("#security-notice").wait_for()
+    assert page.locator("#passkeys tbody tr").get_by_label("Name of passkey 1").input_value() == "Blue key"
+    page.get_by_role("button", name="Remove Blue key").click()
+    page.locator("#no-passkeys").wait_for()
+    assert site["portal"].sql("SELECT count(*) FROM signin_passkeydevice d JOIN tenant_user u ON u.id = d.user_id "
+                              "WHERE u.upn = %s", (ivan["upn"].lower(),))[0][0] == 0
+    sign_out(page, site)
+
+
+def test_an_administrator_lists_a_users_factors_and_removes_a_passkey_and_it_is_recorded(chromium, site,
+                                                                                           ad_testbed):
+    alice = ad_testbed.user("alice")
+    admin = {"upn": f"helpdesk@{ad_testbed.upn_suffix}", "password": "Help-desk-pa55-word"}
+    shell(site, "from tenant.models import Tenant\nfrom tenant.services import tenant_admin_create\n"
+                f"tenant_admin_create(tenant=Tenant.objects.get(slug={site['tenant']!r}), upn={admin['upn']!r}, "
+                f"display_name='Helpdesk', password={admin['password']!r})")
+    give_totp(site, admin["upn"])
+    context = chromium.new_context(locale="en-GB")
+    try:
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        to_factor(page, site, admin, next_url="/admin/")
+        page.get_by_label("Code or recovery code").fill(totp_now())
+        page.locator("[data-factor='totp']").click()
+        page.wait_for_url("**/admin/")
+        page.goto(f"{site['url']}/admin/otp_totp/totpdevice/?q={quote(alice['upn'].lower())}")
+        assert page.locator("#result_list tbody tr").count() == 1
+        page.goto(f"{site['url']}/admin/signin/passkeydevice/?q={quote(alice['upn'].lower())}")
+        rows = page.locator("#result_list tbody tr")
+        assert rows.count() == 1 and "Work laptop" in rows.inner_text()
+        passkey = site["portal"].sql("SELECT id FROM signin_passkeydevice")[0][0]
+        page.goto(f"{site['url']}/admin/signin/passkeydevice/{passkey}/delete/")
+        page.get_by_role("button", name="Yes, I’m sure").click()
+        page.locator(".messagelist .success").wait_for()
+        assert site["portal"].sql("SELECT count(*) FROM signin_passkeydevice WHERE id = %s", (passkey,))[0][0] == 0
+        # Recorded: the console's own history ("Recent actions") and the portal's log.
+        assert site["portal"].sql("SELECT object_repr FROM django_admin_log WHERE action_flag = 3 "
+                                  "AND object_id = %s", (str(passkey),))
+        assert "second factor removed by an administrator: passkey 'Work laptop'" in site["node"].log()
     finally:
         context.close()
