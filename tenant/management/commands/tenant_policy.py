@@ -44,8 +44,8 @@ class Command(BaseCommand):
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
         self.stdout.write(f"tenant={tenant.slug}")
         self.stdout.write(f"mfa={tenant.mfa_policy}")
-        self.stdout.write(f"phishing_resistant={'on' if tenant.phishing_resistant_required else 'off'}")
         self.stdout.write(f"password_grant={'on' if tenant.password_grant_enabled else 'off'}")
         self.stdout.write(f"lockout_threshold={tenant.lockout_threshold}")
         self.stdout.write(f"refresh_check={'on' if tenant.refresh_checks_directory else 'off'}")
         self.stdout.write(f"helpdesk_contact={tenant.helpdesk_contact}")
+        self.stdout.write(f"phishing_resistant={'on' if tenant.phishing_resistant_required else 'off'}")
