@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import re
 import time
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from django.test import Client
 
 from applications.models import Application
-from signin.models import PasskeyDevice
+from applications.services import application_access_set, application_register
+from signin.models import PasskeyDevice, SignInEvent
 from signin.services.authentication import FACTOR_AT_KEY
 from signin.services.mfa import mfa_decide
 from signin.services.passkeys import (
@@ -26,7 +28,7 @@ from signin.services.passkeys import (
 )
 from tenant.models import Tenant, User
 from tests.fixtures.http import found
-from tests.signin.test_mfa import csrf, outcome, pages, password_step, set_policy
+from tests.signin.test_mfa import csrf, enrol, outcome, pages, password_step, set_policy
 
 _OPTIONS = re.compile(r'<script id="passkey-create-options" type="application/json">(.+?)</script>')
 
@@ -165,3 +167,31 @@ def test_the_security_page_changes_passkeys_only_after_a_fresh_second_factor(adm
                        ).status_code == 200
     assert not PasskeyDevice.objects.filter(pk=mine.pk).exists()
     assert PasskeyDevice.objects.filter(pk=theirs.pk).exists()
+
+
+# --- the rule at /authorize/ -----------------------------------------------------------------------------
+
+@pages
+def test_an_application_that_requires_a_passkey_sends_a_session_signed_in_with_a_code_to_sign_in_again(
+        admin_user):
+    strict, _ = application_register(tenant=admin_user.tenant, name="Payroll", public=True,
+                                     redirect_uris=["http://127.0.0.1/cb"])
+    application_access_set(application=strict, phishing_resistant_required=True)
+    relaxed, _ = application_register(tenant=admin_user.tenant, name="Wiki", public=True,
+                                      redirect_uris=["http://127.0.0.1/cb"])
+    query = {"response_type": "code", "redirect_uri": "http://127.0.0.1/cb", "scope": "openid",
+             "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "code_challenge_method": "S256"}
+    client = Client(REMOTE_ADDR="192.0.2.90")
+    assert outcome(password_step(client, admin_user.upn)) == "mfa_required"
+    _, done = enrol(client)  # signed in with an authenticator app's code
+    assert outcome(done) == "success"
+    to_relaxed = client.get("/authorize/?" + urlencode({**query, "client_id": relaxed.client_id}))
+    assert to_relaxed.status_code == 302 and to_relaxed["Location"].startswith("http://127.0.0.1/cb?code=")
+    to_strict = client.get("/authorize/?" + urlencode({**query, "client_id": strict.client_id}))
+    assert to_strict.status_code == 302 and to_strict["Location"].startswith("/login/?next=")
+    # That sign-in asks for the second factor whatever else, and its record says why.
+    next_url = parse_qs(urlsplit(to_strict["Location"]).query)["next"][0]
+    assert outcome(password_step(Client(REMOTE_ADDR="192.0.2.90"), admin_user.upn, next_url=next_url)) == \
+        "mfa_required"
+    assert SignInEvent.objects.order_by("-created_at").values_list("mfa_reason", flat=True)[0] == \
+        "phishing_resistant_required"
