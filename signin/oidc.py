@@ -57,7 +57,7 @@ GRANT_AUTH_TIME = "pta_auth_time"
 GRANT_AMR = "pta_amr"
 RESPONSE_MODES = ("query", "form_post")
 # What an ID token carries besides the user's claims (discovery's claims_supported lists both).
-TOKEN_CLAIMS = ("iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "jti")
+TOKEN_CLAIMS = ("iss", "aud", "exp", "iat", "auth_time", "amr", "nonce", "at_hash", "jti")
 
 
 class OutcomeError(errors.OAuth2Error):
