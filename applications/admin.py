@@ -124,8 +124,8 @@ class ApplicationAdmin(TenantScopedAdmin):
     after_save_only = ("client_id", "created", "updated")
     fields = ["name", "tenant", "client_id", "client_type", "authorization_grant_type", "redirect_uris",
               "post_logout_redirect_uris", "allowed_origins", "algorithm", "skip_authorization", "require_mfa",
-              "assignment_required", "assigned_groups", "assigned_users", "groups_claim", "groups_claim_format",
-              "groups_claim_limit", "client_secret_status", "created", "updated"]
+              "phishing_resistant_required", "assignment_required", "assigned_groups", "assigned_users",
+              "groups_claim", "groups_claim_format", "groups_claim_limit", "client_secret_status", "created", "updated"]
 
     @admin.display(description="client secret")
     def client_secret_status(self, obj):

@@ -30,6 +30,11 @@ class Application(AbstractApplication):
         "require MFA", default=False,
         help_text="Users need a second factor in the sign-in that gets them into this application, whatever the "
                   "organisation's MFA policy.")
+    # A passkey for this application's sign-ins, whatever the tenant's settings (signin/services/passkeys.py).
+    phishing_resistant_required = models.BooleanField(
+        "phishing-resistant factor required", default=False,
+        help_text="The sign-in that gets users into this application needs a passkey: authenticator-app and "
+                  "recovery codes are refused.")
 
     # Who may use it (docs/oidc.md, "Who may use an application"): with assignment required, only the users
     # assigned directly and the members (transitive, as of their last sign-in) of its assigned groups get a code or

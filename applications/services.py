@@ -76,6 +76,7 @@ def application_secret_rotate(*, application: Application, actor: str) -> str:
 
 @transaction.atomic
 def application_access_set(*, application: Application, require_mfa: bool | None = None,
+                           phishing_resistant_required: bool | None = None,
                            assignment_required: bool | None = None, assign_groups: Iterable[str] = (),
                            unassign_groups: Iterable[str] = ()) -> Application:
     """Change who may use an application and how (what is not given stays as it is): ``require_mfa``, a second
@@ -91,6 +92,8 @@ def application_access_set(*, application: Application, require_mfa: bool | None
     changes: dict[str, object] = {}
     if require_mfa is not None:
         changes["require_mfa"] = require_mfa
+    if phishing_resistant_required is not None:  # a passkey for its sign-ins (signin/services/passkeys.py)
+        changes["phishing_resistant_required"] = phishing_resistant_required
     if assign_groups and assignment_required is None:
         assignment_required = True
     if assignment_required is not None:

@@ -1,3 +1,5 @@
+import logging
+
 import django_otp.plugins.otp_static.admin
 import django_otp.plugins.otp_totp.admin  # noqa: F401 (registers django-otp's admin classes, replaced below)
 from django.contrib import admin
@@ -5,14 +7,16 @@ from django.db.models import Count
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from signin.models import SignInEvent
+from signin.models import PasskeyDevice, SignInEvent
 from tenant.admin_scoping import ReadOnlyAdmin, TenantScopedAdmin
+
+logger = logging.getLogger(__name__)
 
 
 @admin.register(SignInEvent)
 class SignInEventAdmin(ReadOnlyAdmin, TenantScopedAdmin):
     list_display = ["created_at", "username", "outcome", "ad_subcode", "agent", "ip_address", "location",
-                    "application", "total_ms", "mfa_decision", "mfa_reason", "mfa_result"]
+                    "application", "total_ms", "mfa_decision", "mfa_reason", "mfa_result", "mfa_factor"]
     list_filter = ["outcome", "agent", "user", "channel", "password_change", "sealed_by", "mfa_decision",
                    "location_kind", ("created_at", admin.DateFieldListFilter)]
     search_fields = ["username", "user__upn", "ip_address", "location"]
@@ -46,10 +50,34 @@ class FactorAdmin(TenantScopedAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
+    # A removal is in the console's own record (Django's admin log: the object's history and "Recent actions",
+    # written by the delete view and the bulk action) and in the portal's log, with who removed what.
+    def delete_model(self, request, obj) -> None:
+        _removal_logged(request, [obj])
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        _removal_logged(request, list(queryset.select_related("user")))
+        super().delete_queryset(request, queryset)
+
+
+def _removal_logged(request, devices) -> None:
+    for device in devices:
+        logger.info("second factor removed by an administrator: %s %r of %s, by %s", device._meta.verbose_name,
+                    device.name, device.user.upn, request.user.upn)
+
 
 @admin.register(TOTPDevice)
 class TOTPDeviceAdmin(FactorAdmin):
     pass
+
+
+@admin.register(PasskeyDevice)
+class PasskeyDeviceAdmin(FactorAdmin):
+    """A user's passkeys: the public key and the credential's id are no secret, but of no use here either."""
+
+    list_display = [*FACTOR_FIELDS, "backup_eligible"]
+    fields = readonly_fields = (*FACTOR_FIELDS, "backup_eligible", "sign_count")
 
 
 @admin.register(StaticDevice)

@@ -3,6 +3,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django_otp.models import Device, TimestampMixin
 from oauth2_provider.settings import oauth2_settings
 
 from signin.outcomes import Outcome
@@ -42,6 +43,8 @@ class SignInEvent(models.Model):
     mfa_decision = models.CharField("MFA decision", max_length=16, choices=MfaDecision.choices, blank=True, default="")
     mfa_reason = models.CharField("MFA reason", max_length=64, blank=True, default="")
     mfa_result = models.CharField("MFA result", max_length=32, blank=True, default="")
+    # The second factor that completed the sign-in (passkey, totp, recovery_code; blank: none).
+    mfa_factor = models.CharField("MFA factor", max_length=16, blank=True, default="")
     channel = models.CharField(max_length=16, default="web", help_text="web, admin or oauth")
     # Access by network: the tenant's named location the client's address was in, as it was then (blank: none).
     location = models.CharField(max_length=100, blank=True, default="",
@@ -93,3 +96,26 @@ class RecoveryCode(models.Model):
 
     def __str__(self) -> str:
         return f"recovery code #{self.pk}"
+
+
+class PasskeyDevice(TimestampMixin, Device):
+    """A passkey (a WebAuthn public-key credential) as a django-otp device: its user, the name its user gave it,
+    created and last used (TimestampMixin), and the persistent id that marks a verified session. The ceremonies are
+    py_webauthn's, called by signin/services/passkeys.py; verify_token is not used (an assertion is no token)."""
+
+    credential_id = models.CharField("credential ID", max_length=1400, unique=True, editable=False,
+                                     help_text="base64url, as the authenticator made it")
+    public_key = models.BinaryField(editable=False, help_text="COSE_Key")
+    # The authenticator's signature counter as last seen: an assertion that does not raise it (from a non-zero
+    # start) comes from a copy of the key.
+    sign_count = models.PositiveBigIntegerField(default=0, editable=False)
+    # Synced across the user's devices (a multi-device passkey: RFC 8176 swk) or bound to one authenticator (hwk).
+    backup_eligible = models.BooleanField(default=False, editable=False)
+    transports = models.CharField(max_length=200, blank=True, default="", editable=False)
+
+    class Meta:
+        verbose_name = "passkey"
+        verbose_name_plural = "passkeys"
+
+    def verify_token(self, token) -> bool:  # django-otp's token API: a passkey has no token
+        return False

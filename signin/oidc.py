@@ -44,6 +44,7 @@ from signin.services.oauth_tokens import (
     authorization_code_tokens_revoke,
     pkce_value_well_formed,
 )
+from signin.services.passkeys import phishing_resistant_required
 from signin.services.records import signin_event_record
 from signin.views import DEVICE_COOKIE, DEVICE_COOKIE_SALT
 from tenant.selectors import location_for_address, tenant_for_username
@@ -52,9 +53,11 @@ from tenant.selectors import location_for_address, tenant_for_username
 UNAVAILABLE = {Outcome.NO_AGENT_AVAILABLE, Outcome.AGENT_TIMEOUT, Outcome.AGENT_ERROR, Outcome.DIRECTORY_UNAVAILABLE}
 # The session's sign-in time, kept on the authorization grant (with its stored claims) for the ID token.
 GRANT_AUTH_TIME = "pta_auth_time"
+# The methods of that sign-in (RFC 8176 amr: pwd, otp, hwk or swk, mfa), kept the same way for the ID token.
+GRANT_AMR = "pta_amr"
 RESPONSE_MODES = ("query", "form_post")
 # What an ID token carries besides the user's claims (discovery's claims_supported lists both).
-TOKEN_CLAIMS = ("iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "jti")
+TOKEN_CLAIMS = ("iss", "aud", "exp", "iat", "auth_time", "amr", "nonce", "at_hash", "jti")
 
 
 class OutcomeError(errors.OAuth2Error):
@@ -147,6 +150,9 @@ class PortalOAuth2Validator(OAuth2Validator):
         auth_time = getattr(request, "auth_time", None)
         if auth_time is not None and isinstance(request.claims or {}, dict):
             request.claims = {**(request.claims or {}), GRANT_AUTH_TIME: auth_time}
+        amr = getattr(request, "pta_amr", None)  # how that sign-in was made, the same way (RFC 8176)
+        if amr and isinstance(request.claims or {}, dict):
+            request.claims = {**(request.claims or {}), GRANT_AMR: list(amr)}
         return super()._create_authorization_code(request, code, expires)
 
     def get_id_token_dictionary(self, token, token_handler, request):
@@ -155,6 +161,9 @@ class PortalOAuth2Validator(OAuth2Validator):
         if auth_time is not None:  # else DOT's: last_login (a grant or token from before auth_time was kept)
             claims["auth_time"] = auth_time
         request.pta_auth_time = claims["auth_time"]
+        stored = request.claims if isinstance(request.claims, dict) else {}
+        if isinstance(stored.get(GRANT_AMR), list):  # the code's sign-in (an ID token on refresh has none)
+            claims["amr"] = [str(value) for value in stored[GRANT_AMR]]
         return claims, expiration_time
 
     def _save_id_token(self, jti, request, expires, *args, **kwargs):
@@ -329,6 +338,8 @@ class TenantAuthorizationView(AuthorizationView):
         signed_in = session_authentication(session=request.session)
         if signed_in.at is not None:
             credentials["auth_time"] = int(signed_in.at)  # to the grant, then the ID token (the validator)
+        if signed_in.amr:
+            credentials["pta_amr"] = list(signed_in.amr)
         return super().create_authorization_response(request, scopes, credentials, allow)
 
     def get(self, request, *args, **kwargs):
@@ -397,13 +408,16 @@ class TenantAuthorizationView(AuthorizationView):
         device = request.get_signed_cookie(DEVICE_COOKIE, default="", salt=DEVICE_COOKIE_SALT) or ""
         ip = client_address(request.META)
         application = Application.objects.filter(client_id=credentials["client_id"]).only(
-            "tenant_id", "require_mfa", "assignment_required", "name").first()
+            "tenant_id", "require_mfa", "phishing_resistant_required", "assignment_required", "name").first()
         location = location_for_address(tenant=request.user.tenant if request.user.tenant_id else None, ip=ip)
         if location is not None and location.blocked:
             # A session signed in elsewhere, now on a network its tenant blocks: no code from here.
             return refuse(errors.AccessDeniedError(description=Outcome.LOCATION_BLOCKED.message, state=client_state))
         mfa_due = session_mfa_due(signed_in=signed_in, user=request.user, ip=ip, device=device,
                                   application_requires=application is not None and application.require_mfa)
+        # A passkey required (the tenant's or the application's rule) and this session signed in without one.
+        mfa_due = mfa_due or (not signed_in.phishing_resistant and phishing_resistant_required(
+            tenant=request.user.tenant if request.user.tenant_id else None, application=application))
         # Who may use the application (its assignment): decided on the stored groups of this session's sign-in. A
         # sign-in due anyway (stale) comes first: it reads the groups again, and may be another account's.
         refused = application is not None and not application_user_assigned(application=application,

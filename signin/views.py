@@ -9,6 +9,7 @@ view (which checks only ``is_authenticated``) never issues a code after the pass
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import math
 import time
@@ -39,6 +40,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_http_methods
 from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from oauth2_provider.http import OAuth2ResponseRedirect
 from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views import RPInitiatedLogoutView
@@ -59,6 +61,7 @@ from applications.selectors import application_by_client_id
 from signin.forms import MfaCodeForm, OtpForm, PasswordChangeForm, PasswordForm, UsernameForm
 from signin.helpdesk import help_context
 from signin.metrics import metrics_text, signins
+from signin.models import PasskeyDevice
 from signin.outcomes import OUTCOME_NEXT_STEPS, Outcome
 from signin.script import CONTENT_SECURITY_POLICY, SCRIPT_HASH_HEADER, script_integrity
 from signin.selectors import MFA_SESSION_KEY, SESSION_KEY, signin_tenant_id
@@ -70,13 +73,15 @@ from signin.services.attempt import (
     refusal_reason_code,
     signin_completed,
 )
-from signin.services.authentication import session_authenticated
+from signin.services.authentication import session_authenticated, session_factor_given
 from signin.services.client import client_address
 from signin.services.logout import LogoutRequest, logout_request, logout_return_allowed
 from signin.services.mfa import (
     MAX_CODES_PER_SIGNIN,
     device_id_new,
     mfa_code_verify,
+    recovery_codes_exist,
+    recovery_codes_issue,
     signin_event_mfa_result,
     totp_device_confirmed,
     totp_enrolment_confirm,
@@ -87,11 +92,24 @@ from signin.services.mfa import (
 )
 from signin.services.names import username_canonical
 from signin.services.oauth_tokens import application_tokens_revoke
+from signin.services.passkeys import (
+    DEFAULT_NAME,
+    Factor,
+    PasskeyRefused,
+    amr_values,
+    passkey_authenticate,
+    passkey_authentication_options,
+    passkey_exists,
+    passkey_register,
+    passkey_registration_options,
+    phishing_resistant_required,
+)
 from signin.workers import in_worker, retrying_transient_errors
 from tenant.models import Tenant, User
 from tenant.selectors import tenant_for_username, user_by_upn
 
 logger = logging.getLogger(__name__)
+
 BACKEND = "signin.backends.PassThroughBackend"
 # A half-done sign-in waits this long for its second factor.
 MFA_PENDING_SECONDS = 600
@@ -116,6 +134,8 @@ REFUSAL_MESSAGES = {
     "too_young": "Your password was changed too recently to change it again yet.",
     "policy": "It does not meet your organisation's password rules.",
 }
+PASSKEY_REQUIRED = ("Your organisation requires a passkey for this sign-in: codes from an authenticator app and "
+                    "recovery codes are not accepted.")
 ENROLMENT_RESTARTED = ("This set-up was replaced by one started elsewhere. Scan this new code (remove the old "
                        "entry from your app) and enter the code it shows.")
 
@@ -355,6 +375,10 @@ def _signed_in_answer(request: HttpRequest, state: dict, device: str, result: Si
         request.session[MFA_SESSION_KEY] = {
             "user_id": result.user.pk, "tenant_id": str(result.user.tenant_id or ""), "event_id": result.event.pk,
             "next": state["next"], "channel": result.event.channel, "started": time.time(), "failures": 0,
+            # Only a passkey completes this sign-in (the tenant's, the application's or the platform's rule).
+            "phishing_resistant": phishing_resistant_required(
+                tenant=result.user.tenant if result.user.tenant_id else None,
+                application=application_of_next(state["next"])),
         }
         response = HttpResponseRedirect("/login/mfa/")
         response["PTA-Outcome"] = Outcome.MFA_REQUIRED.value
@@ -363,7 +387,7 @@ def _signed_in_answer(request: HttpRequest, state: dict, device: str, result: Si
         return failed()
     request.session.pop(SESSION_KEY, None)
     login(request, result.user, backend=BACKEND)
-    session_authenticated(session=request.session)  # auth_time, and a prompt=login or max_age satisfied
+    session_authenticated(session=request.session, amr=amr_values(factor=""))  # auth_time; prompt=login, max_age
     return _signed_in_redirect(request, state["next"], device)
 
 
@@ -569,13 +593,15 @@ def _pending(request: HttpRequest) -> tuple[dict, User] | None:
     return pending, user
 
 
-def _mfa_complete(request: HttpRequest, pending: dict, user: User, device_id: str) -> str:
+def _mfa_complete(request: HttpRequest, pending: dict, user: User, device_id: str, *, factor: str,
+                  passkey: PasskeyDevice | None = None) -> str:
     """The factor is verified: log in now, finish the record, remember the place. Returns the device id."""
     request.session.pop(MFA_SESSION_KEY, None)
     login(request, user, backend=BACKEND)
     request.session[DEVICE_ID_SESSION_KEY] = device_id  # django-otp's marker: this session is verified
-    session_authenticated(session=request.session)
-    signin_event_mfa_result(event_id=pending["event_id"], outcome=Outcome.SUCCESS)
+    session_authenticated(session=request.session, amr=amr_values(factor=factor, device=passkey))
+    session_factor_given(session=request.session)
+    signin_event_mfa_result(event_id=pending["event_id"], outcome=Outcome.SUCCESS, factor=factor)
     signins.labels(Outcome.SUCCESS.value, pending["channel"]).inc()
     device = _device(request) or device_id_new()
     signin_completed(tenant=user.tenant, user=user, ip=client_address(request.META), device=device)
@@ -605,6 +631,26 @@ def _mfa_failed(request: HttpRequest, pending: dict, template: str, context: dic
                  outcome=Outcome.MFA_FAILED)
 
 
+def _code_factor(check) -> str:
+    """Which device a verified code belonged to (django-otp's persistent id names the device's model)."""
+    return Factor.RECOVERY_CODE if check.device_id.startswith("otp_static.") else Factor.TOTP
+
+
+def _codes_allowed(pending: dict, user: User) -> bool:
+    """A code (authenticator app or recovery code) may be given: the sign-in does not require a passkey, or the
+    user has none yet (the code is then the existing factor, and a passkey is enrolled before it completes)."""
+    return not pending.get("phishing_resistant") or not passkey_exists(user=user)
+
+
+def _mfa_context(request: HttpRequest, pending: dict, user: User) -> dict:
+    context: dict = {"username": user.upn, "next": pending["next"], "form": MfaCodeForm(),
+                     "codes_allowed": _codes_allowed(pending, user) and (
+                         totp_device_confirmed(user=user) is not None or recovery_codes_exist(user=user))}
+    if passkey_exists(user=user):  # offered first; a new challenge for this session with every page shown
+        context["passkey_options"] = json.loads(passkey_authentication_options(session=request.session, user=user))
+    return context
+
+
 @never_cache
 @csrf_protect
 @sensitive_post_parameters("otp")
@@ -614,19 +660,61 @@ def mfa_page(request: HttpRequest) -> HttpResponse:
     if found is None:
         return HttpResponseRedirect("/login/")
     pending, user = found
-    if totp_device_confirmed(user=user) is None:
+    if pending.get("enrol_passkey") or (totp_device_confirmed(user=user) is None and not passkey_exists(user=user)):
         return HttpResponseRedirect("/login/mfa/enrol/")
-    context = {"username": user.upn, "next": pending["next"]}
     if request.method == "GET":
-        return _page(request, "signin/mfa.html", {**context, "form": MfaCodeForm()}, outcome=Outcome.MFA_REQUIRED)
+        return _page(request, "signin/mfa.html", _mfa_context(request, pending, user), outcome=Outcome.MFA_REQUIRED)
+    if not _codes_allowed(pending, user):
+        # A code relayed by a fake page would pass here: this sign-in takes a passkey only. Not a wrong code.
+        return _page(request, "signin/mfa.html", {**_mfa_context(request, pending, user),
+                                                  "error": PASSKEY_REQUIRED}, outcome=Outcome.MFA_FAILED)
     form = MfaCodeForm(request.POST)
     check = mfa_code_verify(user=user, token=form.data.get("otp", "")) if form.is_valid() else None
     if check is not None and check.throttled:
-        return _mfa_throttled(request, "signin/mfa.html", context, MfaCodeForm, check.retry_after)
+        return _mfa_throttled(request, "signin/mfa.html", _mfa_context(request, pending, user), MfaCodeForm,
+                              check.retry_after)
     if check is None or not check.ok:
-        return _mfa_failed(request, pending, "signin/mfa.html", context, MfaCodeForm)
-    device = _mfa_complete(request, pending, user, check.device_id)
+        return _mfa_failed(request, pending, "signin/mfa.html", _mfa_context(request, pending, user), MfaCodeForm)
+    if pending.get("phishing_resistant"):  # the existing factor is given; a passkey is enrolled, then used
+        pending.update(enrol_passkey=True, factor_given=_code_factor(check))
+        request.session[MFA_SESSION_KEY] = pending
+        return HttpResponseRedirect("/login/mfa/enrol/")
+    device = _mfa_complete(request, pending, user, check.device_id, factor=_code_factor(check))
     return _signed_in_redirect(request, pending["next"], device)
+
+
+@never_cache
+@csrf_protect
+@require_http_methods(["POST"])
+def mfa_passkey_page(request: HttpRequest) -> HttpResponse:
+    """The passkey's answer (navigator.credentials.get(), sent by signin/static/signin/passkey.js)."""
+    found = _pending(request)
+    if found is None:
+        return HttpResponseRedirect("/login/")
+    pending, user = found
+    try:
+        passkey = passkey_authenticate(session=request.session, user=user,
+                                       credential_json=request.POST.get("credential", ""))
+    except PasskeyRefused as refused:
+        logger.warning("passkey refused for sign-in record %s: %s", pending["event_id"], refused)
+        return _mfa_failed(request, pending, "signin/mfa.html", _mfa_context(request, pending, user), MfaCodeForm)
+    device = _mfa_complete(request, pending, user, passkey.persistent_id, factor=Factor.PASSKEY, passkey=passkey)
+    if pending.get("recovery_codes_due"):  # a first factor enrolled in this sign-in: codes for the lost device
+        response = _page(request, "signin/recovery_codes.html", {
+            "codes": recovery_codes_issue(user=user), "next": pending["next"], "factor": "passkey"},
+            outcome=Outcome.SUCCESS)
+        response.set_signed_cookie(DEVICE_COOKIE, device, salt=DEVICE_COOKIE_SALT, max_age=DEVICE_COOKIE_AGE,
+                                   httponly=True, samesite="Lax", secure=settings.SESSION_COOKIE_SECURE)
+        return response
+    return _signed_in_redirect(request, pending["next"], device)
+
+
+def _enrol_context(request: HttpRequest, pending: dict, user: User, *, totp_allowed: bool) -> dict:
+    context: dict = {"username": user.upn, "next": pending["next"], "totp_allowed": totp_allowed,
+                     "passkey_default_name": DEFAULT_NAME,
+                     "passkey_create_options": json.loads(passkey_registration_options(session=request.session,
+                                                                                       user=user))}
+    return context
 
 
 @never_cache
@@ -638,8 +726,17 @@ def mfa_enrol_page(request: HttpRequest) -> HttpResponse:
     if found is None:
         return HttpResponseRedirect("/login/")
     pending, user = found
-    if totp_device_confirmed(user=user) is not None:
+    passkey_due = bool(pending.get("enrol_passkey"))  # a passkey is required and the existing factor was given
+    if not passkey_due and (totp_device_confirmed(user=user) is not None or passkey_exists(user=user)):
         return HttpResponseRedirect("/login/mfa/")
+    totp_allowed = not passkey_due and not pending.get("phishing_resistant")
+    if not totp_allowed:
+        if request.method == "POST":  # an authenticator app is no answer here
+            return _page(request, "signin/mfa_enrol.html", {
+                **_enrol_context(request, pending, user, totp_allowed=False), "error": PASSKEY_REQUIRED},
+                outcome=Outcome.MFA_FAILED)
+        return _page(request, "signin/mfa_enrol.html", _enrol_context(request, pending, user, totp_allowed=False),
+                     outcome=Outcome.MFA_REQUIRED)
     # Each enrolment has its own secret, bound to this sign-in's session; starting one voids any other.
     device = totp_enrolment_device(user=user, device_id=pending.get("enrol_device"))
     restarted = device is None and "enrol_device" in pending and request.method == "POST"
@@ -647,7 +744,7 @@ def mfa_enrol_page(request: HttpRequest) -> HttpResponse:
         device = totp_enrolment_start(user=user)
         pending["enrol_device"] = device.pk
         request.session[MFA_SESSION_KEY] = pending
-    context = {"username": user.upn, "next": pending["next"], "qr_svg": totp_qr_svg(device),
+    context = {**_enrol_context(request, pending, user, totp_allowed=True), "qr_svg": totp_qr_svg(device),
                "secret": totp_secret_base32(device)}
     if restarted:
         return _page(request, "signin/mfa_enrol.html", {**context, "form": OtpForm(), "error": ENROLMENT_RESTARTED},
@@ -661,13 +758,45 @@ def mfa_enrol_page(request: HttpRequest) -> HttpResponse:
         return _mfa_throttled(request, "signin/mfa_enrol.html", context, OtpForm, check.retry_after)
     if check is None or not check.ok:
         return _mfa_failed(request, pending, "signin/mfa_enrol.html", context, OtpForm)
-    device_cookie = _mfa_complete(request, pending, user, check.device_id)
+    device_cookie = _mfa_complete(request, pending, user, check.device_id, factor=Factor.TOTP)
     # The recovery codes are shown this once; the sign-in is complete.
     response = _page(request, "signin/recovery_codes.html", {"codes": codes, "next": pending["next"]},
                      outcome=Outcome.SUCCESS)
     response.set_signed_cookie(DEVICE_COOKIE, device_cookie, salt=DEVICE_COOKIE_SALT, max_age=DEVICE_COOKIE_AGE,
                                httponly=True, samesite="Lax", secure=settings.SESSION_COOKIE_SECURE)
     return response
+
+
+@never_cache
+@csrf_protect
+@require_http_methods(["POST"])
+def mfa_enrol_passkey_page(request: HttpRequest) -> HttpResponse:
+    """A new passkey's answer (navigator.credentials.create()). Stored, then used at once on the second factor's
+    page: the sign-in completes with an assertion of it, like every passkey sign-in."""
+    found = _pending(request)
+    if found is None:
+        return HttpResponseRedirect("/login/")
+    pending, user = found
+    passkey_due = bool(pending.get("enrol_passkey"))
+    if not passkey_due and (totp_device_confirmed(user=user) is not None or passkey_exists(user=user)):
+        return HttpResponseRedirect("/login/mfa/")  # enrolment is for a user without a factor, or a passkey due
+    try:
+        passkey_register(session=request.session, user=user, credential_json=request.POST.get("credential", ""),
+                         name=request.POST.get("name", ""))
+    except PasskeyRefused as refused:
+        logger.warning("passkey registration refused for sign-in record %s: %s", pending["event_id"], refused)
+        totp_allowed = not passkey_due and not pending.get("phishing_resistant")
+        if totp_allowed:
+            return HttpResponseRedirect("/login/mfa/enrol/")
+        return _page(request, "signin/mfa_enrol.html", {
+            **_enrol_context(request, pending, user, totp_allowed=False),
+            "error": "The passkey could not be set up. Try again."}, outcome=Outcome.MFA_FAILED)
+    TOTPDevice.objects.filter(user=user, confirmed=False).delete()  # an app enrolment left half done is void
+    pending.pop("enrol_passkey", None)
+    pending["recovery_codes_due"] = not passkey_due and not pending.get("phishing_resistant") \
+        and not recovery_codes_exist(user=user)
+    request.session[MFA_SESSION_KEY] = pending
+    return HttpResponseRedirect("/login/mfa/")
 
 
 # --- help, the portal's front page, its icon -----------------------------------------------------------------

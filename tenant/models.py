@@ -48,6 +48,12 @@ class Tenant(models.Model):
     lockout_duration_seconds = models.PositiveIntegerField("lockout duration (seconds)", default=60)
     mfa_policy = models.CharField("MFA policy", max_length=16, choices=MfaPolicy.choices, default=MfaPolicy.OFF)
     password_grant_enabled = models.BooleanField(default=False)
+    # Passkeys only, when a second factor is asked: authenticator-app codes and recovery codes are refused
+    # (signin/services/passkeys.py). Asking for it asks for a second factor at every sign-in.
+    phishing_resistant_required = models.BooleanField(
+        "phishing-resistant factor required", default=False,
+        help_text="Every sign-in needs a passkey as its second factor; authenticator-app and recovery codes are "
+                  "refused, and users without a passkey enrol one after their current factor.")
     # Each refresh of an OAuth token asks an agent whether the account is still enabled in AD (no password).
     refresh_checks_directory = models.BooleanField(
         "refresh asks the directory", default=False,

@@ -138,7 +138,10 @@ def tenant_admin_permissions():
         "tenant": ["tenant", "domain", "user", "location"],
         "branding": ["branding"],
         "agents": ["agent", "registrationtoken"],
-        "signin": ["signinevent"],
+        "signin": ["signinevent", "passkeydevice"],
+        # Their users' second factors: listed and removed (signin/admin.py FactorAdmin), never added nor edited.
+        "otp_totp": ["totpdevice"],
+        "otp_static": ["staticdevice"],
         "applications": ["application"],
         "health": ["alertsettings", "incident", "notification"],
         "trail": ["auditevent"],  # view only: no other permission of the trail exists
@@ -152,12 +155,14 @@ def tenant_admin_permissions():
 @transaction.atomic
 def tenant_policy_set(*, tenant: Tenant, mfa_policy: str | None = None, password_grant_enabled: bool | None = None,
                       lockout_threshold: int | None = None, refresh_checks_directory: bool | None = None,
-                      helpdesk_contact: str | None = None, help_text: str | None = None) -> Tenant:
+                      helpdesk_contact: str | None = None, help_text: str | None = None,
+                      phishing_resistant_required: bool | None = None) -> Tenant:
     """Change a tenant's sign-in policies and what its sign-in pages tell people who cannot sign in (the helpdesk
     contact, the help text; "" clears them); what is not given stays as it is."""
     changes = {"mfa_policy": mfa_policy, "password_grant_enabled": password_grant_enabled,
                "lockout_threshold": lockout_threshold, "refresh_checks_directory": refresh_checks_directory,
-               "helpdesk_contact": helpdesk_contact, "help_text": help_text}
+               "helpdesk_contact": helpdesk_contact, "help_text": help_text,
+               "phishing_resistant_required": phishing_resistant_required}
     changes = {name: value for name, value in changes.items() if value is not None}
     if lockout_threshold is not None and lockout_threshold < 1:
         raise ValidationError({"lockout_threshold": "The lockout threshold must be at least 1."})

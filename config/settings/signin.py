@@ -32,6 +32,8 @@ PTA_SIGNIN_SESSION_SECONDS = env_int("PTA_SIGNIN_SESSION_SECONDS", 600, minimum=
 PTA_PLATFORM_LOCKOUT_THRESHOLD = env_int("PTA_PLATFORM_LOCKOUT_THRESHOLD", 5, minimum=1)
 PTA_PLATFORM_LOCKOUT_SECONDS = env_int("PTA_PLATFORM_LOCKOUT_SECONDS", 60, minimum=1)
 PTA_PLATFORM_MFA = env_bool("PTA_PLATFORM_MFA", True)
+# Platform administrators' second factor must be a passkey (authenticator-app and recovery codes refused).
+PTA_PLATFORM_PHISHING_RESISTANT = env_bool("PTA_PLATFORM_PHISHING_RESISTANT", False)
 # Shown on the password page to platform administrators (accounts of no tenant).
 PTA_PLATFORM_NAME = env("PTA_PLATFORM_NAME", "Platform administration")
 # A sign-in that finds every agent of its tenant busy waits for a slot, first come first served, within its

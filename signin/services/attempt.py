@@ -39,6 +39,7 @@ from signin.services.lockout import (
 )
 from signin.services.mfa import MfaDecision, mfa_decide
 from signin.services.names import UsernameRefused, username_canonical
+from signin.services.passkeys import phishing_resistant_required
 from signin.services.records import CONTROL_CHARACTERS, signin_event_record
 from signin.services.users import (
     DIRECTORY_STATES,
@@ -314,6 +315,7 @@ async def _attempt(*, username: str, ip: str, user_agent: str, channel: str, dev
             _after, before=before, upn=upn, ip=ip, device=device, outcome=outcome, validation=validation,
             started=started, record=record, until=max(until, time.monotonic() + 2),
             application_requires=application is not None and application.require_mfa,
+            application=application,
             # The password grant gives tokens at once: the assignment is checked here, with the groups just read.
             # A browser sign-in is the portal's own; the authorize endpoint checks the application's.
             assignment_of=application if channel == "oauth" else None)
@@ -355,7 +357,7 @@ def _verdict(outcome: Outcome) -> Verdict:
 
 
 def _after(*, before: _Before, upn: str, ip: str, device: str, outcome: Outcome, validation, started: float,
-           record: dict, application_requires: bool = False,
+           record: dict, application_requires: bool = False, application: Application | None = None,
            assignment_of: Application | None = None) -> SignInResult:
     """Everything after the answer (one thread hop): lockout, the user, the MFA decision, the record."""
     tenant, user = before.tenant, before.user
@@ -389,7 +391,8 @@ def _after(*, before: _Before, upn: str, ip: str, device: str, outcome: Outcome,
     mfa = None
     if outcome is Outcome.SUCCESS and user is not None:
         mfa = mfa_decide(tenant=tenant, user=user, familiar_address=familiar, known_device=known_device,
-                         location=before.location, application_requires=application_requires)
+                         location=before.location, application_requires=application_requires,
+                         phishing_resistant=phishing_resistant_required(tenant=tenant, application=application))
         record.update(mfa_decision=mfa.decision, mfa_reason=mfa.reason)
         if mfa.required:
             outcome = Outcome.MFA_REQUIRED

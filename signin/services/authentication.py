@@ -22,6 +22,10 @@ from tenant.models import User
 from tenant.selectors import location_for_address
 
 AUTHENTICATED_AT_KEY = "pta_authenticated_at"
+# How the session's sign-in was made (RFC 8176 amr values: signin/services/passkeys.py amr_values).
+AMR_KEY = "pta_amr"
+# When this session last gave a second factor (epoch seconds): the self-service page's changes need a recent one.
+FACTOR_AT_KEY = "pta_factor_at"
 REAUTHENTICATE_KEY = "pta_reauthenticate"
 # A browser abandons few sign-ins in a row. Beyond this many, every request waits for the new sign-in (ALL): a mark
 # is never dropped, or piling up new ones would free the one an application is waiting on.
@@ -36,6 +40,13 @@ class SessionAuthentication:
     # The authorization requests (request_key) that asked for a new sign-in which has not completed yet; ALL when
     # a session from before the marks were per request holds the old mark.
     pending: frozenset[str] = frozenset()
+    # RFC 8176 methods of that sign-in (pwd, otp, hwk, swk, mfa); empty when not recorded.
+    amr: tuple[str, ...] = ()
+
+    @property
+    def phishing_resistant(self) -> bool:
+        """The sign-in's second factor was a passkey."""
+        return "hwk" in self.amr or "swk" in self.amr
 
     def reauthentication_pending(self, request_key: str) -> bool:
         return ALL in self.pending or request_key in self.pending
@@ -44,11 +55,18 @@ class SessionAuthentication:
         return self.at is None or (now if now is not None else time.time()) - self.at > seconds
 
 
-def session_authenticated(*, session) -> None:
-    """A sign-in completed in this session (call after ``login()``, which may have renewed the session)."""
+def session_authenticated(*, session, amr: list[str] | None = None) -> None:
+    """A sign-in completed in this session (call after ``login()``, which may have renewed the session), by the
+    methods ``amr`` names."""
     session.set_expiry(None)  # a signed-in session's own lifetime (SESSION_COOKIE_AGE), not the sign-in's minutes
     session[AUTHENTICATED_AT_KEY] = time.time()
+    session[AMR_KEY] = list(amr or ["pwd"])
     session.pop(REAUTHENTICATE_KEY, None)
+
+
+def session_factor_given(*, session) -> None:
+    """A second factor was verified in this session just now."""
+    session[FACTOR_AT_KEY] = time.time()
 
 
 def session_reauthentication_require(*, session, request_key: str) -> None:
@@ -69,7 +87,8 @@ def session_authentication(*, session) -> SessionAuthentication:
     at = session.get(AUTHENTICATED_AT_KEY)
     return SessionAuthentication(at=float(at) if at is not None else None,
                                  mfa=bool(session.get(DEVICE_ID_SESSION_KEY)),  # django-otp's marker
-                                 pending=frozenset(_pending_keys(session)))
+                                 pending=frozenset(_pending_keys(session)),
+                                 amr=tuple(str(v) for v in session.get(AMR_KEY) or ()))
 
 
 def session_mfa_due(*, signed_in: SessionAuthentication, user: User, ip: str, device: str,

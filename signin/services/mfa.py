@@ -20,7 +20,7 @@ from django_otp.models import VerifyNotAllowed
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from signin.models import RecoveryCode, SignInEvent
+from signin.models import PasskeyDevice, RecoveryCode, SignInEvent
 from signin.outcomes import Outcome
 from signin.recovery_codes import (
     recovery_code_digest,
@@ -50,10 +50,14 @@ class MfaDecision:
 
 
 def mfa_decide(*, tenant: Tenant | None, user: User, familiar_address: bool, known_device: bool,
-               location: LocationMatch | None = None, application_requires: bool = False) -> MfaDecision:
+               location: LocationMatch | None = None, application_requires: bool = False,
+               phishing_resistant: bool = False) -> MfaDecision:
     """The tenant's policy applied to one password success, then the application's own rule: an application that
     requires MFA asks for it whatever the policy said. ``location`` is the tenant's named location the client's
-    address is in. Pure: no database, no cache."""
+    address is in. A phishing-resistant factor required (signin/services/passkeys.py) asks for a passkey at
+    every sign-in, wherever it comes from. Pure: no database, no cache."""
+    if phishing_resistant:
+        return MfaDecision(True, "phishing_resistant_required")
     policy = _policy_decide(tenant=tenant, user=user, familiar_address=familiar_address, known_device=known_device,
                             trusted_location=location is not None and location.trusted)
     if application_requires and not policy.required:
@@ -178,6 +182,10 @@ def recovery_codes_issue(*, user: User) -> list[str]:
     return codes
 
 
+def recovery_codes_exist(*, user: User) -> bool:
+    return RecoveryCode.objects.filter(device__user=user, device__confirmed=True).exists()
+
+
 def recovery_code_verify(*, device: StaticDevice, token: str) -> CodeCheck:
     """StaticDevice.verify_token against the hashes: django-otp's throttling (verify_is_allowed, a failure
     counted, a success resetting it) and its last-use time, with the device's row locked so that two requests
@@ -224,13 +232,18 @@ def mfa_reset(*, user: User) -> int:
     """An administrator's reset: every factor of the user goes; the next required sign-in enrols again."""
     removed, _ = TOTPDevice.objects.filter(user=user).delete()
     static, _ = StaticDevice.objects.filter(user=user).delete()
-    return removed + static
+    passkeys, _ = PasskeyDevice.objects.filter(user=user).delete()
+    return removed + static + passkeys
 
 
 # --- the sign-in record ----------------------------------------------------------------------------------
 
-def signin_event_mfa_result(*, event_id: int, outcome: Outcome) -> None:
-    """The second factor's result goes on the same record as the password step: one attempt, one record."""
-    SignInEvent.objects.filter(pk=event_id).update(outcome=outcome.value, mfa_result=outcome.value)
+def signin_event_mfa_result(*, event_id: int, outcome: Outcome, factor: str = "") -> None:
+    """The second factor's result goes on the same record as the password step: one attempt, one record. The
+    factor that completed it (signin/services/passkeys.py Factor) with a success."""
+    fields: dict[str, str] = {"outcome": outcome.value, "mfa_result": outcome.value}
+    if factor:
+        fields["mfa_factor"] = factor
+    SignInEvent.objects.filter(pk=event_id).update(**fields)
     if stream_on() and (event := SignInEvent.objects.filter(pk=event_id).first()) is not None:
         stream_signin(event)  # the record's final state, a second line of the same id

@@ -29,7 +29,8 @@ def test_app_register_and_app_access_set_and_print_require_mfa(tenant_a):
     assert Application.objects.get(client_id=client_id).require_mfa
     assert run("app_access", client_id) == {"client_id": client_id, "name": "Payroll", "tenant": tenant_a.slug,
                                             "assignment_required": "off", "assigned_groups": "",
-                                            "assigned_users": "", "require_mfa": "on"}
+                                            "assigned_users": "", "require_mfa": "on",
+                                            "phishing_resistant": "off"}
     assert run("app_access", client_id, "--require-mfa", "off")["require_mfa"] == "off"
     assert not Application.objects.get(client_id=client_id).require_mfa
     default = run("app_register", "--tenant", tenant_a.slug, "--name", "Wiki", "--redirect-uri",

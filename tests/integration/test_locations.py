@@ -173,7 +173,8 @@ def test_app_access_turns_the_rule_on_for_the_next_sign_in(site, ad_testbed):
     client_id = site["wiki"]["client_id"]
     shown = kv(portal.manage("app_access", client_id).stdout)
     assert shown == {"client_id": client_id, "name": "Wiki", "tenant": site["tenant"], "assignment_required": "off",
-                     "assigned_groups": "", "assigned_users": "", "require_mfa": "off"}
+                     "assigned_groups": "", "assigned_users": "", "require_mfa": "off",
+                     "phishing_resistant": "off"}
     assert kv(portal.manage("app_access", client_id, "--require-mfa", "on").stdout)["require_mfa"] == "on"
     try:
         with browser(site, "192.0.2.40") as web:

@@ -239,7 +239,7 @@ def test_policy_command_prints_and_validates(tenant_a, capsys):
                  "--lockout-threshold", "3")
     out = capsys.readouterr().out.splitlines()
     assert out == [f"tenant={tenant_a.slug}", "mfa=unfamiliar", "password_grant=on", "lockout_threshold=3",
-                   "refresh_check=off", "helpdesk_contact="]
+                   "refresh_check=off", "helpdesk_contact=", "phishing_resistant=off"]
     tenant_a.refresh_from_db()
     assert (tenant_a.mfa_policy, tenant_a.password_grant_enabled, tenant_a.lockout_threshold) == (
         "unfamiliar", True, 3)

@@ -19,6 +19,8 @@ class Command(AuditedCommand):
         parser.add_argument("client_id")
         parser.add_argument("--require-mfa", choices=["on", "off"], dest="require_mfa",
                             help="a second factor for this application whatever the tenant's MFA policy")
+        parser.add_argument("--phishing-resistant", choices=["on", "off"], dest="phishing_resistant",
+                            help="on: the sign-in for this application needs a passkey (codes refused)")
         parser.add_argument("--assign-group", action="append", default=[], dest="assign_groups", metavar="NAME",
                             help="let members of this directory group (sAMAccountName; nested membership counts) "
                                  "use it, and turn assignment on; a name no sign-in has reported yet is kept and "
@@ -46,6 +48,8 @@ class Command(AuditedCommand):
         changes: dict[str, object] = {}
         if options["require_mfa"] is not None:
             changes["require_mfa"] = options["require_mfa"] == "on"
+        if options["phishing_resistant"] is not None:
+            changes["phishing_resistant_required"] = options["phishing_resistant"] == "on"
         if options["assignment_required"] is not None:
             changes["assignment_required"] = options["assignment_required"] == "on"
         if options["assign_groups"]:
@@ -65,4 +69,5 @@ class Command(AuditedCommand):
                 ("tenant", application.tenant.slug),
                 ("assignment_required", "on" if application.assignment_required else "off"),
                 ("assigned_groups", ", ".join(groups)), ("assigned_users", ", ".join(users)),
-                ("require_mfa", "on" if application.require_mfa else "off")]
+                ("require_mfa", "on" if application.require_mfa else "off"),
+                ("phishing_resistant", "on" if application.phishing_resistant_required else "off")]
