@@ -27,6 +27,7 @@ INSTALLED_APPS = [
     "signin",
     "applications",
     "health",
+    "samlidp",
 ]
 
 MIDDLEWARE = [
