@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -24,7 +25,9 @@ from onelogin.saml2.utils import OneLogin_Saml2_Utils
 PERSISTENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
 
 
+@functools.cache
 def key_and_certificate(name: str) -> tuple[str, str]:
+    """An SP's key and self-signed certificate (made once per name and process: RSA key generation is slow)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.UTC)
