@@ -140,6 +140,7 @@ def tenant_admin_permissions():
         "agents": ["agent", "registrationtoken"],
         "signin": ["signinevent"],
         "applications": ["application"],
+        "samlidp": ["serviceprovider"],
         "health": ["alertsettings", "incident", "notification"],
     }
     query = Permission.objects.none()
