@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
 
 from django.conf import settings
+from django.core.cache import cache
 from django.urls import reverse
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, saml
 from saml2.assertion import Policy
@@ -157,7 +158,18 @@ def idp_server(*, tenant: Tenant, sp: ServiceProvider | None = None, published: 
 
 def idp_metadata(*, tenant: Tenant) -> str:
     """The tenant's IdP metadata, signed by the active key: both SSO bindings, SLO, the NameID formats, every
-    published signing certificate (the next one before it signs), validUntil and cacheDuration."""
+    published signing certificate (the next one before it signs), validUntil and cacheDuration. Signed once and
+    kept METADATA_CACHE_SECONDS (SPs poll it); a key staged or promoted is another entry at once."""
+    published = ",".join(f"{key.pk}:{key.state}" for key in signing_keys_published(tenant=tenant))
+    entry = f"pta:saml:metadata:{tenant.pk}:{tenant.slug}:{settings.PTA_PUBLIC_URL}:{published}"
+    found = cache.get(entry)
+    if found is None:
+        found = _metadata_signed(tenant=tenant)
+        cache.set(entry, found, timeout=METADATA_CACHE_SECONDS)
+    return found
+
+
+def _metadata_signed(*, tenant: Tenant) -> str:
     with idp_server(tenant=tenant, published=True) as server:
         config = server.config
         descriptor = entity_descriptor(config)

@@ -216,8 +216,8 @@ def deflated(data: bytes) -> str:
     ("get", deflated(LAUGHS.encode()), "DTD or entity"),
     ("post", base64.b64encode(EXTERNAL.encode()).decode(), "DTD or entity"),
 ])
-def test_hostile_input_gets_a_clear_error_page(idp, binding, value, words):
-    client, path = Client(), f"/saml/{idp['tenant'].slug}/sso/"
+def test_hostile_input_gets_a_clear_error_page(tenant_a, binding, value, words):
+    client, path = Client(), f"/saml/{tenant_a.slug}/sso/"
     send = client.post if binding == "post" else client.get
     refused(send(path, {"SAMLRequest": value}), words)
 
