@@ -8,6 +8,7 @@ import base64
 import logging
 from urllib.parse import urlencode
 
+from django.contrib.auth import logout
 from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -20,8 +21,14 @@ from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
 from applications.selectors import application_user_assigned
 from samlidp.models import ServiceProvider
 from samlidp.selectors import service_provider_by_entity_id, service_provider_by_pk
-from samlidp.services.idp import METADATA_CACHE_SECONDS, authn_response_xml, error_response_xml, idp_metadata
-from samlidp.services.requests import AuthnRequest, SamlRequestError, authn_request_read
+from samlidp.services.idp import (
+    METADATA_CACHE_SECONDS,
+    authn_response_xml,
+    error_response_xml,
+    idp_metadata,
+    logout_response_xml,
+)
+from samlidp.services.requests import AuthnRequest, SamlRequestError, authn_request_read, logout_request_read
 from samlidp.services.sso import sso_identity, sso_pending, sso_pending_drop, sso_pending_store
 from signin.helpdesk import help_context
 from signin.outcomes import OUTCOME_NEXT_STEPS, Outcome
@@ -187,9 +194,30 @@ def _not_assigned(request: HttpRequest, user: User, tenant: Tenant, sp: ServiceP
     return response
 
 
-@csrf_exempt
+@csrf_exempt  # the SP's page posts here, cross-site: the request's own checks apply
 @require_http_methods(["GET", "POST"])
 def slo(request: HttpRequest, slug: str) -> HttpResponse:
-    _tenant(slug)
-    return _error(request, "Single logout is not offered yet: sign out at the portal (/logout/).", tenant=None,
-                  status=501)
+    """An SP's LogoutRequest: the portal session ends (the one OpenID Connect's logout ends too) when it is the
+    session of the user the request names at that SP, and the SP gets a signed LogoutResponse at its SLO URL."""
+    tenant = _tenant(slug)
+    params = request.POST if request.method == "POST" else request.GET
+    binding = BINDING_HTTP_POST if request.method == "POST" else BINDING_HTTP_REDIRECT
+    relay_state = params.get("RelayState", "")
+    try:
+        sp, message = logout_request_read(tenant=tenant, binding=binding, encoded=params.get("SAMLRequest", ""),
+                                          relay_state=relay_state, sig_alg=params.get("SigAlg"),
+                                          signature=params.get("Signature"))
+    except SamlRequestError as exc:
+        logger.info("SAML logout request to tenant %s refused: %s", tenant.slug, exc)
+        return _error(request, str(exc), tenant=tenant)
+    user = request.user if isinstance(request.user, User) and request.user.is_authenticated else None
+    if user is not None:
+        named = message.name_id.text if message.name_id is not None else ""
+        if user.tenant_id != tenant.pk or named != sso_identity(user=user, sp=sp, session=request.session).name_id:
+            return _error(request, "This sign-out request is for another user than the one signed in here: "
+                                   "nobody was signed out.", tenant=tenant)
+        logout(request)
+    if not sp.slo_url:
+        return _error(request, "You are signed out.", tenant=tenant, status=200, outcome="signed_out")
+    xml, destination = logout_response_xml(tenant=tenant, sp=sp, request=message)
+    return _post(request, sp, {"acs": destination, "relay_state": relay_state}, xml, outcome="signed_out")

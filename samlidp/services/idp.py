@@ -225,3 +225,11 @@ def error_response_xml(*, tenant: Tenant, sp: ServiceProvider, in_response_to: s
 
 def not_after(seconds: int) -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
+
+
+def logout_response_xml(*, tenant: Tenant, sp: ServiceProvider, request) -> tuple[str, str]:
+    """The signed LogoutResponse (Success) to the SP's LogoutRequest, and where it goes (the SP's SLO URL)."""
+    with idp_server(tenant=tenant, sp=sp) as server:
+        response = server.create_logout_response(request, [BINDING_HTTP_POST], sign=True, sign_alg=SIG_RSA_SHA256,
+                                                 digest_alg=DIGEST_SHA256)
+        return str(response), sp.slo_url  # pysaml2 addresses it there (the SP's metadata is its registration)

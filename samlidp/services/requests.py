@@ -15,9 +15,11 @@ from __future__ import annotations
 import base64
 import binascii
 import calendar
+import logging
 import time
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 import defusedxml.ElementTree
 from defusedxml import DefusedXmlException
@@ -27,7 +29,7 @@ from saml2.time_util import str_to_time
 
 from samlidp.models import ServiceProvider
 from samlidp.selectors import service_provider_by_entity_id
-from samlidp.services.idp import CLOCK_SKEW_SECONDS, idp_server, idp_sso_url
+from samlidp.services.idp import CLOCK_SKEW_SECONDS, idp_server, idp_slo_url, idp_sso_url
 from tenant.models import Tenant
 
 SAMLP = "{urn:oasis:names:tc:SAML:2.0:protocol}"
@@ -36,6 +38,7 @@ MAX_ENCODED_CHARS = 64 * 1024  # the SAMLRequest parameter as sent
 MAX_XML_BYTES = 128 * 1024  # the request's XML, inflated
 MAX_RELAY_STATE_CHARS = 1024
 REQUEST_MAX_AGE_SECONDS = 300
+logger = logging.getLogger(__name__)
 WEAK_SIGNATURE_ALGORITHMS = frozenset({"http://www.w3.org/2000/09/xmldsig#rsa-sha1",
                                        "http://www.w3.org/2000/09/xmldsig#dsa-sha1"})
 
@@ -94,33 +97,9 @@ def _parse(xml: bytes):
 def authn_request_read(*, tenant: Tenant, binding: str, encoded: str, relay_state: str = "",
                        sig_alg: str | None = None, signature: str | None = None) -> AuthnRequest:
     """The checked request, or SamlRequestError."""
-    if len(relay_state) > MAX_RELAY_STATE_CHARS:
-        raise SamlRequestError(f"RelayState is longer than {MAX_RELAY_STATE_CHARS} characters.")
-    root = _parse(saml_message_xml(encoded=encoded, binding=binding))
-    if root.tag != f"{SAMLP}AuthnRequest":
-        raise SamlRequestError("This is not a SAML AuthnRequest.")
-    issuer = (root.findtext(f"{SAML}Issuer") or "").strip()
-    if not issuer:
-        raise SamlRequestError("The SAML request names no Issuer.")
-    sp = service_provider_by_entity_id(tenant=tenant, entity_id=issuer)
-    if sp is None:
-        raise SamlRequestError(f"{issuer[:200]} is not a service provider registered with this organisation.")
-    if binding == BINDING_HTTP_REDIRECT and sp.requests_signed and sig_alg in WEAK_SIGNATURE_ALGORITHMS:
-        raise SamlRequestError("The request is signed with SHA-1, which is not accepted: use RSA-SHA256.")
-    with idp_server(tenant=tenant, sp=sp) as server:
-        try:
-            parsed = server.parse_authn_request(encoded, binding, relay_state=relay_state or None,
-                                                sigalg=sig_alg, signature=signature)
-        except Exception as exc:  # pysaml2 raises many kinds (IncorrectlySigned, NotValid, OtherError …)
-            if sp.requests_signed and "signed" in type(exc).__name__.lower() + str(exc).lower():
-                raise SamlRequestError("The request's signature is missing or does not verify with the service "
-                                       "provider's registered certificate.") from None
-            raise SamlRequestError(f"The SAML request was refused: {type(exc).__name__}.") from None
-    if parsed is None or parsed.message is None:
-        raise SamlRequestError("The SAML request was refused.")
-    message = parsed.message
-    destination = message.destination
-    if destination and destination != idp_sso_url(tenant=tenant):
+    sp, message = _request_read(tenant=tenant, binding=binding, encoded=encoded, relay_state=relay_state,
+                                sig_alg=sig_alg, signature=signature, kind="AuthnRequest")
+    if message.destination and message.destination != idp_sso_url(tenant=tenant):
         raise SamlRequestError("The request is addressed to another destination.")
     _check_age(message.issue_instant)
     request_id = message.id or ""
@@ -134,6 +113,50 @@ def authn_request_read(*, tenant: Tenant, binding: str, encoded: str, relay_stat
     return AuthnRequest(sp=sp, request_id=request_id, acs_url=acs_url, relay_state=relay_state,
                         force_authn=str(message.force_authn).lower() == "true",
                         is_passive=str(message.is_passive).lower() == "true")
+
+
+def logout_request_read(*, tenant: Tenant, binding: str, encoded: str, relay_state: str = "",
+                        sig_alg: str | None = None, signature: str | None = None) -> tuple[ServiceProvider, Any]:
+    """A registered SP's checked LogoutRequest (bounds, no DTD, its signature when it signs, its age): the SP and
+    pysaml2's message. SamlRequestError otherwise."""
+    sp, message = _request_read(tenant=tenant, binding=binding, encoded=encoded, relay_state=relay_state,
+                                sig_alg=sig_alg, signature=signature, kind="LogoutRequest")
+    if message.destination and message.destination != idp_slo_url(tenant=tenant):
+        raise SamlRequestError("The request is addressed to another destination.")
+    _check_age(message.issue_instant)
+    return sp, message
+
+
+def _request_read(*, tenant: Tenant, binding: str, encoded: str, relay_state: str, sig_alg: str | None,
+                  signature: str | None, kind: str):
+    """The bounded, DTD-free read; the issuer a registered SP of the tenant; then pysaml2's read, which checks the
+    signature with that SP's certificate when it is registered as signing."""
+    if len(relay_state) > MAX_RELAY_STATE_CHARS:
+        raise SamlRequestError(f"RelayState is longer than {MAX_RELAY_STATE_CHARS} characters.")
+    root = _parse(saml_message_xml(encoded=encoded, binding=binding))
+    if root.tag != f"{SAMLP}{kind}":
+        raise SamlRequestError(f"This is not a SAML {kind}.")
+    issuer = (root.findtext(f"{SAML}Issuer") or "").strip()
+    if not issuer:
+        raise SamlRequestError("The SAML request names no Issuer.")
+    sp = service_provider_by_entity_id(tenant=tenant, entity_id=issuer)
+    if sp is None:
+        raise SamlRequestError(f"{issuer[:200]} is not a service provider registered with this organisation.")
+    if binding == BINDING_HTTP_REDIRECT and sp.requests_signed and sig_alg in WEAK_SIGNATURE_ALGORITHMS:
+        raise SamlRequestError("The request is signed with SHA-1, which is not accepted: use RSA-SHA256.")
+    with idp_server(tenant=tenant, sp=sp) as server:
+        read = server.parse_authn_request if kind == "AuthnRequest" else server.parse_logout_request
+        try:
+            parsed = read(encoded, binding, relay_state=relay_state or None, sigalg=sig_alg, signature=signature)
+        except Exception as exc:  # pysaml2 raises many kinds (IncorrectlySigned, NotValid, OtherError …)
+            logger.info("pysaml2 refused a %s of %s: %r (cause %r)", kind, issuer[:200], exc, exc.__cause__)
+            if sp.requests_signed and "signed" in type(exc).__name__.lower() + str(exc).lower():
+                raise SamlRequestError("The request's signature is missing or does not verify with the service "
+                                       "provider's registered certificate.") from None
+            raise SamlRequestError(f"The SAML request was refused: {type(exc).__name__}.") from None
+    if parsed is None or parsed.message is None:
+        raise SamlRequestError("The SAML request was refused.")
+    return sp, parsed.message
 
 
 def _check_age(issue_instant: str | None) -> None:

@@ -19,6 +19,7 @@ from onelogin.saml2.auth import OneLogin_Saml2_Auth
 from onelogin.saml2.authn_request import OneLogin_Saml2_Authn_Request
 from onelogin.saml2.constants import OneLogin_Saml2_Constants
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
+from onelogin.saml2.logout_response import OneLogin_Saml2_Logout_Response
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
@@ -46,6 +47,7 @@ class OneLoginSP:
     idp_metadata_xml: str
     sign_requests: bool = True
     nameid_format: str = PERSISTENT
+    slo_url: str = ""
     key: str = ""
     certificate: str = ""
     settings_dict: dict = field(default_factory=dict)
@@ -59,9 +61,13 @@ class OneLoginSP:
             "sp": {"entityId": self.entity_id,
                    "assertionConsumerService": {"url": self.acs_url,
                                                 "binding": OneLogin_Saml2_Constants.BINDING_HTTP_POST},
-                   "NameIDFormat": self.nameid_format, "x509cert": self.certificate, "privateKey": self.key},
+                   "NameIDFormat": self.nameid_format, "x509cert": self.certificate, "privateKey": self.key,
+                   **({"singleLogoutService": {"url": self.slo_url,
+                                               "binding": OneLogin_Saml2_Constants.BINDING_HTTP_REDIRECT}}
+                      if self.slo_url else {})},
             "idp": idp,
-            "security": {"authnRequestsSigned": self.sign_requests, "wantAssertionsSigned": True,
+            "security": {"authnRequestsSigned": self.sign_requests, "logoutRequestSigned": self.sign_requests,
+                         "wantAssertionsSigned": True,
                          "wantMessagesSigned": False, "wantNameId": True, "requestedAuthnContext": False,
                          "signatureAlgorithm": OneLogin_Saml2_Constants.RSA_SHA256,
                          "digestAlgorithm": OneLogin_Saml2_Constants.SHA256, "rejectDeprecatedAlgorithm": True},
@@ -70,8 +76,8 @@ class OneLoginSP:
     def settings(self) -> OneLogin_Saml2_Settings:
         return OneLogin_Saml2_Settings(self.settings_dict, sp_validation_only=True)
 
-    def _request_data(self, post: dict | None = None, get: dict | None = None) -> dict:
-        parts = urlsplit(self.acs_url)
+    def _request_data(self, post: dict | None = None, get: dict | None = None, url: str = "") -> dict:
+        parts = urlsplit(url or self.acs_url)
         return {"https": "on" if parts.scheme == "https" else "off", "http_host": parts.hostname,
                 "server_port": parts.port or (443 if parts.scheme == "https" else 80), "script_name": parts.path,
                 "post_data": post or {}, "get_data": get or {}}
@@ -106,3 +112,17 @@ class OneLoginSP:
         assert not errors, f"{errors}: {auth.get_last_error_reason()}"
         assert auth.is_authenticated()
         return auth
+
+    def logout_url(self, *, name_id: str, session_index: str | None) -> tuple[str, str]:
+        """The HTTP-Redirect binding's LogoutRequest URL to the IdP (signed when the SP signs) and its ID."""
+        auth = OneLogin_Saml2_Auth(self._request_data(), self.settings_dict)
+        url = auth.logout(name_id=name_id, session_index=session_index, name_id_format=self.nameid_format,
+                          spnq=self.entity_id)
+        return url, auth.get_last_request_id()
+
+    def process_logout_response(self, saml_response: str, request_id: str) -> None:
+        """The SP's strict check of the IdP's LogoutResponse (issuer, destination, InResponseTo, status)."""
+        data = self._request_data(get={"SAMLResponse": saml_response}, url=self.slo_url)
+        response = OneLogin_Saml2_Logout_Response(self.settings(), saml_response)
+        assert response.is_valid(data, request_id=request_id, raise_exceptions=True)
+        assert response.get_status() == OneLogin_Saml2_Constants.STATUS_SUCCESS

@@ -250,3 +250,22 @@ def test_a_user_of_another_organisation_goes_to_the_sign_in_pages(idp, tenant_b)
     url, _ = sp.redirect_url()
     answer = redirect_sso(signed_in(tenant_b, "bob@beta.example.test"), url)
     assert answer.status_code == 302 and answer["Location"].startswith("/login/")
+
+
+def test_single_logout_ends_the_portal_session_and_answers_the_sp(idp):
+    sp = OneLoginSP(entity_id="https://slo.alpha.example.test/", acs_url=ACS, idp_metadata_xml=idp["metadata"],
+                    slo_url="https://slo.alpha.example.test/slo/")
+    service_provider_register(tenant=idp["tenant"], name="SLO", entity_id=sp.entity_id, acs_urls=[ACS],
+                              slo_url=sp.slo_url, requests_signed=True, signing_certificate=sp.certificate)
+    client = signed_in(idp["tenant"])
+    url, request_id = sp.redirect_url()
+    signed_in_sp = sp.process(response_form(redirect_sso(client, url))["SAMLResponse"], request_id)
+    # Another user's NameID: nobody is signed out.
+    url, _ = sp.logout_url(name_id="someone-else", session_index=None)
+    refused(redirect_sso(client, url), "another user")
+    assert client.get("/login/done/").status_code == 200
+    url, logout_id = sp.logout_url(name_id=signed_in_sp.get_nameid(), session_index=signed_in_sp.get_session_index())
+    form = response_form(redirect_sso(client, url))
+    assert form["action"] == sp.slo_url
+    sp.process_logout_response(form["SAMLResponse"], logout_id)
+    assert client.get("/login/done/").status_code == 302  # the portal session (OpenID Connect's too) has ended
