@@ -269,3 +269,17 @@ def test_single_logout_ends_the_portal_session_and_answers_the_sp(idp):
     assert form["action"] == sp.slo_url
     sp.process_logout_response(form["SAMLResponse"], logout_id)
     assert client.get("/login/done/").status_code == 302  # the portal session (OpenID Connect's too) has ended
+
+
+
+def test_no_assertion_is_encrypted_with_pysaml2s_triple_des(idp):
+    """pysaml2 (7.5) encrypts assertions with 3DES-CBC, not AES-GCM, and OneLogin then rejects the signature:
+    encrypted assertions are not offered; an SP's encryption certificate is kept, not used (docs/saml.md)."""
+    sp = OneLoginSP(entity_id="https://enc.alpha.example.test/", acs_url=ACS, idp_metadata_xml=idp["metadata"])
+    service_provider_register(tenant=idp["tenant"], name="Enc", entity_id=sp.entity_id, acs_urls=[ACS],
+                              requests_signed=True, signing_certificate=sp.certificate,
+                              encryption_certificate=sp.certificate)
+    url, request_id = sp.redirect_url()
+    form = response_form(redirect_sso(signed_in(idp["tenant"]), url))
+    assert "EncryptedAssertion" not in base64.b64decode(form["SAMLResponse"]).decode()
+    assert sp.process(form["SAMLResponse"], request_id).get_friendlyname_attribute("upn") == ["ada@alpha.example.test"]
