@@ -25,7 +25,7 @@ class Migration(migrations.Migration):
                 ('slo_url', models.URLField(blank=True, max_length=1024, verbose_name='single logout URL')),
                 ('nameid_format', models.CharField(choices=[('persistent', 'Persistent (opaque, pairwise per SP)'), ('email', 'E-mail address'), ('upn', 'Unspecified (the user principal name)')], default='persistent', max_length=16, verbose_name='NameID')),
                 ('signing_certificate', models.TextField(blank=True, help_text="Verifies the SP's signed requests; required when requests must be signed.", verbose_name='SP signing certificate (PEM)')),
-                ('encryption_certificate', models.TextField(blank=True, help_text='Kept from the SP's metadata; assertions are not encrypted yet (docs/saml.md).', verbose_name='SP encryption certificate (PEM)')),
+                ('encryption_certificate', models.TextField(blank=True, help_text="Kept from the SP's metadata; assertions are not encrypted yet (docs/saml.md).", verbose_name='SP encryption certificate (PEM)')),
                 ('requests_signed', models.BooleanField(default=False, help_text="An authentication request without a valid signature of the SP's signing certificate is refused.", verbose_name='requests must be signed')),
                 ('sign_response', models.BooleanField(default=False, verbose_name='sign the whole response too')),
                 ('allow_idp_initiated', models.BooleanField(default=False, help_text='A link /saml/<organisation>/sso/?sp=<entity ID> signs the user in to the SP unasked.', verbose_name='allow IdP-initiated sign-in')),
