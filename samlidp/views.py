@@ -26,10 +26,19 @@ from samlidp.services.idp import (
     authn_response_xml,
     error_response_xml,
     idp_metadata,
+    logout_request_xml,
     logout_response_xml,
+    session_index_of,
 )
 from samlidp.services.requests import AuthnRequest, SamlRequestError, authn_request_read, logout_request_read
-from samlidp.services.sso import sso_identity, sso_pending, sso_pending_drop, sso_pending_store
+from samlidp.services.sso import (
+    sso_identity,
+    sso_participant_record,
+    sso_participants,
+    sso_pending,
+    sso_pending_drop,
+    sso_pending_store,
+)
 from signin.helpdesk import help_context
 from signin.outcomes import OUTCOME_NEXT_STEPS, Outcome
 from signin.services.authentication import (
@@ -148,6 +157,7 @@ def _answer(request: HttpRequest, tenant: Tenant, key: str) -> HttpResponse:
     xml = authn_response_xml(tenant=tenant, sp=sp, identity=identity, in_response_to=pending["id"] or None,
                              acs_url=pending["acs"])
     sso_pending_drop(session=request.session, key=key)
+    sso_participant_record(session=request.session, sp=sp, identity=identity, session_index=session_index_of(xml))
     return _post(request, sp, pending, xml, outcome=Outcome.SUCCESS.value)
 
 
@@ -216,8 +226,30 @@ def slo(request: HttpRequest, slug: str) -> HttpResponse:
         if user.tenant_id != tenant.pk or named != sso_identity(user=user, sp=sp, session=request.session).name_id:
             return _error(request, "This sign-out request is for another user than the one signed in here: "
                                    "nobody was signed out.", tenant=tenant)
+    others = _other_participants_told(request, tenant, sp) if user is not None else []
+    if user is not None:
         logout(request)
     if not sp.slo_url:
         return _error(request, "You are signed out.", tenant=tenant, status=200, outcome="signed_out")
     xml, destination = logout_response_xml(tenant=tenant, sp=sp, request=message)
-    return _post(request, sp, {"acs": destination, "relay_state": relay_state}, xml, outcome="signed_out")
+    response = render(request, "samlidp/logout.html", {
+        "action": destination, "saml_response": base64.b64encode(xml.encode()).decode(), "relay_state": relay_state,
+        "others": others, "application_name": sp.application.name})
+    response["PTA-Outcome"] = "signed_out"
+    add_never_cache_headers(response)
+    return response
+
+
+def _other_participants_told(request: HttpRequest, tenant: Tenant, asking: ServiceProvider) -> list[dict]:
+    """A signed LogoutRequest for each other SP this session signed in to that has an SLO URL: the logout page
+    posts each from a frame of its own before it answers the asking SP (front-channel; JavaScript needed)."""
+    told = []
+    for pk, seen in sso_participants(session=request.session).items():
+        other = service_provider_by_pk(tenant=tenant, pk=pk) if pk != str(asking.pk) else None
+        if other is None or not other.slo_url:
+            continue
+        xml = logout_request_xml(tenant=tenant, sp=other, name_id=seen["name_id"], name_id_format=seen["format"],
+                                 session_index=seen.get("session_index", ""))
+        told.append({"action": other.slo_url, "saml_request": base64.b64encode(xml.encode()).decode(),
+                     "name": other.application.name})
+    return told

@@ -8,6 +8,7 @@ metadata written from its registration, so nothing else can be trusted by accide
 from __future__ import annotations
 
 import datetime
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -231,3 +232,25 @@ def logout_response_xml(*, tenant: Tenant, sp: ServiceProvider, request) -> tupl
         response = server.create_logout_response(request, [BINDING_HTTP_POST], sign=True, sign_alg=SIG_RSA_SHA256,
                                                  digest_alg=DIGEST_SHA256)
         return str(response), sp.slo_url  # pysaml2 addresses it there (the SP's metadata is its registration)
+
+
+def session_index_of(response_xml: str) -> str:
+    """The SessionIndex pysaml2 gave the response's AuthnStatement (it draws one itself)."""
+    found = re.search(r'SessionIndex="([^"]+)"', response_xml)
+    return found.group(1) if found else ""
+
+
+def logout_request_xml(*, tenant: Tenant, sp: ServiceProvider, name_id: str, name_id_format: str,
+                       session_index: str) -> str:
+    """A signed LogoutRequest to the SP's SLO URL for the user it knows by ``name_id`` (front-channel logout of
+    the session's other SPs)."""
+    with idp_server(tenant=tenant, sp=sp) as server:
+        qualified = name_id_format == NAMEID_PERSISTENT
+        _, request = server.create_logout_request(
+            sp.slo_url, sp.entity_id,
+            name_id=saml.NameID(format=name_id_format, text=name_id,
+                                sp_name_qualifier=sp.entity_id if qualified else None,
+                                name_qualifier=idp_entity_id(tenant=tenant) if qualified else None),
+            session_indexes=[session_index] if session_index else None, sign=True, sign_alg=SIG_RSA_SHA256,
+            digest_alg=DIGEST_SHA256)
+        return str(request)

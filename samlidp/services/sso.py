@@ -22,6 +22,8 @@ from signin.services.group_claims import groups_claims
 from tenant.models import User
 
 PENDING_KEY = "pta_saml_pending"
+# The SPs this session signed in to (for single logout): SP pk → NameID, its format, the SessionIndex.
+PARTICIPANTS_KEY = "pta_saml_sps"
 PENDING_SECONDS = 600  # as long as a sign-in may take
 PENDING_KEPT = 8  # a browser has few SSO requests under way at once; the oldest go first
 
@@ -76,3 +78,15 @@ def sso_identity(*, user: User, sp: ServiceProvider, session) -> Identity:
     signed_in = session_authentication(session=session)
     return Identity(name_id=name_id, name_id_format=NAMEID_FORMATS[str(sp.nameid_format)], attributes=attributes,
                     authn_instant=signed_in.at if signed_in.at is not None else time.time(), mfa=signed_in.mfa)
+
+
+def sso_participant_record(*, session, sp: ServiceProvider, identity: Identity, session_index: str) -> None:
+    participants = dict(session.get(PARTICIPANTS_KEY) or {})
+    participants[str(sp.pk)] = {"name_id": identity.name_id, "format": identity.name_id_format,
+                                "session_index": session_index}
+    session[PARTICIPANTS_KEY] = participants
+
+
+def sso_participants(*, session) -> dict[str, dict]:
+    found = session.get(PARTICIPANTS_KEY)
+    return dict(found) if isinstance(found, dict) else {}

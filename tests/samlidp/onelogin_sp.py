@@ -19,6 +19,7 @@ from onelogin.saml2.auth import OneLogin_Saml2_Auth
 from onelogin.saml2.authn_request import OneLogin_Saml2_Authn_Request
 from onelogin.saml2.constants import OneLogin_Saml2_Constants
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
+from onelogin.saml2.logout_request import OneLogin_Saml2_Logout_Request
 from onelogin.saml2.logout_response import OneLogin_Saml2_Logout_Response
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
@@ -126,3 +127,12 @@ class OneLoginSP:
         response = OneLogin_Saml2_Logout_Response(self.settings(), saml_response)
         assert response.is_valid(data, request_id=request_id, raise_exceptions=True)
         assert response.get_status() == OneLogin_Saml2_Constants.STATUS_SUCCESS
+
+    def logout_request(self, saml_request: str) -> dict:
+        """The SP's strict check of a LogoutRequest the IdP posted to its SLO URL: its NameID and session indexes."""
+        data = self._request_data(post={"SAMLRequest": saml_request}, url=self.slo_url)
+        request = OneLogin_Saml2_Logout_Request(self.settings(), saml_request)
+        assert request.is_valid(data, raise_exceptions=True)
+        xml = request.get_xml()
+        return {"name_id": OneLogin_Saml2_Logout_Request.get_nameid(xml),
+                "session_indexes": OneLogin_Saml2_Logout_Request.get_session_indexes(xml)}

@@ -283,3 +283,27 @@ def test_no_assertion_is_encrypted_with_pysaml2s_triple_des(idp):
     form = response_form(redirect_sso(signed_in(idp["tenant"]), url))
     assert "EncryptedAssertion" not in base64.b64decode(form["SAMLResponse"]).decode()
     assert sp.process(form["SAMLResponse"], request_id).get_friendlyname_attribute("upn") == ["ada@alpha.example.test"]
+
+
+def test_single_logout_tells_the_sessions_other_sps(idp):
+    asking, other = (OneLoginSP(entity_id=f"https://{name}.alpha.example.test/", acs_url=f"https://{name}.alpha.example.test/acs/",
+                                idp_metadata_xml=idp["metadata"], slo_url=f"https://{name}.alpha.example.test/slo/")
+                     for name in ("one", "two"))
+    for sp in (asking, other):
+        service_provider_register(tenant=idp["tenant"], name=sp.entity_id, entity_id=sp.entity_id,
+                                  acs_urls=[sp.acs_url], slo_url=sp.slo_url, requests_signed=True,
+                                  signing_certificate=sp.certificate)
+    client = signed_in(idp["tenant"])
+    sessions = {}
+    for sp in (asking, other):
+        url, request_id = sp.redirect_url()
+        sessions[sp.entity_id] = sp.process(response_form(redirect_sso(client, url))["SAMLResponse"], request_id)
+    url, _ = asking.logout_url(name_id=sessions[asking.entity_id].get_nameid(),
+                               session_index=sessions[asking.entity_id].get_session_index())
+    page = redirect_sso(client, url).content.decode()
+    told = re.search(r'srcdoc="[^"]*action=&quot;([^&]+)&quot;[^"]*'
+                     r'name=&quot;SAMLRequest&quot; value=&quot;([^&]+)&quot;', page)
+    assert told and told.group(1) == other.slo_url, page[:800]
+    request = other.logout_request(told.group(2))
+    assert request["name_id"] == sessions[other.entity_id].get_nameid()
+    assert request["session_indexes"] == [sessions[other.entity_id].get_session_index()]
