@@ -40,5 +40,6 @@ urlpatterns = [
     path("", include("agents.urls")),
     path("", include("branding.urls")),
     path("", include("signin.urls")),
+    path("", include("samlidp.urls")),
     path("", include((oauth2_patterns, "oauth2_provider"), namespace="oauth2_provider")),
 ]

@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -136,6 +137,7 @@ REFUSAL_MESSAGES = {
 }
 PASSKEY_REQUIRED = ("Your organisation requires a passkey for this sign-in: codes from an authenticator app and "
                     "recovery codes are not accepted.")
+SAML_CONTINUE_PATH = re.compile(r"/saml/[-a-zA-Z0-9_]+/sso/continue/")
 ENROLMENT_RESTARTED = ("This set-up was replaced by one started elsewhere. Scan this new code (remove the old "
                        "entry from your app) and enter the code it shows.")
 
@@ -236,7 +238,8 @@ def application_of_next(next_url: str) -> Application | None:
     endpoint sends the browser here with itself as ``next``), else None. Its rule (require MFA) then applies to
     the sign-in itself, so that the code the way back asks for is not refused for want of a second factor."""
     parts = urlsplit(next_url)
-    if parts.path != reverse("oauth2_provider:authorize"):
+    # A SAML sign-in comes back at its continue URL, which names its application's client_id too (samlidp/).
+    if parts.path != reverse("oauth2_provider:authorize") and not SAML_CONTINUE_PATH.fullmatch(parts.path):
         return None
     client_id = parse_qs(parts.query).get("client_id", [""])[0]
     return application_by_client_id(client_id=client_id)

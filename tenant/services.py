@@ -143,6 +143,7 @@ def tenant_admin_permissions():
         "otp_totp": ["totpdevice"],
         "otp_static": ["staticdevice"],
         "applications": ["application"],
+        "samlidp": ["serviceprovider"],
         "health": ["alertsettings", "incident", "notification"],
         "trail": ["auditevent"],  # view only: no other permission of the trail exists
     }

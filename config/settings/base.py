@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "signin",
     "applications",
     "health",
+    "samlidp",
 ]
 
 MIDDLEWARE = [

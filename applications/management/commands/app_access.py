@@ -8,6 +8,7 @@ from applications.selectors import (
     application_pending_group_names,
 )
 from applications.services import application_access_set
+from samlidp.models import ServiceProvider
 from trail.commands import AuditedCommand
 
 
@@ -16,7 +17,7 @@ class Command(AuditedCommand):
             "Without options it only prints them.")
 
     def add_arguments(self, parser):
-        parser.add_argument("client_id")
+        parser.add_argument("client_id", help="the application's client_id, or a SAML service provider's entity ID")
         parser.add_argument("--require-mfa", choices=["on", "off"], dest="require_mfa",
                             help="a second factor for this application whatever the tenant's MFA policy")
         parser.add_argument("--phishing-resistant", choices=["on", "off"], dest="phishing_resistant",
@@ -33,6 +34,12 @@ class Command(AuditedCommand):
 
     def handle(self, *args, client_id, **options):
         application = application_by_client_id(client_id=client_id)
+        if application is None:  # a SAML service provider's entity ID
+            providers = list(ServiceProvider.objects.select_related("application").filter(entity_id=client_id)[:2])
+            if len(providers) > 1:
+                raise CommandError(f"{client_id!r} is the entity ID of SAML service providers of several tenants: "
+                                   "give the application's client_id.")
+            application = providers[0].application if providers else None
         if application is None:
             raise CommandError(f"No application with client_id {client_id!r}.")
         try:

@@ -1,0 +1,256 @@
+"""The tenant's identity provider through pysaml2: its configuration, its metadata, reading an SP's request and
+writing the response. pysaml2 (with Debian's xmlsec1) does the XML, the signatures and the bindings; what it
+does not check is checked here before or after it (``services/requests.py``).
+
+pysaml2 is configured per answer, from the database: the tenant's keys and the ONE service provider concerned (its
+metadata written from its registration, so nothing else can be trusted by accident)."""
+
+from __future__ import annotations
+
+import datetime
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from xml.sax.saxutils import escape, quoteattr
+
+from django.conf import settings
+from django.core.cache import cache
+from django.urls import reverse
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, saml
+from saml2.assertion import Policy
+from saml2.attribute_converter import AttributeConverter
+from saml2.config import IdPConfig
+from saml2.metadata import entity_descriptor, sign_entity_descriptor
+from saml2.saml import NAME_FORMAT_URI
+from saml2.server import Server
+from saml2.sigver import security_context
+from saml2.time_util import instant
+from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
+
+from samlidp.models import NAMEID_EMAIL, NAMEID_PERSISTENT, NAMEID_UNSPECIFIED, ServiceProvider
+from samlidp.pem import certificate_base64
+from samlidp.services.keys import signing_key_active, signing_key_files, signing_keys_published
+from tenant.models import Tenant
+
+# An assertion's conditions: NotBefore this far back (the SP's clock may be behind ours), NotOnOrAfter this far on.
+CLOCK_SKEW_SECONDS = 60
+ASSERTION_SECONDS = 300
+# The metadata: signed, valid this long (validUntil), to be read again after cacheDuration.
+METADATA_VALID_HOURS = 24 * 7
+METADATA_CACHE_SECONDS = 3600
+NAMEID_FORMATS = {"persistent": NAMEID_PERSISTENT, "email": NAMEID_EMAIL, "upn": NAMEID_UNSPECIFIED}
+# The attributes: a URI name each (the directory attribute's OID, or the usual claim URI) and a friendly name.
+ATTRIBUTES = {
+    "upn": "urn:oid:1.2.840.113556.1.4.656",
+    "email": "urn:oid:0.9.2342.19200300.100.1.3",
+    "name": "urn:oid:2.16.840.1.113730.3.1.241",
+    "groups": "http://schemas.xmlsoap.org/claims/Group",
+}
+
+
+def xmlsec_binary() -> str:
+    found = shutil.which("xmlsec1")
+    if found is None:
+        raise RuntimeError("xmlsec1 is not installed (Debian package xmlsec1): SAML needs it to sign.")
+    return found
+
+
+def idp_entity_id(*, tenant: Tenant) -> str:
+    return settings.PTA_PUBLIC_URL.rstrip("/") + reverse("samlidp:metadata", args=[tenant.slug])
+
+
+def idp_sso_url(*, tenant: Tenant) -> str:
+    return settings.PTA_PUBLIC_URL.rstrip("/") + reverse("samlidp:sso", args=[tenant.slug])
+
+
+def idp_slo_url(*, tenant: Tenant) -> str:
+    return settings.PTA_PUBLIC_URL.rstrip("/") + reverse("samlidp:slo", args=[tenant.slug])
+
+
+def sp_metadata_xml(*, sp: ServiceProvider) -> str:
+    """The SP as registered, written as SAML metadata for pysaml2: what it trusts of the SP is exactly this."""
+    keys = ""
+    if sp.signing_certificate:
+        keys += _key_descriptor("signing", sp.signing_certificate)
+    if sp.encryption_certificate:
+        keys += _key_descriptor("encryption", sp.encryption_certificate)
+    acs = "".join(
+        f'<md:AssertionConsumerService Binding="{BINDING_HTTP_POST}" Location={quoteattr(url)} index="{index}" '
+        f'isDefault="{"true" if index == 0 else "false"}"/>'
+        for index, url in enumerate(sp.acs_url_list()))
+    slo = (f'<md:SingleLogoutService Binding="{BINDING_HTTP_REDIRECT}" Location={quoteattr(sp.slo_url)}/>'
+           f'<md:SingleLogoutService Binding="{BINDING_HTTP_POST}" Location={quoteattr(sp.slo_url)}/>'
+           if sp.slo_url else "")
+    return (
+        '<?xml version="1.0"?><md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" '
+        f'xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID={quoteattr(sp.entity_id)}>'
+        f'<md:SPSSODescriptor AuthnRequestsSigned="{str(sp.requests_signed).lower()}" '
+        'protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">'
+        f'{keys}{slo}<md:NameIDFormat>{escape(NAMEID_FORMATS[str(sp.nameid_format)])}</md:NameIDFormat>{acs}'
+        '</md:SPSSODescriptor></md:EntityDescriptor>'
+    )
+
+
+def _key_descriptor(use: str, pem: str) -> str:
+    return (f'<md:KeyDescriptor use="{use}"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>'
+            f'{escape(certificate_base64(pem))}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>')
+
+
+class _SkewedPolicy(Policy):
+    """pysaml2's policy with NotBefore a little in the past: an SP whose clock is behind ours by less than
+    CLOCK_SKEW_SECONDS still accepts the assertion (pysaml2 sets NotBefore to the very second it signs)."""
+
+    def conditions(self, sp_entity_id):
+        made = super().conditions(sp_entity_id)
+        made.not_before = instant(time_stamp=int(time.time()) - CLOCK_SKEW_SECONDS)
+        return made
+
+
+def _attribute_converter() -> AttributeConverter:
+    converter = AttributeConverter(NAME_FORMAT_URI)
+    converter.from_dict({"identifier": NAME_FORMAT_URI, "fro": {uri: name for name, uri in ATTRIBUTES.items()},
+                         "to": dict(ATTRIBUTES)})
+    return converter
+
+
+@contextmanager
+def idp_server(*, tenant: Tenant, sp: ServiceProvider | None = None, published: bool = False) -> Iterator[Server]:
+    """pysaml2's IdP for the tenant, trusting ``sp`` alone (none: the metadata's). The active key signs;
+    ``published`` adds the other published certificates (the metadata's key rotation)."""
+    with ExitStack() as stack:
+        key_file, cert_file = stack.enter_context(signing_key_files(key=signing_key_active(tenant=tenant)))
+        extra: list[str] = []
+        if published:
+            for other in signing_keys_published(tenant=tenant)[1:]:
+                extra.append(stack.enter_context(signing_key_files(key=other))[1])
+        sso, slo = idp_sso_url(tenant=tenant), idp_slo_url(tenant=tenant)
+        config = IdPConfig()
+        config.load({
+            "entityid": idp_entity_id(tenant=tenant),
+            "xmlsec_binary": xmlsec_binary(),
+            "key_file": key_file, "cert_file": cert_file,
+            **({"additional_cert_files": extra} if extra else {}),
+            "metadata": {"inline": [sp_metadata_xml(sp=sp)]} if sp is not None else {},
+            "signing_algorithm": SIG_RSA_SHA256, "digest_algorithm": DIGEST_SHA256,
+            "accepted_time_diff": CLOCK_SKEW_SECONDS,
+            "valid_for": METADATA_VALID_HOURS,
+            "allow_unknown_attributes": True,
+            "service": {"idp": {
+                "name": tenant.name,
+                "endpoints": {
+                    "single_sign_on_service": [(sso, BINDING_HTTP_REDIRECT), (sso, BINDING_HTTP_POST)],
+                    "single_logout_service": [(slo, BINDING_HTTP_REDIRECT), (slo, BINDING_HTTP_POST)],
+                },
+                "name_id_format": list(NAMEID_FORMATS.values()),
+                "want_authn_requests_signed": bool(sp is not None and sp.requests_signed),
+                "sign_assertion": True,
+                "sign_response": bool(sp is not None and sp.sign_response),
+            }},
+        })
+        config.attribute_converters = [_attribute_converter()]
+        config.setattr("idp", "policy", _SkewedPolicy({"default": {
+            "lifetime": {"seconds": ASSERTION_SECONDS}, "name_form": NAME_FORMAT_URI,
+            "attribute_restrictions": None}}))
+        yield Server(config=config)
+
+
+def idp_metadata(*, tenant: Tenant) -> str:
+    """The tenant's IdP metadata, signed by the active key: both SSO bindings, SLO, the NameID formats, every
+    published signing certificate (the next one before it signs), validUntil and cacheDuration. Signed once and
+    kept METADATA_CACHE_SECONDS (SPs poll it); a key staged or promoted is another entry at once."""
+    published = ",".join(f"{key.pk}:{key.state}" for key in signing_keys_published(tenant=tenant))
+    entry = f"pta:saml:metadata:{tenant.pk}:{tenant.slug}:{settings.PTA_PUBLIC_URL}:{published}"
+    found = cache.get(entry)
+    if found is None:
+        found = _metadata_signed(tenant=tenant)
+        cache.set(entry, found, timeout=METADATA_CACHE_SECONDS)
+    return found
+
+
+def _metadata_signed(*, tenant: Tenant) -> str:
+    with idp_server(tenant=tenant, published=True) as server:
+        config = server.config
+        descriptor = entity_descriptor(config)
+        descriptor.cache_duration = f"PT{METADATA_CACHE_SECONDS}S"
+        descriptor.idpsso_descriptor.want_authn_requests_signed = "false"
+        secc = security_context(config)
+        _, signed = sign_entity_descriptor(descriptor, None, secc, sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256)
+        return str(signed)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the assertion is about, and how they signed in."""
+
+    name_id: str
+    name_id_format: str
+    attributes: dict[str, list[str]]
+    authn_instant: float  # epoch seconds: the session's sign-in
+    mfa: bool
+
+
+def authn_response_xml(*, tenant: Tenant, sp: ServiceProvider, identity: Identity, in_response_to: str | None,
+                       acs_url: str) -> str:
+    """The signed Response (the assertion signed, RSA-SHA256, exclusive c14n; the response too when the SP asks)."""
+    context = ("urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract" if identity.mfa
+               else "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport")
+    with idp_server(tenant=tenant, sp=sp) as server:
+        name_id = saml.NameID(format=identity.name_id_format, text=identity.name_id,
+                              sp_name_qualifier=sp.entity_id if identity.name_id_format == NAMEID_PERSISTENT else None,
+                              name_qualifier=idp_entity_id(tenant=tenant)
+                              if identity.name_id_format == NAMEID_PERSISTENT else None)
+        # Never encrypted: pysaml2 7.5 encrypts with 3DES-CBC (not AES-GCM) and the signature inside does not
+        # survive it for OneLogin's SP. The SP's encryption certificate is kept for when it can be done right.
+        response = server.create_authn_response(
+            identity.attributes, in_response_to, acs_url, sp.entity_id, name_id=name_id,
+            authn={"class_ref": context, "authn_instant": int(identity.authn_instant)},
+            sign_assertion=True, sign_response=sp.sign_response, encrypt_assertion=False,
+            sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256,
+            session_not_on_or_after=None,
+        )
+        return str(response)
+
+
+def error_response_xml(*, tenant: Tenant, sp: ServiceProvider, in_response_to: str | None, acs_url: str,
+                       status: str, message: str) -> str:
+    """A Response carrying only a status (NoPassive, RequestDenied …), signed."""
+    with idp_server(tenant=tenant, sp=sp) as server:
+        return str(server.create_error_response(in_response_to, acs_url, (status, message), sign=True,
+                                                sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256))
+
+
+def not_after(seconds: int) -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
+
+
+def logout_response_xml(*, tenant: Tenant, sp: ServiceProvider, request) -> tuple[str, str]:
+    """The signed LogoutResponse (Success) to the SP's LogoutRequest, and where it goes (the SP's SLO URL)."""
+    with idp_server(tenant=tenant, sp=sp) as server:
+        response = server.create_logout_response(request, [BINDING_HTTP_POST], sign=True, sign_alg=SIG_RSA_SHA256,
+                                                 digest_alg=DIGEST_SHA256)
+        return str(response), sp.slo_url  # pysaml2 addresses it there (the SP's metadata is its registration)
+
+
+def session_index_of(response_xml: str) -> str:
+    """The SessionIndex pysaml2 gave the response's AuthnStatement (it draws one itself)."""
+    found = re.search(r'SessionIndex="([^"]+)"', response_xml)
+    return found.group(1) if found else ""
+
+
+def logout_request_xml(*, tenant: Tenant, sp: ServiceProvider, name_id: str, name_id_format: str,
+                       session_index: str) -> str:
+    """A signed LogoutRequest to the SP's SLO URL for the user it knows by ``name_id`` (front-channel logout of
+    the session's other SPs)."""
+    with idp_server(tenant=tenant, sp=sp) as server:
+        qualified = name_id_format == NAMEID_PERSISTENT
+        _, request = server.create_logout_request(
+            sp.slo_url, sp.entity_id,
+            name_id=saml.NameID(format=name_id_format, text=name_id,
+                                sp_name_qualifier=sp.entity_id if qualified else None,
+                                name_qualifier=idp_entity_id(tenant=tenant) if qualified else None),
+            session_indexes=[session_index] if session_index else None, sign=True, sign_alg=SIG_RSA_SHA256,
+            digest_alg=DIGEST_SHA256)
+        return str(request)

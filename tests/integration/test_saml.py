@@ -1,0 +1,153 @@
+"""SAML 2.0 end to end: the Samba DC, a real pta-agent, a live Daphne, service providers built with OneLogin's
+python3-saml (strict mode) whose ACS is a real HTTP server on loopback, and Chromium for the HTTP-POST binding.
+
+- Chromium, SP-initiated by HTTP-Redirect: the sign-in pages, then the page that posts the response to the ACS by
+  itself; RelayState unchanged; the SP validates the signed assertion (attributes, groups); and the same without
+  JavaScript, through the noscript Continue button.
+- A plain HTTP client (no JavaScript), the HTTP-POST binding: the persistent NameID is the same over two sign-ins
+  (the second by ForceAuthn, which asks the password again) and different at another SP.
+"""
+
+from __future__ import annotations
+
+import html
+import http.server
+import re
+import threading
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from tests.fixtures.directory_admin import DirectoryAdmin
+from tests.fixtures.http import sign_in
+from tests.fixtures.portal import free_port, local_agents, make_portal, wait_for
+from tests.integration.test_groups import PASSWORD, kv, register_agent
+from tests.samlidp.onelogin_sp import OneLoginSP
+
+pytestmark = pytest.mark.integration
+
+
+class Acs:
+    """The SPs' assertion consumer services: an HTTP server on loopback that keeps every form posted to it."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.posts: list[dict[str, str]] = []
+        acs = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                acs.posts.append({k: v[0] for k, v in parse_qs(body).items()} | {"path": self.path})
+                page = b"<!doctype html><title>ACS</title><p id=acs>received</p>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{name}/acs"
+
+
+@pytest.fixture(scope="module")
+def site(ad_testbed, tmp_path_factory):
+    portal = make_portal("embedded")
+    directory = DirectoryAdmin(ad_testbed)
+    acs = Acs()
+    try:
+        port = free_port()
+        node = portal.start_node("web", port=port, env={"PTA_PUBLIC_URL": f"http://127.0.0.1:{port}"})
+        tenant = portal.tenant_create("Contoso", ad_testbed.upn_suffix)
+        register_agent(portal, node, tenant, ad_testbed)
+        wait_for(lambda: local_agents(node) == 1, timeout=10, message="the agent to connect")
+        metadata = httpx.get(f"{node.url}/saml/{tenant}/metadata/", timeout=20)
+        assert metadata.status_code == 200 and "public" in metadata.headers["Cache-Control"]
+        sps = {}
+        for name in ("wiki", "crm"):
+            sp = OneLoginSP(entity_id=f"https://{name}.contoso.test/", acs_url=acs.url(name),
+                            idp_metadata_xml=metadata.text)
+            certificate = tmp_path_factory.mktemp("sp") / f"{name}.pem"
+            certificate.write_text(sp.certificate)  # its requests must be signed
+            printed = kv(portal.manage("app_register", "--tenant", tenant, "--name", name, "--saml", "--entity-id",
+                                       sp.entity_id, "--acs-url", sp.acs_url, "--send-groups",
+                                       "--signing-cert-file", str(certificate)).stdout)
+            assert printed["saml_sso_url"].endswith(f"/saml/{tenant}/sso/")  # after PTA_PUBLIC_URL
+            sps[name] = sp
+        yield {"portal": portal, "node": node, "tenant": tenant, "directory": directory, "acs": acs, "sps": sps}
+    finally:
+        acs.server.shutdown()
+        directory.close()
+        portal.close()
+
+
+@pytest.fixture(scope="module")
+def person(site):
+    directory = site["directory"]
+    name, group = directory.unique("sa"), directory.unique("sg")
+    upn = directory.add_user(name, PASSWORD)
+    directory.add_group(group, name)
+    return {"upn": upn, "group": group}
+
+
+def test_chromium_signs_in_by_redirect_and_the_response_posts_itself_to_the_acs(site, person, chromium):
+    sp, acs = site["sps"]["wiki"], site["acs"]
+    for javascript in (True, False):
+        context = chromium.new_context(java_script_enabled=javascript)
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        try:
+            url, request_id = sp.redirect_url(relay_state="https://wiki.contoso.test/page?a=1&b=2")
+            before = len(acs.posts)
+            page.goto(url)
+            page.fill("input[name=username]", person["upn"])
+            page.click("button[type=submit]")
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            if not javascript:  # the noscript button of the page that carries the response
+                page.click("#continue")
+            page.wait_for_selector("#acs")
+            posted = acs.posts[before]
+            assert posted["path"] == "/wiki/acs"
+            assert posted["RelayState"] == "https://wiki.contoso.test/page?a=1&b=2"
+            auth = sp.process(posted["SAMLResponse"], request_id)
+            assert auth.get_friendlyname_attribute("upn") == [person["upn"]]
+            assert person["group"] in (auth.get_friendlyname_attribute("groups") or [])
+            assert auth.get_session_index()
+        finally:
+            context.close()
+
+
+def test_post_binding_persistent_name_id_stable_over_force_authn_and_pairwise(site, person):
+    node, tenant = site["node"], site["tenant"]
+    browser = httpx.Client(base_url=node.url, follow_redirects=False, timeout=20)
+    sso = f"/saml/{tenant}/sso/"
+
+    def answer(sp: OneLoginSP, *, force_authn: bool = False, sign_in_first: bool = True) -> str:
+        fields, request_id = sp.post_request(relay_state="rs-1", force_authn=force_authn)
+        first = browser.post(sso, data=fields)
+        if first.status_code == 302:  # the sign-in pages, then back
+            assert sign_in_first, first.headers["location"]
+            next_url = parse_qs(urlsplit(first.headers["location"]).query)["next"][0]
+            attempt = sign_in(node.url, person["upn"], PASSWORD, next_url=next_url, client=browser)
+            assert attempt.outcome == "success", attempt.text[:300]
+            first = browser.get(next_url)
+        assert first.status_code == 200, first.text[:300]
+        form = dict(re.findall(r'name="(SAMLResponse|RelayState)" value="([^"]*)"', first.text))
+        assert form["RelayState"] == "rs-1"
+        return sp.process(html.unescape(form["SAMLResponse"]), request_id).get_nameid()
+
+    wiki, crm = site["sps"]["wiki"], site["sps"]["crm"]
+    first = answer(wiki)
+    # ForceAuthn: the session is there, yet the password is asked again (a redirect to the sign-in pages).
+    fields, _ = wiki.post_request(force_authn=True)
+    assert browser.post(sso, data=fields).headers["location"].startswith("/login/")
+    assert answer(wiki, force_authn=True) == first
+    assert answer(crm, sign_in_first=False) != first  # the session is reused, the NameID is another

@@ -1,0 +1,309 @@
+"""The IdP against OneLogin's SP (strict mode) through Django's test client, with a session signed in as a
+directory user would be (the whole way through the pages, a DC and an agent: tests/integration/test_saml.py).
+
+Checked: the metadata (signed, validUntil, both bindings, cacheable); both bindings; the response validated by the
+SP; the persistent NameID stable and pairwise; attributes; RelayState; IsPassive; ForceAuthn; and the refusals:
+unregistered issuer or ACS, unsigned request for a signing SP, replay, stale, hostile input."""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+import zlib
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from django.test import Client
+from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
+from onelogin.saml2.utils import OneLogin_Saml2_Utils
+
+from samlidp.services.idp import idp_entity_id
+from samlidp.services.registration import service_provider_register
+from signin.services.authentication import AUTHENTICATED_AT_KEY
+from tenant.models import User
+from tests.samlidp.onelogin_sp import OneLoginSP
+
+ACS = "https://sp.alpha.example.test/acs/"
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def idp(tenant_a):
+    client = Client()
+    metadata = client.get(f"/saml/{tenant_a.slug}/metadata/")
+    assert metadata.status_code == 200
+    return {"tenant": tenant_a, "metadata": metadata.content.decode()}
+
+
+def make_sp(idp, entity_id="https://sp.alpha.example.test/", sign=True, *, registered_acs: str | None = None,
+            registered_signing: bool | None = None, **options) -> OneLoginSP:
+    """An SP built with OneLogin, registered with the portal (its ACS and whether it signs, unless told otherwise)."""
+    sp = OneLoginSP(entity_id=entity_id, acs_url=options.pop("acs_url", ACS), idp_metadata_xml=idp["metadata"],
+                    sign_requests=sign)
+    signing = sign if registered_signing is None else registered_signing
+    service_provider_register(tenant=idp["tenant"], name=options.pop("name", "Wiki"), entity_id=entity_id,
+                              acs_urls=[registered_acs or sp.acs_url], requests_signed=signing,
+                              signing_certificate=sp.certificate if signing else "", **options)
+    return sp
+
+
+def signed_in(tenant, upn="ada@alpha.example.test") -> Client:
+    user = User.objects.filter(upn=upn).first() or User.objects.create_user(
+        upn, None, tenant=tenant, display_name="Ada Lovelace", email=upn)
+    client = Client()
+    client.force_login(user)
+    session = client.session
+    session[AUTHENTICATED_AT_KEY] = time.time() - 30
+    session.save()
+    return client
+
+
+def response_form(answer) -> dict:
+    assert answer.status_code == 200, answer.content[:500]
+    text = answer.content.decode()
+    fields = dict(re.findall(r'name="(SAMLResponse|RelayState)" value="([^"]*)"', text))
+    action = re.search(r'<form method="post" action="([^"]+)"', text)
+    assert action, text[:500]
+    fields["action"] = action.group(1)
+    return fields
+
+
+def redirect_sso(client: Client, url: str):
+    parts = urlsplit(url)
+    return client.get(parts.path, parse_qs(parts.query))
+
+
+def test_metadata_is_signed_and_names_both_bindings(idp):
+    xml = idp["metadata"]
+    assert f'entityID="{idp_entity_id(tenant=idp["tenant"])}"' in xml
+    assert "validUntil=" in xml and 'cacheDuration="PT3600S"' in xml
+    idp_cert = OneLogin_Saml2_IdPMetadataParser.parse(xml)["idp"]["x509cert"]
+    assert OneLogin_Saml2_Utils.validate_metadata_sign(xml, OneLogin_Saml2_Utils.format_cert(idp_cert),
+                                                       raise_exceptions=True)
+    assert "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" in xml and "HTTP-POST" in xml
+    assert "nameid-format:persistent" in xml and "SingleLogoutService" in xml
+
+
+def test_redirect_binding_signed_request_gets_an_assertion_the_sp_accepts(idp):
+    sp = make_sp(idp)
+    client = signed_in(idp["tenant"])
+    url, request_id = sp.redirect_url(relay_state="https://sp.alpha.example.test/after?x=1&y=2")
+    form = response_form(redirect_sso(client, url))
+    assert form["action"] == ACS
+    assert form["RelayState"] == "https://sp.alpha.example.test/after?x=1&amp;y=2"
+    auth = sp.process(form["SAMLResponse"], request_id)
+    assert auth.get_nameid_format().endswith(":persistent")
+    assert auth.get_attribute("urn:oid:1.2.840.113556.1.4.656") == ["ada@alpha.example.test"]
+    assert auth.get_friendlyname_attribute("email") == ["ada@alpha.example.test"]
+
+
+def refused(answer, words: str) -> None:
+    """A clear error page: 400, the reason shown, no SAMLResponse anywhere."""
+    text = answer.content.decode()
+    shown = re.search(r'id="saml-error"[^>]*>([^<]*)<', text)
+    assert answer.status_code == 400 and shown, (answer.status_code, text[:300])
+    assert words in shown.group(1), shown.group(1)
+    assert "SAMLResponse" not in text and 'data-outcome="saml_request_refused"' in text
+
+
+def test_post_binding_signed_request_and_a_persistent_name_id_stable_and_pairwise(idp):
+    wiki = make_sp(idp)
+    crm = make_sp(idp, entity_id="https://crm.alpha.example.test/", acs_url="https://crm.alpha.example.test/acs/",
+                  name="CRM")
+    client = signed_in(idp["tenant"])
+    name_ids = []
+    for sp in (wiki, wiki, crm):
+        fields, request_id = sp.post_request(relay_state="opaque-state")
+        form = response_form(client.post(f"/saml/{idp['tenant'].slug}/sso/", fields))
+        assert form["RelayState"] == "opaque-state" and form["action"] == sp.acs_url
+        name_ids.append(sp.process(form["SAMLResponse"], request_id).get_nameid())
+    assert name_ids[0] == name_ids[1] != name_ids[2]
+    assert "ada" not in name_ids[0].lower()  # opaque
+
+
+def test_is_passive_without_a_session_answers_no_passive_and_shows_no_page(idp):
+    sp = make_sp(idp)
+    url, request_id = sp.redirect_url(is_passive=True)
+    form = response_form(redirect_sso(Client(), url))
+    xml = base64.b64decode(form["SAMLResponse"]).decode()
+    assert "urn:oasis:names:tc:SAML:2.0:status:NoPassive" in xml and f'InResponseTo="{request_id}"' in xml
+    assert "Assertion" not in xml
+
+
+def test_without_a_session_the_sign_in_pages_then_back_and_force_authn_asks_again(idp):
+    sp = make_sp(idp)
+    url, _ = sp.redirect_url()
+    answer = redirect_sso(Client(), url)
+    assert answer.status_code == 302 and answer["Location"].startswith("/login/?next=")
+    back = parse_qs(urlsplit(answer["Location"]).query)["next"][0]
+    assert back.startswith(f"/saml/{idp['tenant'].slug}/sso/continue/?key=")
+    # Signed in already, ForceAuthn: the pages again, and the way back gives nothing until a sign-in completes.
+    client = signed_in(idp["tenant"])
+    url, _ = sp.redirect_url(force_authn=True)
+    answer = redirect_sso(client, url)
+    assert answer.status_code == 302 and answer["Location"].startswith("/login/?next=")
+    back = parse_qs(urlsplit(answer["Location"]).query)["next"][0]
+    assert client.get(back).status_code == 302
+    from signin.services.authentication import session_authenticated
+
+    session = client.session
+    session_authenticated(session=session)
+    session.save()
+    assert "SAMLResponse" in client.get(back).content.decode()
+
+
+def test_an_unregistered_acs_is_refused_and_nothing_is_sent_there(idp):
+    sp = make_sp(idp, acs_url="https://evil.example.test/acs/", registered_acs=ACS)
+    url, _ = sp.redirect_url()
+    refused(redirect_sso(signed_in(idp["tenant"]), url), "AssertionConsumerServiceURL is not registered")
+
+
+def test_an_unregistered_issuer_is_refused(idp):
+    sp = OneLoginSP(entity_id="https://stranger.example.test/", acs_url=ACS, idp_metadata_xml=idp["metadata"])
+    url, _ = sp.redirect_url()
+    refused(redirect_sso(signed_in(idp["tenant"]), url), "is not a service provider registered")
+
+
+def test_an_unsigned_or_tampered_request_is_refused_for_a_signing_sp(idp):
+    unsigned = make_sp(idp, sign=False, registered_signing=True)
+    client = signed_in(idp["tenant"])
+    url, _ = unsigned.redirect_url()
+    refused(redirect_sso(client, url), "signature is missing or does not verify")
+    fields, _ = unsigned.post_request()
+    refused(client.post(f"/saml/{idp['tenant'].slug}/sso/", fields), "signature is missing or does not verify")
+    signing = make_sp(idp, entity_id="https://signing.alpha.example.test/")
+    url, _ = signing.redirect_url(relay_state="a")
+    refused(redirect_sso(client, url.replace("RelayState=a", "RelayState=b")), "does not verify")
+
+
+def test_a_replayed_or_stale_request_is_refused(idp):
+    sp = make_sp(idp)
+    client = signed_in(idp["tenant"])
+    url, _ = sp.redirect_url()
+    response_form(redirect_sso(client, url))
+    refused(redirect_sso(client, url), "used already")
+    plain = make_sp(idp, entity_id="https://plain.alpha.example.test/", sign=False)
+    fields, _ = plain.post_request()
+    xml = base64.b64decode(fields["SAMLRequest"]).decode()
+    old = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
+    xml = re.sub(r'IssueInstant="[^"]+"', f'IssueInstant="{old}"', xml)
+    refused(client.post(f"/saml/{idp['tenant'].slug}/sso/", {"SAMLRequest": base64.b64encode(xml.encode()).decode()}),
+            "too old")
+
+
+LAUGHS = ('<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaaaaaaaa">'
+          + "".join(f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">' for i in range(9))
+          + ']><samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol">&j;</samlp:AuthnRequest>')
+EXTERNAL = ('<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+            '<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol">&x;</samlp:AuthnRequest>')
+
+
+def deflated(data: bytes) -> str:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return base64.b64encode(compressor.compress(data) + compressor.flush()).decode()
+
+
+@pytest.mark.parametrize(("binding", "value", "words"), [
+    ("get", "%%%not base64%%%", "not base64"),
+    ("get", base64.b64encode(b"no deflate here").decode(), "not deflated"),
+    ("post", base64.b64encode(b"<unclosed").decode(), "not well-formed"),
+    ("post", base64.b64encode(b"<a>not a request</a>").decode(), "not a SAML AuthnRequest"),
+    ("post", "A" * (65 * 1024), "larger than 64 KiB"),
+    ("get", deflated(b"<" + b"a" * (20 * 1024 * 1024)), "inflates to more than"),
+    ("post", deflated(b" " * (20 * 1024 * 1024)), "inflates to more than"),
+    ("post", base64.b64encode(LAUGHS.encode()).decode(), "DTD or entity"),
+    ("get", deflated(LAUGHS.encode()), "DTD or entity"),
+    ("post", base64.b64encode(EXTERNAL.encode()).decode(), "DTD or entity"),
+])
+def test_hostile_input_gets_a_clear_error_page(tenant_a, binding, value, words):
+    client, path = Client(), f"/saml/{tenant_a.slug}/sso/"
+    send = client.post if binding == "post" else client.get
+    refused(send(path, {"SAMLRequest": value}), words)
+
+
+def test_idp_initiated_only_when_the_sp_allows_it(idp):
+    closed = make_sp(idp)
+    opened = make_sp(idp, entity_id="https://open.alpha.example.test/", acs_url="https://open.alpha.example.test/acs/",
+                     name="Open", allow_idp_initiated=True)
+    client = signed_in(idp["tenant"])
+    path = f"/saml/{idp['tenant'].slug}/sso/"
+    refused(client.get(path, {"sp": closed.entity_id}), "allows sign-in from the portal")
+    form = response_form(client.get(path, {"sp": opened.entity_id}))
+    assert form["action"] == opened.acs_url
+    assert opened.process(form["SAMLResponse"], None).get_nameid()
+
+
+def test_a_user_not_assigned_gets_the_access_page_and_the_sp_request_denied(idp):
+    sp = make_sp(idp, assign_groups=["Payroll-Users"])
+    url, request_id = sp.redirect_url()
+    answer = redirect_sso(signed_in(idp["tenant"]), url)
+    assert answer.status_code == 403 and answer["PTA-Outcome"] == "app_not_assigned"
+    denied = re.search(r'name="SAMLResponse" value="([^"]+)"', answer.content.decode())
+    assert denied
+    xml = base64.b64decode(denied.group(1)).decode()
+    assert "status:RequestDenied" in xml and "Assertion" not in xml
+
+
+def test_a_user_of_another_organisation_goes_to_the_sign_in_pages(idp, tenant_b):
+    sp = make_sp(idp)
+    url, _ = sp.redirect_url()
+    answer = redirect_sso(signed_in(tenant_b, "bob@beta.example.test"), url)
+    assert answer.status_code == 302 and answer["Location"].startswith("/login/")
+
+
+def test_single_logout_ends_the_portal_session_and_answers_the_sp(idp):
+    sp = OneLoginSP(entity_id="https://slo.alpha.example.test/", acs_url=ACS, idp_metadata_xml=idp["metadata"],
+                    slo_url="https://slo.alpha.example.test/slo/")
+    service_provider_register(tenant=idp["tenant"], name="SLO", entity_id=sp.entity_id, acs_urls=[ACS],
+                              slo_url=sp.slo_url, requests_signed=True, signing_certificate=sp.certificate)
+    client = signed_in(idp["tenant"])
+    url, request_id = sp.redirect_url()
+    signed_in_sp = sp.process(response_form(redirect_sso(client, url))["SAMLResponse"], request_id)
+    # Another user's NameID: nobody is signed out.
+    url, _ = sp.logout_url(name_id="someone-else", session_index=None)
+    refused(redirect_sso(client, url), "another user")
+    assert client.get("/login/done/").status_code == 200
+    url, logout_id = sp.logout_url(name_id=signed_in_sp.get_nameid(), session_index=signed_in_sp.get_session_index())
+    form = response_form(redirect_sso(client, url))
+    assert form["action"] == sp.slo_url
+    sp.process_logout_response(form["SAMLResponse"], logout_id)
+    assert client.get("/login/done/").status_code == 302  # the portal session (OpenID Connect's too) has ended
+
+
+
+def test_no_assertion_is_encrypted_with_pysaml2s_triple_des(idp):
+    """pysaml2 (7.5) encrypts assertions with 3DES-CBC, not AES-GCM, and OneLogin then rejects the signature:
+    encrypted assertions are not offered; an SP's encryption certificate is kept, not used (docs/saml.md)."""
+    sp = OneLoginSP(entity_id="https://enc.alpha.example.test/", acs_url=ACS, idp_metadata_xml=idp["metadata"])
+    service_provider_register(tenant=idp["tenant"], name="Enc", entity_id=sp.entity_id, acs_urls=[ACS],
+                              requests_signed=True, signing_certificate=sp.certificate,
+                              encryption_certificate=sp.certificate)
+    url, request_id = sp.redirect_url()
+    form = response_form(redirect_sso(signed_in(idp["tenant"]), url))
+    assert "EncryptedAssertion" not in base64.b64decode(form["SAMLResponse"]).decode()
+    assert sp.process(form["SAMLResponse"], request_id).get_friendlyname_attribute("upn") == ["ada@alpha.example.test"]
+
+
+def test_single_logout_tells_the_sessions_other_sps(idp):
+    asking, other = (OneLoginSP(entity_id=f"https://{name}.alpha.example.test/", acs_url=f"https://{name}.alpha.example.test/acs/",
+                                idp_metadata_xml=idp["metadata"], slo_url=f"https://{name}.alpha.example.test/slo/")
+                     for name in ("one", "two"))
+    for sp in (asking, other):
+        service_provider_register(tenant=idp["tenant"], name=sp.entity_id, entity_id=sp.entity_id,
+                                  acs_urls=[sp.acs_url], slo_url=sp.slo_url, requests_signed=True,
+                                  signing_certificate=sp.certificate)
+    client = signed_in(idp["tenant"])
+    sessions = {}
+    for sp in (asking, other):
+        url, request_id = sp.redirect_url()
+        sessions[sp.entity_id] = sp.process(response_form(redirect_sso(client, url))["SAMLResponse"], request_id)
+    url, _ = asking.logout_url(name_id=sessions[asking.entity_id].get_nameid(),
+                               session_index=sessions[asking.entity_id].get_session_index())
+    page = redirect_sso(client, url).content.decode()
+    told = re.search(r'srcdoc="[^"]*action=&quot;([^&]+)&quot;[^"]*'
+                     r'name=&quot;SAMLRequest&quot; value=&quot;([^&]+)&quot;', page)
+    assert told and told.group(1) == other.slo_url, page[:800]
+    request = other.logout_request(told.group(2))
+    assert request["name_id"] == sessions[other.entity_id].get_nameid()
+    assert request["session_indexes"] == [sessions[other.entity_id].get_session_index()]
