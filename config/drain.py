@@ -171,5 +171,8 @@ def _stop_listening(reactor: Any) -> int:
 
     ports = [reader for reader in reactor.getReaders() if IListeningPort.providedBy(reader)]
     for port in ports:
+        # First accept what the kernel already accepted for us (its backlog): closing the socket would reset those
+        # connections, on which a client (nginx) may have written its request already, a POST it would not retry.
+        port.doRead()
         port.stopListening()
     return len(ports)
