@@ -132,7 +132,9 @@ def test_post_binding_persistent_name_id_stable_over_force_authn_and_pairwise(si
 
     def answer(sp: OneLoginSP, *, force_authn: bool = False, sign_in_first: bool = True) -> str:
         fields, request_id = sp.post_request(relay_state="rs-1", force_authn=force_authn)
-        first = browser.post(sso, data=fields)
+        posted = browser.post(sso, data=fields)
+        assert posted.status_code == 303, posted.text[:300]  # back by a GET, which brings the session cookie
+        first = browser.get(sso + posted.headers["location"])
         if first.status_code == 302:  # the sign-in pages, then back
             assert sign_in_first, first.headers["location"]
             next_url = parse_qs(urlsplit(first.headers["location"]).query)["next"][0]
@@ -148,6 +150,7 @@ def test_post_binding_persistent_name_id_stable_over_force_authn_and_pairwise(si
     first = answer(wiki)
     # ForceAuthn: the session is there, yet the password is asked again (a redirect to the sign-in pages).
     fields, _ = wiki.post_request(force_authn=True)
-    assert browser.post(sso, data=fields).headers["location"].startswith("/login/")
+    ticket = browser.post(sso, data=fields).headers["location"]
+    assert browser.get(sso + ticket).headers["location"].startswith("/login/")
     assert answer(wiki, force_authn=True) == first
     assert answer(crm, sign_in_first=False) != first  # the session is reused, the NameID is another
