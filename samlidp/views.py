@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from django.contrib.auth import logout
 from django.contrib.auth.views import redirect_to_login
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers, patch_cache_control
@@ -38,6 +38,8 @@ from samlidp.services.sso import (
     sso_pending,
     sso_pending_drop,
     sso_pending_store,
+    sso_ticket_issue,
+    sso_ticket_redeem,
 )
 from signin.helpdesk import help_context
 from signin.outcomes import OUTCOME_NEXT_STEPS, Outcome
@@ -86,6 +88,8 @@ def metadata(request: HttpRequest, slug: str) -> HttpResponse:
 def sso(request: HttpRequest, slug: str) -> HttpResponse:
     tenant = _tenant(slug)
     params = request.POST if request.method == "POST" else request.GET
+    if request.method == "GET" and "ticket" in params:
+        return _ticket_answer(request, tenant, params["ticket"])
     if "SAMLRequest" not in params:
         return _idp_initiated(request, tenant, params.get("sp", ""))
     binding = BINDING_HTTP_POST if request.method == "POST" else BINDING_HTTP_REDIRECT
@@ -96,10 +100,26 @@ def sso(request: HttpRequest, slug: str) -> HttpResponse:
     except SamlRequestError as exc:
         logger.info("SAML request to tenant %s refused: %s", tenant.slug, exc)
         return _error(request, str(exc), tenant=tenant)
+    if request.method == "POST":
+        # The SP's page posted here cross-site: the session cookie (SameSite=Lax) did not come with it. The checked
+        # request waits in the cache and the browser comes back by a GET, which brings the cookie.
+        return HttpResponseRedirect("?" + urlencode({"ticket": sso_ticket_issue(request=authn)}), status=303)
+    return _pending_answer(request, tenant, authn)
+
+
+def _pending_answer(request: HttpRequest, tenant: Tenant, authn: AuthnRequest) -> HttpResponse:
     key = sso_pending_store(session=request.session, request=authn)
     if authn.force_authn and not authn.is_passive:
         session_reauthentication_require(session=request.session, request_key=_request_key(key))
     return _answer(request, tenant, key)
+
+
+def _ticket_answer(request: HttpRequest, tenant: Tenant, ticket: str) -> HttpResponse:
+    authn = sso_ticket_redeem(tenant=tenant, ticket=ticket)
+    if authn is None:
+        return _error(request, "This sign-in request has expired or was used already: start again from the "
+                               "application.", tenant=tenant)
+    return _pending_answer(request, tenant, authn)
 
 
 def _idp_initiated(request: HttpRequest, tenant: Tenant, entity_id: str) -> HttpResponse:

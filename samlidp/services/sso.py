@@ -14,6 +14,8 @@ import hmac
 import secrets
 import time
 
+from django.core.cache import cache
+
 from samlidp.models import ServiceProvider
 from samlidp.services.idp import NAMEID_FORMATS, Identity
 from samlidp.services.requests import AuthnRequest
@@ -25,7 +27,9 @@ PENDING_KEY = "pta_saml_pending"
 # The SPs this session signed in to (for single logout): SP pk → NameID, its format, the SessionIndex.
 PARTICIPANTS_KEY = "pta_saml_sps"
 PENDING_SECONDS = 600  # as long as a sign-in may take
-PENDING_KEPT = 8  # a browser has few SSO requests under way at once; the oldest go first
+PENDING_KEPT = 8
+TICKET_PREFIX = "pta:saml:ticket:"
+TICKET_SECONDS = 120  # a browser has few SSO requests under way at once; the oldest go first
 
 
 def sso_pending_store(*, session, request: AuthnRequest) -> str:
@@ -52,6 +56,31 @@ def sso_pending_drop(*, session, key: str) -> None:
     kept = dict(session.get(PENDING_KEY) or {})
     if kept.pop(key, None) is not None:
         session[PENDING_KEY] = kept
+
+
+def sso_ticket_issue(*, request: AuthnRequest) -> str:
+    """A checked request kept TICKET_SECONDS under a one-time ticket (the POST binding's way to a GET)."""
+    ticket = secrets.token_urlsafe(24)
+    cache.set(f"{TICKET_PREFIX}{ticket}", {
+        "tenant": str(request.sp.application.tenant_id), "sp": request.sp.pk, "id": request.request_id,
+        "acs": request.acs_url, "relay_state": request.relay_state, "force": request.force_authn,
+        "passive": request.is_passive}, timeout=TICKET_SECONDS)
+    return ticket
+
+
+def sso_ticket_redeem(*, tenant, ticket: str) -> AuthnRequest | None:
+    """The request behind a ticket, once (None: unknown, expired, used, or another tenant's)."""
+    if not ticket or len(ticket) > 64:
+        return None
+    key = f"{TICKET_PREFIX}{ticket}"
+    found = cache.get(key)
+    if not isinstance(found, dict) or found.get("tenant") != str(tenant.pk) or not cache.delete(key):
+        return None  # the delete that succeeds is the one use
+    sp = ServiceProvider.objects.select_related("application").filter(pk=found["sp"]).first()
+    if sp is None:
+        return None
+    return AuthnRequest(sp=sp, request_id=found["id"], acs_url=found["acs"], relay_state=found["relay_state"],
+                        force_authn=found["force"], is_passive=found["passive"])
 
 
 def persistent_name_id(*, user: User, sp: ServiceProvider) -> str:

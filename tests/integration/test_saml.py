@@ -3,7 +3,8 @@ python3-saml (strict mode) whose ACS is a real HTTP server on loopback, and Chro
 
 - Chromium, SP-initiated by HTTP-Redirect: the sign-in pages, then the page that posts the response to the ACS by
   itself; RelayState unchanged; the SP validates the signed assertion (attributes, groups); and the same without
-  JavaScript, through the noscript Continue button.
+  JavaScript, through the noscript Continue button. Then by HTTP-POST from another site's page: the session is
+  reused though its SameSite=Lax cookie does not come with a cross-site POST.
 - A plain HTTP client (no JavaScript), the HTTP-POST binding: the persistent NameID is the same over two sign-ins
   (the second by ForceAuthn, which asks the password again) and different at another SP.
 """
@@ -34,9 +35,18 @@ class Acs:
     def __init__(self):
         self.port = free_port()
         self.posts: list[dict[str, str]] = []
+        self.pages: dict[str, bytes] = {}  # what a GET of a path shows (an SP's page that posts a request)
         acs = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                page = acs.pages.get(self.path, b"")
+                self.send_response(200 if page else 404)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
             def do_POST(self):  # noqa: N802 (http.server's name)
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
                 acs.posts.append({k: v[0] for k, v in parse_qs(body).items()} | {"path": self.path})
@@ -121,8 +131,29 @@ def test_chromium_signs_in_by_redirect_and_the_response_posts_itself_to_the_acs(
             assert auth.get_friendlyname_attribute("upn") == [person["upn"]]
             assert person["group"] in (auth.get_friendlyname_attribute("groups") or [])
             assert auth.get_session_index()
+            if javascript:
+                _post_binding_from_another_site(site, page)
         finally:
             context.close()
+
+
+def _post_binding_from_another_site(site, page) -> None:
+    """The HTTP-POST binding as browsers send it: from the SP's page on another site (localhost, where the portal is
+    127.0.0.1), so the portal's SameSite=Lax session cookie does not come with the POST. The session is reused all
+    the same: no sign-in page, the response at the ACS."""
+    sp, acs = site["sps"]["crm"], site["acs"]
+    fields, request_id = sp.post_request(relay_state="rs-post")
+    inputs = "".join(f'<input type="hidden" name="{name}" value="{html.escape(value)}">'
+                     for name, value in fields.items())
+    acs.pages["/crm/start"] = (f'<!doctype html><title>SP</title><body onload="document.forms[0].submit()">'
+                               f'<form method="post" action="{site["node"].url}/saml/{site["tenant"]}/sso/">'
+                               f'{inputs}</form>').encode()
+    before = len(acs.posts)
+    page.goto(f"http://localhost:{acs.port}/crm/start")
+    page.wait_for_url("**/crm/acs")
+    posted = acs.posts[before]
+    assert posted["path"] == "/crm/acs" and posted["RelayState"] == "rs-post"
+    assert sp.process(posted["SAMLResponse"], request_id).get_nameid()
 
 
 def test_post_binding_persistent_name_id_stable_over_force_authn_and_pairwise(site, person):
@@ -132,7 +163,9 @@ def test_post_binding_persistent_name_id_stable_over_force_authn_and_pairwise(si
 
     def answer(sp: OneLoginSP, *, force_authn: bool = False, sign_in_first: bool = True) -> str:
         fields, request_id = sp.post_request(relay_state="rs-1", force_authn=force_authn)
-        first = browser.post(sso, data=fields)
+        posted = browser.post(sso, data=fields)
+        assert posted.status_code == 303, posted.text[:300]  # back by a GET, which brings the session cookie
+        first = browser.get(sso + posted.headers["location"])
         if first.status_code == 302:  # the sign-in pages, then back
             assert sign_in_first, first.headers["location"]
             next_url = parse_qs(urlsplit(first.headers["location"]).query)["next"][0]
@@ -148,6 +181,7 @@ def test_post_binding_persistent_name_id_stable_over_force_authn_and_pairwise(si
     first = answer(wiki)
     # ForceAuthn: the session is there, yet the password is asked again (a redirect to the sign-in pages).
     fields, _ = wiki.post_request(force_authn=True)
-    assert browser.post(sso, data=fields).headers["location"].startswith("/login/")
+    ticket = browser.post(sso, data=fields).headers["location"]
+    assert browser.get(sso + ticket).headers["location"].startswith("/login/")
     assert answer(wiki, force_authn=True) == first
     assert answer(crm, sign_in_first=False) != first  # the session is reused, the NameID is another
