@@ -1,6 +1,10 @@
+import warnings
 from pathlib import Path
 
 from .env import env, https_in_production, required_in_production
+
+# pysaml2 (samlidp/) names, at import, a cipher mode that cryptography has moved; it is never used here.
+warnings.filterwarnings("ignore", message="CFB has been moved", module=r"saml2\.")
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 # Where the embedded profile keeps its database and generated keys.
@@ -94,6 +98,7 @@ LOGGING = {
              "level": env("PTA_LOG_LEVEL", "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))},
     "loggers": {
         "django.channels.server": {"level": "WARNING"},
+        "xmlschema": {"level": "WARNING"},  # pysaml2's schema library announces each schema it loads
         "django.request": {"filters": ["forbidden_on_one_line"]},
         "django.security.csrf": {"filters": ["forbidden_on_one_line"]},
     },
