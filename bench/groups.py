@@ -1,7 +1,7 @@
 """What reading a user's groups costs per sign-in, against the Samba AD test bed (docs/benchmarks.md, "Groups").
 
     .venv/bin/python bench/groups.py [--ad-dir DIR] [--rounds 40]     (inside a network namespace of its own, e.g.
-                                                                      /work/tools/nsrun or `unshare -n`)
+                                                                      `unshare -n`)
 
 Through the agent's own DirectoryValidator (one pooled connection, one thread): the whole sign-in (bind + the read
 as the user) without groups, with groups as the agent reads them (tokenGroups on the user's entry, then one search
