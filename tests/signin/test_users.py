@@ -127,7 +127,9 @@ def test_first_sign_ins_of_one_person_at_once_are_one_user(tenant):
         pytest.skip("SQLite runs one write transaction at a time: no race to play")
     for round_ in range(15):
         upn, guid = f"race{round_}@east.example.test", str(uuid.uuid4())
-        barrier, users, errors = threading.Barrier(2), [], []
+        barrier = threading.Barrier(2)
+        users: list[User] = []
+        errors: list[Exception] = []
 
         def sign_in(upn=upn, guid=guid, barrier=barrier, users=users, errors=errors) -> None:
             try:
