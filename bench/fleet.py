@@ -14,6 +14,7 @@ The simulated directory answers after --cost-ms (5 ms): times are reported with 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -147,6 +148,8 @@ def wait_connected(node, count: int, limit: float) -> float | None:
         except Exception:  # noqa: BLE001, S110 - a node starting answers nothing yet
             pass
         time.sleep(0.2)
+    with contextlib.suppress(Exception):
+        log(f"  {local_agents(node)} of {count} agents connected to {node.name} after {limit:.0f} s")
     return None
 
 

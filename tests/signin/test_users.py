@@ -113,3 +113,37 @@ def test_the_mail_is_vouched_for_only_in_a_domain_the_answering_agent_serves(ten
     User.objects.filter(pk=user.pk).update(email="")
     user.refresh_from_db()
     assert _email_verified(user) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_first_sign_ins_of_one_person_at_once_are_one_user(tenant):
+    """Two first sign-ins of a new user answered at the same moment (the soak found it: eight clients, 200
+    accounts): both sign the one user in; the later insert finds the earlier one instead of failing."""
+    import threading
+
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite runs one write transaction at a time: no race to play")
+    for round_ in range(15):
+        upn, guid = f"race{round_}@east.example.test", str(uuid.uuid4())
+        barrier = threading.Barrier(2)
+        users: list[User] = []
+        errors: list[Exception] = []
+
+        def sign_in(upn=upn, guid=guid, barrier=barrier, users=users, errors=errors) -> None:
+            try:
+                barrier.wait(5)
+                users.append(user_sync(tenant=tenant, upn=upn, directory=directory(upn, guid)))
+            except Exception as exc:  # noqa: BLE001 - the failure is the finding
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=sign_in) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert not errors, errors
+        assert users[0].pk == users[1].pk
