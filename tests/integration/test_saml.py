@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from tests.fixtures.browser import sealed_submit
 from tests.fixtures.directory_admin import DirectoryAdmin
 from tests.fixtures.http import sign_in
 from tests.fixtures.portal import free_port, local_agents, make_portal, wait_for
@@ -119,10 +120,12 @@ def test_chromium_signs_in_by_redirect_and_the_response_posts_itself_to_the_acs(
             page.goto(url)
             page.fill("input[name=username]", person["upn"])
             page.click("button[type=submit]")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
-            if not javascript:  # the noscript button of the page that carries the response
-                page.click("#continue")
+            page.fill("#id_password", PASSWORD)  # with JavaScript on, the field has no name: the page seals it
+            if javascript:
+                sealed_submit(page)
+            else:
+                page.click("button[type=submit]")
+                page.click("#continue")  # the noscript button of the page that carries the response
             page.wait_for_selector("#acs")
             posted = acs.posts[before]
             assert posted["path"] == "/wiki/acs"
