@@ -18,9 +18,10 @@ from django.test import Client
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
+from samlidp.models import ServiceProvider
 from samlidp.services.idp import idp_entity_id
 from samlidp.services.registration import service_provider_register
-from signin.services.authentication import AUTHENTICATED_AT_KEY
+from signin.services.authentication import AMR_KEY, AUTHENTICATED_AT_KEY
 from tenant.models import User
 from tests.samlidp.onelogin_sp import OneLoginSP
 
@@ -160,6 +161,27 @@ def test_without_a_session_the_sign_in_pages_then_back_and_force_authn_asks_agai
     session_authenticated(session=session)
     session.save()
     assert "SAMLResponse" in client.get(back).content.decode()
+
+
+def test_a_session_signed_in_with_a_code_gets_no_assertion_for_an_sp_that_requires_a_passkey(idp):
+    """An attacker who relayed a password and an authenticator code (a phishing page) for another application must
+    not turn that session into an assertion for an SP whose application requires a passkey: the sign-in pages
+    instead, as OpenID Connect does; a session signed in with a passkey gets its answer."""
+    sp = make_sp(idp)
+    application = ServiceProvider.objects.get(entity_id=sp.entity_id).application
+    application.phishing_resistant_required = True
+    application.save(update_fields=["phishing_resistant_required"])
+    for amr, answered in ((["pwd", "otp", "mfa"], False), (["pwd", "hwk", "mfa"], True)):
+        client = signed_in(idp["tenant"])
+        session = client.session
+        session[AMR_KEY] = amr
+        session.save()
+        url, _ = sp.redirect_url()
+        answer = redirect_sso(client, url)
+        if answered:
+            assert "SAMLResponse" in response_form(answer)
+        else:
+            assert answer.status_code == 302 and answer["Location"].startswith("/login/?next="), amr
 
 
 def test_an_unregistered_acs_is_refused_and_nothing_is_sent_there(idp):
