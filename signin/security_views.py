@@ -19,7 +19,12 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
 from signin.forms import MfaCodeForm
-from signin.services.authentication import AUTHENTICATED_AT_KEY, FACTOR_AT_KEY, session_factor_given
+from signin.services.authentication import (
+    AUTHENTICATED_AT_KEY,
+    FACTOR_AT_KEY,
+    PASSKEY_AT_KEY,
+    session_factor_given,
+)
 from signin.services.mfa import mfa_code_verify, recovery_codes_exist, totp_device_confirmed
 from signin.services.passkeys import (
     DEFAULT_NAME,
@@ -50,8 +55,10 @@ def _has_factor(user) -> bool:
 
 
 def _fresh(request: HttpRequest) -> bool:
-    """A second factor given here lately; for a user without any, a sign-in this recent."""
-    key = FACTOR_AT_KEY if _has_factor(_user(request)) else AUTHENTICATED_AT_KEY
+    """A second factor given here lately: a passkey for a user who has one (a code relayed by a phishing page must
+    not let its relayer add a passkey of their own), else a code; for a user without any, a sign-in this recent."""
+    user = _user(request)
+    key = PASSKEY_AT_KEY if passkey_exists(user=user) else FACTOR_AT_KEY if _has_factor(user) else AUTHENTICATED_AT_KEY
     at = request.session.get(key)
     return at is not None and time.time() - float(at) <= FRESH_FACTOR_SECONDS
 
@@ -64,9 +71,10 @@ def _render(request: HttpRequest, *, error: str = "", notice: str = "", status: 
                        passkey_create_options=json.loads(passkey_registration_options(session=request.session,
                                                                                       user=user)))
     else:
-        context.update(form=MfaCodeForm(), codes_allowed=totp_device_confirmed(user=user) is not None
-                       or recovery_codes_exist(user=user))
-        if passkey_exists(user=user):
+        has_passkey = passkey_exists(user=user)
+        context.update(form=MfaCodeForm(), codes_allowed=not has_passkey and (
+            totp_device_confirmed(user=user) is not None or recovery_codes_exist(user=user)))
+        if has_passkey:
             context["passkey_options"] = json.loads(passkey_authentication_options(session=request.session,
                                                                                    user=user))
     return render(request, "signin/security.html", context, status=status)
@@ -81,10 +89,12 @@ def security_page(request: HttpRequest) -> HttpResponse:
     """GET: the page. POST: a code (authenticator app or recovery code) to make the factor fresh."""
     if request.method == "GET":
         return _render(request)
+    if passkey_exists(user=_user(request)):
+        return _render(request, error="Use one of your passkeys to change them.", status=400)
     check = mfa_code_verify(user=_user(request), token=request.POST.get("otp", ""))
     if not check.ok:
         return _render(request, error="That code didn't work. Try again.", status=400)
-    session_factor_given(session=request.session)
+    session_factor_given(session=request.session, passkey=False)
     return HttpResponseRedirect(PAGE)
 
 
@@ -99,7 +109,7 @@ def security_verify_passkey(request: HttpRequest) -> HttpResponse:
     except PasskeyRefused as refused:
         logger.warning("passkey refused on the security page of %s: %s", _user(request).upn, refused)
         return _render(request, error="The passkey was not accepted. Try again.", status=400)
-    session_factor_given(session=request.session)
+    session_factor_given(session=request.session, passkey=True)
     return HttpResponseRedirect(PAGE)
 
 

@@ -603,7 +603,7 @@ def _mfa_complete(request: HttpRequest, pending: dict, user: User, device_id: st
     login(request, user, backend=BACKEND)
     request.session[DEVICE_ID_SESSION_KEY] = device_id  # django-otp's marker: this session is verified
     session_authenticated(session=request.session, amr=amr_values(factor=factor, device=passkey))
-    session_factor_given(session=request.session)
+    session_factor_given(session=request.session, passkey=passkey is not None)
     signin_event_mfa_result(event_id=pending["event_id"], outcome=Outcome.SUCCESS, factor=factor)
     signins.labels(Outcome.SUCCESS.value, pending["channel"]).inc()
     device = _device(request) or device_id_new()

@@ -26,6 +26,7 @@ AUTHENTICATED_AT_KEY = "pta_authenticated_at"
 AMR_KEY = "pta_amr"
 # When this session last gave a second factor (epoch seconds): the self-service page's changes need a recent one.
 FACTOR_AT_KEY = "pta_factor_at"
+PASSKEY_AT_KEY = "pta_passkey_at"  # the same, when that factor was a passkey
 REAUTHENTICATE_KEY = "pta_reauthenticate"
 # A browser abandons few sign-ins in a row. Beyond this many, every request waits for the new sign-in (ALL): a mark
 # is never dropped, or piling up new ones would free the one an application is waiting on.
@@ -64,9 +65,14 @@ def session_authenticated(*, session, amr: list[str] | None = None) -> None:
     session.pop(REAUTHENTICATE_KEY, None)
 
 
-def session_factor_given(*, session) -> None:
-    """A second factor was verified in this session just now."""
+def session_factor_given(*, session, passkey: bool) -> None:
+    """A second factor was verified in this session just now; ``passkey``: it was a passkey (the security page then
+    lets a user who has one change their passkeys on that alone, never on a code a phishing page could relay)."""
     session[FACTOR_AT_KEY] = time.time()
+    if passkey:
+        session[PASSKEY_AT_KEY] = session[FACTOR_AT_KEY]
+    else:
+        session.pop(PASSKEY_AT_KEY, None)
 
 
 def session_reauthentication_require(*, session, request_key: str) -> None:

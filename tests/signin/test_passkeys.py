@@ -15,7 +15,7 @@ from django.test import Client
 from applications.models import Application
 from applications.services import application_access_set, application_register
 from signin.models import PasskeyDevice, SignInEvent
-from signin.services.authentication import FACTOR_AT_KEY
+from signin.services.authentication import FACTOR_AT_KEY, PASSKEY_AT_KEY
 from signin.services.mfa import mfa_decide
 from signin.services.passkeys import (
     CHALLENGE_SESSION_KEY,
@@ -155,8 +155,18 @@ def test_the_security_page_changes_passkeys_only_after_a_fresh_second_factor(adm
                        ).status_code == 403
     assert PasskeyDevice.objects.filter(pk=mine.pk).exists()
 
+    # A code (from a sign-in, or typed on this page) is not enough for a user who has a passkey: a phishing page
+    # that relayed it must not get to add its own passkey or remove the user's.
     session = client.session
     session[FACTOR_AT_KEY] = time.time()
+    session.save()
+    assert client.post(f"/login/security/passkeys/{mine.pk}/remove/", {"csrfmiddlewaretoken": token}
+                       ).status_code == 403
+    assert "Use one of your passkeys" in client.post("/login/security/", {"csrfmiddlewaretoken": token,
+                                                                           "otp": "123456"}).content.decode()
+    assert PasskeyDevice.objects.filter(pk=mine.pk).exists()
+    session = client.session
+    session[PASSKEY_AT_KEY] = time.time()
     session.save()
     assert client.post(f"/login/security/passkeys/{theirs.pk}/remove/", {"csrfmiddlewaretoken": token}
                        ).status_code == 404  # another user's: as if it did not exist
