@@ -53,6 +53,9 @@ AUDITED: dict[str, Audited] = {
     "branding.branding": Audited("branding", _own_tenant),
     "otp_totp.totpdevice": Audited("mfa_authenticator", _user_tenant),
     "otp_static.staticdevice": Audited("mfa_recovery_codes", _user_tenant),
+    "signin.passkeydevice": Audited("mfa_passkey", _user_tenant),
+    "samlidp.serviceprovider": Audited("saml_service_provider", _application_tenant),
+    "samlidp.signingkey": Audited("saml_signing_key", _own_tenant),
 }
 
 # Bookkeeping the portal moves by itself, not an administrator's change: left out of "what changed".
@@ -68,7 +71,7 @@ NAMED_CHANGES: list[tuple[str, str, Callable[[Any, Any], bool], str]] = [
     ("user", "password", lambda old, new: old != new, "password_set"),
 ]
 CREATED_VERBS = {"registration_token": "issued"}
-DELETED_VERBS = {"mfa_authenticator": "removed", "mfa_recovery_codes": "removed"}
+DELETED_VERBS = {"mfa_authenticator": "removed", "mfa_recovery_codes": "removed", "mfa_passkey": "removed"}
 
 
 def audited_of(model) -> Audited | None:

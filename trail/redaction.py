@@ -16,7 +16,7 @@ REDACTED = "[redacted]"
 # Any name holding one of these words is a secret, or derived from one (a hash or an encrypted copy still lets an
 # attacker test guesses offline, or decrypt with a stolen key).
 DENY = re.compile(r"password|secret|private|token|otp|totp|seed|key|cipher|encrypted|hash|digest|credential|"
-                  r"nonce|signing|session|csr", re.IGNORECASE)
+                  r"nonce|signing|session|csr|webhook_url", re.IGNORECASE)  # a chat webhook's URL is its secret
 # Names the deny list would catch that hold no secret: public fingerprints and identifiers, shown in the console.
 ALLOW = frozenset({"key_fingerprint", "client_id", "hint", "logo_sha256", "password_grant_enabled",
                    "hash_client_secret"})

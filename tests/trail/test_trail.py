@@ -136,6 +136,7 @@ def test_secrets_shown_once_or_typed_never_enter_the_trail_nor_the_stream(
                                              "webhook_secret": webhook_secret,
                                              "active_agents_threshold": "1"}).status_code == 302
         secrets_seen.append(webhook_secret)
+        secrets_seen.append("https://hooks.example.com/pta")  # a chat webhook's URL is enough to post to it
         cloud = User.objects.create_user("breakglass@alpha.example.test", "Old-pa55word-xyz", tenant=tenant_a,
                                          source=User.Source.CLOUD)
         password_url = reverse("admin:auth_user_password_change", args=[cloud.pk])
@@ -267,6 +268,26 @@ def test_a_command_is_recorded_with_its_os_user_and_arguments(db):
     assert AuditEvent.objects.filter(action="domain.created", object_repr="gamma.example.test").exists()
     policy = AuditEvent.objects.get(action="tenant.changed")
     assert policy.changes == {"mfa_policy": {"before": "off", "after": "all"}}
+
+
+def test_a_saml_service_providers_registration_and_change_are_recorded(tenant_a):
+    """Who added an ACS URL (where every user's signed assertions may then go) or stopped requiring signed
+    requests is in the trail, with the SP's tenant, like any application's change."""
+    call_command("app_register", "--tenant", tenant_a.slug, "--name", "Wiki", "--saml", "--entity-id",
+                 "https://wiki.alpha.test/saml", "--acs-url", "https://wiki.alpha.test/acs", stdout=io.StringIO())
+    from samlidp.models import ServiceProvider
+
+    created = AuditEvent.objects.get(action="saml_service_provider.created")
+    assert created.tenant_id == tenant_a.pk and created.actor == "manage.py app_register"
+    sp = ServiceProvider.objects.get(entity_id="https://wiki.alpha.test/saml")
+    with actor_set(Actor(name="ops", through=Through.COMMAND)):
+        sp.acs_urls += "\nhttps://evil.example/acs"
+        sp.save()
+    changed = AuditEvent.objects.get(action="saml_service_provider.changed")
+    assert "https://evil.example/acs" in str(changed.changes["acs_urls"]["after"])
+    call_command("saml_key_rotate", tenant_a.slug, "--stage", stdout=io.StringIO())
+    assert AuditEvent.objects.filter(action="saml_signing_key.created", tenant_id=tenant_a.pk,
+                                     actor="manage.py saml_key_rotate").exists()
 
 
 # --- the stream, the export, retention -----------------------------------------------------------------------

@@ -1,10 +1,11 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from samlidp.services.keys import signing_key_promote, signing_key_stage, signing_keys_published
 from tenant.models import Tenant
+from trail.commands import AuditedCommand
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = ("Rotate a tenant's SAML signing key in two steps: --stage publishes the next certificate in the metadata "
             "(it signs nothing yet); once every SP has read the metadata again, --promote makes it sign. Without "
             "an option, lists the published keys.")
