@@ -65,8 +65,10 @@ def sp_metadata_read(*, xml: bytes | str) -> SpMetadata:
         raise ValidationError("The metadata has no SPSSODescriptor: it does not describe a service provider.")
     found = SpMetadata(entity_id=root.get("entityID", "").strip(),
                        requests_signed=sp.get("AuthnRequestsSigned", "false").lower() in ("true", "1"))
-    services = [(int(acs.get("index", "0") or 0), acs.get("Location", "").strip())
-                for acs in sp.findall(f"{MD}AssertionConsumerService") if acs.get("Binding") == BINDING_HTTP_POST]
+    acs_posts = [acs for acs in sp.findall(f"{MD}AssertionConsumerService") if acs.get("Binding") == BINDING_HTTP_POST]
+    if any(not (acs.get("index") or "0").isdigit() for acs in acs_posts):
+        raise ValidationError("An AssertionConsumerService's index is not a number.")
+    services = [(int(acs.get("index") or "0"), acs.get("Location", "").strip()) for acs in acs_posts]
     found.acs_urls = [url for _, url in sorted(services, key=lambda pair: pair[0]) if url]
     if not found.acs_urls:
         raise ValidationError("The metadata names no AssertionConsumerService for the HTTP-POST binding.")

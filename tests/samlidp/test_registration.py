@@ -67,6 +67,9 @@ def test_app_register_saml_refuses_what_would_send_assertions_astray(tenant_a, a
     ("<md:EntityDescriptor", "not well-formed"),
     ('<EntityDescriptor xmlns="urn:oasis:names:tc:SAML:2.0:metadata" entityID="urn:a"/>', "no SPSSODescriptor"),
     ("<a/>" + " " * (600 * 1024), "larger than"),
+    ('<EntityDescriptor xmlns="urn:oasis:names:tc:SAML:2.0:metadata" entityID="urn:a"><SPSSODescriptor>'
+     '<AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" index="x" '
+     'Location="https://a.test/acs"/></SPSSODescriptor></EntityDescriptor>', "index is not a number"),
 ])
 def test_metadata_is_validated(xml, words):
     with pytest.raises(ValidationError, match=words):
