@@ -49,6 +49,7 @@ from signin.services.authentication import (
     session_reauthentication_require,
 )
 from signin.services.client import client_address
+from signin.services.passkeys import phishing_resistant_required
 from signin.services.records import signin_event_record
 from signin.views import DEVICE_COOKIE, DEVICE_COOKIE_SALT
 from tenant.models import Tenant, User
@@ -159,7 +160,10 @@ def _answer(request: HttpRequest, tenant: Tenant, key: str) -> HttpResponse:
     usable = user is not None and (user.tenant_id == tenant.pk
               and not signed_in.reauthentication_pending(_request_key(key))
               and not session_mfa_due(signed_in=signed_in, user=user, ip=ip, device=device,
-                                      application_requires=application.require_mfa))
+                                      application_requires=application.require_mfa)
+              # A passkey required (the tenant's or the application's rule), this session signed in without one.
+              and (signed_in.phishing_resistant
+                   or not phishing_resistant_required(tenant=tenant, application=application)))
     if user is None or not usable:
         if pending["passive"]:
             return _post_status(request, tenant, sp, pending, key, STATUS_NO_PASSIVE, "A sign-in is needed.")

@@ -48,7 +48,13 @@ ATTRIBUTES = {
     "email": "urn:oid:0.9.2342.19200300.100.1.3",
     "name": "urn:oid:2.16.840.1.113730.3.1.241",
     "groups": "http://schemas.xmlsoap.org/claims/Group",
+    # RFC 8176's methods of the session's sign-in (pwd, otp, hwk, swk, mfa), under the name Entra ID uses for them.
+    "amr": "http://schemas.microsoft.com/claims/authnmethodsreferences",
 }
+# The AuthnStatement's AuthnContextClassRef: the password alone, or the password and a second factor (a TOTP code,
+# a recovery code or a passkey). A passkey gets the same class: the "amr" attribute says which factor it was.
+CONTEXT_PASSWORD = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
+CONTEXT_MFA = "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract"
 
 
 def xmlsec_binary() -> str:
@@ -190,13 +196,19 @@ class Identity:
     attributes: dict[str, list[str]]
     authn_instant: float  # epoch seconds: the session's sign-in
     mfa: bool
+    amr: tuple[str, ...] = ()  # RFC 8176 methods of that sign-in, as the session recorded them (empty: unknown)
+
+
+def authn_context_class(*, mfa: bool, amr: tuple[str, ...] = ()) -> str:
+    """The class that names how the session signed in, as OpenID Connect's ``amr`` does: a second factor (django-otp's
+    marker on the session, or ``mfa`` among the methods) is CONTEXT_MFA, the password alone CONTEXT_PASSWORD."""
+    return CONTEXT_MFA if mfa or "mfa" in amr else CONTEXT_PASSWORD
 
 
 def authn_response_xml(*, tenant: Tenant, sp: ServiceProvider, identity: Identity, in_response_to: str | None,
                        acs_url: str) -> str:
     """The signed Response (the assertion signed, RSA-SHA256, exclusive c14n; the response too when the SP asks)."""
-    context = ("urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract" if identity.mfa
-               else "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport")
+    context = authn_context_class(mfa=identity.mfa, amr=identity.amr)
     with idp_server(tenant=tenant, sp=sp) as server:
         name_id = saml.NameID(format=identity.name_id_format, text=identity.name_id,
                               sp_name_qualifier=sp.entity_id if identity.name_id_format == NAMEID_PERSISTENT else None,

@@ -326,3 +326,61 @@ def test_a_post_binding_ticket_is_used_once_and_only_at_its_tenant(idp, tenant_b
     refused(client.get(f"/saml/{tenant_b.slug}/sso/" + ticket), "expired or was used already")
     assert "SAMLResponse" in client.get(f"/saml/{idp['tenant'].slug}/sso/" + ticket).content.decode()
     refused(client.get(f"/saml/{idp['tenant'].slug}/sso/" + ticket), "expired or was used already")
+
+
+@pytest.mark.parametrize(("factor", "amr", "context"), [
+    ("", ["pwd"], "PasswordProtectedTransport"),
+    ("totp", ["pwd", "otp", "mfa"], "MobileTwoFactorContract"),
+    ("recovery_code", ["pwd", "otp", "mfa"], "MobileTwoFactorContract"),
+    ("passkey", ["pwd", "swk", "mfa"], "MobileTwoFactorContract"),  # no device given: a synced passkey
+])
+def test_the_authn_context_names_the_factor_the_session_signed_in_with(idp, factor, amr, context):
+    """As the ID token's amr: the SP (strict) reads the class, and the amr attribute tells a passkey from a code."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+
+    from signin.services.authentication import session_authenticated
+    from signin.services.passkeys import amr_values
+
+    sp = make_sp(idp)
+    client = signed_in(idp["tenant"])
+    session = client.session
+    session_authenticated(session=session, amr=amr_values(factor=factor))
+    if factor:
+        session[DEVICE_ID_SESSION_KEY] = f"otp_totp.totpdevice/{factor}"
+    session.save()
+    url, request_id = sp.redirect_url()
+    auth = sp.process(response_form(redirect_sso(client, url))["SAMLResponse"], request_id)
+    assert auth.get_last_authn_contexts() == [f"urn:oasis:names:tc:SAML:2.0:ac:classes:{context}"]
+    sent = auth.get_friendlyname_attribute("amr")
+    assert sent == amr
+    assert auth.get_attribute("http://schemas.microsoft.com/claims/authnmethodsreferences") == sent
+
+
+def test_a_phishing_resistant_application_sends_a_totp_session_to_the_sign_in_pages(idp):
+    """A session signed in with a TOTP code gets no assertion for an SP whose application requires a passkey: it
+    goes through the sign-in pages (which ask for one), as an OpenID Connect authorization does; with a passkey it
+    gets its assertion."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+
+    from samlidp.models import ServiceProvider
+    from signin.services.authentication import session_authenticated
+    from signin.services.passkeys import amr_values
+
+    sp = make_sp(idp)
+    application = ServiceProvider.objects.get(entity_id=sp.entity_id).application
+    application.phishing_resistant_required = True
+    application.save(update_fields=["phishing_resistant_required"])
+    client = signed_in(idp["tenant"])
+    for factor, answered in (("totp", False), ("passkey", True)):
+        session = client.session
+        session_authenticated(session=session, amr=amr_values(factor=factor))
+        session[DEVICE_ID_SESSION_KEY] = f"device/{factor}"
+        session.save()
+        url, request_id = sp.redirect_url()
+        answer = redirect_sso(client, url)
+        if answered:
+            auth = sp.process(response_form(answer)["SAMLResponse"], request_id)
+            assert auth.get_friendlyname_attribute("amr") == ["pwd", "swk", "mfa"]
+        else:
+            assert answer.status_code == 302 and answer["Location"].startswith("/login/?next="), answer.status_code
+            assert "SAMLResponse" not in answer.content.decode()
