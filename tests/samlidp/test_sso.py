@@ -384,3 +384,46 @@ def test_a_phishing_resistant_application_sends_a_totp_session_to_the_sign_in_pa
         else:
             assert answer.status_code == 302 and answer["Location"].startswith("/login/?next="), answer.status_code
             assert "SAMLResponse" not in answer.content.decode()
+
+
+def test_the_portals_own_sign_out_and_oidc_end_session_tell_the_saml_sps(idp):
+    """/logout/ (the portal's form) and OpenID Connect's end-session (an application's client_id, confirmed): the
+    signed-out page loads a frame per SAML SP of the session with an SLO URL, which posts it a signed LogoutRequest
+    that the SP (strict) accepts, for its NameID and SessionIndex; a notice serves once."""
+    import html
+
+    from applications.services import application_register
+
+    sp = OneLoginSP(entity_id="https://fc.alpha.example.test/", acs_url="https://fc.alpha.example.test/acs/",
+                    idp_metadata_xml=idp["metadata"], slo_url="https://fc.alpha.example.test/slo/")
+    service_provider_register(tenant=idp["tenant"], name="FC", entity_id=sp.entity_id, acs_urls=[sp.acs_url],
+                              slo_url=sp.slo_url, requests_signed=True, signing_certificate=sp.certificate)
+    web, _ = application_register(tenant=idp["tenant"], name="Web", redirect_uris=["https://web.alpha.example.test/cb"])
+
+    def oidc_end_session(client):
+        page = client.get("/logout/", {"client_id": web.client_id}).content.decode()
+        form = {name: html.unescape(value) for name, value in
+                re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page)}
+        assert form.get("client_id") == web.client_id, page[:800]
+        return client.post("/logout/", form)
+
+    for sign_out in (lambda client: client.post("/logout/"), oidc_end_session):
+        client = signed_in(idp["tenant"])
+        url, request_id = sp.redirect_url()
+        at_sp = sp.process(response_form(redirect_sso(client, url))["SAMLResponse"], request_id)
+        page = sign_out(client)
+        text = page.content.decode()
+        assert page.status_code == 200 and 'id="signed-out"' in text, (page.status_code, text[:500])
+        assert "frame-src 'self'" in page["Content-Security-Policy"]
+        frames = re.findall(r'<iframe class="front-channel-logout"[^>]* src="([^"]+)"', text)
+        assert len(frames) == 1, text
+        notice = client.get(html.unescape(frames[0]))
+        assert notice.status_code == 200 and notice["X-Frame-Options"] == "SAMEORIGIN"
+        body = notice.content.decode()
+        action = re.search(r'<form method="post" action="([^"]+)"', body)
+        request = re.search(r'name="SAMLRequest" value="([^"]+)"', body)
+        assert action and request and action.group(1) == sp.slo_url, body
+        told = sp.logout_request(request.group(1))
+        assert told["name_id"] == at_sp.get_nameid() and told["session_indexes"] == [at_sp.get_session_index()]
+        assert client.get(html.unescape(frames[0])).status_code == 400  # once
+        assert client.get("/login/done/").status_code == 302  # the portal session has ended
