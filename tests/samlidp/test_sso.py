@@ -281,17 +281,26 @@ def test_single_logout_ends_the_portal_session_and_answers_the_sp(idp):
 
 
 
-def test_no_assertion_is_encrypted_with_pysaml2s_triple_des(idp):
-    """pysaml2 (7.5) encrypts assertions with 3DES-CBC, not AES-GCM, and OneLogin then rejects the signature:
-    encrypted assertions are not offered; an SP's encryption certificate is kept, not used (docs/saml.md)."""
+@pytest.mark.parametrize("sign_response", [False, True])
+def test_an_sp_with_an_encryption_certificate_gets_the_assertion_encrypted_with_aes_gcm(idp, sign_response):
+    """The assertion, signed, is encrypted (AES-256-GCM, the key by RSA-OAEP) for the SP's certificate; the SP
+    (strict, wantAssertionsEncrypted, and wantMessagesSigned when it asked for a signed response) decrypts it and
+    checks both signatures. Nothing of the user is in clear."""
     sp = OneLoginSP(entity_id="https://enc.alpha.example.test/", acs_url=ACS, idp_metadata_xml=idp["metadata"])
+    sp.settings_dict["security"].update(wantAssertionsEncrypted=True, wantMessagesSigned=sign_response)
     service_provider_register(tenant=idp["tenant"], name="Enc", entity_id=sp.entity_id, acs_urls=[ACS],
                               requests_signed=True, signing_certificate=sp.certificate,
-                              encryption_certificate=sp.certificate)
+                              encryption_certificate=sp.certificate, sign_response=sign_response)
     url, request_id = sp.redirect_url()
     form = response_form(redirect_sso(signed_in(idp["tenant"]), url))
-    assert "EncryptedAssertion" not in base64.b64decode(form["SAMLResponse"]).decode()
-    assert sp.process(form["SAMLResponse"], request_id).get_friendlyname_attribute("upn") == ["ada@alpha.example.test"]
+    xml = base64.b64decode(form["SAMLResponse"]).decode()
+    assert "EncryptedAssertion" in xml and 'Algorithm="http://www.w3.org/2009/xmlenc11#aes256-gcm"' in xml
+    assert 'Algorithm="http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p"' in xml
+    assert "ada@alpha.example.test" not in xml and "Ada Lovelace" not in xml
+    # The response's signature only: the assertion's is inside the ciphertext.
+    assert len(re.findall(r"<(?:\w+:)?SignatureValue>", xml)) == (1 if sign_response else 0)
+    auth = sp.process(form["SAMLResponse"], request_id)
+    assert auth.get_friendlyname_attribute("upn") == ["ada@alpha.example.test"]
 
 
 def test_single_logout_tells_the_sessions_other_sps(idp):
