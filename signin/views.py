@@ -78,6 +78,7 @@ from signin.services.authentication import session_authenticated, session_factor
 from signin.services.client import client_address
 from signin.services.logout import (
     LogoutRequest,
+    front_channel_frame_sources,
     front_channel_logout_notices,
     logout_request,
     logout_return_allowed,
@@ -865,7 +866,9 @@ def _signed_out_telling(request: HttpRequest, *, continue_to: str = "") -> HttpR
     response = _page(request, "signin/signed_out.html", {
         "front_channel": front_channel_logout_notices(request=request), "continue_to": continue_to,
         "wait_seconds": FRONT_CHANNEL_WAIT_SECONDS})
-    response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY + "; frame-src 'self'"  # the notices' frames
+    # The notices' frames: the portal's notice page, then the application's logout URL it posts to.
+    sources = " ".join(["'self'", *front_channel_frame_sources(notices=front_channel_logout_notices(request=request))])
+    response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY + f"; frame-src {sources}"
     return response
 
 

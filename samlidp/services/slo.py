@@ -3,7 +3,8 @@ SP (the portal's ``/logout/``, OpenID Connect's end-session): a signed LogoutReq
 in to that registered an SLO URL, kept NOTICE_SECONDS under a one-time notice that a frame of the signed-out page
 redeems (the page posts it to the SP's SLO URL).
 
-    slo_notices_issue(session=…, tenant=…)   # [{"src": the notice's URL, "name": the application}]
+    slo_notices_issue(session=…, tenant=…)   # [{"src": the notice's URL, "name": the application,
+                                             #   "origin": the SLO URL's, where the frame posts}]
     slo_notice_redeem(tenant=…, notice=…)    # {"action": SLO URL, "saml_request": base64} once, else None
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+from urllib.parse import urlsplit
 
 from django.core.cache import cache
 from django.urls import reverse
@@ -36,8 +38,11 @@ def slo_notices_issue(*, session, tenant: Tenant) -> list[dict]:
         cache.set(f"{NOTICE_PREFIX}{notice}", {"tenant": str(tenant.pk), "action": sp.slo_url,
                                                "saml_request": base64.b64encode(xml.encode()).decode()},
                   timeout=NOTICE_SECONDS)
+        parts = urlsplit(sp.slo_url)
         notices.append({"src": reverse("samlidp:slo-notice", args=[tenant.slug, notice]),
-                        "name": sp.application.name})
+                        "name": sp.application.name,
+                        # the frame goes on there: the signed-out page's frame-src must name it
+                        "origin": f"{parts.scheme}://{parts.netloc}"})
     return notices
 
 

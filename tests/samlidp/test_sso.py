@@ -423,7 +423,7 @@ def test_the_portals_own_sign_out_and_oidc_end_session_tell_the_saml_sps(idp):
         page = sign_out(client)
         text = page.content.decode()
         assert page.status_code == 200 and 'id="signed-out"' in text, (page.status_code, text[:500])
-        assert "frame-src 'self'" in page["Content-Security-Policy"]
+        assert "frame-src 'self' https://fc.alpha.example.test;" in page["Content-Security-Policy"] + ";"
         frames = re.findall(r'<iframe class="front-channel-logout"[^>]* src="([^"]+)"', text)
         assert len(frames) == 1, text
         notice = client.get(html.unescape(frames[0]))
