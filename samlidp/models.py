@@ -78,7 +78,7 @@ class ServiceProvider(models.Model):
         help_text="Verifies the SP's signed requests; required when requests must be signed.")
     encryption_certificate = models.TextField(
         "SP encryption certificate (PEM)", blank=True,
-        help_text="Kept from the SP's metadata; assertions are not encrypted yet (docs/saml.md).")
+        help_text="When given, its assertions are encrypted for it: AES-256-GCM, the key by RSA-OAEP (docs/saml.md).")
     requests_signed = models.BooleanField(
         "requests must be signed", default=False,
         help_text="An authentication request without a valid signature of the SP's signing certificate is refused.")

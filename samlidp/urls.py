@@ -9,4 +9,5 @@ urlpatterns = [
     path("saml/<slug:slug>/sso/", views.sso, name="sso"),
     path("saml/<slug:slug>/sso/continue/", views.sso_continue, name="sso-continue"),
     path("saml/<slug:slug>/slo/", views.slo, name="slo"),
+    path("saml/<slug:slug>/slo/notice/<str:notice>/", views.slo_notice, name="slo-notice"),
 ]

@@ -14,6 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers, patch_cache_control
+from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT
@@ -31,7 +32,9 @@ from samlidp.services.idp import (
     session_index_of,
 )
 from samlidp.services.requests import AuthnRequest, SamlRequestError, authn_request_read, logout_request_read
+from samlidp.services.slo import slo_notice_redeem
 from samlidp.services.sso import (
+    PARTICIPANTS_KEY,
     sso_identity,
     sso_participant_record,
     sso_participants,
@@ -253,6 +256,7 @@ def slo(request: HttpRequest, slug: str) -> HttpResponse:
                                    "nobody was signed out.", tenant=tenant)
     others = _other_participants_told(request, tenant, sp) if user is not None else []
     if user is not None:
+        request.session.pop(PARTICIPANTS_KEY, None)  # told here: not again by the sign-out's notices
         logout(request)
     if not sp.slo_url:
         return _error(request, "You are signed out.", tenant=tenant, status=200, outcome="signed_out")
@@ -278,3 +282,19 @@ def _other_participants_told(request: HttpRequest, tenant: Tenant, asking: Servi
         told.append({"action": other.slo_url, "saml_request": base64.b64encode(xml.encode()).decode(),
                      "name": other.application.name})
     return told
+
+
+@xframe_options_sameorigin  # loaded in a hidden frame of the portal's own signed-out page
+@require_GET
+def slo_notice(request: HttpRequest, slug: str, notice: str) -> HttpResponse:
+    """One SP's front-channel logout after the portal's own sign-out: the signed LogoutRequest made before the
+    session ended (samlidp/signals.py), posted to the SP's SLO URL from this frame. Once only."""
+    tenant = _tenant(slug)
+    found = slo_notice_redeem(tenant=tenant, notice=notice)
+    if found is None:
+        return _error(request, "This sign-out notice has expired or was used already.", tenant=tenant)
+    response = render(request, "samlidp/slo_notice.html", {"action": found["action"],
+                                                           "saml_request": found["saml_request"]})
+    response["PTA-Outcome"] = "signed_out"
+    add_never_cache_headers(response)
+    return response

@@ -76,7 +76,13 @@ from signin.services.attempt import (
 )
 from signin.services.authentication import session_authenticated, session_factor_given
 from signin.services.client import client_address
-from signin.services.logout import LogoutRequest, logout_request, logout_return_allowed
+from signin.services.logout import (
+    LogoutRequest,
+    front_channel_frame_sources,
+    front_channel_logout_notices,
+    logout_request,
+    logout_return_allowed,
+)
 from signin.services.mfa import (
     MAX_CODES_PER_SIGNIN,
     device_id_new,
@@ -849,6 +855,23 @@ async def done_page(request: HttpRequest) -> HttpResponse:
     return await in_worker(_page)(request, "signin/done.html", {"user": user}, outcome=Outcome.SUCCESS)
 
 
+# How long the signed-out page waits for its frames to tell the other protocols' applications before it goes on to
+# the application that asked for the sign-out (a meta refresh: no script, which the pages' policy keeps out).
+FRONT_CHANNEL_WAIT_SECONDS = 3
+
+
+def _signed_out_telling(request: HttpRequest, *, continue_to: str = "") -> HttpResponse:
+    """The signed-out page with a hidden frame per application of another protocol (SAML SPs) to tell of the
+    sign-out (``front_channel_logout_notices``), then on to ``continue_to`` when there is one."""
+    response = _page(request, "signin/signed_out.html", {
+        "front_channel": front_channel_logout_notices(request=request), "continue_to": continue_to,
+        "wait_seconds": FRONT_CHANNEL_WAIT_SECONDS})
+    # The notices' frames: the portal's notice page, then the application's logout URL it posts to.
+    sources = " ".join(["'self'", *front_channel_frame_sources(notices=front_channel_logout_notices(request=request))])
+    response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY + f"; frame-src {sources}"
+    return response
+
+
 class LogoutView(RPInitiatedLogoutView):
     """The portal's sign-out page is also OpenID Connect's end_session_endpoint (RP-initiated logout):
     a plain POST from the portal's own pages signs out. An application's request names the application (its
@@ -863,6 +886,8 @@ class LogoutView(RPInitiatedLogoutView):
     def post(self, request, *args, **kwargs):
         if not any(request.POST.get(k) for k in ("id_token_hint", "client_id", "post_logout_redirect_uri")):
             logout(request)
+            if front_channel_logout_notices(request=request):
+                return _signed_out_telling(request)
             return HttpResponseRedirect("/login/")
         return super().post(request, *args, **kwargs)
 
@@ -882,7 +907,12 @@ class LogoutView(RPInitiatedLogoutView):
         if post_logout_redirect_uri and logout_return_allowed(request=self.logout_request, user=user):
             target = add_params_to_uri(post_logout_redirect_uri, [("state", state)]) if state else \
                 post_logout_redirect_uri
+            if front_channel_logout_notices(request=self.request) and \
+                    urlsplit(target).scheme in application.get_allowed_schemes():
+                return _signed_out_telling(self.request, continue_to=target)
             return OAuth2ResponseRedirect(target, application.get_allowed_schemes())
+        if front_channel_logout_notices(request=self.request):
+            return _signed_out_telling(self.request)
         return _page(self.request, "signin/signed_out.html", {})
 
     def error_response(self, error):

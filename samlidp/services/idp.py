@@ -14,19 +14,20 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from tempfile import NamedTemporaryFile
 from xml.sax.saxutils import escape, quoteattr
 
 from django.conf import settings
 from django.core.cache import cache
 from django.urls import reverse
-from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, saml
+from saml2 import BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, class_name, saml, samlp
 from saml2.assertion import Policy
 from saml2.attribute_converter import AttributeConverter
 from saml2.config import IdPConfig
 from saml2.metadata import entity_descriptor, sign_entity_descriptor
 from saml2.saml import NAME_FORMAT_URI
 from saml2.server import Server
-from saml2.sigver import security_context
+from saml2.sigver import pre_encryption_part, pre_signature_part, security_context
 from saml2.time_util import instant
 from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
 
@@ -48,7 +49,13 @@ ATTRIBUTES = {
     "email": "urn:oid:0.9.2342.19200300.100.1.3",
     "name": "urn:oid:2.16.840.1.113730.3.1.241",
     "groups": "http://schemas.xmlsoap.org/claims/Group",
+    # RFC 8176's methods of the session's sign-in (pwd, otp, hwk, swk, mfa), under the name Entra ID uses for them.
+    "amr": "http://schemas.microsoft.com/claims/authnmethodsreferences",
 }
+# The AuthnStatement's AuthnContextClassRef: the password alone, or the password and a second factor (a TOTP code,
+# a recovery code or a passkey). A passkey gets the same class: the "amr" attribute says which factor it was.
+CONTEXT_PASSWORD = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
+CONTEXT_MFA = "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract"
 
 
 def xmlsec_binary() -> str:
@@ -190,28 +197,80 @@ class Identity:
     attributes: dict[str, list[str]]
     authn_instant: float  # epoch seconds: the session's sign-in
     mfa: bool
+    amr: tuple[str, ...] = ()  # RFC 8176 methods of that sign-in, as the session recorded them (empty: unknown)
+
+
+def authn_context_class(*, mfa: bool, amr: tuple[str, ...] = ()) -> str:
+    """The class that names how the session signed in, as OpenID Connect's ``amr`` does: a second factor (django-otp's
+    marker on the session, or ``mfa`` among the methods) is CONTEXT_MFA, the password alone CONTEXT_PASSWORD."""
+    return CONTEXT_MFA if mfa or "mfa" in amr else CONTEXT_PASSWORD
 
 
 def authn_response_xml(*, tenant: Tenant, sp: ServiceProvider, identity: Identity, in_response_to: str | None,
                        acs_url: str) -> str:
     """The signed Response (the assertion signed, RSA-SHA256, exclusive c14n; the response too when the SP asks)."""
-    context = ("urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract" if identity.mfa
-               else "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport")
+    context = authn_context_class(mfa=identity.mfa, amr=identity.amr)
     with idp_server(tenant=tenant, sp=sp) as server:
         name_id = saml.NameID(format=identity.name_id_format, text=identity.name_id,
                               sp_name_qualifier=sp.entity_id if identity.name_id_format == NAMEID_PERSISTENT else None,
                               name_qualifier=idp_entity_id(tenant=tenant)
                               if identity.name_id_format == NAMEID_PERSISTENT else None)
-        # Never encrypted: pysaml2 7.5 encrypts with 3DES-CBC (not AES-GCM) and the signature inside does not
-        # survive it for OneLogin's SP. The SP's encryption certificate is kept for when it can be done right.
+        # pysaml2's own encryption is 3DES-CBC, and it signs the assertion already moved into its
+        # EncryptedAssertion; here the assertion is signed first, as for an SP that wants it in clear, then
+        # encrypted (AES-256-GCM), then the response signed when the SP asks (_assertion_encrypted).
+        encrypting = bool(sp.encryption_certificate)
         response = server.create_authn_response(
             identity.attributes, in_response_to, acs_url, sp.entity_id, name_id=name_id,
             authn={"class_ref": context, "authn_instant": int(identity.authn_instant)},
-            sign_assertion=True, sign_response=sp.sign_response, encrypt_assertion=False,
+            sign_assertion=True, sign_response=sp.sign_response and not encrypting, encrypt_assertion=False,
             sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256,
             session_not_on_or_after=None,
         )
+        if encrypting:
+            return _assertion_encrypted(server, xml=str(response), certificate=sp.encryption_certificate,
+                                        sign_response=sp.sign_response)
         return str(response)
+
+
+# Encrypted assertions: the assertion under a fresh AES-256-GCM key, the key under the SP's RSA key (OAEP).
+ENCRYPTION_DATA = "http://www.w3.org/2009/xmlenc11#aes256-gcm"
+ENCRYPTION_KEY_TRANSPORT = "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p"
+_ASSERTION = re.compile(r"<(?:(?P<prefix>[A-Za-z_][\w.-]*):)?Assertion[\s>]")
+_RESPONSE_ID = re.compile(r"<(?:[A-Za-z_][\w.-]*:)?Response\b[^>]*?\sID=\"([^\"]+)\"")
+_ISSUER_END = re.compile(r"</(?:[A-Za-z_][\w.-]*:)?Issuer>")
+
+
+def _assertion_encrypted(server: Server, *, xml: str, certificate: str, sign_response: bool) -> str:
+    """The response ``xml`` (pysaml2's, its one assertion signed) with that assertion, signature included, inside
+    an EncryptedAssertion: xmlsec1 encrypts it for the SP's certificate; then the response is signed when the SP
+    asks. The signed assertion's bytes are not changed before encryption, so its signature holds once the SP has
+    decrypted it."""
+    security = server.sec
+    found = _ASSERTION.search(xml)
+    if security is None or found is None:
+        raise ValueError("The response has no assertion to encrypt.")
+    prefix = found.group("prefix")
+    tag = f"{prefix}:Assertion" if prefix else "Assertion"
+    end = xml.index(f"</{tag}>", found.start()) + len(f"</{tag}>")
+    wrapper = (f"{prefix}:EncryptedAssertion" if prefix else "EncryptedAssertion")
+    declared = "" if prefix else ' xmlns="urn:oasis:names:tc:SAML:2.0:assertion"'
+    wrapped = f"{xml[:found.start()]}<{wrapper}{declared}>{xml[found.start():end]}</{wrapper}>{xml[end:]}"
+    with NamedTemporaryFile("w", suffix=".pem") as cert_file:
+        cert_file.write(certificate if certificate.endswith("\n") else certificate + "\n")
+        cert_file.flush()
+        template = pre_encryption_part(msg_enc=ENCRYPTION_DATA, key_enc=ENCRYPTION_KEY_TRANSPORT,
+                                       encrypt_cert=certificate_base64(certificate))
+        encrypted = security.encrypt_assertion(wrapped, cert_file.name, template, key_type="aes-256")
+    if not sign_response:
+        return encrypted
+    response_id = _RESPONSE_ID.search(encrypted)
+    issuer_end = _ISSUER_END.search(encrypted)
+    if response_id is None or issuer_end is None:
+        raise ValueError("The encrypted response has no ID or Issuer to sign after.")
+    signature = pre_signature_part(response_id.group(1), security.my_cert, 1, sign_alg=SIG_RSA_SHA256,
+                                   digest_alg=DIGEST_SHA256)
+    placed = encrypted[:issuer_end.end()] + str(signature) + encrypted[issuer_end.end():]
+    return security.sign_statement(placed, class_name(samlp.Response()), node_id=response_id.group(1))
 
 
 def error_response_xml(*, tenant: Tenant, sp: ServiceProvider, in_response_to: str | None, acs_url: str,

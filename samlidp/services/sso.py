@@ -105,8 +105,11 @@ def sso_identity(*, user: User, sp: ServiceProvider, session) -> Identity:
         if isinstance(groups, list) and groups:
             attributes["groups"] = [str(group) for group in groups]
     signed_in = session_authentication(session=session)
+    if signed_in.amr:  # which factor: a passkey is hwk or swk (phishing-resistant), a code otp
+        attributes["amr"] = list(signed_in.amr)
     return Identity(name_id=name_id, name_id_format=NAMEID_FORMATS[str(sp.nameid_format)], attributes=attributes,
-                    authn_instant=signed_in.at if signed_in.at is not None else time.time(), mfa=signed_in.mfa)
+                    authn_instant=signed_in.at if signed_in.at is not None else time.time(), mfa=signed_in.mfa,
+                    amr=signed_in.amr)
 
 
 def sso_participant_record(*, session, sp: ServiceProvider, identity: Identity, session_index: str) -> None:

@@ -45,3 +45,28 @@ def logout_return_allowed(*, request: LogoutRequest, user: User | None) -> bool:
     session's user before the logout (None: nobody was signed in), and the hint is that application's, for them."""
     return (user is not None and request.application is not None and request.hint is not None
             and request.hint.audience == request.application.client_id and request.hint.subject == str(user.subject))
+
+
+# --- front-channel logout of the session's other protocols -------------------------------------------------------
+
+# Where a logout() leaves the pages the signed-out page loads in hidden frames to tell the applications of other
+# protocols (SAML service providers: samlidp/signals.py) that the session ended: a list of
+# {"src": same-origin URL, "name": the application's name, "origin": where the frame then goes}. Set by a
+# user_logged_out receiver, before the session (which knows those applications) is flushed.
+FRONT_CHANNEL_LOGOUT_ATTR = "pta_front_channel_logout"
+
+
+def front_channel_logout_notices(*, request) -> list[dict]:
+    found = getattr(request, FRONT_CHANNEL_LOGOUT_ATTR, None)
+    return list(found) if isinstance(found, list) else []
+
+
+def front_channel_frame_sources(*, notices: list[dict]) -> list[str]:
+    """The origins the notices' frames go on to (for the page's ``frame-src``): scheme://host[:port] only."""
+    found = set()
+    for notice in notices:
+        origin = str(notice.get("origin") or "")
+        scheme, _, rest = origin.partition("://")
+        if scheme in ("https", "http") and rest and not any(c in rest for c in " ;,'\"/\\*"):
+            found.add(origin)
+    return sorted(found)

@@ -188,3 +188,40 @@ def test_post_binding_persistent_name_id_stable_over_force_authn_and_pairwise(si
     assert browser.get(sso + ticket).headers["location"].startswith("/login/")
     assert answer(wiki, force_authn=True) == first
     assert answer(crm, sign_in_first=False) != first  # the session is reused, the NameID is another
+
+
+def test_chromium_the_portals_own_sign_out_posts_the_saml_sp_a_logout_request(site, person, chromium, tmp_path):
+    """Signed in to an SP with an SLO URL, the person signs out on the portal's own page (/logout/): the
+    signed-out page's hidden frame (the page's CSP and the frame's X-Frame-Options as served by Daphne) posts the
+    SP a signed LogoutRequest that the SP, strict, accepts for the NameID and SessionIndex it was given."""
+    acs, node = site["acs"], site["node"]
+    sp = OneLoginSP(entity_id="https://slo.contoso.test/", acs_url=acs.url("slo"), idp_metadata_xml=httpx.get(
+        f"{node.url}/saml/{site['tenant']}/metadata/", timeout=20).text, slo_url=f"http://127.0.0.1:{acs.port}/slo/slo")
+    certificate = tmp_path / "slo.pem"
+    certificate.write_text(sp.certificate)
+    site["portal"].manage("app_register", "--tenant", site["tenant"], "--name", "slo", "--saml", "--entity-id",
+                          sp.entity_id, "--acs-url", sp.acs_url, "--slo-url", sp.slo_url,
+                          "--signing-cert-file", str(certificate))
+    context = chromium.new_context()
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    try:
+        url, request_id = sp.redirect_url()
+        page.goto(url)
+        page.fill("input[name=username]", person["upn"])
+        page.click("button[type=submit]")
+        page.fill("input[type=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_selector("#acs")
+        at_sp = sp.process(acs.posts[-1]["SAMLResponse"], request_id)
+        before = len(acs.posts)
+        page.goto(f"{node.url}/logout/")
+        page.click("button[type=submit]")
+        page.wait_for_selector("#signed-out")
+        wait_for(lambda: len(acs.posts) > before, timeout=15, message="the SP's SLO URL to get the LogoutRequest")
+        posted = acs.posts[before]
+        assert posted["path"] == "/slo/slo"
+        told = sp.logout_request(posted["SAMLRequest"])
+        assert told["name_id"] == at_sp.get_nameid() and told["session_indexes"] == [at_sp.get_session_index()]
+    finally:
+        context.close()

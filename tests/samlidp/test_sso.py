@@ -21,7 +21,7 @@ from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from samlidp.models import ServiceProvider
 from samlidp.services.idp import idp_entity_id
 from samlidp.services.registration import service_provider_register
-from signin.services.authentication import AMR_KEY, AUTHENTICATED_AT_KEY
+from signin.services.authentication import AUTHENTICATED_AT_KEY
 from tenant.models import User
 from tests.samlidp.onelogin_sp import OneLoginSP
 
@@ -163,27 +163,6 @@ def test_without_a_session_the_sign_in_pages_then_back_and_force_authn_asks_agai
     assert "SAMLResponse" in client.get(back).content.decode()
 
 
-def test_a_session_signed_in_with_a_code_gets_no_assertion_for_an_sp_that_requires_a_passkey(idp):
-    """An attacker who relayed a password and an authenticator code (a phishing page) for another application must
-    not turn that session into an assertion for an SP whose application requires a passkey: the sign-in pages
-    instead, as OpenID Connect does; a session signed in with a passkey gets its answer."""
-    sp = make_sp(idp)
-    application = ServiceProvider.objects.get(entity_id=sp.entity_id).application
-    application.phishing_resistant_required = True
-    application.save(update_fields=["phishing_resistant_required"])
-    for amr, answered in ((["pwd", "otp", "mfa"], False), (["pwd", "hwk", "mfa"], True)):
-        client = signed_in(idp["tenant"])
-        session = client.session
-        session[AMR_KEY] = amr
-        session.save()
-        url, _ = sp.redirect_url()
-        answer = redirect_sso(client, url)
-        if answered:
-            assert "SAMLResponse" in response_form(answer)
-        else:
-            assert answer.status_code == 302 and answer["Location"].startswith("/login/?next="), amr
-
-
 def test_an_unregistered_acs_is_refused_and_nothing_is_sent_there(idp):
     sp = make_sp(idp, acs_url="https://evil.example.test/acs/", registered_acs=ACS)
     url, _ = sp.redirect_url()
@@ -303,17 +282,26 @@ def test_single_logout_ends_the_portal_session_and_answers_the_sp(idp):
 
 
 
-def test_no_assertion_is_encrypted_with_pysaml2s_triple_des(idp):
-    """pysaml2 (7.5) encrypts assertions with 3DES-CBC, not AES-GCM, and OneLogin then rejects the signature:
-    encrypted assertions are not offered; an SP's encryption certificate is kept, not used (docs/saml.md)."""
+@pytest.mark.parametrize("sign_response", [False, True])
+def test_an_sp_with_an_encryption_certificate_gets_the_assertion_encrypted_with_aes_gcm(idp, sign_response):
+    """The assertion, signed, is encrypted (AES-256-GCM, the key by RSA-OAEP) for the SP's certificate; the SP
+    (strict, wantAssertionsEncrypted, and wantMessagesSigned when it asked for a signed response) decrypts it and
+    checks both signatures. Nothing of the user is in clear."""
     sp = OneLoginSP(entity_id="https://enc.alpha.example.test/", acs_url=ACS, idp_metadata_xml=idp["metadata"])
+    sp.settings_dict["security"].update(wantAssertionsEncrypted=True, wantMessagesSigned=sign_response)
     service_provider_register(tenant=idp["tenant"], name="Enc", entity_id=sp.entity_id, acs_urls=[ACS],
                               requests_signed=True, signing_certificate=sp.certificate,
-                              encryption_certificate=sp.certificate)
+                              encryption_certificate=sp.certificate, sign_response=sign_response)
     url, request_id = sp.redirect_url()
     form = response_form(redirect_sso(signed_in(idp["tenant"]), url))
-    assert "EncryptedAssertion" not in base64.b64decode(form["SAMLResponse"]).decode()
-    assert sp.process(form["SAMLResponse"], request_id).get_friendlyname_attribute("upn") == ["ada@alpha.example.test"]
+    xml = base64.b64decode(form["SAMLResponse"]).decode()
+    assert "EncryptedAssertion" in xml and 'Algorithm="http://www.w3.org/2009/xmlenc11#aes256-gcm"' in xml
+    assert 'Algorithm="http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p"' in xml
+    assert "ada@alpha.example.test" not in xml and "Ada Lovelace" not in xml
+    # The response's signature only: the assertion's is inside the ciphertext.
+    assert len(re.findall(r"<(?:\w+:)?SignatureValue>", xml)) == (1 if sign_response else 0)
+    auth = sp.process(form["SAMLResponse"], request_id)
+    assert auth.get_friendlyname_attribute("upn") == ["ada@alpha.example.test"]
 
 
 def test_single_logout_tells_the_sessions_other_sps(idp):
@@ -348,3 +336,103 @@ def test_a_post_binding_ticket_is_used_once_and_only_at_its_tenant(idp, tenant_b
     refused(client.get(f"/saml/{tenant_b.slug}/sso/" + ticket), "expired or was used already")
     assert "SAMLResponse" in client.get(f"/saml/{idp['tenant'].slug}/sso/" + ticket).content.decode()
     refused(client.get(f"/saml/{idp['tenant'].slug}/sso/" + ticket), "expired or was used already")
+
+
+@pytest.mark.parametrize(("factor", "amr", "context"), [
+    ("", ["pwd"], "PasswordProtectedTransport"),
+    ("totp", ["pwd", "otp", "mfa"], "MobileTwoFactorContract"),
+    ("recovery_code", ["pwd", "otp", "mfa"], "MobileTwoFactorContract"),
+    ("passkey", ["pwd", "swk", "mfa"], "MobileTwoFactorContract"),  # no device given: a synced passkey
+])
+def test_the_authn_context_names_the_factor_the_session_signed_in_with(idp, factor, amr, context):
+    """As the ID token's amr: the SP (strict) reads the class, and the amr attribute tells a passkey from a code."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+
+    from signin.services.authentication import session_authenticated
+    from signin.services.passkeys import amr_values
+
+    sp = make_sp(idp)
+    client = signed_in(idp["tenant"])
+    session = client.session
+    session_authenticated(session=session, amr=amr_values(factor=factor))
+    if factor:
+        session[DEVICE_ID_SESSION_KEY] = f"otp_totp.totpdevice/{factor}"
+    session.save()
+    url, request_id = sp.redirect_url()
+    auth = sp.process(response_form(redirect_sso(client, url))["SAMLResponse"], request_id)
+    assert auth.get_last_authn_contexts() == [f"urn:oasis:names:tc:SAML:2.0:ac:classes:{context}"]
+    sent = auth.get_friendlyname_attribute("amr")
+    assert sent == amr
+    assert auth.get_attribute("http://schemas.microsoft.com/claims/authnmethodsreferences") == sent
+
+
+def test_a_phishing_resistant_application_sends_a_totp_session_to_the_sign_in_pages(idp):
+    """A session signed in with a TOTP code gets no assertion for an SP whose application requires a passkey: it
+    goes through the sign-in pages (which ask for one), as an OpenID Connect authorization does; with a passkey it
+    gets its assertion."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+
+    from signin.services.authentication import session_authenticated
+    from signin.services.passkeys import amr_values
+
+    sp = make_sp(idp)
+    application = ServiceProvider.objects.get(entity_id=sp.entity_id).application
+    application.phishing_resistant_required = True
+    application.save(update_fields=["phishing_resistant_required"])
+    client = signed_in(idp["tenant"])
+    for factor, answered in (("totp", False), ("passkey", True)):
+        session = client.session
+        session_authenticated(session=session, amr=amr_values(factor=factor))
+        session[DEVICE_ID_SESSION_KEY] = f"device/{factor}"
+        session.save()
+        url, request_id = sp.redirect_url()
+        answer = redirect_sso(client, url)
+        if answered:
+            auth = sp.process(response_form(answer)["SAMLResponse"], request_id)
+            assert auth.get_friendlyname_attribute("amr") == ["pwd", "swk", "mfa"]
+        else:
+            assert answer.status_code == 302 and answer["Location"].startswith("/login/?next="), answer.status_code
+            assert "SAMLResponse" not in answer.content.decode()
+
+
+def test_the_portals_own_sign_out_and_oidc_end_session_tell_the_saml_sps(idp):
+    """/logout/ (the portal's form) and OpenID Connect's end-session (an application's client_id, confirmed): the
+    signed-out page loads a frame per SAML SP of the session with an SLO URL, which posts it a signed LogoutRequest
+    that the SP (strict) accepts, for its NameID and SessionIndex; a notice serves once."""
+    import html
+
+    from applications.services import application_register
+
+    sp = OneLoginSP(entity_id="https://fc.alpha.example.test/", acs_url="https://fc.alpha.example.test/acs/",
+                    idp_metadata_xml=idp["metadata"], slo_url="https://fc.alpha.example.test/slo/")
+    service_provider_register(tenant=idp["tenant"], name="FC", entity_id=sp.entity_id, acs_urls=[sp.acs_url],
+                              slo_url=sp.slo_url, requests_signed=True, signing_certificate=sp.certificate)
+    web, _ = application_register(tenant=idp["tenant"], name="Web", redirect_uris=["https://web.alpha.example.test/cb"])
+
+    def oidc_end_session(client):
+        page = client.get("/logout/", {"client_id": web.client_id}).content.decode()
+        form = {name: html.unescape(value) for name, value in
+                re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page)}
+        assert form.get("client_id") == web.client_id, page[:800]
+        return client.post("/logout/", form)
+
+    for sign_out in (lambda client: client.post("/logout/"), oidc_end_session):
+        client = signed_in(idp["tenant"])
+        url, request_id = sp.redirect_url()
+        at_sp = sp.process(response_form(redirect_sso(client, url))["SAMLResponse"], request_id)
+        page = sign_out(client)
+        text = page.content.decode()
+        assert page.status_code == 200 and 'id="signed-out"' in text, (page.status_code, text[:500])
+        assert "frame-src 'self' https://fc.alpha.example.test;" in page["Content-Security-Policy"] + ";"
+        frames = re.findall(r'<iframe class="front-channel-logout"[^>]* src="([^"]+)"', text)
+        assert len(frames) == 1, text
+        notice = client.get(html.unescape(frames[0]))
+        assert notice.status_code == 200 and notice["X-Frame-Options"] == "SAMEORIGIN"
+        body = notice.content.decode()
+        action = re.search(r'<form method="post" action="([^"]+)"', body)
+        request = re.search(r'name="SAMLRequest" value="([^"]+)"', body)
+        assert action and request and action.group(1) == sp.slo_url, body
+        told = sp.logout_request(request.group(1))
+        assert told["name_id"] == at_sp.get_nameid() and told["session_indexes"] == [at_sp.get_session_index()]
+        assert client.get(html.unescape(frames[0])).status_code == 400  # once
+        assert client.get("/login/done/").status_code == 302  # the portal session has ended
