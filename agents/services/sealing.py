@@ -100,9 +100,9 @@ async def sealing_ticket_issue(*, tenant_id: str, domain: str, kind: str = proto
     nobody to seal for). JSON-ready: it is kept in the session and drawn into the page."""
     capability = protocol.CAPABILITY_PASSWORD_CHANGE if kind == protocol.REQUEST_PASSWORD_CHANGE else ""
     # The least busy of a sample of the tenant's agents (all of them when it has no more than SAMPLE); every one
-    # of them only when the sample holds none that serves the domain.
+    # of them only when the sample holds fewer than CANDIDATES that serve the domain.
     connected, complete = await agents_sampled(tenant_id=str(tenant_id), domain=domain, capability=capability)
-    if not connected and not complete:
+    if len(connected) < CANDIDATES and not complete:
         connected = await agents_connected(tenant_id=str(tenant_id), domain=domain, capability=capability)
     request_id = secrets.token_hex(16)
     # Three decimals: what JSON carries to the agent is this very float, and repr() gives it back the same.
