@@ -101,6 +101,29 @@ class LocalAgents:
 local_agents = LocalAgents()
 
 
+class HandshakeAdmission:
+    """How many agents' hellos this process is verifying at once (certificate, signature, database), bounded by
+    PTA_AGENT_HANDSHAKES_MAX: the consumer closes a connection whose hello comes beyond it at once
+    (CloseCode.TRY_LATER)."""
+
+    def __init__(self) -> None:
+        self.in_progress = 0
+        self.refused = 0  # since the process started: for the logs and the benchmark
+
+    def admit(self) -> bool:
+        if self.in_progress >= settings.PTA_AGENT_HANDSHAKES_MAX:
+            self.refused += 1
+            return False
+        self.in_progress += 1
+        return True
+
+    def done(self) -> None:
+        self.in_progress = max(0, self.in_progress - 1)
+
+
+handshakes = HandshakeAdmission()
+
+
 def local_agents_leave(*, drain_seconds: float) -> list[asyncio.Task[Any]]:
     """This node is stopping (config/drain.py): each local agent gets no new request, its presence goes, and once
     its requests here are answered its connection closes with NODE_LEAVING, so it reconnects to another node at

@@ -32,7 +32,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from agents.connections import in_background, keeper_ensure_running, local_agents, node_id
+from agents.connections import handshakes, in_background, keeper_ensure_running, local_agents, node_id
 from agents.handoff import AgentBusy, AgentDisconnected, AgentRequestError
 from agents.handoff.messages import NODE_PROTOCOL, CloseConnection, NodeMessageError, RefreshRights, agent_group
 from agents.handoff.pending import PendingRequest
@@ -183,6 +183,16 @@ class AgentConsumer(AsyncWebsocketConsumer):
 
     async def on_hello(self, hello: protocol.Hello) -> None:
         started = time.perf_counter()
+        # What a handshake costs the node is this proof (the certificate, the signature, the database, in a worker
+        # thread): at most PTA_AGENT_HANDSHAKES_MAX at once. Beyond it the agent is told at once to come back after
+        # its jittered backoff, rather than queue behind a reconnect storm until its handshake times out. Only the
+        # proof counts: connections that never say hello hold no place.
+        if not handshakes.admit():
+            if handshakes.refused % 100 == 1:
+                logger.warning("agent handshakes: %d at once, the most this node takes; %d told to try later so far",
+                               handshakes.in_progress, handshakes.refused)
+            await self.close_for(CloseCode.TRY_LATER, "too many handshakes at once")
+            return
         try:
             identity = await database_sync_to_async(agent_authenticate)(
                 certificate_pem=hello.certificate, nonce=self.nonce, signature=hello.signature,
@@ -191,6 +201,8 @@ class AgentConsumer(AsyncWebsocketConsumer):
             logger.info("agent connection refused: %s", refused.reason)
             await self.close_for(refused.code, refused.reason)
             return
+        finally:
+            handshakes.done()
         if self.closing:  # the handshake deadline passed meanwhile
             return
         self.handshake_deadline.cancel()

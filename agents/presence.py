@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import random
 import time
 import weakref
 from collections.abc import Sequence
@@ -79,6 +80,12 @@ class PresenceRegistry(Protocol):
     async def for_tenant(self, *, tenant_id: str) -> list[PresenceRecord]:
         """The unexpired records of a tenant's agents."""
 
+    async def sample_tenant(self, *, tenant_id: str, count: int) -> tuple[list[PresenceRecord], bool]:
+        """At most ``count`` unexpired records of the tenant's agents, drawn at random when it has more, and
+        whether they are all of them (True: what for_tenant would give). Bounded work per sign-in, however many
+        agents the tenant has."""
+        ...
+
     async def for_agent(self, *, agent_id: str) -> PresenceRecord | None: ...
 
     async def for_agents(self, *, agent_ids: Sequence[str]) -> dict[str, PresenceRecord | None]:
@@ -121,6 +128,9 @@ class InProcessPresence:
 
     async def publish(self, records: Sequence[PresenceRecord]) -> None:
         now = time.time()
+        for tenant_id in {r.tenant_id for r in records}:  # as Redis's flush does: a sample draws live ones
+            for agent_id in list(self._by_tenant.get(tenant_id, ())):
+                self._live(agent_id, now)
         for record in records:
             current = self._live(record.agent_id, now)
             if _newer_wins(current, record):
@@ -138,6 +148,14 @@ class InProcessPresence:
         now = time.time()
         found = (self._live(a, now) for a in list(self._by_tenant.get(tenant_id, ())))
         return [r for r in found if r is not None and r.tenant_id == tenant_id]
+
+    async def sample_tenant(self, *, tenant_id: str, count: int) -> tuple[list[PresenceRecord], bool]:
+        members = self._by_tenant.get(tenant_id, ())
+        if len(members) <= count:
+            return await self.for_tenant(tenant_id=tenant_id), True
+        now = time.time()
+        found = (self._live(a, now) for a in random.sample(sorted(members), count))
+        return [r for r in found if r is not None and r.tenant_id == tenant_id], False
 
     async def for_agent(self, *, agent_id: str) -> PresenceRecord | None:
         return self._live(agent_id, time.time())
@@ -236,6 +254,21 @@ class RedisPresence:
         records = [PresenceRecord.from_json(v) for v in values if v]
         return [r for r in records if r is not None and r.tenant_id == tenant_id]
 
+    async def sample_tenant(self, *, tenant_id: str, count: int) -> tuple[list[PresenceRecord], bool]:
+        # One round trip for the draw: ZRANDMEMBER with a positive count gives distinct members, all of them when
+        # the set has no more than ``count`` (expired ones left out here by their score, swept by the flushes).
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.zcard(self.tenant_key(tenant_id))
+            pipe.zrandmember(self.tenant_key(tenant_id), count, withscores=True)
+            size, drawn = await pipe.execute()
+        now = time.time()
+        agent_ids = [str(a) for a, expires in _pairs(drawn) if float(expires) > now]
+        if not agent_ids:
+            return [], size <= count
+        values = await self.client.mget([self.agent_key(a) for a in agent_ids])  # decoded: str
+        records = [PresenceRecord.from_json(v) for v in values if v]
+        return [r for r in records if r is not None and r.tenant_id == tenant_id], size <= count
+
     async def for_agent(self, *, agent_id: str) -> PresenceRecord | None:
         value = await self.client.get(self.agent_key(agent_id))
         return PresenceRecord.from_json(value) if value else None
@@ -248,6 +281,13 @@ class RedisPresence:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def _pairs(drawn: list) -> list[tuple[str, float]]:
+    """ZRANDMEMBER … WITHSCORES: RESP2 gives a flat list (member, score, …), RESP3 or a newer client pairs."""
+    if drawn and isinstance(drawn[0], (list, tuple)):
+        return [(str(m), float(s)) for m, s in drawn]
+    return [(str(drawn[i]), float(drawn[i + 1])) for i in range(0, len(drawn) - 1, 2)]
 
 
 _in_process: InProcessPresence | None = None

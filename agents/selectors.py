@@ -45,12 +45,42 @@ class ConnectedAgent:
 async def agents_connected(*, tenant_id: str, domain: str, capability: str = "") -> list[ConnectedAgent]:
     """The connected agents of the tenant that serve ``domain`` (and announced ``capability``, when given):
     least in flight first, full ones last, a local one before a remote one at equal load. For a local agent
-    the live in-flight count is used."""
+    the live in-flight count is used. Reads every agent of the tenant: the sign-in's path reads
+    agents_sampled or agents_named first."""
+    records = await presence_registry().for_tenant(tenant_id=str(tenant_id))
+    return _serving(records, tenant_id=str(tenant_id), domain=domain, capability=capability)
+
+
+# How many of a tenant's agents a sign-in reads before it chooses (the least busy of them): bounded work per
+# sign-in however many agents the tenant has, and enough to find a free one while most are free.
+SAMPLE = 8
+
+
+async def agents_sampled(*, tenant_id: str, domain: str, capability: str = "",
+                         count: int = SAMPLE) -> tuple[list[ConnectedAgent], bool]:
+    """As agents_connected, over at most ``count`` of the tenant's agents drawn at random (all of them when it has
+    no more); and whether they were all of them. A caller that finds none it can use there reads
+    agents_connected: a tenant whose agents mostly serve another domain, or are mostly busy, costs that read."""
+    records, complete = await presence_registry().sample_tenant(tenant_id=str(tenant_id), count=count)
+    return _serving(records, tenant_id=str(tenant_id), domain=domain, capability=capability), complete
+
+
+async def agents_named(*, agent_ids: Iterable[str], tenant_id: str, domain: str,
+                       capability: str = "") -> list[ConnectedAgent]:
+    """As agents_connected, over the named agents only (a browser-sealed sign-in's candidates): one read of their
+    records."""
+    found = await presence_registry().for_agents(agent_ids=[str(a) for a in agent_ids])
+    records = [r for r in found.values() if r is not None]
+    return _serving(records, tenant_id=str(tenant_id), domain=domain, capability=capability)
+
+
+def _serving(records: Iterable[PresenceRecord], *, tenant_id: str, domain: str,
+             capability: str) -> list[ConnectedAgent]:
     here = node_id()
     domain = domain.strip().lower()
     found: list[ConnectedAgent] = []
-    for record in await presence_registry().for_tenant(tenant_id=str(tenant_id)):
-        if record.tenant_id != str(tenant_id) or domain not in record.domains:
+    for record in records:
+        if record.tenant_id != tenant_id or domain not in record.domains:
             continue
         if capability and capability not in record.capabilities:
             continue

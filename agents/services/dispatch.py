@@ -44,7 +44,7 @@ from agents.handoff import (
 )
 from agents.handoff.relay import hand_over
 from agents.queue import QueueFull, Ticket, slot_queues
-from agents.selectors import ConnectedAgent, agents_connected
+from agents.selectors import ConnectedAgent, agents_connected, agents_named, agents_sampled
 from agents.services.authority import signing_key_for_tenant
 from agents.services.sealing import BrowserSealed, agent_public_key
 
@@ -141,7 +141,9 @@ async def _through_agents(*, tenant_id: str, domain: str, username: str, passwor
     try:
         while (remaining := deadline - time.monotonic()) > 0.05:
             async with asyncio.timeout(remaining):  # the presence registry may stall (Redis away); not past this
-                connected = await agents_connected(tenant_id=tenant_id, domain=domain, capability=capability)
+                connected, every_one = await _candidates(tenant_id=tenant_id, domain=domain, capability=capability,
+                                              sealed=sealed, skip=tried | answered_busy,
+                                              skip_connections=tried_connections)
             serving = [a for a in connected if domain in a.record.domains and a.record.tenant_id == tenant_id]
             if serving:
                 _presence_seen[tenant_id] = time.monotonic()
@@ -174,7 +176,7 @@ async def _through_agents(*, tenant_id: str, domain: str, username: str, passwor
             queued_ms = _leave(ticket)
             ticket = None
             # Waiting for an ack only makes sense with another agent to turn to: the only one gets the deadline.
-            ack_seconds = settings.PTA_AGENT_ACK_SECONDS if len(eligible) > 1 else None
+            ack_seconds = settings.PTA_AGENT_ACK_SECONDS if len(eligible) > 1 or not every_one else None
             validation = await _ask(agent, tenant_id=tenant_id, domain=domain, username=username, password=password,
                                     new_password=new_password, deadline=deadline, ack_seconds=ack_seconds,
                                     sealed=sealed)
@@ -207,6 +209,26 @@ async def _through_agents(*, tenant_id: str, domain: str, username: str, passwor
     if time.monotonic() >= deadline - 0.05 and (tried or ticket is not None or last.request_id):
         return dataclasses.replace(last, outcome=HandoffOutcome.AGENT_TIMEOUT)
     return last
+
+
+async def _candidates(*, tenant_id: str, domain: str, capability: str, sealed: BrowserSealed | None,
+                      skip: set[str], skip_connections: set[tuple[str, str]]) -> tuple[list[ConnectedAgent], bool]:
+    """The agents to choose from: a bounded read first (the agents the browser sealed for, or a sample of the
+    tenant's), enough when it holds a free agent this sign-in may ask; else every agent of the tenant, so what
+    follows (waiting for a slot, for presence, giving up) decides on all of them as before. And whether they are
+    every agent this sign-in could ask (False: a sample, others may take it should this one not ack)."""
+    if sealed is not None and sealed.agent_ids:
+        # Only the agents it was sealed for can open it: they are every one it could ask.
+        found = await agents_named(agent_ids=sealed.agent_ids, tenant_id=tenant_id, domain=domain,
+                                   capability=capability)
+        complete, every_one = False, True
+    else:
+        found, complete = await agents_sampled(tenant_id=tenant_id, domain=domain, capability=capability)
+        every_one = complete
+    if complete or any(not a.full and a.agent_id not in skip and (a.agent_id, a.channel_name) not in skip_connections
+                       and (sealed is None or a.record.key_id in sealed.envelopes) for a in found):
+        return found, every_one
+    return await agents_connected(tenant_id=tenant_id, domain=domain, capability=capability), True
 
 
 # Tenant → when this process last saw one of its agents present (monotonic). A sign-in that finds none waits for

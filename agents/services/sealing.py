@@ -22,7 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from agents.selectors import agents_connected
+from agents.selectors import agents_connected, agents_named, agents_sampled
 
 _public_keys: dict[str, rsa.RSAPublicKey] = {}
 
@@ -81,6 +81,9 @@ class BrowserSealed:
     expires_at: float
     kind: str
     envelopes: dict[str, dict[str, str]]
+    # The agents the envelopes are for (the ticket's candidates'): the hand-off reads their presence only. Empty
+    # for a ticket issued before they were recorded: the hand-off reads the tenant's.
+    agent_ids: tuple[str, ...] = ()
 
 
 class SealingRefused(Exception):
@@ -96,7 +99,11 @@ async def sealing_ticket_issue(*, tenant_id: str, domain: str, kind: str = proto
     change), the CANDIDATES least loaded; None when none is connected (the page then posts the password: there is
     nobody to seal for). JSON-ready: it is kept in the session and drawn into the page."""
     capability = protocol.CAPABILITY_PASSWORD_CHANGE if kind == protocol.REQUEST_PASSWORD_CHANGE else ""
-    connected = await agents_connected(tenant_id=str(tenant_id), domain=domain, capability=capability)
+    # The least busy of a sample of the tenant's agents (all of them when it has no more than SAMPLE); every one
+    # of them only when the sample holds fewer than CANDIDATES that serve the domain.
+    connected, complete = await agents_sampled(tenant_id=str(tenant_id), domain=domain, capability=capability)
+    if len(connected) < CANDIDATES and not complete:
+        connected = await agents_connected(tenant_id=str(tenant_id), domain=domain, capability=capability)
     request_id = secrets.token_hex(16)
     # Three decimals: what JSON carries to the agent is this very float, and repr() gives it back the same.
     expires_at = round(time.time() + TICKET_SECONDS, 3)
@@ -109,7 +116,8 @@ async def sealing_ticket_issue(*, tenant_id: str, domain: str, kind: str = proto
             continue
         aad = protocol.associated_data(request_id=request_id, tenant=str(tenant_id), key_id=agent.record.key_id,
                                        expires_at=expires_at, kind=kind)
-        candidates.append({"key_id": agent.record.key_id, "spki": spki, "aad": protocol.b64e(aad)})
+        candidates.append({"key_id": agent.record.key_id, "spki": spki, "aad": protocol.b64e(aad),
+                           "agent_id": agent.agent_id})
     if not candidates:
         return None
     return {"request_id": request_id, "expires_at": expires_at, "kind": kind, "tenant": str(tenant_id),
@@ -123,8 +131,11 @@ async def sealing_ticket_current(*, ticket: dict | None, tenant_id: str, domain:
     if ticket and ticket.get("kind") == kind and ticket.get("tenant") == str(tenant_id) \
             and ticket.get("expires_at", 0) - time.time() >= FRESH_SECONDS:
         capability = protocol.CAPABILITY_PASSWORD_CHANGE if kind == protocol.REQUEST_PASSWORD_CHANGE else ""
-        connected = {a.record.key_id for a in await agents_connected(tenant_id=str(tenant_id), domain=domain,
-                                                                      capability=capability)}
+        named = [str(c["agent_id"]) for c in ticket["candidates"] if c.get("agent_id")]
+        present = (await agents_named(agent_ids=named, tenant_id=str(tenant_id), domain=domain, capability=capability)
+                   if len(named) == len(ticket["candidates"]) else
+                   await agents_connected(tenant_id=str(tenant_id), domain=domain, capability=capability))
+        connected = {a.record.key_id for a in present}
         if any(c["key_id"] in connected for c in ticket["candidates"]):
             return ticket
     return await sealing_ticket_issue(tenant_id=tenant_id, domain=domain, kind=kind)
@@ -134,7 +145,9 @@ def ticket_for_page(ticket: dict) -> dict:
     """What the page's script reads: the ticket without its expiry as a time (the browser's clock may be off),
     with the seconds it has left instead."""
     return {"request_id": ticket["request_id"], "kind": ticket["kind"],
-            "expires_in": round(ticket["expires_at"] - time.time(), 1), "candidates": ticket["candidates"]}
+            "expires_in": round(ticket["expires_at"] - time.time(), 1),
+            # The page needs each candidate's key, not which agent holds it.
+            "candidates": [{k: v for k, v in c.items() if k != "agent_id"} for c in ticket["candidates"]]}
 
 
 def browser_sealed_parse(*, ticket: dict | None, posted: str, kind: str, now: float | None = None) -> BrowserSealed:
@@ -164,5 +177,7 @@ def browser_sealed_parse(*, ticket: dict | None, posted: str, kind: str, now: fl
         raise SealingRefused("wrong_key")
     if not all(protocol.envelope_well_formed(envelope) for envelope in envelopes.values()):
         raise SealingRefused("malformed")
+    agent_ids = tuple(c["agent_id"] for c in ticket["candidates"] if c["key_id"] in envelopes and c.get("agent_id"))
     return BrowserSealed(request_id=ticket["request_id"], expires_at=ticket["expires_at"], kind=kind,
-                         envelopes=envelopes)
+                         envelopes=envelopes,
+                         agent_ids=agent_ids if len(agent_ids) == len(envelopes) else ())

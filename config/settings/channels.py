@@ -22,6 +22,12 @@ PTA_REDIS_PREFIX = env("PTA_REDIS_PREFIX", "pta")
 PTA_NODE_ID = env("PTA_NODE_ID", "")  # empty: "<hostname>:<pid>"
 PTA_AGENT_HEARTBEAT_SECONDS = env_int("PTA_AGENT_HEARTBEAT_SECONDS", 10, minimum=1)
 PTA_AGENT_HANDSHAKE_SECONDS = env_float("PTA_AGENT_HANDSHAKE_SECONDS", 10.0, minimum=0.1)
+# At most this many agent hellos verified at once per process (the certificate, the signature, the database, in
+# worker threads): a hello beyond it is answered at once by closing with TRY_LATER (4008), which the agent answers
+# by reconnecting after its jittered backoff. Connections that never send a hello hold no place. A reconnect storm
+# (a node restarted under thousands of agents) is then served in turn instead of every handshake at once, each
+# timing out and all retrying together.
+PTA_AGENT_HANDSHAKES_MAX = env_int("PTA_AGENT_HANDSHAKES_MAX", 32, minimum=1)
 # How often this process republishes its agents' presence, and writes their last_seen to the database.
 PTA_PRESENCE_FLUSH_SECONDS = env_float("PTA_PRESENCE_FLUSH_SECONDS", 2.0, minimum=0.1)
 PTA_LAST_SEEN_SECONDS = env_float("PTA_LAST_SEEN_SECONDS", 30.0, minimum=0.1)

@@ -18,7 +18,7 @@ from cryptography.x509.oid import NameOID
 from django.db import connections
 from django.utils import timezone
 
-from agents.connections import LocalConnection, local_agents
+from agents.connections import LocalConnection, handshakes, local_agents
 from agents.consumers import AgentConsumer
 from agents.handoff import AgentBusy, AgentDisconnected, AgentRequestError, AgentTimeout, AgentUnavailable
 from agents.handoff.messages import (
@@ -214,6 +214,42 @@ async def test_no_hello_in_time_closes(fake, settings):
     settings.PTA_AGENT_HANDSHAKE_SECONDS = 0.2
     await fake.open()
     await fake.expect_close(CloseCode.HANDSHAKE_TIMEOUT)
+
+
+async def test_a_burst_of_hellos_beyond_the_limit_is_told_to_try_later_at_once_and_all_connect_in_the_end(
+        tenant_a, agent_factory, settings):
+    """A reconnect storm as the agents make it: many hellos at once. The node verifies PTA_AGENT_HANDSHAKES_MAX of
+    them at a time and closes the others at once with TRY_LATER (no challenge wait, no database), long before the
+    handshake deadline; each refused agent comes back and is welcomed."""
+    settings.PTA_AGENT_HANDSHAKES_MAX = 2
+    settings.PTA_AGENT_HANDSHAKE_SECONDS = 30  # a refusal by the deadline would take this long, not 3 s
+    registered = [await database_sync_to_async(agent_factory)(tenant_a, name=f"storm-{n}") for n in range(5)]
+    fakes = [FakeAgent(agent.certificate_pem, key) for agent, key in registered]
+    nonces = [await fake.open() for fake in fakes]
+    for fake, nonce in zip(fakes, nonces, strict=True):  # every hello sent before the node answers any
+        await fake.send(protocol.Hello(certificate=fake.certificate_pem, signature=protocol.sign_challenge(
+            fake.key, nonce), version="t", hostname="h", capacity=10))
+    waiting, welcomed, told_later = fakes, [], 0
+    for _ in range(10):  # rounds of retries, bounded
+        retry = []
+        for fake in waiting:
+            message = await fake.output(timeout=3)
+            if message["type"] == "websocket.close":
+                assert message["code"] == CloseCode.TRY_LATER
+                told_later += 1
+                retry.append(FakeAgent(fake.certificate_pem, fake.key))
+            else:
+                assert isinstance(protocol.decode(message["text"]), protocol.Welcome)
+                welcomed.append(fake)
+        waiting = retry
+        if not waiting:
+            break
+        for fake in waiting:  # the agent's backoff, here one at a time
+            await fake.hello()
+    assert told_later >= 1  # without the limit every hello of the burst is verified at once
+    assert len(welcomed) == 5 and handshakes.in_progress == 0
+    for fake in welcomed:
+        await fake.close()
 
 
 async def test_frames_before_hello_get_errors_then_repeated_garbage_closes(fake):

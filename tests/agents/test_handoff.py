@@ -27,6 +27,7 @@ from agents.handoff.pending import PendingRequest
 from agents.handoff.relay import serve_relayed
 from agents.presence import PresenceRecord, presence_close, presence_registry
 from agents.queue import slot_queues
+from agents.selectors import SAMPLE, agents_sampled
 from agents.services.dispatch import password_change, password_validate
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -412,3 +413,26 @@ async def test_a_sign_in_that_finds_its_agents_just_gone_waits_for_them_to_be_ba
     started = time.monotonic()
     assert (await validate(tenant_a)).outcome is HandoffOutcome.NO_AGENT_AVAILABLE  # none came back in time
     assert 0.3 <= time.monotonic() - started < 1.0
+
+
+def phantoms(tenant, count: int, *, domain: str = DOMAIN, full: bool = True) -> list[PresenceRecord]:
+    """Presence records of agents that are never asked (full, or serving another domain): more of them than a
+    sign-in's sample (agents.selectors.SAMPLE), so a sample is likely to hold none that could take it."""
+    return [PresenceRecord(agent_id=f"phantom-{n}", tenant_id=str(tenant.pk), domains=(domain,), node_id="elsewhere",
+                           channel_name=f"phantom-{n}", key_id="none", in_flight=1 if full else 0, capacity=1,
+                           last_beat=time.time()) for n in range(count)]
+
+
+@pytest.mark.parametrize("crowd", ["full", "another-domain"])
+async def test_a_tenant_with_many_agents_still_finds_its_one_free_agent_for_the_domain(connect, tenant_a, crowd):
+    """A sign-in reads a bounded sample of its tenant's agents (not every record per sign-in); when the sample holds
+    none it may ask (all full, or serving another domain), it reads them all: the one that can take it is found."""
+    crowd_records = phantoms(tenant_a, 6 * SAMPLE, domain=DOMAIN if crowd == "full" else "other.example.test",
+                             full=crowd == "full")
+    await presence_registry().publish(crowd_records)
+    free = await connect(0, answers("success"))
+    for _ in range(3):  # each draw differs; each must find it
+        validation = await validate(tenant_a)
+        assert validation.outcome is protocol.Outcome.SUCCESS and validation.agent_id == free.agent_id
+    sampled, complete = await agents_sampled(tenant_id=str(tenant_a.pk), domain=DOMAIN)
+    assert not complete and len(sampled) <= SAMPLE  # bounded, however many the tenant has

@@ -98,3 +98,24 @@ def test_capabilities_survive_the_registry_and_an_older_nodes_record_has_none():
     del older["capabilities"]
     read = PresenceRecord.from_json(json.dumps(older))
     assert read is not None and read.capabilities == ()
+
+
+async def test_a_sample_is_bounded_distinct_and_live_and_whole_when_the_tenant_is_small(registry):
+    """What a sign-in reads of its tenant's agents: at most ``count`` records, never one twice, none expired, and
+    every one of them (complete) when there are no more."""
+    await registry.publish([record(f"a{n}") for n in range(3)])
+    found, complete = await registry.sample_tenant(tenant_id="t1", count=5)
+    assert complete and sorted(r.agent_id for r in found) == ["a0", "a1", "a2"]
+    await registry.publish([record(f"a{n}") for n in range(3, 30)] + [record("b1", "t2")])
+    seen: set[str] = set()
+    for _ in range(5):
+        found, complete = await registry.sample_tenant(tenant_id="t1", count=5)
+        ids = [r.agent_id for r in found]
+        assert not complete and len(ids) == 5 == len(set(ids)) and all(r.tenant_id == "t1" for r in found)
+        seen |= set(ids)
+    assert len(seen) > 5  # drawn at random, not the same first five each time
+    time.sleep(1.1)
+    await registry.publish([record("live")])
+    found, _ = await registry.sample_tenant(tenant_id="t1", count=5)
+    assert [r.agent_id for r in found] == ["live"]
+    assert await registry.sample_tenant(tenant_id="nobody", count=5) == ([], True)

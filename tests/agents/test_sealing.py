@@ -24,6 +24,7 @@ from agents.services.sealing import (
     browser_sealed_parse,
     sealing_ticket_current,
     sealing_ticket_issue,
+    ticket_for_page,
 )
 from tests.agents import test_handoff
 from tests.agents.test_handoff import DOMAIN, answers, never_acks
@@ -59,6 +60,8 @@ async def test_the_page_seals_to_the_agents_own_view_of_the_binding(tenant_a, co
     assert ticket is not None and [c["key_id"] for c in ticket["candidates"]] == [relayed.key_id]
     ticket = json.loads(json.dumps(ticket))  # as the session keeps it
     sealed = browser_sealed_parse(ticket=ticket, posted=posted(ticket), kind=protocol.REQUEST_PASSWORD)
+    assert sealed.agent_ids == (relayed.agent_id,)  # the hand-off reads this agent's presence, not the tenant's
+    assert all("agent_id" not in c for c in ticket_for_page(ticket)["candidates"])  # the page is not told who
     validation = await password_validate(tenant_id=str(tenant_a.pk), domain=DOMAIN,
                                          username=f"alice@{DOMAIN}", sealed=sealed)
     assert validation.outcome is protocol.Outcome.SUCCESS

@@ -17,6 +17,8 @@ Frames are JSON text messages with a ``type`` tag. A connection goes:
     portal → agent   renew {}  → agent: renewal {csr signed with the old key} → portal: renewed {certificate}
     either side      error {code, message}                                for a frame it cannot use
     portal → agent   close NODE_LEAVING (4007) once the node's requests on it are answered: reconnect at once
+    portal → agent   close TRY_LATER (4008) for a hello beyond the handshakes the node verifies at once: reconnect
+                     after the backoff's jittered delay
 
 Versions (PROTOCOL_VERSION): the challenge carries the portal's, the hello the agent's (left off the wire at 1, the
 value of an agent that does not send it), so each side knows what the other reads. From version 2 on, a reader
@@ -133,6 +135,10 @@ class CloseCode(enum.IntEnum):
     # takes no new connection, so reconnecting at once reaches another node. An agent of version 1 does not know
     # the code and reconnects after its first backoff delay (at most 1 s).
     NODE_LEAVING = 4007
+    # The node is verifying as many hellos as it takes at once (a reconnect storm): reconnect after the backoff's
+    # jittered delay. An older agent, which does not know the code, backs off the same way (it is not final).
+    # (RFC 6455's own 1013 "try again later" is not one a server may send through Daphne: 1000 or 3000–4999.)
+    TRY_LATER = 4008
 
     @property
     def is_final(self) -> bool:

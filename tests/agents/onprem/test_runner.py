@@ -482,3 +482,18 @@ async def test_a_stop_while_an_ack_is_being_sent_still_answers_that_request(agen
         result = await receive(ws, protocol.Result)
         assert (result.request_id, result.outcome) == (request.request_id, "success")
         assert await asyncio.wait_for(task, FRAME_TIMEOUT) == EXIT_OK
+
+
+async def test_a_node_that_says_try_later_is_asked_again_after_a_jittered_delay(agent_config, identity, caplog):
+    """TRY_LATER: the node verifies as many hellos as it takes at once (a reconnect storm). The agent neither stops
+    nor comes back at once: it waits its backoff's random delay, then connects again."""
+    caplog.set_level(logging.INFO)
+    async with running_agent(agent_config, identity) as (portal, runner, task):
+        runner.backoff = Backoff(base=0.2, cap=0.2)
+        ws = await portal.next_connection()
+        await send(ws, protocol.Challenge(nonce=protocol.new_nonce()))
+        await receive(ws, protocol.Hello)  # refused before its proof is verified: no welcome
+        await ws.close(code=int(CloseCode.TRY_LATER), reason="too many handshakes at once")
+        await portal.accept()
+        assert not task.done()
+    assert "4008 try_later" in caplog.text and "reconnecting in" in caplog.text
