@@ -190,9 +190,11 @@ def _answer(request: HttpRequest, tenant: Tenant, key: str) -> HttpResponse:
 
 
 def _post(request: HttpRequest, sp: ServiceProvider, pending: dict, xml: str, *, outcome: str) -> HttpResponse:
-    response = render(request, "samlidp/post.html", {
-        "action": pending["acs"], "saml_response": base64.b64encode(xml.encode()).decode(),
-        "relay_state": pending["relay_state"], "application_name": sp.application.name, "outcome": outcome})
+    fields = [("SAMLResponse", base64.b64encode(xml.encode()).decode())]
+    if pending["relay_state"]:
+        fields.append(("RelayState", pending["relay_state"]))
+    response = render(request, "signin/form_post.html", {
+        "action": pending["acs"], "fields": fields, "application_name": sp.application.name, "outcome": outcome})
     response["PTA-Outcome"] = outcome
     add_never_cache_headers(response)  # it carries the assertion
     return response
