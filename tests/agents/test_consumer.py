@@ -70,7 +70,7 @@ class FakeAgent:
         self.ws = WebsocketCommunicator(AgentConsumer.as_asgi(), protocol.WEBSOCKET_PATH)
 
     async def open(self) -> str:
-        connected, _ = await self.ws.connect()
+        connected, _ = await self.ws.connect(timeout=5)  # the connect hook reads the database: slow under load
         assert connected
         challenge = await self.frame()
         assert isinstance(challenge, protocol.Challenge)
