@@ -1,4 +1,5 @@
 import collections
+import os
 
 import pytest
 
@@ -17,7 +18,12 @@ def pytest_itemcollected(item):
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-django's own order of the database tests, which this one keeps
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):  # the embedded profile: SQLite
+        needs_postgresql = [item for item in items if item.get_closest_marker("postgresql")]
+        if needs_postgresql:
+            config.hook.pytest_deselected(items=needs_postgresql)
+            items[:] = [item for item in items if not item.get_closest_marker("postgresql")]
     # The integration tests that need no test database first, the files with the most tests before the others:
     # they are the long ones, and workers of a parallel run (pytest-xdist, a file to a worker) that start with them
     # finish together, the short unit tests filling in at the end. Everything else keeps its order.
@@ -41,6 +47,32 @@ def quick_password_hashing():
     from django.test.utils import override_settings
 
     with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def quick_flush_on_postgresql():
+    """Production profile: a transactional test ends with Django's flush, one TRUNCATE of every table, which on
+    PostgreSQL makes new files for each table and index: 0.2 s a test on a quiet machine, more than the test
+    itself for most. A DELETE of each table in one transaction leaves the same empty tables in 10 ms (the
+    foreign keys are deferred to its commit). Tables with a trigger of their own (the audit trail refuses
+    DELETE) keep their TRUNCATE."""
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    truncating = DatabaseOperations.sql_flush
+
+    def sql_flush(self, style, tables, *, reset_sequences=False, allow_cascade=False):
+        if reset_sequences or not tables:
+            return truncating(self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT DISTINCT tgrelid::regclass::text FROM pg_trigger WHERE NOT tgisinternal")
+            triggered = {name.strip('"') for (name,) in cursor.fetchall()}
+        truncated = [table for table in tables if table in triggered]
+        statements = truncating(self, style, truncated, allow_cascade=allow_cascade) if truncated else []
+        return statements + [f"DELETE FROM {self.quote_name(table)};" for table in tables if table not in triggered]  # noqa: S608
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(DatabaseOperations, "sql_flush", sql_flush)
         yield
 
 

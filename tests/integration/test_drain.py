@@ -34,12 +34,13 @@ class Load:
         self.sigterm_at: float | None = None
         self.lock = threading.Lock()
         self.posts: list[tuple[float, float, str]] = []  # a walk's start, its end, its outcome or error
-        self.connection_closing = 0  # answers that carried Connection: close
+        self.connection_closing = 0  # answers (to any request of a walk) that carried Connection: close
         self.refused = 0  # new connections refused: expected once the node stopped listening
 
     def run(self, number: int) -> None:
         upn, password = self.users[number % len(self.users)]
-        with httpx.Client(base_url=self.url, timeout=15, follow_redirects=False) as client:
+        with httpx.Client(base_url=self.url, timeout=15, follow_redirects=False,
+                          event_hooks={"response": [self.count_closing]}) as client:
             while not self.stop.is_set():
                 try:
                     self.sign_in(client, upn, password)
@@ -47,6 +48,11 @@ class Load:
                     with self.lock:
                         self.refused += 1
                     return
+
+    def count_closing(self, response: httpx.Response) -> None:
+        if response.headers.get("connection", "").lower() == "close":
+            with self.lock:
+                self.connection_closing += 1
 
     def sign_in(self, client: httpx.Client, upn: str, password: str) -> None:
         client.cookies.clear()
@@ -58,14 +64,12 @@ class Load:
             response = client.post("/login/password/", data={"password": password,
                                                              "csrfmiddlewaretoken": _CSRF.findall(page.text)[0]})
             outcome = response.headers.get("PTA-Outcome") or f"http-{response.status_code}"
-            closing = response.headers.get("connection", "").lower() == "close"
         except httpx.ConnectError:
             raise
         except httpx.HTTPError as exc:  # sent, then dropped: what a drain must never do
-            outcome, closing = type(exc).__name__, False
+            outcome = type(exc).__name__
         with self.lock:
             self.posts.append((started, time.monotonic(), outcome))
-            self.connection_closing += closing
 
 
 def test_sigterm_answers_what_is_in_flight_moves_the_agent_and_exits_0(ad_testbed):

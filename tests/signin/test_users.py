@@ -115,6 +115,7 @@ def test_the_mail_is_vouched_for_only_in_a_domain_the_answering_agent_serves(ten
     assert _email_verified(user) is None
 
 
+@pytest.mark.postgresql  # SQLite runs one write transaction at a time: there is no race to play
 @pytest.mark.django_db(transaction=True)
 def test_first_sign_ins_of_one_person_at_once_are_one_user(tenant):
     """Two first sign-ins of a new user answered at the same moment (the soak found it: eight clients, 200
@@ -123,8 +124,6 @@ def test_first_sign_ins_of_one_person_at_once_are_one_user(tenant):
 
     from django.db import connection
 
-    if connection.vendor != "postgresql":
-        pytest.skip("SQLite runs one write transaction at a time: no race to play")
     for round_ in range(15):
         upn, guid = f"race{round_}@east.example.test", str(uuid.uuid4())
         barrier = threading.Barrier(2)
