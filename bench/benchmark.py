@@ -152,7 +152,7 @@ def good_users(facts: dict) -> list[dict]:
 
 def start_daphne(portal, name: str):
     """Like Portal.start_node, but with `-v 0` (no per-request access log), as a benchmark should."""
-    from tests.fixtures.portal import DaphneNode, environment_program, free_port, port_open
+    from tests.fixtures.portal import DaphneNode, environment_program, free_port, port_open, stop_process
 
     node = DaphneNode(portal, name, free_port(), portal.directory / f"daphne-{name}.log",
                       {**portal.env, "PTA_NODE_ID": name})
@@ -165,6 +165,7 @@ def start_daphne(portal, name: str):
     deadline = time.monotonic() + 30
     while not port_open(node.port):
         if node.proc.poll() is not None or time.monotonic() > deadline:
+            stop_process(node.proc, kill=True)  # a slow start is still running: never leave it behind
             raise SystemExit(f"Daphne {name} did not start:\n{node.log()[-3000:]}")
         time.sleep(0.05)
     return node
