@@ -42,6 +42,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -631,7 +632,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def reexec_in_netns(argv: list[str]) -> int:
     inner = " ".join(map(_quote, [sys.executable, str(Path(__file__).resolve()), *argv, INNER_FLAG]))
     log("re-running inside a fresh network namespace (unshare --net)")
-    return subprocess.call(["unshare", "--net", "bash", "-c", f"ip link set lo up && exec {inner}"])
+    # unshare and bash exec: the child's pid is the inner run's, which stops what it started on SIGTERM (main).
+    child = subprocess.Popen(["unshare", "--net", "bash", "-c", f"ip link set lo up && exec {inner}"])
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda signum, frame: child.send_signal(signum))
+    return child.wait()
 
 
 def _quote(text: str) -> str:
@@ -724,6 +729,8 @@ def main(argv: list[str]) -> int:
     use_netns = args.netns == "yes" or (args.netns == "auto" and not args.ad_dir)
     if use_netns and not args._in_netns:
         return reexec_in_netns(argv)
+    # SIGTERM (a timeout, an operator) unwinds like Ctrl-C: the finally blocks stop the portal, agents and services.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     pin = args.pin
     if pin:  # this process first: everything it starts inherits the CPUs, the DC is started elsewhere
         os.sched_setaffinity(0, components.cpu_list(pin["rest"]))
