@@ -38,7 +38,7 @@ from django.utils.module_loading import import_string
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_variables
 
-from signin import views
+from signin import timing, views
 from signin.workers import in_worker
 
 logger = logging.getLogger(__name__)
@@ -155,6 +155,8 @@ class SignInPageConsumer(AsyncHttpConsumer):
         return hooks.response_phase(request, response, ran)
 
     async def send_django_response(self, response: HttpResponse) -> None:
+        if (timed := timing.current()) is not None:  # PTA_SERVER_TIMING: the benchmark's per-step timing
+            response["Server-Timing"] = timed.header()
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.items()]
         headers += [(b"Set-Cookie", c.output(header="").strip().encode("latin-1")) for c in response.cookies.values()]
         await self.send_response(response.status_code, response.content, headers=headers)
@@ -178,6 +180,7 @@ class PasswordPostConsumer(SignInPageConsumer):
 
     @sensitive_variables("body", "submission")
     async def handle(self, body: bytes) -> None:
+        timing.begin()
         request = ASGIRequest(self.scope, io.BytesIO(body))
         # What @sensitive_post_parameters sets, for error reports; an attribute the stubs' HttpRequest lacks.
         request.sensitive_post_parameters = ["password"]  # type: ignore[attr-defined]

@@ -20,6 +20,7 @@ from agents.services.dispatch import Validation, password_change, password_valid
 from agents.services.sealing import BrowserSealed
 from applications.models import Application
 from applications.selectors import application_user_assigned
+from signin import timing
 from signin.metrics import queue_seconds, signin_seconds, signins
 from signin.models import SignInEvent
 from signin.outcomes import Outcome
@@ -296,7 +297,11 @@ async def _attempt(*, username: str, ip: str, user_agent: str, channel: str, dev
         elif before.reservation is not None and before.reservation.hold is Hold.BUSY:
             outcome = Outcome.TOO_MANY_SIGNINS  # this account's guesses in flight never left room in time
         else:
+            asked = time.perf_counter()
             outcome, validation = await check(before, upn)
+            timing.step("agent", time.perf_counter() - asked)
+            if validation is not None and validation.agent_ms is not None:
+                timing.step("handoff", validation.agent_ms / 1000)
         record: dict[str, object] = {"username": username, "ip_address": ip or None, "user_agent": user_agent,
                                      "channel": channel, "tenant": tenant}
         if password_change:
