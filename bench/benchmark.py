@@ -409,7 +409,8 @@ def tail_components(samples: list[tuple[str, float, dict[str, float]]]) -> dict:
     def band(low: float, high: float) -> dict:
         chosen = timed[int(low * len(timed)):max(int(low * len(timed)) + 1, int(high * len(timed)))]
         names = sorted({name for _, _, steps in chosen for name in steps})
-        means: dict[str, object] = {name: round(statistics.fmean(steps.get(name, 0.0) for _, _, steps in chosen), 2) for name in names}
+        means: dict[str, object] = {name: round(statistics.fmean(steps.get(name, 0.0) for _, _, steps in chosen), 2)
+                                    for name in names}
         means["outside"] = round(statistics.fmean(ms - steps.get("total", 0.0) for _, ms, steps in chosen), 2)
         means["latency"] = round(statistics.fmean(ms for _, ms, _ in chosen), 2)
         means["nodes"] = dict(Counter(node for node, _, _ in chosen))

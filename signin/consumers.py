@@ -174,7 +174,9 @@ class PasswordPageConsumer(SignInPageConsumer):
 
 
 class PasswordPostConsumer(SignInPageConsumer):
-    """The password POST: the agent is asked between two hops, on the event loop."""
+    """The password POST: the agent is asked between two hops, on the event loop: the first runs the middleware's
+    request side, the form and the sign-in's first step; the second the sign-in's last step and the answer (the
+    middleware's response side)."""
 
     view = staticmethod(views.password_page)
 
@@ -189,12 +191,25 @@ class PasswordPostConsumer(SignInPageConsumer):
         if isinstance(submission, HttpResponse):
             response = submission
         else:
+            answer: list = []  # the answer made in the sign-in's last hop, or what making it raised
+
+            @sensitive_variables("result")
+            def then(result) -> None:
+                try:
+                    answer.append(self.after_agent(hooks, request, submission, result))
+                except Exception as exc:  # noqa: BLE001 - raised below, on the event loop, as before
+                    answer.append(exc)
+
             try:
-                result = await views.password_submit(request, submission)
+                result = await views.password_submit(request, submission, then=then)
             except Exception as exc:  # noqa: BLE001 - as Django's handler would: logged, a plain error page
                 response = await in_worker(self.failed)(hooks, request, exc)
             else:
-                response = await in_worker(self.after_agent)(hooks, request, submission, result)
+                if not answer:  # the outcome needed the event loop first (a password to change): a hop of its own
+                    answer.append(await in_worker(self.after_agent)(hooks, request, submission, result))
+                if isinstance(answer[0], Exception):
+                    raise answer[0]
+                response = answer[0]
         await self.send_django_response(response)
 
     @staticmethod
@@ -210,7 +225,9 @@ class PasswordPostConsumer(SignInPageConsumer):
         if response is None:
             found = answered(views.password_submission, request)
             if not isinstance(found, HttpResponse):
-                return found
+                # The sign-in's first step (routing, the account, its places, the lockout reservation) in this
+                # same hop: none of its own before the agent.
+                return views.password_submission_prepared(request, found)
             response = found
             add_never_cache_headers(response)  # the view's @never_cache: not on a middleware's own answer
         return hooks.response_phase(request, response, ran)

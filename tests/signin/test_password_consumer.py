@@ -138,7 +138,7 @@ async def test_a_disallowed_host_is_a_400_not_a_crash(cloud_admin):
 async def test_an_unexpected_failure_is_a_plain_error_page_without_a_traceback(cloud_admin, monkeypatch):
     from signin import views
 
-    async def broken(request, submission):
+    async def broken(request, submission, then=None):
         raise RuntimeError("the database went away")
 
     monkeypatch.setattr(views, "password_submit", broken)
