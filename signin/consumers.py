@@ -19,6 +19,8 @@ answer with the plain view's.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import io
 import logging
 from collections.abc import Callable
@@ -144,6 +146,7 @@ class SignInPageConsumer(AsyncHttpConsumer):
 
     @sensitive_variables("body")
     async def handle(self, body: bytes) -> None:
+        warmed()
         request = ASGIRequest(self.scope, io.BytesIO(body))
         await self.send_django_response(await in_worker(self.first_hop)(self.middleware_hooks(), request))
 
@@ -183,6 +186,7 @@ class PasswordPostConsumer(SignInPageConsumer):
     @sensitive_variables("body", "submission")
     async def handle(self, body: bytes) -> None:
         timing.begin()
+        warmed()
         request = ASGIRequest(self.scope, io.BytesIO(body))
         # What @sensitive_post_parameters sets, for error reports; an attribute the stubs' HttpRequest lacks.
         request.sensitive_post_parameters = ["password"]  # type: ignore[attr-defined]
@@ -240,6 +244,26 @@ class PasswordPostConsumer(SignInPageConsumer):
         response = answered(views.password_answer, request, submission, result)
         add_never_cache_headers(response)
         return hooks.response_phase(request, response, hooks.middleware)
+
+
+# After this many sign-in pages, what the first ones built for good (compiled templates, the routing, the
+# connections' pools, the lazily imported modules) is moved out of the collector's sight, as config/asgi.py does
+# with what start-up built: a full collection then walks the garbage of recent requests, not all of that again.
+WARM_AFTER = 1000
+_pages_served = 0
+
+
+def warmed() -> None:
+    global _pages_served
+    _pages_served += 1
+    if _pages_served == WARM_AFTER:
+        # Once per process, in its own turn of the event loop (a collection of what is in sight, then the freeze).
+        asyncio.get_running_loop().call_soon(freeze_what_lasts)
+
+
+def freeze_what_lasts() -> None:
+    gc.collect()
+    gc.freeze()
 
 
 # What the consumers serve, by method and path; signin/checks.py holds each path to its URL's view.

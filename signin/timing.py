@@ -4,9 +4,10 @@ Off by default. On, the password POST's answer carries a ``Server-Timing`` heade
 milliseconds: each worker hop's run time (``<hop>``) and its wait (``<hop>-wait``: the executor's queue, the
 thread's start and the event loop's wake-up after it, i.e. the await less the run), the agent step (``agent``:
 choosing an agent, sealing, the hand-off and its answer; ``handoff``: the hand-off alone, as the record's
-``agent_ms``), the garbage collector's pauses while the request was served (``gc``: any thread's, since a
-collection holds the GIL), and the consumer's whole time (``total``). What the client measures beyond ``total``
-is Daphne's (parsing, the event loop's backlog) and the socket's.
+``agent_ms``; ``agent_own``: the agent's own time, from its result), the garbage collector's pauses while the
+request was served (``gc``: any thread's, since a collection holds the GIL), and the consumer's whole time
+(``total``). What the client measures beyond ``total`` is Daphne's (parsing, the event loop's backlog) and
+the socket's.
 
 Durations only, and only when the operator (the benchmark) asks: a sign-in's timing tells a watcher whether the
 account exists or which route it took, which the portal otherwise keeps out of its answers.

@@ -77,6 +77,9 @@ class Validation:
     groups: list[dict] | None = None
     groups_truncated: bool = False
     groups_asked: bool = False
+    # The agent's own time (its result's latency_ms: from taking the request to its answer, the directory's work
+    # included); agent_ms less this is the way there and back (the WebSocket, the relay between nodes, queues).
+    agent_own_ms: float | None = None
 
 
 # --- keys, loaded once per process --------------------------------------------------------------------
@@ -368,7 +371,8 @@ def _validation_from(result: protocol.Result, *, request_id: str, agent: Connect
                       domains=tuple(agent.record.domains), groups_asked=groups_asked,
                       groups=([dict(g) for g in result.groups]
                               if signed_in and groups_asked and result.groups is not None else None),
-                      groups_truncated=signed_in and groups_asked and result.groups_truncated)
+                      groups_truncated=signed_in and groups_asked and result.groups_truncated,
+                      agent_own_ms=result.latency_ms or None)
 
 
 def _ms_since(started: float) -> float:

@@ -344,6 +344,8 @@ async def _attempt(*, username: str, ip: str, user_agent: str, channel: str, dev
             timing.step("agent", time.perf_counter() - asked)
             if validation is not None and validation.agent_ms is not None:
                 timing.step("handoff", validation.agent_ms / 1000)
+                if validation.agent_own_ms is not None:
+                    timing.step("agent_own", validation.agent_own_ms / 1000)
         record: dict[str, object] = {"username": username, "ip_address": ip or None, "user_agent": user_agent,
                                      "channel": channel, "tenant": tenant}
         if password_change:

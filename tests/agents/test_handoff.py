@@ -459,6 +459,7 @@ async def test_a_password_posted_as_typed_goes_first_to_the_agents_its_ticket_na
 async def test_a_ticket_names_whether_its_agents_were_every_agent_of_the_domain(connect, tenant_a):
     only = await connect(0, answers("success"))
     ticket = await sealing_ticket_issue(tenant_id=str(tenant_a.pk), domain=DOMAIN)
+    assert ticket is not None
     hint = ticket_agents(ticket, tenant_id=str(tenant_a.pk))
     assert hint == AgentsHint(agent_ids=(only.agent_id,), every_one=True)
     assert ticket_for_page(ticket).keys() == {"request_id", "kind", "expires_in", "candidates"}
