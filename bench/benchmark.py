@@ -399,8 +399,9 @@ def server_timing(header: str) -> dict[str, float]:
 
 def tail_components(samples: list[tuple[str, float, dict[str, float]]]) -> dict:
     """The password POSTs' latency split into their steps (signin/timing.py), for the middle of the distribution
-    (p45-p55) and its tail (p99 and above): each step's mean over those requests, ``outside`` being the client's
-    latency less the consumer's ``total`` (Daphne and the socket); and per node (local / relayed) the p50 / p99."""
+    (p45-p55) and its tail (p95 and above; p99 and above, a few requests in a short window): each step's mean over
+    those requests, ``outside`` being the client's latency less the consumer's ``total`` (Daphne and the socket);
+    and per node (local / relayed) the p50 / p99."""
     timed = [(node, seconds * 1000, steps) for node, seconds, steps in samples if steps]
     if len(timed) < 20:
         return {}
@@ -421,7 +422,8 @@ def tail_components(samples: list[tuple[str, float, dict[str, float]]]) -> dict:
         latencies = [ms for node, ms, _ in timed if node == name]
         by_node[name] = {"count": len(latencies), "p50_ms": round(statistics.median(latencies), 2),
                          "p99_ms": round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 2)}
-    return {"p50_band": band(0.45, 0.55), "p99_band": band(0.99, 1.0), "by_node": by_node}
+    return {"p50_band": band(0.45, 0.55), "p95_band": band(0.95, 1.0), "p99_band": band(0.99, 1.0),
+            "by_node": by_node}
 
 
 def half_peak(args, site: Site, facts: dict, report: dict) -> dict:
@@ -613,15 +615,19 @@ def tail_markdown(tail: dict) -> list[str]:
     """The half-peak password POSTs' steps (Server-Timing) in the middle and in the tail of their latency."""
     if not tail:
         return []
-    middle, worst = tail["p50_band"], tail["p99_band"]
-    names = [n for n in sorted(set(middle) | set(worst)) if n not in ("requests", "nodes", "latency", "total")]
+    middle, high, worst = tail["p50_band"], tail.get("p95_band", {}), tail["p99_band"]
+    names = [n for n in sorted(set(middle) | set(high) | set(worst))
+             if n not in ("requests", "nodes", "latency", "total")]
     lines = ["", "Where the half-peak password POST's time goes (`Server-Timing`, signin/timing.py; mean ms over the "
-             f"requests of each band: p45-p55 {middle['requests']} requests, p99 and above {worst['requests']}; "
+             f"requests of each band: p45-p55 {middle['requests']} requests, p95 and above "
+             f"{high.get('requests', 0)}, p99 and above {worst['requests']}; "
              "`<hop>-wait`: a worker hop's queue and wake-up; `outside`: the client's latency less the consumer's "
              "`total`, i.e. Daphne and the socket; `gc`: collections during the request):", "",
              "| band | latency | total | " + " | ".join(names) + " | nodes |",
              "| --- | --- | --- | " + " | ".join("---" for _ in names) + " | --- |"]
-    for label, row in (("p45-p55", middle), ("p99+", worst)):
+    for label, row in (("p45-p55", middle), ("p95+", high), ("p99+", worst)):
+        if not row:
+            continue
         lines.append(f"| {label} | {row['latency']} | {row.get('total', 0.0)} | "
                      + " | ".join(str(row.get(n, 0.0)) for n in names)
                      + f" | {', '.join(f'{k} {v}' for k, v in sorted(row['nodes'].items()))} |")
