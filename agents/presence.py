@@ -255,19 +255,20 @@ class RedisPresence:
         return [r for r in records if r is not None and r.tenant_id == tenant_id]
 
     async def sample_tenant(self, *, tenant_id: str, count: int) -> tuple[list[PresenceRecord], bool]:
-        # One round trip for the draw: ZRANDMEMBER with a positive count gives distinct members, all of them when
-        # the set has no more than ``count`` (expired ones left out here by their score, swept by the flushes).
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.zcard(self.tenant_key(tenant_id))
-            pipe.zrandmember(self.tenant_key(tenant_id), count, withscores=True)
-            size, drawn = await pipe.execute()
+        # One command for the draw: ZRANDMEMBER with a positive count gives distinct members, all of them when the
+        # set has fewer than ``count`` (expired ones left out here by their score, swept by the flushes). Fewer
+        # drawn than asked is therefore the whole set; as many as asked may be too (a set of exactly ``count``),
+        # which is then called a sample: its caller reads every record only when it holds no free agent to ask.
+        drawn = _pairs(list(await self.client.zrandmember(self.tenant_key(tenant_id), count,
+                                                          withscores=True) or []))
+        complete = len(drawn) < count
         now = time.time()
-        agent_ids = [str(a) for a, expires in _pairs(drawn) if float(expires) > now]
+        agent_ids = [str(a) for a, expires in drawn if float(expires) > now]
         if not agent_ids:
-            return [], size <= count
+            return [], complete
         values = await self.client.mget([self.agent_key(a) for a in agent_ids])  # decoded: str
         records = [PresenceRecord.from_json(v) for v in values if v]
-        return [r for r in records if r is not None and r.tenant_id == tenant_id], size <= count
+        return [r for r in records if r is not None and r.tenant_id == tenant_id], complete
 
     async def for_agent(self, *, agent_id: str) -> PresenceRecord | None:
         value = await self.client.get(self.agent_key(agent_id))

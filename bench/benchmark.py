@@ -156,7 +156,7 @@ def start_daphne(portal, name: str):
     from tests.fixtures.portal import DaphneNode, environment_program, free_port, port_open, stop_process
 
     node = DaphneNode(portal, name, free_port(), portal.directory / f"daphne-{name}.log",
-                      {**portal.env, "PTA_NODE_ID": name})
+                      {**portal.env, "PTA_NODE_ID": name, "PTA_SERVER_TIMING": "1"})
     daphne = environment_program("daphne")
     with node.log_path.open("ab") as out:
         node.proc = subprocess.Popen([daphne, "-v", "0", "-b", "127.0.0.1", "-p", str(node.port),
@@ -211,7 +211,10 @@ async def walk_username(client, upn: str) -> tuple[str, str]:
     return cookies, match.group(1)
 
 
-async def post_password(client, session: tuple[str, str], password: str) -> tuple[str, float]:
+async def post_password(client, session: tuple[str, str], password: str,
+                        timings: list[str] | None = None) -> tuple[str, float]:
+    """One password POST: its outcome and latency; its Server-Timing header (PTA_SERVER_TIMING, set on every node
+    the benchmark starts) appended to ``timings`` when given."""
     cookie, token = session
     client.cookies.clear()
     t0 = time.perf_counter()
@@ -219,6 +222,8 @@ async def post_password(client, session: tuple[str, str], password: str) -> tupl
                                  headers={"Cookie": cookie})
     elapsed = time.perf_counter() - t0
     client.cookies.clear()
+    if timings is not None:
+        timings.append(response.headers.get("server-timing", ""))
     outcome = response.headers.get("pta-outcome") or f"http_{response.status_code}"
     if outcome == "success" and response.status_code != 302:
         outcome = f"success_but_{response.status_code}"
@@ -330,6 +335,7 @@ async def rate_window(site: Site, *, rate: float, duration: float) -> dict:
     cycle_lat: list[float] = []
     errors: list[str] = []
     opened: list[Client] = []
+    samples: list[tuple[str, float, dict[str, float]]] = []  # node, password POST seconds, its Server-Timing steps
 
     async def sign_in(index: int, due: float) -> None:
         async with slots:
@@ -342,7 +348,8 @@ async def rate_window(site: Site, *, rate: float, duration: float) -> dict:
             user = site.users[index % len(site.users)]
             try:
                 session = await walk_username(client, user["upn"])
-                outcome, elapsed = await post_password(client, session, user["password"])
+                timings: list[str] = []
+                outcome, elapsed = await post_password(client, session, user["password"], timings)
             except (Failure, HTTPError) as exc:
                 outcome, elapsed = f"error:{type(exc).__name__}", float("nan")
                 if len(errors) < 20:
@@ -351,6 +358,7 @@ async def rate_window(site: Site, *, rate: float, duration: float) -> dict:
         outcomes[outcome] += 1
         if outcome == "success":
             post_lat.append(elapsed)
+            samples.append((site.nodes[node].name, elapsed, server_timing(timings[0])))
             cycle_lat.append(time.perf_counter() - due)
 
     tasks = []
@@ -376,7 +384,48 @@ async def rate_window(site: Site, *, rate: float, duration: float) -> dict:
         "outcomes": dict(outcomes), "errors": errors,
         "cpu_ms_per_signin": {k: round(v * 1000 / max(1, ok), 3) for k, v in window.used.items()},
         **components.busy_fields(window),
+        "tail": tail_components(samples),
     }
+
+
+def server_timing(header: str) -> dict[str, float]:
+    """"first_hop;dur=1.20, agent;dur=5.00" → {"first_hop": 1.2, "agent": 5.0} (signin/timing.py writes it)."""
+    steps = {}
+    for item in filter(None, (part.strip() for part in header.split(","))):
+        name, _, params = item.partition(";")
+        duration = params.strip().removeprefix("dur=")
+        with contextlib.suppress(ValueError):
+            steps[name.strip()] = float(duration)
+    return steps
+
+
+def tail_components(samples: list[tuple[str, float, dict[str, float]]]) -> dict:
+    """The password POSTs' latency split into their steps (signin/timing.py), for the middle of the distribution
+    (p45-p55) and its tail (p95 and above; p99 and above, a few requests in a short window): each step's mean over
+    those requests, ``outside`` being the client's latency less the consumer's ``total`` (Daphne and the socket);
+    and per node (local / relayed) the p50 / p99."""
+    timed = [(node, seconds * 1000, steps) for node, seconds, steps in samples if steps]
+    if len(timed) < 20:
+        return {}
+    timed.sort(key=lambda sample: sample[1])
+
+    def band(low: float, high: float) -> dict:
+        chosen = timed[int(low * len(timed)):max(int(low * len(timed)) + 1, int(high * len(timed)))]
+        names = sorted({name for _, _, steps in chosen for name in steps})
+        means: dict[str, object] = {name: round(statistics.fmean(steps.get(name, 0.0) for _, _, steps in chosen), 2)
+                                    for name in names}
+        means["outside"] = round(statistics.fmean(ms - steps.get("total", 0.0) for _, ms, steps in chosen), 2)
+        means["latency"] = round(statistics.fmean(ms for _, ms, _ in chosen), 2)
+        means["nodes"] = dict(Counter(node for node, _, _ in chosen))
+        return {"requests": len(chosen), **means}
+
+    by_node = {}
+    for name in sorted({node for node, _, _ in timed}):
+        latencies = [ms for node, ms, _ in timed if node == name]
+        by_node[name] = {"count": len(latencies), "p50_ms": round(statistics.median(latencies), 2),
+                         "p99_ms": round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 2)}
+    return {"p50_band": band(0.45, 0.55), "p95_band": band(0.95, 1.0), "p99_band": band(0.99, 1.0),
+            "by_node": by_node}
 
 
 def half_peak(args, site: Site, facts: dict, report: dict) -> dict:
@@ -395,6 +444,9 @@ def half_peak(args, site: Site, facts: dict, report: dict) -> dict:
     log(f"  direct p50/p99 {bind_read['p50_ms']}/{bind_read['p99_ms']} ms, password POST "
         f"{signins['p50_ms']}/{signins['p99_ms']} ms, whole sign-in {signins['cycle_p50_ms']}/"
         f"{signins['cycle_p99_ms']} ms, outcomes {signins['outcomes']}")
+    if signins.get("tail"):
+        log(f"  p99 band {signins['tail']['p99_band']}")
+        log(f"  p50 band {signins['tail']['p50_band']}")
     return {"peak_per_second": peak, "rate": round(rate, 1), "direct": bind_read, "signin": signins, **added}
 
 
@@ -549,6 +601,7 @@ def markdown(report: dict) -> str:
                   f"percentile): p50 {_ms(half['added_p50_ms'])} ms, p95 {_ms(half['added_p95_ms'])} ms, p99 "
                   f"{_ms(half['added_p99_ms'])} ms; the whole sign-in's three requests less bind + read: p50 "
                   f"{_ms(half['added_whole_p50_ms'])} ms, p99 {_ms(half['added_whole_p99_ms'])} ms."]
+        lines += tail_markdown(signin.get("tail") or {})
     lines += ["", f"Denominator of both ratios: the best direct bind+read rate, {bind_read}/s (the best bind alone: "
               f"{bind}/s).", "",
               ratio_line("whole sign-in", report["whole_signin_ratio"]),
@@ -558,6 +611,31 @@ def markdown(report: dict) -> str:
                      f"p99 {_ms(half['added_p99_ms'])} ms")
     lines += [f"agent CPU beyond LDAP {_ms(report.get('agent_beyond_ldap_ms'))} ms per sign-in", ""]
     return "\n".join(lines)
+
+
+def tail_markdown(tail: dict) -> list[str]:
+    """The half-peak password POSTs' steps (Server-Timing) in the middle and in the tail of their latency."""
+    if not tail:
+        return []
+    middle, high, worst = tail["p50_band"], tail.get("p95_band", {}), tail["p99_band"]
+    names = [n for n in sorted(set(middle) | set(high) | set(worst))
+             if n not in ("requests", "nodes", "latency", "total")]
+    lines = ["", "Where the half-peak password POST's time goes (`Server-Timing`, signin/timing.py; mean ms over the "
+             f"requests of each band: p45-p55 {middle['requests']} requests, p95 and above "
+             f"{high.get('requests', 0)}, p99 and above {worst['requests']}; "
+             "`<hop>-wait`: a worker hop's queue and wake-up; `outside`: the client's latency less the consumer's "
+             "`total`, i.e. Daphne and the socket; `gc`: collections during the request):", "",
+             "| band | latency | total | " + " | ".join(names) + " | nodes |",
+             "| --- | --- | --- | " + " | ".join("---" for _ in names) + " | --- |"]
+    for label, row in (("p45-p55", middle), ("p95+", high), ("p99+", worst)):
+        if not row:
+            continue
+        lines.append(f"| {label} | {row['latency']} | {row.get('total', 0.0)} | "
+                     + " | ".join(str(row.get(n, 0.0)) for n in names)
+                     + f" | {', '.join(f'{k} {v}' for k, v in sorted(row['nodes'].items()))} |")
+    lines += ["", "Password POST by node (web1 holds the agent: local; web2 relays): " + "; ".join(
+        f"{node} p50 {v['p50_ms']} ms p99 {v['p99_ms']} ms ({v['count']})" for node, v in tail["by_node"].items())]
+    return lines
 
 
 # --- main --------------------------------------------------------------------------------------------------

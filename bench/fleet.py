@@ -266,11 +266,17 @@ def run_costs(args, services, report: dict) -> None:
 
         pg_log = services.pg_dir / "log"
         rows: list[dict] = []
+        # CPU of each node and of the simulated agent per sign-in (process counters: one at a time, so what a
+        # sign-in costs each, not what waiting for a busy CPU does to its latency).
+        cpu_groups = {**{f"daphne_{n.name}": [n.proc.pid] for n in nodes},
+                      "agent": [proc.pid for proc in fleet.procs]}
         for placement, node in (("local", nodes[0]), ("relayed", nodes[1])):
             with redis.Redis.from_url(services.redis_url) as client:
                 before = components.redis_command_calls(client)
                 _, offset = statement_lines(pg_log, 0)
+                cpu_before = components.group_cpu_seconds(cpu_groups)
                 outcomes = asyncio.run(sequential_signins(node, users, args.signins))
+                cpu_after = components.group_cpu_seconds(cpu_groups)
                 after = components.redis_command_calls(client)
             statements, _ = statement_lines(pg_log, offset)
             ok = outcomes.get("success", 0)
@@ -282,13 +288,16 @@ def run_costs(args, services, report: dict) -> None:
                 "placement": placement, "signins": sum(outcomes.values()), "outcomes": dict(outcomes),
                 "redis_commands_per_signin": round(commands.total() / max(1, ok), 2),
                 "redis_by_command": {k: round(v / max(1, ok), 2) for k, v in commands.most_common()},
+                "cpu_ms_per_signin": {k: round((cpu_after[k] - cpu_before[k]) * 1000 / max(1, ok), 3)
+                                      for k in cpu_groups},
                 "sql_per_signin": round(len(statements) / max(1, ok), 2),
                 "sql_by_kind": {k: round(v / max(1, ok), 2)
                                 for k, v in Counter(map(statement_kind, statements)).most_common()},
                 "one_signin_redis": [command_shape(c, portal.redis_prefix) for c in trace],
             })
             log(f"{placement}: {rows[-1]['redis_commands_per_signin']} Redis commands and "
-                f"{rows[-1]['sql_per_signin']} SQL statements per whole sign-in, outcomes {dict(outcomes)}")
+                f"{rows[-1]['sql_per_signin']} SQL statements per whole sign-in, CPU ms per sign-in "
+                f"{rows[-1]['cpu_ms_per_signin']}, outcomes {dict(outcomes)}")
         report["costs"] = rows
         report["failed"] = any(set(row["outcomes"]) != {"success"} for row in rows)
     finally:
@@ -299,11 +308,13 @@ def run_costs(args, services, report: dict) -> None:
 
 def costs_markdown(report: dict) -> str:
     lines = ["### Redis commands and SQL statements per whole sign-in", "",
-             "| placement | sign-ins | Redis commands | SQL statements | Redis by command | SQL by kind |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "| placement | sign-ins | Redis commands | SQL statements | CPU ms per sign-in | Redis by command "
+             "| SQL by kind |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for row in report["costs"]:
+        cpu = ", ".join(f"{k} {v:.2f}" for k, v in row.get("cpu_ms_per_signin", {}).items())
         lines.append(f"| {row['placement']} | {row['signins']} | {row['redis_commands_per_signin']} | "
-                     f"{row['sql_per_signin']} | "
+                     f"{row['sql_per_signin']} | {cpu} | "
                      + ", ".join(f"{k} {v:g}" for k, v in row["redis_by_command"].items()) + " | "
                      + ", ".join(f"{k} {v:g}" for k, v in row["sql_by_kind"].items()) + " |")
     for row in report["costs"]:

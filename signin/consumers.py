@@ -19,6 +19,8 @@ answer with the plain view's.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import io
 import logging
 from collections.abc import Callable
@@ -38,7 +40,7 @@ from django.utils.module_loading import import_string
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_variables
 
-from signin import views
+from signin import timing, views
 from signin.workers import in_worker
 
 logger = logging.getLogger(__name__)
@@ -144,6 +146,7 @@ class SignInPageConsumer(AsyncHttpConsumer):
 
     @sensitive_variables("body")
     async def handle(self, body: bytes) -> None:
+        warmed()
         request = ASGIRequest(self.scope, io.BytesIO(body))
         await self.send_django_response(await in_worker(self.first_hop)(self.middleware_hooks(), request))
 
@@ -155,6 +158,8 @@ class SignInPageConsumer(AsyncHttpConsumer):
         return hooks.response_phase(request, response, ran)
 
     async def send_django_response(self, response: HttpResponse) -> None:
+        if (timed := timing.current()) is not None:  # PTA_SERVER_TIMING: the benchmark's per-step timing
+            response["Server-Timing"] = timed.header()
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.items()]
         headers += [(b"Set-Cookie", c.output(header="").strip().encode("latin-1")) for c in response.cookies.values()]
         await self.send_response(response.status_code, response.content, headers=headers)
@@ -172,12 +177,16 @@ class PasswordPageConsumer(SignInPageConsumer):
 
 
 class PasswordPostConsumer(SignInPageConsumer):
-    """The password POST: the agent is asked between two hops, on the event loop."""
+    """The password POST: the agent is asked between two hops, on the event loop: the first runs the middleware's
+    request side, the form and the sign-in's first step; the second the sign-in's last step and the answer (the
+    middleware's response side)."""
 
     view = staticmethod(views.password_page)
 
     @sensitive_variables("body", "submission")
     async def handle(self, body: bytes) -> None:
+        timing.begin()
+        warmed()
         request = ASGIRequest(self.scope, io.BytesIO(body))
         # What @sensitive_post_parameters sets, for error reports; an attribute the stubs' HttpRequest lacks.
         request.sensitive_post_parameters = ["password"]  # type: ignore[attr-defined]
@@ -186,12 +195,25 @@ class PasswordPostConsumer(SignInPageConsumer):
         if isinstance(submission, HttpResponse):
             response = submission
         else:
+            answer: list = []  # the answer made in the sign-in's last hop, or what making it raised
+
+            @sensitive_variables("result")
+            def then(result) -> None:
+                try:
+                    answer.append(self.after_agent(hooks, request, submission, result))
+                except Exception as exc:  # noqa: BLE001 - raised below, on the event loop, as before
+                    answer.append(exc)
+
             try:
-                result = await views.password_submit(request, submission)
+                result = await views.password_submit(request, submission, then=then)
             except Exception as exc:  # noqa: BLE001 - as Django's handler would: logged, a plain error page
                 response = await in_worker(self.failed)(hooks, request, exc)
             else:
-                response = await in_worker(self.after_agent)(hooks, request, submission, result)
+                if not answer:  # the outcome needed the event loop first (a password to change): a hop of its own
+                    answer.append(await in_worker(self.after_agent)(hooks, request, submission, result))
+                if isinstance(answer[0], Exception):
+                    raise answer[0]
+                response = answer[0]
         await self.send_django_response(response)
 
     @staticmethod
@@ -207,7 +229,9 @@ class PasswordPostConsumer(SignInPageConsumer):
         if response is None:
             found = answered(views.password_submission, request)
             if not isinstance(found, HttpResponse):
-                return found
+                # The sign-in's first step (routing, the account, its places, the lockout reservation) in this
+                # same hop: none of its own before the agent.
+                return views.password_submission_prepared(request, found)
             response = found
             add_never_cache_headers(response)  # the view's @never_cache: not on a middleware's own answer
         return hooks.response_phase(request, response, ran)
@@ -220,6 +244,26 @@ class PasswordPostConsumer(SignInPageConsumer):
         response = answered(views.password_answer, request, submission, result)
         add_never_cache_headers(response)
         return hooks.response_phase(request, response, hooks.middleware)
+
+
+# After this many sign-in pages, what the first ones built for good (compiled templates, the routing, the
+# connections' pools, the lazily imported modules) is moved out of the collector's sight, as config/asgi.py does
+# with what start-up built: a full collection then walks the garbage of recent requests, not all of that again.
+WARM_AFTER = 1000
+_pages_served = 0
+
+
+def warmed() -> None:
+    global _pages_served
+    _pages_served += 1
+    if _pages_served == WARM_AFTER:
+        # Once per process, in its own turn of the event loop (a collection of what is in sight, then the freeze).
+        asyncio.get_running_loop().call_soon(freeze_what_lasts)
+
+
+def freeze_what_lasts() -> None:
+    gc.collect()
+    gc.freeze()
 
 
 # What the consumers serve, by method and path; signin/checks.py holds each path to its URL's view.

@@ -8,6 +8,7 @@ view (which checks only ``is_authenticated``) never issues a code after the pass
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import logging
@@ -68,9 +69,11 @@ from signin.script import CONTENT_SECURITY_POLICY, SCRIPT_HASH_HEADER, script_in
 from signin.selectors import MFA_SESSION_KEY, SESSION_KEY, signin_tenant_id
 from signin.services.attempt import (
     CHANGEABLE,
+    Prepared,
     SignInResult,
     password_change_sign_in,
     password_sign_in,
+    password_sign_in_prepare,
     refusal_reason_code,
     signin_completed,
 )
@@ -258,6 +261,7 @@ class PasswordSubmission:
     device: str
     application: Application | None = None
     sealed: BrowserSealed | None = None  # the password sealed in the browser: then ``password`` is None
+    prepared: Prepared | None = None  # the sign-in's first step, done in the form's hop (signin.consumers)
 
 
 SEALED_FIELD = "sealed"
@@ -311,12 +315,23 @@ def password_form(request: HttpRequest) -> HttpResponse:
     return _page(request, "signin/password.html", {**_password_context(state), "form": PasswordForm()})
 
 
+def password_submission_prepared(request: HttpRequest, submission: PasswordSubmission) -> PasswordSubmission:
+    """The submission with its sign-in's first step done (synchronous: in the form's own hop, so that the sign-in
+    takes none before the agent; signin.services.attempt.password_sign_in_prepare)."""
+    prepared = password_sign_in_prepare(username=submission.state["username"], ip=client_address(request.META),
+                                        device=submission.device)
+    return dataclasses.replace(submission, prepared=prepared)
+
+
 @sensitive_variables("submission")
-async def password_submit(request: HttpRequest, submission: PasswordSubmission) -> SignInResult:
+async def password_submit(request: HttpRequest, submission: PasswordSubmission,
+                          then: Callable[[SignInResult], object] | None = None) -> SignInResult:
+    """The sign-in of the submission; ``then``: password_sign_in's (the answer, in the sign-in's last hop)."""
     return await password_sign_in(
         username=submission.state["username"], password=submission.password, device=submission.device,
         ip=client_address(request.META), user_agent=request.META.get("HTTP_USER_AGENT", ""),
-        application=submission.application, sealed=submission.sealed,
+        application=submission.application, sealed=submission.sealed, prepared=submission.prepared, then=then,
+        ticket=submission.state.get("seal") if submission.sealed is None else None,
     )
 
 

@@ -16,6 +16,8 @@ import redis.exceptions
 from channels.db import database_sync_to_async
 from django.db import InterfaceError, OperationalError, close_old_connections
 
+from signin.timing import run_timed, timed_hop
+
 logger = logging.getLogger(__name__)
 
 # Bounded: more threads than database connections (the pool's max_size) would only wait for one.
@@ -23,8 +25,9 @@ executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="pta-signin")
 
 
 def in_worker(func):
-    """``await in_worker(fn)(*args)``: run ``fn`` in the sign-in pool."""
-    return database_sync_to_async(func, thread_sensitive=False, executor=executor)
+    """``await in_worker(fn)(*args)``: run ``fn`` in the sign-in pool (timed as a hop of its own when the request
+    is: signin/timing.py)."""
+    return timed_hop(func, database_sync_to_async(run_timed(func), thread_sensitive=False, executor=executor))
 
 
 # A database restart or failover (the connection killed under a query, then refused for a moment), or a Redis

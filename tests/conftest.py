@@ -24,6 +24,11 @@ def pytest_collection_modifyitems(config, items):
         if needs_postgresql:
             config.hook.pytest_deselected(items=needs_postgresql)
             items[:] = [item for item in items if not item.get_closest_marker("postgresql")]
+    if not os.environ.get("REDIS_URL"):  # the embedded profile: no Redis
+        needs_redis = [item for item in items if item.get_closest_marker("redis")]
+        if needs_redis:
+            config.hook.pytest_deselected(items=needs_redis)
+            items[:] = [item for item in items if not item.get_closest_marker("redis")]
     # The integration tests that need no test database first, the files with the most tests before the others:
     # they are the long ones, and workers of a parallel run (pytest-xdist, a file to a worker) that start with them
     # finish together, the short unit tests filling in at the end. Everything else keeps its order.

@@ -17,6 +17,7 @@ import time
 
 import pta_protocol as protocol
 from channels.layers import BaseChannelLayer, get_channel_layer
+from django.conf import settings
 
 from agents.connections import LocalConnection, in_background, local_agents
 from agents.handoff import AgentDisconnected, AgentRequestError, AgentUnavailable, LayerUnavailable
@@ -187,8 +188,14 @@ async def _forward(pending: PendingRequest, *, reply_to: str, expires_at: float,
         async with asyncio.timeout(max(0.0, expires_at - time.time())):
             try:
                 await asyncio.shield(pending.acked)
-                await _answer(reply_to, RelayedAck(request_id=pending.request_id, version=version_for(version)),
-                              until=expires_at)
+                # The usual answer follows its ack within milliseconds (one bind and one read): held for a moment,
+                # the ack rides with the result (a result implies it, PendingRequest.resolve), one message less
+                # through the layer per relayed sign-in. A failure is always sent after its ack, never for it: a
+                # failure before the ack tells the asker no bind happened.
+                await asyncio.wait([pending.result], timeout=ack_hold_seconds())
+                if not pending.result.done() or pending.result.cancelled() or pending.result.exception():
+                    await _answer(reply_to, RelayedAck(request_id=pending.request_id, version=version_for(version)),
+                                  until=expires_at)
                 result = await asyncio.shield(pending.result)
             except Exception as exc:  # an error frame, or the agent disconnected: the asker decides what it means
                 await _answer(reply_to, RelayedFailure.of(pending.request_id, exc, version=version), until=expires_at)
@@ -196,6 +203,15 @@ async def _forward(pending: PendingRequest, *, reply_to: str, expires_at: float,
             await _answer(reply_to, RelayedResult.of(result, version=version), until=expires_at)
     except TimeoutError:
         pending.give_up()
+
+
+def ack_hold_seconds() -> float:
+    """How long a relayed request's ack waits for its result to ride with: well inside the asker's ack deadline
+    (PTA_AGENT_ACK_SECONDS, the same on every node), at most 50 ms."""
+    return min(ACK_HOLD_SECONDS, settings.PTA_AGENT_ACK_SECONDS / 5)
+
+
+ACK_HOLD_SECONDS = 0.05
 
 
 def _layer() -> BaseChannelLayer:

@@ -46,7 +46,7 @@ from agents.handoff.relay import hand_over
 from agents.queue import QueueFull, Ticket, slot_queues
 from agents.selectors import ConnectedAgent, agents_connected, agents_named, agents_sampled
 from agents.services.authority import signing_key_for_tenant
-from agents.services.sealing import BrowserSealed, agent_public_key
+from agents.services.sealing import AgentsHint, BrowserSealed, agent_public_key
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,9 @@ class Validation:
     groups: list[dict] | None = None
     groups_truncated: bool = False
     groups_asked: bool = False
+    # The agent's own time (its result's latency_ms: from taking the request to its answer, the directory's work
+    # included); agent_ms less this is the way there and back (the WebSocket, the relay between nodes, queues).
+    agent_own_ms: float | None = None
 
 
 # --- keys, loaded once per process --------------------------------------------------------------------
@@ -94,12 +97,13 @@ async def _signing_key(tenant_id: str) -> ed25519.Ed25519PrivateKey:
 
 
 async def password_validate(*, tenant_id: str, domain: str, username: str, password: str | None = None,
-                            sealed: BrowserSealed | None = None) -> Validation:
+                            sealed: BrowserSealed | None = None, hint: AgentsHint | None = None) -> Validation:
     """Validate a password through the tenant's agents; every call ends within the sign-in deadline. The
     password comes as it was typed (sealed here for each agent asked), or ``sealed`` in the browser: then only
-    the agents it holds an envelope for are asked, each with its own."""
+    the agents it holds an envelope for are asked, each with its own. ``hint``: agents to read first, by id (the
+    sign-in's ticket named them moments ago), before a sample of the tenant's."""
     return await _through_agents(tenant_id=tenant_id, domain=domain, username=username, password=password,
-                                 sealed=sealed)
+                                 sealed=sealed, hint=hint)
 
 
 async def account_state_check(*, tenant_id: str, domain: str, username: str) -> Validation:
@@ -121,7 +125,8 @@ async def password_change(*, tenant_id: str, domain: str, username: str, current
 
 @sensitive_variables("password", "new_password")
 async def _through_agents(*, tenant_id: str, domain: str, username: str, password: str | None,
-                          new_password: str | None = None, sealed: BrowserSealed | None = None) -> Validation:
+                          new_password: str | None = None, sealed: BrowserSealed | None = None,
+                          hint: AgentsHint | None = None) -> Validation:
     deadline = time.monotonic() + settings.PTA_SIGNIN_DEADLINE_SECONDS
     tenant_id = str(tenant_id)
     tried: set[str] = set()  # agents that answered, or failed this sign-in: not asked again
@@ -143,7 +148,7 @@ async def _through_agents(*, tenant_id: str, domain: str, username: str, passwor
             async with asyncio.timeout(remaining):  # the presence registry may stall (Redis away); not past this
                 connected, every_one = await _candidates(tenant_id=tenant_id, domain=domain, capability=capability,
                                               sealed=sealed, skip=tried | answered_busy,
-                                              skip_connections=tried_connections)
+                                              skip_connections=tried_connections, hint=hint)
             serving = [a for a in connected if domain in a.record.domains and a.record.tenant_id == tenant_id]
             if serving:
                 _presence_seen[tenant_id] = time.monotonic()
@@ -212,21 +217,33 @@ async def _through_agents(*, tenant_id: str, domain: str, username: str, passwor
 
 
 async def _candidates(*, tenant_id: str, domain: str, capability: str, sealed: BrowserSealed | None,
-                      skip: set[str], skip_connections: set[tuple[str, str]]) -> tuple[list[ConnectedAgent], bool]:
-    """The agents to choose from: a bounded read first (the agents the browser sealed for, or a sample of the
-    tenant's), enough when it holds a free agent this sign-in may ask; else every agent of the tenant, so what
-    follows (waiting for a slot, for presence, giving up) decides on all of them as before. And whether they are
-    every agent this sign-in could ask (False: a sample, others may take it should this one not ack)."""
+                      skip: set[str], skip_connections: set[tuple[str, str]],
+                      hint: AgentsHint | None = None) -> tuple[list[ConnectedAgent], bool]:
+    """The agents to choose from: a bounded read first (the agents the browser sealed for, or those ``hint``
+    names, or a sample of the tenant's), enough when it holds a free agent this sign-in may ask; else every agent
+    of the tenant, so what follows (waiting for a slot, for presence, giving up) decides on all of them as before.
+    And whether they are every agent this sign-in could ask (False: a sample, others may take it should this one
+    not ack)."""
+
+    def usable(found: list[ConnectedAgent]) -> bool:
+        return any(not a.full and a.agent_id not in skip and (a.agent_id, a.channel_name) not in skip_connections
+                   and (sealed is None or a.record.key_id in sealed.envelopes) for a in found)
+
     if sealed is not None and sealed.agent_ids:
         # Only the agents it was sealed for can open it: they are every one it could ask.
         found = await agents_named(agent_ids=sealed.agent_ids, tenant_id=tenant_id, domain=domain,
                                    capability=capability)
         complete, every_one = False, True
     else:
+        if sealed is None and hint is not None and hint.agent_ids:
+            # Named moments ago (the sign-in's ticket): one read by id instead of a draw and a read.
+            found = await agents_named(agent_ids=hint.agent_ids, tenant_id=tenant_id, domain=domain,
+                                       capability=capability)
+            if usable(found):
+                return found, hint.every_one
         found, complete = await agents_sampled(tenant_id=tenant_id, domain=domain, capability=capability)
         every_one = complete
-    if complete or any(not a.full and a.agent_id not in skip and (a.agent_id, a.channel_name) not in skip_connections
-                       and (sealed is None or a.record.key_id in sealed.envelopes) for a in found):
+    if complete or usable(found):
         return found, every_one
     return await agents_connected(tenant_id=tenant_id, domain=domain, capability=capability), True
 
@@ -354,7 +371,8 @@ def _validation_from(result: protocol.Result, *, request_id: str, agent: Connect
                       domains=tuple(agent.record.domains), groups_asked=groups_asked,
                       groups=([dict(g) for g in result.groups]
                               if signed_in and groups_asked and result.groups is not None else None),
-                      groups_truncated=signed_in and groups_asked and result.groups_truncated)
+                      groups_truncated=signed_in and groups_asked and result.groups_truncated,
+                      agent_own_ms=result.latency_ms or None)
 
 
 def _ms_since(started: float) -> float:

@@ -120,8 +120,32 @@ async def sealing_ticket_issue(*, tenant_id: str, domain: str, kind: str = proto
                            "agent_id": agent.agent_id})
     if not candidates:
         return None
+    # Whether the candidates are every agent that served the domain then: a sign-in that posts the password instead
+    # (no JavaScript) asks them first, read by name (agents_named), and gives the only one the whole deadline.
+    every_agent = complete and len(candidates) == len(connected)
     return {"request_id": request_id, "expires_at": expires_at, "kind": kind, "tenant": str(tenant_id),
-            "domain": domain, "candidates": candidates}
+            "domain": domain, "candidates": candidates, "every_agent": every_agent}
+
+
+def ticket_agents(ticket: dict | None, *, tenant_id: str, kind: str = protocol.REQUEST_PASSWORD) -> AgentsHint | None:
+    """The agents a sign-in's ticket named (issued at its username step, moments ago), for the hand-off of a
+    password posted as typed: read first by name, one read instead of a new sample of the tenant's. None for a
+    ticket of another tenant or kind, or one from before the candidates' agents were recorded."""
+    if not ticket or ticket.get("tenant") != str(tenant_id) or ticket.get("kind") != kind:
+        return None
+    named = tuple(str(c["agent_id"]) for c in ticket.get("candidates", ()) if c.get("agent_id"))
+    if not named or len(named) != len(ticket["candidates"]):
+        return None
+    return AgentsHint(agent_ids=named, every_one=bool(ticket.get("every_agent")))
+
+
+@dataclass(frozen=True)
+class AgentsHint:
+    """Agents to ask first, by id, and whether they were every agent of the tenant serving the domain when named
+    (then the only one among them may have the whole deadline, as when a sample holds the tenant's every agent)."""
+
+    agent_ids: tuple[str, ...]
+    every_one: bool = False
 
 
 async def sealing_ticket_current(*, ticket: dict | None, tenant_id: str, domain: str, kind: str) -> dict | None:

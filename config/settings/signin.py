@@ -21,6 +21,9 @@ PTA_DNS_NAMESERVERS = env_list("PTA_DNS_NAMESERVERS")
 # Each portal process remembers which tenant a domain routes to, and forgets it when any domain or tenant changes
 # (tenant/routing.py); at the latest this many seconds after reading it, should the word of a change be lost.
 PTA_ROUTING_CACHE_SECONDS = env_float("PTA_ROUTING_CACHE_SECONDS", 30.0, minimum=0.0)
+# The password POST's answer carries a Server-Timing header with its steps' durations (signin/timing.py): for the
+# benchmark's latency tail only. Off in production: a sign-in's timing tells which route it took.
+PTA_SERVER_TIMING = env_bool("PTA_SERVER_TIMING", False)
 # Sessions live in the cache (Redis in production): no database write for the sign-in steps.
 SESSION_ENGINE = "signin.sessions"
 # A sign-in under way (its username typed, nobody signed in yet) keeps its session this long after its last step:

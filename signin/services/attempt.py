@@ -7,7 +7,7 @@ import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pta_protocol as protocol
 from django.conf import settings
@@ -17,9 +17,10 @@ from django.views.decorators.debug import sensitive_variables
 from agents.queue import QueueFull, SlotQueues
 from agents.selectors import password_change_available
 from agents.services.dispatch import Validation, password_change, password_validate
-from agents.services.sealing import BrowserSealed
+from agents.services.sealing import BrowserSealed, ticket_agents
 from applications.models import Application
 from applications.selectors import application_user_assigned
+from signin import timing
 from signin.metrics import queue_seconds, signin_seconds, signins
 from signin.models import SignInEvent
 from signin.outcomes import Outcome
@@ -158,6 +159,39 @@ def _before(*, upn: str, ip: str, device: str) -> _Before:
                    account=account, known_device=place.known_device, location=location, place=place)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A sign-in's first step (``_before``), done by its caller in a thread hop it had to take anyway (the password
+    POST's consumer, with its form): the sign-in then takes no hop of its own before the agent. ``started`` is
+    when it began (its deadline and its record's ``total_ms`` count from there)."""
+
+    upn: str
+    before: _Before = field(repr=False)
+    started: float
+
+
+def password_sign_in_prepare(*, username: str, ip: str, device: str) -> Prepared | None:
+    """``_before`` of the sign-in of ``username``, synchronously (call it in a worker thread); None when it failed
+    (the database or Redis restarting, or worse): the sign-in then takes its own hop, which waits out a transient
+    error and answers any other as before. Safe to run again: everything before its last step is a read."""
+    started = time.monotonic()
+    upn = _canonical(username)
+    try:
+        return Prepared(upn=upn, before=_before(upn=upn, ip=ip, device=device), started=started)
+    except Exception:  # noqa: BLE001 - the sign-in's own hop tries again, and answers what it finds
+        logger.info("the sign-in's first step failed in the form's hop; it runs again on its own", exc_info=True)
+        return None
+
+
+def _canonical(username: str) -> str:
+    try:
+        # One spelling per account for routing, the user, the agent's bind and lockout: AD binds "bob   @corp"
+        # as bob, so a spelling must never be a bucket of its own (signin/services/names.py).
+        return username_canonical(typed=username)
+    except UsernameRefused:
+        return ""
+
+
 async def _reserved(before: _Before, *, deadline: float) -> _Before:
     """A guess that found the account's threshold taken by guesses in flight waits in line for their answers,
     then asks again (one at a time per account: each answer frees at most one way)."""
@@ -184,7 +218,9 @@ async def _reserved(before: _Before, *, deadline: float) -> _Before:
 @sensitive_variables("password")
 async def password_sign_in(*, username: str, password: str | None = None, ip: str = "", user_agent: str = "",
                            channel: str = "web", device: str = "", application: Application | None = None,
-                           sealed: BrowserSealed | None = None) -> SignInResult:
+                           sealed: BrowserSealed | None = None, prepared: Prepared | None = None,
+                           then: Callable[[SignInResult], object] | None = None,
+                           ticket: dict | None = None) -> SignInResult:
     """Route, reserve the guess against cloud lockout, validate through an agent (or locally for cloud-only
     accounts), decide on the second factor, record. ``device`` is the browser's device id (a signed cookie), if
     any; after a complete success it is remembered as a known device. ``application`` is the application the
@@ -197,7 +233,12 @@ async def password_sign_in(*, username: str, password: str | None = None, ip: st
     ``sealed``: the password never reached the portal, sealed in the browser for the agents the page was given
     (their envelopes, checked against the sign-in's ticket). It goes to those agents, which check what
     password_acceptable checks here. A cloud account's page is given no agents (signin/views.py ``_sealable``):
-    its password comes as typed and is checked here."""
+    its password comes as typed and is checked here.
+
+    ``prepared``: the first step, done by the caller in its own thread hop (password_sign_in_prepare, for this
+    username, address and device). ``then``: called with the result in the thread of the last step, unless the
+    outcome is CHANGEABLE (the caller's answer, in the same hop); it must not raise (keep what it would raise).
+    ``ticket``: the sign-in's sealing ticket, unused (the password came as typed): its agents are asked first."""
 
     @sensitive_variables()
     async def check(before: _Before, upn: str) -> tuple[Outcome, Validation | None]:
@@ -217,11 +258,13 @@ async def password_sign_in(*, username: str, password: str | None = None, ip: st
             return await _no_account_password_check(password), None
         assert before.tenant is not None  # the pass-through route has the routing tenant
         validation = await password_validate(tenant_id=str(before.tenant.pk), domain=upn.rpartition("@")[2],
-                                             username=upn, password=password)
+                                             username=upn, password=password,
+                                             hint=ticket_agents(ticket, tenant_id=str(before.tenant.pk)))
         return Outcome(validation.outcome), validation
 
     result = await _attempt(username=username, ip=ip, user_agent=user_agent, channel=channel, device=device,
-                            check=check, application=application, sealed_in_browser=sealed is not None)
+                            check=check, application=application, sealed_in_browser=sealed is not None,
+                            prepared=prepared, then=then)
     if result.outcome in CHANGEABLE and result.tenant is not None:
         # Offered only where an agent that can make the change serves the domain now; else the helpdesk.
         available = await password_change_available(tenant_id=str(result.tenant.pk),
@@ -273,16 +316,16 @@ async def password_change_sign_in(*, username: str, current_password: str | None
 async def _attempt(*, username: str, ip: str, user_agent: str, channel: str, device: str,
                    check: Callable[[_Before, str], Awaitable[tuple[Outcome, Validation | None]]],
                    password_change: bool = False, application: Application | None = None,
-                   sealed_in_browser: bool = False) -> SignInResult:
-    started = time.monotonic()
-    try:
-        # One spelling per account for routing, the user, the agent's bind and lockout: AD binds "bob   @corp"
-        # as bob, so a spelling must never be a bucket of its own (signin/services/names.py).
-        upn = username_canonical(typed=username)
-    except UsernameRefused:
-        upn = ""
-    until = started + settings.PTA_SIGNIN_DEADLINE_SECONDS / 2  # waits out a database or Redis restart
-    before = await in_worker_retrying(_before, upn=upn, ip=ip, device=device, until=until)
+                   sealed_in_browser: bool = False, prepared: Prepared | None = None,
+                   then: Callable[[SignInResult], object] | None = None) -> SignInResult:
+    if prepared is not None:  # _before done in the caller's hop (password_sign_in_prepare)
+        started, upn, before = prepared.started, prepared.upn, prepared.before
+        until = started + settings.PTA_SIGNIN_DEADLINE_SECONDS / 2
+    else:
+        started = time.monotonic()
+        upn = _canonical(username)
+        until = started + settings.PTA_SIGNIN_DEADLINE_SECONDS / 2  # waits out a database or Redis restart
+        before = await in_worker_retrying(_before, upn=upn, ip=ip, device=device, until=until)
     try:
         before = await _reserved(before, deadline=started + settings.PTA_SIGNIN_DEADLINE_SECONDS)
         tenant = before.tenant
@@ -296,7 +339,13 @@ async def _attempt(*, username: str, ip: str, user_agent: str, channel: str, dev
         elif before.reservation is not None and before.reservation.hold is Hold.BUSY:
             outcome = Outcome.TOO_MANY_SIGNINS  # this account's guesses in flight never left room in time
         else:
+            asked = time.perf_counter()
             outcome, validation = await check(before, upn)
+            timing.step("agent", time.perf_counter() - asked)
+            if validation is not None and validation.agent_ms is not None:
+                timing.step("handoff", validation.agent_ms / 1000)
+                if validation.agent_own_ms is not None:
+                    timing.step("agent_own", validation.agent_own_ms / 1000)
         record: dict[str, object] = {"username": username, "ip_address": ip or None, "user_agent": user_agent,
                                      "channel": channel, "tenant": tenant}
         if password_change:
@@ -312,13 +361,13 @@ async def _attempt(*, username: str, ip: str, user_agent: str, channel: str, dev
         if validation is not None and outcome is Outcome.PASSWORD_REJECTED:
             record["detail"] = refusal_reason_code(validation.detail)
         result = await in_worker_retrying(
-            _after, before=before, upn=upn, ip=ip, device=device, outcome=outcome, validation=validation,
+            _after_then, before=before, upn=upn, ip=ip, device=device, outcome=outcome, validation=validation,
             started=started, record=record, until=max(until, time.monotonic() + 2),
             application_requires=application is not None and application.require_mfa,
             application=application,
             # The password grant gives tokens at once: the assignment is checked here, with the groups just read.
             # A browser sign-in is the portal's own; the authorize endpoint checks the application's.
-            assignment_of=application if channel == "oauth" else None)
+            assignment_of=application if channel == "oauth" else None, then=then)
     except BaseException:
         # Whatever broke (Redis or the database away, a cancelled request), this guess no longer counts: a
         # reservation left behind would hold the account's way for RESERVATION_SECONDS.
@@ -354,6 +403,16 @@ def _verdict(outcome: Outcome) -> Verdict:
     if outcome in COUNTED_FAILURES:
         return Verdict.FAILED
     return Verdict.SUCCEEDED if outcome is Outcome.SUCCESS else Verdict.RELEASED
+
+
+def _after_then(*, then: Callable[[SignInResult], object] | None, **kwargs) -> SignInResult:
+    """``_after``, then in the same thread the caller's ``then`` (the password page's answer: its session and
+    cookies), unless the outcome needs more of the event loop first (CHANGEABLE: whether an agent can change the
+    password). ``then`` runs once: what it raises is its caller's to keep (it must not make ``_after`` run again)."""
+    result = _after(**kwargs)
+    if then is not None and result.outcome not in CHANGEABLE:
+        then(result)
+    return result
 
 
 def _after(*, before: _Before, upn: str, ip: str, device: str, outcome: Outcome, validation, started: float,

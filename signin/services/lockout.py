@@ -95,6 +95,10 @@ class Reservation:
     bucket: str
     attempt_id: str
     policy: LockoutPolicy
+    # The bucket had no failures and no lockouts to forgive when this guess was reserved: a right password then
+    # only ends the reservation (one command, not a script). A wrong guess at the same account in flight at the
+    # same moment is then not forgiven by this one's success: stricter, never looser.
+    clean: bool = False
 
     @property
     def granted(self) -> bool:
@@ -108,9 +112,14 @@ class Settled:
 
 
 class LockoutStore(Protocol):
-    def reserve(self, *, bucket: str, attempt_id: str, threshold: int) -> Hold: ...
+    def reserve(self, *, bucket: str, attempt_id: str, threshold: int) -> tuple[Hold, bool]:
+        """The hold, and whether the bucket had nothing to forgive (no failures, no lockouts)."""
+        ...
 
-    def settle(self, *, bucket: str, attempt_id: str, verdict: Verdict, policy: LockoutPolicy) -> Settled: ...
+    def settle(self, *, bucket: str, attempt_id: str, verdict: Verdict, policy: LockoutPolicy,
+               clean: bool = False) -> Settled:
+        """``clean``: the reservation found nothing to forgive (a success then only ends it)."""
+        ...
 
     def locked(self, *, bucket: str) -> bool: ...
 
@@ -153,28 +162,33 @@ class LocalLockoutStore:
         count, until = self._failures.get(bucket, (0, 0.0))
         return count if until > now else 0
 
-    def reserve(self, *, bucket: str, attempt_id: str, threshold: int) -> Hold:
+    def reserve(self, *, bucket: str, attempt_id: str, threshold: int) -> tuple[Hold, bool]:
         now = time.time()
         with self._lock:
             self._reservations += 1
             if self._reservations % self.SWEEP_EVERY == 0:
                 self._sweep(now)
             if self._locked_until.get(bucket, 0.0) > now:
-                return Hold.LOCKED
+                return Hold.LOCKED, False
             flying = {a: exp for a, exp in self._in_flight.get(bucket, {}).items() if exp > now}
             self._in_flight[bucket] = flying
-            if self._live_failures(bucket, now) + len(flying) >= threshold:
-                return Hold.BUSY
+            failures = self._live_failures(bucket, now)
+            clean = not failures and self._lockouts.get(bucket, (0, 0.0))[1] <= now
+            if failures + len(flying) >= threshold:
+                return Hold.BUSY, clean
             flying[attempt_id] = now + RESERVATION_SECONDS
-            return Hold.GRANTED
+            return Hold.GRANTED, clean
 
-    def settle(self, *, bucket: str, attempt_id: str, verdict: Verdict, policy: LockoutPolicy) -> Settled:
+    def settle(self, *, bucket: str, attempt_id: str, verdict: Verdict, policy: LockoutPolicy,
+               clean: bool = False) -> Settled:
         now = time.time()
         with self._lock:
             flying = self._in_flight.get(bucket, {})
             was_in_flight = flying.pop(attempt_id, None) is not None
             if not flying:
                 self._in_flight.pop(bucket, None)
+            if verdict is Verdict.SUCCEEDED and clean:
+                return Settled()  # nothing was there to forgive when it was reserved (as Redis's store)
             if verdict is Verdict.SUCCEEDED:
                 self._failures.pop(bucket, None)
                 self._lockouts.pop(bucket, None)
@@ -209,18 +223,20 @@ class LocalLockoutStore:
                 table.clear()
 
 
-# KEYS: failures, in flight, locked.  ARGV: now, threshold, attempt id, reservation expiry, reservation ttl
-# The lock and the failures are read together (MGET); reservations whose answer never came (their node died) are
-# left out by their expiry (ZCOUNT from now) rather than removed (they go with the key, RESERVATION_SECONDS after
-# the last reservation): four commands, not six, on every sign-in.
+# KEYS: failures, in flight, locked, lockouts.  ARGV: now, threshold, attempt id, reservation expiry, reservation ttl
+# The lock, the failures and the lockouts are read together (MGET); reservations whose answer never came (their
+# node died) are left out by their expiry (ZCOUNT from now) rather than removed (they go with the key,
+# RESERVATION_SECONDS after the last reservation): four commands, not six, on every sign-in. Returns the hold and
+# whether the bucket had nothing to forgive (no failures, no lockouts: a success then needs no script).
 _RESERVE = """
-local state = redis.call('MGET', KEYS[3], KEYS[1])
-if state[1] then return 0 end
+local state = redis.call('MGET', KEYS[3], KEYS[1], KEYS[4])
+if state[1] then return {0, 0} end
 local failures = tonumber(state[2] or '0')
-if failures + redis.call('ZCOUNT', KEYS[2], '(' .. ARGV[1], '+inf') >= tonumber(ARGV[2]) then return 2 end
+local clean = (failures == 0 and not state[3]) and 1 or 0
+if failures + redis.call('ZCOUNT', KEYS[2], '(' .. ARGV[1], '+inf') >= tonumber(ARGV[2]) then return {2, clean} end
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
-return 1
+return {1, clean}
 """
 
 # KEYS: failures, in flight, locked, lockouts.
@@ -260,12 +276,18 @@ class RedisLockoutStore:
     def _keys(self, bucket: str) -> list[str]:
         return [f"{self.prefix}:{{{bucket}}}:{part}" for part in ("failures", "in-flight", "locked", "lockouts")]
 
-    def reserve(self, *, bucket: str, attempt_id: str, threshold: int) -> Hold:
+    def reserve(self, *, bucket: str, attempt_id: str, threshold: int) -> tuple[Hold, bool]:
         now = time.time()
-        return Hold(int(self._reserve(keys=self._keys(bucket)[:3], args=[
-            now, threshold, attempt_id, now + RESERVATION_SECONDS, RESERVATION_SECONDS])))
+        hold, clean = self._reserve(keys=self._keys(bucket), args=[
+            now, threshold, attempt_id, now + RESERVATION_SECONDS, RESERVATION_SECONDS])
+        return Hold(int(hold)), bool(int(clean))
 
-    def settle(self, *, bucket: str, attempt_id: str, verdict: Verdict, policy: LockoutPolicy) -> Settled:
+    def settle(self, *, bucket: str, attempt_id: str, verdict: Verdict, policy: LockoutPolicy,
+               clean: bool = False) -> Settled:
+        if verdict is Verdict.RELEASED or (verdict is Verdict.SUCCEEDED and clean):
+            # Nothing to count and nothing to forgive: the reservation ends (ZREM, not the script's three).
+            self.client.zrem(self._keys(bucket)[1], attempt_id)
+            return Settled()
         locked, lockouts = self._settle(keys=self._keys(bucket), args=[
             attempt_id, verdict.value, policy.threshold, FAILURE_WINDOW_SECONDS, policy.duration_seconds,
             MAX_LOCKOUT_SECONDS, MAX_LOCKOUT_SECONDS + FAILURE_WINDOW_SECONDS])
@@ -311,8 +333,8 @@ def lockout_reserve(*, tenant: Tenant | None, account: str, familiar: bool) -> R
     while its failures and guesses in flight already reach the threshold (ask again once some are answered)."""
     policy = lockout_policy(tenant=tenant)
     bucket, attempt_id = _bucket(account, familiar), uuid.uuid4().hex
-    hold = lockout_store().reserve(bucket=bucket, attempt_id=attempt_id, threshold=policy.threshold)
-    return Reservation(hold=hold, bucket=bucket, attempt_id=attempt_id, policy=policy)
+    hold, clean = lockout_store().reserve(bucket=bucket, attempt_id=attempt_id, threshold=policy.threshold)
+    return Reservation(hold=hold, bucket=bucket, attempt_id=attempt_id, policy=policy, clean=clean)
 
 
 def lockout_settle(*, reservation: Reservation, verdict: Verdict) -> Settled:
@@ -320,7 +342,7 @@ def lockout_settle(*, reservation: Reservation, verdict: Verdict) -> Settled:
     if not reservation.granted:
         return Settled()
     return lockout_store().settle(bucket=reservation.bucket, attempt_id=reservation.attempt_id, verdict=verdict,
-                                  policy=reservation.policy)
+                                  policy=reservation.policy, clean=reservation.clean)
 
 
 def lockout_ends(*, reservation: Reservation) -> float | None:

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from agents.connections import LocalConnection, handshakes, local_agents
 from agents.consumers import AgentConsumer
-from agents.handoff import AgentBusy, AgentDisconnected, AgentRequestError, AgentTimeout, AgentUnavailable
+from agents.handoff import AgentBusy, AgentDisconnected, AgentRequestError, AgentTimeout, AgentUnavailable, relay
 from agents.handoff.messages import (
     NODE_PROTOCOL,
     RelayedAck,
@@ -504,6 +504,28 @@ async def test_request_from_another_node_is_answered_on_its_reply_channel(agent,
     await fake.send(protocol.Result(request_id=sent.request_id, outcome="invalid_credentials", ad_subcode="52e"))
     reply = reply_from_message(await asyncio.wait_for(layer.receive(reply_to), 1))
     assert isinstance(reply, RelayedResult) and reply.frame().outcome == "invalid_credentials"
+    await fake.close()
+
+
+async def test_a_relayed_result_that_follows_its_ack_at_once_carries_the_ack(agent, fake, settings, monkeypatch):
+    # One message through the layer instead of two (a result implies its ack); the ack alone comes only when the
+    # result is later than the hold (the test above). A long hold here: a loaded machine must not fail it.
+    settings.PTA_AGENT_ACK_SECONDS = 10
+    monkeypatch.setattr(relay, "ACK_HOLD_SECONDS", 2.0)
+    welcome = await fake.welcomed()
+    consumer = connection_of(welcome.agent_id)
+    layer = get_channel_layer()
+    assert layer is not None
+    reply_to = await layer.new_channel()
+    request = make_request(agent[0])
+    await layer.send(consumer.channel_name, RelayedRequest.of(request, reply_to=reply_to).to_message())
+    sent = await fake.frame()
+    await fake.send(protocol.Ack(request_id=sent.request_id))
+    await fake.send(protocol.Result(request_id=sent.request_id, outcome="invalid_credentials", ad_subcode="52e"))
+    reply = reply_from_message(await asyncio.wait_for(layer.receive(reply_to), 1))
+    assert isinstance(reply, RelayedResult) and reply.frame().outcome == "invalid_credentials"
+    with pytest.raises(TimeoutError):  # and nothing after it: no ack of its own
+        await asyncio.wait_for(layer.receive(reply_to), 0.2)
     await fake.close()
 
 

@@ -29,6 +29,7 @@ from agents.presence import PresenceRecord, presence_close, presence_registry
 from agents.queue import slot_queues
 from agents.selectors import SAMPLE, agents_sampled
 from agents.services.dispatch import password_change, password_validate
+from agents.services.sealing import AgentsHint, sealing_ticket_issue, ticket_agents, ticket_for_page
 
 pytestmark = pytest.mark.django_db(transaction=True)
 DOMAIN = "alpha.example.test"
@@ -436,3 +437,31 @@ async def test_a_tenant_with_many_agents_still_finds_its_one_free_agent_for_the_
         assert validation.outcome is protocol.Outcome.SUCCESS and validation.agent_id == free.agent_id
     sampled, complete = await agents_sampled(tenant_id=str(tenant_a.pk), domain=DOMAIN)
     assert not complete and len(sampled) <= SAMPLE  # bounded, however many the tenant has
+
+
+@PLACES
+async def test_a_password_posted_as_typed_goes_first_to_the_agents_its_ticket_named(connect, tenant_a, relayed):
+    """A sign-in whose page had a ticket but posted the password (no JavaScript) reads the ticket's agents by id
+    (one read, not a new draw of the tenant's): the one it named is asked, though another is as free; with a
+    ticket naming every agent, the only one keeps the whole deadline (no ack timeout), as with a whole sample."""
+    first = await connect(0, answers("success"), relayed=relayed)
+    second = await connect(1, answers("success"), relayed=relayed)
+    for named in (second, first, second):
+        validation = await password_validate(tenant_id=str(tenant_a.pk), domain=DOMAIN, username=f"alice@{DOMAIN}",
+                                             password=PASSWORD, hint=AgentsHint(agent_ids=(named.agent_id,)))
+        assert validation.outcome is protocol.Outcome.SUCCESS and validation.agent_id == named.agent_id
+    await first.close_for(protocol.CloseCode.PROTOCOL_ERROR, "gone since the ticket")
+    validation = await password_validate(tenant_id=str(tenant_a.pk), domain=DOMAIN, username=f"alice@{DOMAIN}",
+                                         password=PASSWORD, hint=AgentsHint(agent_ids=(first.agent_id,)))
+    assert validation.agent_id == second.agent_id  # the ticket's agent left: the tenant's are read as before
+
+
+async def test_a_ticket_names_whether_its_agents_were_every_agent_of_the_domain(connect, tenant_a):
+    only = await connect(0, answers("success"))
+    ticket = await sealing_ticket_issue(tenant_id=str(tenant_a.pk), domain=DOMAIN)
+    assert ticket is not None
+    hint = ticket_agents(ticket, tenant_id=str(tenant_a.pk))
+    assert hint == AgentsHint(agent_ids=(only.agent_id,), every_one=True)
+    assert ticket_for_page(ticket).keys() == {"request_id", "kind", "expires_in", "candidates"}
+    assert ticket_agents(ticket, tenant_id="another-tenant") is None
+    assert ticket_agents(ticket, tenant_id=str(tenant_a.pk), kind=protocol.REQUEST_PASSWORD_CHANGE) is None

@@ -38,7 +38,7 @@ def admin_user(tenant_a, tenant_admin_factory):
 def directory_answers(monkeypatch, wire: Wire, *, can_change: bool = False) -> None:
     """Every password the fake agents are asked about gets ``wire`` from the directory."""
 
-    async def password_validate(*, tenant_id, domain, username, password):
+    async def password_validate(*, tenant_id, domain, username, password, hint=None):
         return Validation(outcome=wire, request_id=uuid.uuid4().hex)
 
     async def password_change_available(*, tenant_id, domain):

@@ -37,7 +37,7 @@ class WindowsDirectory:
     def __init__(self, monkeypatch) -> None:
         self.asked: list[str] = []
 
-        async def password_validate(*, tenant_id, domain, username, password):
+        async def password_validate(*, tenant_id, domain, username, password, hint=None):
             self.asked.append(username)
             return Validation(outcome=Outcome.INVALID_CREDENTIALS, request_id=uuid.uuid4().hex, ad_subcode="52e")
 

@@ -54,7 +54,7 @@ class FakeAgents:
             outcome=Outcome.PASSWORD_CHANGED, request_id=uuid.uuid4().hex, domains=("alpha.example.test",),
             user={"object_guid": str(uuid.uuid4()), "upn": UPN, "display_name": "Erin", "mail": ""})
 
-        async def password_validate(*, tenant_id, domain, username, password):
+        async def password_validate(*, tenant_id, domain, username, password, hint=None):
             return Validation(outcome=Outcome.PASSWORD_MUST_CHANGE, request_id=uuid.uuid4().hex, ad_subcode="773")
 
         async def password_change(*, tenant_id, domain, username, current_password, new_password):

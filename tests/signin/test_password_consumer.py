@@ -138,7 +138,7 @@ async def test_a_disallowed_host_is_a_400_not_a_crash(cloud_admin):
 async def test_an_unexpected_failure_is_a_plain_error_page_without_a_traceback(cloud_admin, monkeypatch):
     from signin import views
 
-    async def broken(request, submission):
+    async def broken(request, submission, then=None):
         raise RuntimeError("the database went away")
 
     monkeypatch.setattr(views, "password_submit", broken)
@@ -176,3 +176,26 @@ def test_the_pages_write_their_inputs_with_every_attribute_and_tie_errors_to_the
     field = found(r'(<input type="password" name="password"[^>]*>)', page.content.decode())
     assert "value=" not in field and 'aria-invalid="true" aria-describedby="password-error"' in field
     assert 'id="password-error"' in page.content.decode()
+
+
+async def test_what_the_first_pages_built_is_frozen_once(monkeypatch):
+    # After WARM_AFTER sign-in pages, once per process: a full collection no longer walks what they built for good.
+    import asyncio
+    import gc
+
+    from signin import consumers
+
+    monkeypatch.setattr(consumers, "WARM_AFTER", 3)
+    monkeypatch.setattr(consumers, "_pages_served", 0)
+    frozen = gc.get_freeze_count()
+    kept = [object() for _ in range(10)] + [[n] for n in range(100)]  # lives on: tracked by the collector
+    for _ in range(2):
+        consumers.warmed()
+    await asyncio.sleep(0)
+    assert gc.get_freeze_count() == frozen  # not yet
+    consumers.warmed()
+    await asyncio.sleep(0)
+    assert gc.get_freeze_count() >= frozen + len(kept) - 10
+    consumers.warmed()
+    await asyncio.sleep(0)  # and not again
+    assert consumers._pages_served == 4

@@ -143,7 +143,7 @@ async def test_the_password_page_is_answered_as_by_the_plain_view(cloud_admin, w
 async def test_an_exception_in_the_view_is_answered_alike(cloud_admin, monkeypatch):  # noqa: F811
     from signin import views
 
-    async def broken(request, submission):
+    async def broken(request, submission, then=None):
         raise RuntimeError("the database went away")
 
     monkeypatch.setattr(views, "password_submit", broken)
