@@ -19,16 +19,14 @@ def pytest_itemcollected(item):
 
 @pytest.hookimpl(trylast=True)  # after pytest-django's own order of the database tests, which this one keeps
 def pytest_collection_modifyitems(config, items):
-    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):  # the embedded profile: SQLite
-        needs_postgresql = [item for item in items if item.get_closest_marker("postgresql")]
-        if needs_postgresql:
-            config.hook.pytest_deselected(items=needs_postgresql)
-            items[:] = [item for item in items if not item.get_closest_marker("postgresql")]
-    if not os.environ.get("REDIS_URL"):  # the embedded profile: no Redis
-        needs_redis = [item for item in items if item.get_closest_marker("redis")]
-        if needs_redis:
-            config.hook.pytest_deselected(items=needs_redis)
-            items[:] = [item for item in items if not item.get_closest_marker("redis")]
+    # The embedded profile (SQLite, no Redis) leaves out what needs the production profile's services themselves.
+    absent = {"postgresql": not os.environ.get("DATABASE_URL", "").startswith("postgres"),
+              "redis": not os.environ.get("REDIS_URL")}
+    needing = [item for item in items if any(absent[name] and item.get_closest_marker(name) for name in absent)]
+    if needing:
+        config.hook.pytest_deselected(items=needing)
+        chosen_out = set(map(id, needing))
+        items[:] = [item for item in items if id(item) not in chosen_out]
     # The integration tests that need no test database first, the files with the most tests before the others:
     # they are the long ones, and workers of a parallel run (pytest-xdist, a file to a worker) that start with them
     # finish together, the short unit tests filling in at the end. Everything else keeps its order.
