@@ -41,7 +41,7 @@ MAX_FLEET_AGENTS = 10_000
 HANDOFF_WINDOW_SECONDS = 3.0
 RATE_WINDOW_SECONDS = 5.0
 RATE_CONCURRENCY = 16
-RECONNECT_LIMIT_SECONDS = 180.0
+RECONNECT_LIMIT_SECONDS = 300.0
 FLEET_USERS = 40  # signed in once on each node before a level's windows, then over and over in them
 
 
@@ -463,6 +463,57 @@ def presence_bytes(redis_url: str, prefix: str) -> dict:
     return {"keys": len(keys), "agent_records": agents, "bytes": int(sum(s or 0 for s in sizes))}
 
 
+def reconnect_after_restart(node, size: int, *, wait: str | None) -> dict:
+    """Restart ``node`` (with PTA_AGENT_HANDSHAKE_WAIT_SECONDS=``wait``, or the default) and time its agents'
+    return. Meanwhile a probe GETs the login page every 0.2 s (is the node serving people while its agents
+    storm back?). Returns the seconds (None past the limit), the hellos told to try later, the node's CPU
+    seconds since its start, and the probe's latencies and failures."""
+    import threading
+
+    import httpx
+
+    from tests.fixtures.portal import node_metric
+
+    if wait is None:
+        node.env.pop("PTA_AGENT_HANDSHAKE_WAIT_SECONDS", None)
+    else:
+        node.env["PTA_AGENT_HANDSHAKE_WAIT_SECONDS"] = wait
+    latencies: list[float] = []
+    failures = [0]
+    stop = threading.Event()
+
+    def probe() -> None:
+        with httpx.Client(timeout=10) as client:
+            while not stop.is_set():
+                started = time.perf_counter()
+                try:
+                    ok = client.get(f"{node.url}/login/").status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    latencies.append(time.perf_counter() - started)  # seconds, as latency_fields takes them
+                else:
+                    failures[0] += 1
+                stop.wait(0.2)
+
+    node.restart()
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
+    try:
+        seconds = wait_connected(node, size, RECONNECT_LIMIT_SECONDS)
+    finally:
+        stop.set()
+        prober.join(15)
+    refused = waited = None
+    with contextlib.suppress(Exception):
+        refused = int(node_metric(node, "pta_agent_handshakes_refused_total"))
+        waited = int(node_metric(node, "pta_agent_handshakes_waited_total"))
+    return {"seconds": round(seconds, 1) if seconds is not None else None, "refused": refused, "waited": waited,
+            "portal_cpu_seconds": round(components.group_cpu_seconds({"web1": [node.proc.pid]})["web1"], 2),
+            "probe": {"requests": len(latencies) + failures[0], "failures": failures[0],
+                      **(direct.latency_fields(latencies) if latencies else {})}}
+
+
 def run_fleet(args, services, report: dict) -> None:
     sizes = sorted({min(MAX_FLEET_AGENTS, max(1, int(n))) for n in args.fleet.split(",") if n.strip()})
     tenant_counts = [max(1, int(t)) for t in args.tenants.split(",") if t.strip()]
@@ -504,11 +555,17 @@ def run_fleet(args, services, report: dict) -> None:
                 row["rate"] = rate
                 one_agent_rate = one_agent_rate or rate["per_second"]
                 row["rate_vs_one_agent"] = round(rate["per_second"] / one_agent_rate, 2) if one_agent_rate else None
-                nodes[0].restart()
-                reconnect = wait_connected(nodes[0], size, RECONNECT_LIMIT_SECONDS)
-                row["reconnect_seconds"] = round(reconnect, 1) if reconnect is not None else None
-                row["reconnect_portal_cpu_seconds"] = round(
-                    components.group_cpu_seconds({"web1": [nodes[0].proc.pid]})["web1"], 2)
+                # web1 restarted twice: with the fixed limit alone (no hello waits), then with the default adaptive
+                # admission (a hello waits for a place while the node's pace allows), which the node keeps.
+                for variant, wait in (("fixed", "0"), ("adaptive", None)):
+                    restart = reconnect_after_restart(nodes[0], size, wait=wait)
+                    row[f"reconnect_{variant}"] = restart
+                    log(f"  reconnect after restart, {variant} admission: {restart['seconds']} s, "
+                        f"{restart['refused']} told to try later, web1 CPU {restart['portal_cpu_seconds']} s, "
+                        f"login page p50 {restart['probe'].get('p50_ms')} p99 {restart['probe'].get('p99_ms')} ms")
+                row["reconnect_seconds"] = row["reconnect_adaptive"]["seconds"]
+                row["reconnect_portal_cpu_seconds"] = row["reconnect_adaptive"]["portal_cpu_seconds"]
+                reconnect = row["reconnect_seconds"] if row["reconnect_fixed"]["seconds"] is not None else None
                 row["simulator_kib"] = sum(rss_kib(pid) for pid in fleet.pids)
                 bad = {k: v for k, v in [*handoff["outcomes"].items(), *rate["outcomes"].items()] if k != "success"}
                 failed = failed or bool(bad) or connect is None or reconnect is None
@@ -535,6 +592,22 @@ def fleet_markdown(report: dict) -> str:
                      f"{row['presence']['keys']} / {row['presence']['bytes']} | {row['handoff_p50_ms']} / "
                      f"{row['handoff_p99_ms']} | {row['rate']['per_second']} | {row['rate_vs_one_agent']} | "
                      f"{row['reconnect_seconds']} |")
+    if any("reconnect_fixed" in row for row in report["fleet"]):
+        lines += ["", "Reconnect after `web1`'s restart, the fixed limit alone (`PTA_AGENT_HANDSHAKE_WAIT_SECONDS=0`) "
+                  "against the adaptive admission (the default); the login page probed every 0.2 s on `web1` "
+                  "meanwhile:", "",
+                  "| tenants | agents | admission | all back s | told to try later | waited for a place | "
+                  "web1 CPU s | login page p50 / p99 ms (failures / requests) |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for row in report["fleet"]:
+            for variant in ("fixed", "adaptive"):
+                r = row.get(f"reconnect_{variant}")
+                if r:
+                    probe = r["probe"]
+                    lines.append(f"| {row['tenants']} | {row['agents']} | {variant} | {r['seconds']} | "
+                                 f"{r['refused']} | {r['waited']} | {r['portal_cpu_seconds']} | "
+                                 f"{probe.get('p50_ms', '–')} / "
+                                 f"{probe.get('p99_ms', '–')} ({probe['failures']} / {probe['requests']}) |")
     for tenants in dict.fromkeys(row["tenants"] for row in report["fleet"]):
         lines += ["", f"{tenants} tenant(s):"]
         for row in (r for r in report["fleet"] if r["tenants"] == tenants):
@@ -556,6 +629,12 @@ def main(args, services, out: Path, name: str) -> int:
     else:
         run_fleet(args, services, report)
         text = fleet_markdown(report)
+        from bench.plot import fleet_plot
+
+        # This run's curves beside its results; docs/benchmark-fleet.png draws several runs' JSON together
+        # (`python bench/plot.py fleet RUN.json … --out docs/benchmark-fleet.png`).
+        with contextlib.suppress(Exception):  # a picture that fails must not lose the run's figures
+            fleet_plot([report], [out / f"{name}.png"])
     report["load_after"] = os.getloadavg()
     (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / f"{name}.md").write_text(text)
