@@ -79,6 +79,16 @@ def _half_peak_panel(ax, half: dict) -> None:
     ax.legend(fontsize=7)
 
 
+def reconnect_variants(row: dict) -> list[dict]:
+    """A fleet level's restarts, one per handshake admission tried (a run of the first adaptive version kept
+    two, under reconnect_fixed and reconnect_adaptive); none for runs before the admission was adaptive."""
+    if "reconnects" in row:
+        return row["reconnects"]
+    return [{**row[key], "label": label} for key, label in (("reconnect_fixed", "fixed limit"),
+                                                          ("reconnect_adaptive", "adaptive (default wait)"))
+            if key in row]
+
+
 def fleet_plot(reports: list[dict], paths: list[Path]) -> None:
     """The fleet runs' curves against the number of connected agents (bench/fleet.py), one line per run and tenant
     count: memory per agent (the portal node's RSS, Redis's used_memory), the hand-off's p50 and p99, the time
@@ -100,7 +110,9 @@ def fleet_plot(reports: list[dict], paths: list[Path]) -> None:
     for index, (label, rows) in enumerate(series.items()):
         rows = sorted(rows, key=lambda row: row["agents"])
         color = colors[index % len(colors)]
-        grown = [r for r in rows if r["agents"] > 1 and r["portal_kib_per_agent"] > 0]
+        # Levels whose agents all connected (a level that did not is no measure of memory per agent).
+        grown = [r for r in rows if r["agents"] > 1 and r["portal_kib_per_agent"] > 0
+                 and r["connect_seconds"] is not None]
         memory.plot([r["agents"] for r in grown], [r["portal_kib_per_agent"] for r in grown], "-o", color=color,
                     label=f"portal, {label}")
         redis_rows = [r for r in grown if r["redis_bytes_per_agent"] > 0]
@@ -109,12 +121,13 @@ def fleet_plot(reports: list[dict], paths: list[Path]) -> None:
         xs = [r["agents"] for r in rows]
         handoff.plot(xs, [r["handoff_p50_ms"] for r in rows], "-o", color=color, label=f"p50, {label}")
         handoff.plot(xs, [r["handoff_p99_ms"] for r in rows], ":s", color=color, label=f"p99, {label}")
-        if any("reconnect_fixed" in r for r in rows):
-            for variant, style in (("fixed", ":s"), ("adaptive", "-o")):
-                points = [(r["agents"], r[f"reconnect_{variant}"]["seconds"]) for r in rows
-                          if r.get(f"reconnect_{variant}") and r[f"reconnect_{variant}"]["seconds"] is not None]
-                reconnect.plot([x for x, _ in points], [y for _, y in points], style, color=color,
-                               label=f"{variant} admission, {label}")
+        if any(reconnect_variants(r) for r in rows):
+            labels = list(dict.fromkeys(v["label"] for r in rows for v in reconnect_variants(r)))
+            for number, variant in enumerate(labels):
+                points = [(r["agents"], v["seconds"]) for r in rows for v in reconnect_variants(r)
+                          if v["label"] == variant and v["seconds"] is not None]
+                reconnect.plot([x for x, _ in points], [y for _, y in points], ("-o", ":s", "--^", "-.v")[number % 4],
+                               color=color, label=f"{variant}, {label}")
         else:
             points = [(r["agents"], r["reconnect_seconds"]) for r in rows if r["reconnect_seconds"] is not None]
             reconnect.plot([x for x, _ in points], [y for _, y in points], "--^", color=color, label=label)

@@ -148,7 +148,11 @@ def run(args) -> dict:
     from health.services.incidents import alerts_evaluate
 
     client = redis.Redis.from_url(settings.PTA_REDIS_URL)
-    report: dict = {"points": [], "load": os.getloadavg(), "tree": str(args.tree or REPO)}
+    import health.services.availability
+
+    report: dict = {"points": [], "load": os.getloadavg(), "tree": str(args.tree or REPO),
+                    "code": health.services.availability.__file__}
+    print("measuring the code of", report["code"], flush=True)
     for tenant_count in sorted({min(MAX_TENANTS, int(t)) for t in args.tenants.split(",")}):
         truncate()
         flush_redis(client, settings.PTA_REDIS_PREFIX)
@@ -190,19 +194,28 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--runs", type=int, default=3, help="steady runs after the first, per task")
     parser.add_argument("--tree", type=Path, help="another checkout whose code to measure (its health/ and agents/)")
     parser.add_argument("--out", type=Path, help="the JSON report")
+    parser.add_argument("--_inner", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(REPO))
+    if args.tree and not args._inner:
+        # Again in a Python that reads the other checkout only: without `site` (-S), so that .venv's editable
+        # install, which maps the portal's packages to this checkout, is not loaded; .venv's packages by path.
+        import site
+        import subprocess
+
+        tree = args.tree.resolve()
+        path = [str(tree), str(tree / "agents" / "onprem"), *site.getsitepackages()]
+        out = [str(args.out.resolve())] if args.out else []
+        return subprocess.call([sys.executable, "-S", str(Path(__file__).resolve()), *argv, "--_inner",
+                                *(["--out", *out] if out else [])],
+                               cwd=tree, env={**os.environ, "PYTHONPATH": os.pathsep.join(path)})
+    code = args.tree.resolve() if args.tree else REPO
+    sys.path.insert(0, str(code))
     from tests.fixtures.portal import make_portal
 
     portal = make_portal("production", pg_url=os.environ.get("PTA_TEST_PG_URL", ""))
     try:
         os.environ.update(portal.env)
         os.environ["PTA_LOG_LEVEL"] = "WARNING"
-        if args.tree:  # its code first on the path; the portal's database was migrated with this tree's
-            sys.path.insert(0, str(args.tree.resolve()))
-            for name in [m for m in sys.modules if m.split(".")[0] in ("config", "agents", "health", "signin",
-                                                                      "tenant")]:
-                del sys.modules[name]
         import django
 
         django.setup()
