@@ -42,6 +42,7 @@ HANDOFF_WINDOW_SECONDS = 3.0
 RATE_WINDOW_SECONDS = 5.0
 RATE_CONCURRENCY = 16
 RECONNECT_LIMIT_SECONDS = 300.0
+SIMULATOR_LOAD_LIMIT_SECONDS = 1200.0
 FLEET_USERS = 40  # signed in once on each node before a level's windows, then over and over in them
 
 
@@ -97,10 +98,19 @@ class Fleet:
         self.configs += new
         configs_file = self.state / f"configs-{first}.json"
         configs_file.write_text(json.dumps(new))
-        log_file = (self.state / f"simagents-{first}.log").open("ab")
+        log_path = self.state / f"simagents-{first}.log"
+        log_file = log_path.open("ab")
         self.procs.append(subprocess.Popen([sys.executable, str(REPO / "bench" / "simagents.py"), "run", "--configs",
                                             str(configs_file), "--cost-ms", str(self.cost_ms)],
                                            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True))
+        # The simulator loads every agent's key and certificate before the first connects (minutes for thousands
+        # on a loaded machine): the connect time counts from its "running" line, not from its start.
+        loading = time.monotonic()
+        while b"simulated agent(s)" not in log_path.read_bytes()[:4096]:
+            if self.procs[-1].poll() is not None or time.monotonic() - loading > SIMULATOR_LOAD_LIMIT_SECONDS:
+                raise SystemExit(f"the simulator of agents {first}… did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        log(f"  simulator of {count} agent(s) loaded in {time.monotonic() - loading:.1f} s")
         return seconds
 
     @property
