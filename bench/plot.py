@@ -118,9 +118,10 @@ def fleet_plot(reports: list[dict], paths: list[Path]) -> None:
         redis_rows = [r for r in grown if r["redis_bytes_per_agent"] > 0]
         memory.plot([r["agents"] for r in redis_rows], [r["redis_bytes_per_agent"] / 1024 for r in redis_rows],
                     ":s", color=color, label=f"Redis, {label}")
-        xs = [r["agents"] for r in rows]
-        handoff.plot(xs, [r["handoff_p50_ms"] for r in rows], "-o", color=color, label=f"p50, {label}")
-        handoff.plot(xs, [r["handoff_p99_ms"] for r in rows], ":s", color=color, label=f"p99, {label}")
+        timed = [r for r in rows if r.get("handoff_p50_ms") is not None]  # a level that never all connected: none
+        xs = [r["agents"] for r in timed]
+        handoff.plot(xs, [r["handoff_p50_ms"] for r in timed], "-o", color=color, label=f"p50, {label}")
+        handoff.plot(xs, [r["handoff_p99_ms"] for r in timed], ":s", color=color, label=f"p99, {label}")
         if any(reconnect_variants(r) for r in rows):
             labels = list(dict.fromkeys(v["label"] for r in rows for v in reconnect_variants(r)))
             for number, variant in enumerate(labels):
@@ -131,7 +132,7 @@ def fleet_plot(reports: list[dict], paths: list[Path]) -> None:
         else:
             points = [(r["agents"], r["reconnect_seconds"]) for r in rows if r["reconnect_seconds"] is not None]
             reconnect.plot([x for x, _ in points], [y for _, y in points], "--^", color=color, label=label)
-        rate.plot(xs, [r["rate_vs_one_agent"] for r in rows], "-o", color=color, label=label)
+        rate.plot(xs, [r["rate_vs_one_agent"] for r in timed], "-o", color=color, label=label)
     for ax, title, ylabel in (
             (memory, "Memory per connected agent", "KiB per agent (log)"),
             (handoff, "Hand-off: password POST less the directory's 5 ms (c=2)", "ms (log)"),
