@@ -115,7 +115,7 @@ class HandshakeAdmission:
     fixed limit alone did: no hello waits past its place's expected time, and none is verified for an agent that
     has given up (the wait is well under the handshake deadline). A wait of 0 is the fixed limit alone."""
 
-    INITIAL_INTERVAL = 0.05  # seconds, until the first handshakes are measured: 40 waiting places with a 2 s wait
+    INITIAL_INTERVAL = 0.05  # seconds, until the first handshakes are measured: 100 waiting places with a 5 s wait
     WEIGHT = 0.2  # of the newest sample in the average: about the last ten handshakes
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
