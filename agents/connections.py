@@ -18,7 +18,8 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Coroutine
+from collections import deque
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 import pta_protocol as protocol
@@ -102,22 +103,92 @@ local_agents = LocalAgents()
 
 
 class HandshakeAdmission:
-    """How many agents' hellos this process is verifying at once (certificate, signature, database), bounded by
-    PTA_AGENT_HANDSHAKES_MAX: the consumer closes a connection whose hello comes beyond it at once
-    (CloseCode.TRY_LATER)."""
+    """How many agents' hellos this process verifies at once (certificate, signature, database), and who waits.
 
-    def __init__(self) -> None:
+    At most PTA_AGENT_HANDSHAKES_MAX are verified at once. A hello beyond them waits for a place, first come first
+    served, when this node's measured pace says it gets one within PTA_AGENT_HANDSHAKE_WAIT_SECONDS; otherwise, or
+    when it has waited that long, the consumer closes it with CloseCode.TRY_LATER and the agent comes back after
+    its jittered backoff. The pace (``interval``) is the time between two handshakes finishing while the node is
+    busy with handshakes, averaged (EWMA): it is whatever slows the node down (the database, the GIL, the event
+    loop's other work), measured where it counts. So a node that keeps up lets a reconnect storm queue and serves
+    it in turn, and a loaded node (a long interval) refuses the excess at once, before it reads anything, as the
+    fixed limit alone did: no hello waits past its place's expected time, and none is verified for an agent that
+    has given up (the wait is well under the handshake deadline). A wait of 0 is the fixed limit alone."""
+
+    INITIAL_INTERVAL = 0.05  # seconds, until the first handshakes are measured: 100 waiting places with a 5 s wait
+    WEIGHT = 0.2  # of the newest sample in the average: about the last ten handshakes
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.in_progress = 0
-        self.refused = 0  # since the process started: for the logs and the benchmark
+        self.refused = 0  # since the process started: for the logs, /metrics and the benchmark
+        self.waited = 0  # hellos that waited for a place and got one
+        self.interval = self.INITIAL_INTERVAL
+        self._clock = clock
+        self._busy_since = 0.0  # the last handshake's end, or the moment the node became busy with handshakes
+        self._waiting: deque[asyncio.Future[bool]] = deque()
 
-    def admit(self) -> bool:
-        if self.in_progress >= settings.PTA_AGENT_HANDSHAKES_MAX:
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    @staticmethod
+    def wait_budget() -> float:
+        """How long a hello may wait for a place: the setting, at most half the handshake deadline."""
+        return min(settings.PTA_AGENT_HANDSHAKE_WAIT_SECONDS, settings.PTA_AGENT_HANDSHAKE_SECONDS / 2)
+
+    def expected_wait(self, position: int) -> float:
+        """The wait of the hello at ``position`` (1: the first) in line: a place frees as each handshake ends."""
+        return position * self.interval
+
+    async def admit(self) -> bool:
+        """A place to verify a hello (then call done() once), or False: the hello is to be told to try later."""
+        if self.in_progress < settings.PTA_AGENT_HANDSHAKES_MAX and not self._waiting:
+            if self.in_progress == 0:
+                self._busy_since = self._clock()
+            self.in_progress += 1
+            return True
+        budget = self.wait_budget()
+        if self.expected_wait(len(self._waiting) + 1) > budget:
             self.refused += 1
             return False
-        self.in_progress += 1
-        return True
+        loop = asyncio.get_running_loop()
+        place: asyncio.Future[bool] = loop.create_future()
+        self._waiting.append(place)
+        timer = loop.call_later(budget, self._expire, place)
+        try:
+            granted = await place
+        except asyncio.CancelledError:
+            if place.done() and not place.cancelled() and place.result():
+                self.done(worked=False)  # the place came as the connection went: the next one in line takes it
+            elif place in self._waiting:
+                self._waiting.remove(place)
+            raise
+        finally:
+            timer.cancel()
+        if granted:
+            self.waited += 1
+        else:
+            self.refused += 1
+        return granted
 
-    def done(self) -> None:
+    def _expire(self, place: asyncio.Future[bool]) -> None:
+        if not place.done():
+            self._waiting.remove(place)
+            place.set_result(False)
+
+    def done(self, *, worked: bool = True) -> None:
+        """A handshake that had a place ended (welcomed or refused): its place goes to the first in line. One
+        that did no work (its connection went while it waited) gives its place without being measured."""
+        if worked:
+            now = self._clock()
+            sample = min(max(0.0, now - self._busy_since), settings.PTA_AGENT_HANDSHAKE_SECONDS)
+            self.interval = (1 - self.WEIGHT) * self.interval + self.WEIGHT * sample
+            self._busy_since = now
+        while self._waiting:
+            place = self._waiting.popleft()
+            if not place.done():
+                place.set_result(True)  # in_progress unchanged: the place passes on
+                return
         self.in_progress = max(0, self.in_progress - 1)
 
 

@@ -184,14 +184,20 @@ class AgentConsumer(AsyncWebsocketConsumer):
     async def on_hello(self, hello: protocol.Hello) -> None:
         started = time.perf_counter()
         # What a handshake costs the node is this proof (the certificate, the signature, the database, in a worker
-        # thread): at most PTA_AGENT_HANDSHAKES_MAX at once. Beyond it the agent is told at once to come back after
-        # its jittered backoff, rather than queue behind a reconnect storm until its handshake times out. Only the
-        # proof counts: connections that never say hello hold no place.
-        if not handshakes.admit():
+        # thread): at most PTA_AGENT_HANDSHAKES_MAX at once. Beyond it a hello waits for a place while the node's
+        # measured pace says it gets one within PTA_AGENT_HANDSHAKE_WAIT_SECONDS (agents.connections.
+        # HandshakeAdmission); otherwise the agent is told at once to come back after its jittered backoff, rather
+        # than queue behind a reconnect storm until its handshake times out. Only the proof counts: connections
+        # that never say hello hold no place.
+        if not await handshakes.admit():
             if handshakes.refused % 100 == 1:
-                logger.warning("agent handshakes: %d at once, the most this node takes; %d told to try later so far",
-                               handshakes.in_progress, handshakes.refused)
+                logger.warning("agent handshakes: %d at once and %d waiting, %.1f ms apart, the most this node takes; "
+                               "%d told to try later so far", handshakes.in_progress, handshakes.waiting,
+                               handshakes.interval * 1000, handshakes.refused)
             await self.close_for(CloseCode.TRY_LATER, "too many handshakes at once")
+            return
+        if self.closing:  # the handshake deadline passed, or the node began to stop, while it waited
+            handshakes.done(worked=False)
             return
         try:
             identity = await database_sync_to_async(agent_authenticate)(

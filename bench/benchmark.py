@@ -689,6 +689,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--fleet", default="", metavar="N,N,...",
                         help="simulated agent fleets of these sizes on two nodes (production)")
     parser.add_argument("--tenants", default="1", help="--fleet: comma-separated tenant counts, a portal each")
+    parser.add_argument("--handshake-waits", default="0,default", metavar="S,S,...",
+                        help="--fleet: web1 restarted once per PTA_AGENT_HANDSHAKE_WAIT_SECONDS value (0: the fixed "
+                             "limit alone; default: the setting's default)")
     parser.add_argument("--cost-ms", type=float, default=5.0, help="the simulated directory's time per answer")
     parser.add_argument(INNER_FLAG, action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

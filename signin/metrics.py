@@ -1,7 +1,7 @@
 """Prometheus metrics of this process, at /metrics. Outcome labels are the outcome codes themselves."""
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 registry = CollectorRegistry(auto_describe=True)
 
@@ -20,7 +20,7 @@ class HandOffCollector:
     """Live state of the hand-off in this process: what must return to zero when traffic stops."""
 
     def collect(self):
-        from agents.connections import local_agents
+        from agents.connections import handshakes, local_agents
         from agents.handoff.relay import reply_channel
         from agents.queue import slot_queues
 
@@ -38,7 +38,21 @@ class HandOffCollector:
         for tenant, length in slot_queues.lengths().items():
             queued.add_metric([tenant], length)
             oldest.add_metric([tenant], slot_queues.oldest_wait(tenant))
-        yield from (waiters, agents, in_flight, queued, oldest)
+        admission = [
+            ("pta_agent_handshakes_in_progress", "Agent hellos being verified", handshakes.in_progress),
+            ("pta_agent_handshakes_waiting", "Agent hellos waiting for a place to be verified", handshakes.waiting),
+            ("pta_agent_handshake_interval_seconds", "Time between two handshakes ending while busy (EWMA)",
+             handshakes.interval),
+        ]
+        gauges = []
+        for name, text, value in admission:
+            gauges.append(GaugeMetricFamily(name, text))
+            gauges[-1].add_metric([], value)
+        refused = CounterMetricFamily("pta_agent_handshakes_refused", "Agent hellos told to try later (4008)")
+        refused.add_metric([], handshakes.refused)
+        waited = CounterMetricFamily("pta_agent_handshakes_waited", "Agent hellos that waited for a place and got one")
+        waited.add_metric([], handshakes.waited)
+        yield from (waiters, agents, in_flight, queued, oldest, *gauges, refused, waited)
 
 
 registry.register(HandOffCollector())

@@ -23,11 +23,16 @@ PTA_NODE_ID = env("PTA_NODE_ID", "")  # empty: "<hostname>:<pid>"
 PTA_AGENT_HEARTBEAT_SECONDS = env_int("PTA_AGENT_HEARTBEAT_SECONDS", 10, minimum=1)
 PTA_AGENT_HANDSHAKE_SECONDS = env_float("PTA_AGENT_HANDSHAKE_SECONDS", 10.0, minimum=0.1)
 # At most this many agent hellos verified at once per process (the certificate, the signature, the database, in
-# worker threads): a hello beyond it is answered at once by closing with TRY_LATER (4008), which the agent answers
-# by reconnecting after its jittered backoff. Connections that never send a hello hold no place. A reconnect storm
-# (a node restarted under thousands of agents) is then served in turn instead of every handshake at once, each
-# timing out and all retrying together.
+# worker threads). A hello beyond it waits for a place when the node's measured pace (the time between two
+# handshakes ending, averaged) says it gets one within PTA_AGENT_HANDSHAKE_WAIT_SECONDS (at most half the handshake
+# deadline); otherwise, or once it has waited that long, it is closed with TRY_LATER (4008), and the agent comes
+# back after its jittered backoff. Connections that never send a hello hold no place. A reconnect storm (a node
+# restarted under thousands of agents) is then served in turn by a node that keeps up, and a loaded node refuses
+# the excess at once instead of every handshake timing out and all retrying together. A wait of 0: the limit alone.
 PTA_AGENT_HANDSHAKES_MAX = env_int("PTA_AGENT_HANDSHAKES_MAX", 32, minimum=1)
+# 5 s, half the default deadline: at 1,000 agents it brought them back faster than 2 s did, with fewer refusals
+# and less CPU (docs/benchmarks.md, "Scale, third pass").
+PTA_AGENT_HANDSHAKE_WAIT_SECONDS = env_float("PTA_AGENT_HANDSHAKE_WAIT_SECONDS", 5.0, minimum=0.0)
 # How often this process republishes its agents' presence, and writes their last_seen to the database.
 PTA_PRESENCE_FLUSH_SECONDS = env_float("PTA_PRESENCE_FLUSH_SECONDS", 2.0, minimum=0.1)
 PTA_LAST_SEEN_SECONDS = env_float("PTA_LAST_SEEN_SECONDS", 30.0, minimum=0.1)

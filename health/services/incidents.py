@@ -116,7 +116,7 @@ def incidents_reconcile(*, kinds: tuple[str, ...], conditions: list[Condition], 
     return counts
 
 
-def _agent_conditions(*, tenants: dict[str, Tenant], now: datetime.datetime) -> list[Condition]:
+def _agent_conditions(*, tenants: dict[str, str], now: datetime.datetime) -> list[Condition]:
     """Below the tenant's threshold of active agents, and failover lost, for tenants that have agents. An agent
     that went inactive less than PTA_ALERT_GRACE_SECONDS ago still counts: a restart is not an incident."""
     grace_start = now - datetime.timedelta(seconds=settings.PTA_ALERT_GRACE_SECONDS)
@@ -128,26 +128,27 @@ def _agent_conditions(*, tenants: dict[str, Tenant], now: datetime.datetime) -> 
                   AlertSettings.objects.values_list("tenant_id", "active_agents_threshold")}
     conditions = []
     for tenant_id, rows in agents_by_tenant.items():
-        tenant = tenants[tenant_id]
+        name = tenants[tenant_id]
         in_service = [r for r in rows if r["revoked_at"] is None]
-        active = [r for r in in_service if r["availability__active"]
-                  or (r["availability__since"] or r["registered_at"]) > grace_start]
-        inactive = sorted(r["name"] for r in in_service if r not in active)
+        active_ids = {r["pk"] for r in in_service if r["availability__active"]
+                      or (r["availability__since"] or r["registered_at"]) > grace_start}
+        active = [r for r in in_service if r["pk"] in active_ids]
+        inactive = sorted(r["name"] for r in in_service if r["pk"] not in active_ids)  # a set: linear in the agents
         threshold = thresholds.get(tenant_id, DEFAULT_ACTIVE_AGENTS_THRESHOLD)
         details = {"active": len(active), "agents": len(in_service), "inactive": inactive}
         if threshold and len(active) < threshold:
             conditions.append(Condition(
                 tenant_id, Incident.Kind.AGENTS_BELOW_THRESHOLD, "",
-                f"{tenant.name}: {len(active)} active agent(s), {threshold} needed",
+                f"{name}: {len(active)} active agent(s), {threshold} needed",
                 {**details, "threshold": threshold}))
         if len(in_service) >= FAILOVER_AGENTS and len(active) < FAILOVER_AGENTS:
             conditions.append(Condition(
                 tenant_id, Incident.Kind.FAILOVER_LOST, "",
-                f"{tenant.name}: failover lost, {len(active)} of {len(in_service)} agents active", details))
+                f"{name}: failover lost, {len(active)} of {len(in_service)} agents active", details))
     return conditions
 
 
-def _spike_conditions(*, tenants: dict[str, Tenant], now: datetime.datetime) -> list[Condition]:
+def _spike_conditions(*, tenants: dict[str, str], now: datetime.datetime) -> list[Condition]:
     """directory_unavailable or agent_timeout above PTA_ALERT_SPIKE_SHARE of a tenant's sign-ins in the last five
     minutes, once it had at least PTA_ALERT_SPIKE_MIN_SIGNINS."""
     counts: dict[str, dict[str, int]] = defaultdict(dict)
@@ -164,7 +165,7 @@ def _spike_conditions(*, tenants: dict[str, Tenant], now: datetime.datetime) -> 
             if share > settings.PTA_ALERT_SPIKE_SHARE:
                 conditions.append(Condition(
                     tenant_id, Incident.Kind.OUTCOME_SPIKE, outcome,
-                    f"{tenants[tenant_id].name}: {outcome} in {share:.0%} of sign-ins in the last 5 minutes",
+                    f"{tenants[tenant_id]}: {outcome} in {share:.0%} of sign-ins in the last 5 minutes",
                     {"outcome": outcome, "count": by_outcome.get(outcome, 0), "signins": total,
                      "share": round(share, 3), "threshold": settings.PTA_ALERT_SPIKE_SHARE}))
     return conditions
@@ -173,7 +174,8 @@ def _spike_conditions(*, tenants: dict[str, Tenant], now: datetime.datetime) -> 
 def alerts_evaluate(*, now: datetime.datetime | None = None) -> dict[str, int]:
     """Evaluate the agent and spike conditions of every tenant and open or resolve their incidents."""
     now = now or timezone.now()
-    tenants = {str(tenant.pk): tenant for tenant in Tenant.objects.all()}
+    # Names only (the summaries'): every tenant is read each sweep, and a tenant row is wide.
+    tenants = {str(pk): name for pk, name in Tenant.objects.values_list("pk", "name")}
     conditions = _agent_conditions(tenants=tenants, now=now) + _spike_conditions(tenants=tenants, now=now)
     return incidents_reconcile(kinds=AGENT_KINDS, conditions=conditions, now=now)
 

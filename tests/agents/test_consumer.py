@@ -218,10 +218,12 @@ async def test_no_hello_in_time_closes(fake, settings):
 
 async def test_a_burst_of_hellos_beyond_the_limit_is_told_to_try_later_at_once_and_all_connect_in_the_end(
         tenant_a, agent_factory, settings):
-    """A reconnect storm as the agents make it: many hellos at once. The node verifies PTA_AGENT_HANDSHAKES_MAX of
-    them at a time and closes the others at once with TRY_LATER (no challenge wait, no database), long before the
-    handshake deadline; each refused agent comes back and is welcomed."""
+    """A reconnect storm as the agents make it: many hellos at once, on a node that lets none wait (the fixed limit:
+    PTA_AGENT_HANDSHAKE_WAIT_SECONDS 0). The node verifies PTA_AGENT_HANDSHAKES_MAX of them at a time and closes the
+    others at once with TRY_LATER (no challenge wait, no database), long before the handshake deadline; each
+    refused agent comes back and is welcomed."""
     settings.PTA_AGENT_HANDSHAKES_MAX = 2
+    settings.PTA_AGENT_HANDSHAKE_WAIT_SECONDS = 0
     settings.PTA_AGENT_HANDSHAKE_SECONDS = 30  # a refusal by the deadline would take this long, not 3 s
     registered = [await database_sync_to_async(agent_factory)(tenant_a, name=f"storm-{n}") for n in range(5)]
     fakes = [FakeAgent(agent.certificate_pem, key) for agent, key in registered]
@@ -249,6 +251,30 @@ async def test_a_burst_of_hellos_beyond_the_limit_is_told_to_try_later_at_once_a
     assert told_later >= 1  # without the limit every hello of the burst is verified at once
     assert len(welcomed) == 5 and handshakes.in_progress == 0
     for fake in welcomed:
+        await fake.close()
+
+
+async def test_a_burst_of_hellos_beyond_the_limit_waits_for_places_on_a_node_that_keeps_up(
+        tenant_a, agent_factory, settings):
+    """The same burst on a node whose measured pace lets the hellos beyond the limit wait for a place (a handshake
+    here takes milliseconds, the wait allows seconds): every agent is welcomed on its first hello, in turn, and
+    none is told to try later; the line is empty afterwards."""
+    settings.PTA_AGENT_HANDSHAKES_MAX = 2
+    settings.PTA_AGENT_HANDSHAKE_WAIT_SECONDS = 5
+    settings.PTA_AGENT_HANDSHAKE_SECONDS = 30
+    registered = [await database_sync_to_async(agent_factory)(tenant_a, name=f"wave-{n}") for n in range(5)]
+    fakes = [FakeAgent(agent.certificate_pem, key) for agent, key in registered]
+    nonces = [await fake.open() for fake in fakes]
+    refused_before, waited_before = handshakes.refused, handshakes.waited
+    handshakes.interval = 0.05  # the pace of a fresh node, not of the tests before this one
+    for fake, nonce in zip(fakes, nonces, strict=True):  # every hello sent before the node answers any
+        await fake.send(protocol.Hello(certificate=fake.certificate_pem, signature=protocol.sign_challenge(
+            fake.key, nonce), version="t", hostname="h", capacity=10))
+    for fake in fakes:
+        assert isinstance(await fake.frame(timeout=10), protocol.Welcome)
+    assert handshakes.refused == refused_before and handshakes.waited - waited_before >= 1
+    assert handshakes.in_progress == 0 and handshakes.waiting == 0
+    for fake in fakes:
         await fake.close()
 
 

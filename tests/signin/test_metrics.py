@@ -53,6 +53,7 @@ def test_the_right_token_reads_the_metrics(client, settings):
     body = response.content.decode()
     assert 'pta_signin_total{channel="web",outcome="success"}' in body
     assert "pta_agents_local" in body and "pta_handoff_reply_waiters" in body
+    assert "pta_agent_handshakes_refused_total" in body and "pta_agent_handshakes_waiting" in body
     assert "no-store" in response["Cache-Control"]
 
 
