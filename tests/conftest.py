@@ -66,6 +66,8 @@ def quick_flush_on_postgresql():
     The audit trail's trigger refuses DELETE: with the tests' superuser, ``session_replication_role`` sets it
     aside for that transaction only; with another role that table keeps its TRUNCATE."""
     from django.core.management.commands import flush
+    from django.core.management.sql import emit_post_migrate_signal
+    from django.db import connections
     from django.db.backends.postgresql.operations import DatabaseOperations
 
     truncating = DatabaseOperations.sql_flush
@@ -86,9 +88,13 @@ def quick_flush_on_postgresql():
         deleted = [table for table in tables if table not in triggered]
         return statements + [f"DELETE FROM {self.quote_name(table)};" for table in deleted]  # noqa: S608
 
+    def post_migrate_unless_kept(verbosity, interactive, db, **kwargs):
+        if connections[db].vendor != "postgresql":  # SQLite's flush deleted the content types and permissions too
+            emit_post_migrate_signal(verbosity, interactive, db, **kwargs)
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(DatabaseOperations, "sql_flush", sql_flush)
-        patch.setattr(flush, "emit_post_migrate_signal", lambda *args, **kwargs: None)
+        patch.setattr(flush, "emit_post_migrate_signal", post_migrate_unless_kept)
         yield
 
 
