@@ -283,14 +283,17 @@ def test_redis_restarted_keeping_its_data(ad_testbed, reliability, tmp_path):
     conclude(reliability, "redis_restart_kept", site, describe(site) + ", one agent on each; private "
              "redis-server with an append-only file (`appendonly yes`, `appendfsync everysec`)",
              records, timeline, [], recovery_bound=10.0, problems=problems,
-             notes="As docs/deploy.md configures and restarts Redis (deploy/redis/pta-redis.conf; `systemctl restart "
-                   "redis-server`): SIGTERM, Redis writes out its append-only file and exits; 2 s later it starts "
-                   "again on the same directory and port and loads it. Sessions, presence, lockout counters and "
-                   "familiar addresses are kept, so nothing may be lost. While it is away, each Redis command of the "
-                   "portal is retried for up to about 5 s (config/redis.py), so the sign-ins wait; pub/sub "
-                   "subscriptions do not survive any restart: each node subscribes again about a second after "
-                   "Redis is back, and a message published meanwhile reaches no one, so a request or an answer "
-                   "between nodes that no node heard is sent again (agents/handoff/relay.py) until its deadline.")
+             notes="As docs/deploy.md configures Redis (deploy/redis/pta-redis.conf: `appendonly yes`, `appendfsync "
+                   "everysec`) and restarts it (`systemctl restart redis-server`): SIGTERM, Redis writes out its "
+                   "append-only file and exits; 2 s later it starts again on the same directory and port and loads "
+                   "it (its keys before and after: the faults' column). Sessions, presence, lockout counters and "
+                   "familiar addresses are kept, so nothing may be lost. While Redis is away the portal's Redis "
+                   "commands are retried for about 5 s (config/redis.py): the sign-ins wait. Pub/sub subscriptions "
+                   "do not survive a restart, data or not: each node subscribes again about a second after Redis "
+                   "answers, and a message published meanwhile reaches no one, without an error. Both sides of the "
+                   "hand-off between nodes send again what no one heard (agents/handoff/relay.py); before, an "
+                   "agent's ack or result published in that second was lost, and a sign-in the agent had answered "
+                   "ended `agent_timeout` (2 or 3 good sign-ins a run in the scenario below).")
 
 
 def test_redis_restarted_losing_its_data(ad_testbed, reliability, tmp_path):
@@ -331,7 +334,12 @@ def test_redis_restarted_losing_its_data(ad_testbed, reliability, tmp_path):
                    "wrong guesses until a success marks them familiar. A sign-in that finds no presence waits for "
                    "the nodes to republish their agents (`PTA_PRESENCE_WAIT_SECONDS`) instead of answering "
                    "`no_agent_available`; one the channel layer could not relay is tried again on the same agent; "
-                   "an answer the serving node could not send back is sent again until its request expires.")
+                   "an ack or a result the serving node could not send back, or that no node heard, is sent again "
+                   "until its request expires. `session_expired` stays: a walk whose session Redis lost starts "
+                   "again. Keeping that state elsewhere (a signed cookie) would make it replayable and movable: the "
+                   "sealing ticket a password post uses up, the lockout reservation and the MFA step's state are "
+                   "kept on the server so that a copy can neither be posted again nor taken to another browser. "
+                   "The deployment keeps Redis's data instead (the scenario above).")
 
 
 def test_postgresql_restarted(ad_testbed, reliability, postgres_cluster):
