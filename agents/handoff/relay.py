@@ -77,7 +77,8 @@ async def hand_over(request: protocol.Request, *, agent_id: str, channel_name: s
 
     pending = await reply_channel.send(channel_name, request, timeout=ack_timeout, node_protocol=node_protocol,
                                        moved=moved)
-    return await pending.wait(ack_timeout=ack_timeout, result_timeout=result_timeout, moved=moved)
+    return await pending.wait(ack_timeout=ack_timeout, result_timeout=result_timeout, moved=moved,
+                              deaf=reply_channel.deaf)
 
 
 class ReplyChannel:
@@ -114,6 +115,14 @@ class ReplyChannel:
                 await asyncio.sleep(0.5)
                 continue
             self.deliver(message)
+
+    def deaf(self) -> bool:
+        """Whether an answer sent to this process now would reach no one: its reply channel is not listening
+        (its subscription is down until the layer reconnects to a restarted Redis)."""
+        name = self._name
+        if name is None or not name.done() or name.cancelled() or name.exception() is not None:
+            return True
+        return not listening(name.result())
 
     def deliver(self, message: object) -> None:
         """Settle the pending request this answer is about; a late one (given up already) is dropped."""

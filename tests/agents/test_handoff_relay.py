@@ -14,7 +14,7 @@ from channels.layers import get_channel_layer
 
 from agents.handoff import AgentAckTimeout, AgentUnavailable
 from agents.handoff.layer import send_heard
-from agents.handoff.messages import RelayedRequest, RelayedResult
+from agents.handoff.messages import RelayedAck, RelayedRequest, RelayedResult
 from agents.handoff.relay import ReplyChannel, _answer
 
 REQUEST = protocol.Request(request_id="r-1", tenant="t", domain="alpha.example.test", username="a@alpha.example.test",
@@ -135,3 +135,32 @@ async def test_a_request_no_one_hears_until_its_ack_is_due_is_no_ack(layer):
         await asyncio.wait_for(replies.send("pta-test.connection.gone", REQUEST, timeout=0.5), HANG)
     assert 0.5 <= time.monotonic() - started < 2
     assert replies.waiters == {}
+
+
+async def test_an_ack_the_asking_node_could_not_hear_while_redis_was_away_is_waited_for_not_given_up(
+        layer, redis_server):
+    """The request reached the agent's node just before Redis went away; the ack cannot come back until it is back
+    and this node listens again. Giving up at the ack's timeout would ask a second agent while the first binds (a
+    guess counted twice by AD): the ack's clock stops while this node cannot hear."""
+    replies = ReplyChannel()
+    connection = await layer.new_channel("connection.")
+    pending = await replies.send(connection, REQUEST, timeout=HANG)
+    relayed = RelayedRequest.from_message(await asyncio.wait_for(layer.receive(connection), HANG))
+
+    async def nowhere() -> bool:
+        return False
+
+    waiting = asyncio.create_task(pending.wait(ack_timeout=0.5, result_timeout=HANG, moved=nowhere,
+                                               deaf=replies.deaf))
+    redis_server.stop(kill=True)
+    for _ in range(100):
+        if replies.deaf():
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.0)  # twice the ack's timeout, unheard
+    assert not waiting.done()
+    redis_server.start()
+    until = time.time() + 10
+    await _answer(relayed.reply_to, RelayedAck(request_id=REQUEST.request_id), until=until)  # as _forward does
+    await _answer(relayed.reply_to, RelayedResult.of(RESULT), until=until)
+    assert await asyncio.wait_for(waiting, HANG) == RESULT
