@@ -12,7 +12,8 @@ Pub/sub delivers a message only to whoever is subscribed at that moment: after a
 subscriptions are back only once its receiving connection has reconnected (about a second later), and what was
 published meanwhile is lost without an error (agents/handoff/layer.py). So both sides send again what no one heard:
 the request, until its ack is due (nothing reached the agent: no bind happened), and the ack and the result, until
-the request expires.
+the request expires. And the asker neither relays a request nor counts the ack's time while its own reply channel
+is down: an ack it could not hear must not send the sign-in to a second agent while the first binds.
 """
 
 from __future__ import annotations
