@@ -163,17 +163,14 @@ class ReplyChannel:
         pending = PendingRequest.start(request.request_id)  # the ack is due within its timeout from here
         self.waiters[request.request_id] = pending
         pending.result.add_done_callback(lambda _: self.waiters.pop(request.request_id, None))
-        unheard = False  # the last send reached no one (and the timeout struck after it, not during a send)
+        unheard = False  # a send reached no one: then the time ran out on that (the layer answers)
         try:
             async with asyncio.timeout(timeout):
                 reply_to = await self.ensure_listening()
                 while not listening(reply_to):  # the agent's ack could not come back: it must not have the request
                     await asyncio.sleep(RESEND_SECONDS)
                 message = RelayedRequest.of(request, reply_to=reply_to, version=node_protocol).to_message()
-                while True:
-                    unheard = False
-                    if await send_heard(channel_name, message) != 0:  # heard, or a layer that cannot tell
-                        break
+                while await send_heard(channel_name, message) == 0:  # 0: no one; None: a layer that cannot tell
                     unheard = True
                     if moved is not None and await moved():
                         raise AgentDisconnected("no one listens at the agent's connection, which is no longer there")
@@ -183,7 +180,7 @@ class ReplyChannel:
             raise
         except Exception as exc:  # Redis away or stalled: no ack can come in time, so the sign-in may go elsewhere
             pending.give_up()
-            if unheard and isinstance(exc, TimeoutError):
+            if unheard and isinstance(exc, TimeoutError):  # the layer works: the agent's node is not listening
                 raise AgentAckTimeout(f"no one listened at the agent's connection for {timeout:.2f} s") from None
             raise LayerUnavailable(f"channel layer: {exc!r}") from None
         except BaseException:  # the sign-in was cancelled: nobody waits for an answer any more
@@ -192,9 +189,9 @@ class ReplyChannel:
         return pending
 
 
-# While a relayed message reaches no one (the receiving node subscribes again after a Redis restart), how often it
-# is sent again; and an answer while the layer fails.
-RESEND_SECONDS = 0.1
+# While a relayed message reaches no one (the receiving node subscribes again after a Redis restart, or has gone),
+# how often it is sent again, and an answer while the layer fails: as often as a late ack's ``moved`` is asked.
+RESEND_SECONDS = MOVED_CHECK_SECONDS
 
 
 reply_channel = ReplyChannel()
