@@ -56,14 +56,19 @@ class PendingRequest:
                 future.exception()  # a late failure is not an "exception never retrieved"
 
     async def wait(self, *, ack_timeout: float, result_timeout: float,
-                   moved: Callable[[], Awaitable[bool]] | None = None) -> protocol.Result:
+                   moved: Callable[[], Awaitable[bool]] | None = None,
+                   deaf: Callable[[], bool] | None = None) -> protocol.Result:
         """The agent's Result. Before the ack: AgentAckTimeout, or how the request failed (AgentUnavailable and
         its kinds, AgentRequestError), or AgentDisconnected as soon as ``moved()`` says the connection it was
         sent to is gone (asked every MOVED_CHECK_SECONDS while the ack is late: a node that left takes its
-        requests with it). After it: AgentTimeout when no result came by ``result_timeout`` or the agent
-        disconnected, AgentRequestError for an error frame. Both timeouts count from the send."""
+        requests with it). While ``deaf()`` says this process cannot hear the answer (its reply channel is down:
+        Redis restarting), the ack's clock stops: the ack may be on its way and the agent binding, so no other
+        agent may be asked; it runs again once the answers can come (the serving node sends them again until the
+        request expires), never past ``result_timeout``. ``deaf`` is asked with ``moved``. After the ack:
+        AgentTimeout when no result came by ``result_timeout`` or the agent disconnected, AgentRequestError for
+        an error frame. Both timeouts count from the send."""
         try:
-            await self._wait_ack(ack_timeout, moved)
+            await self._wait_ack(ack_timeout, moved, deaf, result_timeout)
             try:
                 return await asyncio.wait_for(asyncio.shield(self.result), max(0.0, result_timeout - self._elapsed()))
             except TimeoutError:
@@ -76,16 +81,28 @@ class PendingRequest:
         finally:
             self.give_up()
 
-    async def _wait_ack(self, ack_timeout: float, moved: Callable[[], Awaitable[bool]] | None) -> None:
+    async def _wait_ack(self, ack_timeout: float, moved: Callable[[], Awaitable[bool]] | None,
+                        deaf: Callable[[], bool] | None, result_timeout: float) -> None:
+        deaf_for = 0.0  # how long, in all, this process could not have heard the ack
+        checked = self._elapsed()
+
+        def due() -> float:  # when the ack is due: its timeout, plus the time unheard, up to the result's
+            return max(ack_timeout, min(ack_timeout + deaf_for, result_timeout))
+
         while True:
-            left = ack_timeout - self._elapsed()
+            left = due() - self._elapsed()
             try:
                 await asyncio.wait_for(asyncio.shield(self.acked),
                                        max(0.0, left if moved is None else min(left, MOVED_CHECK_SECONDS)))
                 return
             except TimeoutError:
-                if self._elapsed() >= ack_timeout:
-                    raise AgentAckTimeout(f"no ack within {ack_timeout:.2f} s") from None
+                now = self._elapsed()
+                if deaf is not None and deaf():
+                    deaf_for += now - checked
+                checked = now
+                if now >= due():
+                    raise AgentAckTimeout(f"no ack within {ack_timeout:.2f} s"
+                                          + (f" (and {deaf_for:.2f} s unheard)" if deaf_for else "")) from None
             if moved is not None and not self.acked.done() and await moved():
                 raise AgentDisconnected("no ack, and the agent's connection is no longer there")
 

@@ -7,6 +7,13 @@ way the asker then waits on the PendingRequest.
 
 Serving side: ``serve_relayed`` (called by the connection's consumer) sends a relayed request to the agent and
 forwards its ack and its result, or how it failed, to the asking node, until the request expires.
+
+Pub/sub delivers a message only to whoever is subscribed at that moment: after a Redis restart each node's
+subscriptions are back only once its receiving connection has reconnected (about a second later), and what was
+published meanwhile is lost without an error (agents/handoff/layer.py). So both sides send again what no one heard:
+the request, until its ack is due (nothing reached the agent: no bind happened), and the ack and the result, until
+the request expires. And the asker neither relays a request nor counts the ack's time while its own reply channel
+is down: an ack it could not hear must not send the sign-in to a second agent while the first binds.
 """
 
 from __future__ import annotations
@@ -14,13 +21,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 import pta_protocol as protocol
 from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import settings
 
 from agents.connections import LocalConnection, in_background, local_agents
-from agents.handoff import AgentDisconnected, AgentRequestError, AgentUnavailable, LayerUnavailable
+from agents.handoff import (
+    AgentAckTimeout,
+    AgentDisconnected,
+    AgentRequestError,
+    AgentUnavailable,
+    LayerUnavailable,
+)
+from agents.handoff.layer import listening, send_heard
 from agents.handoff.messages import (
     NodeMessage,
     NodeMessageError,
@@ -53,7 +68,6 @@ async def hand_over(request: protocol.Request, *, agent_id: str, channel_name: s
         except ValueError as exc:  # sealed for a key the agent no longer has (it renewed meanwhile), or its rights
             raise AgentUnavailable(str(exc)) from None  # changed: nothing was sent
         return await pending.wait(ack_timeout=ack_timeout, result_timeout=result_timeout)
-    pending = await reply_channel.send(channel_name, request, timeout=ack_timeout, node_protocol=node_protocol)
 
     async def moved() -> bool:
         try:
@@ -63,7 +77,10 @@ async def hand_over(request: protocol.Request, *, agent_id: str, channel_name: s
             return False
         return record is None or record.channel_name != channel_name
 
-    return await pending.wait(ack_timeout=ack_timeout, result_timeout=result_timeout, moved=moved)
+    pending = await reply_channel.send(channel_name, request, timeout=ack_timeout, node_protocol=node_protocol,
+                                       moved=moved)
+    return await pending.wait(ack_timeout=ack_timeout, result_timeout=result_timeout, moved=moved,
+                              deaf=reply_channel.deaf)
 
 
 class ReplyChannel:
@@ -101,6 +118,14 @@ class ReplyChannel:
                 continue
             self.deliver(message)
 
+    def deaf(self) -> bool:
+        """Whether an answer sent to this process now would reach no one: its reply channel is not listening
+        (its subscription is down until the layer reconnects to a restarted Redis)."""
+        name = self._name
+        if name is None or not name.done() or name.cancelled() or name.exception() is not None:
+            return True
+        return not listening(name.result())
+
     def deliver(self, message: object) -> None:
         """Settle the pending request this answer is about; a late one (given up already) is dropped."""
         try:
@@ -123,27 +148,51 @@ class ReplyChannel:
             case RelayedFailure():
                 pending.fail(reply.exception())
 
-    async def send(self, channel_name: str, request: protocol.Request, *, timeout: float,
-                   node_protocol: int = 1) -> PendingRequest:
+    async def send(self, channel_name: str, request: protocol.Request, *, timeout: float, node_protocol: int = 1,
+                   moved: Callable[[], Awaitable[bool]] | None = None) -> PendingRequest:
         """Send ``request`` to the connection at ``channel_name`` on another node; its answers settle the pending
-        request returned. AgentUnavailable when the layer could not take it within ``timeout`` (the layer's Redis
-        connection has no socket timeout: a Redis that stops answering would hold the sign-in past its deadline).
+        request returned. Not before this process listens on its reply channel again (after a Redis restart): the
+        agent's ack would be lost, the ack's timeout would pass, and the sign-in would go to a second agent while
+        the first one binds. While no one listens at ``channel_name`` (that node is subscribing again after a
+        Redis restart, or has gone), it is sent again every RESEND_SECONDS: nothing reached the agent, so no
+        bind happened.
+        AgentUnavailable when it could not be sent within ``timeout`` (the layer's Redis connection has no
+        socket timeout: a Redis that stops answering would hold the sign-in past its deadline): LayerUnavailable
+        when the layer failed, AgentAckTimeout when no one heard it, AgentDisconnected as soon as ``moved()``
+        says the connection is no longer the agent's.
         """
         pending = PendingRequest.start(request.request_id)  # the ack is due within its timeout from here
         self.waiters[request.request_id] = pending
         pending.result.add_done_callback(lambda _: self.waiters.pop(request.request_id, None))
+        unheard = False  # a send reached no one: then the time ran out on that (the layer answers)
         try:
             async with asyncio.timeout(timeout):
                 reply_to = await self.ensure_listening()
-                await _layer().send(channel_name, RelayedRequest.of(request, reply_to=reply_to,
-                                                                        version=node_protocol).to_message())
+                while not listening(reply_to):  # the agent's ack could not come back: it must not have the request
+                    await asyncio.sleep(RESEND_SECONDS)
+                message = RelayedRequest.of(request, reply_to=reply_to, version=node_protocol).to_message()
+                while await send_heard(channel_name, message) == 0:  # 0: no one; None: a layer that cannot tell
+                    unheard = True
+                    if moved is not None and await moved():
+                        raise AgentDisconnected("no one listens at the agent's connection, which is no longer there")
+                    await asyncio.sleep(RESEND_SECONDS)
+        except AgentDisconnected:
+            pending.give_up()
+            raise
         except Exception as exc:  # Redis away or stalled: no ack can come in time, so the sign-in may go elsewhere
             pending.give_up()
+            if unheard and isinstance(exc, TimeoutError):  # the layer works: the agent's node is not listening
+                raise AgentAckTimeout(f"no one listened at the agent's connection for {timeout:.2f} s") from None
             raise LayerUnavailable(f"channel layer: {exc!r}") from None
         except BaseException:  # the sign-in was cancelled: nobody waits for an answer any more
             pending.give_up()
             raise
         return pending
+
+
+# While a relayed message reaches no one (the receiving node subscribes again after a Redis restart, or has gone),
+# how often it is sent again, and an answer while the layer fails: as often as a late ack's ``moved`` is asked.
+RESEND_SECONDS = MOVED_CHECK_SECONDS
 
 
 reply_channel = ReplyChannel()
@@ -220,18 +269,19 @@ def _layer() -> BaseChannelLayer:
     return layer
 
 
-ANSWER_RETRY_SECONDS = 0.25
-
-
 async def _answer(reply_to: str, message: NodeMessage, *, until: float = 0.0) -> None:
-    """Send ``message`` to the asking node; while the layer fails (Redis restarting), again every
-    ANSWER_RETRY_SECONDS until ``until`` (epoch seconds: the request's expiry), as the asker still waits."""
+    """Send ``message`` to the asking node; while no one hears it there (its node subscribes again after a Redis
+    restart) or the layer fails (Redis restarting), again every RESEND_SECONDS until ``until`` (epoch seconds: the
+    request's expiry), as the asker still waits. A node that has gone is sent to until then, no longer."""
     while True:
         try:
-            await _layer().send(reply_to, message.to_message())
-            return
-        except Exception:
-            if time.time() + ANSWER_RETRY_SECONDS >= until:
-                logger.exception("could not send the agent's answer back to %s", reply_to)
+            if await send_heard(reply_to, message.to_message()) != 0:
                 return
-        await asyncio.sleep(ANSWER_RETRY_SECONDS)
+            failed: Exception | None = None
+        except Exception as exc:
+            failed = exc
+        if time.time() + RESEND_SECONDS >= until:
+            logger.warning("could not send the agent's answer back to %s: %s", reply_to,
+                           repr(failed) if failed is not None else "no one listens there", exc_info=failed)
+            return
+        await asyncio.sleep(RESEND_SECONDS)

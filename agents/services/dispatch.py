@@ -329,7 +329,9 @@ async def _hand_over(agent: ConnectedAgent, request: protocol.Request, *, deadli
         result = await hand_over(request, agent_id=agent.agent_id, channel_name=agent.channel_name,
                                  local=agent.local, ack_timeout=min(ack_seconds or remaining, remaining),
                                  result_timeout=remaining, node_protocol=agent.record.node_protocol)
-    except AgentTimeout:
+    except AgentTimeout as exc:
+        logger.warning("request %s to agent %s (%s): %s", request_id, agent.agent_id,
+                       "here" if agent.local else f"on node {agent.node_id}", exc)
         return Validation(outcome=HandoffOutcome.AGENT_TIMEOUT, request_id=request_id, agent_id=agent.agent_id,
                           agent_ms=_ms_since(started))
     except AgentBusy:

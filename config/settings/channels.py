@@ -1,10 +1,11 @@
 from .env import REDIS_URL, env, env_float, env_int
 
-# The in-process hand-off needs no layer; the layer carries requests to agents on other nodes.
+# The in-process hand-off needs no layer; the layer carries requests to agents on other nodes. channels_redis'
+# pub/sub layer, which also says whether anyone heard a message (agents/handoff/layer.py).
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "BACKEND": "agents.handoff.layer.PubSubChannelLayer",
             "CONFIG": {
                 # redis-py 8's 5 s socket timeout breaks pub/sub receives (channels_redis issue 422).
                 "hosts": [{"address": REDIS_URL, "socket_timeout": None}],

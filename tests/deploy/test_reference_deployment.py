@@ -86,3 +86,10 @@ def test_the_portal_units_run_the_documented_commands_hardened():
     # The agent's unit is the one the agent ships with.
     shipped = REPO_ROOT / "agents" / "onprem" / "pta_agent" / "pta-agent.service"
     assert (DEPLOY / "systemd" / "pta-agent.service").resolve() == shipped
+
+
+def test_the_redis_file_keeps_the_data_through_a_restart_and_never_evicts():
+    # tests/resilience/test_faults.py runs a redis-server on this very file (RedisServer(persistent=True)).
+    conf = (DEPLOY / "redis" / "pta-redis.conf").read_text()
+    directives = {tuple(line.split(None, 1)) for line in conf.splitlines() if line.strip() and not line.startswith("#")}
+    assert directives == {("appendonly", "yes"), ("appendfsync", "everysec"), ("maxmemory-policy", "noeviction")}

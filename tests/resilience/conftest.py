@@ -42,7 +42,7 @@ def pytest_terminal_summary(terminalreporter):
     else:
         missing = ", ".join(SCENARIOS[key] for key in collector.missing())
         terminalreporter.write_line(f"resilience: partial run, docs/RELIABILITY.md left as it was (not run: "
-                                    f"{missing})")
+                                    f"{missing}); its rows in var/RELIABILITY.partial.md")
     for result in collector.results.values():
         terminalreporter.write_line(f"  {result.title}: {result.load()}; good lost {result.good_lost()}; "
                                     f"{result.recovery()}; {result.verdict()}")

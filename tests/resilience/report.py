@@ -22,6 +22,7 @@ from tests.resilience.load import (
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REPORT_PATH = REPO_ROOT / "docs" / "RELIABILITY.md"
+PARTIAL_PATH = REPO_ROOT / "var" / "RELIABILITY.partial.md"  # a partial run's rows (var/ is not versioned)
 
 # Every scenario of the suite, in the table's order: the report is written only when all of them ran.
 SCENARIOS = {
@@ -29,7 +30,8 @@ SCENARIOS = {
     "agent_kill": "`kill -9` of one of two agents",
     "agent_sigterm": "SIGTERM of one of two agents",
     "node_kill": "`kill -9` of one of two Daphne nodes",
-    "redis_restart": "Redis restarted",
+    "redis_restart_kept": "Redis restarted as systemctl does (its data kept)",
+    "redis_restart": "Redis restarted, its data lost (a crash without persistence)",
     "postgres_restart": "PostgreSQL restarted",
     "dc_restart": "The DC stopped, then started",
     "dc_freeze": "The DC frozen (SIGSTOP) for 5 s",
@@ -108,22 +110,40 @@ class Reliability:
         return [key for key in SCENARIOS if key not in self.results]
 
     def write(self, path: Path = REPORT_PATH) -> Path | None:
-        """The whole report when every scenario ran; otherwise nothing (a partial run never replaces it)."""
+        """The whole report when every scenario ran; otherwise nothing (a partial run never replaces it), but the
+        rows and notes of the scenarios that ran go to var/RELIABILITY.partial.md, to be read or compared."""
         if self.missing():
+            if self.results:
+                PARTIAL_PATH.parent.mkdir(exist_ok=True)
+                PARTIAL_PATH.write_text(self.render_partial())
             return None
         path.write_text(self.render())
         return path
 
-    def render(self) -> str:
+    def render_partial(self) -> str:
+        ran = [key for key in SCENARIOS if key in self.results]
         finished = datetime.datetime.now(datetime.UTC)
-        minutes = (finished - self.started).total_seconds() / 60
+        return "\n".join([
+            f"# A partial run of the resilience suite, {finished:%Y-%m-%d %H:%M} UTC on {_machine()}", "",
+            *self._rows(ran), "",
+            *[f"- **{self.results[key].title}**: {self.results[key].notes}" for key in ran if self.results[key].notes],
+            *[f"- **{self.results[key].title}** failed: " + "; ".join(self.results[key].problems)
+              for key in ran if self.results[key].problems], ""])
+
+    def _rows(self, keys: list[str]) -> list[str]:
         rows = ["| scenario | load | faults (seconds from the load's start) | outcomes | good sign-ins lost | "
                 "time to recover (from the fault's end) | verdict |",
                 "| --- | --- | --- | --- | --- | --- | --- |"]
-        for key in SCENARIOS:
+        for key in keys:
             result = self.results[key]
             rows.append(f"| {result.title} | {result.load()} | {result.faults()} | {result.outcomes()} | "
                         f"{result.good_lost()} | {result.recovery()} | {result.verdict()} |")
+        return rows
+
+    def render(self) -> str:
+        finished = datetime.datetime.now(datetime.UTC)
+        minutes = (finished - self.started).total_seconds() / 60
+        rows = self._rows(list(SCENARIOS))
         notes = [f"- **{self.results[key].title}**: {self.results[key].notes}" for key in SCENARIOS
                  if self.results[key].notes]
         failed = [key for key in SCENARIOS if self.results[key].problems]
