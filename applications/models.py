@@ -32,7 +32,7 @@ class Application(AbstractApplication):
                   "organisation's MFA policy.")
     # A passkey for this application's sign-ins, whatever the tenant's settings (signin/services/passkeys.py).
     phishing_resistant_required = models.BooleanField(
-        "phishing-resistant factor required", default=False,
+        "phishing-resistant factor required", default=False, db_default=False,
         help_text="The sign-in that gets users into this application needs a passkey: authenticator-app and "
                   "recovery codes are refused.")
 

@@ -44,7 +44,7 @@ class SignInEvent(models.Model):
     mfa_reason = models.CharField("MFA reason", max_length=64, blank=True, default="")
     mfa_result = models.CharField("MFA result", max_length=32, blank=True, default="")
     # The second factor that completed the sign-in (passkey, totp, recovery_code; blank: none).
-    mfa_factor = models.CharField("MFA factor", max_length=16, blank=True, default="")
+    mfa_factor = models.CharField("MFA factor", max_length=16, blank=True, default="", db_default="")
     channel = models.CharField(max_length=16, default="web", help_text="web, admin or oauth")
     # Access by network: the tenant's named location the client's address was in, as it was then (blank: none).
     location = models.CharField(max_length=100, blank=True, default="",
@@ -61,7 +61,7 @@ class SignInEvent(models.Model):
     detail = models.CharField(max_length=32, blank=True, default="",
                               help_text="Why the directory refused a new password (e.g. history, complexity).")
     sealed_by = models.CharField("password sealed by", max_length=8, choices=SealedBy.choices, blank=True,
-                                 default="", help_text="Who sealed the password for the agent: the browser or the "
+                                 default="", db_default="", help_text="Who sealed the password for the agent: the browser or the "
                                  "portal.")
 
     class Meta:

@@ -51,7 +51,7 @@ class Tenant(models.Model):
     # Passkeys only, when a second factor is asked: authenticator-app codes and recovery codes are refused
     # (signin/services/passkeys.py). Asking for it asks for a second factor at every sign-in.
     phishing_resistant_required = models.BooleanField(
-        "phishing-resistant factor required", default=False,
+        "phishing-resistant factor required", default=False, db_default=False,
         help_text="Every sign-in needs a passkey as its second factor; authenticator-app and recovery codes are "
                   "refused, and users without a passkey enrol one after their current factor.")
     # Each refresh of an OAuth token asks an agent whether the account is still enabled in AD (no password).
