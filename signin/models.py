@@ -61,8 +61,8 @@ class SignInEvent(models.Model):
     detail = models.CharField(max_length=32, blank=True, default="",
                               help_text="Why the directory refused a new password (e.g. history, complexity).")
     sealed_by = models.CharField("password sealed by", max_length=8, choices=SealedBy.choices, blank=True,
-                                 default="", db_default="", help_text="Who sealed the password for the agent: the browser or the "
-                                 "portal.")
+                                 default="", db_default="",
+                                 help_text="Who sealed the password for the agent: the browser or the portal.")
 
     class Meta:
         verbose_name = "sign-in record"
