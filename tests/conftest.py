@@ -175,7 +175,8 @@ def agent_factory(db):
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
     """Close the PostgreSQL connection pool before pytest-django drops the test database: the pool's idle
-    connections would otherwise keep it ("being accessed by other users")."""
+    connections would otherwise keep it ("being accessed by other users"). A connection taken by a thread that
+    is gone (asgiref's per-request threads) never returns to the pool: its session is ended on the server."""
     yield
     from django.db import connections
 
@@ -183,3 +184,8 @@ def django_db_setup(django_db_setup, django_db_blocker):
         for connection in connections.all(initialized_only=True):
             if hasattr(connection, "close_pool"):
                 connection.close_pool()
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                   "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                connection.close()
