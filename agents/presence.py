@@ -210,6 +210,10 @@ return 1
 """
 
 
+POOL_CONNECTIONS = 64  # per process: a node's concurrent presence commands beyond it wait their turn
+POOL_WAIT_SECONDS = 10.0  # for a free connection; the commands themselves take a millisecond
+
+
 class RedisPresence:
     """The production registry. One client per event loop (a process has one: Daphne's)."""
 
@@ -220,9 +224,14 @@ class RedisPresence:
         self.prefix = prefix
         from config.redis import redis_retry_options
 
-        self.client = aioredis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2,
-                                              socket_timeout=5, health_check_interval=30,
-                                              **redis_retry_options(asynchronous=True))
+        # A burst (a node's agents all reconnecting, or all leaving in a drain) asks more at once than the pool
+        # has connections: each command then waits for one (BlockingConnectionPool) rather than failing with
+        # "Too many connections" as the default pool does past 100.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=POOL_CONNECTIONS, timeout=POOL_WAIT_SECONDS, decode_responses=True,
+            socket_connect_timeout=2, socket_timeout=5, health_check_interval=30,
+            **redis_retry_options(asynchronous=True))
+        self.client = aioredis.Redis(connection_pool=pool)
         self._publish = self.client.register_script(_PUBLISH)
         self._withdraw = self.client.register_script(_WITHDRAW)
 
@@ -281,7 +290,7 @@ class RedisPresence:
         return {a: PresenceRecord.from_json(v) if v else None for a, v in zip(agent_ids, values, strict=True)}
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.client.aclose(close_connection_pool=True)  # the pool is this registry's own
 
 
 def _pairs(drawn: list) -> list[tuple[str, float]]:

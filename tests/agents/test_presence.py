@@ -120,3 +120,22 @@ async def test_a_sample_is_bounded_distinct_and_live_and_whole_when_the_tenant_i
     found, _ = await registry.sample_tenant(tenant_id="t1", count=5)
     assert [r.agent_id for r in found] == ["live"]
     assert await registry.sample_tenant(tenant_id="nobody", count=5) == ([], True)
+
+
+async def test_a_burst_beyond_the_connection_pool_waits_for_a_connection_instead_of_failing():
+    """A node's agents all reconnecting, or leaving at once (a drain with a thousand of them), ask Redis more at
+    once than its pool's connections: each waits for one. redis-py's default pool raised "Too many connections"
+    past 100 and the agent's hello failed with it (bench/run --fleet 1000)."""
+    import asyncio
+
+    registry = RedisPresence(REDIS_URL, prefix=f"pta-test-{uuid.uuid4().hex[:8]}", ttl_seconds=30)
+    try:
+        agents = [record(f"burst{n}", channel=f"c{n}") for n in range(400)]
+        await asyncio.gather(*(registry.publish([one]) for one in agents))
+        found = await registry.for_agents(agent_ids=[one.agent_id for one in agents])
+        assert all(found.values()) and len(found) == 400
+        await asyncio.gather(*(registry.withdraw(agent_id=one.agent_id, tenant_id=one.tenant_id,
+                                                 channel_name=one.channel_name) for one in agents))
+        assert not any((await registry.for_agents(agent_ids=[one.agent_id for one in agents])).values())
+    finally:
+        await registry.aclose()
