@@ -20,10 +20,11 @@ answer with the plain view's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import io
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from asgiref.typing import HTTPRequestEvent
@@ -146,9 +147,9 @@ class SignInPageConsumer(AsyncHttpConsumer):
 
     @sensitive_variables("body")
     async def handle(self, body: bytes) -> None:
-        warmed()
-        request = ASGIRequest(self.scope, io.BytesIO(body))
-        await self.send_django_response(await in_worker(self.first_hop)(self.middleware_hooks(), request))
+        with serving():
+            request = ASGIRequest(self.scope, io.BytesIO(body))
+            await self.send_django_response(await in_worker(self.first_hop)(self.middleware_hooks(), request))
 
     @classmethod
     def first_hop(cls, hooks: MiddlewareHooks, request: HttpRequest):
@@ -183,10 +184,13 @@ class PasswordPostConsumer(SignInPageConsumer):
 
     view = staticmethod(views.password_page)
 
-    @sensitive_variables("body", "submission")
     async def handle(self, body: bytes) -> None:
+        with serving():
+            await self.sign_in(body)
+
+    @sensitive_variables("body", "submission")
+    async def sign_in(self, body: bytes) -> None:
         timing.begin()
-        warmed()
         request = ASGIRequest(self.scope, io.BytesIO(body))
         # What @sensitive_post_parameters sets, for error reports; an attribute the stubs' HttpRequest lacks.
         request.sensitive_post_parameters = ["password"]  # type: ignore[attr-defined]
@@ -249,20 +253,34 @@ class PasswordPostConsumer(SignInPageConsumer):
 # After this many sign-in pages, what the first ones built for good (compiled templates, the routing, the
 # connections' pools, the lazily imported modules) is moved out of the collector's sight, as config/asgi.py does
 # with what start-up built: a full collection then walks the garbage of recent requests, not all of that again.
+# Only at a moment no sign-in page is being served: a request in flight (its body, a password) frozen with the rest
+# would never be freed, Django's request and user being a reference cycle only the collector breaks.
 WARM_AFTER = 1000
+IDLE_CHECKS = (0.2, 600)  # every 0.2 s, at most 600 times (two minutes of a node never idle: then not at all)
 _pages_served = 0
+_pages_in_flight = 0
 
 
-def warmed() -> None:
-    global _pages_served
+@contextlib.contextmanager
+def serving() -> Iterator[None]:
+    """Around a sign-in page's handling: counts it in flight, and the WARM_AFTER-th schedules the freeze."""
+    global _pages_served, _pages_in_flight
     _pages_served += 1
+    _pages_in_flight += 1
     if _pages_served == WARM_AFTER:
-        # Once per process, in its own turn of the event loop (a collection of what is in sight, then the freeze).
-        asyncio.get_running_loop().call_soon(freeze_what_lasts)
+        asyncio.get_running_loop().call_soon(freeze_when_idle, IDLE_CHECKS[1])
+    try:
+        yield
+    finally:
+        _pages_in_flight -= 1
 
 
-def freeze_what_lasts() -> None:
-    gc.collect()
+def freeze_when_idle(checks_left: int) -> None:
+    if _pages_in_flight:
+        if checks_left > 1:
+            asyncio.get_running_loop().call_later(IDLE_CHECKS[0], freeze_when_idle, checks_left - 1)
+        return
+    gc.collect()  # the finished requests' cycles go first: only what lasts is frozen
     gc.freeze()
 
 

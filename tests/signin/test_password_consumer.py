@@ -178,24 +178,42 @@ def test_the_pages_write_their_inputs_with_every_attribute_and_tie_errors_to_the
     assert 'id="password-error"' in page.content.decode()
 
 
-async def test_what_the_first_pages_built_is_frozen_once(monkeypatch):
+async def test_what_the_first_pages_built_is_frozen_once_and_never_a_request_in_flight(monkeypatch):
     # After WARM_AFTER sign-in pages, once per process: a full collection no longer walks what they built for good.
+    # Not while a page is served: a request frozen with the rest (its body: a password) would never be freed.
     import asyncio
     import gc
+    import weakref
 
     from signin import consumers
 
     monkeypatch.setattr(consumers, "WARM_AFTER", 3)
+    monkeypatch.setattr(consumers, "IDLE_CHECKS", (0.01, 500))
     monkeypatch.setattr(consumers, "_pages_served", 0)
     frozen = gc.get_freeze_count()
     kept = [object() for _ in range(10)] + [[n] for n in range(100)]  # lives on: tracked by the collector
     for _ in range(2):
-        consumers.warmed()
+        with consumers.serving():
+            pass
     await asyncio.sleep(0)
     assert gc.get_freeze_count() == frozen  # not yet
-    consumers.warmed()
-    await asyncio.sleep(0)
+
+    class Request:  # a request in flight, a cycle as Django's request and its lazy user are
+        def __init__(self) -> None:
+            self.body, self.me = b"password=Hunter2-SECRET", self
+
+    with consumers.serving():  # the third page: the freeze is due, but this one is in flight
+        in_flight = Request()
+        gone = weakref.ref(in_flight)
+        await asyncio.sleep(0.05)
+        assert gc.get_freeze_count() == frozen  # waits for no page in flight
+        del in_flight
+    await asyncio.sleep(0.1)
     assert gc.get_freeze_count() >= frozen + len(kept) - 10
-    consumers.warmed()
-    await asyncio.sleep(0)  # and not again
-    assert consumers._pages_served == 4
+    assert gone() is None  # collected before the freeze, not frozen alive
+    after = gc.get_freeze_count()
+    with consumers.serving():
+        pass
+    await asyncio.sleep(0.05)  # and not again
+    assert consumers._pages_served == 4 and gc.get_freeze_count() <= after  # (frozen objects may still die)
+    gc.unfreeze()  # the rest of the test process is collected as usual
