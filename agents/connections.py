@@ -117,6 +117,10 @@ class HandshakeAdmission:
 
     INITIAL_INTERVAL = 0.05  # seconds, until the first handshakes are measured: 100 waiting places with a 5 s wait
     WEIGHT = 0.2  # of the newest sample in the average: about the last ten handshakes
+    # Hellos refused at once (garbage, no certificate) end in far less than a real verification: without a floor
+    # an anonymous flood would measure the pace near 0 and let any number wait ahead of the agents.
+    MIN_INTERVAL = 0.002
+    WAITING_PER_PLACE = 4  # at most this many waiting hellos per place (PTA_AGENT_HANDSHAKES_MAX), whatever the pace
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.in_progress = 0
@@ -148,7 +152,8 @@ class HandshakeAdmission:
             self.in_progress += 1
             return True
         budget = self.wait_budget()
-        if self.expected_wait(len(self._waiting) + 1) > budget:
+        full = len(self._waiting) >= self.WAITING_PER_PLACE * settings.PTA_AGENT_HANDSHAKES_MAX
+        if full or self.expected_wait(len(self._waiting) + 1) > budget:
             self.refused += 1
             return False
         loop = asyncio.get_running_loop()
@@ -182,7 +187,7 @@ class HandshakeAdmission:
         if worked:
             now = self._clock()
             sample = min(max(0.0, now - self._busy_since), settings.PTA_AGENT_HANDSHAKE_SECONDS)
-            self.interval = (1 - self.WEIGHT) * self.interval + self.WEIGHT * sample
+            self.interval = max(self.MIN_INTERVAL, (1 - self.WEIGHT) * self.interval + self.WEIGHT * sample)
             self._busy_since = now
         while self._waiting:
             place = self._waiting.popleft()

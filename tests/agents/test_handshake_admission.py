@@ -141,3 +141,20 @@ async def test_the_pace_is_measured_while_busy_not_across_idle_time(admission, c
     clock.now += 5
     admission.done(worked=False)
     assert admission.interval == pytest.approx(0.02, rel=0.05)
+
+
+async def test_a_flood_of_hellos_that_end_at_once_cannot_queue_without_bound(admission, clock):
+    # Anonymous hellos refused at once (no certificate) end in no time: the pace they measure has a floor, and
+    # the line a cap (WAITING_PER_PLACE per place), so a flood never queues without bound ahead of the agents.
+    for _ in range(200):
+        assert await admission.admit()
+        admission.done()  # the clock does not move: a handshake of 0 s
+    assert admission.interval == HandshakeAdmission.MIN_INTERVAL
+    assert await admission.admit() and await admission.admit()
+    cap = HandshakeAdmission.WAITING_PER_PLACE * 2  # PTA_AGENT_HANDSHAKES_MAX is 2 here
+    tasks = await waiting_for_a_place(admission, cap + 5)
+    assert admission.waiting == cap and admission.refused == 5
+    assert [t.result() for t in tasks[cap:]] == [False] * 5
+    for task in tasks[:cap]:
+        task.cancel()
+    await asyncio.gather(*tasks[:cap], return_exceptions=True)
