@@ -4,13 +4,13 @@
                nothing was sent yet)
             ─▶ requests in flight answered, each with ``Connection: close`` (nginx stops reusing its connections);
                the agents connected here still serve them, and every other node's sign-ins too
-            ─▶ each agent connected here: no new request, presence withdrawn, its requests answered, then closed
-               with NODE_LEAVING (it reconnects at once, through nginx, to another node; sign-ins that looked for
-               it meanwhile wait for its new presence: agents/services/dispatch.py)
             ─▶ until the clients have closed their idle keep-alive connections (nginx's upstream
                keepalive_timeout, 2 s in deploy/nginx/pta-portal.conf), at most PTA_DRAIN_LINGER_SECONDS: a
                request written on one just as the node closed it would be lost (a POST is not retried); one that
-               still comes is served, with Connection: close
+               still comes is served, with this node's agents, and Connection: close
+            ─▶ each agent connected here: no new request, presence withdrawn, its requests answered, then closed
+               with NODE_LEAVING (it reconnects at once, through nginx, to another node; sign-ins that looked for
+               it meanwhile wait for its new presence: agents/services/dispatch.py)
             ─▶ the reactor stops: Daphne's own shutdown (what is left is cancelled), exit 0
     a second SIGTERM, or PTA_DRAIN_SECONDS passed ─▶ the reactor stops at once
 
@@ -48,6 +48,7 @@ class NodeState:
         self.http_in_flight = 0
         self.draining = False
         self.started: float | None = None
+        self.last_request_at = 0.0  # time.monotonic() of the newest HTTP request's start
 
 
 node_state = NodeState()
@@ -78,6 +79,7 @@ class DrainAware:
             await send(message)
 
         state.http_in_flight += 1
+        state.last_request_at = time.monotonic()
         try:
             await self.app(scope, receive, send_closing)
         finally:
@@ -134,11 +136,14 @@ async def _drain_then_stop(reactor: Any) -> None:
         reactor.stop()
 
 
+QUIET_SECONDS = 0.5  # with no new request for this long, the clients are taken to have stopped
+
+
 async def drain(*, stop_listening: Callable[[], int], open_connections: Callable[[], int] = lambda: 0,
                 state: NodeState = node_state, seconds: float | None = None) -> bool:
     """Stop taking connections, let the requests in flight finish and the agents move, let the clients close
     their connections; True when everything finished within ``seconds`` (PTA_DRAIN_SECONDS)."""
-    from agents.connections import local_agents_leave
+    from agents.connections import local_agents, local_agents_leave
 
     seconds = settings.PTA_DRAIN_SECONDS if seconds is None else seconds
     deadline = time.monotonic() + seconds
@@ -147,13 +152,21 @@ async def drain(*, stop_listening: Callable[[], int], open_connections: Callable
     logger.info("draining: stopped listening on %d port(s); %d request(s) in flight", ports, state.http_in_flight)
     while state.http_in_flight and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
+    # The clients' idle keep-alive connections next (every reader but the agents' own sockets), while the agents
+    # are still here: a request written on one now is served with this node's agents (a node alone has no other
+    # to send it to), then answered with Connection: close.
+    # Connections are counted where Twisted lets them be; a request that started less than QUIET_SECONDS ago
+    # says a client is still at work on one, counted or not.
+    linger = min(deadline, time.monotonic() + settings.PTA_DRAIN_LINGER_SECONDS)
+    while ((open_connections() > len(local_agents) or state.http_in_flight
+            or time.monotonic() - state.last_request_at < QUIET_SECONDS) and time.monotonic() < linger):
+        await asyncio.sleep(0.05)
     leaving = local_agents_leave(drain_seconds=max(0.0, deadline - time.monotonic()))
     logger.info("draining: requests answered; %d agent(s) told to move", len(leaving))
     if leaving:
         await asyncio.wait(leaving, timeout=max(0.0, deadline - time.monotonic()))
-    linger = min(deadline, time.monotonic() + settings.PTA_DRAIN_LINGER_SECONDS)
-    while (open_connections() or state.http_in_flight) and time.monotonic() < linger:
-        await asyncio.sleep(0.05)
+    while state.http_in_flight and time.monotonic() < deadline:  # one that came meanwhile
+        await asyncio.sleep(0.02)
     finished = not state.http_in_flight and all(task.done() for task in leaving)
     logger.info("drained in %.1f s%s", seconds - max(0.0, deadline - time.monotonic()),
                 "" if finished else f"; {state.http_in_flight} request(s) still in flight are cut")
@@ -168,11 +181,16 @@ def _open_connections(reactor: Any) -> int:
 
 def _stop_listening(reactor: Any) -> int:
     from twisted.internet.interfaces import IListeningPort
+    from twisted.internet.main import CONNECTION_DONE
+    from twisted.python.failure import Failure
 
     ports = [reader for reader in reactor.getReaders() if IListeningPort.providedBy(reader)]
     for port in ports:
         # First accept what the kernel already accepted for us (its backlog): closing the socket would reset those
         # connections, on which a client (nginx) may have written its request already, a POST it would not retry.
+        # Then close it at once: stopListening() closes it a turn of the loop later, and a connection the kernel
+        # completed in between was reset (a client saw its request dropped).
+        port.stopReading()
         port.doRead()
-        port.stopListening()
+        port.connectionLost(Failure(CONNECTION_DONE))
     return len(ports)
