@@ -141,8 +141,8 @@ QUIET_SECONDS = 0.5  # with no new request for this long, the clients are taken 
 
 async def drain(*, stop_listening: Callable[[], int], open_connections: Callable[[], int] = lambda: 0,
                 state: NodeState = node_state, seconds: float | None = None) -> bool:
-    """Stop taking connections, let the requests in flight finish and the agents move, let the clients close
-    their connections; True when everything finished within ``seconds`` (PTA_DRAIN_SECONDS)."""
+    """Stop taking connections, let the requests in flight finish and the clients close their connections, then
+    let the agents move; True when everything finished within ``seconds`` (PTA_DRAIN_SECONDS)."""
     from agents.connections import local_agents, local_agents_leave
 
     seconds = settings.PTA_DRAIN_SECONDS if seconds is None else seconds
@@ -150,8 +150,7 @@ async def drain(*, stop_listening: Callable[[], int], open_connections: Callable
     state.draining = True
     ports = stop_listening()
     logger.info("draining: stopped listening on %d port(s); %d request(s) in flight", ports, state.http_in_flight)
-    while state.http_in_flight and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
+    await _answered(state, deadline)
     # The clients' idle keep-alive connections next (every reader but the agents' own sockets), while the agents
     # are still here: a request written on one now is served with this node's agents (a node alone has no other
     # to send it to), then answered with Connection: close.
@@ -165,12 +164,17 @@ async def drain(*, stop_listening: Callable[[], int], open_connections: Callable
     logger.info("draining: requests answered; %d agent(s) told to move", len(leaving))
     if leaving:
         await asyncio.wait(leaving, timeout=max(0.0, deadline - time.monotonic()))
-    while state.http_in_flight and time.monotonic() < deadline:  # one that came meanwhile
-        await asyncio.sleep(0.02)
+    await _answered(state, deadline)  # one that came meanwhile
     finished = not state.http_in_flight and all(task.done() for task in leaving)
     logger.info("drained in %.1f s%s", seconds - max(0.0, deadline - time.monotonic()),
                 "" if finished else f"; {state.http_in_flight} request(s) still in flight are cut")
     return finished
+
+
+async def _answered(state: NodeState, deadline: float) -> None:
+    """Until no HTTP request is in flight, or the drain's deadline."""
+    while state.http_in_flight and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
 
 
 def _open_connections(reactor: Any) -> int:
