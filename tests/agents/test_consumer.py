@@ -513,12 +513,16 @@ async def test_requests_outside_the_agents_tenant_or_domain_or_capacity_are_not_
     await fake.close()
 
 
-async def test_request_from_another_node_is_answered_on_its_reply_channel(agent, fake):
+async def another_nodes_reply_channel(fake):
+    """The welcomed agent's consumer, the channel layer, and a reply channel as another node's would be."""
     welcome = await fake.welcomed()
-    consumer = connection_of(welcome.agent_id)
     layer = get_channel_layer()
     assert layer is not None
-    reply_to = await layer.new_channel()
+    return connection_of(welcome.agent_id), layer, await layer.new_channel()
+
+
+async def test_request_from_another_node_is_answered_on_its_reply_channel(agent, fake):
+    consumer, layer, reply_to = await another_nodes_reply_channel(fake)
     request = make_request(agent[0])
     await layer.send(consumer.channel_name, RelayedRequest.of(request, reply_to=reply_to).to_message())
     sent = await fake.frame()
@@ -538,11 +542,7 @@ async def test_a_relayed_result_that_follows_its_ack_at_once_carries_the_ack(age
     # result is later than the hold (the test above). A long hold here: a loaded machine must not fail it.
     settings.PTA_AGENT_ACK_SECONDS = 10
     monkeypatch.setattr(relay, "ACK_HOLD_SECONDS", 2.0)
-    welcome = await fake.welcomed()
-    consumer = connection_of(welcome.agent_id)
-    layer = get_channel_layer()
-    assert layer is not None
-    reply_to = await layer.new_channel()
+    consumer, layer, reply_to = await another_nodes_reply_channel(fake)
     request = make_request(agent[0])
     await layer.send(consumer.channel_name, RelayedRequest.of(request, reply_to=reply_to).to_message())
     sent = await fake.frame()
@@ -622,11 +622,7 @@ async def test_groups_are_asked_only_of_an_agent_that_announced_them(agent, fake
 async def test_a_message_of_a_kind_this_node_does_not_know_is_answered_and_the_connection_stays(agent, fake):
     """A newer node's message kind (nodes N and N+1 during an upgrade): the asker hears ``unsupported`` and turns
     to another agent; the agent's connection, which any unknown type used to end, goes on serving."""
-    welcome = await fake.welcomed()
-    consumer = connection_of(welcome.agent_id)
-    layer = get_channel_layer()
-    assert layer is not None
-    reply_to = await layer.new_channel()
+    consumer, layer, reply_to = await another_nodes_reply_channel(fake)
     await layer.send(consumer.channel_name, {"type": "agent.handover", "request_id": "r-9", "reply_to": reply_to,
                                              "version": NODE_PROTOCOL + 1, "to": "node-3"})
     reply = reply_from_message(await asyncio.wait_for(layer.receive(reply_to), 1))
