@@ -14,12 +14,13 @@ Two things live here rather than in the consumer because they are per process, n
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
 import pta_protocol as protocol
@@ -198,6 +199,124 @@ class HandshakeAdmission:
 
 
 handshakes = HandshakeAdmission()
+
+
+class OpeningAdmission:
+    """How many agent connections this process holds before their hello is verified, in all and per address.
+
+    Every opening costs the node an ASGI instance, a consumer, a channel on the layer (a Redis subscription in
+    production), the WebSocket's accept and a challenge, before any hello reaches HandshakeAdmission. Under a
+    reconnect storm (a node restarted under thousands of agents) those openings alone swamp the event loop: the
+    agents' own openings time out and are all retried together. So at most PTA_AGENT_OPENINGS_MAX connections may
+    be opening at once (from the upgrade until the hello is verified or the connection ends), and at most
+    PTA_AGENT_OPENINGS_PER_ADDRESS of them from one client address (an IPv6 address counts as its /64): an opening
+    beyond either is accepted and closed at once with TRY_LATER (agents.routing.AgentOpenings), nothing else made,
+    and the agent comes back after its jittered backoff.
+
+    An agent sends its hello as soon as it reads the challenge. A connection still silent PTA_AGENT_SILENT_SECONDS
+    after it opened gives its place up when the places are full: the oldest such connection (of the same address,
+    when that address's share is what is full) is closed with HANDSHAKE_TIMEOUT and the new opening takes its
+    place, so connections that open and never say hello cannot keep agents out."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.in_progress = 0
+        self.refused = 0  # since the process started: for the logs, /metrics and the benchmark
+        self.evicted = 0  # silent connections closed to make room
+        self._clock = clock
+        self._by_address: dict[str, int] = {}
+        self._silent: dict[Opening, None] = {}  # the openings with no hello yet, oldest first
+
+    @staticmethod
+    def address_key(address: str) -> str:
+        if ":" not in address:
+            return address
+        try:
+            return str(ipaddress.ip_network(f"{address}/64", strict=False))
+        except ValueError:
+            return address
+
+    def begin(self, address: str) -> Opening | None:
+        """A place for a new connection from ``address`` (end it once), or None: it is to be told to try later."""
+        key = self.address_key(address)
+        address_full = self._by_address.get(key, 0) >= settings.PTA_AGENT_OPENINGS_PER_ADDRESS
+        if address_full or self.in_progress >= settings.PTA_AGENT_OPENINGS_MAX:
+            if not self._evict_silent(key if address_full else None):
+                self.refused += 1
+                return None
+        self.in_progress += 1
+        self._by_address[key] = self._by_address.get(key, 0) + 1
+        opening = Opening(self, key, self._clock())
+        self._silent[opening] = None
+        return opening
+
+    def _evict_silent(self, key: str | None) -> bool:
+        """Close the oldest connection (of ``key``, or of any address) silent for PTA_AGENT_SILENT_SECONDS: True if
+        one was."""
+        quiet_since = self._clock() - settings.PTA_AGENT_SILENT_SECONDS
+        for opening in self._silent:
+            if opening.opened_at > quiet_since:
+                return False  # the rest are younger
+            if key is None or opening.key == key:
+                self.evicted += 1
+                opening.evict()
+                return True
+        return False
+
+    def _heard(self, opening: Opening) -> None:
+        self._silent.pop(opening, None)
+
+    def _end(self, opening: Opening) -> None:
+        self._silent.pop(opening, None)
+        self.in_progress -= 1
+        if (left := self._by_address[opening.key] - 1) > 0:
+            self._by_address[opening.key] = left
+        else:
+            del self._by_address[opening.key]
+
+
+class Opening:
+    """One connection's place in OpeningAdmission, given back once: when its hello is verified, when it ends, or
+    when it is evicted for its silence (``on_evict``, set by the consumer, then closes it)."""
+
+    def __init__(self, admission: OpeningAdmission, key: str, opened_at: float) -> None:
+        self._admission: OpeningAdmission | None = admission
+        self.key = key
+        self.opened_at = opened_at
+        self.on_evict: Callable[[], object] | None = None
+
+    def heard(self) -> None:
+        """Its hello came: it may wait for verification without being taken for a silent connection."""
+        if self._admission is not None:
+            self._admission._heard(self)
+
+    def evict(self) -> None:
+        on_evict = self.on_evict
+        self.end()
+        if on_evict is not None:
+            on_evict()
+
+    def end(self) -> None:
+        if self._admission is not None:
+            self._admission._end(self)
+            self._admission = None
+
+
+openings = OpeningAdmission()
+OPENING_SCOPE_KEY = "pta_opening"  # the connection's Opening in its ASGI scope
+
+
+async def close_at_opening(receive: Callable, send: Callable, code: protocol.CloseCode) -> None:
+    """Answer a WebSocket opening with ``code`` and nothing else (no consumer, no channel). Accepted first: a
+    refusal before it is an HTTP 403, which tells the agent nothing."""
+    if (await receive())["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.close", "code": int(code)})
+
+
+def opening_of(scope: Mapping[str, Any]) -> Opening | None:
+    """The connection's place among the openings (None for a consumer served without agents.routing's door)."""
+    return scope.get(OPENING_SCOPE_KEY)
 
 
 def local_agents_leave(*, drain_seconds: float) -> list[asyncio.Task[Any]]:

@@ -32,7 +32,14 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from agents.connections import handshakes, in_background, keeper_ensure_running, local_agents, node_id
+from agents.connections import (
+    handshakes,
+    in_background,
+    keeper_ensure_running,
+    local_agents,
+    node_id,
+    opening_of,
+)
 from agents.handoff import AgentBusy, AgentDisconnected, AgentRequestError
 from agents.handoff.messages import NODE_PROTOCOL, CloseConnection, NodeMessageError, RefreshRights, agent_group
 from agents.handoff.pending import PendingRequest
@@ -81,6 +88,10 @@ class AgentConsumer(AsyncWebsocketConsumer):
         self.presence_published = False
         self.publishing = False
         self.joined_group = ""
+        self.opening = opening_of(self.scope)
+        if self.opening is not None:  # closed if it stays silent while others wait for its place
+            self.opening.on_evict = lambda: in_background(self.close_for(CloseCode.HANDSHAKE_TIMEOUT,
+                                                                         "no hello while others wait"))
         await self.accept()  # refusals are close codes after accept: a 403 would tell the agent nothing
         await self.send_frame(protocol.Challenge(nonce=self.nonce))
         self.handshake_deadline = asyncio.get_running_loop().call_later(
@@ -154,6 +165,8 @@ class AgentConsumer(AsyncWebsocketConsumer):
             if self.identity is None:
                 if not isinstance(frame, protocol.Hello):
                     raise protocol.ProtocolError("out_of_order", "Send hello first.")
+                if self.opening is not None:
+                    self.opening.heard()
                 await self.on_hello(frame)
                 return
             match frame:
@@ -212,6 +225,8 @@ class AgentConsumer(AsyncWebsocketConsumer):
         if self.closing:  # the handshake deadline passed meanwhile
             return
         self.handshake_deadline.cancel()
+        if self.opening is not None:
+            self.opening.end()  # verified: its place goes to the next opening
         self.identity = identity
         self.version = hello.version
         self.protocol = hello.protocol

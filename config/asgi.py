@@ -3,7 +3,7 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 
@@ -13,9 +13,9 @@ django_http = ASGIStaticFilesHandler(get_asgi_application())  # sets Django up b
 
 from django.conf import settings  # noqa: E402
 
-from agents.routing import websocket_urlpatterns  # noqa: E402
+from agents.routing import agent_websocket_application  # noqa: E402
 from config.drain import DrainAware, drain_install  # noqa: E402
-from config.proxy import TrustedProxyHeaders  # noqa: E402
+from config.proxy import TrustedProxyHeaders, scope_client_address  # noqa: E402
 from health.timer import embedded_timer_start  # noqa: E402
 from signin.consumers import SignInRouter  # noqa: E402
 from signin.timing import install as timing_install  # noqa: E402
@@ -29,7 +29,8 @@ routes_start()  # this process remembers domain → tenant, and forgets on any c
 application = DrainAware(TrustedProxyHeaders(ProtocolTypeRouter({
     # The sign-in's pages, the hot path, go to their consumers (signin.consumers.PAGES); everything else to Django.
     "http": SignInRouter(django_http),
-    "websocket": URLRouter(websocket_urlpatterns),
+    # The agent socket: at most PTA_AGENT_OPENINGS_MAX connections opening at once (agents/routing.py).
+    "websocket": agent_websocket_application(address=scope_client_address),
 }), trusted=settings.PTA_TRUSTED_PROXIES))
 
 drain_install()  # SIGTERM: stop taking connections, let the agents move and the requests finish, then exit

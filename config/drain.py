@@ -31,7 +31,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pta_protocol as protocol
 from django.conf import settings
+
+from agents.connections import close_at_opening, local_agents, local_agents_leave
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +69,7 @@ class DrainAware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = self.state
         if scope["type"] == "websocket" and state.draining:
-            await _send_on(receive, send)
+            await close_at_opening(receive, send, protocol.CloseCode.NODE_LEAVING)
             return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -86,14 +89,6 @@ class DrainAware:
             state.http_in_flight -= 1
 
 
-async def _send_on(receive: Receive, send: Send) -> None:
-    import pta_protocol as protocol
-
-    if (await receive())["type"] != "websocket.connect":
-        return
-    # Accepted first: a refusal before it is an HTTP 403 to the agent, which would then back off.
-    await send({"type": "websocket.accept"})
-    await send({"type": "websocket.close", "code": int(protocol.CloseCode.NODE_LEAVING)})
 
 
 def drain_install() -> None:
@@ -143,7 +138,6 @@ async def drain(*, stop_listening: Callable[[], int], open_connections: Callable
                 state: NodeState = node_state, seconds: float | None = None) -> bool:
     """Stop taking connections, let the requests in flight finish and the clients close their connections, then
     let the agents move; True when everything finished within ``seconds`` (PTA_DRAIN_SECONDS)."""
-    from agents.connections import local_agents, local_agents_leave
 
     seconds = settings.PTA_DRAIN_SECONDS if seconds is None else seconds
     deadline = time.monotonic() + seconds

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from signin.services.client import address_parse
+from signin.services.client import address_parse, client_address_from
 from tenant.locations import IPNetwork, address_in_ranges
 
 FORWARDED_HEADERS = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
@@ -22,6 +22,18 @@ def scope_from_trusted_proxy(scope: dict, trusted: Iterable[IPNetwork]) -> bool:
     if not client:
         return False
     return address_in_ranges(address_parse(str(client[0])), trusted)
+
+
+def scope_client_address(scope: dict) -> str:
+    """The client's address of an ASGI scope, as ``signin.services.client.client_address`` reads a request's: the
+    peer, or the forwarded address when the peer is a trusted proxy (run after TrustedProxyHeaders)."""
+    from django.conf import settings
+
+    client = scope.get("client") or ("",)
+    forwarded = ",".join(value.decode("latin-1") for name, value in scope.get("headers", ())
+                         if name.lower() == b"x-forwarded-for")
+    return client_address_from(peer=str(client[0] or ""), forwarded_for=forwarded,
+                               trusted=settings.PTA_TRUSTED_PROXIES)
 
 
 class TrustedProxyHeaders:

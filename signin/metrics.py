@@ -20,7 +20,7 @@ class HandOffCollector:
     """Live state of the hand-off in this process: what must return to zero when traffic stops."""
 
     def collect(self):
-        from agents.connections import handshakes, local_agents
+        from agents.connections import handshakes, local_agents, openings
         from agents.handoff.relay import reply_channel
         from agents.queue import slot_queues
 
@@ -43,6 +43,7 @@ class HandOffCollector:
             ("pta_agent_handshakes_waiting", "Agent hellos waiting for a place to be verified", handshakes.waiting),
             ("pta_agent_handshake_interval_seconds", "Time between two handshakes ending while busy (EWMA)",
              handshakes.interval),
+            ("pta_agent_openings_in_progress", "Agent connections opened and not yet welcomed", openings.in_progress),
         ]
         gauges = []
         for name, text, value in admission:
@@ -52,7 +53,10 @@ class HandOffCollector:
         refused.add_metric([], handshakes.refused)
         waited = CounterMetricFamily("pta_agent_handshakes_waited", "Agent hellos that waited for a place and got one")
         waited.add_metric([], handshakes.waited)
-        yield from (waiters, agents, in_flight, queued, oldest, *gauges, refused, waited)
+        openings_refused = CounterMetricFamily("pta_agent_openings_refused",
+                                               "Agent connections closed at the opening with TRY_LATER (4008)")
+        openings_refused.add_metric([], openings.refused)
+        yield from (waiters, agents, in_flight, queued, oldest, *gauges, refused, waited, openings_refused)
 
 
 registry.register(HandOffCollector())

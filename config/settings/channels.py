@@ -34,6 +34,18 @@ PTA_AGENT_HANDSHAKES_MAX = env_int("PTA_AGENT_HANDSHAKES_MAX", 32, minimum=1)
 # 5 s, half the default deadline: at 1,000 agents it brought them back faster than 2 s did, with fewer refusals
 # and less CPU (docs/benchmarks.md, "Scale, third pass").
 PTA_AGENT_HANDSHAKE_WAIT_SECONDS = env_float("PTA_AGENT_HANDSHAKE_WAIT_SECONDS", 5.0, minimum=0.0)
+# At most this many agent connections opening at once per process (from the WebSocket upgrade until the hello is
+# verified), and this many of them from one client address (an IPv6 address counts as its /64; behind a trusted
+# proxy, the forwarded address). An opening beyond either is accepted and closed at once with TRY_LATER, before any
+# consumer or channel is made: a restart under thousands of agents no longer swamps the node with openings that time
+# out, and one peer that opens connections cannot hold the node's places. The default total is
+# above what the handshake admission lets be verified and wait (PTA_AGENT_HANDSHAKES_MAX x 5).
+PTA_AGENT_OPENINGS_MAX = env_int("PTA_AGENT_OPENINGS_MAX", 256, minimum=1)
+PTA_AGENT_OPENINGS_PER_ADDRESS = env_int("PTA_AGENT_OPENINGS_PER_ADDRESS", 32, minimum=1)
+# When the openings are full, a connection that has sent no hello this long after it opened (an agent sends its hello
+# as soon as it reads the challenge, one round trip) is closed with HANDSHAKE_TIMEOUT to make room: idle connections
+# cannot keep agents out.
+PTA_AGENT_SILENT_SECONDS = env_float("PTA_AGENT_SILENT_SECONDS", 2.0, minimum=0.0)
 # How often this process republishes its agents' presence, and writes their last_seen to the database.
 PTA_PRESENCE_FLUSH_SECONDS = env_float("PTA_PRESENCE_FLUSH_SECONDS", 2.0, minimum=0.1)
 PTA_LAST_SEEN_SECONDS = env_float("PTA_LAST_SEEN_SECONDS", 30.0, minimum=0.1)

@@ -18,7 +18,7 @@ from cryptography.x509.oid import NameOID
 from django.db import connections
 from django.utils import timezone
 
-from agents.connections import LocalConnection, handshakes, local_agents
+from agents.connections import LocalConnection, handshakes, local_agents, openings
 from agents.consumers import AgentConsumer
 from agents.handoff import AgentBusy, AgentDisconnected, AgentRequestError, AgentTimeout, AgentUnavailable, relay
 from agents.handoff.messages import (
@@ -32,12 +32,15 @@ from agents.handoff.messages import (
 from agents.handoff.relay import hand_over
 from agents.models import Agent
 from agents.presence import presence_close, presence_registry
+from agents.routing import agent_websocket_application
 from agents.selectors import agent_presence, agents_connected
 from agents.services.authority import certificate_issue
 from agents.services.lifecycle import agent_revoke
+from config.proxy import scope_client_address
 
 pytestmark = pytest.mark.django_db(transaction=True)
 CloseCode = protocol.CloseCode
+agent_socket = agent_websocket_application(address=scope_client_address)  # as config/asgi.py serves it
 
 
 def pem(cert) -> str:
@@ -64,10 +67,15 @@ def connection_of(agent_id: str) -> LocalConnection:
 class FakeAgent:
     """The agent's side of the protocol, over a WebsocketCommunicator."""
 
-    def __init__(self, certificate_pem: str, key) -> None:
+    def __init__(self, certificate_pem: str, key, *, client: str = "") -> None:
+        """``client``: open through the node's door (config/asgi.py's agent socket) from that address; by default
+        the consumer alone."""
         self.certificate_pem = certificate_pem
         self.key = key
-        self.ws = WebsocketCommunicator(AgentConsumer.as_asgi(), protocol.WEBSOCKET_PATH)
+        application = agent_socket if client else AgentConsumer.as_asgi()
+        self.ws = WebsocketCommunicator(application, protocol.WEBSOCKET_PATH)
+        if client:  # read by the application when it first runs, at connect()
+            self.ws.scope["client"] = (client, 40000)
 
     async def open(self) -> str:
         connected, _ = await self.ws.connect(timeout=5)  # the connect hook reads the database: slow under load
@@ -276,6 +284,63 @@ async def test_a_burst_of_hellos_beyond_the_limit_waits_for_places_on_a_node_tha
     assert handshakes.in_progress == 0 and handshakes.waiting == 0
     for fake in fakes:
         await fake.close()
+
+
+async def test_openings_beyond_the_nodes_limit_are_told_to_try_later_before_anything_is_made(
+        tenant_a, agent_factory, settings):
+    """A reconnect storm before any hello: the node holds PTA_AGENT_OPENINGS_MAX connections that are opening (no
+    hello verified yet); the next one is closed with TRY_LATER at once, with no challenge (no consumer, no channel);
+    a welcome gives its place to the next opening."""
+    settings.PTA_AGENT_OPENINGS_MAX = 2
+    settings.PTA_AGENT_SILENT_SECONDS = 60  # no silent connection is closed to make room here
+    registered = [await database_sync_to_async(agent_factory)(tenant_a, name=f"door-{n}") for n in range(3)]
+    first, second, third = (FakeAgent(agent.certificate_pem, key, client=f"192.0.2.{n}")
+                            for n, (agent, key) in enumerate(registered, start=1))
+    refused_before = openings.refused
+    nonces = [await first.open(), await second.open()]
+    assert openings.in_progress == 2
+    connected, code = await third.ws.connect(timeout=3)
+    assert connected  # accepted, then closed: the agent reads TRY_LATER, not an HTTP refusal
+    assert await third.output() == {"type": "websocket.close", "code": CloseCode.TRY_LATER}
+    assert openings.refused == refused_before + 1
+    await first.hello(nonce=nonces[0])
+    assert isinstance(await first.frame(), protocol.Welcome)
+    assert openings.in_progress == 1  # the welcomed connection holds no place
+    third = FakeAgent(registered[2][0].certificate_pem, registered[2][1], client="192.0.2.3")
+    assert isinstance(await third.welcomed(), protocol.Welcome)
+    await second.close()
+    await first.close()
+    await third.close()
+    assert openings.in_progress == 0
+
+
+async def test_one_address_holds_at_most_its_share_and_silent_connections_make_room(
+        tenant_a, agent_factory, settings):
+    """A peer that opens connections and never says hello: beyond PTA_AGENT_OPENINGS_PER_ADDRESS its openings are
+    told to try later (an IPv6 address counts as its /64) while an agent from another address still connects; and
+    once its connections have been silent for PTA_AGENT_SILENT_SECONDS, an agent from that same network takes the
+    oldest one's place (closed with HANDSHAKE_TIMEOUT) instead of being refused."""
+    settings.PTA_AGENT_OPENINGS_PER_ADDRESS = 2
+    settings.PTA_AGENT_SILENT_SECONDS = 60
+    registered = [await database_sync_to_async(agent_factory)(tenant_a, name=f"neighbour-{n}") for n in range(2)]
+    squatters = [FakeAgent("", None, client=address) for address in ("2001:db8:1:2::7", "2001:db8:1:2::8")]
+    for squatter in squatters:
+        await squatter.open()
+    for address in ("2001:db8:1:2:ffff::1", "2001:db8:1:2::7"):
+        late = FakeAgent("", None, client=address)
+        assert (await late.ws.connect(timeout=3))[0]
+        assert await late.output() == {"type": "websocket.close", "code": CloseCode.TRY_LATER}
+    bystander = FakeAgent(registered[0][0].certificate_pem, registered[0][1], client="2001:db8:1:3::7")
+    assert isinstance(await bystander.welcomed(), protocol.Welcome)
+    settings.PTA_AGENT_SILENT_SECONDS = 0  # the squatters' connections are now silent too long
+    evicted_before = openings.evicted
+    neighbour = FakeAgent(registered[1][0].certificate_pem, registered[1][1], client="2001:db8:1:2::9")
+    assert isinstance(await neighbour.welcomed(), protocol.Welcome)
+    await squatters[0].expect_close(CloseCode.HANDSHAKE_TIMEOUT)
+    assert openings.evicted == evicted_before + 1
+    for connection in (*squatters, bystander, neighbour):
+        await connection.close()
+    assert openings.in_progress == 0
 
 
 async def test_frames_before_hello_get_errors_then_repeated_garbage_closes(fake):

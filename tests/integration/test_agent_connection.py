@@ -18,6 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from tests.fixtures.portal import RawAgent, make_portal, wait_for
 
@@ -292,6 +294,32 @@ def test_silence_before_hello_closes_with_handshake_timeout(production_portal):
     agent = RawAgent.register(node, production_portal.agent_token(production_portal.tenant))
     agent.connect(node, hello=False)
     assert closed(agent, timeout=3) == CloseCode.HANDSHAKE_TIMEOUT
+
+
+def test_a_peer_that_opens_connections_and_never_says_hello_is_held_to_its_share(portal):
+    """Through a real Daphne node: the openings one address may hold are bounded (PTA_AGENT_OPENINGS_PER_ADDRESS);
+    beyond them the node closes the connection with TRY_LATER before its challenge, and once the peer's silent
+    connections go an agent from the same address is welcomed. (A silent connection making room for an agent:
+    tests/agents/test_consumer.py.)"""
+    node = portal.start_node("door", env={"PTA_AGENT_OPENINGS_PER_ADDRESS": "2", "PTA_AGENT_SILENT_SECONDS": "30"})
+    silent = [connect(node.ws_url, open_timeout=10, close_timeout=2) for _ in range(2)]
+    for ws in silent:
+        assert isinstance(protocol.decode(ws.recv(timeout=5)), protocol.Challenge)
+    late = RawAgent("", None, "")  # type: ignore[arg-type]
+    late.ws = connect(node.ws_url, open_timeout=10, close_timeout=2)
+    assert late.next(timeout=5) == CloseCode.TRY_LATER
+    for ws in silent:
+        ws.close()
+    agent = RawAgent.register(node, portal.agent_token(portal.tenant), name="after-the-squatter")
+
+    def welcomed():
+        try:
+            return agent.connect(node)
+        except (AssertionError, ConnectionClosed):  # the node has not yet seen the silent connections go
+            return None
+
+    assert isinstance(wait_for(welcomed, timeout=10, interval=0.2, message="a welcome"), protocol.Welcome)
+    agent.close()
 
 
 # --- the real agent program (pta-agent register / run) ----------------------------------------------------

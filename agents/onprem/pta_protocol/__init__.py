@@ -17,8 +17,9 @@ Frames are JSON text messages with a ``type`` tag. A connection goes:
     portal → agent   renew {}  → agent: renewal {csr signed with the old key} → portal: renewed {certificate}
     either side      error {code, message}                                for a frame it cannot use
     portal → agent   close NODE_LEAVING (4007) once the node's requests on it are answered: reconnect at once
-    portal → agent   close TRY_LATER (4008) for a hello beyond the handshakes the node verifies at once: reconnect
-                     after the backoff's jittered delay
+    portal → agent   close TRY_LATER (4008) for a hello beyond the handshakes the node verifies at once, or (before
+                     the challenge) an opening beyond those it holds at once: reconnect after the backoff's jittered
+                     delay
 
 Versions (PROTOCOL_VERSION): the challenge carries the portal's, the hello the agent's (left off the wire at 1, the
 value of an agent that does not send it), so each side knows what the other reads. From version 2 on, a reader
