@@ -329,6 +329,8 @@ def test_the_security_page_shows_last_use_and_renames_removes_and_adds_a_passkey
     page.locator("#security-notice").wait_for()
     assert page.locator("#passkeys tbody tr").get_by_label("Name of passkey 1").input_value() == "Spare key"
     assert ivans_passkeys(site, ivan) == ["Spare key"]
+    log = site["node"].log()  # the user's own changes: in the portal's log
+    assert "removed by its user" in log and "passkey 'Spare key' added by its user" in log
     sign_out(page, site)
 
 
@@ -365,9 +367,12 @@ def test_an_administrator_lists_a_users_factors_and_removes_a_passkey_and_it_is_
         page.get_by_role("button", name="Yes, I’m sure").click()
         page.locator(".messagelist .success").wait_for()
         assert site["portal"].sql("SELECT count(*) FROM signin_passkeydevice WHERE id = %s", (passkey,))[0][0] == 0
-        # Recorded: the console's own history ("Recent actions") and the portal's log.
+        # Recorded: the console's own history ("Recent actions"), the audit trail and the portal's log.
         assert site["portal"].sql("SELECT object_repr FROM django_admin_log WHERE action_flag = 3 "
                                   "AND object_id = %s", (str(passkey),))
+        trail = site["portal"].sql("SELECT actor FROM trail_auditevent WHERE action = 'mfa_passkey.removed' "
+                                   "AND object_id = %s", (str(passkey),))
+        assert [actor.lower() for (actor,) in trail] == [admin["upn"].lower()]  # and the audit trail, by whom
         assert "second factor removed by an administrator: passkey 'Work laptop'" in site["node"].log()
     finally:
         context.close()
