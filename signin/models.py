@@ -75,12 +75,15 @@ class SignInEvent(models.Model):
 
 
 class IdTokenAuthTime(models.Model):
-    """When the sign-in behind an ID token completed (its ``auth_time``), so that an ID token issued on refresh
-    repeats it (OpenID Connect Core 12.2). DOT's IDToken has no such field; this row goes with it."""
+    """When and how the sign-in behind an ID token completed (its ``auth_time`` and ``amr``), so that an ID token
+    issued on refresh repeats them (OpenID Connect Core 12.2). DOT's IDToken has no such fields; this row goes
+    with it."""
 
     id_token = models.OneToOneField(oauth2_settings.ID_TOKEN_MODEL, on_delete=models.CASCADE, primary_key=True,
                                     related_name="+")
     auth_time = models.DateTimeField()
+    # RFC 8176 methods (["pwd", "hwk", "mfa"]…); null for a row of a release that did not keep them.
+    amr = models.JSONField("authentication methods (amr)", null=True, blank=True, default=None)
 
     def __str__(self) -> str:
         return f"ID token {self.id_token_id} signed in at {self.auth_time:%Y-%m-%d %H:%M:%S}"

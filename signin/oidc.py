@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -157,20 +158,22 @@ class PortalOAuth2Validator(OAuth2Validator):
 
     def get_id_token_dictionary(self, token, token_handler, request):
         claims, expiration_time = super().get_id_token_dictionary(token, token_handler, request)
-        auth_time = _auth_time(request)
-        if auth_time is not None:  # else DOT's: last_login (a grant or token from before auth_time was kept)
-            claims["auth_time"] = auth_time
+        sign_in = _sign_in(request)
+        if sign_in.auth_time is not None:  # else DOT's: last_login (a grant or token from before auth_time was kept)
+            claims["auth_time"] = sign_in.auth_time
         request.pta_auth_time = claims["auth_time"]
-        stored = request.claims if isinstance(request.claims, dict) else {}
-        if isinstance(stored.get(GRANT_AMR), list):  # the code's sign-in (an ID token on refresh has none)
-            claims["amr"] = [str(value) for value in stored[GRANT_AMR]]
+        if sign_in.amr:  # the code's sign-in, or on a refresh the one the refreshed tokens came from
+            claims["amr"] = list(sign_in.amr)
+        request.pta_id_token_amr = sign_in.amr
         return claims, expiration_time
 
     def _save_id_token(self, jti, request, expires, *args, **kwargs):
         id_token = super()._save_id_token(jti, request, expires, *args, **kwargs)
         auth_time = getattr(request, "pta_auth_time", None)
-        if auth_time is not None:  # an ID token issued on refresh repeats it
-            IdTokenAuthTime.objects.create(id_token=id_token, auth_time=datetime.fromtimestamp(auth_time, tz=UTC))
+        if auth_time is not None:  # an ID token issued on refresh repeats it, and the amr
+            amr = getattr(request, "pta_id_token_amr", None)
+            IdTokenAuthTime.objects.create(id_token=id_token, auth_time=datetime.fromtimestamp(auth_time, tz=UTC),
+                                           amr=list(amr) if amr else None)
         return id_token
 
     @sensitive_variables("password")
@@ -278,20 +281,32 @@ def _group_claims(request) -> dict:
     return request.pta_group_claims
 
 
-def _auth_time(request) -> int | None:
-    """When the sign-in behind this token request completed: kept on the grant by the authorize endpoint, or,
-    on a refresh, the auth_time of the ID token the refreshed tokens came with. None when unknown."""
+@dataclass(frozen=True)
+class SignInBehindToken:
+    auth_time: int | None  # epoch seconds; None when unknown
+    amr: tuple[str, ...] = ()  # RFC 8176 methods; empty when unknown
+
+
+def _sign_in(request) -> SignInBehindToken:
+    """When and how the sign-in behind this token request completed: kept on the grant by the authorize endpoint,
+    or, on a refresh, the auth_time and amr of the ID token the refreshed tokens came with (OpenID Connect Core
+    12.2: an ID token from a refresh says the original sign-in's)."""
     claims = request.claims if isinstance(request.claims, dict) else {}
-    if claims.get(GRANT_AUTH_TIME) is not None:
-        return int(claims[GRANT_AUTH_TIME])
+    if claims.get(GRANT_AUTH_TIME) is not None or isinstance(claims.get(GRANT_AMR), list):
+        auth_time, amr = claims.get(GRANT_AUTH_TIME), claims.get(GRANT_AMR)
+        return SignInBehindToken(int(auth_time) if auth_time is not None else None,
+                                 tuple(str(value) for value in amr) if isinstance(amr, list) else ())
     refresh = getattr(request, "refresh_token_instance", None)
     if refresh is None:
-        return None
+        return SignInBehindToken(None)
     access = refresh.access_token or get_access_token_model().objects.filter(source_refresh_token=refresh).first()
     if access is None or access.id_token_id is None:
-        return None
+        return SignInBehindToken(None)
     kept = IdTokenAuthTime.objects.filter(id_token_id=access.id_token_id).first()
-    return int(kept.auth_time.timestamp()) if kept else None
+    if kept is None:
+        return SignInBehindToken(None)
+    amr = tuple(str(value) for value in kept.amr) if isinstance(kept.amr, list) else ()
+    return SignInBehindToken(int(kept.auth_time.timestamp()), amr)
 
 
 def _same_tenant(request, credentials: dict) -> None:

@@ -127,6 +127,7 @@ def security_passkey_add(request: HttpRequest) -> HttpResponse:
     except PasskeyRefused as refused:
         logger.warning("passkey registration refused on the security page of %s: %s", _user(request).upn, refused)
         return _render(request, error="The passkey could not be added. Try again.", status=400)
+    logger.info("passkey %r added by its user %s", device.name, _user(request).upn)
     return _render(request, notice=f"Passkey \u201c{device.name}\u201d added.")
 
 
@@ -147,4 +148,6 @@ def security_passkey_change(request: HttpRequest, device_id: int, action: str) -
         notice = "Passkey renamed."
     if not done:  # not one of this user's passkeys
         return _render(request, error="No such passkey.", status=404)
+    logger.info("passkey %s %s by its user %s", device_id, "removed" if action == "remove" else "renamed",
+                _user(request).upn)
     return _render(request, notice=notice)

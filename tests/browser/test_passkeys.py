@@ -134,9 +134,7 @@ def authorize_url(site) -> tuple[OAuth2Client, str, str]:
     return client, url, verifier
 
 
-def id_token_claims(site, client: OAuth2Client, location: str, verifier: str) -> dict:
-    token_url = f"{site['node'].url}/token/"  # the same node, by address (the test's own HTTP client)
-    token = client.fetch_token(token_url, authorization_response=location, code_verifier=verifier)
+def id_token_claims(token: dict) -> dict:
     payload = token["id_token"].split(".")[1]
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
@@ -165,8 +163,13 @@ def test_enrol_a_passkey_then_sign_in_with_it_and_the_id_token_says_hwk(holder, 
     assert page.locator("#recovery-codes li").count() == 10
     with page.expect_request(lambda request: request.url.startswith(site["redirect_uri"])) as back:
         page.get_by_role("link", name="Continue").click()
-    claims = id_token_claims(site, client, back.value.url, verifier)
+    token_url = f"{site['node'].url}/token/"  # the same node, by address (the test's own HTTP client)
+    token = client.fetch_token(token_url, authorization_response=back.value.url, code_verifier=verifier)
+    claims = id_token_claims(token)
     assert claims["amr"] == ["pwd", "hwk", "mfa"]
+    # An ID token from a refresh says how that sign-in was made, and when (OpenID Connect Core 12.2).
+    refreshed = id_token_claims(client.refresh_token(token_url, refresh_token=token["refresh_token"]))
+    assert (refreshed["amr"], refreshed["auth_time"]) == (claims["amr"], claims["auth_time"])
     assert record(site, alice["upn"]) == ("success", "passkey")
     name, last_used = site["portal"].sql("SELECT name, last_used_at FROM signin_passkeydevice")[0]
     assert name == "Work laptop" and last_used is not None
@@ -185,6 +188,7 @@ def test_a_ceremony_relayed_from_another_origin_is_refused(chromium, holder, sit
         mallory.set_default_timeout(15_000)
         to_factor(mallory, site, alice)
         options = mallory.evaluate("JSON.parse(document.getElementById('passkey-options').textContent)")
+        assert (options["rpId"], options["userVerification"]) == ("localhost", "preferred")
 
         lure = f"http://localhost:{free_port()}/sign-in"
         victim = holder["page"]
@@ -290,6 +294,9 @@ def test_without_javascript_the_page_says_so_and_offers_the_code(chromium, site,
         to_factor(page, site, alice)
         assert "A passkey needs JavaScript" in page.inner_text("main")
         assert not page.locator("[data-factor='passkey']").is_visible()
+        # Both of her factors on the page, the passkey first (its button stays hidden without JavaScript).
+        starters = page.locator("[data-factor]")
+        assert [starters.nth(i).get_attribute("data-factor") for i in range(starters.count())] == ["passkey", "totp"]
         page.get_by_label("Code or recovery code").fill(totp_now())
         page.locator("[data-factor='totp']").click()
         page.wait_for_url("**/login/done/")
@@ -298,11 +305,13 @@ def test_without_javascript_the_page_says_so_and_offers_the_code(chromium, site,
         context.close()
 
 
-def test_the_security_page_shows_last_use_and_renames_and_removes_a_passkey(holder, site, ad_testbed):
+def test_the_security_page_shows_last_use_and_renames_removes_and_adds_a_passkey(holder, site, ad_testbed):
     page, ivan = holder["page"], ad_testbed.user("ivan")  # his passkey from the rule's test
     sign_out(page, site)
-    to_factor(page, site, ivan, next_url="/login/security/")
+    to_factor(page, site, ivan)
     page.locator("[data-factor='passkey']").click()
+    page.wait_for_url("**/login/done/")
+    page.get_by_role("link", name="Your passkeys").click()  # linked from the signed-in page
     page.wait_for_url("**/login/security/")
     row = page.locator("#passkeys tbody tr")
     assert row.count() == 1 and row.locator(".last-used").inner_text() != "Never"
@@ -313,9 +322,22 @@ def test_the_security_page_shows_last_use_and_renames_and_removes_a_passkey(hold
     assert page.locator("#passkeys tbody tr").get_by_label("Name of passkey 1").input_value() == "Blue key"
     page.get_by_role("button", name="Remove Blue key").click()
     page.locator("#no-passkeys").wait_for()
-    assert site["portal"].sql("SELECT count(*) FROM signin_passkeydevice d JOIN tenant_user u ON u.id = d.user_id "
-                              "WHERE u.upn = %s", (ivan["upn"].lower(),))[0][0] == 0
+    assert ivans_passkeys(site, ivan) == []
+    # A new one, named here, from the same page (its sign-in's passkey is still the fresh factor).
+    page.get_by_label("Name for this passkey").fill("Spare key")
+    page.locator("[data-factor='passkey']").click()
+    page.locator("#security-notice").wait_for()
+    assert page.locator("#passkeys tbody tr").get_by_label("Name of passkey 1").input_value() == "Spare key"
+    assert ivans_passkeys(site, ivan) == ["Spare key"]
+    log = site["node"].log()  # the user's own changes: in the portal's log
+    assert "removed by its user" in log and "passkey 'Spare key' added by its user" in log
     sign_out(page, site)
+
+
+def ivans_passkeys(site, ivan: dict) -> list[str]:
+    return [name for (name,) in site["portal"].sql(
+        "SELECT d.name FROM signin_passkeydevice d JOIN tenant_user u ON u.id = d.user_id WHERE u.upn = %s",
+        (ivan["upn"].lower(),))]
 
 
 def test_an_administrator_lists_a_users_factors_and_removes_a_passkey_and_it_is_recorded(chromium, site,
@@ -339,14 +361,18 @@ def test_an_administrator_lists_a_users_factors_and_removes_a_passkey_and_it_is_
         page.goto(f"{site['url']}/admin/signin/passkeydevice/?q={quote(alice['upn'].lower())}")
         rows = page.locator("#result_list tbody tr")
         assert rows.count() == 1 and "Work laptop" in rows.inner_text()
-        passkey = site["portal"].sql("SELECT id FROM signin_passkeydevice")[0][0]
+        passkey = site["portal"].sql("SELECT d.id FROM signin_passkeydevice d JOIN tenant_user u ON u.id = d.user_id "
+                                     "WHERE u.upn = %s", (alice["upn"].lower(),))[0][0]
         page.goto(f"{site['url']}/admin/signin/passkeydevice/{passkey}/delete/")
         page.get_by_role("button", name="Yes, I’m sure").click()
         page.locator(".messagelist .success").wait_for()
         assert site["portal"].sql("SELECT count(*) FROM signin_passkeydevice WHERE id = %s", (passkey,))[0][0] == 0
-        # Recorded: the console's own history ("Recent actions") and the portal's log.
+        # Recorded: the console's own history ("Recent actions"), the audit trail and the portal's log.
         assert site["portal"].sql("SELECT object_repr FROM django_admin_log WHERE action_flag = 3 "
                                   "AND object_id = %s", (str(passkey),))
+        trail = site["portal"].sql("SELECT actor FROM trail_auditevent WHERE action = 'mfa_passkey.removed' "
+                                   "AND object_id = %s", (str(passkey),))
+        assert [actor.lower() for (actor,) in trail] == [admin["upn"].lower()]  # and the audit trail, by whom
         assert "second factor removed by an administrator: passkey 'Work laptop'" in site["node"].log()
     finally:
         context.close()

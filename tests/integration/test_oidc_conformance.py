@@ -338,7 +338,7 @@ def test_the_consent_post_gets_no_code_where_the_authorize_request_would_not(oid
         to_sign_in(consent_post(web, url))
 
 
-def test_auth_time_is_this_sessions_sign_in_also_after_a_refresh(oidc, ad_testbed):
+def test_auth_time_and_amr_are_this_sessions_sign_in_also_after_a_refresh(oidc, ad_testbed):
     client = client_for(oidc["web"])
     started = time.time()
     with signed_in(oidc, ad_testbed, "ivan") as first:
@@ -351,7 +351,9 @@ def test_auth_time_is_this_sessions_sign_in_also_after_a_refresh(oidc, ad_testbe
     assert int(started) <= claims["auth_time"] <= signed_first
     refreshed = client.refresh_token(discovery(oidc["node"])["token_endpoint"], refresh_token=token["refresh_token"])
     jwks = JsonWebKey.import_key_set(httpx.get(discovery(oidc["node"])["jwks_uri"], timeout=10).json())
-    assert jwt.decode(refreshed["id_token"], jwks)["auth_time"] == claims["auth_time"]
+    again = jwt.decode(refreshed["id_token"], jwks)
+    assert again["auth_time"] == claims["auth_time"]
+    assert again["amr"] == claims["amr"] == ["pwd"]  # how that sign-in was made, too (a password alone here)
 
 
 # --- claims --------------------------------------------------------------------------------------------------

@@ -1,7 +1,10 @@
 """The provider's revocation rules and their inputs, without a server: PKCE values (RFC 7636), which application
 an RP-initiated logout names (signin/services/logout.py), what a logout revokes and what a replayed
-authorization code revokes (signin/services/oauth_tokens.py). End to end: tests/integration/test_oidc_hardening.py."""
+authorization code revokes (signin/services/oauth_tokens.py), and what an ID token from a refresh repeats. End to
+end: tests/integration/test_oidc_hardening.py."""
 
+import base64
+import json
 import time
 import uuid
 from datetime import timedelta
@@ -9,7 +12,7 @@ from datetime import timedelta
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from django.test import override_settings
+from django.test import Client, override_settings
 from django.utils import timezone
 from jwcrypto import jwk, jwt
 from oauth2_provider.exceptions import ClientIdMissmatch, InvalidIDTokenError, InvalidOIDCClientError
@@ -17,6 +20,7 @@ from oauth2_provider.models import AccessToken, IDToken, RefreshToken
 from oauth2_provider.settings import oauth2_settings
 
 from applications.services import application_register
+from signin.models import IdTokenAuthTime
 from signin.services.logout import logout_request, logout_return_allowed
 from signin.services.oauth_tokens import (
     _code_key,
@@ -181,3 +185,29 @@ def test_the_framework_hooks_we_override_exist_and_a_missing_one_stops_start_up(
     assert checks.oidc_hooks_present(None) == []
     monkeypatch.setitem(checks.HOOKS, "oauth2_provider.views.RPInitiatedLogoutView", ("renamed_do_logout",))
     assert [error.id for error in checks.oidc_hooks_present(None)] == ["signin.E001"]
+
+
+# --- an ID token from a refresh ------------------------------------------------------------------------------
+
+def test_an_id_token_from_a_refresh_repeats_the_sign_ins_auth_time_and_amr(tenant_a, users):
+    """OpenID Connect Core 12.2: a refresh is no new sign-in; its ID token says when and how the one behind it was
+    made (kept with the first ID token, signin.IdTokenAuthTime), and keeps them for the next refresh too."""
+    app, secret = application_register(tenant=tenant_a, name="Wiki", redirect_uris=["https://wiki.alpha.test/cb"])
+    judy = users[0]
+    _, access, refresh, id_row = tokens(judy, app)
+    signed_in = timezone.now().replace(microsecond=0) - timedelta(hours=3)
+    IdTokenAuthTime.objects.create(id_token=id_row, auth_time=signed_in, amr=["pwd", "hwk", "mfa"])
+    basic = base64.b64encode(f"{app.client_id}:{secret}".encode()).decode()
+
+    def refreshed(token: str) -> tuple[dict, dict]:
+        answer = Client().post("/token/", {"grant_type": "refresh_token", "refresh_token": token},
+                               HTTP_AUTHORIZATION=f"Basic {basic}")
+        assert answer.status_code == 200, answer.content[:300]
+        body = json.loads(answer.content)
+        payload = body["id_token"].split(".")[1]
+        return body, json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+    body, claims = refreshed(refresh.token)
+    assert (claims["auth_time"], claims["amr"]) == (int(signed_in.timestamp()), ["pwd", "hwk", "mfa"])
+    _, again = refreshed(body["refresh_token"])  # the refreshed tokens' own refresh
+    assert (again["auth_time"], again["amr"]) == (claims["auth_time"], claims["amr"])

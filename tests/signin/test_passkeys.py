@@ -4,13 +4,18 @@ ceremonies themselves, with a real authenticator, are tests/browser/test_passkey
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import cbor2
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from django.test import Client
+from webauthn.helpers import bytes_to_base64url
 
 from applications.models import Application
 from applications.services import application_access_set, application_register
@@ -22,13 +27,24 @@ from signin.services.passkeys import (
     PasskeyRefused,
     amr_values,
     passkey_authenticate,
+    passkey_authentication_options,
     passkey_register,
     passkey_registration_options,
     phishing_resistant_required,
 )
 from tenant.models import Tenant, User
 from tests.fixtures.http import found
-from tests.signin.test_mfa import csrf, enrol, outcome, pages, password_step, set_policy
+from tests.signin.test_mfa import (
+    PASSWORD,
+    csrf,
+    enrol,
+    is_signed_in,
+    outcome,
+    pages,
+    password_step,
+    set_policy,
+    totp_code,
+)
 
 _OPTIONS = re.compile(r'<script id="passkey-create-options" type="application/json">(.+?)</script>')
 
@@ -59,6 +75,60 @@ def test_amr_names_the_factor_as_rfc_8176_does():
     assert amr_values(factor="recovery_code") == ["pwd", "otp", "mfa"]
     assert amr_values(factor="passkey", device=PasskeyDevice(backup_eligible=False)) == ["pwd", "hwk", "mfa"]
     assert amr_values(factor="passkey", device=PasskeyDevice(backup_eligible=True)) == ["pwd", "swk", "mfa"]
+
+
+# --- the assertion's checks, with a software authenticator ----------------------------------------------
+
+class SoftwareAuthenticator:
+    """One P-256 credential, answering navigator.credentials.get() as an authenticator would: the authenticator
+    data (the RP ID's hash, flags, counter) and clientDataJSON, signed together. What it signs is the test's to
+    choose, so each of the library's checks can be shown refusing one wrong part while the rest is right."""
+
+    def __init__(self):
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        numbers = self.key.public_key().public_numbers()
+        self.cose = cbor2.dumps({1: 2, 3: -7, -1: 1, -2: numbers.x.to_bytes(32, "big"),
+                                 -3: numbers.y.to_bytes(32, "big")})
+
+    def answer(self, *, credential_id: str, challenge: str, rp_id: str, origin: str, counter: int) -> str:
+        client_data = json.dumps({"type": "webauthn.get", "challenge": challenge, "origin": origin}).encode()
+        authenticator_data = hashlib.sha256(rp_id.encode()).digest() + bytes([0x05]) + counter.to_bytes(4, "big")
+        signature = self.key.sign(authenticator_data + hashlib.sha256(client_data).digest(),
+                                  ec.ECDSA(hashes.SHA256()))
+        return json.dumps({"id": credential_id, "rawId": credential_id, "type": "public-key", "response": {
+            "clientDataJSON": bytes_to_base64url(client_data),
+            "authenticatorData": bytes_to_base64url(authenticator_data),
+            "signature": bytes_to_base64url(signature)}})
+
+
+def test_an_assertion_for_another_rp_id_or_origin_or_with_a_counter_behind_is_refused(db, tenant_a,
+                                                                                      tenant_admin_factory, settings):
+    settings.PTA_PUBLIC_URL = "https://login.example.test"
+    user = tenant_admin_factory(tenant_a)
+    authenticator = SoftwareAuthenticator()
+    passkey = PasskeyDevice.objects.create(user=user, name="Soft key", confirmed=True, credential_id="c29mdA",
+                                           public_key=authenticator.cose, sign_count=5)
+    right = {"rp_id": "login.example.test", "origin": "https://login.example.test", "counter": 6}
+
+    def sign_in(**overrides) -> PasskeyDevice:
+        session: dict = {}
+        challenge = json.loads(passkey_authentication_options(session=session, user=user))["challenge"]
+        return passkey_authenticate(session=session, user=user, credential_json=authenticator.answer(
+            credential_id=passkey.credential_id, challenge=challenge, **{**right, **overrides}))
+
+    for wrong, message in ((dict(rp_id="example.test"), "Unexpected RP ID hash"),  # the parent domain's
+                           (dict(rp_id="login.example.test.evil.test"), "Unexpected RP ID hash"),
+                           (dict(origin="https://login.example.test:8443"), "Unexpected client data origin"),
+                           (dict(origin="http://login.example.test"), "Unexpected client data origin"),
+                           (dict(counter=5), "not greater than current count"),
+                           (dict(counter=4), "not greater than current count")):
+        with pytest.raises(PasskeyRefused, match=message):
+            sign_in(**wrong)
+        assert PasskeyDevice.objects.get(pk=passkey.pk).sign_count == 5
+    # All parts right: accepted, and the counter and last use stored.
+    assert sign_in().pk == passkey.pk
+    passkey.refresh_from_db()
+    assert passkey.sign_count == 6 and passkey.last_used_at is not None
 
 
 # --- the pages -------------------------------------------------------------------------------------------
@@ -193,7 +263,7 @@ def test_an_application_that_requires_a_passkey_sends_a_session_signed_in_with_a
              "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "code_challenge_method": "S256"}
     client = Client(REMOTE_ADDR="192.0.2.90")
     assert outcome(password_step(client, admin_user.upn)) == "mfa_required"
-    _, done = enrol(client)  # signed in with an authenticator app's code
+    secret, done = enrol(client)  # signed in with an authenticator app's code
     assert outcome(done) == "success"
     to_relaxed = client.get("/authorize/?" + urlencode({**query, "client_id": relaxed.client_id}))
     assert to_relaxed.status_code == 302 and to_relaxed["Location"].startswith("http://127.0.0.1/cb?code=")
@@ -201,7 +271,33 @@ def test_an_application_that_requires_a_passkey_sends_a_session_signed_in_with_a
     assert to_strict.status_code == 302 and to_strict["Location"].startswith("/login/?next=")
     # That sign-in asks for the second factor whatever else, and its record says why.
     next_url = parse_qs(urlsplit(to_strict["Location"]).query)["next"][0]
-    assert outcome(password_step(Client(REMOTE_ADDR="192.0.2.90"), admin_user.upn, next_url=next_url)) == \
-        "mfa_required"
+    again = Client(REMOTE_ADDR="192.0.2.90")
+    assert outcome(password_step(again, admin_user.upn, next_url=next_url)) == "mfa_required"
     assert SignInEvent.objects.order_by("-created_at").values_list("mfa_reason", flat=True)[0] == \
         "phishing_resistant_required"
+    # The application's rule holds on the sign-in pages: the right code is the factor the user has, not the end of
+    # the sign-in; a passkey is enrolled next (no authenticator app offered), and nobody is signed in before.
+    page = again.get("/login/mfa/")
+    response = again.post("/login/mfa/", {"otp": totp_code(secret, step=1), "csrfmiddlewaretoken": csrf(page)})
+    assert response.status_code == 302 and response["Location"] == "/login/mfa/enrol/"
+    assert not is_signed_in(again)
+    enrolment = again.get("/login/mfa/enrol/").content.decode()
+    assert re.findall(r'data-factor="\w+"', enrolment) == ['data-factor="passkey"'] and "totp-secret" not in enrolment
+
+
+@pages
+def test_the_platform_setting_makes_platform_administrators_enrol_a_passkey(settings):
+    root = User.objects.create_superuser("root@platform.example.test", PASSWORD)
+    for required, offered in ((False, ['data-factor="passkey"', 'data-factor="totp"']),
+                              (True, ['data-factor="passkey"'])):
+        settings.PTA_PLATFORM_PHISHING_RESISTANT = required
+        client = Client(REMOTE_ADDR="198.51.100.41")
+        assert outcome(password_step(client, root.upn, next_url="/admin/")) == "mfa_required"
+        page = client.get("/login/mfa/enrol/").content.decode()
+        assert re.findall(r'data-factor="\w+"', page) == offered, required
+        assert not is_signed_in(client)
+    # Under the setting an authenticator app's code is no answer to the enrolment either.
+    response = client.post("/login/mfa/enrol/", {"otp": "123456", "csrfmiddlewaretoken": csrf(client.get(
+        "/login/mfa/enrol/"))})
+    assert outcome(response) == "mfa_failed" and "requires a passkey" in response.content.decode()
+    assert not is_signed_in(client)

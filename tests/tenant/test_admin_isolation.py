@@ -2,10 +2,12 @@
 
 import pytest
 from django.urls import reverse
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from agents.services.registration import registration_token_issue
 from health.models import Incident
 from health.services.alert_settings import alert_settings_set
+from signin.models import PasskeyDevice
 from tenant.models import Location, User
 from tenant.services import location_set
 
@@ -25,13 +27,18 @@ def two_tenants(tenant_a, tenant_b, tenant_admin_factory, agent_factory):
                                                 summary=f"{tenant.name} lost failover"),
             "location": location_set(tenant=tenant, name=f"office-{label}", ranges=["192.0.2.0/24"],
                                      kind=Location.Kind.TRUSTED),
+            # A user's second factors: scoped through the user (FactorAdmin's tenant_path).
+            "totpdevice": TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=True),
+            "passkeydevice": PasskeyDevice.objects.create(user=user, name=f"Key {label}", confirmed=True,
+                                                          credential_id=f"cred-{label}", public_key=b"\xa0"),
         }
     objects["admin_a"] = tenant_admin_factory(tenant_a)
     return objects
 
 
 MODELS = [("tenant", "tenant"), ("tenant", "domain"), ("tenant", "user"), ("tenant", "location"), ("agents", "agent"),
-          ("agents", "registrationtoken"), ("health", "alertsettings"), ("health", "incident")]
+          ("agents", "registrationtoken"), ("health", "alertsettings"), ("health", "incident"),
+          ("otp_totp", "totpdevice"), ("signin", "passkeydevice")]
 
 
 @pytest.fixture
