@@ -29,7 +29,6 @@ from samlidp.services.idp import (
     idp_metadata,
     logout_request_xml,
     logout_response_xml,
-    session_index_of,
 )
 from samlidp.services.requests import AuthnRequest, SamlRequestError, authn_request_read, logout_request_read
 from samlidp.services.slo import slo_notice_redeem
@@ -182,10 +181,10 @@ def _answer(request: HttpRequest, tenant: Tenant, key: str) -> HttpResponse:
     if not application_user_assigned(application=application, user=user):
         return _not_assigned(request, user, tenant, sp, pending, key)
     identity = sso_identity(user=user, sp=sp, session=request.session)
-    xml = authn_response_xml(tenant=tenant, sp=sp, identity=identity, in_response_to=pending["id"] or None,
-                             acs_url=pending["acs"])
+    xml, session_index = authn_response_xml(tenant=tenant, sp=sp, identity=identity,
+                                            in_response_to=pending["id"] or None, acs_url=pending["acs"])
     sso_pending_drop(session=request.session, key=key)
-    sso_participant_record(session=request.session, sp=sp, identity=identity, session_index=session_index_of(xml))
+    sso_participant_record(session=request.session, sp=sp, identity=identity, session_index=session_index)
     return _post(request, sp, pending, xml, outcome=Outcome.SUCCESS.value)
 
 
@@ -256,6 +255,12 @@ def slo(request: HttpRequest, slug: str) -> HttpResponse:
         if user.tenant_id != tenant.pk or named != sso_identity(user=user, sp=sp, session=request.session).name_id:
             return _error(request, "This sign-out request is for another user than the one signed in here: "
                                    "nobody was signed out.", tenant=tenant)
+        if not sp.requests_signed and not _session_index_matches(request, sp, message):
+            # Unsigned, it could come from any page (the NameID may be a guessable UPN): only the SP that got this
+            # session's assertion knows its SessionIndex.
+            return _error(request, "This unsigned sign-out request does not name the SessionIndex this session "
+                                   "was given at the application: nobody was signed out. Sign out on the "
+                                   "portal's own page instead.", tenant=tenant)
     others = _other_participants_told(request, tenant, sp) if user is not None else []
     if user is not None:
         request.session.pop(PARTICIPANTS_KEY, None)  # told here: not again by the sign-out's notices
@@ -269,6 +274,12 @@ def slo(request: HttpRequest, slug: str) -> HttpResponse:
     response["PTA-Outcome"] = "signed_out"
     add_never_cache_headers(response)
     return response
+
+
+def _session_index_matches(request: HttpRequest, sp: ServiceProvider, message) -> bool:
+    given = sso_participants(session=request.session).get(str(sp.pk), {}).get("session_index", "")
+    named = [(index.text or "").strip() for index in (message.session_index or [])]
+    return bool(given) and given in named
 
 
 def _other_participants_told(request: HttpRequest, tenant: Tenant, asking: ServiceProvider) -> list[dict]:

@@ -207,9 +207,11 @@ def authn_context_class(*, mfa: bool, amr: tuple[str, ...] = ()) -> str:
 
 
 def authn_response_xml(*, tenant: Tenant, sp: ServiceProvider, identity: Identity, in_response_to: str | None,
-                       acs_url: str) -> str:
-    """The signed Response (the assertion signed, RSA-SHA256, exclusive c14n; the response too when the SP asks)."""
-    context = authn_context_class(mfa=identity.mfa, amr=identity.amr)
+                       acs_url: str, context: str | None = None) -> tuple[str, str]:
+    """The signed Response (the assertion signed, RSA-SHA256, exclusive c14n; the response too when the SP asks) and
+    its SessionIndex (read before the assertion is encrypted). ``context``: the AuthnContextClassRef to state (one
+    the request asked for and the session meets), else the session's own."""
+    context = context or authn_context_class(mfa=identity.mfa, amr=identity.amr)
     with idp_server(tenant=tenant, sp=sp) as server:
         name_id = saml.NameID(format=identity.name_id_format, text=identity.name_id,
                               sp_name_qualifier=sp.entity_id if identity.name_id_format == NAMEID_PERSISTENT else None,
@@ -226,10 +228,11 @@ def authn_response_xml(*, tenant: Tenant, sp: ServiceProvider, identity: Identit
             sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256,
             session_not_on_or_after=None,
         )
+        session_index = session_index_of(str(response))
         if encrypting:
             return _assertion_encrypted(server, xml=str(response), certificate=sp.encryption_certificate,
-                                        sign_response=sp.sign_response)
-        return str(response)
+                                        sign_response=sp.sign_response), session_index
+        return str(response), session_index
 
 
 # Encrypted assertions: the assertion under a fresh AES-256-GCM key, the key under the SP's RSA key (OAEP).

@@ -103,13 +103,8 @@ def authn_request_read(*, tenant: Tenant, binding: str, encoded: str, relay_stat
         raise SamlRequestError("The request is addressed to another destination.")
     _check_age(message.issue_instant)
     request_id = message.id or ""
-    if not request_id or len(request_id) > 256:
-        raise SamlRequestError("The SAML request has no usable ID.")
     acs_url = _acs_url(sp, message)
-    # Last: a refused request does not burn its ID. The ID is remembered as long as the request could be accepted.
-    if not cache.add(f"pta:saml:request:{tenant.pk}:{sp.pk}:{request_id}", 1,
-                     timeout=REQUEST_MAX_AGE_SECONDS + 2 * CLOCK_SKEW_SECONDS):
-        raise SamlRequestError("This SAML request was used already: start again from the application.")
+    _remember_once(kind="request", tenant=tenant, sp=sp, request_id=request_id)
     return AuthnRequest(sp=sp, request_id=request_id, acs_url=acs_url, relay_state=relay_state,
                         force_authn=str(message.force_authn).lower() == "true",
                         is_passive=str(message.is_passive).lower() == "true")
@@ -117,14 +112,25 @@ def authn_request_read(*, tenant: Tenant, binding: str, encoded: str, relay_stat
 
 def logout_request_read(*, tenant: Tenant, binding: str, encoded: str, relay_state: str = "",
                         sig_alg: str | None = None, signature: str | None = None) -> tuple[ServiceProvider, Any]:
-    """A registered SP's checked LogoutRequest (bounds, no DTD, its signature when it signs, its age): the SP and
-    pysaml2's message. SamlRequestError otherwise."""
+    """A registered SP's checked LogoutRequest (bounds, no DTD, its signature when it signs, its age, its ID not
+    seen before): the SP and pysaml2's message. SamlRequestError otherwise."""
     sp, message = _request_read(tenant=tenant, binding=binding, encoded=encoded, relay_state=relay_state,
                                 sig_alg=sig_alg, signature=signature, kind="LogoutRequest")
     if message.destination and message.destination != idp_slo_url(tenant=tenant):
         raise SamlRequestError("The request is addressed to another destination.")
     _check_age(message.issue_instant)
+    _remember_once(kind="logout", tenant=tenant, sp=sp, request_id=message.id or "")
     return sp, message
+
+
+def _remember_once(*, kind: str, tenant: Tenant, sp: ServiceProvider, request_id: str) -> None:
+    """A request's ID is accepted once, for as long as the request could be accepted at all (the cache: Redis in
+    production, shared by every node). Called last: a refused request does not burn its ID."""
+    if not request_id or len(request_id) > 256:
+        raise SamlRequestError("The SAML request has no usable ID.")
+    if not cache.add(f"pta:saml:{kind}:{tenant.pk}:{sp.pk}:{request_id}", 1,
+                     timeout=REQUEST_MAX_AGE_SECONDS + 2 * CLOCK_SKEW_SECONDS):
+        raise SamlRequestError("This SAML request was used already: start again from the application.")
 
 
 def _request_read(*, tenant: Tenant, binding: str, encoded: str, relay_state: str, sig_alg: str | None,

@@ -282,6 +282,41 @@ def test_single_logout_ends_the_portal_session_and_answers_the_sp(idp):
 
 
 
+def test_single_logout_refuses_an_unsigned_request_of_a_signing_sp_a_replay_and_a_forged_one(idp):
+    """A signing SP's LogoutRequest without its signature, or sent twice, signs nobody out. An SP that does not sign
+    (its NameID here the guessable UPN) signs the session out only with the SessionIndex it was given: any other
+    page could send the rest."""
+    slo = "https://sign.alpha.example.test/slo/"
+    signing = OneLoginSP(entity_id="https://sign.alpha.example.test/", acs_url=ACS, idp_metadata_xml=idp["metadata"],
+                         slo_url=slo)
+    forger = OneLoginSP(entity_id=signing.entity_id, acs_url=ACS, idp_metadata_xml=idp["metadata"], slo_url=slo,
+                        sign_requests=False)
+    plain = OneLoginSP(entity_id="https://plain.alpha.example.test/", acs_url=ACS, idp_metadata_xml=idp["metadata"],
+                       slo_url="https://plain.alpha.example.test/slo/", sign_requests=False,
+                       nameid_format="urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified")
+    service_provider_register(tenant=idp["tenant"], name="Signing", entity_id=signing.entity_id, acs_urls=[ACS],
+                              slo_url=slo, requests_signed=True, signing_certificate=signing.certificate)
+    service_provider_register(tenant=idp["tenant"], name="Plain", entity_id=plain.entity_id, acs_urls=[ACS],
+                              slo_url=plain.slo_url, nameid="upn")
+    client = signed_in(idp["tenant"])
+    at = {}
+    for sp in (signing, plain):
+        url, request_id = sp.redirect_url()
+        at[sp.entity_id] = sp.process(response_form(redirect_sso(client, url))["SAMLResponse"], request_id)
+    assert at[plain.entity_id].get_nameid() == "ada@alpha.example.test"
+    mine = at[signing.entity_id]
+    url, _ = forger.logout_url(name_id=mine.get_nameid(), session_index=mine.get_session_index())
+    refused(redirect_sso(client, url), "signature is missing or does not verify")
+    for session_index in (None, "forged-index"):
+        url, _ = plain.logout_url(name_id="ada@alpha.example.test", session_index=session_index)
+        refused(redirect_sso(client, url), "does not name the SessionIndex")
+    assert client.get("/login/done/").status_code == 200  # still signed in
+    url, _ = plain.logout_url(name_id="ada@alpha.example.test",
+                              session_index=at[plain.entity_id].get_session_index())
+    assert response_form(redirect_sso(client, url))["action"] == plain.slo_url
+    assert client.get("/login/done/").status_code == 302
+    refused(redirect_sso(signed_in(idp["tenant"]), url), "used already")
+
 @pytest.mark.parametrize("sign_response", [False, True])
 def test_an_sp_with_an_encryption_certificate_gets_the_assertion_encrypted_with_aes_gcm(idp, sign_response):
     """The assertion, signed, is encrypted (AES-256-GCM, the key by RSA-OAEP) for the SP's certificate; the SP
