@@ -24,6 +24,7 @@ from samlidp.models import ServiceProvider
 from samlidp.selectors import service_provider_by_entity_id, service_provider_by_pk
 from samlidp.services.idp import (
     METADATA_CACHE_SECONDS,
+    authn_context_stated,
     authn_response_xml,
     error_response_xml,
     idp_metadata,
@@ -61,6 +62,7 @@ logger = logging.getLogger(__name__)
 
 STATUS_NO_PASSIVE = "urn:oasis:names:tc:SAML:2.0:status:NoPassive"
 STATUS_REQUEST_DENIED = "urn:oasis:names:tc:SAML:2.0:status:RequestDenied"
+STATUS_NO_AUTHN_CONTEXT = "urn:oasis:names:tc:SAML:2.0:status:NoAuthnContext"
 
 
 def _tenant(slug: str) -> Tenant:
@@ -154,6 +156,12 @@ def _answer(request: HttpRequest, tenant: Tenant, key: str) -> HttpResponse:
     if pending is None or sp is None:
         return _error(request, "This sign-in request has expired or is unknown: start again from the application.",
                       tenant=tenant)
+    contexts = None if pending.get("contexts") is None else tuple(pending["contexts"])
+    if contexts == ():
+        return _post_status(request, tenant, sp, pending, key, STATUS_NO_AUTHN_CONTEXT,
+                            "The portal can give none of the authentication contexts the application asked for.")
+    # A RequestedAuthnContext that only a second factor meets asks for one as an application that requires MFA does.
+    mfa_asked = contexts is not None and authn_context_stated(acceptable=contexts, mfa=False) is None
     user = request.user if isinstance(request.user, User) and request.user.is_authenticated else None
     signed_in = session_authentication(session=request.session)
     ip = client_address(request.META)
@@ -162,7 +170,7 @@ def _answer(request: HttpRequest, tenant: Tenant, key: str) -> HttpResponse:
     usable = user is not None and (user.tenant_id == tenant.pk
               and not signed_in.reauthentication_pending(_request_key(key))
               and not session_mfa_due(signed_in=signed_in, user=user, ip=ip, device=device,
-                                      application_requires=application.require_mfa)
+                                      application_requires=application.require_mfa or mfa_asked)
               # A passkey required (the tenant's or the application's rule): a session signed in with a code is not
               # enough, as for OpenID Connect (signin/oidc.py).
               and (signed_in.phishing_resistant
@@ -171,7 +179,7 @@ def _answer(request: HttpRequest, tenant: Tenant, key: str) -> HttpResponse:
         if pending["passive"]:
             return _post_status(request, tenant, sp, pending, key, STATUS_NO_PASSIVE, "A sign-in is needed.")
         continue_url = reverse("samlidp:sso-continue", args=[tenant.slug]) + "?" + urlencode(
-            {"key": key, "client_id": application.client_id})
+            {"key": key, "client_id": application.client_id, **({"mfa": "1"} if mfa_asked else {})})
         return redirect_to_login(continue_url, "/login/")
     location = location_for_address(tenant=tenant, ip=ip)
     if location is not None and location.blocked:
@@ -181,8 +189,15 @@ def _answer(request: HttpRequest, tenant: Tenant, key: str) -> HttpResponse:
     if not application_user_assigned(application=application, user=user):
         return _not_assigned(request, user, tenant, sp, pending, key)
     identity = sso_identity(user=user, sp=sp, session=request.session)
+    context = None
+    if contexts is not None:
+        context = authn_context_stated(acceptable=contexts, mfa=identity.mfa or "mfa" in identity.amr)
+        if context is None:  # not reached: a session without the factor asked for is not usable above
+            return _post_status(request, tenant, sp, pending, key, STATUS_NO_AUTHN_CONTEXT,
+                                "This sign-in does not meet the authentication context the application asked for.")
     xml, session_index = authn_response_xml(tenant=tenant, sp=sp, identity=identity,
-                                            in_response_to=pending["id"] or None, acs_url=pending["acs"])
+                                            in_response_to=pending["id"] or None, acs_url=pending["acs"],
+                                            context=context)
     sso_pending_drop(session=request.session, key=key)
     sso_participant_record(session=request.session, sp=sp, identity=identity, session_index=session_index)
     return _post(request, sp, pending, xml, outcome=Outcome.SUCCESS.value)

@@ -206,6 +206,40 @@ def authn_context_class(*, mfa: bool, amr: tuple[str, ...] = ()) -> str:
     return CONTEXT_MFA if mfa or "mfa" in amr else CONTEXT_PASSWORD
 
 
+# The classes an SP's RequestedAuthnContext may name that the portal can state, weakest first: a session signed in
+# with a second factor meets them all, one signed in with the password alone all but the last. Any other class (a
+# smartcard, Kerberos …) the portal never meets.
+CONTEXT_STRENGTH = {
+    "urn:oasis:names:tc:SAML:2.0:ac:classes:unspecified": 0,
+    "urn:oasis:names:tc:SAML:2.0:ac:classes:Password": 1,
+    CONTEXT_PASSWORD: 2,
+    CONTEXT_MFA: 3,
+}
+
+
+def authn_contexts_acceptable(*, classes: list[str], comparison: str) -> tuple[str, ...]:
+    """The classes the portal may state for a RequestedAuthnContext (``classes`` in the SP's order, ``comparison``
+    exact, minimum, better or maximum, by the strengths above). Empty: none the portal can give (NoAuthnContext)."""
+    ranks = [CONTEXT_STRENGTH[name] for name in classes if name in CONTEXT_STRENGTH]
+    if not ranks:
+        return ()
+    if comparison == "minimum":
+        return tuple(name for name, rank in CONTEXT_STRENGTH.items() if rank >= min(ranks))
+    if comparison == "better":
+        return tuple(name for name, rank in CONTEXT_STRENGTH.items() if rank > min(ranks))
+    if comparison == "maximum":
+        return tuple(name for name, rank in CONTEXT_STRENGTH.items() if rank <= max(ranks))
+    return tuple(dict.fromkeys(name for name in classes if name in CONTEXT_STRENGTH))  # exact, the default
+
+
+def authn_context_stated(*, acceptable: tuple[str, ...], mfa: bool) -> str | None:
+    """The strongest acceptable class a session meets (``mfa``: it gave a second factor); None: it meets none, a
+    second factor is needed first."""
+    met = [name for name in acceptable if CONTEXT_STRENGTH[name] <= CONTEXT_STRENGTH[CONTEXT_MFA if mfa else
+                                                                                     CONTEXT_PASSWORD]]
+    return max(met, key=CONTEXT_STRENGTH.__getitem__) if met else None
+
+
 def authn_response_xml(*, tenant: Tenant, sp: ServiceProvider, identity: Identity, in_response_to: str | None,
                        acs_url: str, context: str | None = None) -> tuple[str, str]:
     """The signed Response (the assertion signed, RSA-SHA256, exclusive c14n; the response too when the SP asks) and

@@ -29,7 +29,13 @@ from saml2.time_util import str_to_time
 
 from samlidp.models import ServiceProvider
 from samlidp.selectors import service_provider_by_entity_id
-from samlidp.services.idp import CLOCK_SKEW_SECONDS, idp_server, idp_slo_url, idp_sso_url
+from samlidp.services.idp import (
+    CLOCK_SKEW_SECONDS,
+    authn_contexts_acceptable,
+    idp_server,
+    idp_slo_url,
+    idp_sso_url,
+)
 from tenant.models import Tenant
 
 SAMLP = "{urn:oasis:names:tc:SAML:2.0:protocol}"
@@ -55,6 +61,8 @@ class AuthnRequest:
     relay_state: str
     force_authn: bool
     is_passive: bool
+    # RequestedAuthnContext: the classes the portal may state (empty: none it can meet); None: the SP asked nothing.
+    authn_contexts: tuple[str, ...] | None = None
 
 
 def _inflate_bounded(raw: bytes) -> bytes:
@@ -107,7 +115,15 @@ def authn_request_read(*, tenant: Tenant, binding: str, encoded: str, relay_stat
     _remember_once(kind="request", tenant=tenant, sp=sp, request_id=request_id)
     return AuthnRequest(sp=sp, request_id=request_id, acs_url=acs_url, relay_state=relay_state,
                         force_authn=str(message.force_authn).lower() == "true",
-                        is_passive=str(message.is_passive).lower() == "true")
+                        is_passive=str(message.is_passive).lower() == "true",
+                        authn_contexts=_authn_contexts(message.requested_authn_context))
+
+
+def _authn_contexts(requested) -> tuple[str, ...] | None:
+    if requested is None:
+        return None
+    classes = [(ref.text or "").strip() for ref in requested.authn_context_class_ref or []]
+    return authn_contexts_acceptable(classes=classes, comparison=str(requested.comparison or "exact"))
 
 
 def logout_request_read(*, tenant: Tenant, binding: str, encoded: str, relay_state: str = "",

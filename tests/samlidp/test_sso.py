@@ -471,3 +471,58 @@ def test_the_portals_own_sign_out_and_oidc_end_session_tell_the_saml_sps(idp):
         assert told["name_id"] == at_sp.get_nameid() and told["session_indexes"] == [at_sp.get_session_index()]
         assert client.get(html.unescape(frames[0])).status_code == 400  # once
         assert client.get("/login/done/").status_code == 302  # the portal session has ended
+
+
+PPT = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
+MFA = "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract"
+
+
+def test_requested_authn_context_is_met_asks_for_the_second_factor_or_answers_no_authn_context(idp):
+    """The SP (strict, failOnAuthnContextMismatch: the class it gets must be one it asked for) asks for a class: one
+    the session meets is stated; one only a second factor meets sends a password-only session through the sign-in
+    pages, which ask for the factor (NoPassive for IsPassive); one the portal never meets gets NoAuthnContext at
+    once, without a page."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+
+    from signin.services.authentication import session_authenticated
+    from signin.services.passkeys import amr_values
+    from signin.views import application_of_next
+
+    sp = make_sp(idp)
+    security = sp.settings_dict["security"]
+    client = signed_in(idp["tenant"])
+
+    def stated(classes: list[str], comparison: str = "exact") -> list[str]:
+        # OneLogin's check is a plain "one of those asked for", right for exact only.
+        security.update(requestedAuthnContext=classes, requestedAuthnContextComparison=comparison,
+                        failOnAuthnContextMismatch=comparison == "exact")
+        url, request_id = sp.redirect_url()
+        auth = sp.process(response_form(redirect_sso(client, url))["SAMLResponse"], request_id)
+        return auth.get_last_authn_contexts()
+
+    assert stated([PPT]) == [PPT]
+    assert stated(["urn:oasis:names:tc:SAML:2.0:ac:classes:Password"], "minimum") == [PPT]
+    security.update(requestedAuthnContext=[MFA], requestedAuthnContextComparison="exact",
+                    failOnAuthnContextMismatch=True)
+    url, request_id = sp.redirect_url(is_passive=True)
+    assert "status:NoPassive" in base64.b64decode(response_form(redirect_sso(client, url))["SAMLResponse"]).decode()
+    url, request_id = sp.redirect_url()
+    answer = redirect_sso(client, url)
+    assert answer.status_code == 302 and answer["Location"].startswith("/login/?next="), answer.status_code
+    back = parse_qs(urlsplit(answer["Location"]).query)["next"][0]
+    application = application_of_next(back)
+    assert application is not None and application.require_mfa  # the sign-in pages ask for the factor
+    assert not ServiceProvider.objects.get(entity_id=sp.entity_id).application.require_mfa  # for this request only
+    session = client.session
+    session_authenticated(session=session, amr=amr_values(factor="totp"))
+    session[DEVICE_ID_SESSION_KEY] = "otp_totp.totpdevice/1"
+    session.save()
+    assert sp.process(response_form(client.get(back))["SAMLResponse"], request_id).get_last_authn_contexts() == [MFA]
+    assert stated([PPT, MFA], "minimum") == [MFA]
+    assert stated([PPT]) == [PPT]  # true of a session that gave more, and what the SP asked for
+    for comparison in ("exact", "minimum"):
+        security.update(requestedAuthnContext=["urn:oasis:names:tc:SAML:2.0:ac:classes:Smartcard"],
+                        requestedAuthnContextComparison=comparison)
+        url, request_id = sp.redirect_url()
+        xml = base64.b64decode(response_form(redirect_sso(Client(), url))["SAMLResponse"]).decode()
+        assert "status:NoAuthnContext" in xml and f'InResponseTo="{request_id}"' in xml and "Assertion" not in xml
