@@ -47,6 +47,14 @@ REQUEST_MAX_AGE_SECONDS = 300
 logger = logging.getLogger(__name__)
 WEAK_SIGNATURE_ALGORITHMS = frozenset({"http://www.w3.org/2000/09/xmldsig#rsa-sha1",
                                        "http://www.w3.org/2000/09/xmldsig#dsa-sha1"})
+DS = "{http://www.w3.org/2000/09/xmldsig#}"
+# What an enveloped signature of a SAML message needs, and all xmlsec1 may be given: it also runs XSLT and XPath
+# transforms, with no time limit (pysaml2 waits for it), so a request carrying one could hold a worker for good.
+CANONICALISATIONS = frozenset({
+    "http://www.w3.org/2001/10/xml-exc-c14n#", "http://www.w3.org/2001/10/xml-exc-c14n#WithComments",
+    "http://www.w3.org/TR/2001/REC-xml-c14n-20010315", "http://www.w3.org/TR/2001/REC-xml-c14n-20010315#WithComments",
+})
+SIGNATURE_TRANSFORMS = CANONICALISATIONS | {"http://www.w3.org/2000/09/xmldsig#enveloped-signature"}
 
 
 class SamlRequestError(ValueError):
@@ -158,13 +166,16 @@ def _request_read(*, tenant: Tenant, binding: str, encoded: str, relay_state: st
     root = _parse(saml_message_xml(encoded=encoded, binding=binding))
     if root.tag != f"{SAMLP}{kind}":
         raise SamlRequestError(f"This is not a SAML {kind}.")
+    _check_signature_shape(root)
     issuer = (root.findtext(f"{SAML}Issuer") or "").strip()
     if not issuer:
         raise SamlRequestError("The SAML request names no Issuer.")
     sp = service_provider_by_entity_id(tenant=tenant, entity_id=issuer)
     if sp is None:
         raise SamlRequestError(f"{issuer[:200]} is not a service provider registered with this organisation.")
-    if binding == BINDING_HTTP_REDIRECT and sp.requests_signed and sig_alg in WEAK_SIGNATURE_ALGORITHMS:
+    embedded = root.find(f"{DS}Signature/{DS}SignedInfo/{DS}SignatureMethod")
+    if sp.requests_signed and (sig_alg if binding == BINDING_HTTP_REDIRECT else embedded.get("Algorithm") if
+                               embedded is not None else None) in WEAK_SIGNATURE_ALGORITHMS:
         raise SamlRequestError("The request is signed with SHA-1, which is not accepted: use RSA-SHA256.")
     with idp_server(tenant=tenant, sp=sp) as server:
         read = server.parse_authn_request if kind == "AuthnRequest" else server.parse_logout_request
@@ -179,6 +190,25 @@ def _request_read(*, tenant: Tenant, binding: str, encoded: str, relay_state: st
     if parsed is None or parsed.message is None:
         raise SamlRequestError("The SAML request was refused.")
     return sp, parsed.message
+
+
+def _check_signature_shape(root) -> None:
+    """An embedded signature, if any, as a SAML message's is: one, the message's own (a child of its root, over the
+    root: an empty reference or the root's ID), transformed only by enveloped-signature and canonicalisation.
+    Checked before xmlsec1 ever sees it."""
+    signatures = list(root.iter(f"{DS}Signature"))
+    if not signatures:
+        return
+    signature = root.find(f"{DS}Signature")
+    references = signature.findall(f"{DS}SignedInfo/{DS}Reference") if signature is not None else []
+    if len(signatures) > 1 or signature is None or len(references) != 1 or \
+            references[0].get("URI", "") not in ("", f"#{root.get('ID', '')}"):
+        raise SamlRequestError("The request's signature is not the one enveloped signature over the request.")
+    methods = [element.get("Algorithm", "") for element in signature.iter()
+               if element.tag in (f"{DS}Transform", f"{DS}CanonicalizationMethod")]
+    if any(method not in SIGNATURE_TRANSFORMS for method in methods):
+        raise SamlRequestError("The request's signature uses a transform other than enveloped-signature and "
+                               "canonicalisation, which is not accepted.")
 
 
 def _check_age(issue_instant: str | None) -> None:

@@ -232,6 +232,40 @@ def test_hostile_input_gets_a_clear_error_page(tenant_a, binding, value, words):
     refused(send(path, {"SAMLRequest": value() if callable(value) else value}), words)
 
 
+# Exponential work for xmlsec1, which runs XSLT transforms with no time limit (measured: still running after 15 s).
+XSLT_BOMB = (
+    '<ds:Transform Algorithm="http://www.w3.org/TR/1999/REC-xslt-19991116"><xsl:stylesheet version="1.0" '
+    'xmlns:xsl="http://www.w3.org/1999/XSL/Transform"><xsl:template match="/"><xsl:call-template name="f">'
+    '<xsl:with-param name="n" select="40"/></xsl:call-template></xsl:template><xsl:template name="f">'
+    '<xsl:param name="n"/><xsl:if test="$n &gt; 0"><xsl:call-template name="f"><xsl:with-param name="n" '
+    'select="$n - 1"/></xsl:call-template><xsl:call-template name="f"><xsl:with-param name="n" select="$n - 1"/>'
+    '</xsl:call-template></xsl:if></xsl:template></xsl:stylesheet></ds:Transform>')
+
+
+def test_a_signature_xmlsec1_should_not_run_or_a_sha1_one_is_refused_at_once(idp):
+    """A signing SP's POST-binding request whose signature carries an XSLT transform (or signs another element, or
+    uses RSA-SHA1) is refused before xmlsec1 sees it: a clear page at once, not a worker held for good."""
+    from onelogin.saml2.authn_request import OneLogin_Saml2_Authn_Request
+    from onelogin.saml2.constants import OneLogin_Saml2_Constants
+
+    sp = make_sp(idp)
+    client, sso = signed_in(idp["tenant"]), f"/saml/{idp['tenant'].slug}/sso/"
+    fields, _ = sp.post_request()
+    xml = base64.b64decode(fields["SAMLRequest"]).decode()
+    assert xml.count("<ds:Transforms>") == 1 and 'URI="#' in xml
+    started = time.monotonic()
+    bomb = xml.replace("<ds:Transforms>", "<ds:Transforms>" + XSLT_BOMB)
+    refused(client.post(sso, {"SAMLRequest": base64.b64encode(bomb.encode()).decode()}), "transform other than")
+    assert time.monotonic() - started < 5
+    elsewhere = xml.replace('URI="#', 'URI="#other')
+    refused(client.post(sso, {"SAMLRequest": base64.b64encode(elsewhere.encode()).decode()}),
+            "not the one enveloped signature")
+    sha1 = OneLogin_Saml2_Utils.add_sign(OneLogin_Saml2_Authn_Request(sp.settings()).get_xml(), sp.key, sp.certificate,
+                                         sign_algorithm=OneLogin_Saml2_Constants.RSA_SHA1,
+                                         digest_algorithm=OneLogin_Saml2_Constants.SHA256)
+    refused(client.post(sso, {"SAMLRequest": base64.b64encode(sha1).decode()}), "SHA-1")
+    assert "SAMLResponse" in post_sso(client, idp["tenant"], fields).content.decode()  # the same request, unharmed
+
 def test_idp_initiated_only_when_the_sp_allows_it(idp):
     closed = make_sp(idp)
     opened = make_sp(idp, entity_id="https://open.alpha.example.test/", acs_url="https://open.alpha.example.test/acs/",
