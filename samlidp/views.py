@@ -257,6 +257,10 @@ def slo(request: HttpRequest, slug: str) -> HttpResponse:
     params = request.POST if request.method == "POST" else request.GET
     binding = BINDING_HTTP_POST if request.method == "POST" else BINDING_HTTP_REDIRECT
     relay_state = params.get("RelayState", "")
+    if "SAMLRequest" not in params and "SAMLResponse" in params:
+        # An SP's answer to the LogoutRequest the portal sent it (front-channel, in a frame): the portal session is
+        # over already, nothing to do, nothing read.
+        return _error(request, "You are signed out.", tenant=tenant, status=200, outcome="signed_out")
     try:
         sp, message = logout_request_read(tenant=tenant, binding=binding, encoded=params.get("SAMLRequest", ""),
                                           relay_state=relay_state, sig_alg=params.get("SigAlg"),

@@ -8,6 +8,7 @@ unregistered issuer or ACS, unsigned request for a signing SP, replay, stale, ho
 from __future__ import annotations
 
 import base64
+import calendar
 import re
 import time
 import zlib
@@ -106,6 +107,19 @@ def test_redirect_binding_signed_request_gets_an_assertion_the_sp_accepts(idp):
     assert auth.get_nameid_format().endswith(":persistent")
     assert auth.get_attribute("urn:oid:1.2.840.113556.1.4.656") == ["ada@alpha.example.test"]
     assert auth.get_friendlyname_attribute("email") == ["ada@alpha.example.test"]
+    assert auth.get_friendlyname_attribute("name") == ["Ada Lovelace"]
+    assert auth.get_attribute("urn:oid:2.16.840.1.113730.3.1.241") == ["Ada Lovelace"]
+    xml = base64.b64decode(form["SAMLResponse"]).decode()
+    assert 'Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"' in xml
+    assert 'Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"' in xml and "xmldsig#rsa-sha1" not in xml
+    # AuthnInstant: when the session signed in (as auth_time), not now; NotBefore a minute back for slow SP clocks.
+    authn_instant = re.search(r'AuthnInstant="([^"]+)"', xml)
+    assert authn_instant and authn_instant.group(1) == time.strftime(
+        "%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(client.session[AUTHENTICATED_AT_KEY])))
+    not_before = re.search(r'NotBefore="([^"]+)"', xml)
+    assert not_before and 55 <= time.time() - calendar.timegm(time.strptime(not_before.group(1),
+                                                                           "%Y-%m-%dT%H:%M:%SZ")) <= 65
+    assert re.findall(r"<(?:\w+:)?Audience>([^<]+)</", xml) == [sp.entity_id]
 
 
 def refused(answer, words: str) -> None:
@@ -139,6 +153,64 @@ def test_is_passive_without_a_session_answers_no_passive_and_shows_no_page(idp):
     xml = base64.b64decode(form["SAMLResponse"]).decode()
     assert "urn:oasis:names:tc:SAML:2.0:status:NoPassive" in xml and f'InResponseTo="{request_id}"' in xml
     assert "Assertion" not in xml
+    url, request_id = sp.redirect_url(is_passive=True)  # with a session: its assertion, still no page
+    assert sp.process(response_form(redirect_sso(signed_in(idp["tenant"]), url))["SAMLResponse"], request_id)
+
+
+def test_the_response_goes_to_the_registered_acs_at_the_requests_index_and_no_other(idp):
+    second = "https://sp.alpha.example.test/acs2/"
+    sp = OneLoginSP(entity_id="https://index.alpha.example.test/", acs_url=second, idp_metadata_xml=idp["metadata"],
+                    sign_requests=False)
+    service_provider_register(tenant=idp["tenant"], name="Index", entity_id=sp.entity_id, acs_urls=[ACS, second])
+    client = signed_in(idp["tenant"])
+
+    def by_index(index: str):
+        fields, request_id = sp.post_request()
+        xml = re.sub(r'AssertionConsumerServiceURL="[^"]+"', f'AssertionConsumerServiceIndex="{index}"',
+                     base64.b64decode(fields["SAMLRequest"]).decode())
+        assert f'AssertionConsumerServiceIndex="{index}"' in xml
+        encoded = base64.b64encode(xml.encode()).decode()
+        return client.post(f"/saml/{idp['tenant'].slug}/sso/", {"SAMLRequest": encoded}), request_id
+
+    posted, request_id = by_index("1")
+    form = response_form(client.get(f"/saml/{idp['tenant'].slug}/sso/" + posted["Location"]))
+    assert form["action"] == second
+    sp.process(form["SAMLResponse"], request_id)  # Destination and Recipient: the ACS at index 1
+    refused(by_index("2")[0], "AssertionConsumerServiceIndex is not registered")
+
+
+@pytest.mark.parametrize(("nameid", "name_id_format"), [
+    ("email", "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"),
+    ("upn", "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified"),
+])
+def test_the_name_id_is_the_email_or_the_upn_where_the_sp_is_registered_so(idp, nameid, name_id_format):
+    """And the whole response signed where the SP asks (the SP, strict, wants it signed)."""
+    User.objects.create_user("ada@alpha.example.test", None, tenant=idp["tenant"], display_name="Ada Lovelace",
+                             email="ada.lovelace@mail.example.test")
+    sp = OneLoginSP(entity_id=f"https://{nameid}.alpha.example.test/", acs_url=ACS, idp_metadata_xml=idp["metadata"],
+                    nameid_format=name_id_format)
+    sp.settings_dict["security"]["wantMessagesSigned"] = True
+    service_provider_register(tenant=idp["tenant"], name=nameid, entity_id=sp.entity_id, acs_urls=[ACS],
+                              requests_signed=True, signing_certificate=sp.certificate, nameid=nameid,
+                              sign_response=True)
+    url, request_id = sp.redirect_url()
+    form = response_form(redirect_sso(signed_in(idp["tenant"]), url))
+    assert len(re.findall(r"<(?:\w+:)?SignatureValue>", base64.b64decode(form["SAMLResponse"]).decode())) == 2
+    auth = sp.process(form["SAMLResponse"], request_id)
+    assert auth.get_nameid_format() == name_id_format
+    assert auth.get_nameid() == {"email": "ada.lovelace@mail.example.test", "upn": "ada@alpha.example.test"}[nameid]
+
+
+def test_a_new_person_behind_an_old_upn_gets_another_persistent_name_id(idp):
+    """As OpenID Connect's sub: the NameID follows the person (the account's subject), never the name."""
+    sp = make_sp(idp)
+    name_ids = []
+    for _ in range(2):
+        User.objects.filter(upn="ada@alpha.example.test").delete()
+        url, request_id = sp.redirect_url()
+        name_ids.append(sp.process(response_form(redirect_sso(signed_in(idp["tenant"]), url))["SAMLResponse"],
+                                   request_id).get_nameid())
+    assert name_ids[0] != name_ids[1]
 
 
 def test_without_a_session_the_sign_in_pages_then_back_and_force_authn_asks_again(idp):
@@ -265,6 +337,17 @@ def test_a_signature_xmlsec1_should_not_run_or_a_sha1_one_is_refused_at_once(idp
                                          digest_algorithm=OneLogin_Saml2_Constants.SHA256)
     refused(client.post(sso, {"SAMLRequest": base64.b64encode(sha1).decode()}), "SHA-1")
     assert "SAMLResponse" in post_sso(client, idp["tenant"], fields).content.decode()  # the same request, unharmed
+
+@pytest.mark.parametrize(("binding", "value", "words"), [
+    ("get", lambda: deflated(b"<" + b"a" * (20 * 1024 * 1024)), "inflates to more than"),
+    ("post", base64.b64encode(LAUGHS.replace("AuthnRequest", "LogoutRequest").encode()).decode(), "DTD or entity"),
+    ("post", base64.b64encode(b"<samlp:LogoutRequest").decode(), "not well-formed"),
+    ("post", base64.b64encode(b"<a>not a request</a>").decode(), "not a SAML LogoutRequest"),
+])
+def test_hostile_input_to_single_logout_gets_a_clear_error_page(tenant_a, binding, value, words):
+    client, path = Client(), f"/saml/{tenant_a.slug}/slo/"
+    send = client.post if binding == "post" else client.get
+    refused(send(path, {"SAMLRequest": value() if callable(value) else value}), words)
 
 def test_idp_initiated_only_when_the_sp_allows_it(idp):
     closed = make_sp(idp)
@@ -395,6 +478,9 @@ def test_single_logout_tells_the_sessions_other_sps(idp):
     request = other.logout_request(told.group(2))
     assert request["name_id"] == sessions[other.entity_id].get_nameid()
     assert request["session_indexes"] == [sessions[other.entity_id].get_session_index()]
+    # The other SP's LogoutResponse comes back in its frame: a plain "signed out", not an error page.
+    answered = client.post(f"/saml/{idp['tenant'].slug}/slo/", {"SAMLResponse": "PHNhbWxwOkxvZ291dFJlc3BvbnNlLz4="})
+    assert answered.status_code == 200 and 'data-outcome="signed_out"' in answered.content.decode()
 
 
 def test_a_post_binding_ticket_is_used_once_and_only_at_its_tenant(idp, tenant_b):
