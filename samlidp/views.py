@@ -114,7 +114,13 @@ def sso(request: HttpRequest, slug: str) -> HttpResponse:
 
 def _pending_answer(request: HttpRequest, tenant: Tenant, authn: AuthnRequest) -> HttpResponse:
     key = sso_pending_store(session=request.session, request=authn)
-    if authn.force_authn and not authn.is_passive:
+    if authn.force_authn and authn.is_passive:
+        # A fresh sign-in without a page cannot be had (SAML core 3.4.1: not freshly authenticated, then NoPassive).
+        pending = sso_pending(session=request.session, key=key)
+        if pending is not None:
+            return _post_status(request, tenant, authn.sp, pending, key, STATUS_NO_PASSIVE,
+                                "A fresh sign-in needs a page (ForceAuthn with IsPassive).")
+    if authn.force_authn:
         session_reauthentication_require(session=request.session, request_key=_request_key(key))
     return _answer(request, tenant, key)
 

@@ -153,8 +153,12 @@ def test_is_passive_without_a_session_answers_no_passive_and_shows_no_page(idp):
     xml = base64.b64decode(form["SAMLResponse"]).decode()
     assert "urn:oasis:names:tc:SAML:2.0:status:NoPassive" in xml and f'InResponseTo="{request_id}"' in xml
     assert "Assertion" not in xml
+    client = signed_in(idp["tenant"])
     url, request_id = sp.redirect_url(is_passive=True)  # with a session: its assertion, still no page
-    assert sp.process(response_form(redirect_sso(signed_in(idp["tenant"]), url))["SAMLResponse"], request_id)
+    assert sp.process(response_form(redirect_sso(client, url))["SAMLResponse"], request_id)
+    url, request_id = sp.redirect_url(is_passive=True, force_authn=True)  # a fresh sign-in needs a page
+    xml = base64.b64decode(response_form(redirect_sso(client, url))["SAMLResponse"]).decode()
+    assert "status:NoPassive" in xml and f'InResponseTo="{request_id}"' in xml and "Assertion" not in xml
 
 
 def test_the_response_goes_to_the_registered_acs_at_the_requests_index_and_no_other(idp):
