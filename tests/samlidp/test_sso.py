@@ -22,6 +22,7 @@ from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from samlidp.models import ServiceProvider
 from samlidp.services.idp import idp_entity_id
 from samlidp.services.registration import service_provider_register
+from samlidp.services.sso import PARTICIPANTS_KEY
 from signin.services.authentication import AUTHENTICATED_AT_KEY
 from tenant.models import User
 from tests.samlidp.onelogin_sp import OneLoginSP
@@ -449,7 +450,8 @@ def test_an_sp_with_an_encryption_certificate_gets_the_assertion_encrypted_with_
                               requests_signed=True, signing_certificate=sp.certificate,
                               encryption_certificate=sp.certificate, sign_response=sign_response)
     url, request_id = sp.redirect_url()
-    form = response_form(redirect_sso(signed_in(idp["tenant"]), url))
+    client = signed_in(idp["tenant"])
+    form = response_form(redirect_sso(client, url))
     xml = base64.b64decode(form["SAMLResponse"]).decode()
     assert "EncryptedAssertion" in xml and 'Algorithm="http://www.w3.org/2009/xmlenc11#aes256-gcm"' in xml
     assert 'Algorithm="http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p"' in xml
@@ -458,6 +460,9 @@ def test_an_sp_with_an_encryption_certificate_gets_the_assertion_encrypted_with_
     assert len(re.findall(r"<(?:\w+:)?SignatureValue>", xml)) == (1 if sign_response else 0)
     auth = sp.process(form["SAMLResponse"], request_id)
     assert auth.get_friendlyname_attribute("upn") == ["ada@alpha.example.test"]
+    # Single logout knows the SessionIndex inside the ciphertext (it was read after encryption: empty).
+    recorded = client.session[PARTICIPANTS_KEY][str(ServiceProvider.objects.get(entity_id=sp.entity_id).pk)]
+    assert recorded["session_index"] == auth.get_session_index()
 
 
 def test_single_logout_tells_the_sessions_other_sps(idp):
@@ -523,6 +528,21 @@ def test_the_authn_context_names_the_factor_the_session_signed_in_with(idp, fact
     sent = auth.get_friendlyname_attribute("amr")
     assert sent == amr
     assert auth.get_attribute("http://schemas.microsoft.com/claims/authnmethodsreferences") == sent
+
+
+def test_an_application_that_requires_mfa_sends_a_password_only_session_to_the_sign_in_pages(idp):
+    from django_otp import DEVICE_ID_SESSION_KEY
+
+    sp = make_sp(idp, require_mfa=True)
+    client = signed_in(idp["tenant"])
+    url, request_id = sp.redirect_url()
+    answer = redirect_sso(client, url)
+    assert answer.status_code == 302 and answer["Location"].startswith("/login/?next="), answer.status_code
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = "otp_totp.totpdevice/1"
+    session.save()
+    back = parse_qs(urlsplit(answer["Location"]).query)["next"][0]
+    assert sp.process(response_form(client.get(back))["SAMLResponse"], request_id).get_last_authn_contexts() == [MFA]
 
 
 def test_a_phishing_resistant_application_sends_a_totp_session_to_the_sign_in_pages(idp):
