@@ -188,11 +188,18 @@ def _answer(request: HttpRequest, tenant: Tenant, key: str) -> HttpResponse:
             {"key": key, "client_id": application.client_id, **({"mfa": "1"} if mfa_asked else {})})
         return redirect_to_login(continue_url, "/login/")
     location = location_for_address(tenant=tenant, ip=ip)
-    if location is not None and location.blocked:
+    blocked = location is not None and location.blocked
+    assigned = not blocked and application_user_assigned(application=application, user=user)
+    if pending["passive"] and not assigned:  # IsPassive: never a page, the refusal goes to the SP
+        if not blocked:
+            _not_assigned_record(request, user, tenant, sp)
+        return _post_status(request, tenant, sp, pending, key, STATUS_REQUEST_DENIED,
+                            (Outcome.LOCATION_BLOCKED if blocked else Outcome.APP_NOT_ASSIGNED).message)
+    if blocked:
         sso_pending_drop(session=request.session, key=key)
         return _error(request, Outcome.LOCATION_BLOCKED.message, tenant=tenant, status=403,
                       outcome=Outcome.LOCATION_BLOCKED.value)
-    if not application_user_assigned(application=application, user=user):
+    if not assigned:
         return _not_assigned(request, user, tenant, sp, pending, key)
     identity = sso_identity(user=user, sp=sp, session=request.session)
     context = None
@@ -228,13 +235,17 @@ def _post_status(request: HttpRequest, tenant: Tenant, sp: ServiceProvider, pend
     return _post(request, sp, pending, xml, outcome="saml_" + status.rsplit(":", 1)[1])
 
 
+def _not_assigned_record(request: HttpRequest, user: User, tenant: Tenant, sp: ServiceProvider) -> None:
+    signin_event_record(username=user.upn, user=user, tenant=tenant, outcome=Outcome.APP_NOT_ASSIGNED.value,
+                        channel="web", ip_address=client_address(request.META) or None,
+                        user_agent=request.META.get("HTTP_USER_AGENT", ""), application_id=sp.application_id)
+
+
 def _not_assigned(request: HttpRequest, user: User, tenant: Tenant, sp: ServiceProvider, pending: dict,
                   key: str) -> HttpResponse:
     """The signed-in user may not use this SP: the page OpenID Connect shows, its way back a RequestDenied
     response to the SP's ACS. Recorded."""
-    signin_event_record(username=user.upn, user=user, tenant=tenant, outcome=Outcome.APP_NOT_ASSIGNED.value,
-                        channel="web", ip_address=client_address(request.META) or None,
-                        user_agent=request.META.get("HTTP_USER_AGENT", ""), application_id=sp.application_id)
+    _not_assigned_record(request, user, tenant, sp)
     xml = error_response_xml(tenant=tenant, sp=sp, in_response_to=pending["id"] or None, acs_url=pending["acs"],
                              status=STATUS_REQUEST_DENIED, message=Outcome.APP_NOT_ASSIGNED.message)
     sso_pending_drop(session=request.session, key=key)

@@ -375,6 +375,10 @@ def test_a_user_not_assigned_gets_the_access_page_and_the_sp_request_denied(idp)
     assert denied
     xml = base64.b64decode(denied.group(1)).decode()
     assert "status:RequestDenied" in xml and "Assertion" not in xml
+    url, request_id = sp.redirect_url(is_passive=True)  # IsPassive: no page, RequestDenied straight to the SP
+    form = response_form(redirect_sso(signed_in(idp["tenant"]), url))
+    xml = base64.b64decode(form["SAMLResponse"]).decode()
+    assert "status:RequestDenied" in xml and f'InResponseTo="{request_id}"' in xml and "Assertion" not in xml
 
 
 def test_a_user_of_another_organisation_goes_to_the_sign_in_pages(idp, tenant_b):
