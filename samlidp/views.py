@@ -24,12 +24,12 @@ from samlidp.models import ServiceProvider
 from samlidp.selectors import service_provider_by_entity_id, service_provider_by_pk
 from samlidp.services.idp import (
     METADATA_CACHE_SECONDS,
+    authn_context_stated,
     authn_response_xml,
     error_response_xml,
     idp_metadata,
     logout_request_xml,
     logout_response_xml,
-    session_index_of,
 )
 from samlidp.services.requests import AuthnRequest, SamlRequestError, authn_request_read, logout_request_read
 from samlidp.services.slo import slo_notice_redeem
@@ -62,6 +62,7 @@ logger = logging.getLogger(__name__)
 
 STATUS_NO_PASSIVE = "urn:oasis:names:tc:SAML:2.0:status:NoPassive"
 STATUS_REQUEST_DENIED = "urn:oasis:names:tc:SAML:2.0:status:RequestDenied"
+STATUS_NO_AUTHN_CONTEXT = "urn:oasis:names:tc:SAML:2.0:status:NoAuthnContext"
 
 
 def _tenant(slug: str) -> Tenant:
@@ -113,7 +114,13 @@ def sso(request: HttpRequest, slug: str) -> HttpResponse:
 
 def _pending_answer(request: HttpRequest, tenant: Tenant, authn: AuthnRequest) -> HttpResponse:
     key = sso_pending_store(session=request.session, request=authn)
-    if authn.force_authn and not authn.is_passive:
+    if authn.force_authn and authn.is_passive:
+        # A fresh sign-in without a page cannot be had (SAML core 3.4.1: not freshly authenticated, then NoPassive).
+        pending = sso_pending(session=request.session, key=key)
+        if pending is not None:
+            return _post_status(request, tenant, authn.sp, pending, key, STATUS_NO_PASSIVE,
+                                "A fresh sign-in needs a page (ForceAuthn with IsPassive).")
+    if authn.force_authn:
         session_reauthentication_require(session=request.session, request_key=_request_key(key))
     return _answer(request, tenant, key)
 
@@ -155,6 +162,12 @@ def _answer(request: HttpRequest, tenant: Tenant, key: str) -> HttpResponse:
     if pending is None or sp is None:
         return _error(request, "This sign-in request has expired or is unknown: start again from the application.",
                       tenant=tenant)
+    contexts = None if pending.get("contexts") is None else tuple(pending["contexts"])
+    if contexts == ():
+        return _post_status(request, tenant, sp, pending, key, STATUS_NO_AUTHN_CONTEXT,
+                            "The portal can give none of the authentication contexts the application asked for.")
+    # A RequestedAuthnContext that only a second factor meets asks for one as an application that requires MFA does.
+    mfa_asked = contexts is not None and authn_context_stated(acceptable=contexts, mfa=False) is None
     user = request.user if isinstance(request.user, User) and request.user.is_authenticated else None
     signed_in = session_authentication(session=request.session)
     ip = client_address(request.META)
@@ -163,7 +176,7 @@ def _answer(request: HttpRequest, tenant: Tenant, key: str) -> HttpResponse:
     usable = user is not None and (user.tenant_id == tenant.pk
               and not signed_in.reauthentication_pending(_request_key(key))
               and not session_mfa_due(signed_in=signed_in, user=user, ip=ip, device=device,
-                                      application_requires=application.require_mfa)
+                                      application_requires=application.require_mfa or mfa_asked)
               # A passkey required (the tenant's or the application's rule): a session signed in with a code is not
               # enough, as for OpenID Connect (signin/oidc.py).
               and (signed_in.phishing_resistant
@@ -172,20 +185,34 @@ def _answer(request: HttpRequest, tenant: Tenant, key: str) -> HttpResponse:
         if pending["passive"]:
             return _post_status(request, tenant, sp, pending, key, STATUS_NO_PASSIVE, "A sign-in is needed.")
         continue_url = reverse("samlidp:sso-continue", args=[tenant.slug]) + "?" + urlencode(
-            {"key": key, "client_id": application.client_id})
+            {"key": key, "client_id": application.client_id, **({"mfa": "1"} if mfa_asked else {})})
         return redirect_to_login(continue_url, "/login/")
     location = location_for_address(tenant=tenant, ip=ip)
-    if location is not None and location.blocked:
+    blocked = location is not None and location.blocked
+    assigned = not blocked and application_user_assigned(application=application, user=user)
+    if pending["passive"] and not assigned:  # IsPassive: never a page, the refusal goes to the SP
+        if not blocked:
+            _not_assigned_record(request, user, tenant, sp)
+        return _post_status(request, tenant, sp, pending, key, STATUS_REQUEST_DENIED,
+                            (Outcome.LOCATION_BLOCKED if blocked else Outcome.APP_NOT_ASSIGNED).message)
+    if blocked:
         sso_pending_drop(session=request.session, key=key)
         return _error(request, Outcome.LOCATION_BLOCKED.message, tenant=tenant, status=403,
                       outcome=Outcome.LOCATION_BLOCKED.value)
-    if not application_user_assigned(application=application, user=user):
+    if not assigned:
         return _not_assigned(request, user, tenant, sp, pending, key)
     identity = sso_identity(user=user, sp=sp, session=request.session)
-    xml = authn_response_xml(tenant=tenant, sp=sp, identity=identity, in_response_to=pending["id"] or None,
-                             acs_url=pending["acs"])
+    context = None
+    if contexts is not None:
+        context = authn_context_stated(acceptable=contexts, mfa=identity.mfa or "mfa" in identity.amr)
+        if context is None:  # not reached: a session without the factor asked for is not usable above
+            return _post_status(request, tenant, sp, pending, key, STATUS_NO_AUTHN_CONTEXT,
+                                "This sign-in does not meet the authentication context the application asked for.")
+    xml, session_index = authn_response_xml(tenant=tenant, sp=sp, identity=identity,
+                                            in_response_to=pending["id"] or None, acs_url=pending["acs"],
+                                            context=context)
     sso_pending_drop(session=request.session, key=key)
-    sso_participant_record(session=request.session, sp=sp, identity=identity, session_index=session_index_of(xml))
+    sso_participant_record(session=request.session, sp=sp, identity=identity, session_index=session_index)
     return _post(request, sp, pending, xml, outcome=Outcome.SUCCESS.value)
 
 
@@ -208,13 +235,17 @@ def _post_status(request: HttpRequest, tenant: Tenant, sp: ServiceProvider, pend
     return _post(request, sp, pending, xml, outcome="saml_" + status.rsplit(":", 1)[1])
 
 
+def _not_assigned_record(request: HttpRequest, user: User, tenant: Tenant, sp: ServiceProvider) -> None:
+    signin_event_record(username=user.upn, user=user, tenant=tenant, outcome=Outcome.APP_NOT_ASSIGNED.value,
+                        channel="web", ip_address=client_address(request.META) or None,
+                        user_agent=request.META.get("HTTP_USER_AGENT", ""), application_id=sp.application_id)
+
+
 def _not_assigned(request: HttpRequest, user: User, tenant: Tenant, sp: ServiceProvider, pending: dict,
                   key: str) -> HttpResponse:
     """The signed-in user may not use this SP: the page OpenID Connect shows, its way back a RequestDenied
     response to the SP's ACS. Recorded."""
-    signin_event_record(username=user.upn, user=user, tenant=tenant, outcome=Outcome.APP_NOT_ASSIGNED.value,
-                        channel="web", ip_address=client_address(request.META) or None,
-                        user_agent=request.META.get("HTTP_USER_AGENT", ""), application_id=sp.application_id)
+    _not_assigned_record(request, user, tenant, sp)
     xml = error_response_xml(tenant=tenant, sp=sp, in_response_to=pending["id"] or None, acs_url=pending["acs"],
                              status=STATUS_REQUEST_DENIED, message=Outcome.APP_NOT_ASSIGNED.message)
     sso_pending_drop(session=request.session, key=key)
@@ -243,6 +274,10 @@ def slo(request: HttpRequest, slug: str) -> HttpResponse:
     params = request.POST if request.method == "POST" else request.GET
     binding = BINDING_HTTP_POST if request.method == "POST" else BINDING_HTTP_REDIRECT
     relay_state = params.get("RelayState", "")
+    if "SAMLRequest" not in params and "SAMLResponse" in params:
+        # An SP's answer to the LogoutRequest the portal sent it (front-channel, in a frame): the portal session is
+        # over already, nothing to do, nothing read.
+        return _error(request, "You are signed out.", tenant=tenant, status=200, outcome="signed_out")
     try:
         sp, message = logout_request_read(tenant=tenant, binding=binding, encoded=params.get("SAMLRequest", ""),
                                           relay_state=relay_state, sig_alg=params.get("SigAlg"),
@@ -256,6 +291,12 @@ def slo(request: HttpRequest, slug: str) -> HttpResponse:
         if user.tenant_id != tenant.pk or named != sso_identity(user=user, sp=sp, session=request.session).name_id:
             return _error(request, "This sign-out request is for another user than the one signed in here: "
                                    "nobody was signed out.", tenant=tenant)
+        if not sp.requests_signed and not _session_index_matches(request, sp, message):
+            # Unsigned, it could come from any page (the NameID may be a guessable UPN): only the SP that got this
+            # session's assertion knows its SessionIndex.
+            return _error(request, "This unsigned sign-out request does not name the SessionIndex this session "
+                                   "was given at the application: nobody was signed out. Sign out on the "
+                                   "portal's own page instead.", tenant=tenant)
     others = _other_participants_told(request, tenant, sp) if user is not None else []
     if user is not None:
         request.session.pop(PARTICIPANTS_KEY, None)  # told here: not again by the sign-out's notices
@@ -269,6 +310,12 @@ def slo(request: HttpRequest, slug: str) -> HttpResponse:
     response["PTA-Outcome"] = "signed_out"
     add_never_cache_headers(response)
     return response
+
+
+def _session_index_matches(request: HttpRequest, sp: ServiceProvider, message) -> bool:
+    given = sso_participants(session=request.session).get(str(sp.pk), {}).get("session_index", "")
+    named = [(index.text or "").strip() for index in (message.session_index or [])]
+    return bool(given) and given in named
 
 
 def _other_participants_told(request: HttpRequest, tenant: Tenant, asking: ServiceProvider) -> list[dict]:

@@ -250,8 +250,13 @@ def application_of_next(next_url: str) -> Application | None:
     # A SAML sign-in comes back at its continue URL, which names its application's client_id too (samlidp/).
     if parts.path != reverse("oauth2_provider:authorize") and not SAML_CONTINUE_PATH.fullmatch(parts.path):
         return None
-    client_id = parse_qs(parts.query).get("client_id", [""])[0]
-    return application_by_client_id(client_id=client_id)
+    query = parse_qs(parts.query)
+    application = application_by_client_id(client_id=query.get("client_id", [""])[0])
+    if application is not None and SAML_CONTINUE_PATH.fullmatch(parts.path) and query.get("mfa") == ["1"]:
+        # The SAML request asked for a context only a second factor meets (RequestedAuthnContext): this sign-in
+        # asks for one as for an application that requires MFA. Never saved; a forged mfa=1 only asks for more.
+        application.require_mfa = True
+    return application
 
 
 @dataclass(frozen=True)

@@ -206,10 +206,46 @@ def authn_context_class(*, mfa: bool, amr: tuple[str, ...] = ()) -> str:
     return CONTEXT_MFA if mfa or "mfa" in amr else CONTEXT_PASSWORD
 
 
+# The classes an SP's RequestedAuthnContext may name that the portal can state, weakest first: a session signed in
+# with a second factor meets them all, one signed in with the password alone all but the last. Any other class (a
+# smartcard, Kerberos …) the portal never meets.
+CONTEXT_STRENGTH = {
+    "urn:oasis:names:tc:SAML:2.0:ac:classes:unspecified": 0,
+    "urn:oasis:names:tc:SAML:2.0:ac:classes:Password": 1,
+    CONTEXT_PASSWORD: 2,
+    CONTEXT_MFA: 3,
+}
+
+
+def authn_contexts_acceptable(*, classes: list[str], comparison: str) -> tuple[str, ...]:
+    """The classes the portal may state for a RequestedAuthnContext (``classes`` in the SP's order, ``comparison``
+    exact, minimum, better or maximum, by the strengths above). Empty: none the portal can give (NoAuthnContext)."""
+    ranks = [CONTEXT_STRENGTH[name] for name in classes if name in CONTEXT_STRENGTH]
+    if not ranks:
+        return ()
+    if comparison == "minimum":
+        return tuple(name for name, rank in CONTEXT_STRENGTH.items() if rank >= min(ranks))
+    if comparison == "better":
+        return tuple(name for name, rank in CONTEXT_STRENGTH.items() if rank > min(ranks))
+    if comparison == "maximum":
+        return tuple(name for name, rank in CONTEXT_STRENGTH.items() if rank <= max(ranks))
+    return tuple(dict.fromkeys(name for name in classes if name in CONTEXT_STRENGTH))  # exact, the default
+
+
+def authn_context_stated(*, acceptable: tuple[str, ...], mfa: bool) -> str | None:
+    """The strongest acceptable class a session meets (``mfa``: it gave a second factor); None: it meets none, a
+    second factor is needed first."""
+    met = [name for name in acceptable if CONTEXT_STRENGTH[name] <= CONTEXT_STRENGTH[CONTEXT_MFA if mfa else
+                                                                                     CONTEXT_PASSWORD]]
+    return max(met, key=CONTEXT_STRENGTH.__getitem__) if met else None
+
+
 def authn_response_xml(*, tenant: Tenant, sp: ServiceProvider, identity: Identity, in_response_to: str | None,
-                       acs_url: str) -> str:
-    """The signed Response (the assertion signed, RSA-SHA256, exclusive c14n; the response too when the SP asks)."""
-    context = authn_context_class(mfa=identity.mfa, amr=identity.amr)
+                       acs_url: str, context: str | None = None) -> tuple[str, str]:
+    """The signed Response (the assertion signed, RSA-SHA256, exclusive c14n; the response too when the SP asks) and
+    its SessionIndex (read before the assertion is encrypted). ``context``: the AuthnContextClassRef to state (one
+    the request asked for and the session meets), else the session's own."""
+    context = context or authn_context_class(mfa=identity.mfa, amr=identity.amr)
     with idp_server(tenant=tenant, sp=sp) as server:
         name_id = saml.NameID(format=identity.name_id_format, text=identity.name_id,
                               sp_name_qualifier=sp.entity_id if identity.name_id_format == NAMEID_PERSISTENT else None,
@@ -226,10 +262,11 @@ def authn_response_xml(*, tenant: Tenant, sp: ServiceProvider, identity: Identit
             sign_alg=SIG_RSA_SHA256, digest_alg=DIGEST_SHA256,
             session_not_on_or_after=None,
         )
+        session_index = session_index_of(str(response))
         if encrypting:
             return _assertion_encrypted(server, xml=str(response), certificate=sp.encryption_certificate,
-                                        sign_response=sp.sign_response)
-        return str(response)
+                                        sign_response=sp.sign_response), session_index
+        return str(response), session_index
 
 
 # Encrypted assertions: the assertion under a fresh AES-256-GCM key, the key under the SP's RSA key (OAEP).

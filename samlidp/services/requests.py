@@ -29,7 +29,13 @@ from saml2.time_util import str_to_time
 
 from samlidp.models import ServiceProvider
 from samlidp.selectors import service_provider_by_entity_id
-from samlidp.services.idp import CLOCK_SKEW_SECONDS, idp_server, idp_slo_url, idp_sso_url
+from samlidp.services.idp import (
+    CLOCK_SKEW_SECONDS,
+    authn_contexts_acceptable,
+    idp_server,
+    idp_slo_url,
+    idp_sso_url,
+)
 from tenant.models import Tenant
 
 SAMLP = "{urn:oasis:names:tc:SAML:2.0:protocol}"
@@ -41,6 +47,14 @@ REQUEST_MAX_AGE_SECONDS = 300
 logger = logging.getLogger(__name__)
 WEAK_SIGNATURE_ALGORITHMS = frozenset({"http://www.w3.org/2000/09/xmldsig#rsa-sha1",
                                        "http://www.w3.org/2000/09/xmldsig#dsa-sha1"})
+DS = "{http://www.w3.org/2000/09/xmldsig#}"
+# What an enveloped signature of a SAML message needs, and all xmlsec1 may be given: it also runs XSLT and XPath
+# transforms, with no time limit (pysaml2 waits for it), so a request carrying one could hold a worker for good.
+CANONICALISATIONS = frozenset({
+    "http://www.w3.org/2001/10/xml-exc-c14n#", "http://www.w3.org/2001/10/xml-exc-c14n#WithComments",
+    "http://www.w3.org/TR/2001/REC-xml-c14n-20010315", "http://www.w3.org/TR/2001/REC-xml-c14n-20010315#WithComments",
+})
+SIGNATURE_TRANSFORMS = CANONICALISATIONS | {"http://www.w3.org/2000/09/xmldsig#enveloped-signature"}
 
 
 class SamlRequestError(ValueError):
@@ -55,6 +69,8 @@ class AuthnRequest:
     relay_state: str
     force_authn: bool
     is_passive: bool
+    # RequestedAuthnContext: the classes the portal may state (empty: none it can meet); None: the SP asked nothing.
+    authn_contexts: tuple[str, ...] | None = None
 
 
 def _inflate_bounded(raw: bytes) -> bytes:
@@ -103,28 +119,42 @@ def authn_request_read(*, tenant: Tenant, binding: str, encoded: str, relay_stat
         raise SamlRequestError("The request is addressed to another destination.")
     _check_age(message.issue_instant)
     request_id = message.id or ""
-    if not request_id or len(request_id) > 256:
-        raise SamlRequestError("The SAML request has no usable ID.")
     acs_url = _acs_url(sp, message)
-    # Last: a refused request does not burn its ID. The ID is remembered as long as the request could be accepted.
-    if not cache.add(f"pta:saml:request:{tenant.pk}:{sp.pk}:{request_id}", 1,
-                     timeout=REQUEST_MAX_AGE_SECONDS + 2 * CLOCK_SKEW_SECONDS):
-        raise SamlRequestError("This SAML request was used already: start again from the application.")
+    _remember_once(kind="request", tenant=tenant, sp=sp, request_id=request_id)
     return AuthnRequest(sp=sp, request_id=request_id, acs_url=acs_url, relay_state=relay_state,
                         force_authn=str(message.force_authn).lower() == "true",
-                        is_passive=str(message.is_passive).lower() == "true")
+                        is_passive=str(message.is_passive).lower() == "true",
+                        authn_contexts=_authn_contexts(message.requested_authn_context))
+
+
+def _authn_contexts(requested) -> tuple[str, ...] | None:
+    if requested is None:
+        return None
+    classes = [(ref.text or "").strip() for ref in requested.authn_context_class_ref or []]
+    return authn_contexts_acceptable(classes=classes, comparison=str(requested.comparison or "exact"))
 
 
 def logout_request_read(*, tenant: Tenant, binding: str, encoded: str, relay_state: str = "",
                         sig_alg: str | None = None, signature: str | None = None) -> tuple[ServiceProvider, Any]:
-    """A registered SP's checked LogoutRequest (bounds, no DTD, its signature when it signs, its age): the SP and
-    pysaml2's message. SamlRequestError otherwise."""
+    """A registered SP's checked LogoutRequest (bounds, no DTD, its signature when it signs, its age, its ID not
+    seen before): the SP and pysaml2's message. SamlRequestError otherwise."""
     sp, message = _request_read(tenant=tenant, binding=binding, encoded=encoded, relay_state=relay_state,
                                 sig_alg=sig_alg, signature=signature, kind="LogoutRequest")
     if message.destination and message.destination != idp_slo_url(tenant=tenant):
         raise SamlRequestError("The request is addressed to another destination.")
     _check_age(message.issue_instant)
+    _remember_once(kind="logout", tenant=tenant, sp=sp, request_id=message.id or "")
     return sp, message
+
+
+def _remember_once(*, kind: str, tenant: Tenant, sp: ServiceProvider, request_id: str) -> None:
+    """A request's ID is accepted once, for as long as the request could be accepted at all (the cache: Redis in
+    production, shared by every node). Called last: a refused request does not burn its ID."""
+    if not request_id or len(request_id) > 256:
+        raise SamlRequestError("The SAML request has no usable ID.")
+    if not cache.add(f"pta:saml:{kind}:{tenant.pk}:{sp.pk}:{request_id}", 1,
+                     timeout=REQUEST_MAX_AGE_SECONDS + 2 * CLOCK_SKEW_SECONDS):
+        raise SamlRequestError("This SAML request was used already: start again from the application.")
 
 
 def _request_read(*, tenant: Tenant, binding: str, encoded: str, relay_state: str, sig_alg: str | None,
@@ -136,13 +166,16 @@ def _request_read(*, tenant: Tenant, binding: str, encoded: str, relay_state: st
     root = _parse(saml_message_xml(encoded=encoded, binding=binding))
     if root.tag != f"{SAMLP}{kind}":
         raise SamlRequestError(f"This is not a SAML {kind}.")
+    _check_signature_shape(root)
     issuer = (root.findtext(f"{SAML}Issuer") or "").strip()
     if not issuer:
         raise SamlRequestError("The SAML request names no Issuer.")
     sp = service_provider_by_entity_id(tenant=tenant, entity_id=issuer)
     if sp is None:
         raise SamlRequestError(f"{issuer[:200]} is not a service provider registered with this organisation.")
-    if binding == BINDING_HTTP_REDIRECT and sp.requests_signed and sig_alg in WEAK_SIGNATURE_ALGORITHMS:
+    embedded = root.find(f"{DS}Signature/{DS}SignedInfo/{DS}SignatureMethod")
+    if sp.requests_signed and (sig_alg if binding == BINDING_HTTP_REDIRECT else embedded.get("Algorithm") if
+                               embedded is not None else None) in WEAK_SIGNATURE_ALGORITHMS:
         raise SamlRequestError("The request is signed with SHA-1, which is not accepted: use RSA-SHA256.")
     with idp_server(tenant=tenant, sp=sp) as server:
         read = server.parse_authn_request if kind == "AuthnRequest" else server.parse_logout_request
@@ -157,6 +190,25 @@ def _request_read(*, tenant: Tenant, binding: str, encoded: str, relay_state: st
     if parsed is None or parsed.message is None:
         raise SamlRequestError("The SAML request was refused.")
     return sp, parsed.message
+
+
+def _check_signature_shape(root) -> None:
+    """An embedded signature, if any, as a SAML message's is: one, the message's own (a child of its root, over the
+    root: an empty reference or the root's ID), transformed only by enveloped-signature and canonicalisation.
+    Checked before xmlsec1 ever sees it."""
+    signatures = list(root.iter(f"{DS}Signature"))
+    if not signatures:
+        return
+    signature = root.find(f"{DS}Signature")
+    references = signature.findall(f"{DS}SignedInfo/{DS}Reference") if signature is not None else []
+    if len(signatures) > 1 or signature is None or len(references) != 1 or \
+            references[0].get("URI", "") not in ("", f"#{root.get('ID', '')}"):
+        raise SamlRequestError("The request's signature is not the one enveloped signature over the request.")
+    methods = [element.get("Algorithm", "") for element in signature.iter()
+               if element.tag in (f"{DS}Transform", f"{DS}CanonicalizationMethod")]
+    if any(method not in SIGNATURE_TRANSFORMS for method in methods):
+        raise SamlRequestError("The request's signature uses a transform other than enveloped-signature and "
+                               "canonicalisation, which is not accepted.")
 
 
 def _check_age(issue_instant: str | None) -> None:

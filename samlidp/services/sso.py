@@ -40,7 +40,7 @@ def sso_pending_store(*, session, request: AuthnRequest) -> str:
     kept = dict(sorted(kept.items(), key=lambda item: item[1]["created"])[-(PENDING_KEPT - 1):])
     kept[key] = {"sp": request.sp.pk, "id": request.request_id, "acs": request.acs_url,
                  "relay_state": request.relay_state, "force": request.force_authn, "passive": request.is_passive,
-                 "created": now}
+                 "contexts": _contexts_stored(request), "created": now}
     session[PENDING_KEY] = kept
     return key
 
@@ -64,7 +64,7 @@ def sso_ticket_issue(*, request: AuthnRequest) -> str:
     cache.set(f"{TICKET_PREFIX}{ticket}", {
         "tenant": str(request.sp.application.tenant_id), "sp": request.sp.pk, "id": request.request_id,
         "acs": request.acs_url, "relay_state": request.relay_state, "force": request.force_authn,
-        "passive": request.is_passive}, timeout=TICKET_SECONDS)
+        "passive": request.is_passive, "contexts": _contexts_stored(request)}, timeout=TICKET_SECONDS)
     return ticket
 
 
@@ -80,7 +80,12 @@ def sso_ticket_redeem(*, tenant, ticket: str) -> AuthnRequest | None:
     if sp is None:
         return None
     return AuthnRequest(sp=sp, request_id=found["id"], acs_url=found["acs"], relay_state=found["relay_state"],
-                        force_authn=found["force"], is_passive=found["passive"])
+                        force_authn=found["force"], is_passive=found["passive"],
+                        authn_contexts=None if found.get("contexts") is None else tuple(found["contexts"]))
+
+
+def _contexts_stored(request: AuthnRequest) -> list[str] | None:
+    return None if request.authn_contexts is None else list(request.authn_contexts)
 
 
 def persistent_name_id(*, user: User, sp: ServiceProvider) -> str:

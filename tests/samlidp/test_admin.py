@@ -66,3 +66,28 @@ def test_another_tenants_sp_is_not_there(admin_a_client, tenant_b):
                                       acs_urls=["https://b.test/acs"])
     assert "urn:theirs" not in admin_a_client.get(reverse("admin:samlidp_serviceprovider_changelist")).content.decode()
     assert admin_a_client.get(reverse("admin:samlidp_serviceprovider_change", args=[other.pk])).status_code == 404
+
+
+def test_a_tenant_admin_registers_an_sp_from_an_uploaded_metadata_file_or_by_hand(admin_a_client, tenant_a):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    certificate = key_and_certificate("https://crm.alpha.test/")[1]
+    metadata = sp_metadata_xml(sp=ServiceProvider(
+        entity_id="https://crm.alpha.test/", acs_urls="https://crm.alpha.test/acs\nhttps://crm.alpha.test/acs2",
+        slo_url="https://crm.alpha.test/slo", encryption_certificate=certificate))
+    hostile = SimpleUploadedFile("sp.xml", b'<!DOCTYPE x [<!ENTITY e "e">]><x>&e;</x>', "text/xml")
+    response = admin_a_client.post(reverse(ADD), {**form(), "metadata_file": hostile})
+    assert response.status_code == 200 and "DTD or entity" in str(errors(response)["metadata_xml"])
+    upload = SimpleUploadedFile("sp.xml", metadata.encode(), "text/xml")
+    response = admin_a_client.post(reverse(ADD), {**form(name="CRM"), "metadata_file": upload})
+    assert response.status_code == 302, errors(response)
+    crm = ServiceProvider.objects.get(entity_id="https://crm.alpha.test/")
+    assert crm.acs_url_list() == ["https://crm.alpha.test/acs", "https://crm.alpha.test/acs2"]
+    assert crm.slo_url == "https://crm.alpha.test/slo" and "BEGIN CERTIFICATE" in crm.encryption_certificate
+    assert crm.application.tenant == tenant_a and crm.application.name == "CRM"
+
+    response = admin_a_client.post(reverse(ADD), form(name="Wiki", entity_id="urn:wiki", nameid_format="email",
+                                                      acs_urls="https://wiki.alpha.test/acs"))
+    assert response.status_code == 302, errors(response)
+    wiki = ServiceProvider.objects.get(entity_id="urn:wiki")
+    assert wiki.nameid_format == "email" and wiki.application.tenant == tenant_a and not wiki.requests_signed

@@ -8,6 +8,7 @@ unregistered issuer or ACS, unsigned request for a signing SP, replay, stale, ho
 from __future__ import annotations
 
 import base64
+import calendar
 import re
 import time
 import zlib
@@ -21,6 +22,7 @@ from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from samlidp.models import ServiceProvider
 from samlidp.services.idp import idp_entity_id
 from samlidp.services.registration import service_provider_register
+from samlidp.services.sso import PARTICIPANTS_KEY
 from signin.services.authentication import AUTHENTICATED_AT_KEY
 from tenant.models import User
 from tests.samlidp.onelogin_sp import OneLoginSP
@@ -106,6 +108,19 @@ def test_redirect_binding_signed_request_gets_an_assertion_the_sp_accepts(idp):
     assert auth.get_nameid_format().endswith(":persistent")
     assert auth.get_attribute("urn:oid:1.2.840.113556.1.4.656") == ["ada@alpha.example.test"]
     assert auth.get_friendlyname_attribute("email") == ["ada@alpha.example.test"]
+    assert auth.get_friendlyname_attribute("name") == ["Ada Lovelace"]
+    assert auth.get_attribute("urn:oid:2.16.840.1.113730.3.1.241") == ["Ada Lovelace"]
+    xml = base64.b64decode(form["SAMLResponse"]).decode()
+    assert 'Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"' in xml
+    assert 'Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"' in xml and "xmldsig#rsa-sha1" not in xml
+    # AuthnInstant: when the session signed in (as auth_time), not now; NotBefore a minute back for slow SP clocks.
+    authn_instant = re.search(r'AuthnInstant="([^"]+)"', xml)
+    assert authn_instant and authn_instant.group(1) == time.strftime(
+        "%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(client.session[AUTHENTICATED_AT_KEY])))
+    not_before = re.search(r'NotBefore="([^"]+)"', xml)
+    assert not_before and 55 <= time.time() - calendar.timegm(time.strptime(not_before.group(1),
+                                                                           "%Y-%m-%dT%H:%M:%SZ")) <= 65
+    assert re.findall(r"<(?:\w+:)?Audience>([^<]+)</", xml) == [sp.entity_id]
 
 
 def refused(answer, words: str) -> None:
@@ -139,6 +154,68 @@ def test_is_passive_without_a_session_answers_no_passive_and_shows_no_page(idp):
     xml = base64.b64decode(form["SAMLResponse"]).decode()
     assert "urn:oasis:names:tc:SAML:2.0:status:NoPassive" in xml and f'InResponseTo="{request_id}"' in xml
     assert "Assertion" not in xml
+    client = signed_in(idp["tenant"])
+    url, request_id = sp.redirect_url(is_passive=True)  # with a session: its assertion, still no page
+    assert sp.process(response_form(redirect_sso(client, url))["SAMLResponse"], request_id)
+    url, request_id = sp.redirect_url(is_passive=True, force_authn=True)  # a fresh sign-in needs a page
+    xml = base64.b64decode(response_form(redirect_sso(client, url))["SAMLResponse"]).decode()
+    assert "status:NoPassive" in xml and f'InResponseTo="{request_id}"' in xml and "Assertion" not in xml
+
+
+def test_the_response_goes_to_the_registered_acs_at_the_requests_index_and_no_other(idp):
+    second = "https://sp.alpha.example.test/acs2/"
+    sp = OneLoginSP(entity_id="https://index.alpha.example.test/", acs_url=second, idp_metadata_xml=idp["metadata"],
+                    sign_requests=False)
+    service_provider_register(tenant=idp["tenant"], name="Index", entity_id=sp.entity_id, acs_urls=[ACS, second])
+    client = signed_in(idp["tenant"])
+
+    def by_index(index: str):
+        fields, request_id = sp.post_request()
+        xml = re.sub(r'AssertionConsumerServiceURL="[^"]+"', f'AssertionConsumerServiceIndex="{index}"',
+                     base64.b64decode(fields["SAMLRequest"]).decode())
+        assert f'AssertionConsumerServiceIndex="{index}"' in xml
+        encoded = base64.b64encode(xml.encode()).decode()
+        return client.post(f"/saml/{idp['tenant'].slug}/sso/", {"SAMLRequest": encoded}), request_id
+
+    posted, request_id = by_index("1")
+    form = response_form(client.get(f"/saml/{idp['tenant'].slug}/sso/" + posted["Location"]))
+    assert form["action"] == second
+    sp.process(form["SAMLResponse"], request_id)  # Destination and Recipient: the ACS at index 1
+    refused(by_index("2")[0], "AssertionConsumerServiceIndex is not registered")
+
+
+@pytest.mark.parametrize(("nameid", "name_id_format"), [
+    ("email", "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"),
+    ("upn", "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified"),
+])
+def test_the_name_id_is_the_email_or_the_upn_where_the_sp_is_registered_so(idp, nameid, name_id_format):
+    """And the whole response signed where the SP asks (the SP, strict, wants it signed)."""
+    User.objects.create_user("ada@alpha.example.test", None, tenant=idp["tenant"], display_name="Ada Lovelace",
+                             email="ada.lovelace@mail.example.test")
+    sp = OneLoginSP(entity_id=f"https://{nameid}.alpha.example.test/", acs_url=ACS, idp_metadata_xml=idp["metadata"],
+                    nameid_format=name_id_format)
+    sp.settings_dict["security"]["wantMessagesSigned"] = True
+    service_provider_register(tenant=idp["tenant"], name=nameid, entity_id=sp.entity_id, acs_urls=[ACS],
+                              requests_signed=True, signing_certificate=sp.certificate, nameid=nameid,
+                              sign_response=True)
+    url, request_id = sp.redirect_url()
+    form = response_form(redirect_sso(signed_in(idp["tenant"]), url))
+    assert len(re.findall(r"<(?:\w+:)?SignatureValue>", base64.b64decode(form["SAMLResponse"]).decode())) == 2
+    auth = sp.process(form["SAMLResponse"], request_id)
+    assert auth.get_nameid_format() == name_id_format
+    assert auth.get_nameid() == {"email": "ada.lovelace@mail.example.test", "upn": "ada@alpha.example.test"}[nameid]
+
+
+def test_a_new_person_behind_an_old_upn_gets_another_persistent_name_id(idp):
+    """As OpenID Connect's sub: the NameID follows the person (the account's subject), never the name."""
+    sp = make_sp(idp)
+    name_ids = []
+    for _ in range(2):
+        User.objects.filter(upn="ada@alpha.example.test").delete()
+        url, request_id = sp.redirect_url()
+        name_ids.append(sp.process(response_form(redirect_sso(signed_in(idp["tenant"]), url))["SAMLResponse"],
+                                   request_id).get_nameid())
+    assert name_ids[0] != name_ids[1]
 
 
 def test_without_a_session_the_sign_in_pages_then_back_and_force_authn_asks_again(idp):
@@ -232,6 +309,51 @@ def test_hostile_input_gets_a_clear_error_page(tenant_a, binding, value, words):
     refused(send(path, {"SAMLRequest": value() if callable(value) else value}), words)
 
 
+# Exponential work for xmlsec1, which runs XSLT transforms with no time limit (measured: still running after 15 s).
+XSLT_BOMB = (
+    '<ds:Transform Algorithm="http://www.w3.org/TR/1999/REC-xslt-19991116"><xsl:stylesheet version="1.0" '
+    'xmlns:xsl="http://www.w3.org/1999/XSL/Transform"><xsl:template match="/"><xsl:call-template name="f">'
+    '<xsl:with-param name="n" select="40"/></xsl:call-template></xsl:template><xsl:template name="f">'
+    '<xsl:param name="n"/><xsl:if test="$n &gt; 0"><xsl:call-template name="f"><xsl:with-param name="n" '
+    'select="$n - 1"/></xsl:call-template><xsl:call-template name="f"><xsl:with-param name="n" select="$n - 1"/>'
+    '</xsl:call-template></xsl:if></xsl:template></xsl:stylesheet></ds:Transform>')
+
+
+def test_a_signature_xmlsec1_should_not_run_or_a_sha1_one_is_refused_at_once(idp):
+    """A signing SP's POST-binding request whose signature carries an XSLT transform (or signs another element, or
+    uses RSA-SHA1) is refused before xmlsec1 sees it: a clear page at once, not a worker held for good."""
+    from onelogin.saml2.authn_request import OneLogin_Saml2_Authn_Request
+    from onelogin.saml2.constants import OneLogin_Saml2_Constants
+
+    sp = make_sp(idp)
+    client, sso = signed_in(idp["tenant"]), f"/saml/{idp['tenant'].slug}/sso/"
+    fields, _ = sp.post_request()
+    xml = base64.b64decode(fields["SAMLRequest"]).decode()
+    assert xml.count("<ds:Transforms>") == 1 and 'URI="#' in xml
+    started = time.monotonic()
+    bomb = xml.replace("<ds:Transforms>", "<ds:Transforms>" + XSLT_BOMB)
+    refused(client.post(sso, {"SAMLRequest": base64.b64encode(bomb.encode()).decode()}), "transform other than")
+    assert time.monotonic() - started < 5
+    elsewhere = xml.replace('URI="#', 'URI="#other')
+    refused(client.post(sso, {"SAMLRequest": base64.b64encode(elsewhere.encode()).decode()}),
+            "not the one enveloped signature")
+    sha1 = OneLogin_Saml2_Utils.add_sign(OneLogin_Saml2_Authn_Request(sp.settings()).get_xml(), sp.key, sp.certificate,
+                                         sign_algorithm=OneLogin_Saml2_Constants.RSA_SHA1,
+                                         digest_algorithm=OneLogin_Saml2_Constants.SHA256)
+    refused(client.post(sso, {"SAMLRequest": base64.b64encode(sha1).decode()}), "SHA-1")
+    assert "SAMLResponse" in post_sso(client, idp["tenant"], fields).content.decode()  # the same request, unharmed
+
+@pytest.mark.parametrize(("binding", "value", "words"), [
+    ("get", lambda: deflated(b"<" + b"a" * (20 * 1024 * 1024)), "inflates to more than"),
+    ("post", base64.b64encode(LAUGHS.replace("AuthnRequest", "LogoutRequest").encode()).decode(), "DTD or entity"),
+    ("post", base64.b64encode(b"<samlp:LogoutRequest").decode(), "not well-formed"),
+    ("post", base64.b64encode(b"<a>not a request</a>").decode(), "not a SAML LogoutRequest"),
+])
+def test_hostile_input_to_single_logout_gets_a_clear_error_page(tenant_a, binding, value, words):
+    client, path = Client(), f"/saml/{tenant_a.slug}/slo/"
+    send = client.post if binding == "post" else client.get
+    refused(send(path, {"SAMLRequest": value() if callable(value) else value}), words)
+
 def test_idp_initiated_only_when_the_sp_allows_it(idp):
     closed = make_sp(idp)
     opened = make_sp(idp, entity_id="https://open.alpha.example.test/", acs_url="https://open.alpha.example.test/acs/",
@@ -253,6 +375,10 @@ def test_a_user_not_assigned_gets_the_access_page_and_the_sp_request_denied(idp)
     assert denied
     xml = base64.b64decode(denied.group(1)).decode()
     assert "status:RequestDenied" in xml and "Assertion" not in xml
+    url, request_id = sp.redirect_url(is_passive=True)  # IsPassive: no page, RequestDenied straight to the SP
+    form = response_form(redirect_sso(signed_in(idp["tenant"]), url))
+    xml = base64.b64decode(form["SAMLResponse"]).decode()
+    assert "status:RequestDenied" in xml and f'InResponseTo="{request_id}"' in xml and "Assertion" not in xml
 
 
 def test_a_user_of_another_organisation_goes_to_the_sign_in_pages(idp, tenant_b):
@@ -282,6 +408,41 @@ def test_single_logout_ends_the_portal_session_and_answers_the_sp(idp):
 
 
 
+def test_single_logout_refuses_an_unsigned_request_of_a_signing_sp_a_replay_and_a_forged_one(idp):
+    """A signing SP's LogoutRequest without its signature, or sent twice, signs nobody out. An SP that does not sign
+    (its NameID here the guessable UPN) signs the session out only with the SessionIndex it was given: any other
+    page could send the rest."""
+    slo = "https://sign.alpha.example.test/slo/"
+    signing = OneLoginSP(entity_id="https://sign.alpha.example.test/", acs_url=ACS, idp_metadata_xml=idp["metadata"],
+                         slo_url=slo)
+    forger = OneLoginSP(entity_id=signing.entity_id, acs_url=ACS, idp_metadata_xml=idp["metadata"], slo_url=slo,
+                        sign_requests=False)
+    plain = OneLoginSP(entity_id="https://plain.alpha.example.test/", acs_url=ACS, idp_metadata_xml=idp["metadata"],
+                       slo_url="https://plain.alpha.example.test/slo/", sign_requests=False,
+                       nameid_format="urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified")
+    service_provider_register(tenant=idp["tenant"], name="Signing", entity_id=signing.entity_id, acs_urls=[ACS],
+                              slo_url=slo, requests_signed=True, signing_certificate=signing.certificate)
+    service_provider_register(tenant=idp["tenant"], name="Plain", entity_id=plain.entity_id, acs_urls=[ACS],
+                              slo_url=plain.slo_url, nameid="upn")
+    client = signed_in(idp["tenant"])
+    at = {}
+    for sp in (signing, plain):
+        url, request_id = sp.redirect_url()
+        at[sp.entity_id] = sp.process(response_form(redirect_sso(client, url))["SAMLResponse"], request_id)
+    assert at[plain.entity_id].get_nameid() == "ada@alpha.example.test"
+    mine = at[signing.entity_id]
+    url, _ = forger.logout_url(name_id=mine.get_nameid(), session_index=mine.get_session_index())
+    refused(redirect_sso(client, url), "signature is missing or does not verify")
+    for session_index in (None, "forged-index"):
+        url, _ = plain.logout_url(name_id="ada@alpha.example.test", session_index=session_index)
+        refused(redirect_sso(client, url), "does not name the SessionIndex")
+    assert client.get("/login/done/").status_code == 200  # still signed in
+    url, _ = plain.logout_url(name_id="ada@alpha.example.test",
+                              session_index=at[plain.entity_id].get_session_index())
+    assert response_form(redirect_sso(client, url))["action"] == plain.slo_url
+    assert client.get("/login/done/").status_code == 302
+    refused(redirect_sso(signed_in(idp["tenant"]), url), "used already")
+
 @pytest.mark.parametrize("sign_response", [False, True])
 def test_an_sp_with_an_encryption_certificate_gets_the_assertion_encrypted_with_aes_gcm(idp, sign_response):
     """The assertion, signed, is encrypted (AES-256-GCM, the key by RSA-OAEP) for the SP's certificate; the SP
@@ -293,7 +454,8 @@ def test_an_sp_with_an_encryption_certificate_gets_the_assertion_encrypted_with_
                               requests_signed=True, signing_certificate=sp.certificate,
                               encryption_certificate=sp.certificate, sign_response=sign_response)
     url, request_id = sp.redirect_url()
-    form = response_form(redirect_sso(signed_in(idp["tenant"]), url))
+    client = signed_in(idp["tenant"])
+    form = response_form(redirect_sso(client, url))
     xml = base64.b64decode(form["SAMLResponse"]).decode()
     assert "EncryptedAssertion" in xml and 'Algorithm="http://www.w3.org/2009/xmlenc11#aes256-gcm"' in xml
     assert 'Algorithm="http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p"' in xml
@@ -302,6 +464,9 @@ def test_an_sp_with_an_encryption_certificate_gets_the_assertion_encrypted_with_
     assert len(re.findall(r"<(?:\w+:)?SignatureValue>", xml)) == (1 if sign_response else 0)
     auth = sp.process(form["SAMLResponse"], request_id)
     assert auth.get_friendlyname_attribute("upn") == ["ada@alpha.example.test"]
+    # Single logout knows the SessionIndex inside the ciphertext (it was read after encryption: empty).
+    recorded = client.session[PARTICIPANTS_KEY][str(ServiceProvider.objects.get(entity_id=sp.entity_id).pk)]
+    assert recorded["session_index"] == auth.get_session_index()
 
 
 def test_single_logout_tells_the_sessions_other_sps(idp):
@@ -326,6 +491,9 @@ def test_single_logout_tells_the_sessions_other_sps(idp):
     request = other.logout_request(told.group(2))
     assert request["name_id"] == sessions[other.entity_id].get_nameid()
     assert request["session_indexes"] == [sessions[other.entity_id].get_session_index()]
+    # The other SP's LogoutResponse comes back in its frame: a plain "signed out", not an error page.
+    answered = client.post(f"/saml/{idp['tenant'].slug}/slo/", {"SAMLResponse": "PHNhbWxwOkxvZ291dFJlc3BvbnNlLz4="})
+    assert answered.status_code == 200 and 'data-outcome="signed_out"' in answered.content.decode()
 
 
 def test_a_post_binding_ticket_is_used_once_and_only_at_its_tenant(idp, tenant_b):
@@ -364,6 +532,21 @@ def test_the_authn_context_names_the_factor_the_session_signed_in_with(idp, fact
     sent = auth.get_friendlyname_attribute("amr")
     assert sent == amr
     assert auth.get_attribute("http://schemas.microsoft.com/claims/authnmethodsreferences") == sent
+
+
+def test_an_application_that_requires_mfa_sends_a_password_only_session_to_the_sign_in_pages(idp):
+    from django_otp import DEVICE_ID_SESSION_KEY
+
+    sp = make_sp(idp, require_mfa=True)
+    client = signed_in(idp["tenant"])
+    url, request_id = sp.redirect_url()
+    answer = redirect_sso(client, url)
+    assert answer.status_code == 302 and answer["Location"].startswith("/login/?next="), answer.status_code
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = "otp_totp.totpdevice/1"
+    session.save()
+    back = parse_qs(urlsplit(answer["Location"]).query)["next"][0]
+    assert sp.process(response_form(client.get(back))["SAMLResponse"], request_id).get_last_authn_contexts() == [MFA]
 
 
 def test_a_phishing_resistant_application_sends_a_totp_session_to_the_sign_in_pages(idp):
@@ -436,3 +619,58 @@ def test_the_portals_own_sign_out_and_oidc_end_session_tell_the_saml_sps(idp):
         assert told["name_id"] == at_sp.get_nameid() and told["session_indexes"] == [at_sp.get_session_index()]
         assert client.get(html.unescape(frames[0])).status_code == 400  # once
         assert client.get("/login/done/").status_code == 302  # the portal session has ended
+
+
+PPT = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
+MFA = "urn:oasis:names:tc:SAML:2.0:ac:classes:MobileTwoFactorContract"
+
+
+def test_requested_authn_context_is_met_asks_for_the_second_factor_or_answers_no_authn_context(idp):
+    """The SP (strict, failOnAuthnContextMismatch: the class it gets must be one it asked for) asks for a class: one
+    the session meets is stated; one only a second factor meets sends a password-only session through the sign-in
+    pages, which ask for the factor (NoPassive for IsPassive); one the portal never meets gets NoAuthnContext at
+    once, without a page."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+
+    from signin.services.authentication import session_authenticated
+    from signin.services.passkeys import amr_values
+    from signin.views import application_of_next
+
+    sp = make_sp(idp)
+    security = sp.settings_dict["security"]
+    client = signed_in(idp["tenant"])
+
+    def stated(classes: list[str], comparison: str = "exact") -> list[str]:
+        # OneLogin's check is a plain "one of those asked for", right for exact only.
+        security.update(requestedAuthnContext=classes, requestedAuthnContextComparison=comparison,
+                        failOnAuthnContextMismatch=comparison == "exact")
+        url, request_id = sp.redirect_url()
+        auth = sp.process(response_form(redirect_sso(client, url))["SAMLResponse"], request_id)
+        return auth.get_last_authn_contexts()
+
+    assert stated([PPT]) == [PPT]
+    assert stated(["urn:oasis:names:tc:SAML:2.0:ac:classes:Password"], "minimum") == [PPT]
+    security.update(requestedAuthnContext=[MFA], requestedAuthnContextComparison="exact",
+                    failOnAuthnContextMismatch=True)
+    url, request_id = sp.redirect_url(is_passive=True)
+    assert "status:NoPassive" in base64.b64decode(response_form(redirect_sso(client, url))["SAMLResponse"]).decode()
+    url, request_id = sp.redirect_url()
+    answer = redirect_sso(client, url)
+    assert answer.status_code == 302 and answer["Location"].startswith("/login/?next="), answer.status_code
+    back = parse_qs(urlsplit(answer["Location"]).query)["next"][0]
+    application = application_of_next(back)
+    assert application is not None and application.require_mfa  # the sign-in pages ask for the factor
+    assert not ServiceProvider.objects.get(entity_id=sp.entity_id).application.require_mfa  # for this request only
+    session = client.session
+    session_authenticated(session=session, amr=amr_values(factor="totp"))
+    session[DEVICE_ID_SESSION_KEY] = "otp_totp.totpdevice/1"
+    session.save()
+    assert sp.process(response_form(client.get(back))["SAMLResponse"], request_id).get_last_authn_contexts() == [MFA]
+    assert stated([PPT, MFA], "minimum") == [MFA]
+    assert stated([PPT]) == [PPT]  # true of a session that gave more, and what the SP asked for
+    for comparison in ("exact", "minimum"):
+        security.update(requestedAuthnContext=["urn:oasis:names:tc:SAML:2.0:ac:classes:Smartcard"],
+                        requestedAuthnContextComparison=comparison)
+        url, request_id = sp.redirect_url()
+        xml = base64.b64decode(response_form(redirect_sso(Client(), url))["SAMLResponse"]).decode()
+        assert "status:NoAuthnContext" in xml and f'InResponseTo="{request_id}"' in xml and "Assertion" not in xml
