@@ -391,6 +391,7 @@ def test_a_password_change_is_sealed_in_the_browser_too(page, site, second_agent
     page.get_by_label("Confirm new password").fill(new + "x")
     page.get_by_role("button", name="Change password").click()
     assert page.get_by_text("The new passwords don't match.").is_visible()  # the script compares them
+    assert_accessible(page)  # its message included
     page.get_by_label("Confirm new password").fill(new)
     sealed_submit(page, "Change password")
     page.wait_for_url("**/login/done/")
