@@ -1,10 +1,10 @@
-"""Sealed in the browser, the heavier variant (issue 28; the light one is at the end of
-tests/browser/test_signin_pages.py): the production profile, two nodes with an agent each (half the sealed requests
-cross Redis pub/sub), Chromium signing in through both with passwords that are markers, a wrong one and a right one
-each. Then nothing holds a marker: the bodies the browser sent, the production Redis's every command (MONITOR), a
-core dump (gdb's ``gcore``) of every portal process. The control: the same sign-in with JavaScript off takes the
-server-side path, and the core dump of the node that served it holds its marker: what the feature takes out of the
-portal's memory."""
+"""Sealed in the browser, the heavier variant (issue 28; the test command's, one node with the same core dumps
+and MONITOR, is at the end of tests/browser/test_signin_pages.py): the production profile, two nodes with an agent
+each (half the sealed requests cross Redis pub/sub), Chromium signing in through both with passwords that are
+markers, a wrong one and a right one each. Then nothing holds a marker: the bodies the browser sent, the production
+Redis's every command (MONITOR), a core dump (gdb's ``gcore``) of every portal process. The control: the same
+sign-in with JavaScript off takes the server-side path, and the core dump of the node that served it holds its
+marker: what the feature takes out of the portal's memory."""
 
 from __future__ import annotations
 
