@@ -6,6 +6,7 @@ fakes, which open each envelope with the agent's own function (pta_protocol.open
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from agents.handoff import HandoffOutcome
+from agents.services import sealing
 from agents.services.dispatch import password_validate
 from agents.services.sealing import (
     SealingRefused,
@@ -27,7 +29,7 @@ from agents.services.sealing import (
     ticket_for_page,
 )
 from tests.agents import test_handoff
-from tests.agents.test_handoff import DOMAIN, answers, never_acks
+from tests.agents.test_handoff import DOMAIN, answers, held, never_acks, until
 
 # test_handoff's fake agents and short deadlines.
 connect, registered, short_deadlines = test_handoff.connect, test_handoff.registered, test_handoff.short_deadlines
@@ -67,6 +69,22 @@ async def test_the_page_seals_to_the_agents_own_view_of_the_binding(tenant_a, co
     assert validation.outcome is protocol.Outcome.SUCCESS
     assert validation.request_id == ticket["request_id"]
     assert relayed.asked == [PASSWORD]  # opened by the agent's own function, with its own view of the binding
+
+
+async def test_the_ticket_names_the_least_loaded_agents_and_no_more_than_its_few(tenant_a, connect, monkeypatch):
+    release = asyncio.Event()
+    busy = await connect(0, held(release))  # the most recent heartbeat: first, all else equal
+    idle = await connect(1, answers("success"))
+    signing_in = asyncio.create_task(password_validate(tenant_id=str(tenant_a.pk), domain=DOMAIN,
+                                                       username=f"alice@{DOMAIN}", password=PASSWORD))
+    await until(lambda: busy.in_flight == 1)
+    ticket = await sealing_ticket_issue(tenant_id=str(tenant_a.pk), domain=DOMAIN)
+    assert ticket is not None and [c["key_id"] for c in ticket["candidates"]] == [idle.key_id, busy.key_id]
+    monkeypatch.setattr(sealing, "CANDIDATES", 1)
+    ticket = await sealing_ticket_issue(tenant_id=str(tenant_a.pk), domain=DOMAIN)
+    assert ticket is not None and [c["key_id"] for c in ticket["candidates"]] == [idle.key_id]
+    release.set()
+    assert (await signing_in).outcome is protocol.Outcome.SUCCESS
 
 
 async def test_failover_uses_the_next_candidates_envelope(tenant_a, connect):

@@ -3,21 +3,25 @@ when that is not enough (issue 22), each checked with axe-core: the change form 
 to do next (the helpdesk contact) for a disabled, expired, locked or out-of-hours account, when a cloud lock
 ends, a network the organisation blocks, an application the user is not assigned to (issue 23), "Can't access
 your account?", the Show button, the focus ring's contrast, the front page and the icon. Last, the password
-sealed in the browser (issue 28): no request body holds a password, in a sign-in, a password change and a
-failover after an agent was killed between the two steps, and the path without JavaScript still works."""
+sealed in the browser (issue 28): no request body holds a password, in a sign-in, a password change, a failover
+after an agent was killed between the two steps and a new ticket when every candidate went away; without
+WebCrypto or JavaScript the portal seals, and the record says so; then no portal process's core dump nor the
+module's Redis traffic holds any password a page sealed, while the JavaScript-off control's is in the node's
+memory. The portal runs the production profile (PostgreSQL, and a Redis of its own, recorded by MONITOR)."""
 
 import base64
 import hashlib
 import json
 import re
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 import pytest
 
 from tests.fixtures.axe import assert_accessible
 from tests.fixtures.browser import contrast_ratio, holds_marker, request_bodies, screenshot, sealed_submit
 from tests.fixtures.directory_admin import DirectoryAdmin
-from tests.fixtures.portal import local_agents, make_portal, wait_for
+from tests.fixtures.memory import RedisCapture, core_markers, encodings
+from tests.fixtures.portal import RedisServer, local_agents, make_portal, wait_for
 
 pytestmark = pytest.mark.integration
 HELPDESK = "https://help.contoso.example/it"
@@ -25,10 +29,14 @@ HELP_TEXT = "Forgot your password? Call the Contoso service desk on 0100 (8:00-1
 
 
 @pytest.fixture(scope="module")
-def site(ad_testbed):
+def site(ad_testbed, tmp_path_factory):
     """Tenant "Contoso" on the test bed's domain, its helpdesk contact and help text set, and an agent with a
-    service account (it can change passwords): the portal, its node and the tenant's slug."""
-    portal = make_portal("embedded")
+    service account (it can change passwords): the portal, its node and the tenant's slug. The production profile,
+    on a Redis of its own whose every command is recorded from the start (``portal.traffic``, MONITOR): the sealing
+    tests at the end look for passwords in it."""
+    redis_server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    portal = make_portal("production", redis_url=redis_server.url)
+    portal.traffic = RedisCapture(redis_server.url).start()  # type: ignore[attr-defined]
     try:
         node = portal.start_node("browser")
         tenant = portal.tenant_create("Contoso", ad_testbed.upn_suffix)
@@ -40,7 +48,9 @@ def site(ad_testbed):
         portal.manage("tenant_policy", tenant, "--helpdesk-contact", HELPDESK, "--help-text", HELP_TEXT)
         yield portal, node, tenant
     finally:
+        portal.traffic.stop()  # type: ignore[attr-defined]
         portal.close()
+        redis_server.stop(kill=True)
 
 
 @pytest.fixture(scope="module")
@@ -142,13 +152,17 @@ def test_a_must_change_password_goes_straight_to_the_change_form(page, portal_wi
     assert page.get_by_label("Confirm new password").is_visible()
 
 
-def test_a_cloud_lock_says_when_it_ends(page, portal_with_agent, ad_testbed):
-    node, upn = portal_with_agent, ad_testbed.unknown_user["upn"]  # nobody: AD's own counters stay untouched
+def test_a_cloud_lock_says_when_it_ends(page, site, ad_testbed):
+    portal, node, _ = site
+    upn = ad_testbed.unknown_user["upn"]  # nobody: AD's own counters stay untouched
     for guess in range(5):  # the tenant's threshold
         password_answer(page, node, upn, f"wrong-{guess}")
         assert page.get_attribute("main", "data-outcome") == "invalid_credentials"
     password_answer(page, node, upn, "wrong-5")
     assert page.get_attribute("main", "data-outcome") == "cloud_locked"
+    # The guesses were sealed in the browser: the portal reserved each against lockout all the same (issue 28).
+    assert portal.sql("SELECT outcome, sealed_by FROM signin_signinevent WHERE username = %s ORDER BY id",
+                      (upn,)) == [("invalid_credentials", "browser")] * 5 + [("cloud_locked", "")]
     assert re.fullmatch(r"You can try again after \d\d:\d\d UTC \(in about [12] minutes?\)\.",
                         page.inner_text("#lock-ends"))
     assert_accessible(page)
@@ -266,8 +280,9 @@ def test_the_front_page_and_the_icon(page, portal_with_agent):
 
 
 # --- sealed in the browser (issue 28) ----------------------------------------------------------------------
-# Passwords are markers; every request body the browser sends is captured in the browser. The heavier variant (a
-# core dump of every portal process, the production profile's Redis MONITOR) is tests/resilience/test_sealing.py.
+# Passwords are markers; every request body the browser sends is captured in the browser. Each password a page
+# sealed goes into ``sealed_markers``: after those sign-ins, the last test looks for every one of them in a core dump
+# of every portal process and in the module's whole Redis traffic (MONITOR), with a JavaScript-off control.
 
 @pytest.fixture(scope="module")
 def second_agent(site, ad_testbed):
@@ -283,6 +298,12 @@ def second_agent(site, ad_testbed):
     agent.stop()
 
 
+@pytest.fixture(scope="module")
+def sealed_markers() -> list[str]:
+    """Every password typed into a page that sealed it (the tests below add theirs): none may reach the portal."""
+    return []
+
+
 @pytest.fixture
 def directory(ad_testbed):
     admin = DirectoryAdmin(ad_testbed)
@@ -290,20 +311,44 @@ def directory(ad_testbed):
     admin.close()
 
 
+def marker(kind: str = "") -> str:
+    """A password nobody else types, found by its prefix in a core dump (tests.fixtures.memory.markers_held)."""
+    return "Seal-Marker-" + kind + DirectoryAdmin.unique("")
+
+
 def marker_user(directory: DirectoryAdmin, *, must_change: bool = False) -> tuple[str, str]:
-    """An AD user of the calling test's own, whose password is a marker nobody else types."""
-    password = "Seal-Marker-" + DirectoryAdmin.unique("")
+    """An AD user of the calling test's own, whose password is a marker."""
+    password = marker()
     return directory.add_user(directory.unique("seal"), password, must_change=must_change), password
 
 
-def sealed_posts(bodies: list[bytes]) -> list[bytes]:
-    return [body for body in bodies if b"csrfmiddlewaretoken" in body and b"sealed=" in body]
+def sealed_posts(bodies: list[bytes]) -> list[dict]:
+    """The sealed field of every form post the page sent: {request_id, envelopes}."""
+    return [json.loads(parse_qs(body.decode())["sealed"][0]) for body in bodies
+            if b"csrfmiddlewaretoken" in body and b"sealed=" in body]
 
 
-def test_sealed_in_the_browser_no_request_holds_the_password(page, chromium, site, second_agent, directory):
+def signed_in_without_javascript(chromium, node, upn: str, password: str) -> tuple[str, list[bytes]]:
+    """The two pages with JavaScript off: the outcome the password page shows, and the bodies the browser sent."""
+    context = chromium.new_context(java_script_enabled=False)
+    try:
+        off = context.new_page()
+        bodies = request_bodies(off)
+        off.goto(f"{node.url}/login/")
+        off.get_by_label("Username").fill(upn)
+        off.get_by_role("button", name="Next").click()
+        off.get_by_label("Password", exact=True).fill(password)
+        off.get_by_role("button", name="Sign in").click()
+        return off.get_attribute("main", "data-outcome") or "", bodies
+    finally:
+        context.close()
+
+
+def test_sealed_in_the_browser_no_request_holds_the_password(page, site, second_agent, directory, sealed_markers):
     portal, node, _ = site
     upn, password = marker_user(directory)
-    wrong = "Seal-Marker-wrong-" + DirectoryAdmin.unique("")
+    wrong = marker("wrong-")
+    sealed_markers.extend((password, wrong))
     bodies = request_bodies(page)
     password_answer(page, node, upn, wrong)
     assert page.get_attribute("main", "data-outcome") == "invalid_credentials"
@@ -317,28 +362,27 @@ def test_sealed_in_the_browser_no_request_holds_the_password(page, chromium, sit
     assert not any(holds_marker(body, marker) for body in bodies for marker in (password, wrong))
     assert portal.sql("SELECT outcome, sealed_by FROM signin_signinevent WHERE username = %s ORDER BY id",
                       (upn,)) == [("invalid_credentials", "browser"), ("success", "browser")]
-    # The control: JavaScript off, the form posts the password and the portal seals it, as before.
-    context = chromium.new_context(java_script_enabled=False)
-    try:
-        off = context.new_page()
-        off_bodies = request_bodies(off)
-        off.goto(f"{node.url}/login/")
-        off.get_by_label("Username").fill(upn)
-        off.get_by_role("button", name="Next").click()
-        off.get_by_label("Password", exact=True).fill(wrong)
-        off.get_by_role("button", name="Sign in").click()
-        assert off.get_attribute("main", "data-outcome") == "invalid_credentials"  # usable without JavaScript
-        assert any(holds_marker(body, wrong) for body in off_bodies)  # what the feature keeps off the wire
-    finally:
-        context.close()
-    assert portal.sql("SELECT sealed_by FROM signin_signinevent WHERE username = %s ORDER BY id DESC LIMIT 1",
-                      (upn,)) == [("portal",)]
 
 
-def test_a_password_change_is_sealed_in_the_browser_too(page, site, second_agent, directory):
+def test_without_webcrypto_the_page_posts_the_password_and_the_record_says_so(page, site, directory):
+    """A browser without WebCrypto (crypto.subtle is missing outside a secure context, and in old browsers): the
+    script leaves the form alone, the portal seals as without JavaScript."""
+    portal, node, _ = site
+    upn, password = marker_user(directory)
+    page.add_init_script("Object.defineProperty(Crypto.prototype, 'subtle', { get: () => undefined });")
+    bodies = request_bodies(page)
+    password_answer(page, node, upn, password)
+    page.wait_for_url("**/login/done/")
+    assert page.get_attribute("main", "data-outcome") == "success"
+    assert any(holds_marker(body, password) for body in bodies) and not sealed_posts(bodies)
+    assert portal.sql("SELECT sealed_by FROM signin_signinevent WHERE username = %s", (upn,)) == [("portal",)]
+
+
+def test_a_password_change_is_sealed_in_the_browser_too(page, site, second_agent, directory, sealed_markers):
     portal, node, _ = site
     upn, current = marker_user(directory, must_change=True)
-    new = "Seal-Marker-new-" + DirectoryAdmin.unique("") + "!Aa1"
+    new = marker("new-") + "!Aa1"
+    sealed_markers.extend((current, new, new + "x"))
     bodies = request_bodies(page)
     password_answer(page, node, upn, current)
     page.wait_for_url("**/login/password/change/")
@@ -347,13 +391,14 @@ def test_a_password_change_is_sealed_in_the_browser_too(page, site, second_agent
     page.get_by_label("Confirm new password").fill(new + "x")
     page.get_by_role("button", name="Change password").click()
     assert page.get_by_text("The new passwords don't match.").is_visible()  # the script compares them
+    assert_accessible(page)  # its message included
     page.get_by_label("Confirm new password").fill(new)
     sealed_submit(page, "Change password")
     page.wait_for_url("**/login/done/")
     assert page.get_attribute("main", "data-outcome") == "success"
     assert not any(holds_marker(body, marker) for body in bodies for marker in (current, new))
     assert portal.sql("SELECT password_change, sealed_by FROM signin_signinevent WHERE username = %s ORDER BY id",
-                      (upn,))[-1] == (1, "browser")
+                      (upn,))[-1] == (True, "browser")
 
 
 def test_a_script_changed_on_its_way_is_not_run(page, site):
@@ -391,9 +436,11 @@ def test_a_script_changed_on_its_way_is_not_run(page, site):
     assert any("integrity" in text for text in refused), refused
 
 
-def test_sealed_failover_after_an_agent_was_killed_between_the_two_steps(page, site, second_agent, directory):
+def test_sealed_failover_after_an_agent_was_killed_between_the_two_steps(page, site, second_agent, directory,
+                                                                         sealed_markers):
     portal, node, _ = site
     upn, password = marker_user(directory)
+    sealed_markers.append(password)
     bodies = request_bodies(page)
     page.goto(f"{node.url}/login/")
     page.get_by_label("Username").fill(upn)
@@ -408,3 +455,75 @@ def test_sealed_failover_after_an_agent_was_killed_between_the_two_steps(page, s
     assert page.get_attribute("main", "data-outcome") == "success"
     assert len(sealed_posts(bodies)) == 1 and not any(holds_marker(body, password) for body in bodies)
     assert portal.sql("SELECT sealed_by FROM signin_signinevent WHERE username = %s", (upn,)) == [("browser",)]
+
+
+def test_with_every_candidate_gone_the_page_seals_again_without_asking_anything(page, site, second_agent,
+                                                                               directory, sealed_markers):
+    """The agents the password page was given all went away before the password was sent, and another one is
+    connected now: the script asks for the ticket to use just before it seals, is given a new one for the agent
+    connected now, and seals for that one. The person typed the password once."""
+    portal, node, _ = site
+    first = next(agent for agent in portal.agents if agent.running and agent is not second_agent)
+    second_agent.stop(kill=True)  # (the failover test above killed it already)
+    wait_for(lambda: local_agents(node) == 1, timeout=10, message="the second agent to be gone")
+    upn, password = marker_user(directory)
+    sealed_markers.append(password)
+    bodies = request_bodies(page)
+    page.goto(f"{node.url}/login/")
+    page.get_by_label("Username").fill(upn)
+    page.get_by_role("button", name="Next").click()
+    page.wait_for_url("**/login/password/")
+    given = json.loads(page.inner_text("#pta-seal"))
+    assert len(given["candidates"]) == 1  # the first agent's key only
+    first.stop(kill=True)
+    wait_for(lambda: local_agents(node) == 0, timeout=10, message="the portal to see the first agent gone")
+    newcomer = portal.agent_run(second_agent.config_path)
+    try:
+        wait_for(lambda: local_agents(node) == 1, timeout=10, message="the second agent to connect again")
+        page.get_by_label("Password", exact=True).fill(password)
+        sealed_submit(page)
+        page.wait_for_url("**/login/done/")
+        assert page.get_attribute("main", "data-outcome") == "success"
+        [posted] = sealed_posts(bodies)
+        assert posted["request_id"] != given["request_id"]  # sealed for a new ticket, not the page's
+        assert given["candidates"][0]["key_id"] not in posted["envelopes"]  # nor for the agent that went away
+        assert not any(holds_marker(body, password) for body in bodies)
+        assert portal.sql("SELECT outcome, sealed_by FROM signin_signinevent WHERE username = %s",
+                          (upn,)) == [("success", "browser")]
+    finally:  # the module's first agent back, for whatever runs next
+        newcomer.stop(kill=True)
+        portal.agent_run(first.config_path)
+        wait_for(lambda: local_agents(node) == 1, timeout=10, message="the first agent to connect again")
+
+
+def test_no_portal_process_nor_redis_holds_a_password_sealed_in_the_browser(page, chromium, site, directory,
+                                                                            sealed_markers, tmp_path):
+    """After the sealed sign-ins above (and one of its own, should it run alone): a core dump of every portal
+    process (gdb's gcore: the node, and the process that ran the portal's commands) and every command the
+    production profile's Redis ran in this module (MONITOR) hold none of their passwords. The control: with
+    JavaScript off the server-side path still works, and its password is in the node's memory afterwards, which is
+    what sealing in the browser takes out of the portal."""
+    portal, node, _ = site
+    upn, password = marker_user(directory)
+    sealed_markers.append(password)
+    password_answer(page, node, upn, password)
+    page.wait_for_url("**/login/done/")
+    assert page.get_attribute("main", "data-outcome") == "success"
+    # The control: JavaScript off, the form posts the password and the portal seals it, as before.
+    plain = marker("plain-")
+    outcome, off_bodies = signed_in_without_javascript(chromium, node, upn, plain)
+    assert outcome == "invalid_credentials"  # usable without JavaScript, the outcome on the page
+    assert any(holds_marker(body, plain) for body in off_bodies)  # what sealing keeps off the wire
+    assert portal.sql("SELECT sealed_by FROM signin_signinevent WHERE username = %s ORDER BY id",
+                      (upn,)) == [("browser",), ("portal",)]
+
+    captured = portal.traffic.so_far()
+    assert portal.redis_prefix.encode() in captured  # the capture saw the portal's traffic
+    for secret in (*sealed_markers, plain):  # on either path: the portal never puts a password in Redis
+        assert not any(form in captured for form in encodings(secret).values()), "a password in Redis"
+    processes = [node.proc, *([portal.manager.proc] if portal.manager is not None else [])]
+    for proc in processes:
+        held = core_markers(proc, tmp_path, [*sealed_markers, plain])
+        assert [secret for secret in held if secret != plain] == [], f"a sealed password in process {proc.pid}"
+        if proc is node.proc:  # the server-side path's password is there: the reason for sealing in the browser
+            assert plain in held, "the control's password is not in the node's memory: the search cannot find one"

@@ -286,9 +286,10 @@ def test_password_grant_goes_through_pass_through_when_allowed(oidc, ad_testbed,
     answer = password_grant(oidc, user["upn"], user["password"])
     assert answer.status_code == 200, answer.text
     assert answer.json()["access_token"] and answer.json()["token_type"] == "Bearer"
-    rows = oidc["portal"].sql("SELECT outcome, channel, agent_id FROM signin_signinevent WHERE username = %s "
-                              "ORDER BY id DESC LIMIT 1", (user["upn"],))
+    rows = oidc["portal"].sql("SELECT outcome, channel, agent_id, sealed_by FROM signin_signinevent "
+                              "WHERE username = %s ORDER BY id DESC LIMIT 1", (user["upn"],))
     assert rows[0][0] == "success" and rows[0][1] == "oauth" and rows[0][2]
+    assert rows[0][3] == "portal"  # server to server: the portal seals (docs/SECURITY.md, issue 28)
     wrong = password_grant(oidc, user["upn"], "not-" + user["password"])
     assert wrong.status_code == 400
     assert wrong.json()["error"] == "invalid_grant" and wrong.json()["outcome"] == "invalid_credentials"

@@ -1,42 +1,22 @@
-"""Sealed in the browser, the heavier variant (issue 28; the light one is at the end of
-tests/browser/test_signin_pages.py): the production profile, two nodes with an agent each (half the sealed requests
-cross Redis pub/sub), Chromium signing in through both with passwords that are markers, a wrong one and a right one
-each. Then nothing holds a marker: the bodies the browser sent, the production Redis's every command (MONITOR), a
-core dump (gdb's ``gcore``) of every portal process. The control: the same sign-in with JavaScript off takes the
-server-side path, and the core dump of the node that served it holds its marker: what the feature takes out of the
-portal's memory."""
+"""Sealed in the browser, the heavier variant (issue 28; the test command's, one node with the same core dumps
+and MONITOR, is at the end of tests/browser/test_signin_pages.py): the production profile, two nodes with an agent
+each (half the sealed requests cross Redis pub/sub), Chromium signing in through both with passwords that are
+markers, a wrong one and a right one each. Then nothing holds a marker: the bodies the browser sent, the production
+Redis's every command (MONITOR), a core dump (gdb's ``gcore``) of every portal process. The control: the same
+sign-in with JavaScript off takes the server-side path, and the core dump of the node that served it holds its
+marker: what the feature takes out of the portal's memory."""
 
 from __future__ import annotations
-
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 
 from tests.fixtures.browser import holds_marker, request_bodies, sealed_submit
 from tests.fixtures.directory_admin import DirectoryAdmin
+from tests.fixtures.memory import RedisCapture, core_markers, encodings
 from tests.fixtures.portal import RedisServer
 from tests.resilience.site import site_build
-from tests.resilience.test_secrets import RedisCapture, encodings
 
 pytestmark = [pytest.mark.integration, pytest.mark.resilience]
-
-
-def core_of(proc: subprocess.Popen | None, directory: Path) -> bytes:
-    """A core dump of a running process (gdb's gcore: the process goes on afterwards)."""
-    assert proc is not None and proc.poll() is None, "the portal's process is not running"
-    pid = proc.pid
-    if not shutil.which("gcore"):
-        pytest.fail("gcore is missing: `apt-get install gdb` (scripts/test installs it)")
-    done = subprocess.run(["gcore", "-o", str(directory / "core"), str(pid)], capture_output=True, text=True,
-                          timeout=300, check=False)
-    core = directory / f"core.{pid}"
-    assert core.exists(), done.stderr[-2000:]
-    try:
-        return core.read_bytes()
-    finally:
-        core.unlink()
 
 
 def sign_in(page, url: str, upn: str, password: str) -> str:
@@ -75,8 +55,7 @@ def test_no_marker_in_redis_nor_in_any_portal_process_after_sealed_sign_ins(ad_t
         assert site.portal.sql("SELECT DISTINCT sealed_by FROM signin_signinevent WHERE username LIKE %s",
                                ("seal%",)) == [("browser",)]
         for node in site.nodes:
-            core = core_of(node.proc, tmp_path)
-            assert not any(holds_marker(core, marker) for marker in markers), f"a marker in node {node.name}"
+            assert core_markers(node.proc, tmp_path, markers) == [], f"a marker in node {node.name}"
 
         # The control: JavaScript off; the portal receives the password and seals it itself.
         context = chromium.new_context(java_script_enabled=False)
@@ -92,7 +71,7 @@ def test_no_marker_in_redis_nor_in_any_portal_process_after_sealed_sign_ins(ad_t
             assert off.get_attribute("main", "data-outcome") == "invalid_credentials"
         finally:
             context.close()
-        assert holds_marker(core_of(site.nodes[0].proc, tmp_path), control), (
+        assert core_markers(site.nodes[0].proc, tmp_path, [control]) == [control], (
             "the server-side path's password is in the portal's memory: the reason for sealing in the browser")
     finally:
         directory.close()

@@ -21,14 +21,13 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from tests.fixtures.http import found
+from tests.fixtures.memory import RedisCapture, encodings
 from tests.fixtures.portal import REPO_ROOT, RedisServer, stop_process, wait_for
 from tests.resilience.load import (
     OTHER_ADDRESS,
@@ -49,52 +48,6 @@ WORKERS = 16
 MARKER_PREFIX = "Marker-"
 MARKER = re.compile(rb"Marker-[0-9a-f]{16}-pw")
 CAPTURE = "Redis MONITOR capture (incl. Celery messages)"
-CAPTURE_LIMIT_BYTES = 512 * 2**20  # the MONITOR capture stops growing past this (bounded memory)
-
-
-class RedisCapture:
-    """Every command Redis runs, as MONITOR prints it, recorded by a thread until stop() (bounded in size)."""
-
-    def __init__(self, url: str) -> None:
-        self.client = redis.Redis.from_url(url)
-        self.lines: list[bytes] = []
-        self.size = 0
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._record, name="redis-monitor", daemon=True)
-
-    def start(self) -> RedisCapture:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise AssertionError("MONITOR did not start")
-        return self
-
-    def _record(self) -> None:
-        with self.client.monitor() as monitor:
-            connection = monitor.connection
-            self._ready.set()
-            while not self._stop.is_set() and self.size < CAPTURE_LIMIT_BYTES:
-                if connection.can_read(timeout=0.5):
-                    line = connection.read_response(disable_decoding=True)
-                    line = line if isinstance(line, bytes) else str(line).encode()
-                    self.lines.append(line)
-                    self.size += len(line)
-
-    def stop(self) -> bytes:
-        self._stop.set()
-        self._thread.join(10)
-        self.client.close()
-        return b"\n".join(self.lines)
-
-
-def encodings(secret: str) -> dict[str, bytes]:
-    """The forms a leaked secret could take in bytes, logs or a capture (base64 and hex: see decoded())."""
-    return {
-        "text": secret.encode(),
-        "UTF-16": secret.encode("utf-16-le"),
-        "UTF-16 as MONITOR prints it": "".join(f"{c}\\x00" for c in secret).encode(),
-        "URL-encoded": urllib.parse.quote_plus(secret).encode(),
-    }
 
 
 def occurrences(views: dict[str, tuple[bytes, bytes]], secret: str) -> list[tuple[str, str]]:
