@@ -146,14 +146,19 @@ class PortalOAuth2Validator(OAuth2Validator):
         return True
 
     def _create_authorization_code(self, request, code, expires=None):
-        # The session's sign-in time (credentials["auth_time"], from the view) rides on the grant's stored
-        # claims, which DOT hands back to the token request (validate_code), to become the ID token's auth_time.
+        # The session's sign-in time (credentials["auth_time"], from the view) and how it was made (RFC 8176 amr)
+        # ride on the grant's stored claims, which DOT hands back to the token request (validate_code), to become
+        # the ID token's. Those claims are the portal's alone: oauthlib fills them from the authorize URL's
+        # `claims` parameter, which this provider does not support (discovery: claims_parameter_supported false),
+        # and a client's or a user's "pta_amr" there would otherwise be the ID token's amr.
+        kept: dict = {}
         auth_time = getattr(request, "auth_time", None)
-        if auth_time is not None and isinstance(request.claims or {}, dict):
-            request.claims = {**(request.claims or {}), GRANT_AUTH_TIME: auth_time}
-        amr = getattr(request, "pta_amr", None)  # how that sign-in was made, the same way (RFC 8176)
-        if amr and isinstance(request.claims or {}, dict):
-            request.claims = {**(request.claims or {}), GRANT_AMR: list(amr)}
+        if auth_time is not None:
+            kept[GRANT_AUTH_TIME] = auth_time
+        amr = getattr(request, "pta_amr", None)
+        if amr:
+            kept[GRANT_AMR] = list(amr)
+        request.claims = kept
         return super()._create_authorization_code(request, code, expires)
 
     def get_id_token_dictionary(self, token, token_handler, request):

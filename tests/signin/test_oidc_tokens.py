@@ -4,10 +4,12 @@ authorization code revokes (signin/services/oauth_tokens.py), and what an ID tok
 end: tests/integration/test_oidc_hardening.py."""
 
 import base64
+import hashlib
 import json
 import time
 import uuid
 from datetime import timedelta
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -211,3 +213,48 @@ def test_an_id_token_from_a_refresh_repeats_the_sign_ins_auth_time_and_amr(tenan
     assert (claims["auth_time"], claims["amr"]) == (int(signed_in.timestamp()), ["pwd", "hwk", "mfa"])
     _, again = refreshed(body["refresh_token"])  # the refreshed tokens' own refresh
     assert (again["auth_time"], again["amr"]) == (claims["auth_time"], claims["amr"])
+
+
+@pytest.mark.parametrize("session_amr", [None, ["pwd"]], ids=["session-without-amr", "session-with-amr"])
+def test_the_authorize_urls_claims_parameter_cannot_set_the_id_tokens_amr_or_auth_time(
+        tenant_a, tenant_admin_factory, session_amr):
+    """The attack (found in review): a signed-in user adds ``claims={"pta_amr": ["hwk", "mfa"], …}`` to the
+    authorize URL. oauthlib keeps that parameter as the grant's stored claims, where the portal keeps the
+    session's sign-in time and methods: where the session had none, the URL's became the ID token's (and every
+    refresh's). The portal's own values only, whatever the URL says."""
+    from signin.services.authentication import AMR_KEY, AUTHENTICATED_AT_KEY
+
+    user = tenant_admin_factory(tenant_a)
+    app, secret = application_register(tenant=tenant_a, name="Payroll", redirect_uris=["http://127.0.0.1/cb"])
+    basic = {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(f"{app.client_id}:{secret}".encode()).decode()}
+    browser = Client(REMOTE_ADDR="192.0.2.90")
+    browser.force_login(user, backend="signin.backends.PassThroughBackend")
+    session = browser.session
+    signed_in = int(time.time()) - 3600  # a password sign-in an hour ago
+    session[AUTHENTICATED_AT_KEY] = signed_in
+    if session_amr is None:
+        session.pop(AMR_KEY, None)  # a session of a release that did not record amr
+    else:
+        session[AMR_KEY] = session_amr
+    session.save()
+    verifier = "v" * 64
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+    forged = {"pta_amr": ["hwk", "mfa"], "pta_auth_time": int(time.time()) + 10}
+    answer = browser.get("/authorize/?" + urlencode({
+        "response_type": "code", "client_id": app.client_id, "redirect_uri": "http://127.0.0.1/cb",
+        "scope": "openid", "code_challenge": challenge, "code_challenge_method": "S256",
+        "claims": json.dumps(forged)}))
+    assert answer.status_code == 302 and answer["Location"].startswith("http://127.0.0.1/cb?code="), answer
+    code = parse_qs(urlsplit(answer["Location"]).query)["code"][0]
+    token = Client().post("/token/", {"grant_type": "authorization_code", "code": code, "client_id": app.client_id,
+                                      "redirect_uri": "http://127.0.0.1/cb", "code_verifier": verifier}, **basic)
+    assert token.status_code == 200, token.content[:300]
+    body = json.loads(token.content)
+    payload = body["id_token"].split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims.get("amr") == session_amr  # None: no amr at all, never the URL's
+    assert claims["auth_time"] == signed_in
+    refreshed = Client().post("/token/", {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]},
+                              **basic)
+    payload = json.loads(refreshed.content)["id_token"].split(".")[1]
+    assert json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))).get("amr") == session_amr
