@@ -213,10 +213,15 @@ class OpeningAdmission:
     beyond either is accepted and closed at once with TRY_LATER (agents.routing.AgentOpenings), nothing else made,
     and the agent comes back after its jittered backoff.
 
-    An agent sends its hello as soon as it reads the challenge. A connection still silent PTA_AGENT_SILENT_SECONDS
-    after it opened gives its place up when the places are full: the oldest such connection (of the same address,
-    when that address's share is what is full) is closed with HANDSHAKE_TIMEOUT and the new opening takes its
-    place, so connections that open and never say hello cannot keep agents out."""
+    An agent sends its hello as soon as it reads the challenge, so the places a peer holds with connections that
+    stay silent are taken back when someone else needs them (the silent connection closed with
+    HANDSHAKE_TIMEOUT):
+    - when the node is full, an opening from a network (IPv4 /24, IPv6 /48) that holds fewer places than the
+      network holding the most, less one, takes the place of that network's oldest silent connection at once:
+      a peer that fills the node from a few networks cannot keep anyone else out;
+    - otherwise, the oldest connection silent for PTA_AGENT_SILENT_SECONDS (of the same address, when that
+      address's share is what is full) gives its place to the new opening.
+    What is left to a peer with places in very many networks is the network's own defence (docs/SECURITY.md)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.in_progress = 0
@@ -224,43 +229,66 @@ class OpeningAdmission:
         self.evicted = 0  # silent connections closed to make room
         self._clock = clock
         self._by_address: dict[str, int] = {}
+        self._by_network: dict[str, int] = {}
         self._silent: dict[Opening, None] = {}  # the openings with no hello yet, oldest first
 
     @staticmethod
-    def address_key(address: str) -> str:
-        if ":" not in address:
-            return address
+    def address_keys(address: str) -> tuple[str, str]:
+        """The address's share key (an IPv4 address, an IPv6 /64) and its network (IPv4 /24, IPv6 /48)."""
         try:
-            return str(ipaddress.ip_network(f"{address}/64", strict=False))
+            parsed = ipaddress.ip_address(address)
         except ValueError:
-            return address
+            return address, address
+        if parsed.version == 4:
+            return address, str(ipaddress.ip_network(f"{address}/24", strict=False))
+        return (str(ipaddress.ip_network(f"{address}/64", strict=False)),
+                str(ipaddress.ip_network(f"{address}/48", strict=False)))
 
     def begin(self, address: str) -> Opening | None:
         """A place for a new connection from ``address`` (end it once), or None: it is to be told to try later."""
-        key = self.address_key(address)
-        address_full = self._by_address.get(key, 0) >= settings.PTA_AGENT_OPENINGS_PER_ADDRESS
-        if address_full or self.in_progress >= settings.PTA_AGENT_OPENINGS_MAX:
-            if not self._evict_silent(key if address_full else None):
-                self.refused += 1
-                return None
+        key, network = self.address_keys(address)
+        victim = None
+        if self._by_address.get(key, 0) >= settings.PTA_AGENT_OPENINGS_PER_ADDRESS:
+            victim = self._oldest_silent(lambda opening: opening.key == key, aged=True)
+            if victim is None:
+                return self._refuse()
+        elif self.in_progress >= settings.PTA_AGENT_OPENINGS_MAX:
+            victim = self._fair_victim(network) or self._oldest_silent(lambda opening: True, aged=True)
+            if victim is None:
+                return self._refuse()
+        if victim is not None:
+            self.evicted += 1
+            victim.evict()
+        opening = Opening(self, key, network, self._clock())
         self.in_progress += 1
         self._by_address[key] = self._by_address.get(key, 0) + 1
-        opening = Opening(self, key, self._clock())
+        self._by_network[network] = self._by_network.get(network, 0) + 1
         self._silent[opening] = None
         return opening
 
-    def _evict_silent(self, key: str | None) -> bool:
-        """Close the oldest connection (of ``key``, or of any address) silent for PTA_AGENT_SILENT_SECONDS: True if
-        one was."""
+    def _refuse(self) -> None:
+        self.refused += 1
+        return None
+
+    def _oldest_silent(self, which: Callable[[Opening], bool], *, aged: bool) -> Opening | None:
         quiet_since = self._clock() - settings.PTA_AGENT_SILENT_SECONDS
-        for opening in self._silent:
-            if opening.opened_at > quiet_since:
-                return False  # the rest are younger
-            if key is None or opening.key == key:
-                self.evicted += 1
-                opening.evict()
-                return True
-        return False
+        for opening in self._silent:  # oldest first
+            if aged and opening.opened_at > quiet_since:
+                return None  # the rest are younger
+            if which(opening):
+                return opening
+        return None
+
+    def _fair_victim(self, network: str) -> Opening | None:
+        """The oldest silent connection of the network holding the most places, if the newcomer's holds fewer
+        (less one, so that two networks never trade one place back and forth)."""
+        silent_networks = {opening.network for opening in self._silent}
+        if not silent_networks:
+            return None
+        largest = max(silent_networks, key=lambda name: self._by_network[name])
+        if self._by_network.get(network, 0) >= self._by_network[largest] - 1:
+            return None
+        return self._oldest_silent(lambda opening: opening.network == largest, aged=False)
 
     def _heard(self, opening: Opening) -> None:
         self._silent.pop(opening, None)
@@ -268,20 +296,24 @@ class OpeningAdmission:
     def _end(self, opening: Opening) -> None:
         self._silent.pop(opening, None)
         self.in_progress -= 1
-        if (left := self._by_address[opening.key] - 1) > 0:
-            self._by_address[opening.key] = left
-        else:
-            del self._by_address[opening.key]
+        for counts, name in ((self._by_address, opening.key), (self._by_network, opening.network)):
+            if (left := counts[name] - 1) > 0:
+                counts[name] = left
+            else:
+                del counts[name]
 
 
 class Opening:
     """One connection's place in OpeningAdmission, given back once: when its hello is verified, when it ends, or
-    when it is evicted for its silence (``on_evict``, set by the consumer, then closes it)."""
+    when it is evicted for its silence (``on_evict``, set by the consumer, then closes it; a consumer that starts
+    after its opening was evicted closes at once: ``evicted``)."""
 
-    def __init__(self, admission: OpeningAdmission, key: str, opened_at: float) -> None:
+    def __init__(self, admission: OpeningAdmission, key: str, network: str, opened_at: float) -> None:
         self._admission: OpeningAdmission | None = admission
         self.key = key
+        self.network = network
         self.opened_at = opened_at
+        self.evicted = False
         self.on_evict: Callable[[], object] | None = None
 
     def heard(self) -> None:
@@ -290,10 +322,10 @@ class Opening:
             self._admission._heard(self)
 
     def evict(self) -> None:
-        on_evict = self.on_evict
+        self.evicted = True
         self.end()
-        if on_evict is not None:
-            on_evict()
+        if self.on_evict is not None:
+            self.on_evict()
 
     def end(self) -> None:
         if self._admission is not None:

@@ -89,10 +89,13 @@ class AgentConsumer(AsyncWebsocketConsumer):
         self.publishing = False
         self.joined_group = ""
         self.opening = opening_of(self.scope)
-        if self.opening is not None:  # closed if it stays silent while others wait for its place
+        if self.opening is not None:  # closed if it stays silent while others want its place
             self.opening.on_evict = lambda: in_background(self.close_for(CloseCode.HANDSHAKE_TIMEOUT,
                                                                          "no hello while others wait"))
         await self.accept()  # refusals are close codes after accept: a 403 would tell the agent nothing
+        if self.opening is not None and self.opening.evicted:  # its place went while its channel was being made
+            await self.close_for(CloseCode.HANDSHAKE_TIMEOUT, "no hello while others wait")
+            return
         await self.send_frame(protocol.Challenge(nonce=self.nonce))
         self.handshake_deadline = asyncio.get_running_loop().call_later(
             settings.PTA_AGENT_HANDSHAKE_SECONDS, self._handshake_timed_out)

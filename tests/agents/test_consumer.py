@@ -18,7 +18,7 @@ from cryptography.x509.oid import NameOID
 from django.db import connections
 from django.utils import timezone
 
-from agents.connections import LocalConnection, handshakes, local_agents, openings
+from agents.connections import OPENING_SCOPE_KEY, LocalConnection, OpeningAdmission, handshakes, local_agents, openings
 from agents.consumers import AgentConsumer
 from agents.handoff import AgentBusy, AgentDisconnected, AgentRequestError, AgentTimeout, AgentUnavailable, relay
 from agents.handoff.messages import (
@@ -341,6 +341,18 @@ async def test_one_address_holds_at_most_its_share_and_silent_connections_make_r
     for connection in (*squatters, bystander, neighbour):
         await connection.close()
     assert openings.in_progress == 0
+
+
+async def test_a_connection_whose_place_went_before_its_consumer_started_is_closed_at_once():
+    """Found in review: a silent opening evicted while its consumer was still making its channel was never closed
+    (nothing to call yet) and no longer counted. The consumer now closes it as it starts, with no challenge."""
+    door = OpeningAdmission()
+    opening = door.begin("192.0.2.1")
+    opening.evict()
+    ws = WebsocketCommunicator(AgentConsumer.as_asgi(), protocol.WEBSOCKET_PATH)
+    ws.scope[OPENING_SCOPE_KEY] = opening
+    assert (await ws.connect(timeout=3))[0]
+    assert await ws.receive_output(3) == {"type": "websocket.close", "code": CloseCode.HANDSHAKE_TIMEOUT}
 
 
 async def test_frames_before_hello_get_errors_then_repeated_garbage_closes(fake):
