@@ -247,16 +247,13 @@ class OpeningAdmission:
     def begin(self, address: str) -> Opening | None:
         """A place for a new connection from ``address`` (end it once), or None: it is to be told to try later."""
         key, network = self.address_keys(address)
-        victim = None
-        if self._by_address.get(key, 0) >= settings.PTA_AGENT_OPENINGS_PER_ADDRESS:
-            victim = self._oldest_silent(lambda opening: opening.key == key, aged=True)
+        address_full = self._by_address.get(key, 0) >= settings.PTA_AGENT_OPENINGS_PER_ADDRESS
+        if address_full or self.in_progress >= settings.PTA_AGENT_OPENINGS_MAX:
+            victim = (self._oldest_silent(lambda opening: opening.key == key, aged=True) if address_full
+                      else self._fair_victim(network) or self._oldest_silent(lambda opening: True, aged=True))
             if victim is None:
-                return self._refuse()
-        elif self.in_progress >= settings.PTA_AGENT_OPENINGS_MAX:
-            victim = self._fair_victim(network) or self._oldest_silent(lambda opening: True, aged=True)
-            if victim is None:
-                return self._refuse()
-        if victim is not None:
+                self.refused += 1
+                return None
             self.evicted += 1
             victim.evict()
         opening = Opening(self, key, network, self._clock())
@@ -265,10 +262,6 @@ class OpeningAdmission:
         self._by_network[network] = self._by_network.get(network, 0) + 1
         self._silent[opening] = None
         return opening
-
-    def _refuse(self) -> None:
-        self.refused += 1
-        return None
 
     def _oldest_silent(self, which: Callable[[Opening], bool], *, aged: bool) -> Opening | None:
         quiet_since = self._clock() - settings.PTA_AGENT_SILENT_SECONDS

@@ -348,9 +348,10 @@ async def test_a_connection_whose_place_went_before_its_consumer_started_is_clos
     (nothing to call yet) and no longer counted. The consumer now closes it as it starts, with no challenge."""
     door = OpeningAdmission()
     opening = door.begin("192.0.2.1")
+    assert opening is not None
     opening.evict()
     ws = WebsocketCommunicator(AgentConsumer.as_asgi(), protocol.WEBSOCKET_PATH)
-    ws.scope[OPENING_SCOPE_KEY] = opening
+    ws.scope[OPENING_SCOPE_KEY] = opening  # type: ignore[literal-required]  # the door's key, as agents.routing
     assert (await ws.connect(timeout=3))[0]
     assert await ws.receive_output(3) == {"type": "websocket.close", "code": CloseCode.HANDSHAKE_TIMEOUT}
 

@@ -226,7 +226,7 @@ def test_the_authorize_urls_claims_parameter_cannot_set_the_id_tokens_amr_or_aut
 
     user = tenant_admin_factory(tenant_a)
     app, secret = application_register(tenant=tenant_a, name="Payroll", redirect_uris=["http://127.0.0.1/cb"])
-    basic = {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(f"{app.client_id}:{secret}".encode()).decode()}
+    basic = "Basic " + base64.b64encode(f"{app.client_id}:{secret}".encode()).decode()
     browser = Client(REMOTE_ADDR="192.0.2.90")
     browser.force_login(user, backend="signin.backends.PassThroughBackend")
     session = browser.session
@@ -247,7 +247,8 @@ def test_the_authorize_urls_claims_parameter_cannot_set_the_id_tokens_amr_or_aut
     assert answer.status_code == 302 and answer["Location"].startswith("http://127.0.0.1/cb?code="), answer
     code = parse_qs(urlsplit(answer["Location"]).query)["code"][0]
     token = Client().post("/token/", {"grant_type": "authorization_code", "code": code, "client_id": app.client_id,
-                                      "redirect_uri": "http://127.0.0.1/cb", "code_verifier": verifier}, **basic)
+                                      "redirect_uri": "http://127.0.0.1/cb", "code_verifier": verifier},
+                          HTTP_AUTHORIZATION=basic)
     assert token.status_code == 200, token.content[:300]
     body = json.loads(token.content)
     payload = body["id_token"].split(".")[1]
@@ -255,6 +256,6 @@ def test_the_authorize_urls_claims_parameter_cannot_set_the_id_tokens_amr_or_aut
     assert claims.get("amr") == session_amr  # None: no amr at all, never the URL's
     assert claims["auth_time"] == signed_in
     refreshed = Client().post("/token/", {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]},
-                              **basic)
+                              HTTP_AUTHORIZATION=basic)
     payload = json.loads(refreshed.content)["id_token"].split(".")[1]
     assert json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))).get("amr") == session_amr
