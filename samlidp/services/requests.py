@@ -45,8 +45,15 @@ MAX_XML_BYTES = 128 * 1024  # the request's XML, inflated
 MAX_RELAY_STATE_CHARS = 1024
 REQUEST_MAX_AGE_SECONDS = 300
 logger = logging.getLogger(__name__)
-WEAK_SIGNATURE_ALGORITHMS = frozenset({"http://www.w3.org/2000/09/xmldsig#rsa-sha1",
-                                       "http://www.w3.org/2000/09/xmldsig#dsa-sha1"})
+# A signing SP's request is accepted with these signature and digest algorithms only (SHA-2; no SHA-1, MD5 or HMAC,
+# which xmlsec1 would otherwise verify too).
+SIGNATURE_ALGORITHMS = frozenset({
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256", "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384",
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512", "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384", "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512",
+})
+DIGEST_ALGORITHMS = frozenset({"http://www.w3.org/2001/04/xmlenc#sha256", "http://www.w3.org/2001/04/xmldsig-more#sha384",
+                               "http://www.w3.org/2001/04/xmlenc#sha512"})
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
 # What an enveloped signature of a SAML message needs, and all xmlsec1 may be given: it also runs XSLT and XPath
 # transforms, with no time limit (pysaml2 waits for it), so a request carrying one could hold a worker for good.
@@ -173,10 +180,8 @@ def _request_read(*, tenant: Tenant, binding: str, encoded: str, relay_state: st
     sp = service_provider_by_entity_id(tenant=tenant, entity_id=issuer)
     if sp is None:
         raise SamlRequestError(f"{issuer[:200]} is not a service provider registered with this organisation.")
-    embedded = root.find(f"{DS}Signature/{DS}SignedInfo/{DS}SignatureMethod")
-    if sp.requests_signed and (sig_alg if binding == BINDING_HTTP_REDIRECT else embedded.get("Algorithm") if
-                               embedded is not None else None) in WEAK_SIGNATURE_ALGORITHMS:
-        raise SamlRequestError("The request is signed with SHA-1, which is not accepted: use RSA-SHA256.")
+    if sp.requests_signed:
+        _check_signature_algorithms(root, binding=binding, sig_alg=sig_alg)
     with idp_server(tenant=tenant, sp=sp) as server:
         read = server.parse_authn_request if kind == "AuthnRequest" else server.parse_logout_request
         try:
@@ -209,6 +214,23 @@ def _check_signature_shape(root) -> None:
     if any(method not in SIGNATURE_TRANSFORMS for method in methods):
         raise SamlRequestError("The request's signature uses a transform other than enveloped-signature and "
                                "canonicalisation, which is not accepted.")
+
+
+def _check_signature_algorithms(root, *, binding: str, sig_alg: str | None) -> None:
+    """A signing SP's request: signed with SHA-2 (the Redirect binding's SigAlg, or the enveloped signature's
+    method and digest). A request without a signature is pysaml2's to refuse, with its own words."""
+    if binding == BINDING_HTTP_REDIRECT:
+        methods, digests = ([sig_alg] if sig_alg else []), []
+    else:
+        signed_info = root.find(f"{DS}Signature/{DS}SignedInfo")
+        if signed_info is None:
+            return
+        methods = [element.get("Algorithm", "") for element in signed_info.iter(f"{DS}SignatureMethod")]
+        digests = [element.get("Algorithm", "") for element in signed_info.iter(f"{DS}DigestMethod")]
+    if any(method not in SIGNATURE_ALGORITHMS for method in methods) or \
+            any(digest not in DIGEST_ALGORITHMS for digest in digests):
+        raise SamlRequestError("The request is signed with an algorithm that is not accepted (SHA-1, MD5, HMAC …): "
+                               "use RSA-SHA256.")
 
 
 def _check_age(issue_instant: str | None) -> None:

@@ -340,7 +340,11 @@ def test_a_signature_xmlsec1_should_not_run_or_a_sha1_one_is_refused_at_once(idp
     sha1 = OneLogin_Saml2_Utils.add_sign(OneLogin_Saml2_Authn_Request(sp.settings()).get_xml(), sp.key, sp.certificate,
                                          sign_algorithm=OneLogin_Saml2_Constants.RSA_SHA1,
                                          digest_algorithm=OneLogin_Saml2_Constants.SHA256)
-    refused(client.post(sso, {"SAMLRequest": base64.b64encode(sha1).decode()}), "SHA-1")
+    refused(client.post(sso, {"SAMLRequest": base64.b64encode(sha1).decode()}), "not accepted (SHA-1")
+    sha1_digest = OneLogin_Saml2_Utils.add_sign(OneLogin_Saml2_Authn_Request(sp.settings()).get_xml(), sp.key,
+                                                sp.certificate, sign_algorithm=OneLogin_Saml2_Constants.RSA_SHA256,
+                                                digest_algorithm=OneLogin_Saml2_Constants.SHA1)
+    refused(client.post(sso, {"SAMLRequest": base64.b64encode(sha1_digest).decode()}), "not accepted (SHA-1")
     assert "SAMLResponse" in post_sso(client, idp["tenant"], fields).content.decode()  # the same request, unharmed
 
 @pytest.mark.parametrize(("binding", "value", "words"), [
