@@ -34,6 +34,7 @@ from signin.services.lockout import (
     lockout_account,
     lockout_ends,
     lockout_reserve,
+    lockout_reserve_at,
     lockout_settle,
     place_recognised,
     place_remember,
@@ -149,12 +150,13 @@ def _before(*, upn: str, ip: str, device: str) -> _Before:
         # reserved or counted, no password checked, no agent asked.
         return _Before(route=route, tenant=tenant, user=None, familiar=False, known_device=False, reservation=None,
                        location=location)
-    place = place_recognised(tenant=tenant, username=user.upn if user is not None else upn, ip=ip, device=device)
     account = lockout_account(tenant=tenant, user=user, username=upn)
+    # Last: everything before it is a read, so this hop is safe to run again after a transient error. The account's
+    # places (familiar address and device) are read in the reservation: they choose its bucket.
+    place, reservation = lockout_reserve_at(tenant=tenant, account=account, ip=ip, device=device,
+                                            username=user.upn if user is not None else upn)
     if user is not None and user.upn != upn:
         user = None  # reached by another name (Alternate ID): the directory's answer says who signs in
-    # Last: everything before it is a read, so this hop is safe to run again after a transient error.
-    reservation = lockout_reserve(tenant=tenant, familiar=place.familiar_address, account=account)
     return _Before(route=route, tenant=tenant, user=user, familiar=place.familiar_address, reservation=reservation,
                    account=account, known_device=place.known_device, location=location, place=place)
 
