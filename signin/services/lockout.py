@@ -9,10 +9,10 @@ A guess is *reserved* before any agent is asked, atomically, and guesses still i
 until their answer comes: whatever the concurrency, and on whichever nodes, at most ``threshold`` guesses per
 window reach the directory. A guess that finds the threshold taken by guesses in flight waits for their answers
 (BUSY): wrong ones lock the account, right ones free the way, so a burst of right passwords is slowed, not
-refused. The counters live in Redis in production (one Lua script per step, so every node
-sees the same state) and in this process in the embedded profile. That Redis must never evict keys
-(maxmemory-policy noeviction, signin/checks.py): the sessions and the cache share it, and a lock dropped to make
-room for a flood of sessions would give an attacker a fresh threshold of guesses.
+refused. The counters live in Redis in production (one hash per account with its familiar places, reserved in by
+one Lua script, so every node sees the same state) and in this process in the embedded profile. That Redis must
+never evict keys (maxmemory-policy noeviction, signin/checks.py): the sessions and the cache share it, and a lock
+dropped to make room for a flood of sessions would give an attacker a fresh threshold of guesses.
 
     reservation = lockout_reserve(tenant=..., account=..., familiar=...)  # before the agent
     lockout_settle(reservation=reservation, verdict=Verdict.FAILED)        # after its answer
