@@ -48,6 +48,9 @@ PLACE_REFRESH_SECONDS = 24 * 3600
 FAILURE_WINDOW_SECONDS = 15 * 60
 # A reservation whose answer never came (its node died) stops counting after this.
 RESERVATION_SECONDS = 120
+# Reservations that ended in their place's write (time 0), or ran out, are dropped by the reservation script this
+# many at a time (production).
+STALE_RESERVATIONS = 8
 
 
 def _digest(*parts: str) -> str:
@@ -231,7 +234,9 @@ class LocalLockoutStore:
 #   <b>:n, <b>:w         bucket b's (f: familiar, u: unfamiliar) failures and when their window ends
 #   <b>:l                when bucket b's lock ends
 #   <b>:o, <b>:q         bucket b's lockouts so far (each lasts twice the one before) and when they are forgotten
-#   r:<b>:<attempt id>   a guess reserved in bucket b, and when the reservation runs out (its node died)
+#   r:<b>:<attempt id>   a guess reserved in bucket b, and when the reservation runs out (its node died); 0 once a
+#                        right password ended it in the same HSET as its new place (the reservation script drops
+#                        such fields STALE_RESERVATIONS at a time: one HDEL in that many sign-ins, not one in each)
 #   m                    the record has met the account's places of before it (the cache's ``places:`` record)
 #   x                    when the key expires: a write that needs it to live longer renews it (EXPIRE), others not
 # Each value carries its own end, so an old field is simply not counted; the key's TTL (the longest of what it
@@ -323,9 +328,9 @@ if #writes > 0 then
   redis.call('HSET', KEYS[1], unpack(writes))
   if renew then redis.call('EXPIRE', KEYS[1], math.ceil(x - now)) end
 end
-if #stale > 0 then redis.call('HDEL', KEYS[1], unpack(stale)) end
+if #stale >= STALE_RESERVATIONS then redis.call('HDEL', KEYS[1], unpack(stale)) end
 return {hold, clean and 1 or 0, familiar, known, b, str(x), places}
-"""
+""".replace("STALE_RESERVATIONS", str(STALE_RESERVATIONS))
 
 # A wrong guess's answer. KEYS: the account's record; the previous release's keys of the bucket (failures, in
 # flight, locked, lockouts). ARGV: now, the bucket, attempt id, threshold, window, base duration, max duration,
@@ -493,11 +498,15 @@ class RedisLockoutStore:
         return Places.of_fields({name: float(value) for name, value in fields.items() if name[:2] in ("a:", "d:")},
                                 expires=float(fields.get("x", 0)), seeded="m" in fields)
 
-    def places_write(self, *, account: str, places: Places, address: str, device: str, now: float) -> None:
+    def places_write(self, *, account: str, places: Places, address: str, device: str, now: float,
+                     ending: str = "") -> None:
         """This address and device seen now: one HSET, the key's EXPIRE about once a day (when its expiry falls
         short of a place's time), and an HDEL of the oldest marks when either kind holds twice as many as are kept
-        (so about once in FAMILIAR_PLACES_KEPT sign-ins of a browser that keeps no cookie)."""
+        (so about once in FAMILIAR_PLACES_KEPT sign-ins of a browser that keeps no cookie). ``ending``: the
+        reservation (its attempt id and bucket) a right password ends, in the same HSET (its time set to 0)."""
         key, fields = self.record_key(account), dict[str, str]()
+        if ending:
+            fields[ending] = "0"
         if address:
             fields[f"a:{address}"] = repr(now)
         if device:
@@ -765,16 +774,20 @@ def place_recognised(*, tenant: Tenant | None, username: str, ip: str, device: s
                  known_device=places.knows(device=known, now=now), record=places, record_of=key)
 
 
-def place_remember(*, tenant: Tenant | None, username: str, ip: str, device: str, seen: Place | None = None
-                   ) -> None:
+def place_remember(*, tenant: Tenant | None, username: str, ip: str, device: str, seen: Place | None = None,
+                   ending: Reservation | None = None) -> bool:
     """This address and this device completed a sign-in of this user (second factor included, when one was
     asked): the account's record read (unless ``seen``, this request's read of the same record, has it) and
     written, unless both were marked within PLACE_REFRESH_SECONDS (a person signing in from their usual browser
     and network writes nothing). Two sign-ins of one account at the same instant may keep one of their places
-    only: the other is asked for its second factor once more, nothing worse."""
+    only: the other is asked for its second factor once more, nothing worse.
+
+    ``ending``: this sign-in's reservation, granted and clean (its right password has nothing to forgive), which
+    the same write ends when it is a write of the same account's record (production): True then, and the caller
+    does not settle it; False (nothing written, or not this record) leaves it to the caller."""
     address, known = _place_marks(username, ip, device)
     if not address and not known:
-        return
+        return False
     store, now = lockout_store(), time.time()
     if isinstance(store, RedisLockoutStore):
         account = lockout_account(tenant=tenant, user=None, username=username)
@@ -783,17 +796,24 @@ def place_remember(*, tenant: Tenant | None, username: str, ip: str, device: str
             places = seen.record
         else:
             places = store.places(account=account)
-        if not places.fresh(address=address, device=known, now=now):
-            store.places_write(account=account, places=places, address=address, device=known, now=now)
-        return
+        if places.fresh(address=address, device=known, now=now):
+            return False
+        owned, _, side = ending.bucket.rpartition(":") if ending is not None else ("", "", "")
+        # Not while upgrading: the previous release's in-flight key holds the reservation too (settle ends both).
+        ends = (ending is not None and ending.granted and ending.clean and owned == account
+                and not store.upgrading())
+        store.places_write(account=account, places=places, address=address, device=known, now=now,
+                           ending=f"r:{side}:{ending.attempt_id}" if ends and ending is not None else "")
+        return ends
     key = _places_key(tenant, username)
     if seen is not None and seen.record is not None and seen.record_of == key:
         places = seen.record
     else:
         places = Places.of(cache.get(key))
     if places.fresh(address=address, device=known, now=now):
-        return
+        return False
     cache.set(key, places.with_place(address=address, device=known, now=now).stored(), timeout=FAMILIAR_TTL_SECONDS)
+    return False
 
 
 def places_of(*, tenant: Tenant | None, username: str) -> Places:
