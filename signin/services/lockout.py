@@ -240,7 +240,9 @@ class LocalLockoutStore:
 #   m                    the record has met the account's places of before it (the cache's ``places:`` record)
 #   x                    when the key expires: a write that needs it to live longer renews it (EXPIRE), others not
 # Each value carries its own end, so an old field is simply not counted; the key's TTL (the longest of what it
-# holds, at most FAMILIAR_TTL_SECONDS + PLACE_REFRESH_SECONDS) bounds it all.
+# holds: a guess's RESERVATION_SECONDS, failures' FAILURE_WINDOW_SECONDS, lockouts' MAX_LOCKOUT_SECONDS +
+# FAILURE_WINDOW_SECONDS, as the previous keys; places FAMILIAR_TTL_SECONDS, and up to PLACE_REFRESH_SECONDS more, so
+# that a new place renews it about once a day, not at each write) bounds it all.
 #
 # The previous release kept four keys per bucket (``lockout:{<account>:<b>}:failures|in-flight|locked|lockouts``)
 # and the places in the cache. While upgrading (PTA_LOCKOUT_UPGRADE_SECONDS after this layout first met the Redis)
@@ -324,7 +326,7 @@ end
 local x = num('x')
 if #writes > 0 then
   local renew = needed > x
-  if renew then x = needed + math.min(needed - now, 86400); put('x', str(x)) end
+  if renew then x = needed; put('x', str(x)) end
   redis.call('HSET', KEYS[1], unpack(writes))
   if renew then redis.call('EXPIRE', KEYS[1], math.ceil(x - now)) end
 end
@@ -369,7 +371,7 @@ else
 end
 local x = tonumber(v[6] or '0')
 local renew = needed > x
-if renew then x = needed + math.min(needed - now, 86400); writes[#writes + 1] = 'x'; writes[#writes + 1] = str(x) end
+if renew then x = needed; writes[#writes + 1] = 'x'; writes[#writes + 1] = str(x) end
 redis.call('HSET', KEYS[1], unpack(writes))
 redis.call('HDEL', KEYS[1], mine)
 if renew then redis.call('EXPIRE', KEYS[1], math.ceil(x - now)) end
