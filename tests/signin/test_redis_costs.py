@@ -100,8 +100,8 @@ def test_reservations_ended_in_a_place_write_no_longer_count_and_go_in_batches(s
         assert reservation.granted, n  # the ones before ended: none in flight
         assert lockout.place_remember(tenant=tenant, username=username, ip="198.51.100.7", device=f"browser-{n}",
                                       seen=place, ending=reservation)
-        fields = store.client.hkeys(store.record_key(account))
-        assert len([f for f in fields if f.startswith(b"r:")]) <= lockout.STALE_RESERVATIONS
+        fields = [lockout._text(name) for name in store.client.hkeys(store.record_key(account))]
+        assert len([name for name in fields if name.startswith("r:")]) <= lockout.STALE_RESERVATIONS
     # Another account's record is not this reservation's: it is left to the caller to settle.
     _, reservation = lockout.lockout_reserve_at(tenant=tenant, account=account, username=username, ip="", device="")
     assert not lockout.place_remember(tenant=tenant, username="b@alpha.example.test", ip="198.51.100.7",
