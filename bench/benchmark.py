@@ -864,7 +864,9 @@ def main(argv: list[str]) -> int:
         from tests.fixtures.portal import local_agents, make_portal, wait_for
 
         timings = {"PTA_AGENT_HEARTBEAT_SECONDS": "10", "PTA_PRESENCE_FLUSH_SECONDS": "2",
-                   "PTA_LAST_SEEN_SECONDS": "30", "PTA_LOG_LEVEL": "WARNING"}
+                   "PTA_LAST_SEEN_SECONDS": "30", "PTA_LOG_LEVEL": "WARNING",
+                   # a fresh Redis holds no keys of a previous release: the lockout as after an upgrade's period
+                   "PTA_LOCKOUT_UPGRADE_SECONDS": "0"}
         portal = make_portal(args.profile, timings=timings)
         tenant = portal.tenant_create("Bench", facts["upn_suffix"])
         nodes = [start_daphne(portal, "web1")]

@@ -171,7 +171,9 @@ def new_portal(profile: str, nodes: int):
     # address may hold as many openings as the node (PTA_AGENT_OPENINGS_PER_ADDRESS), or the fleet would meet the
     # per-address share no real storm meets.
     timings = {"PTA_AGENT_HEARTBEAT_SECONDS": "10", "PTA_PRESENCE_FLUSH_SECONDS": "2",
-               "PTA_LAST_SEEN_SECONDS": "30", "PTA_LOG_LEVEL": "WARNING", "PTA_AGENT_OPENINGS_PER_ADDRESS": "256"}
+               "PTA_LAST_SEEN_SECONDS": "30", "PTA_LOG_LEVEL": "WARNING", "PTA_AGENT_OPENINGS_PER_ADDRESS": "256",
+               # a fresh Redis holds no keys of a previous release: the lockout as after an upgrade's period
+               "PTA_LOCKOUT_UPGRADE_SECONDS": "0"}
     portal = make_portal(profile, timings=timings)
     started = [start_daphne(portal, f"web{i + 1}") for i in range(nodes)]
     return portal, started

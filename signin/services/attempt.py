@@ -34,6 +34,7 @@ from signin.services.lockout import (
     lockout_account,
     lockout_ends,
     lockout_reserve,
+    lockout_reserve_at,
     lockout_settle,
     place_recognised,
     place_remember,
@@ -149,12 +150,13 @@ def _before(*, upn: str, ip: str, device: str) -> _Before:
         # reserved or counted, no password checked, no agent asked.
         return _Before(route=route, tenant=tenant, user=None, familiar=False, known_device=False, reservation=None,
                        location=location)
-    place = place_recognised(tenant=tenant, username=user.upn if user is not None else upn, ip=ip, device=device)
     account = lockout_account(tenant=tenant, user=user, username=upn)
+    # Last: everything before it is a read, so this hop is safe to run again after a transient error. The account's
+    # places (familiar address and device) are read in the reservation: they choose its bucket.
+    place, reservation = lockout_reserve_at(tenant=tenant, account=account, ip=ip, device=device,
+                                            username=user.upn if user is not None else upn)
     if user is not None and user.upn != upn:
         user = None  # reached by another name (Alternate ID): the directory's answer says who signs in
-    # Last: everything before it is a read, so this hop is safe to run again after a transient error.
-    reservation = lockout_reserve(tenant=tenant, familiar=place.familiar_address, account=account)
     return _Before(route=route, tenant=tenant, user=user, familiar=place.familiar_address, reservation=reservation,
                    account=account, known_device=place.known_device, location=location, place=place)
 
@@ -421,8 +423,13 @@ def _after(*, before: _Before, upn: str, ip: str, device: str, outcome: Outcome,
     """Everything after the answer (one thread hop): lockout, the user, the MFA decision, the record."""
     tenant, user = before.tenant, before.user
     familiar, known_device, place = before.familiar, before.known_device, before.place
-    if before.reservation is not None:
-        lockout_settle(reservation=before.reservation, verdict=_verdict(outcome))
+    verdict = _verdict(outcome)
+    # A right password with nothing to forgive ends its reservation in its new place's write, when it has one
+    # (one command instead of two); else here, or below.
+    ending = before.reservation if (verdict is Verdict.SUCCEEDED and before.reservation is not None
+                                    and before.reservation.granted and before.reservation.clean) else None
+    if before.reservation is not None and ending is None:
+        lockout_settle(reservation=before.reservation, verdict=verdict)
     if validation is not None and outcome is Outcome.SUCCESS:
         assert tenant is not None  # an agent answered: the pass-through route, which has the routing tenant
         try:
@@ -455,8 +462,10 @@ def _after(*, before: _Before, upn: str, ip: str, device: str, outcome: Outcome,
         record.update(mfa_decision=mfa.decision, mfa_reason=mfa.reason)
         if mfa.required:
             outcome = Outcome.MFA_REQUIRED
-        else:
-            signin_completed(tenant=tenant, user=user, ip=ip, device=device, seen=place)
+        elif signin_completed(tenant=tenant, user=user, ip=ip, device=device, seen=place, ending=ending):
+            ending = None  # ended in the place's write
+    if ending is not None:
+        lockout_settle(reservation=ending, verdict=Verdict.SUCCEEDED)
     if validation is not None:
         record.update(agent_id=validation.agent_id, ad_subcode=validation.ad_subcode, agent_ms=validation.agent_ms,
                       queued_ms=validation.queued_ms or None)
@@ -472,12 +481,15 @@ def _after(*, before: _Before, upn: str, ip: str, device: str, outcome: Outcome,
                         locked_until=locked_until)
 
 
-def signin_completed(*, tenant: Tenant | None, user: User, ip: str, device: str, seen: Place | None = None) -> None:
+def signin_completed(*, tenant: Tenant | None, user: User, ip: str, device: str, seen: Place | None = None,
+                     ending: Reservation | None = None) -> bool:
     """A whole sign-in is done (second factor included): remember the place, and when (ID tokens' auth_time).
-    ``seen``: the place as this request read it, if it did."""
-    place_remember(tenant=tenant, username=user.upn, ip=ip, device=device, seen=seen)
+    ``seen``: the place as this request read it, if it did. ``ending``: its clean reservation, ended in the
+    place's write if there is one (True: the caller does not settle it; place_remember)."""
+    ended = place_remember(tenant=tenant, username=user.upn, ip=ip, device=device, seen=seen, ending=ending)
     user.last_login = timezone.now()
     User.objects.filter(pk=user.pk).update(last_login=user.last_login)
+    return ended
 
 
 @sensitive_variables("password")

@@ -9,10 +9,10 @@ A guess is *reserved* before any agent is asked, atomically, and guesses still i
 until their answer comes: whatever the concurrency, and on whichever nodes, at most ``threshold`` guesses per
 window reach the directory. A guess that finds the threshold taken by guesses in flight waits for their answers
 (BUSY): wrong ones lock the account, right ones free the way, so a burst of right passwords is slowed, not
-refused. The counters live in Redis in production (one Lua script per step, so every node
-sees the same state) and in this process in the embedded profile. That Redis must never evict keys
-(maxmemory-policy noeviction, signin/checks.py): the sessions and the cache share it, and a lock dropped to make
-room for a flood of sessions would give an attacker a fresh threshold of guesses.
+refused. The counters live in Redis in production (one hash per account with its familiar places, reserved in by
+one Lua script, so every node sees the same state) and in this process in the embedded profile. That Redis must
+never evict keys (maxmemory-policy noeviction, signin/checks.py): the sessions and the cache share it, and a lock
+dropped to make room for a flood of sessions would give an attacker a fresh threshold of guesses.
 
     reservation = lockout_reserve(tenant=..., account=..., familiar=...)  # before the agent
     lockout_settle(reservation=reservation, verdict=Verdict.FAILED)        # after its answer
@@ -48,6 +48,9 @@ PLACE_REFRESH_SECONDS = 24 * 3600
 FAILURE_WINDOW_SECONDS = 15 * 60
 # A reservation whose answer never came (its node died) stops counting after this.
 RESERVATION_SECONDS = 120
+# Reservations that ended in their place's write (time 0), or ran out, are dropped by the reservation script this
+# many at a time (production).
+STALE_RESERVATIONS = 8
 
 
 def _digest(*parts: str) -> str:
@@ -223,45 +226,177 @@ class LocalLockoutStore:
                 table.clear()
 
 
-# KEYS: failures, in flight, locked, lockouts.  ARGV: now, threshold, attempt id, reservation expiry, reservation ttl
-# The lock, the failures and the lockouts are read together (MGET); reservations whose answer never came (their
-# node died) are left out by their expiry (ZCOUNT from now) rather than removed (they go with the key,
-# RESERVATION_SECONDS after the last reservation): four commands, not six, on every sign-in. Returns the hold and
-# whether the bucket had nothing to forgive (no failures, no lockouts: a success then needs no script).
+# --- the production store: one record (a Redis hash) per account ------------------------------------------------
+#
+# The account's lockout state of both buckets and its familiar places live in one hash, ``lockout:{account}``, so
+# that a sign-in reads them once and reserves its guess in the same script (the places decide the bucket). Fields:
+#   a:<mark>, d:<mark>   an address's, a device's last complete sign-in (Unix time); digests, never the address
+#   <b>:n, <b>:w         bucket b's (f: familiar, u: unfamiliar) failures and when their window ends
+#   <b>:l                when bucket b's lock ends
+#   <b>:o, <b>:q         bucket b's lockouts so far (each lasts twice the one before) and when they are forgotten
+#   r:<b>:<attempt id>   a guess reserved in bucket b, and when the reservation runs out (its node died); 0 once a
+#                        right password ended it in the same HSET as its new place (the reservation script drops
+#                        such fields STALE_RESERVATIONS at a time: one HDEL in that many sign-ins, not one in each)
+#   m                    the record has met the account's places of before it (the cache's ``places:`` record)
+#   x                    when the key expires: a write that needs it to live longer renews it (EXPIRE), others not
+# Each value carries its own end, so an old field is simply not counted; the key's TTL (the longest of what it
+# holds: a guess's RESERVATION_SECONDS, failures' FAILURE_WINDOW_SECONDS, lockouts' MAX_LOCKOUT_SECONDS +
+# FAILURE_WINDOW_SECONDS, as the previous keys; places FAMILIAR_TTL_SECONDS, and up to PLACE_REFRESH_SECONDS more, so
+# that a new place renews it about once a day, not at each write) bounds it all.
+#
+# The previous release kept four keys per bucket (``lockout:{<account>:<b>}:failures|in-flight|locked|lockouts``)
+# and the places in the cache. While upgrading (PTA_LOCKOUT_UPGRADE_SECONDS after this layout first met the Redis)
+# the scripts read those keys too and write every reservation, failure, lock and forgiveness to them as well, so a
+# node of either release sees every guess; then they are left to expire (75 minutes at most). The places of before
+# are copied into a record once, at its first reservation (``m``): they live 90 days.
+
+# KEYS: the account's record; the previous release's keys of its familiar bucket (failures, in flight, locked,
+# lockouts), then of its unfamiliar one.
+# ARGV: now, threshold, attempt id, reservation seconds, the address's field, the device's field, a place's time,
+# places kept, the bucket ('f', 'u' or '': by the address), upgrading ('1'), seed ('0': answer {-1} at once if the
+# record has not met the places of before it; '1': they follow, field and time pairs; '-': no matter).
+# Returns the hold, whether the bucket had nothing to forgive, whether the address and the device are known, the
+# bucket, the key's expiry and the record's places (field, time pairs).
 _RESERVE = """
-local state = redis.call('MGET', KEYS[3], KEYS[1], KEYS[4])
-if state[1] then return {0, 0} end
-local failures = tonumber(state[2] or '0')
-local clean = (failures == 0 and not state[3]) and 1 or 0
-if failures + redis.call('ZCOUNT', KEYS[2], '(' .. ARGV[1], '+inf') >= tonumber(ARGV[2]) then return {2, clean} end
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
-redis.call('EXPIRE', KEYS[2], ARGV[5])
-return {1, clean}
+local now, threshold = tonumber(ARGV[1]), tonumber(ARGV[2])
+local flat = redis.call('HGETALL', KEYS[1])
+local s = {}
+for i = 1, #flat, 2 do s[flat[i]] = flat[i + 1] end
+if ARGV[11] == '0' and not s['m'] then return {-1} end
+local function str(n) return string.format('%.6f', n) end
+local function num(f) return tonumber(s[f] or '0') end
+local ttl, kept = tonumber(ARGV[7]), tonumber(ARGV[8])
+local writes, needed = {}, 0
+local function put(f, v) s[f] = v; writes[#writes + 1] = f; writes[#writes + 1] = v end
+if ARGV[11] == '1' then
+  for i = 12, #ARGV, 2 do
+    local t = tonumber(ARGV[i + 1])
+    if num(ARGV[i]) < t then put(ARGV[i], ARGV[i + 1]); needed = math.max(needed, t + ttl) end
+  end
+  put('m', '1')
+end
+local places = {}
+for f, v in pairs(s) do
+  local kind = string.sub(f, 1, 2)
+  if kind == 'a:' or kind == 'd:' then places[#places + 1] = f; places[#places + 1] = v end
+end
+local function knows(f)
+  if f == '' or not s[f] then return 0 end
+  local t = tonumber(s[f])
+  if now - t >= ttl then return 0 end
+  local kind, newer = string.sub(f, 1, 2), 0
+  for g, v in pairs(s) do
+    if string.sub(g, 1, 2) == kind and tonumber(v) > t then newer = newer + 1 end
+  end
+  return newer < kept and 1 or 0
+end
+local familiar, known = knows(ARGV[5]), knows(ARGV[6])
+local b = ARGV[9]
+if b == '' then b = familiar == 1 and 'f' or 'u' end
+local locked = num(b .. ':l') > now
+local failures = num(b .. ':w') > now and num(b .. ':n') or 0
+local clean = failures == 0 and num(b .. ':q') <= now
+local flying, stale, mine = 0, {}, 'r:' .. b .. ':'
+for f, v in pairs(s) do
+  if string.sub(f, 1, 2) == 'r:' then
+    if tonumber(v) <= now then stale[#stale + 1] = f
+    elseif string.sub(f, 1, #mine) == mine then flying = flying + 1 end
+  end
+end
+local old = b == 'f' and 1 or 5
+if ARGV[10] == '1' then
+  local state = redis.call('MGET', KEYS[old + 3], KEYS[old + 1], KEYS[old + 4])
+  local before = tonumber(state[2] or '0')
+  locked = locked or state[1] ~= false
+  clean = clean and before == 0 and not state[3]
+  failures = math.max(failures, before)
+  flying = math.max(flying, redis.call('ZCOUNT', KEYS[old + 2], '(' .. ARGV[1], '+inf'))
+end
+local hold = 1
+if locked then hold = 0 elseif failures + flying >= threshold then hold = 2 end
+if hold == 1 then
+  local expiry = now + tonumber(ARGV[4])
+  put(mine .. ARGV[3], str(expiry))
+  needed = math.max(needed, expiry)
+  if ARGV[10] == '1' then
+    redis.call('ZADD', KEYS[old + 2], expiry, ARGV[3])
+    redis.call('EXPIRE', KEYS[old + 2], ARGV[4])
+  end
+end
+local x = num('x')
+if #writes > 0 then
+  local renew = needed > x
+  if renew then x = needed; put('x', str(x)) end
+  redis.call('HSET', KEYS[1], unpack(writes))
+  if renew then redis.call('EXPIRE', KEYS[1], math.ceil(x - now)) end
+end
+if #stale >= STALE_RESERVATIONS then redis.call('HDEL', KEYS[1], unpack(stale)) end
+return {hold, clean and 1 or 0, familiar, known, b, str(x), places}
+""".replace("STALE_RESERVATIONS", str(STALE_RESERVATIONS))
+
+# A wrong guess's answer. KEYS: the account's record; the previous release's keys of the bucket (failures, in
+# flight, locked, lockouts). ARGV: now, the bucket, attempt id, threshold, window, base duration, max duration,
+# lockouts' time, upgrading ('1'). Returns whether it locked the bucket, and its lockouts so far.
+_FAIL = """
+local now, b = tonumber(ARGV[1]), ARGV[2]
+local mine = 'r:' .. b .. ':' .. ARGV[3]
+local v = redis.call('HMGET', KEYS[1], mine, b .. ':n', b .. ':w', b .. ':o', b .. ':q', 'x')
+local upgrading = ARGV[9] == '1'
+local was = v[1] ~= false
+if upgrading and redis.call('ZREM', KEYS[3], ARGV[3]) == 1 then was = true end
+if not was then return {0, 0} end
+local function str(n) return string.format('%.6f', n) end
+local window, failures = tonumber(v[3] or '0'), 0
+if window > now then failures = tonumber(v[2] or '0') else window = now + tonumber(ARGV[5]) end
+failures = failures + 1
+if upgrading then
+  local before = redis.call('INCR', KEYS[2])
+  if before == 1 then redis.call('EXPIRE', KEYS[2], ARGV[5]) end
+  failures = math.max(failures, before)
+end
+local writes, needed, locked, lockouts
+if failures < tonumber(ARGV[4]) then
+  writes, needed, locked, lockouts = {b .. ':n', failures, b .. ':w', str(window)}, window, 0, 0
+else
+  local previous = tonumber(v[5] or '0') > now and tonumber(v[4] or '0') or 0
+  if upgrading then previous = math.max(previous, tonumber(redis.call('GET', KEYS[5]) or '0')) end
+  local duration = math.min(tonumber(ARGV[6]) * 2 ^ previous, tonumber(ARGV[7]))
+  locked, lockouts, needed = 1, previous + 1, now + tonumber(ARGV[8])
+  writes = {b .. ':l', str(now + duration), b .. ':o', lockouts, b .. ':q', str(needed), b .. ':n', 0}
+  if upgrading then
+    redis.call('SET', KEYS[4], '1', 'EX', math.ceil(duration))
+    redis.call('SET', KEYS[5], lockouts, 'EX', ARGV[8])
+    redis.call('DEL', KEYS[2])
+  end
+end
+local x = tonumber(v[6] or '0')
+local renew = needed > x
+if renew then x = needed; writes[#writes + 1] = 'x'; writes[#writes + 1] = str(x) end
+redis.call('HSET', KEYS[1], unpack(writes))
+redis.call('HDEL', KEYS[1], mine)
+if renew then redis.call('EXPIRE', KEYS[1], math.ceil(x - now)) end
+return {locked, lockouts}
 """
 
-# KEYS: failures, in flight, locked, lockouts.
-# ARGV: attempt id, verdict, threshold, window, base duration, max duration, lockouts ttl
-_SETTLE = """
-local was_in_flight = redis.call('ZREM', KEYS[2], ARGV[1])
-if ARGV[2] == 'succeeded' then
-  redis.call('DEL', KEYS[1], KEYS[4])
-  return {0, 0}
-end
-if ARGV[2] ~= 'failed' or was_in_flight == 0 then return {0, 0} end
-local failures = redis.call('INCR', KEYS[1])
-if failures == 1 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
-if failures < tonumber(ARGV[3]) then return {0, 0} end
-local previous = tonumber(redis.call('GET', KEYS[4]) or '0')
-local duration = math.min(tonumber(ARGV[5]) * 2 ^ previous, tonumber(ARGV[6]))
-redis.call('SET', KEYS[3], '1', 'EX', math.ceil(duration))
-redis.call('SET', KEYS[4], previous + 1, 'EX', ARGV[7])
-redis.call('DEL', KEYS[1])
-return {1, previous + 1}
-"""
+# When this layout first met the Redis: it starts the upgrade's period (PTA_LOCKOUT_UPGRADE_SECONDS).
+LAYOUT_MARKER_SECONDS = 30 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Reserved:
+    """What the reservation script answered: the hold, the account's places as it read them, the bucket."""
+
+    hold: Hold
+    clean: bool
+    bucket: str
+    familiar_address: bool
+    known_device: bool
+    places: Places
 
 
 class RedisLockoutStore:
-    """The production store, shared by every node. Keys of one bucket share a hash tag (Redis Cluster)."""
+    """The production store, shared by every node: one hash per account (its key is the only one a script of it
+    touches, the previous release's keys aside while upgrading)."""
 
     def __init__(self, url: str, prefix: str) -> None:
         import redis
@@ -271,44 +406,149 @@ class RedisLockoutStore:
         self.prefix = f"{prefix}:lockout"
         self.client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5, **redis_retry_options())
         self._reserve = self.client.register_script(_RESERVE)
-        self._settle = self.client.register_script(_SETTLE)
+        self._fail = self.client.register_script(_FAIL)
+        self._layout_since: float | None = None
 
-    def _keys(self, bucket: str) -> list[str]:
-        return [f"{self.prefix}:{{{bucket}}}:{part}" for part in ("failures", "in-flight", "locked", "lockouts")]
+    def record_key(self, account: str) -> str:
+        return f"{self.prefix}:{{{account}}}"
+
+    def _previous_keys(self, account: str, side: str) -> list[str]:
+        """The previous release's four keys of one bucket."""
+        return [f"{self.prefix}:{{{account}:{side}}}:{part}"
+                for part in ("failures", "in-flight", "locked", "lockouts")]
+
+    def upgrading(self) -> bool:
+        """Whether the previous release's keys are read and written too: for PTA_LOCKOUT_UPGRADE_SECONDS after this
+        layout first met the Redis (one command per process, the first time it asks)."""
+        seconds = settings.PTA_LOCKOUT_UPGRADE_SECONDS
+        if not seconds:
+            return False
+        if self._layout_since is None:
+            now = time.time()
+            since = self.client.set(f"{self.prefix}:layout-since", now, nx=True, get=True, ex=LAYOUT_MARKER_SECONDS)
+            self._layout_since = float(since) if since is not None else now
+        return time.time() < self._layout_since + seconds
+
+    def reserve_at(self, *, account: str, address: str, device: str, attempt_id: str, threshold: int,
+                   side: str = "", seed: list[tuple[str, float]] | None = None) -> Reserved | None:
+        """Reserve a guess in the account's bucket for this address (``side``: that bucket, whatever the places),
+        reading its places in the same script. None: the record has not met the places of before it; ask again
+        with ``seed``, what they hold."""
+        now, upgrading = time.time(), self.upgrading()
+        pairs = [str(item) for pair in (seed or []) for item in pair]
+        answer = self._reserve(
+            keys=[self.record_key(account), *self._previous_keys(account, "f"), *self._previous_keys(account, "u")],
+            args=[repr(now), threshold, attempt_id, RESERVATION_SECONDS, f"a:{address}" if address else "",
+                  f"d:{device}" if device else "", FAMILIAR_TTL_SECONDS, FAMILIAR_PLACES_KEPT, side,
+                  "1" if upgrading else "0", "-" if side else ("1" if seed is not None else "0"), *pairs])
+        if int(answer[0]) == -1:
+            return None
+        hold, clean, familiar, known, bucket_side, expires, flat = answer
+        fields = {_text(flat[i]): float(flat[i + 1]) for i in range(0, len(flat), 2)}
+        return Reserved(hold=Hold(int(hold)), clean=bool(int(clean)), bucket=_bucket_of(account, _text(bucket_side)),
+                        familiar_address=bool(int(familiar)), known_device=bool(int(known)),
+                        places=Places.of_fields(fields, expires=float(expires)))
 
     def reserve(self, *, bucket: str, attempt_id: str, threshold: int) -> tuple[Hold, bool]:
-        now = time.time()
-        hold, clean = self._reserve(keys=self._keys(bucket), args=[
-            now, threshold, attempt_id, now + RESERVATION_SECONDS, RESERVATION_SECONDS])
-        return Hold(int(hold)), bool(int(clean))
+        account, side = bucket.rsplit(":", 1)
+        reserved = self.reserve_at(account=account, address="", device="", attempt_id=attempt_id,
+                                   threshold=threshold, side=side)
+        assert reserved is not None  # a bucket named: the places do not matter
+        return reserved.hold, reserved.clean
 
     def settle(self, *, bucket: str, attempt_id: str, verdict: Verdict, policy: LockoutPolicy,
                clean: bool = False) -> Settled:
-        if verdict is Verdict.RELEASED or (verdict is Verdict.SUCCEEDED and clean):
-            # Nothing to count and nothing to forgive: the reservation ends (ZREM, not the script's three).
-            self.client.zrem(self._keys(bucket)[1], attempt_id)
+        account, side = bucket.rsplit(":", 1)
+        key, previous = self.record_key(account), self._previous_keys(account, side)
+        mine, upgrading = f"r:{side}:{attempt_id}", self.upgrading()
+        if verdict is Verdict.FAILED:
+            locked, lockouts = self._fail(keys=[key, *previous], args=[
+                repr(time.time()), side, attempt_id, policy.threshold, FAILURE_WINDOW_SECONDS,
+                policy.duration_seconds, MAX_LOCKOUT_SECONDS, MAX_LOCKOUT_SECONDS + FAILURE_WINDOW_SECONDS,
+                "1" if upgrading else "0"])
+            return Settled(locked=bool(locked), lockouts=int(lockouts))
+        # The reservation ends; a right password forgives the bucket's failures and lockouts, unless it found none
+        # (then a wrong guess in flight meanwhile is not forgiven: stricter, never looser). One HDEL either way.
+        forgive = verdict is Verdict.SUCCEEDED and not clean
+        fields = [mine, *(f"{side}:{part}" for part in ("n", "w", "o", "q"))] if forgive else [mine]
+        if not upgrading:
+            self.client.hdel(key, *fields)
             return Settled()
-        locked, lockouts = self._settle(keys=self._keys(bucket), args=[
-            attempt_id, verdict.value, policy.threshold, FAILURE_WINDOW_SECONDS, policy.duration_seconds,
-            MAX_LOCKOUT_SECONDS, MAX_LOCKOUT_SECONDS + FAILURE_WINDOW_SECONDS])
-        return Settled(locked=bool(locked), lockouts=int(lockouts))
-
-    def locked(self, *, bucket: str) -> bool:
-        return bool(self.client.exists(self._keys(bucket)[2]))
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hdel(key, *fields)
+        pipe.zrem(previous[1], attempt_id)
+        if forgive:
+            pipe.delete(previous[0], previous[3])
+        pipe.execute()
+        return Settled()
 
     def locked_until(self, *, bucket: str) -> float | None:
-        remaining_ms = int(self.client.pttl(self._keys(bucket)[2]))  # -2: no lock, -1: never (not written so)
-        return time.time() + remaining_ms / 1000 if remaining_ms > 0 else None
+        account, side = bucket.rsplit(":", 1)
+        until = float(self.client.hget(self.record_key(account), f"{side}:l") or 0)
+        if self.upgrading():
+            remaining_ms = int(self.client.pttl(self._previous_keys(account, side)[2]))  # -2: none
+            until = max(until, time.time() + remaining_ms / 1000 if remaining_ms > 0 else 0)
+        return until if until > time.time() else None
+
+    def locked(self, *, bucket: str) -> bool:
+        return self.locked_until(bucket=bucket) is not None
+
+    def places(self, *, account: str) -> Places:
+        """The account's places as its record holds them (``seeded`` False: it has not met those of before it)."""
+        flat = self.client.hgetall(self.record_key(account))
+        fields = {_text(name): value for name, value in flat.items()}
+        return Places.of_fields({name: float(value) for name, value in fields.items() if name[:2] in ("a:", "d:")},
+                                expires=float(fields.get("x", 0)), seeded="m" in fields)
+
+    def places_write(self, *, account: str, places: Places, address: str, device: str, now: float,
+                     ending: str = "") -> None:
+        """This address and device seen now: one HSET, the key's EXPIRE about once a day (when its expiry falls
+        short of a place's time), and an HDEL of the oldest marks when either kind holds twice as many as are kept
+        (so about once in FAMILIAR_PLACES_KEPT sign-ins of a browser that keeps no cookie). ``ending``: the
+        reservation (its attempt id and bucket) a right password ends, in the same HSET (its time set to 0)."""
+        key, fields = self.record_key(account), dict[str, str]()
+        if ending:
+            fields[ending] = "0"
+        if address:
+            fields[f"a:{address}"] = repr(now)
+        if device:
+            fields[f"d:{device}"] = repr(now)
+        expires = places.expires
+        if now + FAMILIAR_TTL_SECONDS > expires:
+            expires = now + FAMILIAR_TTL_SECONDS + PLACE_REFRESH_SECONDS
+            fields["x"] = repr(expires)
+        dropped = [f"a:{mark}" for mark in _overflow(places.addresses, address)]
+        dropped += [f"d:{mark}" for mark in _overflow(places.devices, device)]
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hset(key, items=[item for pair in fields.items() for item in pair])
+        if expires != places.expires:
+            pipe.expire(key, math.ceil(expires - now))
+        if dropped:
+            pipe.hdel(key, *dropped)
+        pipe.execute()
 
     def clear(self) -> None:
         keys = list(self.client.scan_iter(match=f"{self.prefix}:*", count=1000))
         if keys:
             self.client.delete(*keys)
+        self._layout_since = None
 
     def eviction_policy(self) -> str:
         """The server's maxmemory-policy: anything but noeviction lets a full Redis drop keys with a TTL (every
         lockout key has one) to make room for new ones, such as the sessions of a flood of usernames."""
         return str(self.client.info("memory").get("maxmemory_policy", ""))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _overflow(marks: dict[str, float], adding: str) -> list[str]:
+    """The oldest marks to drop once a kind would hold more than twice FAMILIAR_PLACES_KEPT (down to that many)."""
+    if not adding or adding in marks or len(marks) + 1 <= 2 * FAMILIAR_PLACES_KEPT:
+        return []
+    oldest = sorted(marks, key=marks.__getitem__)
+    return oldest[:len(marks) + 1 - FAMILIAR_PLACES_KEPT]
 
 
 _stores: dict[str, LockoutStore] = {}
@@ -324,8 +564,12 @@ def lockout_store() -> LockoutStore:
         return _stores[url]
 
 
+def _bucket_of(account: str, side: str) -> str:
+    return f"{account}:{side}"
+
+
 def _bucket(account: str, familiar: bool) -> str:
-    return f"{account}:{'f' if familiar else 'u'}"
+    return _bucket_of(account, "f" if familiar else "u")
 
 
 def lockout_reserve(*, tenant: Tenant | None, account: str, familiar: bool) -> Reservation:
@@ -335,6 +579,29 @@ def lockout_reserve(*, tenant: Tenant | None, account: str, familiar: bool) -> R
     bucket, attempt_id = _bucket(account, familiar), uuid.uuid4().hex
     hold, clean = lockout_store().reserve(bucket=bucket, attempt_id=attempt_id, threshold=policy.threshold)
     return Reservation(hold=hold, bucket=bucket, attempt_id=attempt_id, policy=policy, clean=clean)
+
+
+def lockout_reserve_at(*, tenant: Tenant | None, account: str, username: str, ip: str, device: str
+                       ) -> tuple[Place, Reservation]:
+    """place_recognised, then lockout_reserve in the bucket it says: in production one script (the account's
+    record read once, the guess reserved in it), in the embedded profile the two calls."""
+    store = lockout_store()
+    if not isinstance(store, RedisLockoutStore):
+        place = place_recognised(tenant=tenant, username=username, ip=ip, device=device)
+        return place, lockout_reserve(tenant=tenant, account=account, familiar=place.familiar_address)
+    policy, attempt_id = lockout_policy(tenant=tenant), uuid.uuid4().hex
+    address, known = _place_marks(username, ip, device)
+    reserved = store.reserve_at(account=account, address=address, device=known, attempt_id=attempt_id,
+                                threshold=policy.threshold)
+    if reserved is None:  # the record has not met the places of before it (the cache's): once per account
+        reserved = store.reserve_at(account=account, address=address, device=known, attempt_id=attempt_id,
+                                    threshold=policy.threshold,
+                                    seed=_previous_places(tenant, username, ip, device).seed(now=time.time()))
+    assert reserved is not None  # seeded
+    place = Place(familiar_address=reserved.familiar_address, known_device=reserved.known_device,
+                  record=reserved.places, record_of=store.record_key(account))
+    return place, Reservation(hold=reserved.hold, bucket=reserved.bucket, attempt_id=attempt_id, policy=policy,
+                              clean=reserved.clean)
 
 
 def lockout_settle(*, reservation: Reservation, verdict: Verdict) -> Settled:
@@ -358,6 +625,10 @@ def lockout_active(*, account: str, familiar: bool) -> bool:
 
 
 # --- familiar places (addresses, devices), and the names an account was reached by --------------------------
+#
+# In production they are in the account's lockout record (RedisLockoutStore, above); in the embedded profile,
+# and before this layout in production, in the cache: one ``places:`` entry per account, and before that one key
+# per address and per device.
 
 def _places_key(tenant: Tenant | None, username: str) -> str:
     return f"places:{tenant.pk if tenant else '-'}:{_digest(username.lower())}"
@@ -381,7 +652,7 @@ def _alias_key(tenant: Tenant | None, typed: str) -> str:
 class Place:
     """Where a sign-in comes from, as the account knows it: an address (a familiar one has its own lockout bucket)
     and a device (the browser's cookie), each remembered for FAMILIAR_TTL_SECONDS after a complete sign-in.
-    ``record`` is the account's record as read (for ``record_of``, the name it was read under), so that the same
+    ``record`` is the account's record as read (``record_of``: the key it was read from), so that the same
     request's place_remember need not read it again."""
 
     familiar_address: bool
@@ -392,24 +663,42 @@ class Place:
 
 @dataclass(frozen=True)
 class Places:
-    """An account's familiar places, one cache entry per account (``places:…``): the digests of its addresses and
-    of its devices, each with when it last completed a sign-in, at most FAMILIAR_PLACES_KEPT of each (the newest).
-    One key per address and per device, as before, left every new browser's sign-in a key for 90 days: a user
-    who clears cookies daily, or a script signing in, grew the store without bound."""
+    """An account's familiar places: the digests of its addresses and of its devices, each with when it last
+    completed a sign-in; a place is known while it is among the newest FAMILIAR_PLACES_KEPT of its kind and
+    younger than FAMILIAR_TTL_SECONDS. One key per address and per device, as long ago, left every new browser's
+    sign-in a key for 90 days: a user who clears cookies daily, or a script signing in, grew the store without
+    bound. ``expires``: when the record's key expires (production); ``seeded``: the record has met the places of
+    before it."""
 
     addresses: dict[str, float]
     devices: dict[str, float]
+    expires: float = 0.0
+    seeded: bool = True
 
     @classmethod
     def of(cls, value: object) -> Places:
+        """The cache's record (the embedded profile, and production before the lockout record)."""
         if isinstance(value, dict):
             addresses, devices = value.get("a"), value.get("d")
             if isinstance(addresses, dict) and isinstance(devices, dict):
                 return cls(addresses, devices)
         return cls({}, {})
 
+    @classmethod
+    def of_fields(cls, fields: dict[str, float], *, expires: float = 0.0, seeded: bool = True) -> Places:
+        """The lockout record's ``a:`` and ``d:`` fields."""
+        return cls({name[2:]: seen for name, seen in fields.items() if name.startswith("a:")},
+                   {name[2:]: seen for name, seen in fields.items() if name.startswith("d:")}, expires, seeded)
+
     def stored(self) -> dict[str, dict[str, float]]:
         return {"a": self.addresses, "d": self.devices}
+
+    def knows(self, *, address: str = "", device: str = "", now: float) -> bool:
+        marks, mark = (self.addresses, address) if address else (self.devices, device)
+        seen = marks.get(mark)
+        if not mark or seen is None or now - seen >= FAMILIAR_TTL_SECONDS:
+            return False
+        return sum(1 for other in marks.values() if other > seen) < FAMILIAR_PLACES_KEPT
 
     def fresh(self, *, address: str, device: str, now: float) -> bool:
         """Whether each of these (the ones given) was marked within PLACE_REFRESH_SECONDS."""
@@ -419,6 +708,19 @@ class Places:
     def with_place(self, *, address: str, device: str, now: float) -> Places:
         """This address and device seen now; older than FAMILIAR_TTL_SECONDS forgotten, the newest kept."""
         return Places(_newest(self.addresses, address, now), _newest(self.devices, device, now))
+
+    def merged(self, other: Places) -> Places:
+        """Both records' marks, the later time of each."""
+        def union(mine: dict[str, float], theirs: dict[str, float]) -> dict[str, float]:
+            return {mark: max(mine.get(mark, -math.inf), theirs.get(mark, -math.inf)) for mark in {*mine, *theirs}}
+        return Places(union(self.addresses, other.addresses), union(self.devices, other.devices), self.expires,
+                      self.seeded)
+
+    def seed(self, *, now: float) -> list[tuple[str, float]]:
+        """Its marks younger than FAMILIAR_TTL_SECONDS as the lockout record's fields, the newest kept of each."""
+        return [(f"{kind}:{mark}", seen) for kind, marks in (("a", self.addresses), ("d", self.devices))
+                for mark, seen in sorted(marks.items(), key=lambda item: item[1])[-FAMILIAR_PLACES_KEPT:]
+                if now - seen < FAMILIAR_TTL_SECONDS]
 
 
 def _newest(marks: dict[str, float], mark: str, now: float) -> dict[str, float]:
@@ -436,11 +738,10 @@ def _place_marks(username: str, ip: str, device: str) -> tuple[str, str]:
     return (_digest(name, "ip", ip)[:20] if ip else "", _digest(name, "device", device)[:20] if device else "")
 
 
-def place_recognised(*, tenant: Tenant | None, username: str, ip: str, device: str) -> Place:
-    """Whether this address and this device completed a sign-in of this account before: one cache round trip
-    (the account's record, and the keys of before it, in one read)."""
-    if not ip and not device:
-        return Place(familiar_address=False, known_device=False)
+def _previous_places(tenant: Tenant | None, username: str, ip: str, device: str) -> Places:
+    """The account's places in the cache (one cache round trip: its record and the keys of before it in one read),
+    the per-place keys of before it as marks of now. The embedded profile's places; production's before its
+    lockout record."""
     record, legacy_address, legacy_device = (_places_key(tenant, username),
                                              _familiar_key(tenant, username, ip) if ip else "",
                                              _device_key(tenant, username, device) if device else "")
@@ -448,32 +749,82 @@ def place_recognised(*, tenant: Tenant | None, username: str, ip: str, device: s
     places = Places.of(found.get(record))
     address, known = _place_marks(username, ip, device)
     now = time.time()
-    return Place(
-        familiar_address=bool(address and (now - places.addresses.get(address, -math.inf) < FAMILIAR_TTL_SECONDS
-                                           or found.get(legacy_address))),
-        known_device=bool(known and (now - places.devices.get(known, -math.inf) < FAMILIAR_TTL_SECONDS
-                                     or found.get(legacy_device))),
-        record=places, record_of=username.lower())
+    if found.get(legacy_address):
+        places = places.merged(Places({address: now}, {}))
+    if found.get(legacy_device):
+        places = places.merged(Places({}, {known: now}))
+    return places
 
 
-def place_remember(*, tenant: Tenant | None, username: str, ip: str, device: str, seen: Place | None = None
-                   ) -> None:
+def place_recognised(*, tenant: Tenant | None, username: str, ip: str, device: str) -> Place:
+    """Whether this address and this device completed a sign-in of this account before: one Redis round trip (in
+    production the account's lockout record, and once per account the cache's places of before it; the sign-in's
+    own check reads them in its reservation: lockout_reserve_at)."""
+    if not ip and not device:
+        return Place(familiar_address=False, known_device=False)
+    address, known = _place_marks(username, ip, device)
+    store = lockout_store()
+    if isinstance(store, RedisLockoutStore):
+        account = lockout_account(tenant=tenant, user=None, username=username)
+        key, places = store.record_key(account), store.places(account=account)
+        if not places.seeded:
+            places = places.merged(_previous_places(tenant, username, ip, device))
+    else:
+        key, places = _places_key(tenant, username), _previous_places(tenant, username, ip, device)
+    now = time.time()
+    return Place(familiar_address=places.knows(address=address, now=now),
+                 known_device=places.knows(device=known, now=now), record=places, record_of=key)
+
+
+def place_remember(*, tenant: Tenant | None, username: str, ip: str, device: str, seen: Place | None = None,
+                   ending: Reservation | None = None) -> bool:
     """This address and this device completed a sign-in of this user (second factor included, when one was
-    asked): the account's record read (unless ``seen``, this request's place_recognised of the same name, read
-    it already) and written, unless both were marked within PLACE_REFRESH_SECONDS (a person signing in from their
-    usual browser and network writes nothing). Two sign-ins of one account at the same instant may keep one of
-    their places only: the other is asked for its second factor once more, nothing worse."""
+    asked): the account's record read (unless ``seen``, this request's read of the same record, has it) and
+    written, unless both were marked within PLACE_REFRESH_SECONDS (a person signing in from their usual browser
+    and network writes nothing). Two sign-ins of one account at the same instant may keep one of their places
+    only: the other is asked for its second factor once more, nothing worse.
+
+    ``ending``: this sign-in's reservation, granted and clean (its right password has nothing to forgive), which
+    the same write ends when it is a write of the same account's record (production): True then, and the caller
+    does not settle it; False (nothing written, or not this record) leaves it to the caller."""
     address, known = _place_marks(username, ip, device)
     if not address and not known:
-        return
-    key, now = _places_key(tenant, username), time.time()
-    if seen is not None and seen.record is not None and seen.record_of == username.lower():
+        return False
+    store, now = lockout_store(), time.time()
+    if isinstance(store, RedisLockoutStore):
+        account = lockout_account(tenant=tenant, user=None, username=username)
+        key = store.record_key(account)
+        if seen is not None and seen.record is not None and seen.record_of == key:
+            places = seen.record
+        else:
+            places = store.places(account=account)
+        if places.fresh(address=address, device=known, now=now):
+            return False
+        owned, _, side = ending.bucket.rpartition(":") if ending is not None else ("", "", "")
+        # Not while upgrading: the previous release's in-flight key holds the reservation too (settle ends both).
+        ends = (ending is not None and ending.granted and ending.clean and owned == account
+                and not store.upgrading())
+        store.places_write(account=account, places=places, address=address, device=known, now=now,
+                           ending=f"r:{side}:{ending.attempt_id}" if ends and ending is not None else "")
+        return ends
+    key = _places_key(tenant, username)
+    if seen is not None and seen.record is not None and seen.record_of == key:
         places = seen.record
     else:
         places = Places.of(cache.get(key))
     if places.fresh(address=address, device=known, now=now):
-        return
+        return False
     cache.set(key, places.with_place(address=address, device=known, now=now).stored(), timeout=FAMILIAR_TTL_SECONDS)
+    return False
+
+
+def places_of(*, tenant: Tenant | None, username: str) -> Places:
+    """The account's familiar places as its record holds them (digests and times; what an operator or a test may
+    look at)."""
+    store = lockout_store()
+    if isinstance(store, RedisLockoutStore):
+        return store.places(account=lockout_account(tenant=tenant, user=None, username=username))
+    return Places.of(cache.get(_places_key(tenant, username)))
 
 
 def alias_user_id(*, tenant: Tenant | None, typed: str) -> int | None:

@@ -161,20 +161,21 @@ def test_familiar_address_and_device_are_remembered(tenant):
 
 def test_an_account_keeps_its_newest_devices_only(tenant, monkeypatch):
     """A script signing in without cookies (a new device each time) leaves one record of bounded size, not a key
-    per sign-in for 90 days: the newest FAMILIAR_PLACES_KEPT devices are known, the older ones forgotten."""
-    from django.core.cache import cache
-
+    per sign-in for 90 days: the newest FAMILIAR_PLACES_KEPT devices are known, the older ones forgotten (the
+    cache's record keeps those only; the lockout record drops the oldest once it holds twice as many)."""
     username, kept = "a@alpha.example.test", lockout.FAMILIAR_PLACES_KEPT
     clock = [1_800_000_000.0]
     monkeypatch.setattr(lockout.time, "time", lambda: clock[0])
-    for n in range(kept + 5):
+    signins = 2 * kept + 5
+    for n in range(signins):
         clock[0] += 1
         lockout.place_remember(tenant=tenant, username=username, ip="198.51.100.7", device=f"browser-{n}")
+        assert len(lockout.places_of(tenant=tenant, username=username).devices) <= 2 * kept
     known = [lockout.place_recognised(tenant=tenant, username=username, ip="", device=f"browser-{n}").known_device
-             for n in range(kept + 5)]
-    assert known == [False] * 5 + [True] * kept
-    record = cache.get(lockout._places_key(tenant, username))
-    assert len(record["d"]) == kept and len(record["a"]) == 1
+             for n in range(signins)]
+    assert known == [False] * (signins - kept) + [True] * kept
+    record = lockout.places_of(tenant=tenant, username=username)
+    assert kept <= len(record.devices) < 2 * kept and len(record.addresses) == 1
     assert "browser-9" not in repr(record) and "198.51.100.7" not in repr(record)  # digests only
     # A device seen again (a day later: sooner, its mark is left as it is) becomes the newest: it outlives the
     # ones remembered after its first sign-in.
@@ -200,26 +201,23 @@ def test_a_place_older_than_its_time_is_unfamiliar(tenant, monkeypatch):
 
 
 def test_a_usual_place_is_written_once_a_day_at_most(tenant, monkeypatch):
-    """Signing in again from the usual browser and network writes nothing for a day (one cache write less per
+    """Signing in again from the usual browser and network writes nothing for a day (one write less per
     sign-in); the mark is refreshed after that, so it never runs out while the place is used."""
-    from django.core.cache import cache
-
     username, clock = "a@alpha.example.test", [1_800_000_000.0]
     monkeypatch.setattr(lockout.time, "time", lambda: clock[0])
-    key = lockout._places_key(tenant, username)
 
     def sign_in() -> None:
         seen = lockout.place_recognised(tenant=tenant, username=username, ip="198.51.100.7", device="browser-1")
         lockout.place_remember(tenant=tenant, username=username, ip="198.51.100.7", device="browser-1", seen=seen)
 
     sign_in()
-    first = cache.get(key)
+    first = lockout.places_of(tenant=tenant, username=username)
     clock[0] += lockout.PLACE_REFRESH_SECONDS - 1
     sign_in()
-    assert cache.get(key) == first
+    assert lockout.places_of(tenant=tenant, username=username) == first
     clock[0] += 2
     sign_in()
-    assert set(cache.get(key)["d"].values()) == {clock[0]}
+    assert set(lockout.places_of(tenant=tenant, username=username).devices.values()) == {clock[0]}
     # A record read under another name is not taken for this one's.
     other = lockout.place_recognised(tenant=tenant, username="b@alpha.example.test", ip="198.51.100.7", device="")
     lockout.place_remember(tenant=tenant, username="c@alpha.example.test", ip="198.51.100.7", device="", seen=other)
