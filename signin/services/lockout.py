@@ -51,6 +51,11 @@ RESERVATION_SECONDS = 120
 # Reservations that ended in their place's write (time 0), or ran out, are dropped by the reservation script this
 # many at a time (production).
 STALE_RESERVATIONS = 8
+# While upgrading, a guess only the previous release's keys hold (a node of that release is serving) keeps the period
+# on for as long as what such a node wrote can still count (its longest key: a lockout count), checked by each
+# process at most every PREVIOUS_SEEN_CHECK_SECONDS: a node left behind never counts apart (docs/deploy.md).
+PREVIOUS_SEEN_SECONDS = MAX_LOCKOUT_SECONDS + FAILURE_WINDOW_SECONDS
+PREVIOUS_SEEN_CHECK_SECONDS = 60.0
 
 
 def _digest(*parts: str) -> str:
@@ -250,8 +255,8 @@ class LocalLockoutStore:
 # node of either release sees every guess; then they are left to expire (75 minutes at most). The places of before
 # are copied into a record once, at its first reservation (``m``): they live 90 days.
 
-# KEYS: the account's record; the previous release's keys of its familiar bucket (failures, in flight, locked,
-# lockouts), then of its unfamiliar one.
+# KEYS: the account's record; while upgrading, the previous release's keys of its familiar bucket (failures, in
+# flight, locked, lockouts), then of its unfamiliar one, and the previous release's last-seen marker.
 # ARGV: now, threshold, attempt id, reservation seconds, the address's field, the device's field, a place's time,
 # places kept, the bucket ('f', 'u' or '': by the address), upgrading ('1'), seed ('0': answer {-1} at once if the
 # record has not met the places of before it; '1': they follow, field and time pairs; '-': no matter).
@@ -297,20 +302,27 @@ local locked = num(b .. ':l') > now
 local failures = num(b .. ':w') > now and num(b .. ':n') or 0
 local clean = failures == 0 and num(b .. ':q') <= now
 local flying, stale, mine = 0, {}, 'r:' .. b .. ':'
+local own = mine .. ARGV[3]
 for f, v in pairs(s) do
   if string.sub(f, 1, 2) == 'r:' then
     if tonumber(v) <= now then stale[#stale + 1] = f
-    elseif string.sub(f, 1, #mine) == mine then flying = flying + 1 end
+    elseif string.sub(f, 1, #mine) == mine and f ~= own then flying = flying + 1 end
   end
 end
 local old = b == 'f' and 1 or 5
 if ARGV[10] == '1' then
   local state = redis.call('MGET', KEYS[old + 3], KEYS[old + 1], KEYS[old + 4])
   local before = tonumber(state[2] or '0')
+  local theirs = redis.call('ZCOUNT', KEYS[old + 2], '(' .. ARGV[1], '+inf')
+  if redis.call('ZSCORE', KEYS[old + 2], ARGV[3]) then theirs = theirs - 1 end
+  if before > failures or theirs > flying then
+    -- a guess only the previous keys hold: a node of the previous release is serving (upgrading() stays on)
+    redis.call('SET', KEYS[10], ARGV[1], 'EX', PREVIOUS_SEEN_SECONDS)
+  end
   locked = locked or state[1] ~= false
   clean = clean and before == 0 and not state[3]
   failures = math.max(failures, before)
-  flying = math.max(flying, redis.call('ZCOUNT', KEYS[old + 2], '(' .. ARGV[1], '+inf'))
+  flying = math.max(flying, theirs)
 end
 local hold = 1
 if locked then hold = 0 elseif failures + flying >= threshold then hold = 2 end
@@ -324,6 +336,7 @@ if hold == 1 then
   end
 end
 local x = num('x')
+if x == 0 then needed = math.max(needed, now + tonumber(ARGV[4])) end  -- a new key never lives for ever
 if #writes > 0 then
   local renew = needed > x
   if renew then x = needed; put('x', str(x)) end
@@ -332,10 +345,10 @@ if #writes > 0 then
 end
 if #stale >= STALE_RESERVATIONS then redis.call('HDEL', KEYS[1], unpack(stale)) end
 return {hold, clean and 1 or 0, familiar, known, b, str(x), places}
-""".replace("STALE_RESERVATIONS", str(STALE_RESERVATIONS))
+""".replace("STALE_RESERVATIONS", str(STALE_RESERVATIONS)).replace("PREVIOUS_SEEN_SECONDS", str(PREVIOUS_SEEN_SECONDS))
 
-# A wrong guess's answer. KEYS: the account's record; the previous release's keys of the bucket (failures, in
-# flight, locked, lockouts). ARGV: now, the bucket, attempt id, threshold, window, base duration, max duration,
+# A wrong guess's answer. KEYS: the account's record; while upgrading, the previous release's keys of the bucket
+# (failures, in flight, locked, lockouts) and its last-seen marker. ARGV: now, the bucket, attempt id, threshold, window, base duration, max duration,
 # lockouts' time, upgrading ('1'). Returns whether it locked the bucket, and its lockouts so far.
 _FAIL = """
 local now, b = tonumber(ARGV[1]), ARGV[2]
@@ -362,7 +375,7 @@ else
   if upgrading then previous = math.max(previous, tonumber(redis.call('GET', KEYS[5]) or '0')) end
   local duration = math.min(tonumber(ARGV[6]) * 2 ^ previous, tonumber(ARGV[7]))
   locked, lockouts, needed = 1, previous + 1, now + tonumber(ARGV[8])
-  writes = {b .. ':l', str(now + duration), b .. ':o', lockouts, b .. ':q', str(needed), b .. ':n', 0}
+  writes = {b .. ':l', str(now + duration), b .. ':o', lockouts, b .. ':q', str(needed), b .. ':n', 0, b .. ':w', 0}
   if upgrading then
     redis.call('SET', KEYS[4], '1', 'EX', math.ceil(duration))
     redis.call('SET', KEYS[5], lockouts, 'EX', ARGV[8])
@@ -408,6 +421,8 @@ class RedisLockoutStore:
         self._reserve = self.client.register_script(_RESERVE)
         self._fail = self.client.register_script(_FAIL)
         self._layout_since: float | None = None
+        self._previous_seen = 0.0  # the newest guess of a previous release's node, as last read
+        self._previous_checked = 0.0
 
     def record_key(self, account: str) -> str:
         return f"{self.prefix}:{{{account}}}"
@@ -419,15 +434,31 @@ class RedisLockoutStore:
 
     def upgrading(self) -> bool:
         """Whether the previous release's keys are read and written too: for PTA_LOCKOUT_UPGRADE_SECONDS after this
-        layout first met the Redis (one command per process, the first time it asks)."""
+        layout first met the Redis (one command per process, the first time it asks), and beyond while the scripts
+        still see guesses that only a node of the previous release made (one GET a minute per process then)."""
         seconds = settings.PTA_LOCKOUT_UPGRADE_SECONDS
         if not seconds:
             return False
+        now = time.time()
         if self._layout_since is None:
-            now = time.time()
             since = self.client.set(f"{self.prefix}:layout-since", now, nx=True, get=True, ex=LAYOUT_MARKER_SECONDS)
             self._layout_since = float(since) if since is not None else now
-        return time.time() < self._layout_since + seconds
+        if now < self._layout_since + seconds:
+            return True
+        if now - self._previous_checked >= PREVIOUS_SEEN_CHECK_SECONDS:
+            self._previous_checked = now
+            self._previous_seen = float(self.client.get(self._previous_seen_key()) or 0)
+        return now < self._previous_seen + PREVIOUS_SEEN_SECONDS
+
+    def _previous_seen_key(self) -> str:
+        return f"{self.prefix}:previous-seen"
+
+    def _script_keys(self, account: str, *sides: str, upgrading: bool) -> list[str]:
+        """The record alone (one Redis Cluster slot), or while upgrading the previous release's keys too."""
+        if not upgrading:
+            return [self.record_key(account)]
+        return [self.record_key(account), *(key for side in sides for key in self._previous_keys(account, side)),
+                self._previous_seen_key()]
 
     def reserve_at(self, *, account: str, address: str, device: str, attempt_id: str, threshold: int,
                    side: str = "", seed: list[tuple[str, float]] | None = None) -> Reserved | None:
@@ -437,7 +468,7 @@ class RedisLockoutStore:
         now, upgrading = time.time(), self.upgrading()
         pairs = [str(item) for pair in (seed or []) for item in pair]
         answer = self._reserve(
-            keys=[self.record_key(account), *self._previous_keys(account, "f"), *self._previous_keys(account, "u")],
+            keys=self._script_keys(account, "f", "u", upgrading=upgrading),
             args=[repr(now), threshold, attempt_id, RESERVATION_SECONDS, f"a:{address}" if address else "",
                   f"d:{device}" if device else "", FAMILIAR_TTL_SECONDS, FAMILIAR_PLACES_KEPT, side,
                   "1" if upgrading else "0", "-" if side else ("1" if seed is not None else "0"), *pairs])
@@ -462,7 +493,7 @@ class RedisLockoutStore:
         key, previous = self.record_key(account), self._previous_keys(account, side)
         mine, upgrading = f"r:{side}:{attempt_id}", self.upgrading()
         if verdict is Verdict.FAILED:
-            locked, lockouts = self._fail(keys=[key, *previous], args=[
+            locked, lockouts = self._fail(keys=self._script_keys(account, side, upgrading=upgrading), args=[
                 repr(time.time()), side, attempt_id, policy.threshold, FAILURE_WINDOW_SECONDS,
                 policy.duration_seconds, MAX_LOCKOUT_SECONDS, MAX_LOCKOUT_SECONDS + FAILURE_WINDOW_SECONDS,
                 "1" if upgrading else "0"])
@@ -519,7 +550,10 @@ class RedisLockoutStore:
             fields["x"] = repr(expires)
         dropped = [f"a:{mark}" for mark in _overflow(places.addresses, address)]
         dropped += [f"d:{mark}" for mark in _overflow(places.devices, device)]
-        pipe = self.client.pipeline(transaction=False)
+        # With an EXPIRE, one transaction (about once a day per account): an HSET of "x" without its EXPIRE (a
+        # dropped connection, the last second of an append-only file lost) would make every later write think the
+        # key lives on, and the record, a lock with it, would end with the key's older, shorter TTL.
+        pipe = self.client.pipeline(transaction=expires != places.expires)
         pipe.hset(key, items=[item for pair in fields.items() for item in pair])
         if expires != places.expires:
             pipe.expire(key, math.ceil(expires - now))
@@ -532,6 +566,7 @@ class RedisLockoutStore:
         if keys:
             self.client.delete(*keys)
         self._layout_since = None
+        self._previous_seen = self._previous_checked = 0.0
 
     def eviction_policy(self) -> str:
         """The server's maxmemory-policy: anything but noeviction lets a full Redis drop keys with a TTL (every

@@ -259,3 +259,31 @@ def test_a_locked_guess_knows_when_the_lock_ends(tenant):
     # The familiar bucket is not locked: nothing to tell there.
     familiar = lockout.lockout_reserve(tenant=tenant, account=acct, familiar=True)
     assert familiar.granted and lockout.lockout_ends(reservation=familiar) is None
+
+
+def test_failures_after_a_lock_start_a_window_of_their_own(monkeypatch, settings):
+    """Both stores (found in review: the record kept the window of before the lock): the failures that follow a
+    lock count for a whole FAILURE_WINDOW_SECONDS of their own, so a lock is followed by the threshold, not by
+    more guesses before the old window ends."""
+    settings.PTA_LOCKOUT_UPGRADE_SECONDS = 0
+    tenant = Tenant(pk=uuid.uuid4(), name="Alpha", slug="alpha", lockout_threshold=5, lockout_duration_seconds=60)
+    lockout.lockout_store().clear()
+    account = lockout.lockout_account(tenant=tenant, user=None, username=f"w{uuid.uuid4().hex[:6]}@alpha.test")
+    clock = [time.time()]
+    monkeypatch.setattr(lockout.time, "time", lambda: clock[0])
+
+    def wrong() -> lockout.Settled | None:
+        reservation = lockout.lockout_reserve(tenant=tenant, account=account, familiar=False)
+        return lockout.lockout_settle(reservation=reservation, verdict=Verdict.FAILED) if reservation.granted \
+            else None
+
+    start = clock[0]
+    for _ in range(5):
+        wrong()
+    clock[0] = start + 61  # the lock is over
+    assert not lockout.lockout_active(account=account, familiar=False)
+    for _ in range(4):
+        assert not wrong().locked
+    clock[0] = start + lockout.FAILURE_WINDOW_SECONDS + 5  # the window of before the lock has ended
+    settled = wrong()
+    assert settled is not None and settled.locked

@@ -125,3 +125,70 @@ def test_the_places_of_before_are_copied_at_the_first_reservation(tenant, upgrad
     cache.delete(lockout._places_key(tenant, username))  # read once: the record has it now
     place, _ = lockout.lockout_reserve_at(tenant=tenant, account=account, username=username, ip=ip, device=device)
     assert place.familiar_address
+
+
+# --- found in review (the record's first version) --------------------------------------------------------------
+
+def test_a_node_of_the_previous_release_seen_during_the_period_keeps_it_on_after_its_end(tenant, upgrading, previous,
+                                                                                         monkeypatch):
+    """A node of the previous release left serving past PTA_LOCKOUT_UPGRADE_SECONDS (a failed or a canary node):
+    guesses alternating between it and this release's nodes reached the directory twice the threshold, each release
+    counting on its own keys. A guess only the previous keys hold, seen while upgrading, keeps the period on."""
+    policy = lockout.lockout_policy(tenant=tenant)
+    account = lockout.lockout_account(tenant=tenant, user=None, username="left@alpha.example.test")
+    old_guess(previous, f"{account}:u", policy)
+    new_guess(tenant, account, Verdict.RELEASED)  # this release sees a guess it did not make
+    upgrading._layout_since -= 7200 + 1  # the period is over
+    upgrading._previous_checked = 0.0
+    assert upgrading.upgrading()
+    reached = 1
+    for n in range(3 * policy.threshold):
+        hold = old_guess(previous, f"{account}:u", policy) if n % 2 else new_guess(tenant, account)[0]
+        reached += hold is Hold.GRANTED
+    assert reached <= policy.threshold
+
+
+def test_without_a_previous_release_the_period_ends_and_the_scripts_touch_one_cluster_slot(tenant, upgrading,
+                                                                                           monkeypatch):
+    """The record's scripts were always given the previous keys (three hash tags: CROSSSLOT on a Redis Cluster).
+    After the period, with no node of the previous release seen, they are given the record alone."""
+    from redis.crc import key_slot
+
+    upgrading._layout_since -= 7200 + 1
+    upgrading._previous_checked = 0.0
+    assert not upgrading.upgrading()
+    seen: list[list[str]] = []
+    for name in ("_reserve", "_fail"):
+        script = getattr(upgrading, name)
+        monkeypatch.setattr(upgrading, name, lambda keys, args, script=script: (seen.append(keys),
+                                                                                 script(keys=keys, args=args))[1])
+    account = lockout.lockout_account(tenant=tenant, user=None, username="slot@alpha.example.test")
+    new_guess(tenant, account)
+    assert len(seen) == 2 and all(len({key_slot(key.encode()) for key in keys}) == 1 for keys in seen)
+
+
+def test_a_record_first_written_while_upgrading_always_expires(tenant, upgrading, previous):
+    """A name locked on a node of the previous release, then one guess at it on this release's: the record's first
+    write (its seeded marker alone) had no TTL, a key for ever per sprayed name."""
+    policy = lockout.lockout_policy(tenant=tenant)
+    username = f"spray-{uuid.uuid4().hex[:8]}@alpha.example.test"
+    account = lockout.lockout_account(tenant=tenant, user=None, username=username)
+    for _ in range(policy.threshold):
+        old_guess(previous, f"{account}:u", policy)
+    _, reservation = lockout.lockout_reserve_at(tenant=tenant, account=account, username=username,
+                                                ip="203.0.113.9", device="")
+    assert reservation.hold is Hold.LOCKED
+    assert upgrading.client.ttl(upgrading.record_key(account)) > 0
+
+
+def test_a_reservation_asked_again_with_its_attempt_id_counts_once(tenant, upgrading):
+    """redis-py retries a script whose answer was lost, with the same attempt id: the retry found its own
+    reservation and answered BUSY at the threshold's last place, holding it for two minutes."""
+    policy = lockout.lockout_policy(tenant=tenant)
+    account = lockout.lockout_account(tenant=tenant, user=None, username="retry@alpha.example.test")
+    for n in range(policy.threshold - 1):
+        assert upgrading.reserve(bucket=f"{account}:u", attempt_id=f"held-{n}", threshold=policy.threshold)[0] \
+            is Hold.GRANTED
+    for _ in range(2):
+        assert upgrading.reserve(bucket=f"{account}:u", attempt_id="last", threshold=policy.threshold)[0] \
+            is Hold.GRANTED
