@@ -345,11 +345,13 @@ if #writes > 0 then
 end
 if #stale >= STALE_RESERVATIONS then redis.call('HDEL', KEYS[1], unpack(stale)) end
 return {hold, clean and 1 or 0, familiar, known, b, str(x), places}
-""".replace("STALE_RESERVATIONS", str(STALE_RESERVATIONS)).replace("PREVIOUS_SEEN_SECONDS", str(PREVIOUS_SEEN_SECONDS))
+""".replace("STALE_RESERVATIONS", str(STALE_RESERVATIONS)).replace("PREVIOUS_SEEN_SECONDS",
+                                                                 str(PREVIOUS_SEEN_SECONDS))
 
 # A wrong guess's answer. KEYS: the account's record; while upgrading, the previous release's keys of the bucket
-# (failures, in flight, locked, lockouts) and its last-seen marker. ARGV: now, the bucket, attempt id, threshold, window, base duration, max duration,
-# lockouts' time, upgrading ('1'). Returns whether it locked the bucket, and its lockouts so far.
+# (failures, in flight, locked, lockouts) and its last-seen marker. ARGV: now, the bucket, attempt id, threshold,
+# window, base duration, max duration, lockouts' time, upgrading ('1'). Returns whether it locked the bucket, and
+# its lockouts so far.
 _FAIL = """
 local now, b = tonumber(ARGV[1]), ARGV[2]
 local mine = 'r:' .. b .. ':' .. ARGV[3]

@@ -158,10 +158,15 @@ def test_without_a_previous_release_the_period_ends_and_the_scripts_touch_one_cl
     upgrading._previous_checked = 0.0
     assert not upgrading.upgrading()
     seen: list[list[str]] = []
+
+    def watched(script):
+        def run(keys, args):
+            seen.append(keys)
+            return script(keys=keys, args=args)
+        return run
+
     for name in ("_reserve", "_fail"):
-        script = getattr(upgrading, name)
-        monkeypatch.setattr(upgrading, name, lambda keys, args, script=script: (seen.append(keys),
-                                                                                 script(keys=keys, args=args))[1])
+        monkeypatch.setattr(upgrading, name, watched(getattr(upgrading, name)))
     account = lockout.lockout_account(tenant=tenant, user=None, username="slot@alpha.example.test")
     new_guess(tenant, account)
     assert len(seen) == 2 and all(len({key_slot(key.encode()) for key in keys}) == 1 for keys in seen)
