@@ -17,6 +17,7 @@ from agents.handoff import AgentAckTimeout, AgentDisconnected, AgentRequestError
 
 # While an ack is late, how often ``moved`` is asked whether the agent's connection is still where it was sent.
 MOVED_CHECK_SECONDS = 0.25
+HEARD_AGAIN_GRACE_SECONDS = 2 * MOVED_CHECK_SECONDS
 
 
 @dataclass(eq=False)
@@ -87,7 +88,11 @@ class PendingRequest:
         checked = self._elapsed()
 
         def due() -> float:  # when the ack is due: its timeout, plus the time unheard, up to the result's
-            return max(ack_timeout, min(ack_timeout + deaf_for, result_timeout))
+            # Once this process hears again, the agent's node resends what nobody heard every RESEND_SECONDS
+            # (relay.py, the same MOVED_CHECK_SECONDS): at least two of those are waited for, whatever of the ack's
+            # timeout went before the deafness was noticed (under load it can be most of it).
+            grace = HEARD_AGAIN_GRACE_SECONDS if deaf_for else 0.0
+            return max(ack_timeout, min(ack_timeout + deaf_for + grace, result_timeout))
 
         while True:
             left = due() - self._elapsed()

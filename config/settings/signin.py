@@ -37,7 +37,8 @@ PTA_PLATFORM_LOCKOUT_SECONDS = env_int("PTA_PLATFORM_LOCKOUT_SECONDS", 60, minim
 PTA_PLATFORM_MFA = env_bool("PTA_PLATFORM_MFA", True)
 # For this long after this release's first node met the Redis (a marker key says when), lockout reads and writes
 # the previous release's keys as well as its own (signin/services/lockout.py, docs/deploy.md "Upgrades"): the
-# previous release's nodes may still be serving, and their locks last up to 75 minutes. 0: never (a fresh install).
+# previous release's nodes may still be serving, and their locks last up to 75 minutes; the period goes on while a
+# node of the previous release is seen. 0: never (a fresh install).
 PTA_LOCKOUT_UPGRADE_SECONDS = env_int("PTA_LOCKOUT_UPGRADE_SECONDS", 7200, minimum=0)
 # Platform administrators' second factor must be a passkey (authenticator-app and recovery codes refused).
 PTA_PLATFORM_PHISHING_RESISTANT = env_bool("PTA_PLATFORM_PHISHING_RESISTANT", False)
