@@ -39,6 +39,7 @@ SOAK_CLIENTS = 8
 MAX_SOAK_SIGNINS = 200_000
 MAX_FLEET_AGENTS = 10_000
 HANDOFF_WINDOW_SECONDS = 3.0
+IDLE_WINDOW_SECONDS = 10.0  # web1's CPU with its fleet connected and no sign-in
 RATE_WINDOW_SECONDS = 5.0
 RATE_CONCURRENCY = 16
 RECONNECT_LIMIT_SECONDS = 300.0
@@ -448,10 +449,13 @@ def soak_markdown(report: dict) -> str:
 # --- --fleet 1,10,100,1000 --------------------------------------------------------------------------------
 
 async def handoff_window(nodes, users: list[dict], *, concurrency: int, duration: float) -> dict:
-    """Closed-loop whole sign-ins on every node in turn: the password POST's latency and the rate."""
-    from bench.benchmark import Failure, post_password, walk_username
+    """Closed-loop whole sign-ins on every node in turn: the password POST's latency and the rate, and the mean of
+    each step its Server-Timing names (signin/timing.py: the worker hops, the agent, the collector's pauses) over
+    all of them and over the slowest 5 %."""
+    from bench.benchmark import Failure, post_password, server_timing, walk_username
 
     latencies: list[float] = []
+    timed: list[tuple[float, dict[str, float]]] = []
     outcomes: Counter = Counter()
     stop_at = time.monotonic() + duration
 
@@ -461,20 +465,30 @@ async def handoff_window(nodes, users: list[dict], *, concurrency: int, duration
             while time.monotonic() < stop_at:
                 user = users[n % len(users)]
                 n += concurrency
+                timings: list[str] = []
                 try:
                     session = await walk_username(client, user["upn"])
-                    outcome, elapsed = await post_password(client, session, user["password"])
+                    outcome, elapsed = await post_password(client, session, user["password"], timings)
                 except (Failure, HTTPError) as exc:
                     outcome, elapsed = f"error:{type(exc).__name__}", float("nan")
                 outcomes[outcome] += 1
                 if outcome == "success":
                     latencies.append(elapsed)
+                    timed.append((elapsed, server_timing(timings[0]) if timings else {}))
 
     started = time.monotonic()
     await asyncio.gather(*(loop(i) for i in range(concurrency)))
     wall = time.monotonic() - started
+    timed.sort(key=lambda sample: sample[0])
+
+    def means(samples: list[tuple[float, dict[str, float]]]) -> dict[str, float]:
+        names = {name for _, steps in samples for name in steps}
+        return {name: round(statistics.fmean(steps.get(name, 0.0) for _, steps in samples), 2)
+                for name in sorted(names)} if samples else {}
+
     return {"outcomes": dict(outcomes), "per_second": round(outcomes.get("success", 0) / wall, 1),
-            **direct.latency_fields(latencies)}
+            **direct.latency_fields(latencies), "steps_mean_ms": means(timed),
+            "steps_tail_mean_ms": means(timed[int(len(timed) * 0.95):])}
 
 
 def presence_bytes(redis_url: str, prefix: str) -> dict:
@@ -578,6 +592,11 @@ def run_fleet(args, services, report: dict) -> None:
                 row["redis_bytes_per_agent"] = round((redis_used_memory(services.redis_url) - before_redis)
                                                      / max(1, added))
                 row["presence"] = presence_bytes(portal.redis_url, portal.redis_prefix)
+                # web1's own work for its fleet with no sign-in: heartbeats, presence flushes, last_seen
+                idle = components.group_cpu_seconds({"web1": [nodes[0].proc.pid]})["web1"]
+                time.sleep(IDLE_WINDOW_SECONDS)
+                row["idle_cpu_percent"] = round((components.group_cpu_seconds({"web1": [nodes[0].proc.pid]})["web1"]
+                                                 - idle) * 100 / IDLE_WINDOW_SECONDS, 1)
                 users = fleet_users(min(size, tenants), total=FLEET_USERS)
                 for node in nodes:  # the users exist and every route is known before anything is timed
                     asyncio.run(sequential_signins(node, users, len(users)))
@@ -615,6 +634,8 @@ def run_fleet(args, services, report: dict) -> None:
                     f"{row['handoff_p50_ms']} p99 {row['handoff_p99_ms']} ms, portal {row['portal_kib_per_agent']} "
                     f"KiB/agent, Redis {row['redis_bytes_per_agent']} B/agent, rate {rate['per_second']}/s, "
                     f"reconnect {row['reconnect_seconds']} s" + (f", NOT ALL SUCCESS {bad}" if bad else ""))
+                log(f"  web1 idle with its fleet: {row['idle_cpu_percent']} % of a CPU; the rate window's steps "
+                    f"(mean ms) {rate['steps_mean_ms']}, slowest 5 % {rate['steps_tail_mean_ms']}")
                 report["fleet"].append(row)
         finally:
             fleet.stop()
