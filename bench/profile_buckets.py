@@ -24,9 +24,9 @@ from collections import Counter
 from pathlib import Path
 
 # (component, path fragments, function names): a frame belongs to the first component one of whose fragments is
-# in "/" + its file (so "/redis/" is redis-py, not channels_redis) or whose name it has. Order matters where a
-# fragment is inside another's package (the Django cache backend before Django, the portal's sessions before
-# the portal).
+# in "/" + its file (so "/redis/" is redis-py, not channels_redis) or whose name it has ("fragment:name": that
+# name in such a file only). Order matters where a fragment is inside another's package (the Django cache backend
+# before Django, the portal's sessions before the portal).
 COMPONENTS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("gc", ("/gc/",), ("_gc_callback", "<gc>")),
     ("logging", ("/logging/", "/config/logfilters.py"), ()),
@@ -36,7 +36,12 @@ COMPONENTS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("channel layer", ("/channels/layers.py", "/channels_redis/", "/agents/handoff/"), ()),
     ("Redis client + cache", ("/redis/", "/hiredis/", "/config/redis.py", "/config/locmem.py",
                               "/django/core/cache/"), ()),
-    ("cryptography", ("/cryptography/", "/nacl/", "/hmac.py", "/pta_protocol/envelope", "/pta_protocol/crypto"), ()),
+    # cryptography's Rust shows no frame: its time is the calling line's, so the protocol's sealing and signing
+    # functions, which call it and little else, are counted here too
+    ("cryptography", ("/cryptography/", "/nacl/", "/hmac.py"),
+     tuple(f"/pta_protocol/:{name}" for name in ("_seal", "_open", "sign_request", "verify_request", "_verify_pss",
+                                                  "sign_challenge", "verify_challenge", "sign_renewal",
+                                                  "key_fingerprint"))),
     ("Django request + middleware", ("/django/",), ()),
     ("asyncio + asgiref + channels", ("/asyncio/", "/asgiref/", "/channels/", "/concurrent/futures/",
                                       "/threading.py", "/selectors.py", "/contextvars"), ()),
@@ -75,11 +80,16 @@ def frame_component(frame: str) -> str | None:
     match = FRAME.match(frame)
     name, path = (match.group("name"), "/" + match.group("file")) if match else (frame, "")
     for component, fragments, names in COMPONENTS:
-        if name in names or any(fragment in path for fragment in fragments):
+        if any(fragment in path for fragment in fragments) or any(_named(entry, name, path) for entry in names):
             return component
     if match and ("site-packages/" in path or "/" in path.strip("/")) and not _stdlib(path):
         return OTHER
     return None
+
+
+def _named(entry: str, name: str, path: str) -> bool:
+    fragment, _, function = entry.rpartition(":")
+    return name == function and fragment in path
 
 
 _STDLIB_TOP = {"json", "re", "socket", "ssl", "uuid", "base64", "typing", "functools", "enum", "copy",

@@ -65,6 +65,9 @@ def test_transparent_frames_and_unknown_packages():
     assert pb.frame_component("x (ua_parser/core.py:1)") == "other"
     assert pb.frame_component("RedisPubSubChannelLayer.send (channels_redis/pubsub.py:1)") == "channel layer"
     assert pb.frame_component("get (redis/client.py:1)") == "Redis client + cache"
+    assert pb.frame_component("_seal (pta_protocol/__init__.py:531)") == "cryptography"  # its Rust has no frame
+    assert pb.frame_component("encode (pta_protocol/__init__.py:384)") == "portal code"
+    assert pb.frame_component("_seal (signin/other.py:1)") == "portal code"
     assert pb.stack_component(["dumps (json/__init__.py:231)"]) == "other"  # nothing of a component: other
     assert pb.parse_line("a (x.py:1);b (y.py:2) 7") == (["a (x.py:1)", "b (y.py:2)"], 7)
     assert pb.parse_line("a (x.py:1) seven") is None
