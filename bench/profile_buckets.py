@@ -1,6 +1,7 @@
 """Where a Daphne node's CPU goes, by component, from py-spy's raw folded stacks (bench/run --costs --py-spy).
 
     .venv/bin/python bench/profile_buckets.py RUN-local-web1.folded [MORE.folded …] [--top 5]
+    .venv/bin/python bench/profile_buckets.py --gap PROD.json … --minus EMBEDDED.json …   # component by component
 
 py-spy's raw format is one line per distinct stack, root first, frames separated by `;`, each frame
 `function (file:line)`, then a space and the number of samples. Record without `--gil` and without `--idle`:
@@ -18,6 +19,7 @@ empty and the collector's pauses are measured by the Server-Timing header instea
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from collections import Counter
@@ -171,11 +173,50 @@ def read_lines(paths) -> list[str]:
     return [line for path in paths for line in Path(path).read_text(errors="replace").splitlines()]
 
 
+def run_split(path: Path, placement: str = "local") -> dict[str, float]:
+    """A `bench/run --costs --py-spy` result's split for ``placement``, re-read from its folded files with these
+    rules: ms per sign-in by component, scaled to the nodes' counter CPU over the profiled sign-ins."""
+    report = json.loads(path.read_text())
+    row = next(r for r in report["costs"] if r["placement"] == placement)
+    profile = row["profile"]
+    counts = bucket_counts(read_lines([path.parent / name for name in profile["files"]
+                                       if (path.parent / name).exists()]))
+    return split_ms(counts, profile["portal_cpu_ms_per_signin"])
+
+
+def gap_table(minuend: list[Path], subtrahend: list[Path], placement: str = "local") -> list[str]:
+    """Markdown: each component's ms per sign-in, mean over the runs of each side, and their difference."""
+    def mean(paths: list[Path]) -> dict[str, float]:
+        splits = [run_split(path, placement) for path in paths]
+        return {name: sum(s.get(name, 0.0) for s in splits) / len(splits) for name in ORDER}
+
+    a, b = mean(minuend), mean(subtrahend)
+    lines = ["| component | first side ms | second side ms | difference ms |", "| --- | --- | --- | --- |"]
+    for name in ORDER:
+        if a[name] or b[name]:
+            lines.append(f"| {name} | {a[name]:.2f} | {b[name]:.2f} | {a[name] - b[name]:+.2f} |")
+    lines.append(f"| **total** | {sum(a.values()):.2f} | {sum(b.values()):.2f} | "
+                 f"{sum(a.values()) - sum(b.values()):+.2f} |")
+    return lines
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folded", nargs="+", help="py-spy raw folded files (summed)")
+    parser.add_argument("folded", nargs="*", help="py-spy raw folded files (summed)")
     parser.add_argument("--top", type=int, default=3, help="frames listed per component")
+    parser.add_argument("--gap", nargs="+", metavar="RUN.json", default=[],
+                        help="--costs --py-spy results: those before --minus less those after it, component by "
+                             "component (means over each side's runs)")
+    parser.add_argument("--minus", nargs="+", metavar="RUN.json", default=[])
+    parser.add_argument("--placement", default="local")
     args = parser.parse_args(argv)
+    if args.gap:
+        if not args.minus:
+            parser.error("--gap needs --minus")
+        print("\n".join(gap_table([Path(p) for p in args.gap], [Path(p) for p in args.minus], args.placement)))
+        return 0
+    if not args.folded:
+        parser.error("folded files or --gap … --minus … expected")
     lines = read_lines(args.folded)
     counts = bucket_counts(lines)
     total = on_cpu(counts) or 1

@@ -4,7 +4,9 @@ blocked or just-woken threads are counted apart, and the split of the counter CP
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from pathlib import Path
 
 from bench import profile_buckets as pb
 
@@ -86,3 +88,22 @@ def test_top_frames_name_the_innermost_frame_of_the_component_without_line_numbe
     top = pb.top_frames(SAMPLE, "ORM + DB driver")
     assert top == [("execute (django/db/backends/sqlite3/base.py)", 7), ("execute (psycopg/cursor.py)", 5)]
     assert pb.top_frames(SAMPLE, "asyncio + asgiref + channels") == [("call_soon (asyncio/base_events.py)", 1)]
+
+
+def test_the_gap_of_two_runs_is_read_back_from_their_results(tmp_path):
+    def run(name: str, lines: list[str], cpu_ms: float) -> Path:
+        (tmp_path / f"{name}-web1.folded").write_text("\n".join(lines) + "\n")
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"costs": [{"placement": "local", "profile": {
+            "files": [f"{name}-web1.folded", f"{name}-web2.folded"],  # a missing file is skipped
+            "portal_cpu_ms_per_signin": cpu_ms}}]}))
+        return path
+
+    production = run("production", [f"{LOOP};get (config/redis.py:44) 3",
+                                     f"{LOOP};render (django/template/base.py:1) 1"], 8.0)
+    embedded = run("embedded", [f"{LOOP};render (django/template/base.py:1) 1"], 2.0)
+    assert pb.run_split(production)["Redis client + cache"] == 6.0
+    table = pb.gap_table([production], [embedded])
+    assert "| Redis client + cache | 6.00 | 0.00 | +6.00 |" in table
+    assert "| templates | 2.00 | 2.00 | +0.00 |" in table
+    assert table[-1] == "| **total** | 8.00 | 2.00 | +6.00 |"
