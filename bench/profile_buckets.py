@@ -175,13 +175,14 @@ def read_lines(paths) -> list[str]:
 
 def run_split(path: Path, placement: str = "local") -> dict[str, float]:
     """A `bench/run --costs --py-spy` result's split for ``placement``, re-read from its folded files with these
-    rules: ms per sign-in by component, scaled to the nodes' counter CPU over the profiled sign-ins."""
+    rules: ms per sign-in by component, the profile's shares of the nodes' counter CPU over the counted sign-ins
+    (those made without py-spy: attached, it costs the nodes some CPU of its own)."""
     report = json.loads(path.read_text())
     row = next(r for r in report["costs"] if r["placement"] == placement)
     profile = row["profile"]
     counts = bucket_counts(read_lines([path.parent / name for name in profile["files"]
                                        if (path.parent / name).exists()]))
-    return split_ms(counts, profile["portal_cpu_ms_per_signin"])
+    return split_ms(counts, row["portal_cpu_ms_per_signin"])
 
 
 def gap_table(minuend: list[Path], subtrahend: list[Path], placement: str = "local") -> list[str]:
