@@ -2,6 +2,9 @@
 
     bench/run --costs [--signins 40]                 Redis commands and SQL statements per whole sign-in, local
                                                      and relayed, each command listed (production profile)
+    bench/run --costs --profile embedded [--warm N] [--py-spy 1]
+                                                     one embedded node: SQL statements and CPU per sign-in; with
+                                                     --py-spy (either profile) the nodes' CPU by component
     bench/run --soak N [--profile production]        N whole sign-ins (80 % good over 200 accounts, 10 % wrong
                                                      password, 10 % unknown name); memory every 1,000
     bench/run --fleet 1,10,100,1000 [--tenants 1,100] agent fleets on two nodes: memory per agent, hand-off time,
