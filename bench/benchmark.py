@@ -660,7 +660,8 @@ def pin_cpus(text: str) -> dict[str, str]:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", choices=["embedded", "production"], default="embedded")
+    parser.add_argument("--profile", choices=["embedded", "production"], default=None,
+                        help="embedded (the default) or production; --costs: production unless embedded is given")
     parser.add_argument("--pin", nargs="?", const="0:1", default="", metavar="DC:REST",
                         help="run the DC alone on the CPUs DC, the rest on REST (taskset; default 0:1)")
     parser.add_argument("--concurrency", default="2,8,32", help="comma-separated HTTP client counts")
@@ -676,7 +677,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--half-peak", action=argparse.BooleanOptionalAction, default=True,
                         help="whole sign-ins and direct binds + reads at half the peak sign-in rate (open loop)")
     parser.add_argument("--py-spy", type=float, default=0.0, metavar="SECONDS",
-                        help="also record the portal with py-spy during an extra post window")
+                        help="also record the portal with py-spy during an extra whole sign-in window; with "
+                             "--costs (any value > 0): during each placement's sign-ins made once more")
     parser.add_argument("--out", default=str(REPO / "bench" / "results"))
     parser.add_argument("--no-docs-plot", action="store_true",
                         help="write the latency plot beside the results only, not to docs/")
@@ -684,6 +686,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--costs", action="store_true",
                         help="Redis commands and SQL statements per whole sign-in, local and relayed (production)")
     parser.add_argument("--signins", type=int, default=40, help="--costs: whole sign-ins per placement (max 1000)")
+    parser.add_argument("--warm", type=int, default=0, metavar="N",
+                        help="--costs: whole sign-ins per node before anything is counted (default: each user once)")
     parser.add_argument("--soak", type=int, default=0, metavar="N",
                         help="N whole sign-ins (80%% good, 10%% wrong, 10%% unknown); memory every 1,000")
     parser.add_argument("--fleet", default="", metavar="N,N,...",
@@ -698,8 +702,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.signins = min(max(1, args.signins), 1000)
     if sum(map(bool, (args.costs, args.soak, args.fleet))) > 1:
         parser.error("--costs, --soak and --fleet are separate runs: give one")
-    if args.costs or args.fleet:
+    if args.fleet or (args.costs and args.profile is None):
         args.profile = "production"  # Redis and two nodes are what they measure
+    args.profile = args.profile or "embedded"
+    args.warm = min(max(0, args.warm), 5000)
     args.duration = min(max(1.0, args.duration), 120.0)
     args.scaling_duration = min(max(1.0, args.scaling_duration), 30.0)
     if not levels(args.concurrency) or not levels(args.direct_connections):

@@ -2,6 +2,9 @@
 
     bench/run --costs [--signins 40]                 Redis commands and SQL statements per whole sign-in, local
                                                      and relayed, each command listed (production profile)
+    bench/run --costs --profile embedded [--warm N] [--py-spy 1]
+                                                     one embedded node: SQL statements and CPU per sign-in; with
+                                                     --py-spy (either profile) the nodes' CPU by component
     bench/run --soak N [--profile production]        N whole sign-ins (80 % good over 200 accounts, 10 % wrong
                                                      password, 10 % unknown name); memory every 1,000
     bench/run --fleet 1,10,100,1000 [--tenants 1,100] agent fleets on two nodes: memory per agent, hand-off time,
@@ -19,18 +22,22 @@ import json
 import os
 import random
 import re
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import components, direct
+from bench import components, direct, sqlcount
 from bench.fleet_seed import tenant_domain
 from bench.loadgen import Client, HTTPError
 from bench.simagents import FLEET_PASSWORD
+from bench.sqlcount import statement_kind
 
 REPO = Path(__file__).resolve().parents[1]
 SOAK_ACCOUNTS = 200
@@ -44,6 +51,7 @@ RATE_WINDOW_SECONDS = 5.0
 RATE_CONCURRENCY = 16
 RECONNECT_LIMIT_SECONDS = 300.0
 SIMULATOR_LOAD_LIMIT_SECONDS = 1200.0
+PROFILE_RATE = 250  # --costs --py-spy: samples per second of every node
 FLEET_USERS = 40  # signed in once on each node before a level's windows, then over and over in them
 
 
@@ -164,7 +172,7 @@ def wait_connected(node, count: int, limit: float) -> float | None:
     return None
 
 
-def new_portal(profile: str, nodes: int):
+def new_portal(profile: str, nodes: int, *, extra_env: dict[str, str] | None = None):
     from bench.benchmark import start_daphne
     from tests.fixtures.portal import make_portal
 
@@ -176,6 +184,7 @@ def new_portal(profile: str, nodes: int):
                # a fresh Redis holds no keys of a previous release: the lockout as after an upgrade's period
                "PTA_LOCKOUT_UPGRADE_SECONDS": "0"}
     portal = make_portal(profile, timings=timings)
+    portal.env.update(extra_env or {})
     started = [start_daphne(portal, f"web{i + 1}") for i in range(nodes)]
     return portal, started
 
@@ -208,15 +217,7 @@ def statement_lines(log_path: Path, offset: int) -> tuple[list[str], int]:
     return statements, offset + len(text)
 
 
-def statement_kind(sql: str) -> str:
-    """A statement's verb and table: `SELECT tenant_user`, `INSERT signin_signinevent`."""
-    words = sql.split()
-    verb = words[0].upper() if words else "?"
-    table = re.search(r'(?:FROM|INTO|UPDATE)\s+"?([a-z_]+)"?', sql, re.IGNORECASE)
-    return f"{verb} {table.group(1)}" if table and verb not in ("BEGIN", "COMMIT") else verb
-
-
-async def sequential_signins(node, users: list[dict], count: int) -> Counter:
+async def sequential_signins(node, users: list[dict], count: int, timings: list[str] | None = None) -> Counter:
     from bench.benchmark import Failure, post_password, walk_username
 
     outcomes: Counter = Counter()
@@ -225,7 +226,7 @@ async def sequential_signins(node, users: list[dict], count: int) -> Counter:
             user = users[i % len(users)]
             try:
                 session = await walk_username(client, user["upn"])
-                outcome, _ = await post_password(client, session, user["password"])
+                outcome, _ = await post_password(client, session, user["password"], timings)
             except (Failure, HTTPError) as exc:
                 outcome = f"error:{type(exc).__name__}"
             outcomes[outcome] += 1
@@ -268,10 +269,19 @@ def command_shape(command: str, prefix: str) -> str:
     return f"{name} {key}".strip()
 
 
-def run_costs(args, services, report: dict) -> None:
-    """Production, two nodes, one simulated agent on web1: whole sign-ins one at a time on web1 (local), then on
-    web2 (relayed); INFO commandstats and PostgreSQL's statement log around each; MONITOR around one of each."""
-    portal, nodes = new_portal("production", 2)
+def run_costs(args, services, report: dict, *, out: Path | None = None, name: str = "") -> None:
+    """Whole sign-ins one at a time, what each costs. Production: two nodes, one simulated agent on web1, sign-ins
+    on web1 (local), then on web2 (relayed); INFO commandstats and PostgreSQL's statement log around each, MONITOR
+    around one of each. Embedded: one node, the agent on it; the node counts its SQLite statements
+    (bench/sqlcount.py). CPU of every node and of the agent from their process counters in both; with --py-spy,
+    each placement once more with py-spy on every node, its samples split by component (bench/profile_buckets.py)."""
+    production = args.profile == "production"
+    sql_log = None
+    extra_env = {}
+    if not production:
+        sql_log = Path(tempfile.mkdtemp(prefix="pta-bench-sql-")) / "statements"
+        extra_env = {"DJANGO_SETTINGS_MODULE": "bench.sqlcount_settings", "BENCH_SQL_LOG": str(sql_log)}
+    portal, nodes = new_portal(args.profile, 2 if production else 1, extra_env=extra_env)
     fleet = Fleet(portal, Path(portal.directory), args.cost_ms)
     try:
         fleet.grow(nodes[0], total=1, tenants=1)
@@ -279,69 +289,189 @@ def run_costs(args, services, report: dict) -> None:
             raise SystemExit("the simulated agent did not connect")
         users = fleet_users(1, per_tenant=10)
         for node in nodes:  # users exist, keys and routes are cached, connections open
-            asyncio.run(sequential_signins(node, users, len(users)))
+            asyncio.run(sequential_signins(node, users, max(len(users), args.warm)))
         import redis
 
-        pg_log = services.pg_dir / "log"
         rows: list[dict] = []
         # CPU of each node and of the simulated agent per sign-in (process counters: one at a time, so what a
         # sign-in costs each, not what waiting for a busy CPU does to its latency).
         cpu_groups = {**{f"daphne_{n.name}": [n.proc.pid] for n in nodes},
                       "agent": [proc.pid for proc in fleet.procs]}
-        for placement, node in (("local", nodes[0]), ("relayed", nodes[1])):
-            with redis.Redis.from_url(services.redis_url) as client:
-                before = components.redis_command_calls(client)
-                _, offset = statement_lines(pg_log, 0)
-                cpu_before = components.group_cpu_seconds(cpu_groups)
-                outcomes = asyncio.run(sequential_signins(node, users, args.signins))
-                cpu_after = components.group_cpu_seconds(cpu_groups)
-                after = components.redis_command_calls(client)
-            statements, _ = statement_lines(pg_log, offset)
+        # PostgreSQL's (its statement log on: dearer than without) and Redis's, apart: not the portal's figure.
+        service_groups = ({"postgres": [services.postmaster_pid()], "redis": [services.redis.pid]}
+                          if production and services and services.redis is not None else {})
+        placements = (("local", nodes[0]), ("relayed", nodes[1])) if production else (("local", nodes[0]),)
+        for placement, node in placements:
+            client = redis.Redis.from_url(services.redis_url) if production else None
+            before = components.redis_command_calls(client) if client else Counter()
+            offset = statement_offset(services, sql_log)
+            timings: list[str] = []
+            cpu_before = components.group_cpu_seconds({**cpu_groups, **service_groups})
+            outcomes = asyncio.run(sequential_signins(node, users, args.signins, timings))
+            cpu_after = components.group_cpu_seconds({**cpu_groups, **service_groups})
+            after = components.redis_command_calls(client) if client else Counter()
+            if client:
+                client.close()
+            statements = statements_since(services, sql_log, offset)
             ok = outcomes.get("success", 0)
             commands = after - before
             commands.pop("info", None)
-            trace = monitored_commands(services.redis_url,
-                                       lambda n=node: asyncio.run(sequential_signins(n, users[:1], 1)))
-            rows.append({
+            cpu_ms = {k: round((cpu_after[k] - cpu_before[k]) * 1000 / max(1, ok), 3) for k in cpu_groups}
+            row: dict = {
                 "placement": placement, "signins": sum(outcomes.values()), "outcomes": dict(outcomes),
-                "redis_commands_per_signin": round(commands.total() / max(1, ok), 2),
-                "redis_by_command": {k: round(v / max(1, ok), 2) for k, v in commands.most_common()},
-                "cpu_ms_per_signin": {k: round((cpu_after[k] - cpu_before[k]) * 1000 / max(1, ok), 3)
-                                      for k in cpu_groups},
+                "cpu_ms_per_signin": cpu_ms,
                 "sql_per_signin": round(len(statements) / max(1, ok), 2),
-                "sql_by_kind": {k: round(v / max(1, ok), 2)
-                                for k, v in Counter(map(statement_kind, statements)).most_common()},
-                "one_signin_redis": [command_shape(c, portal.redis_prefix) for c in trace],
-            })
-            log(f"{placement}: {rows[-1]['redis_commands_per_signin']} Redis commands and "
-                f"{rows[-1]['sql_per_signin']} SQL statements per whole sign-in, CPU ms per sign-in "
-                f"{rows[-1]['cpu_ms_per_signin']}, outcomes {dict(outcomes)}")
+                "sql_by_kind": {k: round(v / max(1, ok), 2) for k, v in Counter(statements).most_common()},
+                "password_post_server_timing_ms": mean_timing(timings),
+            }
+            row["portal_cpu_ms_per_signin"] = round(sum(v for k, v in cpu_ms.items() if k.startswith("daphne_")), 3)
+            if service_groups:
+                row["services_cpu_ms_per_signin"] = {
+                    k: round((cpu_after[k] - cpu_before[k]) * 1000 / max(1, ok), 3) for k in service_groups}
+            if production:
+                trace = monitored_commands(services.redis_url,
+                                           lambda n=node: asyncio.run(sequential_signins(n, users[:1], 1)))
+                row.update({"redis_commands_per_signin": round(commands.total() / max(1, ok), 2),
+                            "redis_by_command": {k: round(v / max(1, ok), 2) for k, v in commands.most_common()},
+                            "one_signin_redis": [command_shape(c, portal.redis_prefix) for c in trace]})
+            if args.py_spy > 0 and out is not None:
+                row["profile"] = profiled_window(args, nodes, node, users, cpu_groups, out, f"{name}-{placement}")
+            rows.append(row)
+            log(f"{placement}: {row.get('redis_commands_per_signin', '–')} Redis commands and "
+                f"{row['sql_per_signin']} SQL statements per whole sign-in, CPU ms per sign-in "
+                f"{row['cpu_ms_per_signin']}, outcomes {dict(outcomes)}")
         report["costs"] = rows
+        report["costs_profile"] = args.profile
         report["failed"] = any(set(row["outcomes"]) != {"success"} for row in rows)
     finally:
         fleet.stop()
         keep_errors(portal, report)
         portal.close()
+        if sql_log is not None:
+            shutil.rmtree(sql_log.parent, ignore_errors=True)
+
+
+def statement_offset(services, sql_log: Path | None) -> int:
+    if sql_log is not None:
+        return sqlcount.read_kinds(sql_log, 0)[1]
+    return statement_lines(services.pg_dir / "log", 0)[1]
+
+
+def statements_since(services, sql_log: Path | None, offset: int) -> list[str]:
+    """The kinds (`SELECT tenant_user`) of the statements run since ``offset``: SQLite's counted by the node
+    (already kinds), PostgreSQL's from its log."""
+    if sql_log is not None:
+        return sqlcount.read_kinds(sql_log, offset)[0]
+    return [statement_kind(sql) for sql in statement_lines(services.pg_dir / "log", offset)[0]]
+
+
+def mean_timing(headers: list[str]) -> dict[str, float]:
+    """The mean of each Server-Timing step over the password POSTs (``gc``: the collector's pauses)."""
+    from bench.benchmark import server_timing
+
+    steps = [server_timing(h) for h in headers if h]
+    names = dict.fromkeys(name for step in steps for name in step)
+    return {name: round(sum(s.get(name, 0.0) for s in steps) / len(steps), 3) for name in names} if steps else {}
+
+
+def profiled_window(args, nodes, node, users: list[dict], cpu_groups: dict, out: Path, stem: str) -> dict:
+    """The placement's sign-ins once more with py-spy on every node (on-CPU samples: no --gil, no --idle; see
+    bench/profile_buckets.py), stopped by SIGINT when they are done. Each component's ms per sign-in is its share
+    of the samples times the nodes' counter CPU over the same sign-ins; ``coverage`` is the samples' time over
+    that CPU (below 1: samples lost; above: threads runnable but waiting for a CPU, counted as running)."""
+    from bench import profile_buckets
+
+    py_spy = shutil.which("py-spy")
+    if not py_spy:
+        log("py-spy not found on PATH: no profile")
+        return {}
+    procs, files = [], []
+    for n in nodes:
+        path = out / f"{stem}-{n.name}.folded"
+        procs.append(subprocess.Popen([py_spy, "record", "-r", str(PROFILE_RATE), "-p", str(n.proc.pid), "-f", "raw",
+                                       "-o", str(path), "--nonblocking"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        files.append(path)
+    time.sleep(1.0)  # py-spy attached to every node before the first sign-in
+    cpu_before = components.group_cpu_seconds(cpu_groups)
+    outcomes = asyncio.run(sequential_signins(node, users, args.signins))
+    cpu_after = components.group_cpu_seconds(cpu_groups)
+    for proc in procs:
+        proc.send_signal(signal.SIGINT)
+    for proc in procs:
+        try:  # communicate, not wait: py-spy must never block on a full stderr pipe
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate(timeout=5)
+        if proc.returncode not in (0, -signal.SIGINT):
+            log(f"py-spy exited {proc.returncode}: {err.decode()[-500:]}")
+    ok = max(1, outcomes.get("success", 0))
+    portal_ms = sum(cpu_after[k] - cpu_before[k] for k in cpu_groups if k.startswith("daphne_")) * 1000 / ok
+    lines = profile_buckets.read_lines([f for f in files if f.exists()])
+    counts = profile_buckets.bucket_counts(lines)
+    samples = profile_buckets.on_cpu(counts)
+    portal_seconds = portal_ms * ok / 1000
+    return {"files": [f.name for f in files], "rate": PROFILE_RATE, "outcomes": dict(outcomes),
+            "portal_cpu_ms_per_signin": round(portal_ms, 3), "samples": samples,
+            "waiting_samples": counts.get(profile_buckets.WAITING, 0),
+            "coverage": round(samples / PROFILE_RATE / portal_seconds, 2) if portal_seconds else None,
+            "samples_by_component": dict(counts.most_common()),
+            "ms_per_signin_by_component": profile_buckets.split_ms(counts, portal_ms),
+            "top_frames": {c: profile_buckets.top_frames(lines, c, 3) for c, _ in counts.most_common(8)
+                           if c != profile_buckets.WAITING}}
 
 
 def costs_markdown(report: dict) -> str:
-    lines = ["### Redis commands and SQL statements per whole sign-in", "",
-             "| placement | sign-ins | Redis commands | SQL statements | CPU ms per sign-in | Redis by command "
+    rows = report["costs"]
+    production = report.get("costs_profile", "production") == "production"
+    lines = [f"### Redis commands and SQL statements per whole sign-in ({report.get('costs_profile', 'production')})",
+             "", "| placement | sign-ins | Redis commands | SQL statements | CPU ms per sign-in | Redis by command "
              "| SQL by kind |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
-    for row in report["costs"]:
+    for row in rows:
         cpu = ", ".join(f"{k} {v:.2f}" for k, v in row.get("cpu_ms_per_signin", {}).items())
-        lines.append(f"| {row['placement']} | {row['signins']} | {row['redis_commands_per_signin']} | "
+        lines.append(f"| {row['placement']} | {row['signins']} | {row.get('redis_commands_per_signin', '–')} | "
                      f"{row['sql_per_signin']} | {cpu} | "
-                     + ", ".join(f"{k} {v:g}" for k, v in row["redis_by_command"].items()) + " | "
+                     + (", ".join(f"{k} {v:g}" for k, v in row.get("redis_by_command", {}).items()) or "–") + " | "
                      + ", ".join(f"{k} {v:g}" for k, v in row["sql_by_kind"].items()) + " |")
-    for row in report["costs"]:
-        lines += ["", f"One whole sign-in, {row['placement']}, every Redis command in order (MONITOR):", ""]
-        lines += [f"{i + 1}. `{c}`" for i, c in enumerate(row["one_signin_redis"])]
-    lines += ["", f"redis commands per sign-in local {report['costs'][0]['redis_commands_per_signin']:g} relayed "
-              f"{report['costs'][-1]['redis_commands_per_signin']:g}; sql statements per sign-in local "
-              f"{report['costs'][0]['sql_per_signin']:g} relayed {report['costs'][-1]['sql_per_signin']:g}"]
+    for row in rows:
+        if "one_signin_redis" in row:
+            lines += ["", f"One whole sign-in, {row['placement']}, every Redis command in order (MONITOR):", ""]
+            lines += [f"{i + 1}. `{c}`" for i, c in enumerate(row["one_signin_redis"])]
+    lines += profile_markdown(rows)
+    if production:
+        lines += ["", f"redis commands per sign-in local {rows[0]['redis_commands_per_signin']:g} relayed "
+                  f"{rows[-1]['redis_commands_per_signin']:g}; sql statements per sign-in local "
+                  f"{rows[0]['sql_per_signin']:g} relayed {rows[-1]['sql_per_signin']:g}"]
+    else:
+        lines += ["", f"sql statements per sign-in local {rows[0]['sql_per_signin']:g}"]
+    lines += [f"cpu ms per sign-in {row['placement']} portal {row['portal_cpu_ms_per_signin']:g} agent "
+              f"{row['cpu_ms_per_signin']['agent']:g}" for row in rows if "portal_cpu_ms_per_signin" in row]
     return "\n".join(lines) + "\n"
+
+
+def profile_markdown(rows: list[dict]) -> list[str]:
+    """The py-spy split of the nodes' CPU per sign-in by component, one column per profiled placement."""
+    profiled = [row for row in rows if row.get("profile")]
+    if not profiled:
+        return []
+    from bench.profile_buckets import ORDER
+
+    lines = ["", "Where the nodes' CPU goes (py-spy on-CPU samples, the placement's sign-ins once more; ms per "
+             "sign-in: a component's share of the samples times the nodes' counter CPU over those sign-ins):", "",
+             "| component | " + " | ".join(row["placement"] for row in profiled) + " |",
+             "| --- |" + " --- |" * len(profiled)]
+    for name in ORDER:
+        values = [row["profile"]["ms_per_signin_by_component"].get(name, 0.0) for row in profiled]
+        if any(values):
+            lines.append(f"| {name} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
+    lines.append("| **nodes' CPU ms per sign-in (profiled window)** | "
+                 + " | ".join(f"{row['profile']['portal_cpu_ms_per_signin']:.2f}" for row in profiled) + " |")
+    lines.append("| samples at work (coverage: their time ÷ counter CPU); waiting, left out | "
+                 + " | ".join(f"{row['profile']['samples']} ({row['profile']['coverage']}); "
+                              f"{row['profile'].get('waiting_samples', 0)}" for row in profiled) + " |")
+    return lines
 
 
 # --- --soak N ---------------------------------------------------------------------------------------------
@@ -683,7 +813,7 @@ def main(args, services, out: Path, name: str) -> int:
     report: dict = {"started": name, "cost_ms": args.cost_ms, "machine": {"cpus": os.cpu_count()},
                     "load": os.getloadavg()}
     if args.costs:
-        run_costs(args, services, report)
+        run_costs(args, services, report, out=out, name=name)
         text = costs_markdown(report)
     elif args.soak:
         run_soak(args, services, report)
