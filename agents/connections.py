@@ -82,9 +82,11 @@ class LocalAgents:
 
     def __init__(self) -> None:
         self._connections: dict[str, LocalConnection] = {}
+        self.added = 0  # connections welcomed since the process started (signin/consumers.py: the heap's freezes)
 
     def add(self, connection: LocalConnection) -> None:
         self._connections[connection.agent_id] = connection
+        self.added += 1
 
     def discard(self, connection: LocalConnection) -> None:
         if self._connections.get(connection.agent_id) is connection:

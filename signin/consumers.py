@@ -41,6 +41,7 @@ from django.utils.module_loading import import_string
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_variables
 
+from agents.connections import local_agents
 from signin import timing, views
 from signin.workers import in_worker
 
@@ -253,35 +254,54 @@ class PasswordPostConsumer(SignInPageConsumer):
 # After this many sign-in pages, what the first ones built for good (compiled templates, the routing, the
 # connections' pools, the lazily imported modules) is moved out of the collector's sight, as config/asgi.py does
 # with what start-up built: a full collection then walks the garbage of recent requests, not all of that again.
-# Only at a moment no sign-in page is being served: a request in flight (its body, a password) frozen with the rest
-# would never be freed, Django's request and user being a reference cycle only the collector breaks.
+# Agents' connections last too, and a node holding thousands of them spent most of its slowest sign-ins in full
+# collections walking them (docs/benchmarks.md, sixth pass: 200 ms of the slowest 5 % at 5,000 agents). So every
+# WARM_AFTER pages, once at least REFREEZE_AGENTS agents (and a fifth of those connected) were welcomed since the
+# last freeze, the heap is thawed, collected (the connections that went since are freed with it) and frozen again.
+# Only at a moment no HTTP request is in flight (SignInRouter counts them all, the sign-in pages with serving()): a
+# request frozen with the rest (its body: a password) would never be freed, Django's request and user being a
+# reference cycle only the collector breaks.
 WARM_AFTER = 1000
+REFREEZE_AGENTS = 200
 IDLE_CHECKS = (0.2, 600)  # every 0.2 s, at most 600 times (two minutes of a node never idle: then not at all)
 _pages_served = 0
 _pages_in_flight = 0
+_requests_in_flight = 0
+_agents_added_at_freeze = 0
 
 
 @contextlib.contextmanager
 def serving() -> Iterator[None]:
-    """Around a sign-in page's handling: counts it in flight, and the WARM_AFTER-th schedules the freeze."""
+    """Around a sign-in page's handling: counts it in flight, and every WARM_AFTER-th schedules a freeze when due."""
     global _pages_served, _pages_in_flight
     _pages_served += 1
     _pages_in_flight += 1
     if _pages_served == WARM_AFTER:
         asyncio.get_running_loop().call_soon(freeze_when_idle, IDLE_CHECKS[1])
+    elif _pages_served % WARM_AFTER == 0 and refreeze_due():
+        asyncio.get_running_loop().call_soon(freeze_when_idle, IDLE_CHECKS[1], True)
     try:
         yield
     finally:
         _pages_in_flight -= 1
 
 
-def freeze_when_idle(checks_left: int) -> None:
-    if _pages_in_flight:
+def refreeze_due() -> bool:
+    welcomed = local_agents.added - _agents_added_at_freeze
+    return welcomed >= max(REFREEZE_AGENTS, len(local_agents) // 5)
+
+
+def freeze_when_idle(checks_left: int, thaw: bool = False) -> None:
+    global _agents_added_at_freeze
+    if _pages_in_flight or _requests_in_flight:
         if checks_left > 1:
-            asyncio.get_running_loop().call_later(IDLE_CHECKS[0], freeze_when_idle, checks_left - 1)
+            asyncio.get_running_loop().call_later(IDLE_CHECKS[0], freeze_when_idle, checks_left - 1, thaw)
         return
+    if thaw:
+        gc.unfreeze()  # what went since the last freeze (a connection that closed) is collected with the rest
     gc.collect()  # the finished requests' cycles go first: only what lasts is frozen
     gc.freeze()
+    _agents_added_at_freeze = local_agents.added
 
 
 # What the consumers serve, by method and path; signin/checks.py holds each path to its URL's view.
@@ -301,6 +321,11 @@ class SignInRouter:
         self.consumers = {route: consumer.as_asgi() for route, consumer in PAGES.items()}
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and (consumer := self.consumers.get((scope["method"], scope["path"]))):
-            return await consumer(scope, receive, send)
-        return await self.django_app(scope, receive, send)
+        global _requests_in_flight
+        _requests_in_flight += 1  # no freeze of the heap meanwhile (freeze_when_idle)
+        try:
+            if scope["type"] == "http" and (consumer := self.consumers.get((scope["method"], scope["path"]))):
+                return await consumer(scope, receive, send)
+            return await self.django_app(scope, receive, send)
+        finally:
+            _requests_in_flight -= 1

@@ -217,3 +217,58 @@ async def test_what_the_first_pages_built_is_frozen_once_and_never_a_request_in_
     await asyncio.sleep(0.05)  # and not again
     assert consumers._pages_served == 4 and gc.get_freeze_count() <= after  # (frozen objects may still die)
     gc.unfreeze()  # the rest of the test process is collected as usual
+
+
+async def test_the_heap_is_frozen_again_once_many_agents_were_welcomed_and_never_with_a_request_in_flight(
+        monkeypatch):
+    """A node that holds thousands of agents' connections spent its slowest sign-ins in full collections walking
+    them. Once REFREEZE_AGENTS were welcomed since the last freeze, at a WARM_AFTER-th page the heap is thawed,
+    collected and frozen again; not while any HTTP request is in flight (a Django view's too: the password grant,
+    the console's sign-in), and not again before as many more are welcomed."""
+    import asyncio
+
+    from agents.connections import local_agents
+    from signin import consumers
+
+    calls: list[str] = []
+
+    class Collector:
+        def unfreeze(self) -> None:
+            calls.append("unfreeze")
+
+        def collect(self) -> None:
+            calls.append("collect")
+
+        def freeze(self) -> None:
+            calls.append("freeze")
+
+    monkeypatch.setattr(consumers, "gc", Collector())
+    monkeypatch.setattr(consumers, "WARM_AFTER", 3)
+    monkeypatch.setattr(consumers, "REFREEZE_AGENTS", 2)
+    monkeypatch.setattr(consumers, "IDLE_CHECKS", (0.01, 500))
+    monkeypatch.setattr(consumers, "_pages_served", 3)  # the first freeze is behind
+    monkeypatch.setattr(consumers, "_agents_added_at_freeze", local_agents.added)
+    monkeypatch.setattr(local_agents, "added", local_agents.added + 5)  # five agents welcomed since
+
+    released = asyncio.Event()
+
+    async def django_view(scope, receive, send) -> None:  # a request in flight (its body: a password)
+        await released.wait()
+
+    router = consumers.SignInRouter(django_view)
+    view = asyncio.ensure_future(router({"type": "http", "method": "POST", "path": "/token/"}, None, None))
+    await asyncio.sleep(0)
+    for _ in range(3):
+        with consumers.serving():
+            pass
+    await asyncio.sleep(0.05)
+    assert calls == []  # due, but a request is in flight
+    released.set()
+    await view
+    await asyncio.sleep(0.05)
+    assert calls == ["unfreeze", "collect", "freeze"]
+    for _ in range(3):
+        with consumers.serving():
+            pass
+    await asyncio.sleep(0.05)
+    assert calls == ["unfreeze", "collect", "freeze"]  # no agent welcomed since
