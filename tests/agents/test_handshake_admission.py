@@ -7,14 +7,7 @@ import asyncio
 import pytest
 
 from agents.connections import HandshakeAdmission
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.agents.clock import Clock
 
 
 @pytest.fixture

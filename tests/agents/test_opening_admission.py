@@ -6,14 +6,7 @@ tests/integration/test_agent_connection.py through a Daphne node."""
 import pytest
 
 from agents.connections import OpeningAdmission
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.agents.clock import Clock
 
 
 @pytest.fixture

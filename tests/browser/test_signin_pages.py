@@ -58,10 +58,17 @@ def portal_with_agent(site):
     return site[1]
 
 
-def password_answer(page, node, upn: str, password: str) -> None:
+def to_password_page(page, node, upn: str, *, wait: bool = True) -> None:
+    """The username step; with ``wait``, until the password page is there (some answers stop at the first)."""
     page.goto(f"{node.url}/login/")
     page.get_by_label("Username").fill(upn)
     page.get_by_role("button", name="Next").click()
+    if wait:
+        page.wait_for_url("**/login/password/")
+
+
+def password_answer(page, node, upn: str, password: str) -> None:
+    to_password_page(page, node, upn, wait=False)
     page.get_by_label("Password", exact=True).fill(password)
     sealed_submit(page)
 
@@ -442,10 +449,7 @@ def test_sealed_failover_after_an_agent_was_killed_between_the_two_steps(page, s
     upn, password = marker_user(directory)
     sealed_markers.append(password)
     bodies = request_bodies(page)
-    page.goto(f"{node.url}/login/")
-    page.get_by_label("Username").fill(upn)
-    page.get_by_role("button", name="Next").click()
-    page.wait_for_url("**/login/password/")
+    to_password_page(page, node, upn)
     assert len(json.loads(page.inner_text("#pta-seal"))["candidates"]) == 2  # both agents' keys, from the username step
     second_agent.stop(kill=True)
     wait_for(lambda: local_agents(node) == 1, timeout=10, message="the portal to see the agent gone")
@@ -469,10 +473,7 @@ def test_with_every_candidate_gone_the_page_seals_again_without_asking_anything(
     upn, password = marker_user(directory)
     sealed_markers.append(password)
     bodies = request_bodies(page)
-    page.goto(f"{node.url}/login/")
-    page.get_by_label("Username").fill(upn)
-    page.get_by_role("button", name="Next").click()
-    page.wait_for_url("**/login/password/")
+    to_password_page(page, node, upn)
     given = json.loads(page.inner_text("#pta-seal"))
     assert len(given["candidates"]) == 1  # the first agent's key only
     first.stop(kill=True)
