@@ -90,11 +90,10 @@ class AgentConsumer(AsyncWebsocketConsumer):
         self.joined_group = ""
         self.opening = opening_of(self.scope)
         if self.opening is not None:  # closed if it stays silent while others want its place
-            self.opening.on_evict = lambda: in_background(self.close_for(CloseCode.HANDSHAKE_TIMEOUT,
-                                                                         "no hello while others wait"))
+            self.opening.on_evict = lambda: in_background(self._close_silent())
         await self.accept()  # refusals are close codes after accept: a 403 would tell the agent nothing
         if self.opening is not None and self.opening.evicted:  # its place went while its channel was being made
-            await self.close_for(CloseCode.HANDSHAKE_TIMEOUT, "no hello while others wait")
+            await self._close_silent()
             return
         await self.send_frame(protocol.Challenge(nonce=self.nonce))
         self.handshake_deadline = asyncio.get_running_loop().call_later(
@@ -149,6 +148,10 @@ class AgentConsumer(AsyncWebsocketConsumer):
                                                channel_name=self.channel_name)
         except Exception as exc:  # Redis away: the record expires by itself
             logger.warning("could not withdraw presence of agent %s: %s", self.agent_id, exc)
+
+    async def _close_silent(self) -> None:
+        """Its opening's place was given to another connection: it sent no hello while others waited."""
+        await self.close_for(CloseCode.HANDSHAKE_TIMEOUT, "no hello while others wait")
 
     def _handshake_timed_out(self) -> None:
         if self.identity is None and not self.closing:

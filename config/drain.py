@@ -89,8 +89,6 @@ class DrainAware:
             state.http_in_flight -= 1
 
 
-
-
 def drain_install() -> None:
     """Under Daphne: SIGTERM drains this node (the module docstring) instead of stopping it at once."""
     reactor = sys.modules.get("twisted.internet.reactor")
@@ -138,7 +136,6 @@ async def drain(*, stop_listening: Callable[[], int], open_connections: Callable
                 state: NodeState = node_state, seconds: float | None = None) -> bool:
     """Stop taking connections, let the requests in flight finish and the clients close their connections, then
     let the agents move; True when everything finished within ``seconds`` (PTA_DRAIN_SECONDS)."""
-
     seconds = settings.PTA_DRAIN_SECONDS if seconds is None else seconds
     deadline = time.monotonic() + seconds
     state.draining = True

@@ -492,8 +492,7 @@ class RedisLockoutStore:
     def settle(self, *, bucket: str, attempt_id: str, verdict: Verdict, policy: LockoutPolicy,
                clean: bool = False) -> Settled:
         account, side = bucket.rsplit(":", 1)
-        key, previous = self.record_key(account), self._previous_keys(account, side)
-        mine, upgrading = f"r:{side}:{attempt_id}", self.upgrading()
+        key, mine, upgrading = self.record_key(account), f"r:{side}:{attempt_id}", self.upgrading()
         if verdict is Verdict.FAILED:
             locked, lockouts = self._fail(keys=self._script_keys(account, side, upgrading=upgrading), args=[
                 repr(time.time()), side, attempt_id, policy.threshold, FAILURE_WINDOW_SECONDS,
@@ -507,6 +506,7 @@ class RedisLockoutStore:
         if not upgrading:
             self.client.hdel(key, *fields)
             return Settled()
+        previous = self._previous_keys(account, side)
         pipe = self.client.pipeline(transaction=False)
         pipe.hdel(key, *fields)
         pipe.zrem(previous[1], attempt_id)
